@@ -1,0 +1,65 @@
+"""FastAPI dependencies, as `Annotated` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.runtime import AgentRuntime
+from app.services.db import unit_of_work
+from app.services.inspection import InspectionService
+from app.services.queries import Links, QueryService
+
+
+def get_runtime(request: Request) -> AgentRuntime:
+    """The agent's long-lived parts, built in the lifespan."""
+    runtime: AgentRuntime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[AgentRuntime, Depends(get_runtime)]
+
+
+def get_settings_dep(runtime: RuntimeDep) -> Settings:
+    """The settings the agent was started with."""
+    return runtime.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """One unit of work per request: commit on success, roll back on error."""
+    async with unit_of_work(runtime.sessions) as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def get_links(request: Request, settings: SettingsDep) -> Links:
+    """URL builder from PUBLIC_BASE_URL, or else the request's own base URL."""
+    return Links(settings.public_base_url or str(request.base_url))
+
+
+LinksDep = Annotated[Links, Depends(get_links)]
+
+
+def get_inspection_service(runtime: RuntimeDep) -> InspectionService:
+    """The inspection workflow."""
+    return runtime.inspections
+
+
+InspectionServiceDep = Annotated[InspectionService, Depends(get_inspection_service)]
+
+
+def get_query_service(session: SessionDep, links: LinksDep) -> QueryService:
+    """Read-side queries over this request's session."""
+    return QueryService(session, links)
+
+
+QueryServiceDep = Annotated[QueryService, Depends(get_query_service)]

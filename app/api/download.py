@@ -1,0 +1,97 @@
+"""Download routes: images, analysis JSON, thumbnails and batch ZIPs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse, StreamingResponse
+
+from app.api.deps import InspectionServiceDep, RuntimeDep, SessionDep
+from app.errors import BatchNotFound, ImageNotFound, ResultNotReady, StoredFileMissing, responses
+from app.services import export
+
+router = APIRouter(prefix="/api", tags=["Download"])
+
+_FILE_ERRORS = responses(ImageNotFound, ResultNotReady, StoredFileMissing)
+
+
+def _send(file: export.FileToSend, inline: bool = False) -> FileResponse:
+    return FileResponse(
+        file.path,
+        media_type=file.media_type,
+        filename=file.filename,
+        content_disposition_type="inline" if inline else "attachment",
+    )
+
+
+@router.get(
+    "/download/image/{img_unique_id}/{kind}",
+    response_class=FileResponse,
+    summary="Download the input or a result image",
+    responses=_FILE_ERRORS,
+)
+async def download_image(
+    img_unique_id: str,
+    kind: Literal["input", "combined", "mask", "overlay"],
+    session: SessionDep,
+    runtime: RuntimeDep,
+    inline: Annotated[bool, Query(description="Show in the browser instead of saving.")] = False,
+) -> FileResponse:
+    """`input` is the uploaded file as received; the others are the model service's PNGs."""
+    return _send(await export.image_file(session, runtime.storage, img_unique_id, kind), inline)
+
+
+@router.get(
+    "/download/json/{img_unique_id}",
+    response_class=FileResponse,
+    summary="Download the analysis JSON",
+    responses=_FILE_ERRORS,
+)
+async def download_json(
+    img_unique_id: str, session: SessionDep, service: InspectionServiceDep
+) -> FileResponse:
+    """The model service's analysis JSON for this image, exactly as it was sent."""
+    return _send(await export.analysis_file(session, service, img_unique_id))
+
+
+@router.get(
+    "/images/{img_unique_id}/thumbnail",
+    response_class=FileResponse,
+    summary="A small JPEG of an image, for galleries",
+    responses=_FILE_ERRORS,
+)
+async def thumbnail(
+    img_unique_id: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    size: Annotated[Literal[128, 256, 512], Query(description="Longest side, pixels.")] = 256,
+    kind: Literal["input", "overlay"] = "overlay",
+) -> FileResponse:
+    """Generated once and cached on disk under DATA_DIR/thumbnails."""
+    file = await export.thumbnail_file(session, runtime.storage, img_unique_id, size, kind)
+    response = _send(file, inline=True)
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@router.get(
+    "/download/batch/{batch_id}",
+    response_class=StreamingResponse,
+    summary="Download a whole batch as ZIP",
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "The ZIP, streamed."},
+        **responses(BatchNotFound),
+    },
+)
+async def download_batch(
+    batch_id: str, session: SessionDep, runtime: RuntimeDep, service: InspectionServiceDep
+) -> StreamingResponse:
+    """Per image: input, combined, mask, overlay and analysis JSON; plus `summary.csv`.
+    Streamed while it is built."""
+    stream = await export.batch_zip(session, runtime.storage, service, batch_id)
+    return StreamingResponse(
+        stream,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{batch_id}.zip"'},
+    )

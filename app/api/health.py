@@ -1,0 +1,33 @@
+"""System routes: health and statistics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.api.deps import QueryServiceDep, RuntimeDep
+from app.models.schemas import HealthStatus, Stats
+from app.services.health import check_health
+
+router = APIRouter(prefix="/api", tags=["System"])
+
+
+@router.get(
+    "/health",
+    response_model=HealthStatus,
+    summary="Health of the agent and what it depends on",
+    responses={503: {"model": HealthStatus, "description": "The database is down."}},
+)
+async def health(runtime: RuntimeDep) -> JSONResponse:
+    """Database, model service and free disk. 503 when the database is down; `degraded`
+    (still 200) when only the model service is."""
+    report = await check_health(runtime)
+    return JSONResponse(
+        report.model_dump(mode="json"), status_code=503 if report.status == "down" else 200
+    )
+
+
+@router.get("/stats", response_model=Stats, summary="Totals over every inspection")
+async def stats(queries: QueryServiceDep) -> Stats:
+    """Images, defects by class, recent uploads and failures, mean processing times."""
+    return await queries.stats()

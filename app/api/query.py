@@ -1,0 +1,108 @@
+"""Query routes: image listing and details, classes, regions, defect search, deletion."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from app.api.deps import InspectionServiceDep, QueryServiceDep
+from app.errors import ImageNotFound, responses
+from app.models.schemas import (
+    DefectClassOut,
+    DefectQueryResult,
+    ImageDetail,
+    ImageList,
+    ImageRegions,
+)
+from app.services.repositories import DefectFilters, ImageFilters
+
+router = APIRouter(prefix="/api", tags=["Query"])
+
+Page = Annotated[int, Query(ge=1, description="1-based page number.")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Rows per page (at most 100).")]
+StartDate = Annotated[date | None, Query(description="First day (UTC), inclusive: YYYY-MM-DD.")]
+EndDate = Annotated[date | None, Query(description="Last day (UTC), inclusive: YYYY-MM-DD.")]
+ClassName = Annotated[str | None, Query(max_length=128, description="Defect class name.")]
+
+
+@router.get("/images", response_model=ImageList, summary="List inspected images")
+async def list_images(
+    queries: QueryServiceDep,
+    page: Page = 1,
+    limit: Limit = 20,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    class_name: ClassName = None,
+    batch_id: Annotated[str | None, Query(max_length=40)] = None,
+    min_defects: Annotated[
+        int | None, Query(ge=0, description="At least this many regions.")
+    ] = None,
+) -> ImageList:
+    """Stored inspections, newest first, with defect counts by class."""
+    filters = ImageFilters(start_date, end_date, class_name, batch_id, min_defects)
+    return await queries.list_images(filters, page, limit)
+
+
+@router.get(
+    "/images/{img_unique_id}",
+    response_model=ImageDetail,
+    summary="One inspected image",
+    responses=responses(ImageNotFound),
+)
+async def get_image(img_unique_id: str, queries: QueryServiceDep) -> ImageDetail:
+    """Size, timing, stored paths, defect classes and download URLs of one inspection."""
+    return await queries.image_detail(img_unique_id)
+
+
+@router.get(
+    "/images/{img_unique_id}/classes",
+    response_model=list[DefectClassOut],
+    summary="Defect classes of an image",
+    responses=responses(ImageNotFound),
+)
+async def get_image_classes(img_unique_id: str, queries: QueryServiceDep) -> list[DefectClassOut]:
+    """One row per defect class found, with its region count and total area (pixels)."""
+    return await queries.image_classes(img_unique_id)
+
+
+@router.get(
+    "/images/{img_unique_id}/regions",
+    response_model=ImageRegions,
+    summary="Defect regions of an image, by class",
+    responses=responses(ImageNotFound),
+)
+async def get_image_regions(img_unique_id: str, queries: QueryServiceDep) -> ImageRegions:
+    """Every region (centroid, bounding box, area, perimeter, axes, circularity, aspect
+    ratio) grouped by defect class."""
+    return await queries.image_regions(img_unique_id)
+
+
+@router.get("/query/defects", response_model=DefectQueryResult, summary="Search defect regions")
+async def query_defects(
+    queries: QueryServiceDep,
+    class_name: ClassName = None,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    min_area: Annotated[int | None, Query(ge=0, description="Smallest area, pixels.")] = None,
+    max_area: Annotated[int | None, Query(ge=0, description="Largest area, pixels.")] = None,
+    img_unique_id: Annotated[str | None, Query(max_length=40)] = None,
+    page: Page = 1,
+    limit: Limit = 50,
+) -> DefectQueryResult:
+    """Regions with their image and class, filtered by class, date and area."""
+    filters = DefectFilters(class_name, start_date, end_date, min_area, max_area, img_unique_id)
+    return await queries.query_defects(filters, page, limit)
+
+
+@router.delete(
+    "/images/{img_unique_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete an inspection and its files",
+    responses=responses(ImageNotFound),
+)
+async def delete_image(img_unique_id: str, service: InspectionServiceDep) -> Response:
+    """Deletes its rows (classes and regions by cascade), input, results and thumbnails."""
+    await service.delete(img_unique_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

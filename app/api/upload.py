@@ -1,0 +1,183 @@
+"""Upload routes: single image, batch, retry, batch progress."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.responses import JSONResponse
+
+from app.api.deps import InspectionServiceDep, LinksDep, QueryServiceDep, RuntimeDep
+from app.errors import (
+    BadImage,
+    BadUploadRequest,
+    BatchNotFound,
+    ImageNotFound,
+    ImageTooLarge,
+    ModelServiceBadAnswer,
+    ModelServiceUnavailable,
+    NotRetryable,
+    UnsupportedImage,
+    responses,
+)
+from app.models.schemas import (
+    AcceptedFile,
+    BatchAccepted,
+    BatchStatus,
+    BatchUploadResult,
+    UploadResponse,
+)
+from app.services.queries import upload_response
+from app.services.upload_receiver import discard, receive_files
+
+router = APIRouter(prefix="/api", tags=["Upload"])
+
+IncludeImages = Annotated[
+    Literal["base64"] | None,
+    Query(description="`base64` adds the three result PNGs to the answer, base64-encoded."),
+]
+
+
+def _multipart_body(field: str, many: bool) -> dict[str, Any]:
+    file_schema: dict[str, Any] = {"type": "string", "format": "binary"}
+    schema = {"type": "array", "items": file_schema} if many else file_schema
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": [field],
+                        "properties": {field: schema},
+                    }
+                }
+            },
+        }
+    }
+
+
+@router.post(
+    "/upload",
+    response_model=UploadResponse,
+    summary="Inspect one image",
+    openapi_extra=_multipart_body("image", many=False),
+    responses=responses(
+        BadImage,
+        BadUploadRequest,
+        UnsupportedImage,
+        ImageTooLarge,
+        ModelServiceBadAnswer,
+        ModelServiceUnavailable,
+    ),
+)
+async def upload_image(
+    request: Request,
+    runtime: RuntimeDep,
+    service: InspectionServiceDep,
+    links: LinksDep,
+    include_images: IncludeImages = None,
+) -> UploadResponse:
+    """Upload one JPEG, PNG, TIFF or BMP image (field `image`, at most MAX_FILE_SIZE_MB) and
+    inspect it now. The image is kept and ledgered before inference: if the model service
+    fails, the answer (503/502) names the `img_unique_id` to retry."""
+    files = await receive_files(
+        request,
+        "image",
+        runtime.storage.new_incoming_path,
+        runtime.settings.max_file_size_bytes,
+        max_files=1,
+        fail_fast=True,
+    )
+    try:
+        outcome = await service.inspect_upload(files[0])
+    finally:
+        await discard(files)
+    return upload_response(outcome, links, include_base64=include_images == "base64")
+
+
+@router.post(
+    "/upload/batch",
+    response_model=BatchAccepted,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Inspect many images as a batch",
+    openapi_extra=_multipart_body("images", many=True),
+    responses={
+        200: {"model": BatchUploadResult, "description": "With `wait=true`: every image done."},
+        **responses(BadImage, BadUploadRequest),
+    },
+)
+async def upload_batch(
+    request: Request,
+    runtime: RuntimeDep,
+    service: InspectionServiceDep,
+    links: LinksDep,
+    queries: QueryServiceDep,
+    wait: Annotated[
+        bool, Query(description="Answer only when every image is done (200 with results).")
+    ] = False,
+) -> Any:
+    """Upload up to MAX_BATCH_SIZE images (field `images`). Each usable file is stored,
+    ledgered and queued; unusable ones are reported in `rejected`. Progress:
+    `GET /api/batches/{batch_id}`."""
+    files = await receive_files(
+        request,
+        "images",
+        runtime.storage.new_incoming_path,
+        runtime.settings.max_file_size_bytes,
+        max_files=runtime.settings.max_batch_size,
+        fail_fast=False,
+    )
+    try:
+        acceptance = await service.accept_batch(files)
+    finally:
+        await discard(files)
+    batch_id = acceptance.batch.batch_id
+    accepted = BatchAccepted(
+        batch_id=batch_id,
+        status_url=links.batch(batch_id),
+        zip_url=links.batch_zip(batch_id),
+        total=len(acceptance.accepted),
+        accepted=[
+            AcceptedFile(filename=i.original_filename, img_unique_id=i.img_unique_id)
+            for i in acceptance.accepted
+        ],
+        rejected=acceptance.rejected,
+    )
+    if not wait:
+        return accepted
+    timeout_s = runtime.settings.segformer_timeout_s * max(1, len(acceptance.accepted))
+    final = await queries.wait_for_batch(batch_id, timeout_s)
+    body = BatchUploadResult(**accepted.model_dump(), status=final)
+    return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_200_OK)
+
+
+@router.post(
+    "/images/{img_unique_id}/retry",
+    response_model=UploadResponse,
+    summary="Inspect a failed image again",
+    responses=responses(
+        ImageNotFound, NotRetryable, ModelServiceBadAnswer, ModelServiceUnavailable
+    ),
+)
+async def retry_image(
+    img_unique_id: str,
+    service: InspectionServiceDep,
+    links: LinksDep,
+    include_images: IncludeImages = None,
+) -> UploadResponse:
+    """Run inference again for an image whose inspection failed; its kept input is used."""
+    outcome = await service.retry(img_unique_id)
+    return upload_response(outcome, links, include_base64=include_images == "base64")
+
+
+@router.get(
+    "/batches/{batch_id}",
+    response_model=BatchStatus,
+    tags=["Query"],
+    summary="Progress of a batch",
+    responses=responses(BatchNotFound),
+)
+async def batch_status(batch_id: str, queries: QueryServiceDep) -> BatchStatus:
+    """Counts by status and one item per image (status, error, defects)."""
+    return await queries.batch_status(batch_id)

@@ -1,0 +1,114 @@
+"""The agent's settings: one typed class read from the environment and `.env`.
+
+Every variable is listed, with a comment, in `.env.example`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PRODUCTION_MODEL_SERVICE_URL = "http://140.96.77.124:8080/"
+
+
+class Settings(BaseSettings):
+    """Configuration of the agent; units are in the field names (`_s`, `_mb`)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # Database. Unset: `run.py` starts an embedded PostgreSQL under DATA_DIR.
+    database_url: str | None = None
+    db_pool_min_size: int = Field(default=5, ge=1)
+    db_pool_max_size: int = Field(default=20, ge=1)
+
+    # Model service. Unset: `run.py` starts the reference model service on loopback.
+    segformer_service_url: str | None = None
+    segformer_timeout_s: float = Field(default=30.0, gt=0)
+    segformer_max_retries: int = Field(default=3, ge=1, le=10)
+    segformer_max_concurrency: int = Field(default=4, ge=1, le=256)
+    # Back-off before retry n is `segformer_backoff_base_s * 2**(n-1)`: 1 s, 2 s, 4 s.
+    segformer_backoff_base_s: float = Field(default=1.0, ge=0)
+
+    # Storage. UPLOAD_DIR and RESULT_DIR default to DATA_DIR/uploads and DATA_DIR/results.
+    data_dir: Path = Path("data")
+    upload_dir: Path | None = None
+    result_dir: Path | None = None
+
+    max_file_size_mb: float = Field(default=50, gt=0)
+    max_batch_size: int = Field(default=100, ge=1)
+
+    # Queue: images of batches processed at once by one in-process worker.
+    run_worker_in_process: bool = True
+    worker_concurrency: int | None = Field(default=None, ge=1)
+    # A worker silent for this long is considered dead and its jobs are retried.
+    stalled_job_after_s: float = Field(default=15.0, gt=0)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    public_base_url: str | None = None
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_dir: Path | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("segformer_service_url", "database_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+        if self.database_url is not None and not self.database_url.startswith("postgresql"):
+            raise ValueError(
+                "DATABASE_URL must be a PostgreSQL URL (postgresql://user:pass@host:5432/aoi_db);"
+                " other databases are not supported"
+            )
+        return self
+
+    @property
+    def max_file_size_bytes(self) -> int:
+        """The largest accepted image, in bytes."""
+        return int(self.max_file_size_mb * 1024 * 1024)
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        """DATA_DIR as an absolute path."""
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_upload_dir(self) -> Path:
+        """Where input images are kept (absolute)."""
+        return (self.upload_dir or self.resolved_data_dir / "uploads").expanduser().resolve()
+
+    @property
+    def resolved_result_dir(self) -> Path:
+        """Where result images and analysis JSON are kept (absolute)."""
+        return (self.result_dir or self.resolved_data_dir / "results").expanduser().resolve()
+
+    @property
+    def resolved_log_dir(self) -> Path:
+        """Where app.log and error.log go (absolute)."""
+        return (self.log_dir or self.resolved_data_dir / "logs").expanduser().resolve()
+
+    @property
+    def effective_worker_concurrency(self) -> int:
+        """Images of batches in flight at once in one worker."""
+        return self.worker_concurrency or self.segformer_max_concurrency
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment and `.env`."""
+    return Settings()

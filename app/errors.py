@@ -1,0 +1,122 @@
+"""Domain errors that carry their HTTP meaning.
+
+Services raise these; one exception handler (`app.main`) turns them into
+`{"error": <code>, "detail": <message for the user>}` with the status code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from app.models.schemas import ErrorBody
+
+
+class AgentError(Exception):
+    """Base of every error the agent reports to a client."""
+
+    status_code: ClassVar[int] = 500
+    error: ClassVar[str] = "internal_error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body sent to the client."""
+        return {"error": self.error, "detail": self.detail, **self.extra}
+
+
+class BadImage(AgentError):
+    """The upload is not a usable image (empty, truncated, undecodable)."""
+
+    status_code = 400
+    error = "invalid_image"
+
+
+class UnsupportedImage(AgentError):
+    """The upload is a file type the agent does not accept."""
+
+    status_code = 415
+    error = "unsupported_media_type"
+
+
+class ImageTooLarge(AgentError):
+    """The upload is over MAX_FILE_SIZE_MB, or decodes to too many pixels."""
+
+    status_code = 413
+    error = "file_too_large"
+
+
+class BadUploadRequest(AgentError):
+    """The request itself is malformed (no file field, too many files, not multipart)."""
+
+    status_code = 400
+    error = "bad_request"
+
+
+class ImageNotFound(AgentError):
+    """No inspection has this img_unique_id."""
+
+    status_code = 404
+    error = "image_not_found"
+
+
+class BatchNotFound(AgentError):
+    """No batch has this batch_id."""
+
+    status_code = 404
+    error = "batch_not_found"
+
+
+class ResultNotReady(AgentError):
+    """The inspection exists but has no results (pending or failed)."""
+
+    status_code = 409
+    error = "result_not_ready"
+
+
+class NotRetryable(AgentError):
+    """Only failed inspections can be retried."""
+
+    status_code = 409
+    error = "not_retryable"
+
+
+class StoredFileMissing(AgentError):
+    """A file the database points at is gone from disk."""
+
+    status_code = 410
+    error = "file_missing"
+
+
+class ModelServiceUnavailable(AgentError):
+    """The model service could not be reached (after retries) or kept failing."""
+
+    status_code = 503
+    error = "model_service_unavailable"
+
+
+class ModelServiceBadAnswer(AgentError):
+    """The model service answered with something the agent cannot use."""
+
+    status_code = 502
+    error = "model_service_bad_answer"
+
+
+class DatabaseUnavailable(AgentError):
+    """PostgreSQL is not answering."""
+
+    status_code = 503
+    error = "database_unavailable"
+
+
+def responses(*errors: type[AgentError]) -> dict[int | str, dict[str, Any]]:
+    """An OpenAPI `responses=` mapping for the errors a route can return."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for err in errors:
+        entry = out.setdefault(err.status_code, {"description": "", "model": ErrorBody})
+        entry["description"] = "; ".join(
+            filter(None, [entry["description"], (err.__doc__ or err.error).strip()])
+        )
+    return out

@@ -1,0 +1,115 @@
+"""`python run.py`: everything the agent needs, started in order, stopped on Ctrl-C.
+
+1. settings from the environment and `.env`; logging; storage folders;
+2. the embedded PostgreSQL when DATABASE_URL is unset;
+3. Alembic migrations;
+4. the reference model service on a loopback port when SEGFORMER_SERVICE_URL is unset;
+5. the API (with the queue worker in-process) on HOST:PORT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+
+import uvicorn
+from pydantic import ValidationError
+
+from app.config import Settings
+from app.services.embedded_postgres import EmbeddedPostgresError, start_embedded_postgres
+from app.services.migrations import upgrade_database
+from app.services.reference_service import ReferenceServiceError, start_reference_service
+from app.services.storage import Storage
+from app.utils.logging import configure_logging
+
+logger = logging.getLogger("app.launcher")
+
+
+class StartupError(RuntimeError):
+    """Something the agent needs is missing; the message says what to do."""
+
+
+def use_selector_event_loop_on_windows() -> None:
+    """psycopg's async mode needs the selector event loop, which Windows does not default to."""
+    if sys.platform == "win32":
+        asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def prepared(settings: Settings) -> Iterator[Settings]:
+    """Start the database and model service the settings lack; yield the completed settings.
+
+    Raises:
+        StartupError: a part would not start or the database would not migrate.
+    """
+    with contextlib.ExitStack() as stack:
+        updates: dict[str, str] = {}
+        database_url = settings.database_url
+        if database_url is None:
+            try:
+                embedded = start_embedded_postgres(settings.resolved_data_dir)
+            except EmbeddedPostgresError as exc:
+                raise StartupError(str(exc)) from exc
+            stack.callback(embedded.stop)
+            database_url = updates["database_url"] = embedded.database_url
+            print(f"embedded PostgreSQL: data in {settings.resolved_data_dir / 'postgres'}")
+        try:
+            upgrade_database(database_url)
+        except Exception as exc:
+            raise StartupError(
+                f"could not connect to or migrate the database ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); check DATABASE_URL"
+            ) from exc
+        if settings.segformer_service_url is None:
+            try:
+                reference = start_reference_service(
+                    settings.resolved_log_dir / "reference-service.log"
+                )
+            except ReferenceServiceError as exc:
+                raise StartupError(str(exc)) from exc
+            stack.callback(reference.stop)
+            updates["segformer_service_url"] = reference.url
+            print(
+                f"reference model service: {reference.url}"
+                " (set SEGFORMER_SERVICE_URL to use another)"
+            )
+        yield settings.model_copy(update=updates)
+
+
+def main() -> int:
+    """Run the agent until Ctrl-C; returns the process exit code."""
+    use_selector_event_loop_on_windows()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        print(
+            f"error: invalid setting {first['loc'][0] if first['loc'] else ''}: {first['msg']}"
+            " (check your environment and .env)",
+            file=sys.stderr,
+        )
+        return 2
+    configure_logging(settings.log_level, settings.resolved_log_dir)
+    Storage(settings).ensure_directories()
+    try:
+        with prepared(settings) as ready:
+            from app.main import create_app
+
+            print(f"AOI Inference Agent: http://{ready.host}:{ready.port}/ (API docs at /docs)")
+            uvicorn.run(
+                create_app(ready),
+                host=ready.host,
+                port=ready.port,
+                log_config=None,
+                log_level=ready.log_level.lower(),
+                timeout_graceful_shutdown=10,
+            )
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

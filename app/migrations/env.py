@@ -1,0 +1,51 @@
+"""Alembic environment: runs migrations over a synchronous psycopg 3 connection.
+
+The database URL comes from `config.attributes["database_url"]` (set by the agent
+when it migrates at start-up) or else from the settings (`DATABASE_URL`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine, pool
+
+from alembic import context
+from app.config import get_settings
+from app.models.database import Base
+from app.services.db import sqlalchemy_url
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _database_url() -> str:
+    url = config.attributes.get("database_url") or get_settings().database_url
+    if not url:
+        raise RuntimeError(
+            "no database to migrate: set DATABASE_URL (python run.py migrates the embedded one)"
+        )
+    return str(url)
+
+
+def run_migrations_offline() -> None:
+    """Emit SQL to stdout instead of running it (`alembic upgrade head --sql`)."""
+    context.configure(
+        url=sqlalchemy_url(_database_url()), target_metadata=target_metadata, literal_binds=True
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    """Run the migrations in one transaction over a fresh connection."""
+    engine = create_engine(sqlalchemy_url(_database_url()), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

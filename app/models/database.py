@@ -1,0 +1,178 @@
+"""SQLAlchemy ORM models.
+
+`images`, `classes` and `regions` hold exactly the columns the customer's schema
+names; what else the product needs (the upload ledger and batches) lives in
+tables of its own. Column types are explained in `docs/database.md`.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Double,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+IMG_UNIQUE_ID_LENGTH = 22  # 20260225_103045_ABC123
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base whose constraints get stable names in migrations."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Image(Base):
+    """One inspected image: its size, timing and the paths of its four files."""
+
+    __tablename__ = "images"
+
+    img_unique_id: Mapped[str] = mapped_column(String(IMG_UNIQUE_ID_LENGTH), primary_key=True)
+    image_height: Mapped[int] = mapped_column(Integer)
+    image_width: Mapped[int] = mapped_column(Integer)
+    processing_time_seconds: Mapped[float] = mapped_column(Double)
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    input_image_path: Mapped[str] = mapped_column(Text)
+    result_image_1_path: Mapped[str | None] = mapped_column(Text)  # combined
+    result_image_2_path: Mapped[str | None] = mapped_column(Text)  # mask
+    result_image_3_path: Mapped[str | None] = mapped_column(Text)  # overlay
+
+    classes: Mapped[list[DefectClass]] = relationship(
+        back_populates="image", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class DefectClass(Base):
+    """One defect class found in one image, with its region count and total area."""
+
+    __tablename__ = "classes"
+    __table_args__ = (Index("ix_classes_class_name_img_unique_id", "class_name", "img_unique_id"),)
+
+    class_unique_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    img_unique_id: Mapped[str] = mapped_column(
+        ForeignKey("images.img_unique_id", ondelete="CASCADE"), index=True
+    )
+    class_id: Mapped[int] = mapped_column(Integer)
+    class_name: Mapped[str] = mapped_column(String(128))
+    total_regions: Mapped[int] = mapped_column(Integer)
+    total_area_pixels: Mapped[int] = mapped_column(BigInteger)
+
+    image: Mapped[Image] = relationship(back_populates="classes", lazy="raise")
+    regions: Mapped[list[Region]] = relationship(
+        back_populates="defect_class",
+        lazy="raise",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="Region.region_id",
+    )
+
+
+class Region(Base):
+    """One connected defect region: geometry in pixels, shape descriptors unitless."""
+
+    __tablename__ = "regions"
+    __table_args__ = (Index("ix_regions_area_pixels", "area_pixels"),)
+
+    region_unique_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    class_unique_id: Mapped[int] = mapped_column(
+        ForeignKey("classes.class_unique_id", ondelete="CASCADE"), index=True
+    )
+    img_unique_id: Mapped[str] = mapped_column(
+        ForeignKey("images.img_unique_id", ondelete="CASCADE"), index=True
+    )
+    region_id: Mapped[int] = mapped_column(Integer)
+    centroid_x: Mapped[float] = mapped_column(Double)
+    centroid_y: Mapped[float] = mapped_column(Double)
+    bbox_x: Mapped[int] = mapped_column(Integer)
+    bbox_y: Mapped[int] = mapped_column(Integer)
+    bbox_width: Mapped[int] = mapped_column(Integer)
+    bbox_height: Mapped[int] = mapped_column(Integer)
+    area_pixels: Mapped[int] = mapped_column(BigInteger)
+    perimeter: Mapped[float] = mapped_column(Double)
+    major_axis: Mapped[float] = mapped_column(Double)
+    minor_axis: Mapped[float] = mapped_column(Double)
+    circularity: Mapped[float] = mapped_column(Double)
+    aspect_ratio: Mapped[float] = mapped_column(Double)
+
+    defect_class: Mapped[DefectClass] = relationship(back_populates="regions", lazy="raise")
+
+
+class InspectionStatus(enum.StrEnum):
+    """Where an accepted image is in the pipeline."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Batch(Base):
+    """A group of images uploaded together."""
+
+    __tablename__ = "batches"
+
+    batch_id: Mapped[str] = mapped_column(String(IMG_UNIQUE_ID_LENGTH + 2), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+    total_images: Mapped[int] = mapped_column(Integer)
+    rejected_files: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Inspection(Base):
+    """The upload ledger: one row per accepted image, written before inference.
+
+    The row outlives a failed inference (status `failed`, input kept) so the
+    image can be retried; on success it points at the `images` row of the same id.
+    """
+
+    __tablename__ = "inspections"
+    __table_args__ = (Index("ix_inspections_status_created_at", "status", "created_at"),)
+
+    img_unique_id: Mapped[str] = mapped_column(String(IMG_UNIQUE_ID_LENGTH), primary_key=True)
+    batch_id: Mapped[str | None] = mapped_column(
+        ForeignKey("batches.batch_id", ondelete="CASCADE"), index=True
+    )
+    original_filename: Mapped[str] = mapped_column(Text)
+    input_image_path: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    media_type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[InspectionStatus] = mapped_column(
+        Enum(
+            InspectionStatus,
+            name="inspection_status",
+            values_callable=lambda enum_cls: [member.value for member in enum_cls],
+        ),
+        default=InspectionStatus.PENDING,
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_status_code: Mapped[int | None] = mapped_column(Integer)
+    # Round trip to the model service and the whole pipeline, for the overhead figures.
+    model_service_seconds: Mapped[float | None] = mapped_column(Double)
+    total_seconds: Mapped[float | None] = mapped_column(Double)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,177 @@
+"""Pydantic models of the model service's answer (see docs/model-service-contract.md).
+
+The customer's exact layout is undocumented, so `normalise_answer` folds every
+plausible layout into one `Analysis` plus three image references before validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    model_validator,
+)
+
+RESULT_IMAGE_KINDS: tuple[Literal["combined", "mask", "overlay"], ...] = (
+    "combined",
+    "mask",
+    "overlay",
+)
+
+
+class Point(BaseModel):
+    """A position in pixels (x = column, y = row)."""
+
+    x: float
+    y: float
+
+
+class BoundingBox(BaseModel):
+    """Top-left corner and size of a region, in pixels."""
+
+    x: int
+    y: int
+    width: NonNegativeInt
+    height: NonNegativeInt
+
+
+class RegionAnalysis(BaseModel):
+    """One connected defect region as the model service describes it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    region_id: int
+    centroid: Point
+    bounding_box: BoundingBox
+    area_pixels: NonNegativeInt
+    perimeter: NonNegativeFloat = 0.0
+    major_axis: NonNegativeFloat = 0.0
+    minor_axis: NonNegativeFloat = 0.0
+    circularity: NonNegativeFloat = 0.0
+    aspect_ratio: NonNegativeFloat = 0.0
+
+
+class ClassAnalysis(BaseModel):
+    """All regions of one defect class in one image."""
+
+    model_config = ConfigDict(extra="allow")
+
+    class_id: int
+    total_regions: NonNegativeInt
+    total_area_pixels: NonNegativeInt
+    regions: list[RegionAnalysis] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _totals_agree(self) -> ClassAnalysis:
+        # The classes table must agree with its region rows; refuse an answer where it can't.
+        if len(self.regions) != self.total_regions:
+            raise ValueError(
+                f"total_regions is {self.total_regions} but {len(self.regions)} regions are listed"
+            )
+        area = sum(r.area_pixels for r in self.regions)
+        if area != self.total_area_pixels:
+            raise ValueError(
+                f"total_area_pixels is {self.total_area_pixels} but the regions' areas add up"
+                f" to {area}"
+            )
+        return self
+
+
+class ImageShape(BaseModel):
+    """Size of the analysed image, in pixels."""
+
+    height: int = Field(gt=0)
+    width: int = Field(gt=0)
+
+
+class Analysis(BaseModel):
+    """The analysis JSON: image size, defect classes by name, and inference time (seconds)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    image_shape: ImageShape
+    classes: dict[str, ClassAnalysis] = Field(default_factory=dict)
+    processing_time_seconds: NonNegativeFloat | None = None
+
+    @property
+    def total_defects(self) -> int:
+        """Number of regions over all classes."""
+        return sum(c.total_regions for c in self.classes.values())
+
+
+class ImageReference(BaseModel):
+    """A result image as sent: inline base64 (`data`) or a URL/path to fetch (`url`)."""
+
+    data: str | None = None
+    url: str | None = None
+
+
+class ModelServiceAnswer(BaseModel):
+    """The model service's answer, normalised: analysis plus three image references."""
+
+    analysis: Analysis
+    images: dict[Literal["combined", "mask", "overlay"], ImageReference]
+    processing_time_seconds: NonNegativeFloat | None = None
+
+
+_ANALYSIS_KEYS = ("result_json", "result", "analysis")
+_IMAGE_ALIASES = {kind: (kind, f"{kind}_image", f"{kind}_png") for kind in RESULT_IMAGE_KINDS}
+
+
+def _image_reference(value: Any) -> ImageReference | None:
+    if isinstance(value, dict):
+        for key in ("data", "base64", "content"):
+            if isinstance(value.get(key), str):
+                return ImageReference(data=value[key])
+        for key in ("url", "path", "href"):
+            if isinstance(value.get(key), str):
+                return ImageReference(url=value[key])
+        return None
+    if not isinstance(value, str) or not value:
+        return None
+    if value.startswith(("http://", "https://", "/")) and len(value) < 2048:
+        return ImageReference(url=value)
+    return ImageReference(data=value)
+
+
+def normalise_answer(body: Any) -> dict[str, Any]:
+    """Fold the plausible answer layouts into `ModelServiceAnswer`'s input shape.
+
+    Accepts the analysis at the top level or under `result_json`/`result`, and
+    images under `images` or as top-level `combined_image`/`mask_image`/`overlay_image`.
+    Raises nothing: what is missing is reported by validating the result.
+    """
+    if not isinstance(body, dict):
+        return {"analysis": None, "images": {}}
+    analysis: Any = body
+    for key in _ANALYSIS_KEYS:
+        if isinstance(body.get(key), dict):
+            analysis = body[key]
+            break
+    containers = [c for c in (body.get("images"), analysis.get("images")) if isinstance(c, dict)]
+    containers += [body, analysis]
+    images: dict[str, ImageReference] = {}
+    for kind, aliases in _IMAGE_ALIASES.items():
+        for container in containers:
+            found = next(
+                (ref for a in aliases if (ref := _image_reference(container.get(a))) is not None),
+                None,
+            )
+            if found is not None:
+                images[kind] = found
+                break
+    processing_time = body.get("processing_time_seconds", body.get("processing_time"))
+    if not isinstance(processing_time, int | float):
+        processing_time = analysis.get("processing_time_seconds", analysis.get("processing_time"))
+    return {
+        "analysis": {k: v for k, v in analysis.items() if k != "images"},
+        "images": images,
+        "processing_time_seconds": processing_time
+        if isinstance(processing_time, int | float)
+        else None,
+    }

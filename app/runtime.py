@@ -1,0 +1,99 @@
+"""The agent's long-lived parts, started and stopped together by the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import procrastinate
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.services.db import create_engine, create_session_factory, libpq_conninfo
+from app.services.inspection import InspectionService
+from app.services.model_service_client import ModelServiceClient
+from app.services.queue import QUEUE_NAME, StalledJobReaper, create_queue, defer_inspections
+from app.services.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentRuntime:
+    """Database, storage, model-service client, queue and workflow of one agent process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    storage: Storage
+    client: ModelServiceClient
+    queue: procrastinate.App
+    inspections: InspectionService
+
+
+async def run_worker(runtime: AgentRuntime, concurrency: int) -> None:
+    """Run a queue worker until cancelled; failed jobs' images stay in the ledger."""
+    heartbeat_s = max(1.0, runtime.settings.stalled_job_after_s / 4)
+    await runtime.queue.run_worker_async(
+        queues=[QUEUE_NAME],
+        concurrency=concurrency,
+        additional_context={"inspection_service": runtime.inspections},
+        install_signal_handlers=False,
+        update_heartbeat_interval=heartbeat_s,
+        stalled_worker_timeout=runtime.settings.stalled_job_after_s,
+        shutdown_graceful_timeout=5.0,
+        delete_jobs="successful",
+        listen_notify=True,
+    )
+
+
+@contextlib.asynccontextmanager
+async def agent_runtime(
+    settings: Settings, *, run_worker_in_process: bool | None = None
+) -> AsyncIterator[AgentRuntime]:
+    """Start everything the agent needs in this process, and stop it on exit.
+
+    Raises:
+        RuntimeError: DATABASE_URL or SEGFORMER_SERVICE_URL is not set (`run.py` sets both).
+    """
+    if not settings.database_url or not settings.segformer_service_url:
+        raise RuntimeError(
+            "DATABASE_URL and SEGFORMER_SERVICE_URL must be set; start the agent with"
+            " `python run.py`, which starts an embedded database and the reference model"
+            " service when they are not"
+        )
+    storage = Storage(settings)
+    storage.ensure_directories()
+    engine = create_engine(settings, settings.database_url)
+    sessions = create_session_factory(engine)
+    client = ModelServiceClient(settings, settings.segformer_service_url)
+    queue = create_queue(libpq_conninfo(settings.database_url), settings.db_pool_min_size)
+    inspections = InspectionService(settings, storage, client, sessions)
+    runtime = AgentRuntime(settings, engine, sessions, storage, client, queue, inspections)
+    reaper = StalledJobReaper(
+        queue, inspections, settings.stalled_job_after_s, settings.stalled_job_after_s / 3
+    )
+    worker: asyncio.Task[None] | None = None
+    in_process = (
+        settings.run_worker_in_process if run_worker_in_process is None else (run_worker_in_process)
+    )
+    async with queue.open_async():
+        inspections.defer = lambda ids: defer_inspections(queue, ids)
+        try:
+            reaper.start()
+            if in_process:
+                worker = asyncio.create_task(
+                    run_worker(runtime, settings.effective_worker_concurrency), name="queue-worker"
+                )
+            yield runtime
+        finally:
+            await reaper.stop()
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            await client.aclose()
+            await engine.dispose()

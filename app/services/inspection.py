@@ -1,0 +1,443 @@
+"""The inspection workflow: accept an image, run inference, store the results.
+
+Every accepted image first gets a ledger row (`inspections`) with its input on
+disk. Inference then ends in exactly one of two states: results stored (files
+plus `images`/`classes`/`regions` rows, one transaction) and the ledger row
+`succeeded`; or the ledger row `failed` with the error, the input kept for retry
+and no result file or row left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.errors import (
+    AgentError,
+    BadImage,
+    ImageNotFound,
+    ImageTooLarge,
+    NotRetryable,
+    StoredFileMissing,
+)
+from app.models.database import Batch, Image, Inspection, InspectionStatus
+from app.models.model_service import Analysis
+from app.models.schemas import RejectedFile
+from app.services.db import unit_of_work
+from app.services.model_service_client import ModelServiceClient
+from app.services.repositories import ImageRepository, InspectionRepository
+from app.services.storage import ANALYSIS_FILE_NAME, RESULT_FILE_NAMES, Storage
+from app.services.upload_receiver import ReceivedFile
+from app.utils.ids import new_batch_id, new_img_unique_id, utc_now
+from app.utils.images import validate_image
+
+logger = logging.getLogger(__name__)
+
+# Pillow's decompression-bomb limit, in pixels (its default is about 89 Mpx).
+MAX_IMAGE_PIXELS = 178_956_970
+
+Deferrer = Callable[[Sequence[str]], Awaitable[None]]
+
+
+@dataclass
+class InspectionOutcome:
+    """A stored inspection: its image row, the analysis JSON and timings (seconds)."""
+
+    image: Image
+    analysis: dict[str, Any]
+    defect_classes: dict[str, int]
+    model_service_seconds: float | None = None
+    total_seconds: float | None = None
+    result_images: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def total_defects(self) -> int:
+        """Regions over all classes."""
+        return sum(self.defect_classes.values())
+
+
+@dataclass
+class BatchAcceptance:
+    """A stored and queued batch: the accepted inspections and the rejected files."""
+
+    batch: Batch
+    accepted: list[Inspection]
+    rejected: list[RejectedFile]
+
+
+class InspectionService:
+    """Runs inspections; one per agent process, shared by routes and queue workers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        client: ModelServiceClient,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.client = client
+        self.sessions = sessions
+        self.defer: Deferrer | None = None
+
+    # -- accepting -----------------------------------------------------------------------
+
+    async def _accept(
+        self, received: ReceivedFile, batch_id: str | None, accepted_at: datetime
+    ) -> Inspection:
+        """Validate a received file and move it into place; returns its (unsaved) ledger row.
+
+        Raises:
+            BadImage, UnsupportedImage, ImageTooLarge: the file is not a usable image.
+        """
+        if received.too_large or received.path is None:
+            raise ImageTooLarge(
+                f"'{received.filename}' is larger than the limit of"
+                f" {self.settings.max_file_size_mb:g} MB (MAX_FILE_SIZE_MB)"
+            )
+        incoming = received.path
+        info = await anyio.to_thread.run_sync(
+            validate_image, incoming, received.filename, MAX_IMAGE_PIXELS
+        )
+        img_unique_id = new_img_unique_id(accepted_at)
+        destination = self.storage.input_path(
+            img_unique_id, accepted_at, received.filename, info.suffix
+        )
+        await anyio.to_thread.run_sync(self.storage.keep_input, incoming, destination)
+        received.path = None  # moved: no longer a temporary file to discard
+        return Inspection(
+            img_unique_id=img_unique_id,
+            batch_id=batch_id,
+            original_filename=received.filename[:255],
+            input_image_path=self.storage.to_stored(destination),
+            size_bytes=received.size_bytes,
+            media_type=info.media_type,
+            status=InspectionStatus.PENDING,
+            attempts=0,
+            created_at=accepted_at,
+            updated_at=accepted_at,
+        )
+
+    async def inspect_upload(self, received: ReceivedFile) -> InspectionOutcome:
+        """Accept one uploaded image and inspect it now (the single-upload path).
+
+        Raises:
+            BadImage, UnsupportedImage, ImageTooLarge: nothing is stored.
+            ModelServiceUnavailable, ModelServiceBadAnswer: the image is kept and ledgered
+                as failed; the error carries its `img_unique_id` and a `retry_url`.
+        """
+        started = time.perf_counter()
+        inspection = await self._accept(received, None, utc_now())
+        inspection.status = InspectionStatus.PROCESSING
+        await self._insert_ledger([inspection])
+        return await self.process(inspection.img_unique_id, started=started)
+
+    async def accept_batch(self, files: list[ReceivedFile]) -> BatchAcceptance:
+        """Store and ledger every usable file of a batch, then queue them.
+
+        Raises:
+            BadImage: no file of the batch is usable (the error lists why, per file).
+        """
+        accepted_at = utc_now()
+        batch = Batch(batch_id=new_batch_id(accepted_at), created_at=accepted_at)
+        accepted: list[Inspection] = []
+        rejected: list[RejectedFile] = []
+        for received in files:
+            try:
+                accepted.append(await self._accept(received, batch.batch_id, accepted_at))
+            except AgentError as exc:
+                rejected.append(
+                    RejectedFile(filename=received.filename, error=exc.error, detail=exc.detail)
+                )
+        if not accepted:
+            raise BadImage(
+                f"none of the {len(files)} files is a usable image; see 'rejected'",
+                rejected=[r.model_dump() for r in rejected],
+            )
+        batch.total_images = len(accepted)
+        batch.rejected_files = len(rejected)
+        await self._insert_ledger(accepted, batch=batch)
+        # Deferred only after the commit that created the rows; if this fails the start-up
+        # sweep queues them (they are `pending` with no job).
+        if self.defer is not None:
+            await self.defer([i.img_unique_id for i in accepted])
+        return BatchAcceptance(batch=batch, accepted=accepted, rejected=rejected)
+
+    async def _insert_ledger(self, rows: list[Inspection], batch: Batch | None = None) -> None:
+        try:
+            async with unit_of_work(self.sessions) as session:
+                repo = InspectionRepository(session)
+                if batch is not None:
+                    await repo.add_batch(batch)
+                for row in rows:
+                    await repo.add(row)
+        except BaseException:
+            for row in rows:
+                await anyio.to_thread.run_sync(
+                    self.storage.remove_inspection_files,
+                    row.input_image_path,
+                    None,
+                    row.img_unique_id,
+                )
+            raise
+
+    # -- processing ----------------------------------------------------------------------
+
+    async def process(self, img_unique_id: str, started: float | None = None) -> InspectionOutcome:
+        """Run inference for an accepted image and store its results (idempotent).
+
+        An inspection already `succeeded` is returned as stored, so a job that runs twice
+        (a worker died after storing) stores nothing twice.
+
+        Raises:
+            ImageNotFound: no ledger row with this id.
+            ModelServiceUnavailable, ModelServiceBadAnswer, StoredFileMissing: the ledger
+                row is marked failed, the input is kept.
+        """
+        started = time.perf_counter() if started is None else started
+        async with unit_of_work(self.sessions) as session:
+            repo = InspectionRepository(session)
+            inspection = await repo.get(img_unique_id, for_update=True)
+            if inspection is None:
+                raise ImageNotFound(f"no inspection with id {img_unique_id}")
+            if inspection.status == InspectionStatus.SUCCEEDED:
+                return await self.load_outcome(img_unique_id)
+            await repo.mark(
+                img_unique_id,
+                status=InspectionStatus.PROCESSING,
+                attempts=inspection.attempts + 1,
+                last_error=None,
+                error_status_code=None,
+            )
+        try:
+            outcome = await self._infer_and_store(inspection, started)
+        except AgentError as exc:
+            await self._mark_failed(img_unique_id, exc.detail, exc.status_code, started)
+            exc.extra.setdefault("img_unique_id", img_unique_id)
+            exc.extra.setdefault("retry_url", f"/api/images/{img_unique_id}/retry")
+            raise
+        except Exception as exc:
+            await self._mark_failed(
+                img_unique_id, f"internal error: {type(exc).__name__}: {exc}", 500, started
+            )
+            raise
+        return outcome
+
+    async def _infer_and_store(self, inspection: Inspection, started: float) -> InspectionOutcome:
+        img_unique_id = inspection.img_unique_id
+        try:
+            input_path = self.storage.resolve(inspection.input_image_path)
+            image_bytes = await anyio.to_thread.run_sync(input_path.read_bytes)
+        except (OSError, ValueError) as exc:
+            raise StoredFileMissing(
+                f"the input image of {img_unique_id} is missing from disk"
+                f" ({inspection.input_image_path}); upload it again"
+            ) from exc
+        result = await self.client.infer(
+            image_bytes, inspection.original_filename, inspection.media_type
+        )
+        folder = self.storage.result_folder(img_unique_id, inspection.created_at)
+        paths = await anyio.to_thread.run_sync(
+            self.storage.write_results, folder, result.images, result.raw_analysis
+        )
+        shape = result.analysis.image_shape
+        image = Image(
+            img_unique_id=img_unique_id,
+            image_height=shape.height,
+            image_width=shape.width,
+            processing_time_seconds=round(result.processing_time_seconds, 6),
+            timestamp=inspection.created_at,
+            input_image_path=inspection.input_image_path,
+            result_image_1_path=self.storage.to_stored(paths["combined"]),
+            result_image_2_path=self.storage.to_stored(paths["mask"]),
+            result_image_3_path=self.storage.to_stored(paths["overlay"]),
+        )
+        total_seconds = time.perf_counter() - started
+        try:
+            async with unit_of_work(self.sessions) as session:
+                await ImageRepository(session).add_result(image, result.analysis)
+                await InspectionRepository(session).mark(
+                    img_unique_id,
+                    status=InspectionStatus.SUCCEEDED,
+                    completed_at=utc_now(),
+                    model_service_seconds=round(result.round_trip_seconds, 6),
+                    total_seconds=round(total_seconds, 6),
+                    last_error=None,
+                    error_status_code=None,
+                )
+        except IntegrityError:
+            # Another worker stored this inspection first: its files are the same ones.
+            async with self.sessions() as session:
+                if await ImageRepository(session).exists(img_unique_id):
+                    return await self.load_outcome(img_unique_id)
+            await anyio.to_thread.run_sync(self.storage.remove_folder, folder)
+            raise
+        except BaseException:
+            await anyio.to_thread.run_sync(self.storage.remove_folder, folder)
+            raise
+        logger.info(
+            "inspection stored",
+            extra={
+                "img_unique_id": img_unique_id,
+                "defects": result.analysis.total_defects,
+                "model_service_s": round(result.round_trip_seconds, 4),
+                "total_s": round(total_seconds, 4),
+            },
+        )
+        return InspectionOutcome(
+            image=image,
+            analysis=result.raw_analysis,
+            defect_classes=_defect_counts(result.analysis),
+            model_service_seconds=result.round_trip_seconds,
+            total_seconds=total_seconds,
+            result_images=dict(result.images),
+        )
+
+    async def _mark_failed(
+        self, img_unique_id: str, error: str, status_code: int, started: float
+    ) -> None:
+        async with unit_of_work(self.sessions) as session:
+            await InspectionRepository(session).mark(
+                img_unique_id,
+                status=InspectionStatus.FAILED,
+                last_error=error,
+                error_status_code=status_code,
+                total_seconds=round(time.perf_counter() - started, 6),
+            )
+        logger.warning("inspection failed", extra={"img_unique_id": img_unique_id, "error": error})
+
+    async def process_queued(self, img_unique_id: str) -> None:
+        """The queue job: process one batch image; failures are ledgered, not raised."""
+        try:
+            await self.process(img_unique_id)
+        except ImageNotFound:
+            logger.info("queued inspection was deleted", extra={"img_unique_id": img_unique_id})
+        except AgentError:
+            pass  # recorded in the ledger by `process`
+
+    async def retry(self, img_unique_id: str) -> InspectionOutcome:
+        """Run a failed inspection again, now.
+
+        Raises:
+            ImageNotFound: unknown id.
+            NotRetryable: the inspection is not `failed`.
+            (and what `process` raises)
+        """
+        async with self.sessions() as session:
+            inspection = await InspectionRepository(session).get(img_unique_id)
+        if inspection is None:
+            raise ImageNotFound(f"no inspection with id {img_unique_id}")
+        if inspection.status != InspectionStatus.FAILED:
+            raise NotRetryable(
+                f"inspection {img_unique_id} is {inspection.status.value}; only failed"
+                " inspections can be retried"
+            )
+        return await self.process(img_unique_id)
+
+    # -- reading back --------------------------------------------------------------------
+
+    async def load_outcome(self, img_unique_id: str) -> InspectionOutcome:
+        """A stored inspection as `InspectionOutcome` (analysis JSON read from disk).
+
+        Raises:
+            ImageNotFound: no stored result with this id.
+        """
+        async with self.sessions() as session:
+            image = await ImageRepository(session).get(img_unique_id)
+            inspection = await InspectionRepository(session).get(img_unique_id)
+        if image is None:
+            raise ImageNotFound(f"no inspection result with id {img_unique_id}")
+        analysis = await anyio.to_thread.run_sync(self.read_analysis, image)
+        return InspectionOutcome(
+            image=image,
+            analysis=analysis,
+            defect_classes={c.class_name: c.total_regions for c in image.classes},
+            model_service_seconds=inspection.model_service_seconds if inspection else None,
+            total_seconds=inspection.total_seconds if inspection else None,
+        )
+
+    def read_analysis(self, image: Image) -> dict[str, Any]:
+        """The stored analysis JSON of an image (blocking)."""
+        path = self.analysis_path(image)
+        try:
+            return dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise StoredFileMissing(
+                f"the analysis JSON of {image.img_unique_id} is missing from disk"
+            ) from exc
+
+    def analysis_path(self, image: Image) -> Path:
+        """Where the analysis JSON of an image is kept."""
+        return self.result_folder_of(image) / ANALYSIS_FILE_NAME
+
+    def result_folder_of(self, image: Image) -> Path:
+        """The result folder of a stored image."""
+        return self.storage.result_folder(image.img_unique_id, image.timestamp)
+
+    def read_result_images(self, image: Image) -> dict[str, bytes]:
+        """The three result PNGs of a stored image (blocking)."""
+        folder = self.result_folder_of(image)
+        return {kind: (folder / name).read_bytes() for kind, name in RESULT_FILE_NAMES.items()}
+
+    async def delete(self, img_unique_id: str) -> None:
+        """Delete an inspection: its rows (classes and regions by cascade) and its files.
+
+        Raises:
+            ImageNotFound: unknown id.
+        """
+        async with unit_of_work(self.sessions) as session:
+            inspections = InspectionRepository(session)
+            images = ImageRepository(session)
+            inspection = await inspections.get(img_unique_id, for_update=True)
+            image = await images.get(img_unique_id)
+            if inspection is None and image is None:
+                raise ImageNotFound(f"no inspection with id {img_unique_id}")
+            await images.delete(img_unique_id)
+            await inspections.delete(img_unique_id)
+        input_stored = (image or inspection).input_image_path  # type: ignore[union-attr]
+        accepted_at = image.timestamp if image else inspection.created_at  # type: ignore[union-attr]
+        await anyio.to_thread.run_sync(
+            self.storage.remove_inspection_files,
+            input_stored,
+            self.storage.result_folder(img_unique_id, accepted_at),
+            img_unique_id,
+        )
+
+    # -- recovery ------------------------------------------------------------------------
+
+    async def recover(self) -> tuple[int, int]:
+        """After a restart: queue batch images that lost their job, fail interrupted singles.
+
+        Returns:
+            (batch images queued again, single uploads marked failed).
+        """
+        async with unit_of_work(self.sessions) as session:
+            repo = InspectionRepository(session)
+            orphans = await repo.unfinished_batch_items_without_job()
+            interrupted = await repo.fail_interrupted_single_uploads(
+                utc_now() - timedelta(seconds=self.settings.segformer_timeout_s * 4)
+            )
+        if orphans and self.defer is not None:
+            await self.defer(orphans)
+        if orphans or interrupted:
+            logger.info(
+                "recovered unfinished work",
+                extra={"queued_again": len(orphans), "failed_interrupted": interrupted},
+            )
+        return len(orphans), interrupted
+
+
+def _defect_counts(analysis: Analysis) -> dict[str, int]:
+    return {name: found.total_regions for name, found in analysis.classes.items()}

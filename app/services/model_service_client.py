@@ -1,0 +1,306 @@
+"""The client of the model service (`POST {SEGFORMER_SERVICE_URL}/upload`).
+
+One long-lived `httpx2.AsyncClient` per agent; retries with tenacity; the
+contract is in docs/model-service-contract.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx2
+from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from app.config import Settings
+from app.errors import ModelServiceBadAnswer, ModelServiceUnavailable
+from app.models.model_service import (
+    RESULT_IMAGE_KINDS,
+    Analysis,
+    ModelServiceAnswer,
+    normalise_answer,
+)
+
+logger = logging.getLogger(__name__)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, response: httpx2.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """What the model service returned for one image.
+
+    Attributes:
+        analysis: the validated analysis (sizes in pixels).
+        raw_analysis: the analysis JSON exactly as sent, kept on disk.
+        images: PNG bytes by kind (`combined`, `mask`, `overlay`).
+        processing_time_seconds: inference time the service reported, or the round trip.
+        round_trip_seconds: wall time of the whole call, retries and image fetches included.
+    """
+
+    analysis: Analysis
+    raw_analysis: dict[str, Any]
+    images: dict[str, bytes]
+    processing_time_seconds: float
+    round_trip_seconds: float
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, httpx2.TransportError | _RetryableStatus)
+
+
+def _error_text(response: httpx2.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("error") or body)[:300]
+    return str(body)[:300]
+
+
+def decode_image_data(kind: str, data: str) -> bytes:
+    """PNG bytes from base64 text, with or without a `data:image/png;base64,` prefix.
+
+    Raises:
+        ModelServiceBadAnswer: the text is not base64 or not a PNG.
+    """
+    if data.startswith("data:"):
+        _, _, data = data.partition(",")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ModelServiceBadAnswer(
+            f"model service answer: the '{kind}' image is not valid base64"
+        ) from exc
+    return _check_png(kind, raw)
+
+
+def _check_png(kind: str, raw: bytes) -> bytes:
+    if not raw.startswith(PNG_SIGNATURE):
+        raise ModelServiceBadAnswer(f"model service answer: the '{kind}' image is not a PNG")
+    return raw
+
+
+class ModelServiceClient:
+    """Sends images to the model service; one instance per agent process.
+
+    Timeouts: each phase (connect, read, write, pool) gets `segformer_timeout_s`;
+    the whole call, retries included, gets `segformer_timeout_s * segformer_max_retries`
+    plus the back-off. At most `segformer_max_concurrency` calls are in flight.
+    """
+
+    def __init__(self, settings: Settings, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self._timeout_s = settings.segformer_timeout_s
+        self._attempts = settings.segformer_max_retries
+        self._backoff_s = settings.segformer_backoff_base_s
+        self._deadline_s = settings.segformer_timeout_s * settings.segformer_max_retries + sum(
+            self._backoff_s * 2**i for i in range(settings.segformer_max_retries - 1)
+        )
+        self._semaphore = asyncio.Semaphore(settings.segformer_max_concurrency)
+        self._client = httpx2.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx2.Timeout(settings.segformer_timeout_s),
+            limits=httpx2.Limits(
+                max_connections=settings.segformer_max_concurrency * 2,
+                max_keepalive_connections=settings.segformer_max_concurrency,
+            ),
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    async def infer(self, image: bytes, filename: str, media_type: str) -> InferenceResult:
+        """Run inference on one image.
+
+        Args:
+            image: the encoded image bytes as uploaded.
+            filename: passed through to the service; carries no meaning.
+            media_type: e.g. `image/jpeg`.
+
+        Returns:
+            The validated analysis and the three result PNGs.
+
+        Raises:
+            ModelServiceUnavailable: not reachable, timed out, or 502/503/504 after all
+                attempts (message names the URL).
+            ModelServiceBadAnswer: any other non-200 answer, or an answer that lacks
+                the analysis or an image (message names what is missing).
+        """
+        started = time.perf_counter()
+        async with self._semaphore:
+            try:
+                async with asyncio.timeout(self._deadline_s):
+                    response = await self._send(
+                        "POST", "upload", files={"image": (filename, image, media_type)}
+                    )
+                    if response.status_code != 200:
+                        raise ModelServiceBadAnswer(
+                            f"model service at {self.base_url} answered HTTP "
+                            f"{response.status_code}: {_error_text(response)}"
+                        )
+                    answer = self._parse(response)
+                    images: dict[str, bytes] = {
+                        kind: await self._image_bytes(kind, answer) for kind in RESULT_IMAGE_KINDS
+                    }
+            except TimeoutError as exc:
+                raise ModelServiceUnavailable(
+                    f"model service at {self.base_url} did not answer within"
+                    f" {self._deadline_s:.0f} s; check that it is running"
+                ) from exc
+        round_trip = time.perf_counter() - started
+        reported = answer.processing_time_seconds or answer.analysis.processing_time_seconds
+        raw = response.json()
+        return InferenceResult(
+            analysis=answer.analysis,
+            raw_analysis=normalise_answer(raw)["analysis"],
+            images=dict(images),
+            processing_time_seconds=float(reported) if reported is not None else round_trip,
+            round_trip_seconds=round_trip,
+        )
+
+    async def health(self) -> tuple[bool, str | None]:
+        """Whether the service answers `GET /health` (or `/`) with a non-5xx status, quickly."""
+        for path in ("health", ""):
+            try:
+                response = await self._client.get(path, timeout=3.0)
+            except httpx2.HTTPError as exc:
+                return False, f"{type(exc).__name__}: {exc}"
+            if response.status_code == 404 and path:
+                continue
+            return response.status_code < 500, f"HTTP {response.status_code}"
+        return False, "no answer"
+
+    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx2.Response:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential(multiplier=self._backoff_s, min=self._backoff_s),
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._call(method, url, **kwargs)
+        except _RetryableStatus as exc:
+            raise ModelServiceUnavailable(
+                f"model service at {self.base_url} kept answering HTTP"
+                f" {exc.response.status_code} after {self._attempts} attempts:"
+                f" {_error_text(exc.response)}"
+            ) from exc
+        except httpx2.TimeoutException as exc:
+            raise ModelServiceUnavailable(
+                f"model service at {self.base_url} timed out after {self._attempts} attempts"
+                f" ({self._timeout_s:.0f} s each); check that it is running and not overloaded"
+            ) from exc
+        except httpx2.TransportError as exc:
+            raise ModelServiceUnavailable(
+                f"model service at {self.base_url} is unreachable after {self._attempts}"
+                f" attempts ({type(exc).__name__}: {exc}); check SEGFORMER_SERVICE_URL and"
+                " that the service is running"
+            ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _call(self, method: str, url: str, **kwargs: Any) -> httpx2.Response:
+        started = time.perf_counter()
+        full_url = urljoin(self.base_url, url)
+        try:
+            response = await self._client.request(method, url, **kwargs)
+        except httpx2.TransportError as exc:
+            logger.warning(
+                "model service call failed",
+                extra={
+                    "url": full_url,
+                    "method": method,
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "duration_s": round(time.perf_counter() - started, 4),
+                },
+            )
+            raise
+        logger.info(
+            "model service call",
+            extra={
+                "url": full_url,
+                "method": method,
+                "status": response.status_code,
+                "duration_s": round(time.perf_counter() - started, 4),
+            },
+        )
+        if response.status_code in RETRYABLE_STATUS:
+            raise _RetryableStatus(response)
+        return response
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "retrying model service call",
+            extra={
+                "attempt": state.attempt_number,
+                "next_in_s": state.upcoming_sleep,
+                "error": str(exc),
+            },
+        )
+
+    def _parse(self, response: httpx2.Response) -> ModelServiceAnswer:
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelServiceBadAnswer(
+                f"model service at {self.base_url} answered with a body that is not JSON"
+                f" (content type {response.headers.get('content-type', 'none')})"
+            ) from exc
+        normalised = normalise_answer(body)
+        missing = [k for k in RESULT_IMAGE_KINDS if k not in normalised["images"]]
+        if normalised["analysis"] is None or "image_shape" not in normalised["analysis"]:
+            raise ModelServiceBadAnswer(
+                "model service answer has no analysis JSON ('image_shape' and 'classes' at the"
+                " top level or under 'result_json'/'result')"
+            )
+        if missing:
+            raise ModelServiceBadAnswer(
+                f"model service answer has no {', '.join(repr(m) for m in missing)} image"
+            )
+        try:
+            return ModelServiceAnswer.model_validate(normalised)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5]
+            )
+            raise ModelServiceBadAnswer(f"model service answer is malformed: {problems}") from exc
+
+    async def _image_bytes(self, kind: str, answer: ModelServiceAnswer) -> bytes:
+        ref = answer.images[kind]  # type: ignore[index]
+        if ref.data is not None:
+            return decode_image_data(kind, ref.data)
+        assert ref.url is not None
+        response = await self._send("GET", ref.url)
+        if response.status_code != 200:
+            raise ModelServiceBadAnswer(
+                f"model service answered HTTP {response.status_code} for the '{kind}' image"
+                f" at {urljoin(self.base_url, ref.url)}"
+            )
+        return _check_png(kind, response.content)

@@ -1,0 +1,353 @@
+"""Read side of the API: listings, details, regions, defect queries, batches and stats.
+
+Builds response models from repository rows; `Links` makes the absolute URLs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import BatchNotFound, ImageNotFound
+from app.models.database import Image, Inspection, InspectionStatus, Region
+from app.models.schemas import (
+    BatchItem,
+    BatchStatus,
+    BoundingBoxOut,
+    ClassRegions,
+    ClassStats,
+    DefectClassOut,
+    DefectQueryResult,
+    DefectRow,
+    ImageDetail,
+    ImageList,
+    ImageRegions,
+    ImageSummary,
+    PointOut,
+    RegionOut,
+    ResultImagesBase64,
+    ResultImageUrls,
+    Stats,
+    UploadResponse,
+)
+from app.services.inspection import InspectionOutcome
+from app.services.repositories import (
+    DefectFilters,
+    ImageFilters,
+    ImageRepository,
+    InspectionRepository,
+)
+
+
+@dataclass(frozen=True)
+class Links:
+    """Absolute URLs of the agent's resources, from the request's base URL."""
+
+    base_url: str
+
+    def _url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + path
+
+    def download(self, img_unique_id: str, kind: str) -> str:
+        """`/api/download/image/{id}/{kind}`."""
+        return self._url(f"/api/download/image/{img_unique_id}/{kind}")
+
+    def json(self, img_unique_id: str) -> str:
+        """`/api/download/json/{id}`."""
+        return self._url(f"/api/download/json/{img_unique_id}")
+
+    def thumbnail(self, img_unique_id: str) -> str:
+        """`/api/images/{id}/thumbnail`."""
+        return self._url(f"/api/images/{img_unique_id}/thumbnail")
+
+    def viewer(self, img_unique_id: str) -> str:
+        """The web page of one result."""
+        return self._url(f"/results/{img_unique_id}")
+
+    def retry(self, img_unique_id: str) -> str:
+        """`/api/images/{id}/retry`."""
+        return self._url(f"/api/images/{img_unique_id}/retry")
+
+    def batch(self, batch_id: str) -> str:
+        """`/api/batches/{batch_id}`."""
+        return self._url(f"/api/batches/{batch_id}")
+
+    def batch_zip(self, batch_id: str) -> str:
+        """`/api/download/batch/{batch_id}`."""
+        return self._url(f"/api/download/batch/{batch_id}")
+
+    def result_urls(self, img_unique_id: str) -> ResultImageUrls:
+        """The three result image URLs."""
+        return ResultImageUrls(
+            combined=self.download(img_unique_id, "combined"),
+            mask=self.download(img_unique_id, "mask"),
+            overlay=self.download(img_unique_id, "overlay"),
+        )
+
+
+def upload_response(
+    outcome: InspectionOutcome, links: Links, include_base64: bool
+) -> UploadResponse:
+    """The answer to a successful inspection (single upload or retry)."""
+    image = outcome.image
+    encoded = None
+    if include_base64:
+        encoded = ResultImagesBase64(
+            **{k: base64.b64encode(v).decode("ascii") for k, v in outcome.result_images.items()}
+        )
+    return UploadResponse(
+        img_unique_id=image.img_unique_id,
+        timestamp=image.timestamp,
+        processing_time_seconds=image.processing_time_seconds,
+        total_defects=outcome.total_defects,
+        defect_classes=outcome.defect_classes,
+        images=links.result_urls(image.img_unique_id),
+        input_url=links.download(image.img_unique_id, "input"),
+        json_url=links.json(image.img_unique_id),
+        viewer_url=links.viewer(image.img_unique_id),
+        result=outcome.analysis,
+        images_base64=encoded,
+        model_service_seconds=outcome.model_service_seconds,
+        total_seconds=outcome.total_seconds,
+    )
+
+
+def region_out(region: Region) -> dict[str, Any]:
+    """The API form of a region row."""
+    return {
+        "region_unique_id": region.region_unique_id,
+        "region_id": region.region_id,
+        "centroid": PointOut(x=region.centroid_x, y=region.centroid_y),
+        "bounding_box": BoundingBoxOut(
+            x=region.bbox_x, y=region.bbox_y, width=region.bbox_width, height=region.bbox_height
+        ),
+        "area_pixels": region.area_pixels,
+        "perimeter": region.perimeter,
+        "major_axis": region.major_axis,
+        "minor_axis": region.minor_axis,
+        "circularity": region.circularity,
+        "aspect_ratio": region.aspect_ratio,
+    }
+
+
+def batch_item(inspection: Inspection, classes: dict[str, int] | None, links: Links) -> BatchItem:
+    """The API form of one batch image."""
+    succeeded = inspection.status == InspectionStatus.SUCCEEDED
+    failed = inspection.status == InspectionStatus.FAILED
+    return BatchItem(
+        img_unique_id=inspection.img_unique_id,
+        filename=inspection.original_filename,
+        status=inspection.status.value,
+        attempts=inspection.attempts,
+        error=inspection.last_error if failed else None,
+        total_defects=sum((classes or {}).values()) if succeeded else None,
+        defect_classes=(classes or {}) if succeeded else None,
+        processing_time_seconds=inspection.total_seconds if succeeded else None,
+        viewer_url=links.viewer(inspection.img_unique_id),
+        overlay_url=links.download(inspection.img_unique_id, "overlay") if succeeded else None,
+        retry_url=links.retry(inspection.img_unique_id) if failed else None,
+    )
+
+
+class QueryService:
+    """Read-only queries of one request, over one session."""
+
+    def __init__(self, session: AsyncSession, links: Links) -> None:
+        self.images = ImageRepository(session)
+        self.inspections = InspectionRepository(session)
+        self.links = links
+
+    def _summary(
+        self,
+        image: Image,
+        classes: dict[str, int] | None,
+        batch_id: str | None,
+        filename: str | None,
+    ) -> dict[str, Any]:
+        counts = classes or {}
+        return {
+            "img_unique_id": image.img_unique_id,
+            "timestamp": image.timestamp,
+            "image_height": image.image_height,
+            "image_width": image.image_width,
+            "processing_time_seconds": image.processing_time_seconds,
+            "total_defects": sum(counts.values()),
+            "defect_classes": counts,
+            "input_image_path": image.input_image_path,
+            "batch_id": batch_id,
+            "original_filename": filename,
+            "thumbnail_url": self.links.thumbnail(image.img_unique_id),
+            "viewer_url": self.links.viewer(image.img_unique_id),
+        }
+
+    async def list_images(self, filters: ImageFilters, page: int, limit: int) -> ImageList:
+        """A page (1-based) of stored images, newest first."""
+        total, rows = await self.images.list_page(filters, (page - 1) * limit, limit)
+        return ImageList(
+            total=total,
+            page=page,
+            limit=limit,
+            images=[ImageSummary(**self._summary(*row)) for row in rows],
+        )
+
+    async def image_detail(self, img_unique_id: str) -> ImageDetail:
+        """One stored image with classes and URLs.
+
+        Raises:
+            ImageNotFound: no stored result with this id.
+        """
+        image = await self.images.get(img_unique_id)
+        if image is None:
+            raise ImageNotFound(f"no inspection result with id {img_unique_id}")
+        inspection = await self.inspections.get(img_unique_id)
+        classes = sorted(image.classes, key=lambda c: (c.class_id, c.class_name))
+        counts = {c.class_name: c.total_regions for c in classes}
+        return ImageDetail(
+            **self._summary(
+                image,
+                counts,
+                inspection.batch_id if inspection else None,
+                inspection.original_filename if inspection else None,
+            ),
+            result_image_1_path=image.result_image_1_path,
+            result_image_2_path=image.result_image_2_path,
+            result_image_3_path=image.result_image_3_path,
+            classes=[DefectClassOut.model_validate(c, from_attributes=True) for c in classes],
+            images=self.links.result_urls(img_unique_id),
+            input_url=self.links.download(img_unique_id, "input"),
+            json_url=self.links.json(img_unique_id),
+        )
+
+    async def image_classes(self, img_unique_id: str) -> list[DefectClassOut]:
+        """The defect classes of a stored image.
+
+        Raises:
+            ImageNotFound: no stored result with this id.
+        """
+        return (await self.image_detail(img_unique_id)).classes
+
+    async def image_regions(self, img_unique_id: str) -> ImageRegions:
+        """All regions of a stored image grouped by class.
+
+        Raises:
+            ImageNotFound: no stored result with this id.
+        """
+        image = await self.images.get(img_unique_id)
+        if image is None:
+            raise ImageNotFound(f"no inspection result with id {img_unique_id}")
+        classes = await self.images.classes_with_regions(img_unique_id)
+        groups = [
+            ClassRegions(
+                class_name=c.class_name,
+                class_id=c.class_id,
+                total_regions=c.total_regions,
+                total_area_pixels=c.total_area_pixels,
+                regions=[RegionOut(**region_out(r)) for r in c.regions],
+            )
+            for c in classes
+        ]
+        return ImageRegions(
+            img_unique_id=img_unique_id,
+            image_height=image.image_height,
+            image_width=image.image_width,
+            total_regions=sum(g.total_regions for g in groups),
+            classes=groups,
+        )
+
+    async def query_defects(
+        self, filters: DefectFilters, page: int, limit: int
+    ) -> DefectQueryResult:
+        """A page (1-based) of regions matching `filters`."""
+        total, rows = await self.images.query_defects(filters, (page - 1) * limit, limit)
+        return DefectQueryResult(
+            total=total,
+            page=page,
+            limit=limit,
+            regions=[
+                DefectRow(
+                    **region_out(region),
+                    img_unique_id=region.img_unique_id,
+                    timestamp=timestamp,
+                    class_name=class_name,
+                    class_id=class_id,
+                )
+                for region, class_name, class_id, timestamp in rows
+            ],
+        )
+
+    async def batch_status(self, batch_id: str) -> BatchStatus:
+        """Progress of a batch.
+
+        Raises:
+            BatchNotFound: no batch with this id.
+        """
+        batch = await self.inspections.get_batch(batch_id)
+        if batch is None:
+            raise BatchNotFound(f"no batch with id {batch_id}")
+        rows = await self.inspections.batch_items(batch_id)
+        items = [batch_item(inspection, classes, self.links) for inspection, classes in rows]
+        by_status = {s.value: 0 for s in InspectionStatus}
+        by_class: dict[str, int] = {}
+        for item in items:
+            by_status[item.status] += 1
+            for name, count in (item.defect_classes or {}).items():
+                by_class[name] = by_class.get(name, 0) + count
+        pending = by_status["pending"] + by_status["processing"]
+        return BatchStatus(
+            batch_id=batch_id,
+            created_at=batch.created_at,
+            total=len(items),
+            succeeded=by_status["succeeded"],
+            failed=by_status["failed"],
+            pending=pending,
+            processing=by_status["processing"],
+            done=pending == 0,
+            rejected_files=batch.rejected_files,
+            defects_by_class=dict(sorted(by_class.items(), key=lambda kv: -kv[1])),
+            zip_url=self.links.batch_zip(batch_id),
+            items=items,
+        )
+
+    async def wait_for_batch(self, batch_id: str, timeout_s: float) -> BatchStatus:
+        """Poll a batch's status until every image is done or `timeout_s` passes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            status = await self.batch_status(batch_id)
+            if status.done or loop.time() >= deadline:
+                return status
+            await self.inspections.session.rollback()  # see other transactions' commits
+            await asyncio.sleep(0.25)
+
+    async def stats(self) -> Stats:
+        """Totals over every inspection."""
+        total_images, total_defects, mean_processing = await self.images.totals()
+        by_status = await self.inspections.counts_by_status()
+        mean_model, mean_total = await self.inspections.timing_means()
+        _recent_total, recent = await self.images.list_page(ImageFilters(), 0, 10)
+        failures = await self.inspections.recent_failures(10)
+        return Stats(
+            total_images=total_images,
+            total_defects=total_defects,
+            inspections_failed=by_status.get("failed", 0),
+            inspections_pending=by_status.get("pending", 0) + by_status.get("processing", 0),
+            total_batches=await self.inspections.count_batches(),
+            mean_processing_time_seconds=mean_processing,
+            mean_model_service_seconds=mean_model,
+            mean_total_seconds=mean_total,
+            defects_by_class=[
+                ClassStats(
+                    class_name=name,
+                    images=int(images),
+                    regions=int(regions or 0),
+                    total_area_pixels=int(area or 0),
+                )
+                for name, images, regions, area in await self.images.defects_by_class()
+            ],
+            recent_uploads=[ImageSummary(**self._summary(*row)) for row in recent],
+            recent_failures=[batch_item(i, None, self.links) for i in failures],
+        )

@@ -1,0 +1,108 @@
+"""The durable job queue (procrastinate on the agent's own PostgreSQL; no extra broker).
+
+Batch images are queued as one `inspect_image` job each, after the commit that
+created their ledger rows. Workers run in the agent process (`run.py`) or as
+separate processes (`aoi-agent worker`). A worker that dies mid-job stops
+sending heartbeats; `StalledJobReaper` finds its jobs and queues them again, so
+a killed agent loses no image on restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import procrastinate
+
+if TYPE_CHECKING:
+    from app.services.inspection import InspectionService
+
+logger = logging.getLogger(__name__)
+
+QUEUE_NAME = "inspections"
+TASK_NAME = "inspect_image"
+
+tasks = procrastinate.Blueprint()
+
+
+@tasks.task(name=TASK_NAME, queue=QUEUE_NAME, pass_context=True)
+async def inspect_image(context: procrastinate.JobContext, img_unique_id: str) -> None:
+    """Inspect one accepted batch image; failures end in the ledger, not in a job retry."""
+    service: InspectionService = context.additional_context["inspection_service"]
+    await service.process_queued(img_unique_id)
+
+
+def create_queue(conninfo: str, max_connections: int) -> procrastinate.App:
+    """A procrastinate app on `conninfo` (a libpq URI) with the inspection task."""
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(
+            conninfo=conninfo, min_size=1, max_size=max(2, max_connections)
+        )
+    )
+    app.add_tasks_from(tasks, namespace="aoi")
+    return app
+
+
+async def defer_inspections(app: procrastinate.App, img_unique_ids: Sequence[str]) -> None:
+    """Queue one `inspect_image` job per id, in one round trip."""
+    if img_unique_ids:
+        task = app.tasks[f"aoi:{TASK_NAME}"]
+        await task.batch_defer_async(*[{"img_unique_id": str(i)} for i in img_unique_ids])  # type: ignore[arg-type]
+
+
+class StalledJobReaper:
+    """Every `interval_s`, queues again the jobs of workers silent for `stalled_after_s`.
+
+    This is procrastinate's documented recipe for jobs left `doing` by a killed worker
+    (`JobManager.get_stalled_jobs` + `retry_job`), run as a loop in each agent.
+    """
+
+    def __init__(
+        self,
+        app: procrastinate.App,
+        service: InspectionService,
+        stalled_after_s: float,
+        interval_s: float,
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.stalled_after_s = stalled_after_s
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def sweep(self) -> int:
+        """Queue stalled jobs again and recover orphaned ledger rows; returns jobs retried."""
+        stalled = list(
+            await self.app.job_manager.get_stalled_jobs(
+                seconds_since_heartbeat=self.stalled_after_s
+            )
+        )
+        for job in stalled:
+            logger.warning(
+                "retrying stalled job", extra={"job_id": job.id, "args": job.task_kwargs}
+            )
+            await self.app.job_manager.retry_job(job)
+        await self.service.recover()
+        return len(stalled)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                logger.exception("stalled-job sweep failed")
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        """Start the loop in the background."""
+        self._task = asyncio.create_task(self._run(), name="stalled-job-reaper")
+
+    async def stop(self) -> None:
+        """Stop the loop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,84 @@
+"""Starting the bundled reference model service as a child process on a loopback port."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+
+
+class ReferenceServiceError(RuntimeError):
+    """The reference model service would not start."""
+
+
+@dataclass
+class ReferenceService:
+    """A running reference model service and its base URL."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Terminate the child process (kill it if it does not stop in `timeout_s`)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def free_loopback_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_reference_service(
+    log_file: Path, port: int | None = None, startup_timeout_s: float = 60.0
+) -> ReferenceService:
+    """Start `python -m segformer_service` on 127.0.0.1 and wait until `/health` answers.
+
+    Args:
+        log_file: where the child's output goes.
+        port: the port, or None for a free one.
+        startup_timeout_s: how long to wait for it to answer, seconds.
+
+    Raises:
+        ReferenceServiceError: it exited or did not answer in time.
+    """
+    port = port or free_loopback_port()
+    url = f"http://127.0.0.1:{port}/"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "segformer_service", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    service = ReferenceService(process, url)
+    deadline = time.monotonic() + startup_timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ReferenceServiceError(
+                f"the reference model service exited with code {process.returncode}; see {log_file}"
+            )
+        try:
+            if httpx2.get(url + "health", timeout=1.0).status_code == 200:
+                return service
+        except httpx2.HTTPError:
+            pass
+        time.sleep(0.2)
+    service.stop()
+    raise ReferenceServiceError(
+        f"the reference model service did not answer on {url} within {startup_timeout_s:.0f} s;"
+        f" see {log_file}"
+    )

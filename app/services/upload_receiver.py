@@ -1,0 +1,242 @@
+"""Streams multipart uploads to disk, enforcing the per-file size limit as bytes arrive.
+
+Starlette's own form parser has no per-file limit and reads the whole body
+before the route runs; this one counts each file's bytes while they stream, so
+a 60 MB part is refused (single upload) or dropped (batch item) without ever
+being held in memory or kept on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import anyio
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from app.errors import BadUploadRequest, ImageTooLarge
+
+FLUSH_BYTES = 1024 * 1024
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+@dataclass
+class ReceivedFile:
+    """One file part of the request, as kept on disk (or dropped for being too large).
+
+    Attributes:
+        filename: the client's name for the file (unsanitised; never used as a path).
+        path: the temporary file holding its bytes, or None when dropped.
+        size_bytes: bytes received.
+        too_large: the part went over the limit and its bytes were discarded.
+    """
+
+    filename: str
+    path: Path | None
+    size_bytes: int = 0
+    too_large: bool = False
+    _buffer: bytearray = field(default_factory=bytearray, repr=False)
+    _handle: BinaryIO | None = field(default=None, repr=False)
+
+
+async def receive_files(
+    request: Request,
+    field_name: str,
+    incoming_path: Callable[[], Path],
+    max_file_bytes: int,
+    max_files: int,
+    fail_fast: bool,
+) -> list[ReceivedFile]:
+    """Read the multipart body of `request`, keeping each file part of `field_name` on disk.
+
+    Args:
+        request: a `multipart/form-data` request.
+        field_name: the form field that carries files (`image` or `images`).
+        incoming_path: returns a fresh temporary path for each kept file.
+        max_file_bytes: the per-file limit, bytes.
+        max_files: the most file parts accepted.
+        fail_fast: raise 413 at the first part over the limit (single upload) instead of
+            dropping it and going on (batch).
+
+    Returns:
+        The file parts in request order. Other fields are ignored.
+
+    Raises:
+        BadUploadRequest: not multipart, no boundary, broken body, too many files, or no
+            file in `field_name`.
+        ImageTooLarge: with `fail_fast`, a part went over `max_file_bytes`.
+    """
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or b"boundary" not in params:
+        raise BadUploadRequest(
+            f"send the image as multipart/form-data with the file in the field '{field_name}'"
+            f" (e.g. curl -F {field_name}=@board.jpg ...)"
+        )
+    declared = request.headers.get("content-length")
+    too_long = (
+        declared is not None
+        and declared.isdigit()
+        and (int(declared) > max_file_bytes + MULTIPART_OVERHEAD_BYTES)
+    )
+    if fail_fast and too_long:
+        raise ImageTooLarge(_too_large_text(None, max_file_bytes))
+
+    files: list[ReceivedFile] = []
+    events: list[tuple[str, bytes]] = []
+    header_field = bytearray()
+    header_value = bytearray()
+    headers: dict[bytes, bytes] = {}
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header_field.extend(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header_value.extend(data[start:end])
+
+    def on_header_end() -> None:
+        headers[bytes(header_field).lower()] = bytes(header_value)
+        header_field.clear()
+        header_value.clear()
+
+    def on_part_begin() -> None:
+        headers.clear()
+
+    def on_headers_finished() -> None:
+        events.append(("part", headers.get(b"content-disposition", b"")))
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        events.append(("data", data[start:end]))
+
+    def on_part_end() -> None:
+        events.append(("end", b""))
+
+    parser = MultipartParser(
+        params[b"boundary"],
+        {
+            "on_part_begin": on_part_begin,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+        },
+    )
+    current: ReceivedFile | None = None
+    try:
+        async for chunk in request.stream():
+            try:
+                parser.write(chunk)
+            except Exception as exc:  # python-multipart raises its own and ValueError
+                raise BadUploadRequest(f"the multipart body is malformed: {exc}") from exc
+            for kind, payload in events:
+                if kind == "part":
+                    current = _start_part(payload, field_name, files, max_files, incoming_path)
+                elif kind == "data" and current is not None:
+                    await _append(current, payload, max_file_bytes, fail_fast)
+                elif kind == "end" and current is not None:
+                    await _flush(current, final=True)
+                    current = None
+            events.clear()
+        parser.finalize()
+    except ClientDisconnect as exc:
+        await discard(files)
+        raise BadUploadRequest("the client disconnected before the upload finished") from exc
+    except BaseException:
+        await discard(files)
+        raise
+    if current is not None:  # body ended inside a part
+        await discard(files)
+        raise BadUploadRequest("the multipart body ended in the middle of a file; send it again")
+    if not files:
+        raise BadUploadRequest(
+            f"no file in the form field '{field_name}'; send the image as"
+            f" multipart/form-data field '{field_name}'"
+        )
+    return files
+
+
+def _start_part(
+    disposition: bytes,
+    field_name: str,
+    files: list[ReceivedFile],
+    max_files: int,
+    incoming_path: Callable[[], Path],
+) -> ReceivedFile | None:
+    _, options = parse_options_header(disposition)
+    name = options.get(b"name", b"").decode("utf-8", "replace")
+    if name != field_name or b"filename" not in options:
+        return None
+    if len(files) >= max_files:
+        raise BadUploadRequest(
+            f"too many files: at most {max_files} per request (MAX_BATCH_SIZE); split the batch"
+        )
+    filename = options[b"filename"].decode("utf-8", "replace") or "unnamed"
+    received = ReceivedFile(filename=filename, path=incoming_path())
+    files.append(received)
+    return received
+
+
+async def _append(part: ReceivedFile, data: bytes, limit: int, fail_fast: bool) -> None:
+    if part.too_large:
+        return
+    part.size_bytes += len(data)
+    if part.size_bytes > limit:
+        if fail_fast:
+            raise ImageTooLarge(_too_large_text(part.filename, limit))
+        part.too_large = True
+        part._buffer.clear()
+        await _close_and_remove(part)
+        return
+    part._buffer.extend(data)
+    if len(part._buffer) >= FLUSH_BYTES:
+        await _flush(part, final=False)
+
+
+async def _flush(part: ReceivedFile, final: bool) -> None:
+    if part.too_large or part.path is None:
+        return
+    data = bytes(part._buffer)
+    part._buffer.clear()
+    path = part.path
+
+    def write() -> None:
+        if part._handle is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part._handle = path.open("wb")
+        part._handle.write(data)
+        if final:
+            part._handle.close()
+            part._handle = None
+
+    await anyio.to_thread.run_sync(write)
+
+
+async def _close_and_remove(part: ReceivedFile) -> None:
+    path, handle = part.path, part._handle
+    part.path, part._handle = None, None
+
+    def remove() -> None:
+        if handle is not None:
+            handle.close()
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    await anyio.to_thread.run_sync(remove)
+
+
+async def discard(files: list[ReceivedFile]) -> None:
+    """Delete the temporary files of `files` (after an error, or once they are moved)."""
+    for part in files:
+        await _close_and_remove(part)
+
+
+def _too_large_text(filename: str | None, limit: int) -> str:
+    what = f"'{filename}'" if filename else "the upload"
+    return (
+        f"{what} is larger than the limit of {limit / (1024 * 1024):.0f} MB (MAX_FILE_SIZE_MB);"
+        " upload a smaller image"
+    )

@@ -1,0 +1,45 @@
+"""Identifiers of inspections and batches, and safe file names."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from datetime import UTC, datetime
+
+from pathvalidate import sanitize_filename
+
+_ALPHABET = string.ascii_uppercase + string.digits
+IMG_UNIQUE_ID_PATTERN = r"^\d{8}_\d{6}_[A-Z0-9]{6}$"
+BATCH_ID_PATTERN = r"^B_\d{8}_\d{6}_[A-Z0-9]{6}$"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def new_img_unique_id(at: datetime) -> str:
+    """An inspection id like `20260225_103045_ABC123`: UTC date, time, six random A-Z/0-9."""
+    return f"{at.astimezone(UTC):%Y%m%d_%H%M%S}_" + "".join(
+        secrets.choice(_ALPHABET) for _ in range(6)
+    )
+
+
+def new_batch_id(at: datetime) -> str:
+    """A batch id like `B_20260225_103045_ABC123`."""
+    return "B_" + new_img_unique_id(at)
+
+
+def safe_filename(name: str | None, max_length: int = 80) -> str:
+    """A file-name part safe on Windows and POSIX: ASCII letters, digits, `.`, `_`, `-` only.
+
+    Directory parts, reserved names (CON, NUL, ...) and leading dots are removed;
+    an empty result becomes `image`.
+    """
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = sanitize_filename(base, platform="universal")
+    cleaned = _UNSAFE.sub("_", cleaned).strip("._-")
+    cleaned = sanitize_filename(cleaned, platform="universal")
+    return cleaned[-max_length:].lstrip("._-") or "image"

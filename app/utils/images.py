@@ -1,0 +1,101 @@
+"""Image validation by content: magic bytes first, then a full Pillow decode."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from app.errors import BadImage, ImageTooLarge, UnsupportedImage
+
+# Leading bytes of the accepted formats -> (Pillow format, media type, file suffix).
+SIGNATURES: tuple[tuple[bytes, str, str, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG", "image/jpeg", ".jpg"),
+    (b"\x89PNG\r\n\x1a\n", "PNG", "image/png", ".png"),
+    (b"II*\x00", "TIFF", "image/tiff", ".tif"),
+    (b"MM\x00*", "TIFF", "image/tiff", ".tif"),
+    (b"BM", "BMP", "image/bmp", ".bmp"),
+)
+SNIFF_BYTES = 16
+ACCEPTED_FORMATS_TEXT = "JPEG, PNG, TIFF or BMP"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What validation learnt about an image: format, media type, suffix and size in pixels."""
+
+    format: str
+    media_type: str
+    suffix: str
+    width: int
+    height: int
+
+
+def sniff_format(head: bytes, filename: str) -> tuple[str, str, str]:
+    """(Pillow format, media type, suffix) from the first bytes of a file.
+
+    Raises:
+        BadImage: the file is empty.
+        UnsupportedImage: the bytes are not those of a JPEG, PNG, TIFF or BMP file.
+    """
+    if not head:
+        raise BadImage(f"'{filename}' is empty (0 bytes); choose a {ACCEPTED_FORMATS_TEXT} image")
+    for signature, fmt, media_type, suffix in SIGNATURES:
+        if head.startswith(signature):
+            return fmt, media_type, suffix
+    shown = head[:8].decode("ascii", "replace").replace("\ufffd", "?")
+    raise UnsupportedImage(
+        f"'{filename}' is not a {ACCEPTED_FORMATS_TEXT} image (its content starts with"
+        f" {shown!r}); the file name's extension is not what counts, the content is"
+    )
+
+
+def validate_image(path: Path, filename: str, max_pixels: int) -> ImageInfo:
+    """Check that the file at `path` is a whole, decodable image of an accepted format.
+
+    Blocking (decodes the whole image): call it from a worker thread.
+
+    Args:
+        path: the received file.
+        filename: the client's name for it, only used in messages.
+        max_pixels: Pillow's decompression-bomb limit (width x height).
+
+    Raises:
+        BadImage: empty, truncated or corrupt.
+        UnsupportedImage: not a JPEG, PNG, TIFF or BMP by content.
+        ImageTooLarge: decodes to more than `max_pixels` pixels.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    fmt, media_type, suffix = sniff_format(head, filename)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            Image.MAX_IMAGE_PIXELS = max_pixels
+            with Image.open(path) as img:
+                if img.format != fmt:
+                    raise UnsupportedImage(
+                        f"'{filename}' looks like {fmt} but decodes as {img.format}; upload a"
+                        f" plain {ACCEPTED_FORMATS_TEXT} file"
+                    )
+                width, height = img.size
+                img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(
+            f"'{filename}' decodes to more than {max_pixels:,} pixels, which is refused as a"
+            " possible decompression bomb; upload a smaller image"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise BadImage(
+            f"'{filename}' has a {fmt} header but Pillow cannot read it; the file is corrupt"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImage(
+            f"'{filename}' is not a whole {fmt} image ({exc}); it may be truncated — upload the"
+            " file again"
+        ) from exc
+    if width < 1 or height < 1:
+        raise BadImage(f"'{filename}' has no pixels")
+    return ImageInfo(format=fmt, media_type=media_type, suffix=suffix, width=width, height=height)

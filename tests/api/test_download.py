@@ -1,0 +1,98 @@
+"""GET /api/download/image, /json, /batch and thumbnails."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import httpx2
+import pytest
+from PIL import Image as PILImage
+
+from tests.support import wait_until
+
+
+@pytest.fixture(scope="module")
+def inspected(agent: object, deeppcb: list[Path]) -> dict[str, object]:
+    """One DeepPCB image inspected through the agent, and the file it came from."""
+    path = deeppcb[30]
+    with httpx2.Client(base_url=agent.url, timeout=60) as c:  # type: ignore[attr-defined]
+        response = c.post("/api/upload", files={"image": (path.name, path.read_bytes())})
+    assert response.status_code == 200, response.text
+    return {"answer": response.json(), "path": path}
+
+
+@pytest.mark.parametrize(
+    ("kind", "media_type", "size"),
+    [("input", "image/jpeg", (640, 640)), ("combined", "image/png", (1280, 640)),
+     ("mask", "image/png", (640, 640)), ("overlay", "image/png", (640, 640))],
+)
+def test_images_download_with_type_name_and_content(
+    client: httpx2.Client, inspected: dict[str, object], kind: str, media_type: str,
+    size: tuple[int, int],
+) -> None:
+    img_id = inspected["answer"]["img_unique_id"]  # type: ignore[index]
+    response = client.get(f"/api/download/image/{img_id}/{kind}")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == media_type
+    assert f'filename="{img_id}_{kind}.' in response.headers["content-disposition"]
+    assert PILImage.open(io.BytesIO(response.content)).size == size
+    if kind == "input":
+        assert response.content == inspected["path"].read_bytes()  # type: ignore[attr-defined]
+
+
+def test_json_download_is_the_analysis_as_sent(
+    client: httpx2.Client, inspected: dict[str, object]
+) -> None:
+    answer = inspected["answer"]
+    response = client.get(f"/api/download/json/{answer['img_unique_id']}")  # type: ignore[index]
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert json.loads(response.content) == answer["result"]  # type: ignore[index]
+
+
+def test_thumbnail_is_a_small_jpeg(client: httpx2.Client, inspected: dict[str, object]) -> None:
+    img_id = inspected["answer"]["img_unique_id"]  # type: ignore[index]
+    response = client.get(f"/api/images/{img_id}/thumbnail", params={"size": 128})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    thumb = PILImage.open(io.BytesIO(response.content))
+    assert max(thumb.size) == 128
+
+
+def test_unknown_kind_or_id_is_a_clear_error(client: httpx2.Client) -> None:
+    assert client.get("/api/download/image/20990101_000000_NOPE00/input").status_code == 404
+    assert client.get("/api/download/json/20990101_000000_NOPE00").json()["error"] == (
+        "image_not_found"
+    )
+    response = client.get("/api/download/image/20990101_000000_NOPE00/heatmap")
+    assert response.status_code == 422 and "kind" in response.json()["detail"]
+    assert client.get("/api/download/batch/B_20990101_000000_NOPE00").status_code == 404
+
+
+def test_batch_zip_streams_every_file_and_a_summary(
+    client: httpx2.Client, deeppcb: list[Path]
+) -> None:
+    files = [("images", (p.name, p.read_bytes())) for p in deeppcb[31:34]]
+    files.append(("images", ("bad.jpg", b"\xff\xd8\xff broken")))
+    batch = client.post("/api/upload/batch", files=files).json()
+    wait_until(lambda: client.get(f"/api/batches/{batch['batch_id']}").json()["done"])
+
+    with client.stream("GET", f"/api/download/batch/{batch['batch_id']}") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/zip"
+        assert "content-length" not in response.headers  # streamed, not assembled first
+        assert f'filename="{batch["batch_id"]}.zip"' in response.headers["content-disposition"]
+        data = b"".join(response.iter_bytes())
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert archive.testzip() is None
+    names = set(archive.namelist())
+    for accepted in batch["accepted"]:
+        img_id = accepted["img_unique_id"]
+        assert {f"{img_id}/input.jpg", f"{img_id}/combined.png", f"{img_id}/mask.png",
+                f"{img_id}/overlay.png", f"{img_id}/analysis.json"} <= names
+    rows = list(csv.DictReader(io.StringIO(archive.read("summary.csv").decode())))
+    assert [r["original_filename"] for r in rows] == [p.name for p in deeppcb[31:34]]
+    assert all(r["status"] == "succeeded" for r in rows)

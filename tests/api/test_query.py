@@ -1,0 +1,135 @@
+"""GET /api/images, /api/images/{id}, /classes, /regions, /api/query/defects; DELETE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.support import AgentServer, db_rows
+
+
+@pytest.fixture(scope="module")
+def uploaded(agent: AgentServer, deeppcb: list[Path]) -> list[dict[str, object]]:
+    """Four DeepPCB images inspected through the agent."""
+    with httpx2.Client(base_url=agent.url, timeout=60) as c:
+        answers = []
+        for path in deeppcb[20:24]:
+            response = c.post("/api/upload", files={"image": (path.name, path.read_bytes())})
+            assert response.status_code == 200, response.text
+            answers.append(response.json())
+    return answers
+
+
+def test_images_are_listed_newest_first_with_counts(
+    client: httpx2.Client, uploaded: list[dict[str, object]]
+) -> None:
+    listed = client.get("/api/images", params={"limit": 2}).json()
+    assert listed["total"] == 4 and listed["limit"] == 2 and len(listed["images"]) == 2
+    newest = listed["images"][0]
+    assert newest["img_unique_id"] == uploaded[-1]["img_unique_id"]
+    assert newest["defect_classes"] == uploaded[-1]["defect_classes"]
+    assert newest["thumbnail_url"].endswith("/thumbnail")
+    page2 = client.get("/api/images", params={"limit": 2, "page": 2}).json()
+    ids = [i["img_unique_id"] for i in listed["images"] + page2["images"]]
+    assert ids == [u["img_unique_id"] for u in reversed(uploaded)]
+
+
+def test_images_filter_by_class_date_and_defect_count(
+    client: httpx2.Client, uploaded: list[dict[str, object]]
+) -> None:
+    some_class = next(name for u in uploaded for name in u["defect_classes"])  # type: ignore[attr-defined]
+    expected = {u["img_unique_id"] for u in uploaded if some_class in u["defect_classes"]}  # type: ignore[operator]
+    by_class = client.get("/api/images", params={"class_name": some_class}).json()
+    assert {i["img_unique_id"] for i in by_class["images"]} == expected
+    today = str(uploaded[0]["timestamp"])[:10]
+    assert client.get("/api/images", params={"start_date": today, "end_date": today}).json()[
+        "total"
+    ] == 4
+    assert client.get("/api/images", params={"end_date": "2000-01-01"}).json()["total"] == 0
+    most = max(int(u["total_defects"]) for u in uploaded)  # type: ignore[call-overload]
+    many = client.get("/api/images", params={"min_defects": most}).json()
+    assert many["total"] == sum(1 for u in uploaded if u["total_defects"] == most)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": 101}, {"page": 0}, {"start_date": "yesterday"}, {"min_defects": -1}],
+)
+def test_bad_query_parameters_are_422_with_a_message(
+    client: httpx2.Client, params: dict[str, object]
+) -> None:
+    response = client.get("/api/images", params=params)
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"
+    assert next(iter(params)) in response.json()["detail"]
+
+
+def test_image_detail_classes_and_regions_agree_with_the_upload(
+    client: httpx2.Client, uploaded: list[dict[str, object]]
+) -> None:
+    answer = max(uploaded, key=lambda u: u["total_defects"])  # type: ignore[arg-type,return-value]
+    img_id = answer["img_unique_id"]
+    detail = client.get(f"/api/images/{img_id}").json()
+    assert detail["defect_classes"] == answer["defect_classes"]
+    assert detail["images"] == answer["images"]
+    classes = client.get(f"/api/images/{img_id}/classes").json()
+    assert {c["class_name"]: c["total_regions"] for c in classes} == answer["defect_classes"]
+    regions = client.get(f"/api/images/{img_id}/regions").json()
+    assert regions["total_regions"] == answer["total_defects"]
+    sent = answer["result"]["classes"]  # type: ignore[index]
+    for group in regions["classes"]:
+        original = sent[group["class_name"]]["regions"]
+        assert len(group["regions"]) == group["total_regions"] == len(original)
+        first, expected = group["regions"][0], original[0]
+        assert first["centroid"] == expected["centroid"]
+        assert first["bounding_box"] == expected["bounding_box"]
+        assert first["circularity"] == expected["circularity"]
+        assert sum(r["area_pixels"] for r in group["regions"]) == group["total_area_pixels"]
+
+
+def test_defect_query_filters_by_class_and_area(
+    client: httpx2.Client, uploaded: list[dict[str, object]]
+) -> None:
+    everything = client.get("/api/query/defects", params={"limit": 100}).json()
+    assert everything["total"] == sum(int(u["total_defects"]) for u in uploaded)  # type: ignore[call-overload]
+    areas = sorted(r["area_pixels"] for r in everything["regions"])
+    middle = areas[len(areas) // 2]
+    big = client.get("/api/query/defects", params={"min_area": middle, "limit": 100}).json()
+    assert big["total"] == sum(1 for a in areas if a >= middle)
+    assert all(r["area_pixels"] >= middle for r in big["regions"])
+    some_class = everything["regions"][0]["class_name"]
+    one = client.get("/api/query/defects", params={"class_name": some_class}).json()
+    assert one["total"] > 0 and {r["class_name"] for r in one["regions"]} == {some_class}
+
+
+def test_unknown_ids_are_404_with_a_message(client: httpx2.Client) -> None:
+    for path in ("", "/classes", "/regions"):
+        response = client.get(f"/api/images/20990101_000000_NOPE00{path}")
+        assert response.status_code == 404
+        assert response.json() == {
+            "error": "image_not_found",
+            "detail": "no inspection result with id 20990101_000000_NOPE00",
+        }
+
+
+def test_delete_removes_rows_by_cascade_and_files(
+    client: httpx2.Client, agent: AgentServer, uploaded: list[dict[str, object]]
+) -> None:
+    img_id = str(uploaded[0]["img_unique_id"])
+    detail = client.get(f"/api/images/{img_id}").json()
+    assert client.get(f"/api/images/{img_id}/thumbnail").status_code == 200
+    data_dir = agent.settings.resolved_data_dir
+    files = [data_dir / detail[k] for k in ("input_image_path", "result_image_1_path")]
+    assert all(f.is_file() for f in files)
+
+    assert client.delete(f"/api/images/{img_id}").status_code == 204
+    db = agent.settings.database_url or ""
+    for table in ("images", "classes", "regions", "inspections"):
+        assert db_rows(db, f"SELECT count(*) FROM {table} WHERE img_unique_id = %s", img_id) == [
+            (0,)
+        ]
+    assert not any(f.exists() for f in files)
+    assert not list(data_dir.rglob(f"*{img_id}*"))
+    assert client.delete(f"/api/images/{img_id}").status_code == 404

@@ -1,0 +1,298 @@
+"""POST /api/upload, /api/upload/batch, /api/images/{id}/retry and GET /api/batches/{id}."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from pathlib import Path
+
+import httpx2
+import pytest
+from PIL import Image as PILImage
+
+from tests.conftest import agent_settings
+from tests.support import AgentServer, db_rows, make_image, serve_agent, wait_until
+
+
+def stored_files(data_dir: Path) -> list[Path]:
+    """Every kept file under uploads/ and results/ (temporary folders excluded)."""
+    return sorted(
+        p
+        for sub in ("uploads", "results")
+        for p in (data_dir / sub).rglob("*")
+        if p.is_file() and ".incoming" not in p.parts
+    )
+
+
+def test_upload_deeppcb_image_stores_rows_and_files_that_agree(
+    client: httpx2.Client, agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    image = deeppcb[0]
+    response = client.post("/api/upload", files={"image": (image.name, image.read_bytes())})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    img_id = body["img_unique_id"]
+    assert body["success"] is True
+    assert len(img_id) == 22 and img_id[8] == "_" and img_id[15] == "_"
+    assert body["total_defects"] == sum(body["defect_classes"].values())
+    assert body["images"]["overlay"].endswith(f"/api/download/image/{img_id}/overlay")
+    assert body["result"]["image_shape"] == {"height": 640, "width": 640}
+
+    db = agent.settings.database_url
+    assert db is not None
+    (height, width, input_path, combined) = db_rows(
+        db,
+        "SELECT image_height, image_width, input_image_path, result_image_1_path"
+        " FROM images WHERE img_unique_id = %s",
+        img_id,
+    )[0]
+    assert (height, width) == (640, 640)
+    assert not Path(input_path).is_absolute() and input_path.startswith("uploads/")
+    assert input_path.endswith(f"_{img_id}_{image.stem}.jpg")
+    assert (agent.settings.resolved_data_dir / input_path).read_bytes() == image.read_bytes()
+    assert (agent.settings.resolved_data_dir / combined).read_bytes().startswith(b"\x89PNG")
+
+    classes = db_rows(
+        db,
+        "SELECT c.class_name, c.total_regions, c.total_area_pixels, count(r.*),"
+        " coalesce(sum(r.area_pixels), 0) FROM classes c LEFT JOIN regions r"
+        " ON r.class_unique_id = c.class_unique_id WHERE c.img_unique_id = %s"
+        " GROUP BY c.class_unique_id",
+        img_id,
+    )
+    assert {name: total for name, total, *_ in classes} == body["defect_classes"]
+    for _, total_regions, total_area, region_rows, area_sum in classes:
+        assert total_regions == region_rows
+        assert total_area == area_sum
+    ledger = db_rows(
+        db, "SELECT status, attempts, batch_id FROM inspections WHERE img_unique_id = %s", img_id
+    )
+    assert ledger == [("succeeded", 1, None)]
+
+
+def test_upload_can_include_result_images_as_base64(
+    client: httpx2.Client, deeppcb: list[Path]
+) -> None:
+    image = deeppcb[1]
+    response = client.post(
+        "/api/upload",
+        params={"include_images": "base64"},
+        files={"image": (image.name, image.read_bytes(), "image/jpeg")},
+    )
+    assert response.status_code == 200, response.text
+    encoded = response.json()["images_base64"]
+    combined = PILImage.open(io.BytesIO(base64.b64decode(encoded["combined"])))
+    assert combined.format == "PNG" and combined.size == (1280, 640)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "status", "error", "phrase"),
+    [
+        ("notes.png", b"hello, this is text\n" * 10, 415, "unsupported_media_type", "not a JPEG"),
+        ("empty.jpg", b"", 400, "invalid_image", "empty"),
+        ("half.jpg", None, 400, "invalid_image", "truncated"),
+        ("huge.png", None, 413, "file_too_large", "decompression bomb"),
+    ],
+)
+def test_bad_images_get_a_clear_4xx_and_nothing_is_stored(
+    client: httpx2.Client,
+    agent: AgentServer,
+    deeppcb: list[Path],
+    name: str,
+    content: bytes | None,
+    status: int,
+    error: str,
+    phrase: str,
+) -> None:
+    if name == "half.jpg":
+        content = deeppcb[2].read_bytes()[:20_000]
+    elif name == "huge.png":
+        buffer = io.BytesIO()
+        PILImage.new("1", (20_000, 10_000)).save(buffer, "PNG")
+        content = buffer.getvalue()
+    assert content is not None
+    before = stored_files(agent.settings.resolved_data_dir)
+    rows_before = db_rows(agent.settings.database_url or "", "SELECT count(*) FROM inspections")
+    response = client.post("/api/upload", files={"image": (name, content)})
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == error
+    assert phrase in response.json()["detail"]
+    assert stored_files(agent.settings.resolved_data_dir) == before
+    assert list((agent.settings.resolved_upload_dir / ".incoming").iterdir()) == []
+    assert db_rows(agent.settings.database_url or "", "SELECT count(*) FROM inspections") == (
+        rows_before
+    )
+
+
+def test_a_60_mb_upload_is_refused_while_streaming(
+    client: httpx2.Client, agent: AgentServer
+) -> None:
+    chunk = os.urandom(1024 * 1024)
+    sent = 0
+
+    def body() -> object:
+        nonlocal sent
+        yield b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.jpg\"\r\n\r\n"
+        yield b"\xff\xd8\xff"
+        for _ in range(60):
+            sent += len(chunk)
+            yield chunk
+        yield b"\r\n--b--\r\n"
+
+    # No Content-Length: the limit must be enforced while the bytes stream in.
+    try:
+        response = client.post(
+            "/api/upload",
+            content=body(),  # type: ignore[arg-type]
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        )
+    except httpx2.WriteError:
+        pytest.skip("server closed the connection before the answer could be read")
+    assert response.status_code == 413
+    assert "50 MB" in response.json()["detail"]
+    assert list((agent.settings.resolved_upload_dir / ".incoming").iterdir()) == []
+
+
+def test_a_declared_60_mb_body_is_refused_before_reading(client: httpx2.Client) -> None:
+    response = client.post(
+        "/api/upload",
+        files={"image": ("big.jpg", b"\xff\xd8\xff" + bytes(60 * 1024 * 1024))},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "file_too_large"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "phrase"),
+    [
+        ({"files": {"picture": ("a.png", make_image())}}, "no file in the form field 'image'"),
+        ({"data": {"image": "not a file"}}, "multipart/form-data"),
+        ({"content": b"raw bytes", "headers": {"Content-Type": "image/png"}}, "multipart"),
+    ],
+)
+def test_malformed_upload_requests_are_400(
+    client: httpx2.Client, kwargs: dict[str, object], phrase: str
+) -> None:
+    response = client.post("/api/upload", **kwargs)  # type: ignore[arg-type]
+    assert response.status_code == 400
+    assert phrase in response.json()["detail"]
+
+
+def test_every_accepted_format_is_inspected(client: httpx2.Client) -> None:
+    for fmt, name in (("PNG", "a.png"), ("TIFF", "a.tif"), ("BMP", "a.bmp"), ("JPEG", "a.jpg")):
+        response = client.post("/api/upload", files={"image": (name, make_image(fmt))})
+        assert response.status_code == 200, (fmt, response.text)
+        assert response.json()["result"]["image_shape"] == {"height": 48, "width": 64}
+
+
+def test_file_names_are_sanitised_before_they_touch_the_disk(
+    client: httpx2.Client, agent: AgentServer
+) -> None:
+    response = client.post(
+        "/api/upload", files={"image": ("../../etc/CON .. evil name?.png", make_image())}
+    )
+    assert response.status_code == 200, response.text
+    detail = client.get(f"/api/images/{response.json()['img_unique_id']}").json()
+    stored = detail["input_image_path"]
+    assert ".." not in stored and "?" not in stored and " " not in stored
+    assert (agent.settings.resolved_data_dir / stored).is_file()
+
+
+def test_batch_is_stored_queued_and_processed(
+    client: httpx2.Client, agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in deeppcb[3:8]]
+    files.append(("images", ("readme.png", b"plain text", "image/png")))
+    response = client.post("/api/upload/batch", files=files)
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["total"] == 5
+    assert [r["filename"] for r in accepted["rejected"]] == ["readme.png"]
+    assert accepted["rejected"][0]["error"] == "unsupported_media_type"
+
+    status = wait_until(
+        lambda: (s := client.get(f"/api/batches/{accepted['batch_id']}").json())["done"] and s
+    )
+    assert status["succeeded"] == 5 and status["failed"] == 0 and status["rejected_files"] == 1
+    assert [i["filename"] for i in status["items"]] == [p.name for p in deeppcb[3:8]]
+    assert all(i["total_defects"] is not None for i in status["items"])
+    db = agent.settings.database_url or ""
+    assert db_rows(
+        db,
+        "SELECT count(*) FROM images i JOIN inspections l USING (img_unique_id)"
+        " WHERE l.batch_id = %s",
+        accepted["batch_id"],
+    ) == [(5,)]
+    listed = client.get("/api/images", params={"batch_id": accepted["batch_id"]}).json()
+    assert listed["total"] == 5
+
+
+def test_batch_with_wait_answers_with_every_result(
+    client: httpx2.Client, deeppcb: list[Path]
+) -> None:
+    files = [("images", (p.name, p.read_bytes())) for p in deeppcb[8:10]]
+    response = client.post("/api/upload/batch", params={"wait": "true"}, files=files)
+    assert response.status_code == 200, response.text
+    status = response.json()["status"]
+    assert status["done"] and status["succeeded"] == 2
+    assert all(item["overlay_url"] for item in status["items"])
+
+
+def test_batch_of_only_bad_files_is_400_with_reasons(client: httpx2.Client) -> None:
+    response = client.post(
+        "/api/upload/batch", files=[("images", ("a.png", b"")), ("images", ("b.png", b"xx"))]
+    )
+    assert response.status_code == 400
+    assert [r["error"] for r in response.json()["rejected"]] == [
+        "invalid_image",
+        "unsupported_media_type",
+    ]
+
+
+def test_unknown_batch_is_404(client: httpx2.Client) -> None:
+    response = client.get("/api/batches/B_20990101_000000_AAAAAA")
+    assert response.status_code == 404
+    assert response.json()["error"] == "batch_not_found"
+
+
+def test_model_service_down_gives_503_keeps_input_and_retry_succeeds(
+    tmp_path: Path, database_url: str, reference_service: object, deeppcb: list[Path]
+) -> None:
+    """The model service is made unreachable by pointing the agent at a closed port."""
+    from app.services.reference_service import free_loopback_port
+
+    dead = agent_settings(tmp_path, database_url, f"http://127.0.0.1:{free_loopback_port()}/")
+    image = deeppcb[10]
+    with serve_agent(dead) as server, httpx2.Client(base_url=server.url, timeout=60) as c:
+        response = c.post("/api/upload", files={"image": (image.name, image.read_bytes())})
+        assert response.status_code == 503
+        body = response.json()
+        assert body["error"] == "model_service_unavailable"
+        assert dead.segformer_service_url in body["detail"]
+        img_id = body["img_unique_id"]
+        assert db_rows(database_url, "SELECT count(*) FROM images WHERE img_unique_id = %s",
+                       img_id) == [(0,)]
+        status, attempts, error = db_rows(
+            database_url,
+            "SELECT status, attempts, last_error FROM inspections WHERE img_unique_id = %s",
+            img_id,
+        )[0]
+        assert (status, attempts) == ("failed", 1) and "unreachable" in error
+        assert list((tmp_path / "results").rglob("*.png")) == []
+        assert len(list((tmp_path / "uploads").rglob(f"*{img_id}*"))) == 1
+        assert c.get(f"/api/download/image/{img_id}/overlay").status_code == 409
+        health = c.get("/api/health").json()
+        assert health["status"] == "degraded" and not health["model_service"]["ok"]
+
+    live = dead.model_copy(update={"segformer_service_url": reference_service.url})  # type: ignore[attr-defined]
+    with serve_agent(live) as server, httpx2.Client(base_url=server.url, timeout=60) as c:
+        retried = c.post(f"/api/images/{img_id}/retry")
+        assert retried.status_code == 200, retried.text
+        assert retried.json()["img_unique_id"] == img_id
+        assert db_rows(
+            database_url, "SELECT status, attempts FROM inspections WHERE img_unique_id = %s",
+            img_id,
+        ) == [("succeeded", 2)]
+        again = c.post(f"/api/images/{img_id}/retry")
+        assert again.status_code == 409 and again.json()["error"] == "not_retryable"
