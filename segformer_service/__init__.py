@@ -1,0 +1,1 @@
+"""Reference model service: a small ASGI app implementing docs/model-service-contract.md."""

@@ -1,0 +1,125 @@
+"""Settings of the reference model service.
+
+Every field can be set from the environment with the prefix ``REFERENCE_SERVICE_``
+(for example ``REFERENCE_SERVICE_ENGINE=classical`` or
+``REFERENCE_SERVICE_MAX_UPLOAD_SIZE_MB=20``); list and dict fields take JSON
+(``REFERENCE_SERVICE_CLASS_NAMES='["open","short"]'``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_CLASS_NAMES: tuple[str, ...] = (
+    "open",
+    "short",
+    "mousebite",
+    "spur",
+    "spurious_copper",
+    "pin_hole",
+)
+"""The six DeepPCB defect classes, in the order of their DeepPCB type ids 1..6."""
+
+DEFAULT_CLASS_COLORS: dict[str, str] = {
+    "open": "#e6194b",
+    "short": "#f58231",
+    "mousebite": "#ffe119",
+    "spur": "#3cb44b",
+    "spurious_copper": "#4363d8",
+    "pin_hole": "#911eb4",
+}
+"""RGB colours of the default classes; the web UI uses the same table."""
+
+FALLBACK_CLASS_COLOR = "#a9a9a9"
+"""Colour of a class that has no entry in ``class_colors``."""
+
+
+class ServiceSettings(BaseSettings):
+    """Typed settings of the reference model service (env prefix ``REFERENCE_SERVICE_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="REFERENCE_SERVICE_", extra="ignore")
+
+    engine: str = Field(default="classical", description="Segmentation engine name.")
+    class_names: list[str] = Field(default_factory=lambda: list(DEFAULT_CLASS_NAMES))
+    class_ids: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6])
+    class_colors: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CLASS_COLORS))
+    max_upload_size_mb: float = Field(default=50.0, gt=0, description="Upload limit, MiB.")
+    max_image_pixels: int = Field(
+        default=50_000_000,
+        gt=0,
+        description="Decompression-bomb guard: largest accepted width x height, pixels.",
+    )
+
+    # --- classical engine (all lengths and areas in pixels) ------------------
+    copper_polarity: Literal["dark", "bright"] = Field(
+        default="dark",
+        description="Whether copper is the dark or the bright phase of the scan "
+        "(DeepPCB: dark copper on a bright substrate).",
+    )
+    binarise_threshold: int | None = Field(
+        default=None,
+        ge=1,
+        le=254,
+        description="Grey levels above it (0..255) are the bright phase; None = Otsu's threshold.",
+    )
+    noise_max_area_px: int = Field(default=8, ge=0)
+    spurious_copper_max_area_px: int = Field(default=450, ge=1)
+    pin_hole_max_area_px: int = Field(default=350, ge=1)
+    round_feature_min_area_px: int = Field(
+        default=120,
+        ge=1,
+        description="Copper islands and enclosed holes at least this large that are also "
+        "round (see the two fields below) are taken for pads and drill holes, not defects.",
+    )
+    round_feature_max_eccentricity: float = Field(default=0.6, ge=0, le=1)
+    round_feature_min_solidity: float = Field(default=0.9, ge=0, le=1)
+    spur_opening_radius_px: int = Field(default=4, ge=1)
+    spur_min_area_px: int = Field(default=20, ge=1)
+    spur_max_area_px: int = Field(default=150, ge=1)
+    mousebite_closing_radius_px: int = Field(default=4, ge=1)
+    mousebite_min_area_px: int = Field(default=20, ge=1)
+    mousebite_max_area_px: int = Field(default=200, ge=1)
+    thin_feature_max_length_px: float = Field(
+        default=40.0,
+        gt=0,
+        description="Longest major axis of a spur/short/mousebite/open residue; longer "
+        "residues are thin traces or narrow gaps of the layout.",
+    )
+    bridge_part_min_area_px: int = Field(
+        default=400,
+        ge=1,
+        description="Smallest conductor piece that counts when deciding whether a residue "
+        "bridges (short) or cuts (open) conductors.",
+    )
+
+    @model_validator(mode="after")
+    def _check_classes(self) -> Self:
+        if len(self.class_names) != len(self.class_ids):
+            raise ValueError("class_names and class_ids must have the same length")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ValueError("class_names must be unique")
+        if len(set(self.class_ids)) != len(self.class_ids):
+            raise ValueError("class_ids must be unique")
+        if any(class_id <= 0 for class_id in self.class_ids):
+            raise ValueError("class_ids must be positive (0 is the background)")
+        return self
+
+    @property
+    def max_upload_size_bytes(self) -> int:
+        """Upload limit in bytes (``max_upload_size_mb`` x 2**20)."""
+        return int(self.max_upload_size_mb * 1024 * 1024)
+
+    def class_id_by_name(self) -> dict[str, int]:
+        """Map each class name to its class id."""
+        return dict(zip(self.class_names, self.class_ids, strict=True))
+
+    def class_name_by_id(self) -> dict[int, str]:
+        """Map each class id to its class name."""
+        return dict(zip(self.class_ids, self.class_names, strict=True))
+
+    def color_of(self, class_name: str) -> str:
+        """RGB hex colour of a class (``#a9a9a9`` for a name without an entry)."""
+        return self.class_colors.get(class_name, FALLBACK_CLASS_COLOR)

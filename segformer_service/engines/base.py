@@ -1,0 +1,93 @@
+"""Segmentation engine interface and the registry that picks an engine by name.
+
+An engine turns one PCB image into a *label mask*: an ``(H, W)`` integer array
+whose value at each pixel is the class id of the defect class the pixel belongs
+to, ``0`` for background (no defect). Class ids come from
+:class:`~segformer_service.config.ServiceSettings` (``class_ids``).
+
+To add an engine (for example a SegFormer ONNX model), write a class with a
+``name`` attribute and a ``segment`` method and register a factory::
+
+    register_engine("segformer_onnx", lambda settings: SegformerOnnxEngine(settings))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from segformer_service.config import ServiceSettings
+
+LabelMask = NDArray[np.int32]
+"""``(H, W)`` array of class ids, 0 = background."""
+
+
+@runtime_checkable
+class SegmentationEngine(Protocol):
+    """A defect-segmentation engine."""
+
+    name: str
+
+    def segment(self, image: NDArray[np.uint8]) -> LabelMask:
+        """Segment defects in one image.
+
+        Args:
+            image: ``(H, W)`` grey or ``(H, W, 3)`` RGB image, ``uint8``.
+
+        Returns:
+            ``(H, W)`` ``int32`` label mask of class ids, ``0`` = background.
+
+        Raises:
+            ValueError: if ``image`` does not have one of the two shapes above.
+        """
+        ...
+
+
+EngineFactory = Callable[[ServiceSettings], SegmentationEngine]
+
+_REGISTRY: dict[str, EngineFactory] = {}
+
+
+def register_engine(name: str, factory: EngineFactory) -> None:
+    """Register ``factory`` under ``name`` (a later registration replaces an earlier one)."""
+    _REGISTRY[name] = factory
+
+
+def available_engines() -> list[str]:
+    """Names of the registered engines, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_engine(settings: ServiceSettings) -> SegmentationEngine:
+    """Build the engine named by ``settings.engine``.
+
+    Raises:
+        ValueError: if no engine of that name is registered.
+    """
+    try:
+        factory = _REGISTRY[settings.engine]
+    except KeyError:
+        known = ", ".join(available_engines()) or "none"
+        raise ValueError(
+            f"unknown segmentation engine {settings.engine!r} (available: {known})"
+        ) from None
+    return factory(settings)
+
+
+def as_grey(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Return ``image`` as an ``(H, W)`` ``uint8`` grey image.
+
+    RGB is converted with the ITU-R BT.601 luma weights (0.299, 0.587, 0.114).
+
+    Raises:
+        ValueError: if ``image`` is neither ``(H, W)`` nor ``(H, W, 3)``.
+    """
+    if image.ndim == 2:
+        return image.astype(np.uint8, copy=False)
+    if image.ndim == 3 and image.shape[2] == 3:
+        luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+    raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")

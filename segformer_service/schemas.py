@@ -1,0 +1,96 @@
+"""Pydantic models of the reference model service's answers (docs/model-service-contract.md).
+
+Units: pixels for coordinates, lengths and areas; seconds for times.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Point(BaseModel):
+    """A point in image coordinates: ``x`` = column, ``y`` = row, pixels."""
+
+    x: float
+    y: float
+
+
+class BoundingBox(BaseModel):
+    """Top-left corner and size of a region, pixels (``width`` = columns)."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class Region(BaseModel):
+    """One connected component of a defect class's mask."""
+
+    region_id: int = Field(description="1-based, per class")
+    centroid: Point
+    bounding_box: BoundingBox
+    area_pixels: int
+    perimeter: float
+    major_axis: float
+    minor_axis: float
+    circularity: float = Field(description="4πA/P²; 0 when the perimeter is 0")
+    aspect_ratio: float = Field(description="major/minor; 0 when the minor axis is 0")
+
+
+class ClassSummary(BaseModel):
+    """All regions of one defect class."""
+
+    class_id: int
+    total_regions: int
+    total_area_pixels: int
+    regions: list[Region]
+
+
+class ImageShape(BaseModel):
+    """Input image size, pixels."""
+
+    height: int
+    width: int
+
+
+class InspectionResult(BaseModel):
+    """The analysis of one image (``result_json``)."""
+
+    image_shape: ImageShape
+    processing_time_seconds: float
+    engine: str
+    classes: dict[str, ClassSummary] = Field(description="only the classes found, by name")
+
+
+class ResultImages(BaseModel):
+    """The three result images, base64-encoded PNG."""
+
+    combined: str = Field(description="input | overlay, width 2W")
+    mask: str = Field(description="class colours on black")
+    overlay: str = Field(description="mask blended over the input")
+
+
+class UploadResponse(BaseModel):
+    """Answer of ``POST /upload``."""
+
+    success: bool = True
+    filename: str
+    processing_time_seconds: float
+    result_json: InspectionResult
+    images: ResultImages
+
+
+class HealthResponse(BaseModel):
+    """Answer of ``GET /health``."""
+
+    status: str = "ok"
+    engine: str
+    classes: list[str]
+
+
+class ErrorResponse(BaseModel):
+    """Body of every error answer."""
+
+    error: str
+    detail: str | list[dict[str, object]] | None = None

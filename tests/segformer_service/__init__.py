@@ -1,0 +1,1 @@
+"""Tests of the reference model service (segformer_service/)."""
