@@ -8,15 +8,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import download, health, query, upload
 from app.config import Settings, get_settings
-from app.errors import AgentError
+from app.errors import AgentError, DatabaseUnavailable
 from app.runtime import agent_runtime
 from app.services.health import agent_version
 
@@ -72,6 +74,18 @@ async def _agent_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(exc.to_body(), status_code=exc.status_code)
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if not (exc.connection_invalidated or isinstance(exc.orig, psycopg.OperationalError)):
+        raise exc
+    logger.error("database unavailable", extra={"path": request.url.path, "error": str(exc.orig)})
+    error = DatabaseUnavailable(
+        "the database is not answering; try again shortly, and if it persists check that"
+        " PostgreSQL is running (GET /api/health shows its state)"
+    )
+    return JSONResponse(error.to_body(), status_code=error.status_code)
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = "; ".join(
@@ -120,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestLogMiddleware)
     app.add_exception_handler(AgentError, _agent_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for module in (upload, query, download, health):
         app.include_router(module.router)

@@ -74,7 +74,9 @@ def reference_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Refe
     service.stop()
 
 
-def agent_settings(data_dir: Path, database_url: str, service_url: str, **extra: object) -> Settings:
+def agent_settings(
+    data_dir: Path, database_url: str, service_url: str, **extra: object
+) -> Settings:
     """Settings of a test agent: its own data folder and database, fast back-off."""
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
@@ -95,9 +97,7 @@ def agent(
     reference_service: ReferenceService,
 ) -> Iterator[AgentServer]:
     """The agent on a fresh database, talking to the reference model service."""
-    settings = agent_settings(
-        tmp_path_factory.mktemp("data"), database_url, reference_service.url
-    )
+    settings = agent_settings(tmp_path_factory.mktemp("data"), database_url, reference_service.url)
     with serve_agent(settings) as server:
         yield server
 

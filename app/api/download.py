@@ -65,7 +65,7 @@ async def thumbnail(
     img_unique_id: str,
     session: SessionDep,
     runtime: RuntimeDep,
-    size: Annotated[Literal[128, 256, 512], Query(description="Longest side, pixels.")] = 256,
+    size: Annotated[int, Query(ge=32, le=1024, description="Longest side, pixels.")] = 256,
     kind: Literal["input", "overlay"] = "overlay",
 ) -> FileResponse:
     """Generated once and cached on disk under DATA_DIR/thumbnails."""

@@ -153,6 +153,8 @@ class Inspection(Base):
     batch_id: Mapped[str | None] = mapped_column(
         ForeignKey("batches.batch_id", ondelete="CASCADE"), index=True
     )
+    # Order of the file within its batch request (0-based); None for single uploads.
+    batch_position: Mapped[int | None] = mapped_column(Integer)
     original_filename: Mapped[str] = mapped_column(Text)
     input_image_path: Mapped[str] = mapped_column(Text)
     size_bytes: Mapped[int] = mapped_column(BigInteger)

@@ -27,7 +27,6 @@ from app.services.repositories import ImageRepository, InspectionRepository
 from app.services.storage import ANALYSIS_FILE_NAME, RESULT_FILE_NAMES, Storage
 
 CHUNK_BYTES = 64 * 1024
-THUMBNAIL_SIZES = (128, 256, 512)
 SUMMARY_COLUMNS = (
     "img_unique_id",
     "original_filename",

@@ -154,9 +154,11 @@ class InspectionService:
         batch = Batch(batch_id=new_batch_id(accepted_at), created_at=accepted_at)
         accepted: list[Inspection] = []
         rejected: list[RejectedFile] = []
-        for received in files:
+        for position, received in enumerate(files):
             try:
-                accepted.append(await self._accept(received, batch.batch_id, accepted_at))
+                inspection = await self._accept(received, batch.batch_id, accepted_at)
+                inspection.batch_position = position
+                accepted.append(inspection)
             except AgentError as exc:
                 rejected.append(
                     RejectedFile(filename=received.filename, error=exc.error, detail=exc.detail)

@@ -25,10 +25,7 @@ logger = logging.getLogger(__name__)
 QUEUE_NAME = "inspections"
 TASK_NAME = "inspect_image"
 
-tasks = procrastinate.Blueprint()
 
-
-@tasks.task(name=TASK_NAME, queue=QUEUE_NAME, pass_context=True)
 async def inspect_image(context: procrastinate.JobContext, img_unique_id: str) -> None:
     """Inspect one accepted batch image; failures end in the ledger, not in a job retry."""
     service: InspectionService = context.additional_context["inspection_service"]
@@ -42,14 +39,16 @@ def create_queue(conninfo: str, max_connections: int) -> procrastinate.App:
             conninfo=conninfo, min_size=1, max_size=max(2, max_connections)
         )
     )
-    app.add_tasks_from(tasks, namespace="aoi")
+    # Registered per app (not through a shared Blueprint, which renames its tasks in place
+    # when added, so a second app in the same process would not find them).
+    app.task(name=TASK_NAME, queue=QUEUE_NAME, pass_context=True)(inspect_image)
     return app
 
 
 async def defer_inspections(app: procrastinate.App, img_unique_ids: Sequence[str]) -> None:
     """Queue one `inspect_image` job per id, in one round trip."""
     if img_unique_ids:
-        task = app.tasks[f"aoi:{TASK_NAME}"]
+        task = app.tasks[TASK_NAME]
         await task.batch_defer_async(*[{"img_unique_id": str(i)} for i in img_unique_ids])  # type: ignore[arg-type]
 
 
@@ -82,7 +81,7 @@ class StalledJobReaper:
         )
         for job in stalled:
             logger.warning(
-                "retrying stalled job", extra={"job_id": job.id, "args": job.task_kwargs}
+                "retrying stalled job", extra={"job_id": job.id, "task_kwargs": job.task_kwargs}
             )
             await self.app.job_manager.retry_job(job)
         await self.service.recover()

@@ -96,7 +96,7 @@ class InspectionRepository:
             select(Inspection, counts.c.classes)
             .outerjoin(counts, counts.c.img_unique_id == Inspection.img_unique_id)
             .where(Inspection.batch_id == batch_id)
-            .order_by(Inspection.created_at, Inspection.img_unique_id)
+            .order_by(Inspection.batch_position, Inspection.img_unique_id)
         )
         rows = (await self.session.execute(stmt)).all()
         return [(row[0], row[1]) for row in rows]
@@ -112,16 +112,14 @@ class InspectionRepository:
 
         These are left when the agent died between accepting a batch and queueing it.
         """
-        job_exists = exists(
-            text(
-                "SELECT 1 FROM procrastinate_jobs j WHERE j.status IN ('todo', 'doing')"
-                " AND j.args->>'img_unique_id' = inspections.img_unique_id"
-            )
+        no_live_job = text(
+            "NOT EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.status IN ('todo', 'doing')"
+            " AND j.args->>'img_unique_id' = inspections.img_unique_id)"
         )
         stmt = select(Inspection.img_unique_id).where(
             Inspection.batch_id.is_not(None),
             Inspection.status.in_([InspectionStatus.PENDING, InspectionStatus.PROCESSING]),
-            ~job_exists,
+            no_live_job,
         )
         return list((await self.session.execute(stmt)).scalars())
 

@@ -35,11 +35,16 @@ def new_batch_id(at: datetime) -> str:
 def safe_filename(name: str | None, max_length: int = 80) -> str:
     """A file-name part safe on Windows and POSIX: ASCII letters, digits, `.`, `_`, `-` only.
 
-    Directory parts, reserved names (CON, NUL, ...) and leading dots are removed;
-    an empty result becomes `image`.
+    Directory parts are dropped, reserved device names (CON, NUL, ...) are altered by
+    pathvalidate, the stem is cut so the whole fits `max_length` characters with its
+    extension kept; an empty result becomes `image`.
     """
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = sanitize_filename(base, platform="universal")
-    cleaned = _UNSAFE.sub("_", cleaned).strip("._-")
-    cleaned = sanitize_filename(cleaned, platform="universal")
-    return cleaned[-max_length:].lstrip("._-") or "image"
+    cleaned = _UNSAFE.sub("_", base).strip("._-")
+    stem, dot, extension = cleaned.rpartition(".")
+    if not dot or len(extension) > 10:
+        stem, extension = cleaned, ""
+    suffix = f".{extension}" if extension else ""
+    shortened = stem[: max(1, max_length - len(suffix))].rstrip("._-") + suffix
+    shortened = shortened.strip("._-")
+    return sanitize_filename(shortened, platform="universal") if shortened else "image"

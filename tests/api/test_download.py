@@ -27,11 +27,18 @@ def inspected(agent: object, deeppcb: list[Path]) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     ("kind", "media_type", "size"),
-    [("input", "image/jpeg", (640, 640)), ("combined", "image/png", (1280, 640)),
-     ("mask", "image/png", (640, 640)), ("overlay", "image/png", (640, 640))],
+    [
+        ("input", "image/jpeg", (640, 640)),
+        ("combined", "image/png", (1280, 640)),
+        ("mask", "image/png", (640, 640)),
+        ("overlay", "image/png", (640, 640)),
+    ],
 )
 def test_images_download_with_type_name_and_content(
-    client: httpx2.Client, inspected: dict[str, object], kind: str, media_type: str,
+    client: httpx2.Client,
+    inspected: dict[str, object],
+    kind: str,
+    media_type: str,
     size: tuple[int, int],
 ) -> None:
     img_id = inspected["answer"]["img_unique_id"]  # type: ignore[index]
@@ -57,7 +64,8 @@ def test_json_download_is_the_analysis_as_sent(
 def test_thumbnail_is_a_small_jpeg(client: httpx2.Client, inspected: dict[str, object]) -> None:
     img_id = inspected["answer"]["img_unique_id"]  # type: ignore[index]
     response = client.get(f"/api/images/{img_id}/thumbnail", params={"size": 128})
-    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/jpeg"
     thumb = PILImage.open(io.BytesIO(response.content))
     assert max(thumb.size) == 128
 
@@ -68,7 +76,8 @@ def test_unknown_kind_or_id_is_a_clear_error(client: httpx2.Client) -> None:
         "image_not_found"
     )
     response = client.get("/api/download/image/20990101_000000_NOPE00/heatmap")
-    assert response.status_code == 422 and "kind" in response.json()["detail"]
+    assert response.status_code == 422
+    assert "kind" in response.json()["detail"]
     assert client.get("/api/download/batch/B_20990101_000000_NOPE00").status_code == 404
 
 
@@ -91,8 +100,13 @@ def test_batch_zip_streams_every_file_and_a_summary(
     names = set(archive.namelist())
     for accepted in batch["accepted"]:
         img_id = accepted["img_unique_id"]
-        assert {f"{img_id}/input.jpg", f"{img_id}/combined.png", f"{img_id}/mask.png",
-                f"{img_id}/overlay.png", f"{img_id}/analysis.json"} <= names
+        assert {
+            f"{img_id}/input.jpg",
+            f"{img_id}/combined.png",
+            f"{img_id}/mask.png",
+            f"{img_id}/overlay.png",
+            f"{img_id}/analysis.json",
+        } <= names
     rows = list(csv.DictReader(io.StringIO(archive.read("summary.csv").decode())))
     assert [r["original_filename"] for r in rows] == [p.name for p in deeppcb[31:34]]
     assert all(r["status"] == "succeeded" for r in rows)

@@ -7,7 +7,13 @@ from pathlib import Path
 import httpx2
 
 from tests.conftest import agent_settings
-from tests.support import AgentServer, serve_agent
+from tests.support import (
+    AgentServer,
+    admin_connect,
+    create_database,
+    drop_database,
+    serve_agent,
+)
 
 
 def test_health_reports_every_part(client: httpx2.Client, agent: AgentServer) -> None:
@@ -15,32 +21,50 @@ def test_health_reports_every_part(client: httpx2.Client, agent: AgentServer) ->
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["database"]["ok"] and body["model_service"]["ok"]
+    assert body["database"]["ok"]
+    assert body["model_service"]["ok"]
     assert body["model_service"]["url"] == agent.settings.segformer_service_url
     assert body["disk"]["free_bytes"] > 0
 
 
-def test_health_is_503_when_the_database_is_down(
-    tmp_path: Path, postgres_server_url: str, reference_service: object
+def test_health_is_503_while_the_database_is_down_and_recovers(
+    tmp_path: Path, postgres_server_url: str, migrated_template: str, reference_service: object
 ) -> None:
-    """A database that does not exist stands for one that is down."""
-    from tests.support import database_url
-
+    """The outage is real: the database refuses new connections and its sessions are killed."""
+    url = create_database(postgres_server_url, template=migrated_template)
+    name = url.rsplit("/", 1)[-1].split("?", 1)[0]
     settings = agent_settings(
-        tmp_path, database_url(postgres_server_url, "aoi_no_such_db"),
+        tmp_path,
+        url,
         reference_service.url,  # type: ignore[attr-defined]
         run_worker_in_process=False,
     )
-    with serve_agent(settings) as server, httpx2.Client(base_url=server.url) as c:
-        response = c.get("/api/health")
-        assert response.status_code == 503
-        assert response.json()["status"] == "down"
-        assert not response.json()["database"]["ok"]
+    try:
+        with serve_agent(settings) as server, httpx2.Client(base_url=server.url) as c:
+            assert c.get("/api/health").status_code == 200
+            with admin_connect(postgres_server_url) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+            response = c.get("/api/health")
+            assert response.status_code == 503
+            assert response.json()["status"] == "down"
+            assert not response.json()["database"]["ok"]
+            listing = c.get("/api/images")
+            assert listing.status_code == 503
+            assert listing.json()["error"] == "database_unavailable"
+            with admin_connect(postgres_server_url) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            assert c.get("/api/health").status_code == 200
+    finally:
+        with admin_connect(postgres_server_url) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        drop_database(url)
 
 
-def test_stats_count_images_defects_and_classes(
-    client: httpx2.Client, deeppcb: list[Path]
-) -> None:
+def test_stats_count_images_defects_and_classes(client: httpx2.Client, deeppcb: list[Path]) -> None:
     answers = [
         client.post("/api/upload", files={"image": (p.name, p.read_bytes())}).json()
         for p in deeppcb[40:42]

@@ -26,7 +26,9 @@ def test_images_are_listed_newest_first_with_counts(
     client: httpx2.Client, uploaded: list[dict[str, object]]
 ) -> None:
     listed = client.get("/api/images", params={"limit": 2}).json()
-    assert listed["total"] == 4 and listed["limit"] == 2 and len(listed["images"]) == 2
+    assert listed["total"] == 4
+    assert listed["limit"] == 2
+    assert len(listed["images"]) == 2
     newest = listed["images"][0]
     assert newest["img_unique_id"] == uploaded[-1]["img_unique_id"]
     assert newest["defect_classes"] == uploaded[-1]["defect_classes"]
@@ -44,9 +46,10 @@ def test_images_filter_by_class_date_and_defect_count(
     by_class = client.get("/api/images", params={"class_name": some_class}).json()
     assert {i["img_unique_id"] for i in by_class["images"]} == expected
     today = str(uploaded[0]["timestamp"])[:10]
-    assert client.get("/api/images", params={"start_date": today, "end_date": today}).json()[
-        "total"
-    ] == 4
+    assert (
+        client.get("/api/images", params={"start_date": today, "end_date": today}).json()["total"]
+        == 4
+    )
     assert client.get("/api/images", params={"end_date": "2000-01-01"}).json()["total"] == 0
     most = max(int(u["total_defects"]) for u in uploaded)  # type: ignore[call-overload]
     many = client.get("/api/images", params={"min_defects": most}).json()
@@ -101,7 +104,8 @@ def test_defect_query_filters_by_class_and_area(
     assert all(r["area_pixels"] >= middle for r in big["regions"])
     some_class = everything["regions"][0]["class_name"]
     one = client.get("/api/query/defects", params={"class_name": some_class}).json()
-    assert one["total"] > 0 and {r["class_name"] for r in one["regions"]} == {some_class}
+    assert one["total"] > 0
+    assert {r["class_name"] for r in one["regions"]} == {some_class}
 
 
 def test_unknown_ids_are_404_with_a_message(client: httpx2.Client) -> None:

@@ -34,7 +34,9 @@ def test_upload_deeppcb_image_stores_rows_and_files_that_agree(
     body = response.json()
     img_id = body["img_unique_id"]
     assert body["success"] is True
-    assert len(img_id) == 22 and img_id[8] == "_" and img_id[15] == "_"
+    assert len(img_id) == 22
+    assert img_id[8] == "_"
+    assert img_id[15] == "_"
     assert body["total_defects"] == sum(body["defect_classes"].values())
     assert body["images"]["overlay"].endswith(f"/api/download/image/{img_id}/overlay")
     assert body["result"]["image_shape"] == {"height": 640, "width": 640}
@@ -48,7 +50,8 @@ def test_upload_deeppcb_image_stores_rows_and_files_that_agree(
         img_id,
     )[0]
     assert (height, width) == (640, 640)
-    assert not Path(input_path).is_absolute() and input_path.startswith("uploads/")
+    assert not Path(input_path).is_absolute()
+    assert input_path.startswith("uploads/")
     assert input_path.endswith(f"_{img_id}_{image.stem}.jpg")
     assert (agent.settings.resolved_data_dir / input_path).read_bytes() == image.read_bytes()
     assert (agent.settings.resolved_data_dir / combined).read_bytes().startswith(b"\x89PNG")
@@ -83,7 +86,8 @@ def test_upload_can_include_result_images_as_base64(
     assert response.status_code == 200, response.text
     encoded = response.json()["images_base64"]
     combined = PILImage.open(io.BytesIO(base64.b64decode(encoded["combined"])))
-    assert combined.format == "PNG" and combined.size == (1280, 640)
+    assert combined.format == "PNG"
+    assert combined.size == (1280, 640)
 
 
 @pytest.mark.parametrize(
@@ -133,7 +137,7 @@ def test_a_60_mb_upload_is_refused_while_streaming(
 
     def body() -> object:
         nonlocal sent
-        yield b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"big.jpg\"\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n\r\n'
         yield b"\xff\xd8\xff"
         for _ in range(60):
             sent += len(chunk)
@@ -195,7 +199,9 @@ def test_file_names_are_sanitised_before_they_touch_the_disk(
     assert response.status_code == 200, response.text
     detail = client.get(f"/api/images/{response.json()['img_unique_id']}").json()
     stored = detail["input_image_path"]
-    assert ".." not in stored and "?" not in stored and " " not in stored
+    assert ".." not in stored
+    assert "?" not in stored
+    assert " " not in stored
     assert (agent.settings.resolved_data_dir / stored).is_file()
 
 
@@ -214,7 +220,9 @@ def test_batch_is_stored_queued_and_processed(
     status = wait_until(
         lambda: (s := client.get(f"/api/batches/{accepted['batch_id']}").json())["done"] and s
     )
-    assert status["succeeded"] == 5 and status["failed"] == 0 and status["rejected_files"] == 1
+    assert status["succeeded"] == 5
+    assert status["failed"] == 0
+    assert status["rejected_files"] == 1
     assert [i["filename"] for i in status["items"]] == [p.name for p in deeppcb[3:8]]
     assert all(i["total_defects"] is not None for i in status["items"])
     db = agent.settings.database_url or ""
@@ -235,7 +243,8 @@ def test_batch_with_wait_answers_with_every_result(
     response = client.post("/api/upload/batch", params={"wait": "true"}, files=files)
     assert response.status_code == 200, response.text
     status = response.json()["status"]
-    assert status["done"] and status["succeeded"] == 2
+    assert status["done"]
+    assert status["succeeded"] == 2
     assert all(item["overlay_url"] for item in status["items"])
 
 
@@ -271,19 +280,22 @@ def test_model_service_down_gives_503_keeps_input_and_retry_succeeds(
         assert body["error"] == "model_service_unavailable"
         assert dead.segformer_service_url in body["detail"]
         img_id = body["img_unique_id"]
-        assert db_rows(database_url, "SELECT count(*) FROM images WHERE img_unique_id = %s",
-                       img_id) == [(0,)]
+        assert db_rows(
+            database_url, "SELECT count(*) FROM images WHERE img_unique_id = %s", img_id
+        ) == [(0,)]
         status, attempts, error = db_rows(
             database_url,
             "SELECT status, attempts, last_error FROM inspections WHERE img_unique_id = %s",
             img_id,
         )[0]
-        assert (status, attempts) == ("failed", 1) and "unreachable" in error
+        assert (status, attempts) == ("failed", 1)
+        assert "unreachable" in error
         assert list((tmp_path / "results").rglob("*.png")) == []
         assert len(list((tmp_path / "uploads").rglob(f"*{img_id}*"))) == 1
         assert c.get(f"/api/download/image/{img_id}/overlay").status_code == 409
         health = c.get("/api/health").json()
-        assert health["status"] == "degraded" and not health["model_service"]["ok"]
+        assert health["status"] == "degraded"
+        assert not health["model_service"]["ok"]
 
     live = dead.model_copy(update={"segformer_service_url": reference_service.url})  # type: ignore[attr-defined]
     with serve_agent(live) as server, httpx2.Client(base_url=server.url, timeout=60) as c:
@@ -291,8 +303,10 @@ def test_model_service_down_gives_503_keeps_input_and_retry_succeeds(
         assert retried.status_code == 200, retried.text
         assert retried.json()["img_unique_id"] == img_id
         assert db_rows(
-            database_url, "SELECT status, attempts FROM inspections WHERE img_unique_id = %s",
+            database_url,
+            "SELECT status, attempts FROM inspections WHERE img_unique_id = %s",
             img_id,
         ) == [("succeeded", 2)]
         again = c.post(f"/api/images/{img_id}/retry")
-        assert again.status_code == 409 and again.json()["error"] == "not_retryable"
+        assert again.status_code == 409
+        assert again.json()["error"] == "not_retryable"

@@ -74,6 +74,7 @@ def upgrade() -> None:
         "inspections",
         sa.Column("img_unique_id", sa.String(length=22), nullable=False),
         sa.Column("batch_id", sa.String(length=24), nullable=True),
+        sa.Column("batch_position", sa.Integer(), nullable=True),
         sa.Column("original_filename", sa.Text(), nullable=False),
         sa.Column("input_image_path", sa.Text(), nullable=False),
         sa.Column("size_bytes", sa.BigInteger(), nullable=False),

@@ -1,0 +1,236 @@
+"""The model-service client: answer layouts, retries, errors.
+
+The reference service always answers well, so these tests use a small scripted
+model service (real HTTP on a loopback port) for what a real one cannot be made
+to do on demand: answer 503 twice, drop connections, send other layouts or a
+broken body.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.config import Settings
+from app.errors import ModelServiceBadAnswer, ModelServiceUnavailable
+from app.services.model_service_client import ModelServiceClient
+from app.services.reference_service import free_loopback_port
+from tests.support import make_image
+
+PNG = make_image("PNG", (8, 8))
+B64 = base64.b64encode(PNG).decode()
+ANALYSIS: dict[str, Any] = {
+    "image_shape": {"height": 8, "width": 8},
+    "classes": {
+        "pin_hole": {
+            "class_id": 6,
+            "total_regions": 1,
+            "total_area_pixels": 14,
+            "regions": [
+                {
+                    "region_id": 1,
+                    "centroid": {"x": 3.5, "y": 2.0},
+                    "bounding_box": {"x": 1, "y": 1, "width": 7, "height": 5},
+                    "area_pixels": 14,
+                    "perimeter": 15.31,
+                    "major_axis": 6.4,
+                    "minor_axis": 4.35,
+                    "circularity": 0.75,
+                    "aspect_ratio": 1.47,
+                }
+            ],
+        }
+    },
+}
+
+
+class ScriptedService:
+    """A model service whose `/upload` answers come from a list of callables."""
+
+    def __init__(self) -> None:
+        self.script: list[Callable[[], Response]] = []
+        self.calls = 0
+        self.port = free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+        async def upload(request: Request) -> Response:
+            form = await request.form()
+            await form.close()
+            self.calls += 1
+            step = self.script[min(self.calls, len(self.script)) - 1]
+            return step()
+
+        async def image(request: Request) -> Response:
+            return Response(PNG, media_type="image/png")
+
+        app = Starlette(
+            routes=[
+                Route("/upload", upload, methods=["POST"]),
+                Route("/files/{name}", image),
+            ]
+        )
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_config=None, log_level="warning"
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ScriptedService:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedService]:
+    with ScriptedService() as service:
+        yield service
+
+
+def make_client(url: str, **overrides: Any) -> ModelServiceClient:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        segformer_backoff_base_s=0.01,
+        segformer_timeout_s=5,
+        **overrides,
+    )
+    return ModelServiceClient(settings, url)
+
+
+def ok(body: dict[str, Any]) -> Callable[[], Response]:
+    return lambda: JSONResponse(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"result_json": ANALYSIS, "images": {"combined": B64, "mask": B64, "overlay": B64}},
+        {
+            "result": ANALYSIS,
+            "combined_image": B64,
+            "mask_image": B64,
+            "overlay_image": "data:image/png;base64," + B64,
+        },
+        {
+            **ANALYSIS,
+            "images": {
+                "combined": "/files/c.png",
+                "mask": "/files/m.png",
+                "overlay": "/files/o.png",
+            },
+        },
+    ],
+    ids=["result_json+images", "result+top-level-data-uri", "top-level+urls"],
+)
+async def test_every_plausible_layout_is_accepted(
+    scripted: ScriptedService, body: dict[str, Any]
+) -> None:
+    scripted.script = [ok(body)]
+    client = make_client(scripted.url)
+    try:
+        result = await client.infer(PNG, "a.png", "image/png")
+    finally:
+        await client.aclose()
+    assert result.analysis.classes["pin_hole"].regions[0].circularity == 0.75
+    assert result.images == {"combined": PNG, "mask": PNG, "overlay": PNG}
+    assert result.raw_analysis["classes"] == ANALYSIS["classes"]
+
+
+async def test_503_is_retried_with_back_off_then_succeeds(scripted: ScriptedService) -> None:
+    good = {"result_json": ANALYSIS, "images": {"combined": B64, "mask": B64, "overlay": B64}}
+    scripted.script = [
+        lambda: JSONResponse({"error": "busy"}, status_code=503),
+        lambda: JSONResponse({"error": "busy"}, status_code=502),
+        ok(good),
+    ]
+    client = make_client(scripted.url)
+    try:
+        result = await client.infer(PNG, "a.png", "image/png")
+    finally:
+        await client.aclose()
+    assert scripted.calls == 3
+    assert result.analysis.total_defects == 1
+
+
+async def test_persistent_503_gives_unavailable_after_three_attempts(
+    scripted: ScriptedService,
+) -> None:
+    scripted.script = [lambda: JSONResponse({"detail": "GPU busy"}, status_code=503)]
+    client = make_client(scripted.url)
+    with pytest.raises(ModelServiceUnavailable, match="HTTP 503 after 3 attempts: GPU busy"):
+        await client.infer(PNG, "a.png", "image/png")
+    await client.aclose()
+    assert scripted.calls == 3
+
+
+async def test_4xx_is_never_retried(scripted: ScriptedService) -> None:
+    scripted.script = [lambda: JSONResponse({"detail": "not an image"}, status_code=400)]
+    client = make_client(scripted.url)
+    with pytest.raises(ModelServiceBadAnswer, match="HTTP 400: not an image"):
+        await client.infer(PNG, "a.png", "image/png")
+    await client.aclose()
+    assert scripted.calls == 1
+
+
+async def test_unreachable_service_names_its_url() -> None:
+    url = f"http://127.0.0.1:{free_loopback_port()}/"
+    client = make_client(url)
+    with pytest.raises(ModelServiceUnavailable, match=f"{url} is unreachable after 3 attempts"):
+        await client.infer(PNG, "a.png", "image/png")
+    await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"result_json": ANALYSIS, "images": {"combined": B64, "overlay": B64}}, "no 'mask' image"),
+        ({"images": {"combined": B64, "mask": B64, "overlay": B64}}, "no analysis JSON"),
+        (
+            {"result_json": ANALYSIS, "images": {"combined": "!!", "mask": B64, "overlay": B64}},
+            "'combined' image is not valid base64",
+        ),
+        (
+            {
+                "result_json": {
+                    **ANALYSIS,
+                    "classes": {"x": {**ANALYSIS["classes"]["pin_hole"], "total_regions": 3}},
+                },
+                "images": {"combined": B64, "mask": B64, "overlay": B64},
+            },
+            "total_regions is 3 but 1 regions are listed",
+        ),
+    ],
+    ids=["missing-mask", "missing-analysis", "bad-base64", "totals-disagree"],
+)
+async def test_malformed_answers_name_what_is_wrong(
+    scripted: ScriptedService, body: dict[str, Any], message: str
+) -> None:
+    scripted.script = [ok(body)]
+    client = make_client(scripted.url)
+    with pytest.raises(ModelServiceBadAnswer, match=message):
+        await client.infer(PNG, "a.png", "image/png")
+    await client.aclose()
+
+
+async def test_non_json_body_is_a_bad_answer(scripted: ScriptedService) -> None:
+    scripted.script = [lambda: Response("<html>proxy error</html>", media_type="text/html")]
+    client = make_client(scripted.url)
+    with pytest.raises(ModelServiceBadAnswer, match="not JSON"):
+        await client.infer(PNG, "a.png", "image/png")
+    await client.aclose()

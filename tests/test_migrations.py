@@ -1,0 +1,121 @@
+"""Alembic migrations: upgrade creates exactly the specified schema, downgrade removes it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from app.services.migrations import downgrade_database, upgrade_database
+from tests.support import create_database, db_rows, drop_database
+
+IMAGES = [
+    "img_unique_id",
+    "image_height",
+    "image_width",
+    "processing_time_seconds",
+    "timestamp",
+    "input_image_path",
+    "result_image_1_path",
+    "result_image_2_path",
+    "result_image_3_path",
+]
+CLASSES = [
+    "class_unique_id",
+    "img_unique_id",
+    "class_id",
+    "class_name",
+    "total_regions",
+    "total_area_pixels",
+]
+REGIONS = [
+    "region_unique_id",
+    "class_unique_id",
+    "img_unique_id",
+    "region_id",
+    "centroid_x",
+    "centroid_y",
+    "bbox_x",
+    "bbox_y",
+    "bbox_width",
+    "bbox_height",
+    "area_pixels",
+    "perimeter",
+    "major_axis",
+    "minor_axis",
+    "circularity",
+    "aspect_ratio",
+]
+
+
+@pytest.fixture
+def empty_database(postgres_server_url: str) -> Iterator[str]:
+    """A database with nothing in it."""
+    url = create_database(postgres_server_url)
+    yield url
+    drop_database(url)
+
+
+def columns(url: str, table: str) -> list[str]:
+    return [
+        name
+        for (name,) in db_rows(
+            url,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s"
+            " ORDER BY ordinal_position",
+            table,
+        )
+    ]
+
+
+def tables(url: str) -> set[str]:
+    return {
+        name
+        for (name,) in db_rows(
+            url, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+    }
+
+
+def test_upgrade_creates_the_three_tables_with_exactly_their_columns(empty_database: str) -> None:
+    upgrade_database(empty_database)
+    assert columns(empty_database, "images") == IMAGES
+    assert columns(empty_database, "classes") == CLASSES
+    assert columns(empty_database, "regions") == REGIONS
+    assert {"batches", "inspections", "procrastinate_jobs"} <= tables(empty_database)
+    cascades = db_rows(
+        empty_database,
+        "SELECT conrelid::regclass::text, confrelid::regclass::text, confdeltype"
+        " FROM pg_constraint WHERE contype = 'f' AND conrelid::regclass::text IN"
+        " ('classes', 'regions') ORDER BY 1, 2",
+    )
+    assert cascades == [
+        ("classes", "images", "c"),
+        ("regions", "classes", "c"),
+        ("regions", "images", "c"),
+    ]
+
+
+def test_downgrade_removes_everything_and_upgrade_works_again(empty_database: str) -> None:
+    upgrade_database(empty_database)
+    downgrade_database(empty_database, "base")
+    assert tables(empty_database) == {"alembic_version"}
+    assert db_rows(
+        empty_database,
+        "SELECT count(*) FROM pg_type WHERE typname IN ('inspection_status',"
+        " 'procrastinate_job_status')",
+    ) == [(0,)]
+    assert db_rows(
+        empty_database, "SELECT count(*) FROM pg_proc WHERE proname LIKE 'procrastinate%%'"
+    ) == [(0,)]
+    upgrade_database(empty_database)
+    assert columns(empty_database, "regions") == REGIONS
+
+
+def test_each_step_downgrades_on_its_own(empty_database: str) -> None:
+    upgrade_database(empty_database)
+    downgrade_database(empty_database, "20261121_0001")
+    assert "procrastinate_jobs" not in tables(empty_database)
+    assert "images" in tables(empty_database)
+    upgrade_database(empty_database)
+    assert "procrastinate_jobs" in tables(empty_database)
