@@ -118,3 +118,32 @@ def test_killed_agent_finishes_the_batch_after_restart_exactly_once(
         batch_id,
     )
     assert per_class == []
+
+
+def test_separate_worker_process_does_the_batch_work(
+    agent_process: AgentProcess, database_url: str, deeppcb: list[Path], tmp_path: Path
+) -> None:
+    agent_process.env["RUN_WORKER_IN_PROCESS"] = "false"
+    agent_process.start()
+    with httpx2.Client(base_url=agent_process.url, timeout=60) as client:
+        batch = client.post(
+            "/api/upload/batch", files=[("images", (p.name, p.read_bytes())) for p in deeppcb[:3]]
+        ).json()
+        assert client.get(f"/api/batches/{batch['batch_id']}").json()["pending"] == 3
+        with (tmp_path / "worker.log").open("ab") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-c", "from app.cli import main; main()", "worker"],
+                cwd=REPO_ROOT,
+                env=agent_process.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            status = wait_until(
+                lambda: (s := client.get(f"/api/batches/{batch['batch_id']}").json())["done"] and s,
+                timeout_s=60,
+            )
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    assert status["succeeded"] == 3

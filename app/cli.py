@@ -1,0 +1,164 @@
+"""`aoi-agent`: upload files or folders to a running agent as batches; run queue workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx2
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+
+cli = typer.Typer(add_completion=False, help="AOI Inference Agent command line.")
+console = Console()
+
+
+def collect_images(paths: list[Path]) -> list[Path]:
+    """Image files among `paths`, folders searched recursively, in name order, no repeats.
+
+    Raises:
+        typer.BadParameter: a path does not exist.
+    """
+    found: dict[Path, None] = {}
+    for path in paths:
+        if not path.exists():
+            raise typer.BadParameter(f"{path} does not exist")
+        candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for candidate in candidates:
+            if candidate.is_file() and candidate.suffix.lower() in IMAGE_SUFFIXES:
+                found[candidate.resolve()] = None
+    return list(found)
+
+
+def _chunks(items: list[Path], size: int) -> Iterator[list[Path]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _error_text(response: httpx2.Response) -> str:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
+
+
+@cli.command()
+def upload(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    url: Annotated[str, typer.Option(help="The agent's base URL.")] = "http://127.0.0.1:8000",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch request.")] = 100,
+    timeout_s: Annotated[float, typer.Option(help="Give up waiting after this long.")] = 3600,
+) -> None:
+    """Upload images as batches and follow their progress until every image is done."""
+    images = collect_images(paths)
+    if not images:
+        console.print("[red]no JPEG, PNG, TIFF or BMP files found[/red]")
+        raise typer.Exit(2)
+    batch_ids: list[str] = []
+    rejected = 0
+    with httpx2.Client(base_url=url.rstrip("/"), timeout=300) as client:
+        for chunk in _chunks(images, batch_size):
+            with contextlib.ExitStack() as stack:
+                files = [("images", (p.name, stack.enter_context(p.open("rb")))) for p in chunk]
+                try:
+                    response = client.post("/api/upload/batch", files=files)
+                except httpx2.HTTPError as exc:
+                    console.print(f"[red]cannot reach the agent at {url}: {exc}[/red]")
+                    raise typer.Exit(1) from exc
+            if response.status_code >= 400:
+                console.print(f"[red]batch refused: {_error_text(response)}[/red]")
+                for item in response.json().get("rejected", []):
+                    console.print(f"  {item['filename']}: {item['detail']}")
+                continue
+            body = response.json()
+            batch_ids.append(body["batch_id"])
+            for item in body["rejected"]:
+                rejected += 1
+                console.print(f"[yellow]skipped {item['filename']}: {item['detail']}[/yellow]")
+        if not batch_ids:
+            raise typer.Exit(1)
+        summary = _follow(client, batch_ids, timeout_s)
+    console.print(
+        f"done: {summary['succeeded']} succeeded, {summary['failed']} failed,"
+        f" {rejected} rejected; batches: {', '.join(batch_ids)}"
+    )
+    for name, count in sorted(summary["defects"].items(), key=lambda kv: -kv[1]):
+        console.print(f"  {name}: {count}")
+    raise typer.Exit(1 if summary["failed"] or summary["pending"] else 0)
+
+
+def _follow(client: httpx2.Client, batch_ids: list[str], timeout_s: float) -> dict[str, Any]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    deadline = time.monotonic() + timeout_s
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("inspecting", total=None)
+        while True:
+            statuses = [client.get(f"/api/batches/{b}").json() for b in batch_ids]
+            total = sum(s["total"] for s in statuses)
+            finished = sum(s["succeeded"] + s["failed"] for s in statuses)
+            progress.update(task, total=total, completed=finished)
+            if all(s["done"] for s in statuses) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    for status in statuses:
+        for item in status["items"]:
+            if item["status"] == "failed":
+                console.print(f"[red]failed {item['filename']}: {item['error']}[/red]")
+    defects: dict[str, int] = {}
+    for status in statuses:
+        for name, count in status["defects_by_class"].items():
+            defects[name] = defects.get(name, 0) + count
+    return {
+        "succeeded": sum(s["succeeded"] for s in statuses),
+        "failed": sum(s["failed"] for s in statuses),
+        "pending": sum(s["pending"] for s in statuses),
+        "defects": defects,
+    }
+
+
+@cli.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Images in flight (default WORKER_CONCURRENCY).")
+    ] = None,
+) -> None:
+    """Run a queue worker in this process, with the agent's settings (`.env`, environment)."""
+    from app.config import Settings
+    from app.launcher import StartupError, prepared, use_selector_event_loop_on_windows
+    from app.runtime import agent_runtime, run_worker
+    from app.utils.logging import configure_logging
+
+    use_selector_event_loop_on_windows()
+    settings = Settings()
+    configure_logging(settings.log_level, settings.resolved_log_dir)
+
+    async def serve(ready: Settings) -> None:
+        async with agent_runtime(ready, run_worker_in_process=False) as runtime:
+            await run_worker(runtime, concurrency or ready.effective_worker_concurrency)
+
+    try:
+        with prepared(settings) as ready:
+            console.print(f"worker on {ready.segformer_service_url}; Ctrl-C stops it")
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(serve(ready))
+    except StartupError as exc:
+        console.print(f"[red]error: {exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
