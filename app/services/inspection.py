@@ -408,11 +408,12 @@ class InspectionService:
                 raise ImageNotFound(f"no inspection with id {img_unique_id}")
             await images.delete(img_unique_id)
             await inspections.delete(img_unique_id)
-        input_stored = (image or inspection).input_image_path  # type: ignore[union-attr]
-        accepted_at = image.timestamp if image else inspection.created_at  # type: ignore[union-attr]
+        kept = image or inspection
+        assert kept is not None
+        accepted_at = image.timestamp if image is not None else kept.created_at  # type: ignore[union-attr]
         await anyio.to_thread.run_sync(
             self.storage.remove_inspection_files,
-            input_stored,
+            kept.input_image_path,
             self.storage.result_folder(img_unique_id, accepted_at),
             img_unique_id,
         )
