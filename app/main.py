@@ -6,12 +6,12 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,10 +21,11 @@ from app.config import Settings, get_settings
 from app.errors import AgentError, DatabaseUnavailable
 from app.runtime import agent_runtime
 from app.services.health import agent_version
+from app.web import register_web
 
 logger = logging.getLogger("app.requests")
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+SWAGGER_ASSETS = "/static/vendor/swagger-ui"
 
 OPENAPI_TAGS = [
     {"name": "Upload", "description": "Send images for inspection, one or a batch."},
@@ -130,6 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
+        docs_url=None,  # served below from vendored assets: the factory floor is offline
+        redoc_url=None,
     )
     app.add_middleware(RequestLogMiddleware)
     app.add_exception_handler(AgentError, _agent_error)
@@ -138,10 +141,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for module in (upload, query, download, health):
         app.include_router(module.router)
-    try:
-        from app.web import register_web
-    except ImportError:  # the web UI is optional for API-only deployments
-        pass
-    else:
-        register_web(app, settings)
+    register_web(app, settings)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="AOI Inference Agent — API",
+            swagger_js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_ASSETS}/favicon-32x32.png",
+        )
+
     return app

@@ -1,0 +1,76 @@
+"""Dashboard routes: aggregates for the web UI's charts, computed in SQL."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from app.api.deps import SessionDep
+from app.errors import responses
+from app.models.dashboard import DashboardSummary, DefectsPerDay, Heatmap
+from app.services.dashboard import BadDateRange, DashboardService, Period
+
+router = APIRouter(prefix="/api/dashboard", tags=["System"])
+
+StartDate = Annotated[date | None, Query(description="First day (UTC), inclusive: YYYY-MM-DD.")]
+EndDate = Annotated[date | None, Query(description="Last day (UTC), inclusive: YYYY-MM-DD.")]
+ClassName = Annotated[str | None, Query(max_length=128, description="Defect class name.")]
+
+
+def get_dashboard_service(session: SessionDep) -> DashboardService:
+    """Dashboard aggregates over this request's session."""
+    return DashboardService(session)
+
+
+DashboardServiceDep = Annotated[DashboardService, Depends(get_dashboard_service)]
+
+
+@router.get(
+    "/summary",
+    response_model=DashboardSummary,
+    summary="Totals and defects by class (with Pareto shares)",
+    responses=responses(BadDateRange),
+)
+async def summary(
+    service: DashboardServiceDep, start_date: StartDate = None, end_date: EndDate = None
+) -> DashboardSummary:
+    """Images, images with defects, regions and area (pixels) in the range; per class its
+    regions, share and cumulative share, most regions first."""
+    return await service.summary(Period(start_date, end_date))
+
+
+@router.get(
+    "/defects-per-day",
+    response_model=DefectsPerDay,
+    summary="Images and defect regions per day",
+    responses=responses(BadDateRange),
+)
+async def defects_per_day(
+    service: DashboardServiceDep,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    class_name: ClassName = None,
+) -> DefectsPerDay:
+    """One row per UTC day of the range (default: the last 30 days, at most 731), with
+    images inspected and regions by class; days without inspections are zeros."""
+    return await service.defects_per_day(Period(start_date, end_date), class_name)
+
+
+@router.get(
+    "/heatmap",
+    response_model=Heatmap,
+    summary="Where defects are: centroid counts over the image area",
+    responses=responses(BadDateRange),
+)
+async def heatmap(
+    service: DashboardServiceDep,
+    class_name: ClassName = None,
+    bins: Annotated[int, Query(ge=4, le=128, description="Grid cells per side.")] = 32,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+) -> Heatmap:
+    """Region centroids, normalised by their image's width and height, counted on a
+    bins × bins grid (row 0 = top of the image)."""
+    return await service.heatmap(Period(start_date, end_date), class_name, bins)

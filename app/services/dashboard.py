@@ -1,0 +1,255 @@
+"""Dashboard aggregates: every number is computed in SQL (GROUP BY, window functions,
+width_bucket), never by loading rows into Python.
+
+Days are UTC days, as everywhere in the API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Date, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import AgentError
+from app.models.dashboard import (
+    ClassShare,
+    DashboardSummary,
+    DayCount,
+    DefectsPerDay,
+    Heatmap,
+)
+from app.models.database import DefectClass, Image, Region
+from app.services.repositories import day_start
+
+DEFAULT_DAYS = 30
+"""Length of the defects-per-day range when no start date is given, days."""
+MAX_DAYS = 731
+"""Longest defects-per-day range, days (two years: one point per day stays readable)."""
+
+
+class BadDateRange(AgentError):
+    """The date range is reversed or too long."""
+
+    status_code = 422
+    error = "invalid_request"
+
+
+@dataclass(frozen=True)
+class Period:
+    """Inclusive UTC days; `None` leaves that end open."""
+
+    start_date: date | None = None
+    end_date: date | None = None
+
+    def check(self) -> Period:
+        """This period, after checking it.
+
+        Raises:
+            BadDateRange: the start is after the end.
+        """
+        if self.start_date and self.end_date and self.start_date > self.end_date:
+            raise BadDateRange(f"start_date {self.start_date} is after end_date {self.end_date}")
+        return self
+
+
+def _utc_day(column: Any) -> Any:
+    """The UTC calendar day of a timestamptz column, as SQL `date`."""
+    return cast(func.timezone("UTC", column), Date)
+
+
+class DashboardRepository:
+    """Aggregate queries over images, classes and regions."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @staticmethod
+    def _in_period(period: Period) -> list[ColumnElement[bool]]:
+        """WHERE conditions keeping images whose timestamp falls in the period."""
+        conditions = []
+        if period.start_date:
+            conditions.append(Image.timestamp >= day_start(period.start_date))
+        if period.end_date:
+            conditions.append(Image.timestamp < day_start(period.end_date + timedelta(days=1)))
+        return conditions
+
+    async def image_totals(self, period: Period) -> tuple[int, int]:
+        """(images inspected, images with at least one region) in the period."""
+        has_defect = (
+            select(func.coalesce(func.sum(DefectClass.total_regions), 0))
+            .where(DefectClass.img_unique_id == Image.img_unique_id)
+            .scalar_subquery()
+        )
+        stmt = (
+            select(func.count(), func.count().filter(has_defect > 0))
+            .select_from(Image)
+            .where(*self._in_period(period))
+        )
+        images, with_defects = (await self.session.execute(stmt)).one()
+        return int(images), int(with_defects)
+
+    async def class_shares(self, period: Period) -> list[tuple[Any, ...]]:
+        """Per class: (name, images, regions, area px, running total of regions), most regions
+        first; the running total is a window over the grouped sums (for the Pareto line)."""
+        regions = func.sum(DefectClass.total_regions)
+        stmt = (
+            select(
+                DefectClass.class_name,
+                func.count(func.distinct(DefectClass.img_unique_id)),
+                regions,
+                func.sum(DefectClass.total_area_pixels),
+                func.sum(regions).over(order_by=(regions.desc(), DefectClass.class_name)),
+            )
+            .join(Image, Image.img_unique_id == DefectClass.img_unique_id)
+            .group_by(DefectClass.class_name)
+            .order_by(regions.desc(), DefectClass.class_name)
+        )
+        stmt = stmt.where(*self._in_period(period))
+        return [tuple(row) for row in (await self.session.execute(stmt))]
+
+    async def images_per_day(self, period: Period) -> dict[date, int]:
+        """Images inspected on each UTC day of the period that has any."""
+        day = _utc_day(Image.timestamp).label("day")
+        stmt = select(day, func.count()).where(*self._in_period(period)).group_by(day)
+        return {d: int(n) for d, n in (await self.session.execute(stmt)).all()}
+
+    async def regions_per_day_and_class(
+        self, period: Period, class_name: str | None
+    ) -> list[tuple[date, str, int]]:
+        """(UTC day, class name, regions) for every day and class with regions."""
+        day = _utc_day(Image.timestamp).label("day")
+        stmt = (
+            select(day, DefectClass.class_name, func.sum(DefectClass.total_regions))
+            .join(Image, Image.img_unique_id == DefectClass.img_unique_id)
+            .group_by(day, DefectClass.class_name)
+        )
+        if class_name:
+            stmt = stmt.where(DefectClass.class_name == class_name)
+        rows = await self.session.execute(stmt.where(*self._in_period(period)))
+        return [(d, name, int(n)) for d, name, n in rows.all()]
+
+    async def centroid_grid(
+        self, period: Period, class_name: str | None, bins: int
+    ) -> list[tuple[int, int, int]]:
+        """(row, col, regions) of the non-empty cells of a bins × bins grid of centroids
+        normalised by image width and height; rows and cols are 0-based."""
+        col = (
+            func.least(
+                func.width_bucket(Region.centroid_x / Image.image_width, 0.0, 1.0, bins), bins
+            )
+            - 1
+        )
+        row = (
+            func.least(
+                func.width_bucket(Region.centroid_y / Image.image_height, 0.0, 1.0, bins), bins
+            )
+            - 1
+        )
+        stmt = (
+            select(row.label("row"), col.label("col"), func.count())
+            .select_from(Region)
+            .join(Image, Image.img_unique_id == Region.img_unique_id)
+            .group_by("row", "col")
+        )
+        if class_name:
+            stmt = stmt.join(
+                DefectClass, DefectClass.class_unique_id == Region.class_unique_id
+            ).where(DefectClass.class_name == class_name)
+        rows = await self.session.execute(stmt.where(*self._in_period(period)))
+        return [(int(r), int(c), int(n)) for r, c, n in rows.all()]
+
+
+class DashboardService:
+    """Builds the dashboard's response models from the repository's aggregates."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.repository = DashboardRepository(session)
+
+    async def summary(self, period: Period) -> DashboardSummary:
+        """Image and region totals and each class's share, most regions first.
+
+        Raises:
+            BadDateRange: the start is after the end.
+        """
+        period = period.check()
+        images, with_defects = await self.repository.image_totals(period)
+        rows = await self.repository.class_shares(period)
+        total = sum(int(r[2] or 0) for r in rows)
+        classes = [
+            ClassShare(
+                class_name=name,
+                images=int(n_images),
+                regions=int(regions or 0),
+                total_area_pixels=int(area or 0),
+                share=(int(regions or 0) / total) if total else 0.0,
+                cumulative_share=(int(running or 0) / total) if total else 0.0,
+            )
+            for name, n_images, regions, area, running in rows
+        ]
+        return DashboardSummary(
+            start_date=period.start_date,
+            end_date=period.end_date,
+            total_images=images,
+            images_with_defects=with_defects,
+            total_defects=total,
+            total_area_pixels=sum(c.total_area_pixels for c in classes),
+            classes=classes,
+        )
+
+    async def defects_per_day(self, period: Period, class_name: str | None) -> DefectsPerDay:
+        """Images and regions per UTC day; the range defaults to the last 30 days (today
+        included) and every day of it gets a row.
+
+        Raises:
+            BadDateRange: the start is after the end, or the range is over 731 days.
+        """
+        end = period.end_date or datetime.now(UTC).date()
+        start = period.start_date or end - timedelta(days=DEFAULT_DAYS - 1)
+        period = Period(start, end).check()
+        span = (end - start).days + 1
+        if span > MAX_DAYS:
+            raise BadDateRange(f"the range is {span} days; at most {MAX_DAYS} are shown per day")
+        images = await self.repository.images_per_day(period)
+        by_day: dict[date, dict[str, int]] = {}
+        for day, name, regions in await self.repository.regions_per_day_and_class(
+            period, class_name
+        ):
+            by_day.setdefault(day, {})[name] = regions
+        days = []
+        for offset in range(span):
+            day = start + timedelta(days=offset)
+            counts = by_day.get(day, {})
+            days.append(
+                DayCount(
+                    day=day,
+                    images=images.get(day, 0),
+                    defects=sum(counts.values()),
+                    by_class=dict(sorted(counts.items())),
+                )
+            )
+        return DefectsPerDay(start_date=start, end_date=end, class_name=class_name, days=days)
+
+    async def heatmap(self, period: Period, class_name: str | None, bins: int) -> Heatmap:
+        """Centroid counts on a bins × bins grid over the image area (all images' sizes
+        normalised to 0..1).
+
+        Raises:
+            BadDateRange: the start is after the end.
+        """
+        period = period.check()
+        counts = [[0] * bins for _ in range(bins)]
+        for row, col, n in await self.repository.centroid_grid(period, class_name, bins):
+            counts[max(row, 0)][max(col, 0)] += n
+        flat = [n for line in counts for n in line]
+        return Heatmap(
+            bins=bins,
+            class_name=class_name,
+            start_date=period.start_date,
+            end_date=period.end_date,
+            total_regions=sum(flat),
+            max_count=max(flat, default=0),
+            counts=counts,
+        )

@@ -1,0 +1,144 @@
+// History page: a paginated gallery of server-side thumbnails, newest first, with filters
+// kept in the URL (so back/forward and shared links work).
+import { api, classBadges, errorText, escapeHtml, formatTime, KNOWN_CLASSES, showAlert } from "./common.js";
+
+const PAGE_SIZE = 24;
+const FIELDS = ["start_date", "end_date", "class_name", "min_defects", "batch_id"];
+const form = document.getElementById("filters");
+const gallery = document.getElementById("gallery");
+const pager = document.getElementById("pager");
+const errorBox = document.getElementById("history-error");
+let loadToken = 0;
+
+function currentQuery() {
+  const params = new URLSearchParams(location.search);
+  const out = new URLSearchParams();
+  for (const f of FIELDS) if (params.get(f)) out.set(f, params.get(f));
+  out.set("page", String(Math.max(1, parseInt(params.get("page") || "1", 10) || 1)));
+  return out;
+}
+
+function fillForm(query) {
+  for (const f of FIELDS) form.elements[f].value = query.get(f) || "";
+}
+
+async function fillClasses() {
+  const select = form.elements.class_name;
+  const wanted = new URLSearchParams(location.search).get("class_name") || "";
+  let names = [...KNOWN_CLASSES];
+  try {
+    const stats = await api("/api/dashboard/summary");
+    for (const c of stats.classes) if (!names.includes(c.class_name)) names.push(c.class_name);
+  } catch { /* the known classes still work as filters */ }
+  if (wanted && !names.includes(wanted)) names.push(wanted);
+  select.innerHTML = `<option value="">Any</option>` + names.map((n) => `<option value="${escapeHtml(n)}">${escapeHtml(n)}</option>`).join("");
+  select.value = wanted;
+}
+
+function card(img) {
+  const id = encodeURIComponent(img.img_unique_id);
+  return `<div class="col"><a class="card h-100 thumb-card text-decoration-none text-body" href="/results/${id}"
+      data-img-id="${escapeHtml(img.img_unique_id)}" title="${escapeHtml(img.original_filename || img.img_unique_id)}">
+    <img class="card-img-top thumb" loading="lazy" decoding="async" width="256" height="256"
+      src="/api/images/${id}/thumbnail?size=256&kind=overlay" alt="Overlay of ${escapeHtml(img.img_unique_id)}">
+    <div class="card-body">
+      <div class="small fw-semibold text-truncate"><code>${escapeHtml(img.img_unique_id)}</code></div>
+      <div class="small text-muted">${escapeHtml(formatTime(img.timestamp))}</div>
+      <div class="small mb-1"><span class="badge text-bg-dark">${img.total_defects} defect${img.total_defects === 1 ? "" : "s"}</span></div>
+      <div class="d-flex flex-wrap gap-1">${classBadges(img.defect_classes, { empty: "clean" })}</div>
+    </div></a></div>`;
+}
+
+function drawPager(total, page) {
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  const link = (p, label, { disabled = false, active = false } = {}) => {
+    const q = currentQuery();
+    q.set("page", String(p));
+    return `<li class="page-item${disabled ? " disabled" : ""}${active ? " active" : ""}">
+      <a class="page-link" href="?${q}" data-page="${p}" ${active ? 'aria-current="page"' : ""}>${label}</a></li>`;
+  };
+  const items = [link(page - 1, "‹ Prev", { disabled: page <= 1 })];
+  const shown = new Set([1, pages, page - 2, page - 1, page, page + 1, page + 2].filter((p) => p >= 1 && p <= pages));
+  let last = 0;
+  for (const p of [...shown].sort((a, b) => a - b)) {
+    if (p - last > 1) items.push(`<li class="page-item disabled"><span class="page-link">…</span></li>`);
+    items.push(link(p, String(p), { active: p === page }));
+    last = p;
+  }
+  items.push(link(page + 1, "Next ›", { disabled: page >= pages }));
+  pager.innerHTML = pages > 1 ? items.join("") : "";
+}
+
+async function load() {
+  const token = ++loadToken;
+  const query = currentQuery();
+  fillForm(query);
+  errorBox.innerHTML = "";
+  gallery.setAttribute("aria-busy", "true");
+  gallery.classList.add("opacity-50");
+  query.set("limit", String(PAGE_SIZE));
+  try {
+    const answer = await api(`/api/images?${query}`);
+    if (token !== loadToken) return;
+    const page = answer.page;
+    const pages = Math.max(1, Math.ceil(answer.total / PAGE_SIZE));
+    document.getElementById("history-total").textContent =
+      `${answer.total} image${answer.total === 1 ? "" : "s"} · page ${page} of ${pages}`;
+    gallery.innerHTML = answer.images.length
+      ? answer.images.map(card).join("")
+      : `<div class="col-12"><div class="alert alert-secondary mb-0">No image matches these filters.</div></div>`;
+    drawPager(answer.total, page);
+  } catch (err) {
+    if (token !== loadToken) return;
+    gallery.innerHTML = "";
+    pager.innerHTML = "";
+    showAlert(errorText(err), "danger", errorBox);
+  } finally {
+    if (token === loadToken) {
+      gallery.removeAttribute("aria-busy");
+      gallery.classList.remove("opacity-50");
+    }
+  }
+}
+
+function navigate(query) {
+  history.pushState(null, "", `?${query}`);
+  load();
+}
+
+form.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const start = form.elements.start_date.value;
+  const end = form.elements.end_date.value;
+  if (start && end && start > end) {
+    errorBox.innerHTML = "";
+    showAlert("The start date is after the end date.", "warning", errorBox);
+    return;
+  }
+  const q = new URLSearchParams();
+  for (const f of FIELDS) {
+    const v = form.elements[f].value.trim();
+    if (v) q.set(f, v);
+  }
+  q.set("page", "1");
+  navigate(q);
+});
+form.elements.class_name.addEventListener("change", () => form.requestSubmit());
+form.addEventListener("reset", (e) => {
+  e.preventDefault();
+  navigate(new URLSearchParams({ page: "1" }));
+});
+pager.addEventListener("click", (e) => {
+  const a = e.target.closest("a[data-page]");
+  if (!a) return;
+  e.preventDefault();
+  if (a.closest(".disabled")) return;
+  const q = currentQuery();
+  q.set("page", a.dataset.page);
+  navigate(q);
+  window.scrollTo({ top: 0 });
+});
+window.addEventListener("popstate", load);
+
+fillClasses();
+load();

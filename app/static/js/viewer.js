@@ -1,0 +1,546 @@
+// The result viewer: tabs of the four images, boxes of every region in its class colour
+// (hover for properties, zoom and pan, a toggle per class), a sortable region table whose
+// rows highlight their box, the defect summary, downloads and delete.
+// Used by the viewer page and, inline, by the upload page.
+import {
+  api, classBadges, classColor, downloadUrl, errorText, escapeHtml, formatNumber, formatTime,
+  KNOWN_CLASSES, showAlert, textColorOn, withAlpha,
+} from "./common.js";
+
+const TABS = [
+  ["input", "Input"],
+  ["combined", "Combined"],
+  ["mask", "Mask"],
+  ["overlay", "Overlay"],
+];
+const DOWNLOADS = [
+  ["input", "Input"], ["combined", "Combined"], ["mask", "Mask"], ["overlay", "Overlay"],
+  ["json", "JSON"],
+];
+const COLUMNS = [
+  ["class_name", "Class"], ["region_id", "#"], ["area_pixels", "Area (px)"],
+  ["centroid", "Centroid (x, y)"], ["bbox", "BBox (x, y, w×h)"], ["perimeter", "Perimeter (px)"],
+  ["circularity", "Circularity"], ["aspect_ratio", "Aspect ratio"],
+];
+const MAX_ZOOM = 16;
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function classOrder(name) {
+  const i = KNOWN_CLASSES.indexOf(name);
+  return i < 0 ? KNOWN_CLASSES.length : i;
+}
+
+function flattenRegions(regionsAnswer) {
+  const rows = [];
+  for (const group of regionsAnswer.classes) {
+    for (const r of group.regions) {
+      rows.push({
+        ...r,
+        class_name: group.class_name,
+        key: `${group.class_name}:${r.region_id}`,
+        color: classColor(group.class_name),
+      });
+    }
+  }
+  return rows;
+}
+
+function sortValue(row, column) {
+  switch (column) {
+    case "class_name": return [classOrder(row.class_name), row.class_name, row.region_id];
+    case "centroid": return [row.centroid.y, row.centroid.x];
+    case "bbox": return [row.bounding_box.y, row.bounding_box.x];
+    default: return [row[column]];
+  }
+}
+
+function compare(a, b) {
+  for (let i = 0; i < a.length; i += 1) {
+    if (a[i] < b[i]) return -1;
+    if (a[i] > b[i]) return 1;
+  }
+  return 0;
+}
+
+function tooltipHtml(r) {
+  const b = r.bounding_box;
+  return `<div class="fw-semibold"><span class="swatch" style="background:${r.color}"></span>
+      ${escapeHtml(r.class_name)} #${r.region_id}</div>
+    <table class="tooltip-table">
+      <tr><th>Area</th><td>${r.area_pixels} px</td></tr>
+      <tr><th>Centroid</th><td>${formatNumber(r.centroid.x, 1)}, ${formatNumber(r.centroid.y, 1)}</td></tr>
+      <tr><th>BBox</th><td>${b.x}, ${b.y}, ${b.width}×${b.height}</td></tr>
+      <tr><th>Perimeter</th><td>${formatNumber(r.perimeter)} px</td></tr>
+      <tr><th>Axes</th><td>${formatNumber(r.major_axis)} / ${formatNumber(r.minor_axis)} px</td></tr>
+      <tr><th>Circularity</th><td>${formatNumber(r.circularity, 3)}</td></tr>
+      <tr><th>Aspect ratio</th><td>${formatNumber(r.aspect_ratio)}</td></tr>
+    </table>`;
+}
+
+/** Renders the result of inspection `id` into `root`.
+ * Options: `onDeleted()` after a confirmed delete; `headingLevel` for the title. */
+export async function renderResult(root, id, { onDeleted = null, compact = false } = {}) {
+  root.innerHTML = `<div class="d-flex align-items-center gap-2 text-muted py-4">
+      <div class="spinner-border spinner-border-sm" role="status"></div> Loading result ${escapeHtml(id)}…</div>`;
+  let detail;
+  let regionsAnswer;
+  try {
+    [detail, regionsAnswer] = await Promise.all([
+      api(`/api/images/${encodeURIComponent(id)}`),
+      api(`/api/images/${encodeURIComponent(id)}/regions`),
+    ]);
+  } catch (err) {
+    root.innerHTML = "";
+    showAlert(errorText(err), "danger", root);
+    return null;
+  }
+  const view = new ResultView(root, detail, regionsAnswer, { onDeleted, compact });
+  view.render();
+  return view;
+}
+
+class ResultView {
+  constructor(root, detail, regionsAnswer, options) {
+    this.root = root;
+    this.detail = detail;
+    this.id = detail.img_unique_id;
+    this.width = regionsAnswer.image_width;
+    this.height = regionsAnswer.image_height;
+    this.rows = flattenRegions(regionsAnswer);
+    this.classes = regionsAnswer.classes
+      .map((c) => ({ ...c, color: classColor(c.class_name) }))
+      .sort((a, b) => classOrder(a.class_name) - classOrder(b.class_name));
+    this.hidden = new Set();
+    this.sort = { column: "class_name", dir: 1 };
+    this.selected = null;
+    this.zoom = { scale: 1, tx: 0, ty: 0, fit: 1 };
+    this.tab = "input";
+    this.options = options;
+  }
+
+  render() {
+    const d = this.detail;
+    const id = escapeHtml(this.id);
+    const totalArea = this.classes.reduce((s, c) => s + c.total_area_pixels, 0);
+    this.root.innerHTML = `
+    <div class="result-view" data-img-id="${id}">
+      <div class="d-flex flex-wrap justify-content-between align-items-start gap-2 mb-3">
+        <div>
+          <div class="h5 mb-1">Inspection <code class="result-id">${id}</code></div>
+          <div class="text-muted small">
+            ${escapeHtml(formatTime(d.timestamp))}
+            ${d.original_filename ? ` · <span title="original file name">${escapeHtml(d.original_filename)}</span>` : ""}
+            · ${d.image_width}×${d.image_height} px
+            · inference ${formatNumber(d.processing_time_seconds)} s
+            ${d.batch_id ? ` · batch <a href="/batch?batch=${encodeURIComponent(d.batch_id)}">${escapeHtml(d.batch_id)}</a>` : ""}
+          </div>
+          <div class="mt-2 result-summary">
+            <span class="badge text-bg-dark total-defects">${d.total_defects} defect${d.total_defects === 1 ? "" : "s"}</span>
+            ${classBadges(d.defect_classes)}
+          </div>
+        </div>
+        <div class="d-flex flex-wrap gap-1 downloads" role="group" aria-label="Downloads">
+          ${DOWNLOADS.map(([kind, label]) => `<a class="btn btn-sm btn-outline-primary" data-download="${kind}"
+              href="${downloadUrl(this.id, kind)}" download>⤓ ${label}</a>`).join("")}
+          <button type="button" class="btn btn-sm btn-outline-danger delete-btn">Delete…</button>
+        </div>
+      </div>
+      <div class="row g-3">
+        <div class="col-lg-8">
+          <ul class="nav nav-tabs image-tabs" role="tablist">
+            ${TABS.map(([kind, label]) => `<li class="nav-item" role="presentation">
+              <button type="button" class="nav-link${kind === this.tab ? " active" : ""}" role="tab"
+                data-tab="${kind}" aria-selected="${kind === this.tab}">${label}</button></li>`).join("")}
+          </ul>
+          <div class="d-flex flex-wrap align-items-center gap-2 py-2 viewer-toolbar">
+            <div class="btn-group btn-group-sm" role="group" aria-label="Zoom">
+              <button type="button" class="btn btn-outline-secondary" data-zoom="out" title="Zoom out">−</button>
+              <button type="button" class="btn btn-outline-secondary" data-zoom="fit" title="Fit the image">Fit</button>
+              <button type="button" class="btn btn-outline-secondary" data-zoom="in" title="Zoom in">+</button>
+            </div>
+            <span class="small text-muted zoom-level" aria-live="polite">100%</span>
+            <div class="form-check form-switch mb-0 ms-2">
+              <input class="form-check-input" type="checkbox" id="boxes-${id}" checked data-toggle-boxes>
+              <label class="form-check-label small" for="boxes-${id}">Boxes</label>
+            </div>
+            <div class="d-flex flex-wrap gap-1 class-toggles" aria-label="Show classes">
+              ${this.classes.map((c) => `<label class="btn btn-sm class-toggle active" data-class="${escapeHtml(c.class_name)}"
+                  style="--cls:${c.color};--cls-text:${textColorOn(c.color)}">
+                <input type="checkbox" class="visually-hidden" checked data-class-toggle="${escapeHtml(c.class_name)}">
+                ${escapeHtml(c.class_name)} (${c.total_regions})</label>`).join("")}
+            </div>
+          </div>
+          <div class="stage-viewport" tabindex="0" aria-label="Image with defect boxes; wheel or +/- to zoom, drag or arrow keys to pan">
+            <div class="stage">
+              <img class="stage-image" alt="${id} input" draggable="false">
+              <svg class="stage-boxes" xmlns="${SVG_NS}" viewBox="0 0 ${this.width} ${this.height}"
+                   width="${this.width}" height="${this.height}"></svg>
+            </div>
+            <div class="region-tooltip" role="tooltip" hidden></div>
+            <div class="stage-loading small text-muted">loading image…</div>
+          </div>
+          <div class="small text-muted mt-1">Wheel or −/+ to zoom, drag to pan; hover a box for its
+            properties, click a box or a table row to select it.</div>
+        </div>
+        <div class="col-lg-4">
+          <div class="card">
+            <div class="card-header py-2">Defect summary <span class="text-muted small">(mask legend)</span></div>
+            <div class="card-body p-0">
+              <table class="table table-sm mb-0 class-summary">
+                <thead><tr><th>Class</th><th class="text-end">Regions</th><th class="text-end">Area (px)</th><th class="text-end">Area %</th></tr></thead>
+                <tbody>
+                ${this.classes.length ? this.classes.map((c) => `<tr data-class="${escapeHtml(c.class_name)}">
+                  <td><span class="swatch" style="background:${c.color}"></span>${escapeHtml(c.class_name)}</td>
+                  <td class="text-end">${c.total_regions}</td>
+                  <td class="text-end">${c.total_area_pixels}</td>
+                  <td class="text-end">${totalArea ? ((100 * c.total_area_pixels) / totalArea).toFixed(1) : "0"}</td>
+                </tr>`).join("") : `<tr><td colspan="4" class="text-muted">No defect found in this image.</td></tr>`}
+                </tbody>
+              </table>
+            </div>
+          </div>
+        </div>
+      </div>
+      <h3 class="h6 mt-4">Regions <span class="text-muted">(${this.rows.length})</span></h3>
+      <div class="table-responsive regions-scroll">
+        <table class="table table-sm table-hover align-middle regions-table mb-0">
+          <thead class="table-light"><tr>
+            ${COLUMNS.map(([key, label]) => `<th scope="col" data-sort="${key}" role="button" tabindex="0"
+                aria-sort="none">${label} <span class="sort-mark"></span></th>`).join("")}
+          </tr></thead>
+          <tbody></tbody>
+        </table>
+      </div>
+    </div>`;
+    this.q = (sel) => this.root.querySelector(sel);
+    this.viewport = this.q(".stage-viewport");
+    this.stage = this.q(".stage");
+    this.img = this.q(".stage-image");
+    this.svg = this.q(".stage-boxes");
+    this.tooltip = this.q(".region-tooltip");
+    this.drawBoxes();
+    this.renderTable();
+    this.bind();
+    this.showTab("input");
+  }
+
+  drawBoxes() {
+    const pad = Math.max(1.5, Math.max(this.width, this.height) / 400);
+    this.boxes = new Map();
+    for (const r of this.rows) {
+      const b = r.bounding_box;
+      const rect = document.createElementNS(SVG_NS, "rect");
+      rect.setAttribute("x", b.x - pad);
+      rect.setAttribute("y", b.y - pad);
+      rect.setAttribute("width", b.width + 2 * pad);
+      rect.setAttribute("height", b.height + 2 * pad);
+      rect.setAttribute("stroke", r.color);
+      rect.setAttribute("fill", withAlpha(r.color, 0.12));
+      rect.setAttribute("class", "region-box");
+      rect.setAttribute("vector-effect", "non-scaling-stroke");
+      rect.dataset.key = r.key;
+      rect.dataset.class = r.class_name;
+      this.svg.appendChild(rect);
+      this.boxes.set(r.key, rect);
+    }
+  }
+
+  renderTable() {
+    const { column, dir } = this.sort;
+    const rows = [...this.rows].sort((a, b) => dir * compare(sortValue(a, column), sortValue(b, column)));
+    const body = this.q(".regions-table tbody");
+    if (!rows.length) {
+      body.innerHTML = `<tr><td colspan="${COLUMNS.length}" class="text-muted">No regions.</td></tr>`;
+    } else {
+      body.innerHTML = rows.map((r) => {
+        const b = r.bounding_box;
+        const muted = this.hidden.has(r.class_name) ? " hidden-class" : "";
+        const sel = this.selected === r.key ? " table-primary selected" : "";
+        return `<tr data-key="${escapeHtml(r.key)}" class="region-row${muted}${sel}" tabindex="0">
+          <td><span class="swatch" style="background:${r.color}"></span>${escapeHtml(r.class_name)}</td>
+          <td>${r.region_id}</td>
+          <td class="text-end">${r.area_pixels}</td>
+          <td>${formatNumber(r.centroid.x, 1)}, ${formatNumber(r.centroid.y, 1)}</td>
+          <td>${b.x}, ${b.y}, ${b.width}×${b.height}</td>
+          <td class="text-end">${formatNumber(r.perimeter)}</td>
+          <td class="text-end">${formatNumber(r.circularity, 3)}</td>
+          <td class="text-end">${formatNumber(r.aspect_ratio)}</td>
+        </tr>`;
+      }).join("");
+    }
+    for (const th of this.root.querySelectorAll(".regions-table th[data-sort]")) {
+      const active = th.dataset.sort === column;
+      th.setAttribute("aria-sort", active ? (dir > 0 ? "ascending" : "descending") : "none");
+      th.querySelector(".sort-mark").textContent = active ? (dir > 0 ? "▲" : "▼") : "";
+    }
+  }
+
+  bind() {
+    this.root.querySelectorAll("[data-tab]").forEach((btn) =>
+      btn.addEventListener("click", () => this.showTab(btn.dataset.tab)));
+    this.root.querySelectorAll("[data-zoom]").forEach((btn) =>
+      btn.addEventListener("click", () => {
+        const how = btn.dataset.zoom;
+        if (how === "fit") this.fit();
+        else this.zoomAt(how === "in" ? 1.5 : 1 / 1.5);
+      }));
+    this.q("[data-toggle-boxes]").addEventListener("change", (e) => {
+      this.svg.classList.toggle("d-none", !e.target.checked);
+    });
+    this.root.querySelectorAll("[data-class-toggle]").forEach((input) =>
+      input.addEventListener("change", () => {
+        const name = input.dataset.classToggle;
+        if (input.checked) this.hidden.delete(name);
+        else this.hidden.add(name);
+        input.closest("label").classList.toggle("active", input.checked);
+        for (const rect of this.boxes.values()) {
+          rect.classList.toggle("d-none", this.hidden.has(rect.dataset.class));
+        }
+        this.renderTable();
+      }));
+    this.root.querySelectorAll(".regions-table th[data-sort]").forEach((th) => {
+      const sortBy = () => {
+        const column = th.dataset.sort;
+        this.sort = { column, dir: this.sort.column === column ? -this.sort.dir : 1 };
+        this.renderTable();
+      };
+      th.addEventListener("click", sortBy);
+      th.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(); } });
+    });
+    const tbody = this.q(".regions-table tbody");
+    tbody.addEventListener("click", (e) => {
+      const tr = e.target.closest("tr[data-key]");
+      if (tr) this.select(tr.dataset.key, { center: true });
+    });
+    tbody.addEventListener("keydown", (e) => {
+      const tr = e.target.closest("tr[data-key]");
+      if (tr && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); this.select(tr.dataset.key, { center: true }); }
+    });
+    tbody.addEventListener("mouseover", (e) => {
+      const tr = e.target.closest("tr[data-key]");
+      for (const rect of this.boxes.values()) rect.classList.toggle("hovered", !!tr && rect.dataset.key === tr.dataset.key);
+    });
+    tbody.addEventListener("mouseleave", () => {
+      for (const rect of this.boxes.values()) rect.classList.remove("hovered");
+    });
+    this.bindBoxes();
+    this.bindPanZoom();
+    this.q(".delete-btn").addEventListener("click", () => this.confirmDelete());
+    window.addEventListener("resize", () => { if (this.autoFit) this.fit(); });
+  }
+
+  bindBoxes() {
+    this.svg.addEventListener("mouseover", (e) => {
+      const rect = e.target.closest(".region-box");
+      if (!rect) return;
+      const row = this.rows.find((r) => r.key === rect.dataset.key);
+      this.tooltip.innerHTML = tooltipHtml(row);
+      this.tooltip.hidden = false;
+      this.root.querySelectorAll(".region-row.hovered").forEach((tr) => tr.classList.remove("hovered"));
+      this.root.querySelector(`.region-row[data-key="${CSS.escape(rect.dataset.key)}"]`)?.classList.add("hovered");
+    });
+    this.svg.addEventListener("mousemove", (e) => {
+      if (this.tooltip.hidden) return;
+      const box = this.viewport.getBoundingClientRect();
+      const tw = this.tooltip.offsetWidth;
+      const th = this.tooltip.offsetHeight;
+      let x = e.clientX - box.left + 14;
+      let y = e.clientY - box.top + 14;
+      if (x + tw > box.width) x = Math.max(0, e.clientX - box.left - tw - 14);
+      if (y + th > box.height) y = Math.max(0, e.clientY - box.top - th - 14);
+      this.tooltip.style.transform = `translate(${x}px, ${y}px)`;
+    });
+    this.svg.addEventListener("mouseout", (e) => {
+      if (e.target.closest(".region-box") && !e.relatedTarget?.closest?.(".region-box")) {
+        this.tooltip.hidden = true;
+        this.root.querySelectorAll(".region-row.hovered").forEach((tr) => tr.classList.remove("hovered"));
+      }
+    });
+  }
+
+  bindPanZoom() {
+    const vp = this.viewport;
+    vp.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      const box = vp.getBoundingClientRect();
+      this.zoomAt(Math.exp(-e.deltaY * 0.0015), e.clientX - box.left, e.clientY - box.top);
+    }, { passive: false });
+    let drag = null;
+    vp.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0) return;
+      drag = { x: e.clientX, y: e.clientY, tx: this.zoom.tx, ty: this.zoom.ty, moved: false, target: e.target };
+    });
+    vp.addEventListener("pointermove", (e) => {
+      if (!drag) return;
+      const dx = e.clientX - drag.x;
+      const dy = e.clientY - drag.y;
+      if (!drag.moved && Math.hypot(dx, dy) < 4) return;
+      if (!drag.moved) {
+        drag.moved = true;
+        vp.setPointerCapture(e.pointerId);
+        vp.classList.add("panning");
+        this.tooltip.hidden = true;
+      }
+      this.zoom.tx = drag.tx + dx;
+      this.zoom.ty = drag.ty + dy;
+      this.autoFit = false;
+      this.applyTransform();
+    });
+    const end = (e) => {
+      if (!drag) return;
+      if (!drag.moved) {
+        const rect = drag.target.closest?.(".region-box");
+        if (rect) this.select(rect.dataset.key, { scrollRow: true });
+      }
+      if (vp.hasPointerCapture(e.pointerId)) vp.releasePointerCapture(e.pointerId);
+      vp.classList.remove("panning");
+      drag = null;
+    };
+    vp.addEventListener("pointerup", end);
+    vp.addEventListener("pointercancel", end);
+    vp.addEventListener("keydown", (e) => {
+      const step = 40;
+      const moves = { ArrowLeft: [step, 0], ArrowRight: [-step, 0], ArrowUp: [0, step], ArrowDown: [0, -step] };
+      if (moves[e.key]) {
+        e.preventDefault();
+        this.zoom.tx += moves[e.key][0];
+        this.zoom.ty += moves[e.key][1];
+        this.applyTransform();
+      } else if (e.key === "+" || e.key === "=") this.zoomAt(1.5);
+      else if (e.key === "-") this.zoomAt(1 / 1.5);
+      else if (e.key === "0") this.fit();
+    });
+  }
+
+  showTab(kind) {
+    this.tab = kind;
+    this.root.querySelectorAll("[data-tab]").forEach((btn) => {
+      const active = btn.dataset.tab === kind;
+      btn.classList.toggle("active", active);
+      btn.setAttribute("aria-selected", String(active));
+    });
+    const loading = this.q(".stage-loading");
+    loading.hidden = false;
+    loading.textContent = "loading image…";
+    this.img.onload = () => {
+      loading.hidden = true;
+      const w = this.img.naturalWidth;
+      const h = this.img.naturalHeight;
+      const resized = w !== this.stageW || h !== this.stageH;
+      this.stageW = w;
+      this.stageH = h;
+      this.stage.style.width = `${w}px`;
+      this.stage.style.height = `${h}px`;
+      if (resized || this.autoFit !== false) this.fit();
+    };
+    this.img.onerror = async () => {
+      // An <img> cannot read the error body: ask the API again to show its message.
+      try {
+        await api(downloadUrl(this.id, kind), { method: "GET" });
+        loading.textContent = `The ${kind} image could not be shown.`;
+      } catch (err) {
+        loading.textContent = `The ${kind} image could not be loaded: ${err.message}`;
+      }
+    };
+    this.img.alt = `${this.id} ${kind} image`;
+    this.img.src = `${downloadUrl(this.id, kind)}?inline=true`;
+  }
+
+  fit() {
+    const vw = this.viewport.clientWidth;
+    const vh = this.viewport.clientHeight;
+    const w = this.stageW || this.width;
+    const h = this.stageH || this.height;
+    const scale = Math.min(vw / w, vh / h);
+    this.zoom = { scale, fit: scale, tx: (vw - w * scale) / 2, ty: (vh - h * scale) / 2 };
+    this.autoFit = true;
+    this.applyTransform();
+  }
+
+  zoomAt(factor, cx = null, cy = null) {
+    const vw = this.viewport.clientWidth;
+    const vh = this.viewport.clientHeight;
+    const x = cx ?? vw / 2;
+    const y = cy ?? vh / 2;
+    const { scale, tx, ty, fit } = this.zoom;
+    const next = Math.min(Math.max(scale * factor, fit * 0.5), fit * MAX_ZOOM);
+    this.zoom.tx = x - ((x - tx) * next) / scale;
+    this.zoom.ty = y - ((y - ty) * next) / scale;
+    this.zoom.scale = next;
+    this.autoFit = false;
+    this.applyTransform();
+  }
+
+  applyTransform() {
+    const { scale, tx, ty, fit } = this.zoom;
+    this.stage.style.transform = `translate(${tx}px, ${ty}px) scale(${scale})`;
+    this.stage.classList.toggle("pixelated", scale >= 3);
+    this.q(".zoom-level").textContent = `${Math.round((scale / fit) * 100)}%`;
+  }
+
+  /** Highlight region `key` in the image and the table; optionally centre it. */
+  select(key, { center = false, scrollRow = false } = {}) {
+    this.selected = key;
+    for (const rect of this.boxes.values()) rect.classList.toggle("selected", rect.dataset.key === key);
+    const rect = this.boxes.get(key);
+    if (rect) this.svg.appendChild(rect); // on top of its neighbours
+    this.root.querySelectorAll(".region-row").forEach((tr) => {
+      const on = tr.dataset.key === key;
+      tr.classList.toggle("table-primary", on);
+      tr.classList.toggle("selected", on);
+      if (on && scrollRow) tr.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    });
+    const row = this.rows.find((r) => r.key === key);
+    if (!row) return;
+    if (this.hidden.has(row.class_name)) {
+      this.root.querySelector(`[data-class-toggle="${CSS.escape(row.class_name)}"]`)?.click();
+    }
+    if (center) {
+      const b = row.bounding_box;
+      const vw = this.viewport.clientWidth;
+      const vh = this.viewport.clientHeight;
+      const { fit } = this.zoom;
+      // Zoom in until the region is at least ~60 screen pixels, up to 6× the fitted size.
+      const wanted = Math.min(Math.max(this.zoom.scale, 60 / Math.max(b.width, b.height, 1)), fit * 6);
+      this.zoom.scale = Math.max(wanted, this.zoom.scale);
+      this.zoom.tx = vw / 2 - (b.x + b.width / 2) * this.zoom.scale;
+      this.zoom.ty = vh / 2 - (b.y + b.height / 2) * this.zoom.scale;
+      this.autoFit = false;
+      this.applyTransform();
+      this.viewport.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    }
+  }
+
+  confirmDelete() {
+    const modalEl = document.createElement("div");
+    modalEl.className = "modal fade";
+    modalEl.tabIndex = -1;
+    modalEl.innerHTML = `<div class="modal-dialog"><div class="modal-content">
+      <div class="modal-header"><h5 class="modal-title">Delete inspection?</h5>
+        <button type="button" class="btn-close" data-bs-dismiss="modal" aria-label="Close"></button></div>
+      <div class="modal-body">Inspection <code>${escapeHtml(this.id)}</code>, its input, result images,
+        analysis and regions will be deleted. This cannot be undone.<div class="modal-error mt-2"></div></div>
+      <div class="modal-footer">
+        <button type="button" class="btn btn-secondary" data-bs-dismiss="modal">Cancel</button>
+        <button type="button" class="btn btn-danger confirm-delete">Delete</button>
+      </div></div></div>`;
+    document.body.appendChild(modalEl);
+    const modal = new window.bootstrap.Modal(modalEl);
+    modalEl.addEventListener("hidden.bs.modal", () => modalEl.remove());
+    modalEl.querySelector(".confirm-delete").addEventListener("click", async (e) => {
+      e.target.disabled = true;
+      try {
+        await api(`/api/images/${encodeURIComponent(this.id)}`, { method: "DELETE" });
+        modal.hide();
+        this.root.innerHTML = "";
+        showAlert(`Inspection ${this.id} was deleted.`, "success", this.root);
+        if (this.options.onDeleted) this.options.onDeleted(this.id);
+      } catch (err) {
+        e.target.disabled = false;
+        modalEl.querySelector(".modal-error").innerHTML =
+          `<div class="alert alert-danger mb-0">${escapeHtml(errorText(err))}</div>`;
+      }
+    });
+    modal.show();
+  }
+}

@@ -1,0 +1,121 @@
+"""Fixtures of the browser tests: Debian's Chromium driven by Playwright, headless, with a
+fresh profile; every request the pages make is recorded so a test can prove that nothing
+left the machine. Skips when /usr/bin/chromium or the playwright package is missing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.support import REPO_ROOT
+from tests.web.conftest import inspected, upload
+
+__all__ = ["inspected", "upload"]
+
+CHROMIUM = Path(os.environ.get("AOI_CHROMIUM", "/usr/bin/chromium"))
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LOCAL_HOSTS = {"127.0.0.1"}
+LAPTOP = {"width": 1366, "height": 768}
+TABLET = {"width": 820, "height": 1180}
+
+pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is not installed (pip install playwright)"
+)
+if not CHROMIUM.is_file():
+    pytest.skip(
+        f"{CHROMIUM} not found: install Chromium from Debian (apt-get install chromium)",
+        allow_module_level=True,
+    )
+
+from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir() -> Path:
+    """Where screenshots go: $AOI_SCREENSHOT_DIR, else test-artifacts/screenshots (git-ignored)."""
+    folder = Path(os.environ.get("AOI_SCREENSHOT_DIR", REPO_ROOT / "test-artifacts/screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    """The Playwright driver (no browser download: the system Chromium is launched)."""
+    with sync_playwright() as driver:
+        yield driver
+
+
+class RecordedContext:
+    """A browser context with its requests and page errors recorded."""
+
+    def __init__(self, context: BrowserContext) -> None:
+        self.context = context
+        self.requests: list[str] = []
+        self.page_errors: list[str] = []
+        context.on("request", lambda request: self.requests.append(request.url))
+
+    def new_page(self) -> Page:
+        """A page whose uncaught JS errors are recorded."""
+        page = self.context.new_page()
+        page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        return page
+
+    def external_requests(self) -> list[str]:
+        """Requests to anything but the loopback agent (data: and blob: URLs are local)."""
+        return [
+            url
+            for url in self.requests
+            if urlsplit(url).scheme not in ("data", "blob")
+            and urlsplit(url).hostname not in LOCAL_HOSTS
+        ]
+
+
+@pytest.fixture
+def browser(
+    playwright: Playwright, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RecordedContext]:
+    """Headless Chromium on a fresh profile at a laptop's screen size. After the test,
+    asserts that no request left 127.0.0.1 and no page threw an uncaught error."""
+    context = playwright.chromium.launch_persistent_context(
+        tmp_path_factory.mktemp("chromium-profile"),
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=LAUNCH_ARGS,
+        viewport=LAPTOP,
+        accept_downloads=True,
+    )
+    context.set_default_timeout(30_000)
+    recorded = RecordedContext(context)
+    try:
+        yield recorded
+    finally:
+        context.close()
+    assert recorded.requests, "the browser made no request at all"
+    assert recorded.external_requests() == []
+    assert recorded.page_errors == []
+
+
+@pytest.fixture
+def page(browser: RecordedContext) -> Page:
+    """A fresh page of the recorded browser."""
+    return browser.new_page()
+
+
+def shoot(page: Page, folder: Path, name: str, **options: Any) -> Path:
+    """Save a full-page screenshot `name`.png into `folder`."""
+    path = folder / f"{name}.png"
+    page.screenshot(path=path, full_page=True, **options)
+    return path
