@@ -51,9 +51,13 @@ def screenshot_dir() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
-    """The Playwright driver (no browser download: the system Chromium is launched)."""
+    """The Playwright driver (no browser download: the system Chromium is launched).
+
+    Module-scoped: the sync API keeps an event loop running in the main thread while it
+    is open, which would stop the asyncio tests of later modules from starting theirs.
+    """
     with sync_playwright() as driver:
         yield driver
 
