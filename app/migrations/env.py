@@ -6,9 +6,9 @@ when it migrates at start-up) or else from the settings (`DATABASE_URL`).
 
 from __future__ import annotations
 
+from alembic import context
 from sqlalchemy import create_engine, pool
 
-from alembic import context
 from app.config import get_settings
 from app.models.database import Base
 from app.services.db import sqlalchemy_url

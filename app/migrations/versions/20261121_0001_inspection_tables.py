@@ -8,7 +8,6 @@ Create Date: 2026-11-21 08:14:53.147317
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision: str = "20261121_0001"

@@ -11,9 +11,8 @@ Create Date: 2026-11-21 08:30:00
 
 from collections.abc import Sequence
 
-from procrastinate.schema import SchemaManager
-
 from alembic import op
+from procrastinate.schema import SchemaManager
 
 revision: str = "20261121_0002"
 down_revision: str | None = "20261121_0001"
