@@ -1,0 +1,134 @@
+"""The agent's own overhead per image on the single-upload path (`POST /api/upload`).
+
+Starts the reference model service and the agent (`python run.py`, fresh database
+and data folder), uploads a few warm-up images, then sends N DeepPCB images one
+at a time, alternating for each image between
+
+* the agent: `POST {agent}/api/upload`, timed by the client (end to end), and
+* the reference model service directly: `POST {model}/upload`, timed by the client.
+
+It reports median and p95, in milliseconds, of
+
+(a) agent end to end minus the answer's `model_service_seconds` (the agent's own
+    measured round trip to the model service): validation, storage, database
+    writes, result files and the HTTP hops the agent adds;
+(b) agent end to end minus the median of the direct calls (a check of (a) that
+    does not trust the agent's own timer).
+
+Target (the issue): overhead under 50 ms. The verdict is printed as PASS/MISS;
+the script never fails on a miss.
+
+Usage::
+
+    python benchmarks/agent_overhead.py [--images 100] [--warmup 5] [--deeppcb DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import httpx2
+import numpy as np
+from _harness import (
+    DEFAULT_DEEPPCB,
+    DEFAULT_SERVER_URL,
+    BenchmarkError,
+    Deadline,
+    agent_stack,
+    deeppcb_images,
+    machine_line,
+    print_table,
+    summarize,
+    verdict,
+)
+
+TARGET_MS = 50.0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=100, help="timed uploads (default 100)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed uploads first (default 5)")
+    parser.add_argument("--deeppcb", type=Path, default=DEFAULT_DEEPPCB, help="DeepPCB folder")
+    parser.add_argument("--server-url", default=DEFAULT_SERVER_URL, help="PostgreSQL server")
+    parser.add_argument(
+        "--time-limit", type=float, default=900.0, help="give up after this many seconds"
+    )
+    return parser.parse_args()
+
+
+def post_image(client: httpx2.Client, url: str, name: str, data: bytes) -> tuple[float, dict]:
+    """POST one image as multipart field `image`; returns (client seconds, JSON answer).
+
+    Raises:
+        BenchmarkError: the answer was not 200.
+    """
+    started = time.perf_counter()
+    response = client.post(url, files={"image": (name, data, "image/jpeg")})
+    elapsed = time.perf_counter() - started
+    if response.status_code != 200:
+        raise BenchmarkError(f"{url} answered {response.status_code}: {response.text[:300]}")
+    return elapsed, response.json()
+
+
+def main() -> int:
+    args = parse_args()
+    images = deeppcb_images(args.deeppcb, args.images + args.warmup)
+    deadline = Deadline(args.time_limit)
+    print(f"agent overhead: {args.images} images ({args.warmup} warm-up), {machine_line()}")
+    with agent_stack(args.server_url) as stack, httpx2.Client(timeout=120.0) as client:
+        agent_upload = f"{stack.agent_url}/api/upload"
+        direct_upload = f"{stack.model_service_url}upload"
+        for name, data in images[: args.warmup]:
+            post_image(client, agent_upload, name, data)
+            post_image(client, direct_upload, name, data)
+        end_to_end: list[float] = []
+        model_service: list[float] = []
+        agent_total: list[float] = []
+        direct: list[float] = []
+        for name, data in images[args.warmup :]:
+            deadline.check("agent_overhead")
+            seconds, answer = post_image(client, agent_upload, name, data)
+            end_to_end.append(seconds)
+            model_service.append(float(answer["model_service_seconds"]))
+            agent_total.append(float(answer["total_seconds"]))
+            seconds, _ = post_image(client, direct_upload, name, data)
+            direct.append(seconds)
+
+    e2e = np.asarray(end_to_end)
+    overhead_a = e2e - np.asarray(model_service)
+    direct_median = float(np.median(direct))
+    overhead_b = e2e - direct_median
+    rows = []
+    for label, series in [
+        ("agent end to end (client)", e2e),
+        ("agent round trip to model service (model_service_seconds)", model_service),
+        ("agent pipeline (total_seconds)", agent_total),
+        ("model service direct (client)", direct),
+        ("(a) end to end - model_service_seconds", overhead_a),
+        ("(b) end to end - direct median", overhead_b),
+        (
+            "  of (a): inside the pipeline (total - model_service)",
+            np.asarray(agent_total) - np.asarray(model_service),
+        ),
+        ("  of (a): HTTP in/out (end to end - total_seconds)", e2e - np.asarray(agent_total)),
+    ]:
+        s = summarize(list(series))
+        rows.append((label, s.n, s.median_ms, s.p95_ms, s.mean_ms, s.max_ms))
+    print()
+    print_table(["series", "n", "median ms", "p95 ms", "mean ms", "max ms"], rows)
+    a, b = summarize(list(overhead_a)), summarize(list(overhead_b))
+    print()
+    print(f"target: agent overhead < {TARGET_MS:.0f} ms")
+    print(f"  (a) median {a.median_ms:.1f} ms: {verdict(a.median_ms < TARGET_MS)}")
+    print(f"  (a) p95    {a.p95_ms:.1f} ms: {verdict(a.p95_ms < TARGET_MS)}")
+    print(f"  (b) median {b.median_ms:.1f} ms: {verdict(b.median_ms < TARGET_MS)}")
+    print(f"finished: load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
