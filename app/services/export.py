@@ -24,7 +24,7 @@ from app.errors import BatchNotFound, ImageNotFound, ResultNotReady, StoredFileM
 from app.models.database import Image, Inspection, InspectionStatus
 from app.services.inspection import InspectionService
 from app.services.repositories import ImageRepository, InspectionRepository
-from app.services.storage import ANALYSIS_FILE_NAME, RESULT_FILE_NAMES, Storage
+from app.services.storage import ANALYSIS_FILE_NAME, RESULT_FILE_NAMES, Storage, atomic_write
 
 CHUNK_BYTES = 64 * 1024
 SUMMARY_COLUMNS = (
@@ -60,17 +60,15 @@ async def image_file(
         ResultNotReady: a result image of an inspection that has no results.
         StoredFileMissing: the file is gone from disk.
     """
-    image = await ImageRepository(session).get(img_unique_id)
     if kind == "input":
+        # The ledger row exists for every accepted image (stored or failed) and holds the
+        # input's path and its media type as sniffed from the content.
         inspection = await InspectionRepository(session).get(img_unique_id)
-        stored = (
-            image.input_image_path if image else inspection.input_image_path if inspection else None
-        )
-        if stored is None:
+        if inspection is None:
             raise ImageNotFound(f"no inspection with id {img_unique_id}")
-        path = _existing(storage, stored, img_unique_id, "input image")
-        media_type = inspection.media_type if inspection else _media_type_of(path)
-        return FileToSend(path, media_type, f"{img_unique_id}_input{path.suffix}")
+        path = _existing(storage, inspection.input_image_path, img_unique_id, "input image")
+        return FileToSend(path, inspection.media_type, f"{img_unique_id}_input{path.suffix}")
+    image = await ImageRepository(session).get(img_unique_id)
     if image is None:
         await _raise_missing_result(session, img_unique_id)
     assert image is not None
@@ -121,13 +119,14 @@ async def thumbnail_file(
 
 def _make_thumbnail(source: Path, target: Path, size: int) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
+    buffer = io.BytesIO()
     with PILImage.open(source) as img:
         img.draft("RGB", (size, size))
         thumb = img.convert("RGB")
         thumb.thumbnail((size, size))
-        thumb.save(tmp, "JPEG", quality=80)
-    tmp.replace(target)
+        thumb.save(buffer, "JPEG", quality=80)
+    # A unique temporary name: a gallery may ask for the same thumbnail twice at once.
+    atomic_write(target, buffer.getvalue())
 
 
 def _existing(storage: Storage, stored: str, img_unique_id: str, what: str) -> Path:
@@ -138,15 +137,6 @@ def _existing(storage: Storage, stored: str, img_unique_id: str, what: str) -> P
     if not path.is_file():
         raise StoredFileMissing(f"the {what} of {img_unique_id} is missing from disk ({stored})")
     return path
-
-
-def _media_type_of(path: Path) -> str:
-    return {
-        ".jpg": "image/jpeg",
-        ".png": "image/png",
-        ".tif": "image/tiff",
-        ".bmp": "image/bmp",
-    }.get(path.suffix.lower(), "application/octet-stream")
 
 
 async def _raise_missing_result(session: AsyncSession, img_unique_id: str) -> None:
@@ -181,10 +171,11 @@ async def batch_zip(
     inspections = InspectionRepository(session)
     if await inspections.get_batch(batch_id) is None:
         raise BatchNotFound(f"no batch with id {batch_id}")
-    images = ImageRepository(session)
+    items = await inspections.batch_items(batch_id)
+    images = await ImageRepository(session).get_many([i.img_unique_id for i, _ in items])
     members = [
-        _BatchMember(inspection, await images.get(inspection.img_unique_id), classes)
-        for inspection, classes in await inspections.batch_items(batch_id)
+        _BatchMember(inspection, images.get(inspection.img_unique_id), classes)
+        for inspection, classes in items
     ]
     return async_stream_zip(_zip_members(members, storage, service))
 

@@ -162,7 +162,7 @@ class ModelServiceClient:
                             f"model service at {self.base_url} answered HTTP "
                             f"{response.status_code}: {_error_text(response)}"
                         )
-                    answer = self._parse(response)
+                    answer, raw_analysis = self._parse(response)
                     images: dict[str, bytes] = {
                         kind: await self._image_bytes(kind, answer) for kind in RESULT_IMAGE_KINDS
                     }
@@ -173,10 +173,9 @@ class ModelServiceClient:
                 ) from exc
         round_trip = time.perf_counter() - started
         reported = answer.processing_time_seconds or answer.analysis.processing_time_seconds
-        raw = response.json()
         return InferenceResult(
             analysis=answer.analysis,
-            raw_analysis=normalise_answer(raw)["analysis"],
+            raw_analysis=raw_analysis,
             images=dict(images),
             processing_time_seconds=float(reported) if reported is not None else round_trip,
             round_trip_seconds=round_trip,
@@ -265,7 +264,9 @@ class ModelServiceClient:
             },
         )
 
-    def _parse(self, response: httpx2.Response) -> ModelServiceAnswer:
+    def _parse(self, response: httpx2.Response) -> tuple[ModelServiceAnswer, dict[str, Any]]:
+        """The validated answer and the analysis JSON as sent (parsed once: bodies carry
+        three base64 PNGs)."""
         try:
             body = response.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -285,7 +286,7 @@ class ModelServiceClient:
                 f"model service answer has no {', '.join(repr(m) for m in missing)} image"
             )
         try:
-            return ModelServiceAnswer.model_validate(normalised)
+            return ModelServiceAnswer.model_validate(normalised), normalised["analysis"]
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5]

@@ -328,7 +328,7 @@ class QueryService:
         total_images, total_defects, mean_processing = await self.images.totals()
         by_status = await self.inspections.counts_by_status()
         mean_model, mean_total = await self.inspections.timing_means()
-        _recent_total, recent = await self.images.list_page(ImageFilters(), 0, 10)
+        recent = await self.images.page(ImageFilters(), 0, 10)
         failures = await self.inspections.recent_failures(10)
         return Stats(
             total_images=total_images,

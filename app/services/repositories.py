@@ -239,6 +239,15 @@ class ImageRepository:
         )
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def get_many(self, img_unique_ids: Sequence[str]) -> dict[str, Image]:
+        """Images by id, in one query (classes not loaded); unknown ids are absent."""
+        if not img_unique_ids:
+            return {}
+        stmt = select(Image).where(Image.img_unique_id.in_(img_unique_ids))
+        return {
+            image.img_unique_id: image for image in (await self.session.execute(stmt)).scalars()
+        }
+
     async def exists(self, img_unique_id: str) -> bool:
         """Whether an image row exists."""
         stmt = select(exists().where(Image.img_unique_id == img_unique_id))
@@ -289,13 +298,24 @@ class ImageRepository:
     async def list_page(
         self, filters: ImageFilters, offset: int, limit: int
     ) -> tuple[int, list[tuple[Any, ...]]]:
+        """A page of images with the number of all matching ones.
+
+        Returns:
+            (total matching, rows as `page` returns them).
+        """
+        return await self.count(filters), await self.page(filters, offset, limit)
+
+    async def count(self, filters: ImageFilters) -> int:
+        """Images matching `filters`."""
+        total_stmt = self._image_filter(select(func.count()).select_from(Image), filters)
+        return int((await self.session.execute(total_stmt)).scalar_one())
+
+    async def page(self, filters: ImageFilters, offset: int, limit: int) -> list[tuple[Any, ...]]:
         """A page of images, newest first, with defect counts, batch and original name.
 
         Returns:
-            (total matching, rows of (Image, defect_classes dict | None, batch_id, filename)).
+            Rows of (Image, defect_classes dict | None, batch_id, original filename).
         """
-        total_stmt = self._image_filter(select(func.count()).select_from(Image), filters)
-        total = int((await self.session.execute(total_stmt)).scalar_one())
         page_ids = (
             self._image_filter(select(Image.img_unique_id, Image.timestamp), filters)  # type: ignore[arg-type]
             .order_by(Image.timestamp.desc(), Image.img_unique_id.desc())
@@ -321,7 +341,7 @@ class ImageRepository:
             .outerjoin(Inspection, Inspection.img_unique_id == Image.img_unique_id)
             .order_by(Image.timestamp.desc(), Image.img_unique_id.desc())
         )
-        return total, [tuple(row) for row in (await self.session.execute(stmt)).all()]
+        return [tuple(row) for row in (await self.session.execute(stmt)).all()]
 
     async def query_defects(
         self, filters: DefectFilters, offset: int, limit: int

@@ -11,7 +11,6 @@ from pathvalidate import sanitize_filename
 
 _ALPHABET = string.ascii_uppercase + string.digits
 IMG_UNIQUE_ID_PATTERN = r"^\d{8}_\d{6}_[A-Z0-9]{6}$"
-BATCH_ID_PATTERN = r"^B_\d{8}_\d{6}_[A-Z0-9]{6}$"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

@@ -70,10 +70,15 @@ def validate_image(path: Path, filename: str, max_pixels: int) -> ImageInfo:
     with path.open("rb") as fh:
         head = fh.read(SNIFF_BYTES)
     fmt, media_type, suffix = sniff_format(head, filename)
+    too_many = ImageTooLarge(
+        f"'{filename}' decodes to more than {max_pixels:,} pixels, which is refused as a"
+        " possible decompression bomb; upload a smaller image"
+    )
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            Image.MAX_IMAGE_PIXELS = max_pixels
+            # The limit is `max_pixels`, checked below from the header before decoding;
+            # Pillow's process-wide MAX_IMAGE_PIXELS is left alone (its hard error stays).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 if img.format != fmt:
                     raise UnsupportedImage(
@@ -81,12 +86,11 @@ def validate_image(path: Path, filename: str, max_pixels: int) -> ImageInfo:
                         f" plain {ACCEPTED_FORMATS_TEXT} file"
                     )
                 width, height = img.size
+                if width * height > max_pixels:
+                    raise too_many
                 img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(
-            f"'{filename}' decodes to more than {max_pixels:,} pixels, which is refused as a"
-            " possible decompression bomb; upload a smaller image"
-        ) from exc
+    except Image.DecompressionBombError as exc:
+        raise too_many from exc
     except UnidentifiedImageError as exc:
         raise BadImage(
             f"'{filename}' has a {fmt} header but Pillow cannot read it; the file is corrupt"

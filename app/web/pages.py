@@ -3,6 +3,7 @@ fetched by the page's JS module, so a page never waits on the database."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,12 @@ NAV = [
 templates = Jinja2Templates(directory=TEMPLATE_DIR)
 
 
+@functools.cache
 def asset_version() -> str:
-    """A token that changes when the agent or its own JS/CSS changes (cache busting)."""
+    """A token that changes when the agent or its own JS/CSS changes (cache busting).
+
+    Computed once per process: assets change only with a new release or restart.
+    """
     mtimes = [p.stat().st_mtime_ns for p in STATIC_DIR.glob("[cj]s*/*") if p.is_file()]
     return f"{agent_version()}-{max(mtimes, default=0) // 1_000_000_000:x}"
 

@@ -158,13 +158,22 @@ def test_a_60_mb_upload_is_refused_while_streaming(
     assert list((agent.settings.resolved_upload_dir / ".incoming").iterdir()) == []
 
 
-def test_a_declared_60_mb_body_is_refused_before_reading(client: httpx2.Client) -> None:
+def test_a_declared_60_mb_body_is_refused_before_reading(
+    client: httpx2.Client, agent: AgentServer
+) -> None:
+    before = stored_files(agent.settings.resolved_data_dir)
+    rows_before = db_rows(agent.settings.database_url or "", "SELECT count(*) FROM inspections")
     response = client.post(
         "/api/upload",
         files={"image": ("big.jpg", b"\xff\xd8\xff" + bytes(60 * 1024 * 1024))},
     )
     assert response.status_code == 413
     assert response.json()["error"] == "file_too_large"
+    assert stored_files(agent.settings.resolved_data_dir) == before
+    assert list((agent.settings.resolved_upload_dir / ".incoming").iterdir()) == []
+    assert db_rows(agent.settings.database_url or "", "SELECT count(*) FROM inspections") == (
+        rows_before
+    )
 
 
 @pytest.mark.parametrize(
@@ -183,11 +192,26 @@ def test_malformed_upload_requests_are_400(
     assert phrase in response.json()["detail"]
 
 
-def test_every_accepted_format_is_inspected(client: httpx2.Client) -> None:
-    for fmt, name in (("PNG", "a.png"), ("TIFF", "a.tif"), ("BMP", "a.bmp"), ("JPEG", "a.jpg")):
-        response = client.post("/api/upload", files={"image": (name, make_image(fmt))})
+def test_every_accepted_format_is_inspected(client: httpx2.Client, agent: AgentServer) -> None:
+    for fmt, name, media_type in (
+        ("PNG", "a.png", "image/png"),
+        ("TIFF", "a.tif", "image/tiff"),
+        ("BMP", "a.bmp", "image/bmp"),
+        ("JPEG", "a.jpg", "image/jpeg"),
+    ):
+        content = make_image(fmt)
+        response = client.post("/api/upload", files={"image": (name, content)})
         assert response.status_code == 200, (fmt, response.text)
+        img_id = response.json()["img_unique_id"]
         assert response.json()["result"]["image_shape"] == {"height": 48, "width": 64}
+        assert db_rows(
+            agent.settings.database_url or "",
+            "SELECT media_type, status FROM inspections WHERE img_unique_id = %s",
+            img_id,
+        ) == [(media_type, "succeeded")]
+        kept = client.get(f"/api/download/image/{img_id}/input")
+        assert kept.headers["content-type"] == media_type
+        assert kept.content == content
 
 
 def test_file_names_are_sanitised_before_they_touch_the_disk(
@@ -248,11 +272,19 @@ def test_batch_with_wait_answers_with_every_result(
     assert all(item["overlay_url"] for item in status["items"])
 
 
-def test_batch_of_only_bad_files_is_400_with_reasons(client: httpx2.Client) -> None:
+def test_batch_of_only_bad_files_is_400_with_reasons(
+    client: httpx2.Client, agent: AgentServer
+) -> None:
+    before = stored_files(agent.settings.resolved_data_dir)
+    batches_before = db_rows(agent.settings.database_url or "", "SELECT count(*) FROM batches")
     response = client.post(
         "/api/upload/batch", files=[("images", ("a.png", b"")), ("images", ("b.png", b"xx"))]
     )
     assert response.status_code == 400
+    assert stored_files(agent.settings.resolved_data_dir) == before
+    assert db_rows(agent.settings.database_url or "", "SELECT count(*) FROM batches") == (
+        batches_before
+    )
     assert [r["error"] for r in response.json()["rejected"]] == [
         "invalid_image",
         "unsupported_media_type",

@@ -42,8 +42,13 @@ def test_truncated_png_is_a_bad_image(tmp_path: Path) -> None:
         validate_image(path, "a.png", 100_000)
 
 
-def test_too_many_pixels_is_refused(tmp_path: Path) -> None:
+def test_too_many_pixels_is_refused_without_touching_pillows_global_limit(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "a.png"
     path.write_bytes(make_image("PNG", (200, 200)))
+    limit_before = PILImage.MAX_IMAGE_PIXELS
     with pytest.raises(ImageTooLarge, match="decompression bomb"):
         validate_image(path, "a.png", 10_000)
+    assert limit_before == PILImage.MAX_IMAGE_PIXELS
+    assert validate_image(path, "a.png", 40_000).width == 200
