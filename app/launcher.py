@@ -19,10 +19,10 @@ import uvicorn
 from pydantic import ValidationError
 
 from app.config import Settings
-from app.services.embedded_postgres import EmbeddedPostgresError, start_embedded_postgres
-from app.services.migrations import upgrade_database
-from app.services.reference_service import ReferenceServiceError, start_reference_service
-from app.services.storage import Storage
+from app.services.database.embedded import EmbeddedPostgresError, start_embedded_postgres
+from app.services.database.migrations import upgrade_database
+from app.services.model_service.reference import ReferenceServiceError, start_reference_service
+from app.services.storage.local import Storage
 from app.utils.logging import configure_logging
 
 logger = logging.getLogger("app.launcher")

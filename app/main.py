@@ -20,7 +20,7 @@ from app.api import download, health, query, upload
 from app.config import Settings, get_settings
 from app.errors import AgentError, DatabaseUnavailable
 from app.runtime import agent_runtime
-from app.services.health import agent_version
+from app.services.system.health import agent_version
 from app.web import register_web
 
 logger = logging.getLogger("app.requests")

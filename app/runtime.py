@@ -12,11 +12,16 @@ import procrastinate
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.services.db import create_engine, create_session_factory, libpq_conninfo
-from app.services.inspection import InspectionService
-from app.services.model_service_client import ModelServiceClient
-from app.services.queue import QUEUE_NAME, StalledJobReaper, create_queue, defer_inspections
-from app.services.storage import Storage
+from app.services.database.session import create_engine, create_session_factory, libpq_conninfo
+from app.services.inspection.queue import (
+    QUEUE_NAME,
+    StalledJobReaper,
+    create_queue,
+    defer_inspections,
+)
+from app.services.inspection.workflow import InspectionService
+from app.services.model_service.client import ModelServiceClient
+from app.services.storage.local import Storage
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from app.services.migrations import upgrade_database  # noqa: E402
-from app.services.reference_service import (  # noqa: E402
+from app.services.database.migrations import upgrade_database  # noqa: E402
+from app.services.model_service.reference import (  # noqa: E402
     free_loopback_port,
     start_reference_service,
 )

@@ -300,13 +300,13 @@ async def explain(
     from sqlalchemy import event
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-    from app.services.db import sqlalchemy_url
-    from app.services.repositories import (
+    from app.services.database.repositories import (
         DefectFilters,
         ImageFilters,
         ImageRepository,
         InspectionRepository,
     )
+    from app.services.database.session import sqlalchemy_url
 
     engine = create_async_engine(sqlalchemy_url(database_url))
     captured: list[tuple[str, Any]] = []
@@ -355,7 +355,7 @@ async def _regions(repo: Any, img_unique_id: str) -> None:
 
 
 async def _stats(images: Any, inspections: Any) -> None:
-    from app.services.repositories import ImageFilters
+    from app.services.database.repositories import ImageFilters
 
     await images.totals()
     await inspections.counts_by_status()

@@ -15,9 +15,9 @@ import httpx2
 import pytest
 
 from app.config import Settings
-from app.services.embedded_postgres import start_embedded_postgres
-from app.services.migrations import upgrade_database
-from app.services.reference_service import ReferenceService, start_reference_service
+from app.services.database.embedded import start_embedded_postgres
+from app.services.database.migrations import upgrade_database
+from app.services.model_service.reference import ReferenceService, start_reference_service
 from tests.support import (
     DEEPPCB_DIR,
     TEMPLATE_DB,

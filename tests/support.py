@@ -20,11 +20,12 @@ from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.main import create_app
-from app.services.reference_service import free_loopback_port
+from app.services.model_service.reference import free_loopback_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEEPPCB_DIR = Path(os.environ.get("DEEPPCB_DIR", REPO_ROOT.parent / "shared/datasets/deeppcb"))
-TEMPLATE_DB = "aoi_test_template"
+# One per test run, so that several runs can share a server (CI, parallel worktrees).
+TEMPLATE_DB = f"aoi_test_template_{os.getpid()}"
 
 
 def deeppcb_images(count: int | None = None) -> list[Path]:

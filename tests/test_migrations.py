@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.services.migrations import downgrade_database, upgrade_database
+from app.services.database.migrations import downgrade_database, upgrade_database
 from tests.support import create_database, db_rows, drop_database
 
 IMAGES = [

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from app.api.deps import SessionDep
 from app.errors import responses
 from app.models.dashboard import DashboardSummary, DefectsPerDay, Heatmap
-from app.services.dashboard import BadDateRange, DashboardService, Period
+from app.services.history.dashboard import BadDateRange, DashboardService, Period
 
 router = APIRouter(prefix="/api/dashboard", tags=["System"])
 

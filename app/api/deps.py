@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.runtime import AgentRuntime
-from app.services.db import unit_of_work
-from app.services.inspection import InspectionService
-from app.services.queries import Links, QueryService
+from app.services.database.session import unit_of_work
+from app.services.history.queries import Links, QueryService
+from app.services.inspection.workflow import InspectionService
 
 
 def get_runtime(request: Request) -> AgentRuntime:

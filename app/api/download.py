@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from app.api.deps import InspectionServiceDep, RuntimeDep, SessionDep
 from app.errors import BatchNotFound, ImageNotFound, ResultNotReady, StoredFileMissing, responses
-from app.services import export
+from app.services.history import export
 
 router = APIRouter(prefix="/api", tags=["Download"])
 

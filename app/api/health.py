@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import QueryServiceDep, RuntimeDep
 from app.models.schemas import HealthStatus, Stats
-from app.services.health import check_health
+from app.services.system.health import check_health
 
 router = APIRouter(prefix="/api", tags=["System"])
 

@@ -16,7 +16,7 @@ from app.models.schemas import (
     ImageList,
     ImageRegions,
 )
-from app.services.repositories import DefectFilters, ImageFilters
+from app.services.database.repositories import DefectFilters, ImageFilters
 
 router = APIRouter(prefix="/api", tags=["Query"])
 

@@ -27,8 +27,8 @@ from app.models.schemas import (
     BatchUploadResult,
     UploadResponse,
 )
-from app.services.queries import upload_response
-from app.services.upload_receiver import discard, receive_files
+from app.services.history.queries import upload_response
+from app.services.inspection.receiver import discard, receive_files
 
 router = APIRouter(prefix="/api", tags=["Upload"])
 

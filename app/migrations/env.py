@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, pool
 
 from app.config import get_settings
 from app.models.database import Base
-from app.services.db import sqlalchemy_url
+from app.services.database.session import sqlalchemy_url
 
 config = context.config
 target_metadata = Base.metadata

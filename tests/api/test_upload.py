@@ -301,7 +301,7 @@ def test_model_service_down_gives_503_keeps_input_and_retry_succeeds(
     tmp_path: Path, database_url: str, reference_service: object, deeppcb: list[Path]
 ) -> None:
     """The model service is made unreachable by pointing the agent at a closed port."""
-    from app.services.reference_service import free_loopback_port
+    from app.services.model_service.reference import free_loopback_port
 
     dead = agent_settings(tmp_path, database_url, f"http://127.0.0.1:{free_loopback_port()}/")
     image = deeppcb[10]

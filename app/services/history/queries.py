@@ -34,13 +34,13 @@ from app.models.schemas import (
     Stats,
     UploadResponse,
 )
-from app.services.inspection import InspectionOutcome
-from app.services.repositories import (
+from app.services.database.repositories import (
     DefectFilters,
     ImageFilters,
     ImageRepository,
     InspectionRepository,
 )
+from app.services.inspection.workflow import InspectionOutcome
 
 
 @dataclass(frozen=True)

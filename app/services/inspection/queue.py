@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import procrastinate
 
 if TYPE_CHECKING:
-    from app.services.inspection import InspectionService
+    from app.services.inspection.workflow import InspectionService
 
 logger = logging.getLogger(__name__)
 

@@ -34,11 +34,11 @@ from app.errors import (
 from app.models.database import Batch, Image, Inspection, InspectionStatus
 from app.models.model_service import Analysis
 from app.models.schemas import RejectedFile
-from app.services.db import unit_of_work
-from app.services.model_service_client import ModelServiceClient
-from app.services.repositories import ImageRepository, InspectionRepository
-from app.services.storage import ANALYSIS_FILE_NAME, RESULT_FILE_NAMES, Storage
-from app.services.upload_receiver import ReceivedFile
+from app.services.database.repositories import ImageRepository, InspectionRepository
+from app.services.database.session import unit_of_work
+from app.services.inspection.receiver import ReceivedFile
+from app.services.model_service.client import ModelServiceClient
+from app.services.storage.local import ANALYSIS_FILE_NAME, RESULT_FILE_NAMES, Storage
 from app.utils.ids import new_batch_id, new_img_unique_id, utc_now
 from app.utils.images import validate_image
 

@@ -22,9 +22,9 @@ from stream_zip import ZIP_AUTO, Method, async_stream_zip
 
 from app.errors import BatchNotFound, ImageNotFound, ResultNotReady, StoredFileMissing
 from app.models.database import Image, Inspection, InspectionStatus
-from app.services.inspection import InspectionService
-from app.services.repositories import ImageRepository, InspectionRepository
-from app.services.storage import ANALYSIS_FILE_NAME, RESULT_FILE_NAMES, Storage, atomic_write
+from app.services.database.repositories import ImageRepository, InspectionRepository
+from app.services.inspection.workflow import InspectionService
+from app.services.storage.local import ANALYSIS_FILE_NAME, RESULT_FILE_NAMES, Storage, atomic_write
 
 CHUNK_BYTES = 64 * 1024
 SUMMARY_COLUMNS = (

@@ -22,7 +22,7 @@ from app.models.dashboard import (
     Heatmap,
 )
 from app.models.database import DefectClass, Image, Region
-from app.services.repositories import day_start
+from app.services.database.repositories import day_start
 
 DEFAULT_DAYS = 30
 """Length of the defects-per-day range when no start date is given, days."""

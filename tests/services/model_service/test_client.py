@@ -23,8 +23,8 @@ from starlette.routing import Route
 
 from app.config import Settings
 from app.errors import ModelServiceBadAnswer, ModelServiceUnavailable
-from app.services.model_service_client import ModelServiceClient
-from app.services.reference_service import free_loopback_port
+from app.services.model_service.client import ModelServiceClient
+from app.services.model_service.reference import free_loopback_port
 from tests.support import make_image
 
 PNG = make_image("PNG", (8, 8))

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from app.services.reference_service import ReferenceService, free_loopback_port
+from app.services.model_service.reference import ReferenceService, free_loopback_port
 from tests.support import REPO_ROOT, db_rows, wait_until
 
 

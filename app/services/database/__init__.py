@@ -1,0 +1,1 @@
+"""PostgreSQL: sessions and units of work, the embedded server, migrations, repositories."""

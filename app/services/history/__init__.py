@@ -1,0 +1,1 @@
+"""The read side: image and defect queries, dashboard aggregates, downloads and ZIP exports."""

@@ -1,0 +1,1 @@
+"""The inspection workflow: receiving uploads, inference and storing results, the batch queue."""

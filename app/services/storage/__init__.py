@@ -1,0 +1,1 @@
+"""Where inputs, result images, analysis JSON and thumbnails are kept."""

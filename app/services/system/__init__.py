@@ -1,0 +1,1 @@
+"""Health and statistics of the agent and the parts it depends on."""
