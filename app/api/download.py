@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, StreamingResponse
 
 from app.api.deps import InspectionServiceDep, RuntimeDep, SessionDep
+from app.api.params import BatchId, ImgUniqueId
 from app.errors import BatchNotFound, ImageNotFound, ResultNotReady, StoredFileMissing, responses
 from app.services.history import export
 
@@ -32,7 +33,7 @@ def _send(file: export.FileToSend, inline: bool = False) -> FileResponse:
     responses=_FILE_ERRORS,
 )
 async def download_image(
-    img_unique_id: str,
+    img_unique_id: ImgUniqueId,
     kind: Literal["input", "combined", "mask", "overlay"],
     session: SessionDep,
     runtime: RuntimeDep,
@@ -49,7 +50,7 @@ async def download_image(
     responses=_FILE_ERRORS,
 )
 async def download_json(
-    img_unique_id: str, session: SessionDep, service: InspectionServiceDep
+    img_unique_id: ImgUniqueId, session: SessionDep, service: InspectionServiceDep
 ) -> FileResponse:
     """The model service's analysis JSON for this image, exactly as it was sent."""
     return _send(await export.analysis_file(session, service, img_unique_id))
@@ -62,7 +63,7 @@ async def download_json(
     responses=_FILE_ERRORS,
 )
 async def thumbnail(
-    img_unique_id: str,
+    img_unique_id: ImgUniqueId,
     session: SessionDep,
     runtime: RuntimeDep,
     size: Annotated[int, Query(ge=32, le=1024, description="Longest side, pixels.")] = 256,
@@ -85,7 +86,7 @@ async def thumbnail(
     },
 )
 async def download_batch(
-    batch_id: str, session: SessionDep, runtime: RuntimeDep, service: InspectionServiceDep
+    batch_id: BatchId, session: SessionDep, runtime: RuntimeDep, service: InspectionServiceDep
 ) -> StreamingResponse:
     """Per image: input, combined, mask, overlay and analysis JSON; plus `summary.csv`.
     Streamed while it is built."""
