@@ -7,10 +7,12 @@ within the columns they are compared with (PostgreSQL `integer` / `bigint`).
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated
 
 from fastapi import Path, Query
+from pydantic import BeforeValidator
 
 INT4_MAX = 2**31 - 1
 INT8_MAX = 2**63 - 1
@@ -57,8 +59,27 @@ ClassName = Annotated[
 ]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number.")]
 Limit = Annotated[int, Query(ge=1, le=100, description="Rows per page (at most 100).")]
-StartDate = Annotated[date | None, Query(description="First day (UTC), inclusive: YYYY-MM-DD.")]
-EndDate = Annotated[date | None, Query(description="Last day (UTC), inclusive: YYYY-MM-DD.")]
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_day_only(value: object) -> object:
+    """Refuses what pydantic would otherwise read as a date (`0` as 1970-01-01, datetimes)."""
+    if isinstance(value, str) and not _ISO_DAY.fullmatch(value):
+        raise ValueError("a day is written YYYY-MM-DD, e.g. 2026-02-25")
+    return value
+
+
+# Any calendar day is accepted (0001-01-01 to 9999-12-31): the queries never step past it.
+StartDate = Annotated[
+    date | None,
+    BeforeValidator(_iso_day_only),
+    Query(description="First day (UTC), inclusive: YYYY-MM-DD."),
+]
+EndDate = Annotated[
+    date | None,
+    BeforeValidator(_iso_day_only),
+    Query(description="Last day (UTC), inclusive: YYYY-MM-DD."),
+]
 RegionCount = Annotated[
     int | None, Query(ge=0, le=INT4_MAX, description="At least this many regions.")
 ]

@@ -43,7 +43,7 @@ IncludeImages = Annotated[
 
 def _multipart_body(field: str, many: bool) -> dict[str, Any]:
     file_schema: dict[str, Any] = {"type": "string", "format": "binary"}
-    schema = {"type": "array", "items": file_schema} if many else file_schema
+    schema = {"type": "array", "items": file_schema, "minItems": 1} if many else file_schema
     return {
         "requestBody": {
             "required": True,

@@ -108,14 +108,23 @@ def _check_png(kind: str, raw: bytes) -> bytes:
     return raw
 
 
+def result_image_sizes(kind: str, shape: ImageShape) -> list[tuple[int, int]]:
+    """The (width, height) pixel sizes a result image of `kind` may have: `mask` and
+    `overlay` are the analysed image's size; `combined` is that size, or the input and
+    the overlay side by side (2W x H, the reference service) or stacked (W x 2H)."""
+    w, h = shape.width, shape.height
+    return [(w, h), (2 * w, h), (w, 2 * h)] if kind == "combined" else [(w, h)]
+
+
 def check_result_image(kind: str, png: bytes, shape: ImageShape, max_pixels: int) -> None:
-    """Decode a result PNG completely and check it has the analysis's `image_shape`.
+    """Decode a result PNG completely and check its size against the analysis's
+    `image_shape` (see `result_image_sizes`).
 
     Blocking (a full decode): run it in a worker thread through the decode limiter.
 
     Raises:
         ModelServiceBadAnswer: the PNG is truncated or corrupt (a chunk checksum
-            included), larger than `max_pixels`, or not `shape.width` x `shape.height`.
+            included), larger than twice `max_pixels`, or of a size that does not fit.
     """
     what = f"model service answer: the '{kind}' image"
     try:
@@ -123,13 +132,13 @@ def check_result_image(kind: str, png: bytes, shape: ImageShape, max_pixels: int
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
             with PILImage.open(io.BytesIO(png)) as img:
                 width, height = img.size
-                if (width, height) != (shape.width, shape.height):
+                if (width, height) not in result_image_sizes(kind, shape):
                     raise ModelServiceBadAnswer(
-                        f"{what} is {width} x {height} pixels but the analysis's image_shape is"
-                        f" {shape.width} x {shape.height}"
+                        f"{what} is {width} x {height} pixels, which does not fit the analysis's"
+                        f" image_shape of {shape.width} x {shape.height}"
                     )
-                if width * height > max_pixels:
-                    raise ModelServiceBadAnswer(f"{what} has more than {max_pixels:,} pixels")
+                if width * height > 2 * max_pixels:
+                    raise ModelServiceBadAnswer(f"{what} has more than {2 * max_pixels:,} pixels")
                 img.verify()
             with PILImage.open(io.BytesIO(png)) as img:
                 img.load()
