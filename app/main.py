@@ -22,6 +22,7 @@ from app.config import Settings, get_settings
 from app.errors import VALIDATION_ERROR_RESPONSE, AgentError, DatabaseUnavailable
 from app.runtime import agent_runtime
 from app.services.system.health import agent_version
+from app.utils.text import printable
 from app.web import register_web
 
 logger = logging.getLogger("app.requests")
@@ -115,7 +116,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail
     if exc.status_code == 404 and detail == "Not Found":
-        detail = f"no such endpoint: {request.method} {request.url.path}; see /docs"
+        detail = f"no such endpoint: {request.method} {printable(request.url.path, 200)}; see /docs"
     return _error_response(
         {"error": "http_error", "detail": str(detail)}, exc.status_code, headers=exc.headers
     )

@@ -7,7 +7,6 @@ member is ever held in memory or written to a temporary file.
 
 from __future__ import annotations
 
-import errno
 import io
 import stat
 from collections.abc import AsyncIterable, AsyncIterator
@@ -30,7 +29,13 @@ from app.errors import (
 from app.models.database import Image, Inspection, InspectionStatus
 from app.services.database.repositories import ImageRepository, InspectionRepository
 from app.services.inspection.workflow import InspectionService
-from app.services.storage.local import ANALYSIS_FILE_NAME, RESULT_FILE_NAMES, Storage, atomic_write
+from app.services.storage.local import (
+    ANALYSIS_FILE_NAME,
+    RESULT_FILE_NAMES,
+    Storage,
+    atomic_write,
+    is_disk_full,
+)
 from app.utils.spreadsheet import csv_text
 
 CHUNK_BYTES = 64 * 1024
@@ -123,7 +128,7 @@ async def thumbnail_file(
         try:
             await anyio.to_thread.run_sync(_make_thumbnail, source.path, target, size)
         except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if not is_disk_full(exc):
                 raise
             raise InsufficientStorage(
                 "the disk holding DATA_DIR is full: no room for the thumbnail; free some space"

@@ -9,7 +9,6 @@ being held in memory or kept on disk.
 from __future__ import annotations
 
 import contextlib
-import errno
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from app.errors import (
     InsufficientStorage,
     UploadTimeout,
 )
+from app.services.storage.local import is_disk_full
 from app.utils.text import has_control_characters, printable
 
 FLUSH_BYTES = 1024 * 1024
@@ -263,7 +263,7 @@ async def _flush(part: ReceivedFile, final: bool) -> None:
     try:
         await anyio.to_thread.run_sync(write)
     except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if not is_disk_full(exc):
             raise
         raise InsufficientStorage(disk_full_text("the upload")) from exc
 

@@ -9,7 +9,6 @@ and no result file or row left behind.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import time
@@ -40,7 +39,12 @@ from app.services.database.repositories import ImageRepository, InspectionReposi
 from app.services.database.session import unit_of_work
 from app.services.inspection.receiver import ReceivedFile
 from app.services.model_service.client import ModelServiceClient
-from app.services.storage.local import ANALYSIS_FILE_NAME, RESULT_FILE_NAMES, Storage
+from app.services.storage.local import (
+    ANALYSIS_FILE_NAME,
+    RESULT_FILE_NAMES,
+    Storage,
+    is_disk_full,
+)
 from app.utils.ids import new_batch_id, new_img_unique_id, utc_now
 from app.utils.images import validate_image
 from app.utils.logging import request_id_var
@@ -288,7 +292,7 @@ class InspectionService:
             )
         except BaseException as exc:
             await anyio.to_thread.run_sync(self.storage.remove_folder, folder)
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if is_disk_full(exc):
                 raise InsufficientStorage(
                     "the disk holding the agent's data is full: the results of"
                     f" {img_unique_id} could not be written and none were kept; the input is"
