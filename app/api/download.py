@@ -9,7 +9,14 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from app.api.deps import InspectionServiceDep, RuntimeDep, SessionDep
 from app.api.params import BatchId, ImgUniqueId
-from app.errors import BatchNotFound, ImageNotFound, ResultNotReady, StoredFileMissing, responses
+from app.errors import (
+    BatchNotFound,
+    ImageNotFound,
+    InsufficientStorage,
+    ResultNotReady,
+    StoredFileMissing,
+    responses,
+)
 from app.services.history import export
 
 router = APIRouter(prefix="/api", tags=["Download"])
@@ -60,7 +67,7 @@ async def download_json(
     "/images/{img_unique_id}/thumbnail",
     response_class=FileResponse,
     summary="A small JPEG of an image, for galleries",
-    responses=_FILE_ERRORS,
+    responses={**_FILE_ERRORS, **responses(InsufficientStorage)},
 )
 async def thumbnail(
     img_unique_id: ImgUniqueId,
@@ -70,7 +77,9 @@ async def thumbnail(
     kind: Literal["input", "overlay"] = "overlay",
 ) -> FileResponse:
     """Generated once and cached on disk under DATA_DIR/thumbnails."""
-    file = await export.thumbnail_file(session, runtime.storage, img_unique_id, size, kind)
+    file = await export.thumbnail_file(
+        session, runtime.storage, img_unique_id, size, kind, runtime.client.decode_limiter
+    )
     response = _send(file, inline=True)
     response.headers["Cache-Control"] = "private, max-age=86400"
     return response

@@ -115,9 +115,17 @@ async def analysis_file(
 
 
 async def thumbnail_file(
-    session: AsyncSession, storage: Storage, img_unique_id: str, size: int, kind: str
+    session: AsyncSession,
+    storage: Storage,
+    img_unique_id: str,
+    size: int,
+    kind: str,
+    limiter: anyio.CapacityLimiter | None = None,
 ) -> FileToSend:
     """A small JPEG of the input or overlay image (longest side `size` pixels), cached on disk.
+
+    Making one decodes the whole image (a JPEG at reduced scale), through `limiter` (the
+    agent's decode limiter) so a gallery of big images cannot exhaust memory.
 
     Raises:
         ImageNotFound, ResultNotReady, StoredFileMissing: as for `image_file`.
@@ -126,7 +134,9 @@ async def thumbnail_file(
     target = storage.thumbnail_dir / f"{img_unique_id}_{kind}_{size}.jpg"
     if not target.is_file():
         try:
-            await anyio.to_thread.run_sync(_make_thumbnail, source.path, target, size)
+            await anyio.to_thread.run_sync(
+                _make_thumbnail, source.path, target, size, limiter=limiter
+            )
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
