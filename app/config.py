@@ -42,6 +42,15 @@ class Settings(BaseSettings):
 
     max_file_size_mb: float = Field(default=50, gt=0)
     max_batch_size: int = Field(default=100, ge=1)
+    # Largest accepted width x height, pixels; the reference model service started by
+    # run.py gets the same limit (the customer's service: set it to that service's limit).
+    max_image_pixels: int = Field(default=50_000_000, ge=1, le=2**31 - 1)
+    # Full image decodes (upload validation) at once; each takes up to pixels x 4 bytes.
+    max_concurrent_decodes: int = Field(default=2, ge=1, le=64)
+    # Uploads are refused (507) while the disk holding DATA_DIR has less free space.
+    min_free_disk_mb: float = Field(default=500, ge=0)
+    # An upload whose body sends nothing for this long is answered 408, seconds.
+    upload_idle_timeout_s: float = Field(default=30.0, gt=0)
 
     # Queue: images of batches processed at once by one in-process worker.
     run_worker_in_process: bool = True
@@ -81,6 +90,11 @@ class Settings(BaseSettings):
     def max_file_size_bytes(self) -> int:
         """The largest accepted image, in bytes."""
         return int(self.max_file_size_mb * 1024 * 1024)
+
+    @property
+    def min_free_disk_bytes(self) -> int:
+        """Free space below which uploads are refused, bytes."""
+        return int(self.min_free_disk_mb * 1024 * 1024)
 
     @property
     def resolved_data_dir(self) -> Path:

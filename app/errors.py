@@ -1,7 +1,8 @@
 """Domain errors that carry their HTTP meaning.
 
 Services raise these; one exception handler (`app.main`) turns them into
-`{"error": <code>, "detail": <message for the user>}` with the status code.
+`{"error": <code>, "detail": <message for the user>, "request_id": <id>}` with the
+status code.
 """
 
 from __future__ import annotations
@@ -53,6 +54,20 @@ class BadUploadRequest(AgentError):
 
     status_code = 400
     error = "bad_request"
+
+
+class UploadTimeout(AgentError):
+    """The request body stopped arriving for UPLOAD_IDLE_TIMEOUT_S seconds."""
+
+    status_code = 408
+    error = "request_timeout"
+
+
+class InsufficientStorage(AgentError):
+    """The disk holding DATA_DIR is full, or below MIN_FREE_DISK_MB free."""
+
+    status_code = 507
+    error = "insufficient_storage"
 
 
 class ImageNotFound(AgentError):
@@ -109,6 +124,12 @@ class DatabaseUnavailable(AgentError):
 
     status_code = 503
     error = "database_unavailable"
+
+
+VALIDATION_ERROR_RESPONSE: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorBody, "description": "A parameter is missing, malformed or out of range."}
+}
+"""The 422 answer as it really is, for `include_router(responses=...)`."""
 
 
 def responses(*errors: type[AgentError]) -> dict[int | str, dict[str, Any]]:

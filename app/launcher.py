@@ -66,7 +66,8 @@ def prepared(settings: Settings) -> Iterator[Settings]:
         if settings.segformer_service_url is None:
             try:
                 reference = start_reference_service(
-                    settings.resolved_log_dir / "reference-service.log"
+                    settings.resolved_log_dir / "reference-service.log",
+                    max_image_pixels=settings.max_image_pixels,
                 )
             except ReferenceServiceError as exc:
                 raise StartupError(str(exc)) from exc

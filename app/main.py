@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import psycopg
@@ -17,10 +17,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import download, health, query, upload
+from app.api.middleware import RequestContextMiddleware, current_request_id
 from app.config import Settings, get_settings
-from app.errors import AgentError, DatabaseUnavailable
+from app.errors import VALIDATION_ERROR_RESPONSE, AgentError, DatabaseUnavailable
 from app.runtime import agent_runtime
 from app.services.system.health import agent_version
+from app.utils.text import printable
 from app.web import register_web
 
 logger = logging.getLogger("app.requests")
@@ -68,11 +70,20 @@ class RequestLogMiddleware:
             )
 
 
+def _error_response(
+    body: dict[str, object], status_code: int, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """An error answer: `body` plus the request id (see `ErrorBody`)."""
+    return JSONResponse(
+        {**body, "request_id": current_request_id()}, status_code=status_code, headers=headers
+    )
+
+
 async def _agent_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentError)
     if exc.status_code >= 500:
         logger.warning("request failed", extra={"path": request.url.path, "error": exc.detail})
-    return JSONResponse(exc.to_body(), status_code=exc.status_code)
+    return _error_response(exc.to_body(), exc.status_code)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -84,29 +95,30 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
         "the database is not answering; try again shortly, and if it persists check that"
         " PostgreSQL is running (GET /api/health shows its state)"
     )
-    return JSONResponse(error.to_body(), status_code=error.status_code)
+    return _error_response(error.to_body(), error.status_code)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'] if p not in ('query', 'path', 'body'))}:"
-        f" {err['msg']}"
+    # Only where, what and which rule: the offending input is not echoed back.
+    errors = [
+        {"loc": [str(p) for p in err["loc"]], "msg": str(err["msg"]), "type": str(err["type"])}
         for err in exc.errors()
+    ]
+    problems = "; ".join(
+        f"{'.'.join(p for p in err['loc'] if p not in ('query', 'path', 'body'))}: {err['msg']}"
+        for err in errors
     )
-    return JSONResponse(
-        {"error": "invalid_request", "detail": problems, "errors": exc.errors()},
-        status_code=422,
-    )
+    return _error_response({"error": "invalid_request", "detail": problems, "errors": errors}, 422)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail
     if exc.status_code == 404 and detail == "Not Found":
-        detail = f"no such endpoint: {request.method} {request.url.path}; see /docs"
-    return JSONResponse(
-        {"error": "http_error", "detail": detail}, status_code=exc.status_code, headers=exc.headers
+        detail = f"no such endpoint: {request.method} {printable(request.url.path, 200)}; see /docs"
+    return _error_response(
+        {"error": "http_error", "detail": str(detail)}, exc.status_code, headers=exc.headers
     )
 
 
@@ -127,7 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=(
             "Sends PCB images from the AOI line to the defect-segmentation model service,"
             " keeps every input and result, and answers queries and downloads."
-            ' Errors are JSON `{"error": code, "detail": message}`.'
+            ' Errors are JSON `{"error": code, "detail": message, "request_id": id}`;'
+            " every answer carries its `X-Request-ID`."
         ),
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
@@ -135,12 +148,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(RequestContextMiddleware)  # outermost: ids every log line
     app.add_exception_handler(AgentError, _agent_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for module in (upload, query, download, health):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=VALIDATION_ERROR_RESPONSE)
     register_web(app, settings)
 
     @app.get("/docs", include_in_schema=False)

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import SessionDep
+from app.api.params import ClassName, EndDate, StartDate
 from app.errors import responses
 from app.models.dashboard import DashboardSummary, DefectsPerDay, Heatmap
 from app.services.history.dashboard import BadDateRange, DashboardService, Period
 
 router = APIRouter(prefix="/api/dashboard", tags=["System"])
-
-StartDate = Annotated[date | None, Query(description="First day (UTC), inclusive: YYYY-MM-DD.")]
-EndDate = Annotated[date | None, Query(description="Last day (UTC), inclusive: YYYY-MM-DD.")]
-ClassName = Annotated[str | None, Query(max_length=128, description="Defect class name.")]
 
 
 def get_dashboard_service(session: SessionDep) -> DashboardService:

@@ -8,7 +8,15 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, StreamingResponse
 
 from app.api.deps import InspectionServiceDep, RuntimeDep, SessionDep
-from app.errors import BatchNotFound, ImageNotFound, ResultNotReady, StoredFileMissing, responses
+from app.api.params import BatchId, ImgUniqueId
+from app.errors import (
+    BatchNotFound,
+    ImageNotFound,
+    InsufficientStorage,
+    ResultNotReady,
+    StoredFileMissing,
+    responses,
+)
 from app.services.history import export
 
 router = APIRouter(prefix="/api", tags=["Download"])
@@ -32,7 +40,7 @@ def _send(file: export.FileToSend, inline: bool = False) -> FileResponse:
     responses=_FILE_ERRORS,
 )
 async def download_image(
-    img_unique_id: str,
+    img_unique_id: ImgUniqueId,
     kind: Literal["input", "combined", "mask", "overlay"],
     session: SessionDep,
     runtime: RuntimeDep,
@@ -49,7 +57,7 @@ async def download_image(
     responses=_FILE_ERRORS,
 )
 async def download_json(
-    img_unique_id: str, session: SessionDep, service: InspectionServiceDep
+    img_unique_id: ImgUniqueId, session: SessionDep, service: InspectionServiceDep
 ) -> FileResponse:
     """The model service's analysis JSON for this image, exactly as it was sent."""
     return _send(await export.analysis_file(session, service, img_unique_id))
@@ -59,17 +67,19 @@ async def download_json(
     "/images/{img_unique_id}/thumbnail",
     response_class=FileResponse,
     summary="A small JPEG of an image, for galleries",
-    responses=_FILE_ERRORS,
+    responses={**_FILE_ERRORS, **responses(InsufficientStorage)},
 )
 async def thumbnail(
-    img_unique_id: str,
+    img_unique_id: ImgUniqueId,
     session: SessionDep,
     runtime: RuntimeDep,
     size: Annotated[int, Query(ge=32, le=1024, description="Longest side, pixels.")] = 256,
     kind: Literal["input", "overlay"] = "overlay",
 ) -> FileResponse:
     """Generated once and cached on disk under DATA_DIR/thumbnails."""
-    file = await export.thumbnail_file(session, runtime.storage, img_unique_id, size, kind)
+    file = await export.thumbnail_file(
+        session, runtime.storage, img_unique_id, size, kind, runtime.client.decode_limiter
+    )
     response = _send(file, inline=True)
     response.headers["Cache-Control"] = "private, max-age=86400"
     return response
@@ -85,7 +95,7 @@ async def thumbnail(
     },
 )
 async def download_batch(
-    batch_id: str, session: SessionDep, runtime: RuntimeDep, service: InspectionServiceDep
+    batch_id: BatchId, session: SessionDep, runtime: RuntimeDep, service: InspectionServiceDep
 ) -> StreamingResponse:
     """Per image: input, combined, mask, overlay and analysis JSON; plus `summary.csv`.
     Streamed while it is built."""

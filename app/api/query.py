@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import InspectionServiceDep, QueryServiceDep
+from app.api.params import (
+    AreaPixels,
+    BatchIdFilter,
+    ClassName,
+    EndDate,
+    ImgUniqueId,
+    ImgUniqueIdFilter,
+    Limit,
+    Page,
+    RegionCount,
+    StartDate,
+)
 from app.errors import ImageNotFound, responses
 from app.models.schemas import (
     DefectClassOut,
@@ -20,12 +31,6 @@ from app.services.database.repositories import DefectFilters, ImageFilters
 
 router = APIRouter(prefix="/api", tags=["Query"])
 
-Page = Annotated[int, Query(ge=1, description="1-based page number.")]
-Limit = Annotated[int, Query(ge=1, le=100, description="Rows per page (at most 100).")]
-StartDate = Annotated[date | None, Query(description="First day (UTC), inclusive: YYYY-MM-DD.")]
-EndDate = Annotated[date | None, Query(description="Last day (UTC), inclusive: YYYY-MM-DD.")]
-ClassName = Annotated[str | None, Query(max_length=128, description="Defect class name.")]
-
 
 @router.get("/images", response_model=ImageList, summary="List inspected images")
 async def list_images(
@@ -35,10 +40,8 @@ async def list_images(
     start_date: StartDate = None,
     end_date: EndDate = None,
     class_name: ClassName = None,
-    batch_id: Annotated[str | None, Query(max_length=40)] = None,
-    min_defects: Annotated[
-        int | None, Query(ge=0, description="At least this many regions.")
-    ] = None,
+    batch_id: BatchIdFilter = None,
+    min_defects: RegionCount = None,
 ) -> ImageList:
     """Stored inspections, newest first, with defect counts by class."""
     filters = ImageFilters(start_date, end_date, class_name, batch_id, min_defects)
@@ -51,7 +54,7 @@ async def list_images(
     summary="One inspected image",
     responses=responses(ImageNotFound),
 )
-async def get_image(img_unique_id: str, queries: QueryServiceDep) -> ImageDetail:
+async def get_image(img_unique_id: ImgUniqueId, queries: QueryServiceDep) -> ImageDetail:
     """Size, timing, stored paths, defect classes and download URLs of one inspection."""
     return await queries.image_detail(img_unique_id)
 
@@ -62,7 +65,9 @@ async def get_image(img_unique_id: str, queries: QueryServiceDep) -> ImageDetail
     summary="Defect classes of an image",
     responses=responses(ImageNotFound),
 )
-async def get_image_classes(img_unique_id: str, queries: QueryServiceDep) -> list[DefectClassOut]:
+async def get_image_classes(
+    img_unique_id: ImgUniqueId, queries: QueryServiceDep
+) -> list[DefectClassOut]:
     """One row per defect class found, with its region count and total area (pixels)."""
     return await queries.image_classes(img_unique_id)
 
@@ -73,7 +78,7 @@ async def get_image_classes(img_unique_id: str, queries: QueryServiceDep) -> lis
     summary="Defect regions of an image, by class",
     responses=responses(ImageNotFound),
 )
-async def get_image_regions(img_unique_id: str, queries: QueryServiceDep) -> ImageRegions:
+async def get_image_regions(img_unique_id: ImgUniqueId, queries: QueryServiceDep) -> ImageRegions:
     """Every region (centroid, bounding box, area, perimeter, axes, circularity, aspect
     ratio) grouped by defect class."""
     return await queries.image_regions(img_unique_id)
@@ -85,9 +90,9 @@ async def query_defects(
     class_name: ClassName = None,
     start_date: StartDate = None,
     end_date: EndDate = None,
-    min_area: Annotated[int | None, Query(ge=0, description="Smallest area, pixels.")] = None,
-    max_area: Annotated[int | None, Query(ge=0, description="Largest area, pixels.")] = None,
-    img_unique_id: Annotated[str | None, Query(max_length=40)] = None,
+    min_area: Annotated[AreaPixels, Query(description="Smallest area, pixels.")] = None,
+    max_area: Annotated[AreaPixels, Query(description="Largest area, pixels.")] = None,
+    img_unique_id: ImgUniqueIdFilter = None,
     page: Page = 1,
     limit: Limit = 50,
 ) -> DefectQueryResult:
@@ -102,7 +107,7 @@ async def query_defects(
     summary="Delete an inspection and its files",
     responses=responses(ImageNotFound),
 )
-async def delete_image(img_unique_id: str, service: InspectionServiceDep) -> Response:
+async def delete_image(img_unique_id: ImgUniqueId, service: InspectionServiceDep) -> Response:
     """Deletes its rows (classes and regions by cascade), input, results and thumbnails."""
     await service.delete(img_unique_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

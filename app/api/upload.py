@@ -8,16 +8,19 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import InspectionServiceDep, LinksDep, QueryServiceDep, RuntimeDep
+from app.api.params import BatchId, ImgUniqueId
 from app.errors import (
     BadImage,
     BadUploadRequest,
     BatchNotFound,
     ImageNotFound,
     ImageTooLarge,
+    InsufficientStorage,
     ModelServiceBadAnswer,
     ModelServiceUnavailable,
     NotRetryable,
     UnsupportedImage,
+    UploadTimeout,
     responses,
 )
 from app.models.schemas import (
@@ -40,7 +43,7 @@ IncludeImages = Annotated[
 
 def _multipart_body(field: str, many: bool) -> dict[str, Any]:
     file_schema: dict[str, Any] = {"type": "string", "format": "binary"}
-    schema = {"type": "array", "items": file_schema} if many else file_schema
+    schema = {"type": "array", "items": file_schema, "minItems": 1} if many else file_schema
     return {
         "requestBody": {
             "required": True,
@@ -69,6 +72,8 @@ def _multipart_body(field: str, many: bool) -> dict[str, Any]:
         ImageTooLarge,
         ModelServiceBadAnswer,
         ModelServiceUnavailable,
+        UploadTimeout,
+        InsufficientStorage,
     ),
 )
 async def upload_image(
@@ -81,6 +86,7 @@ async def upload_image(
     """Upload one JPEG, PNG, TIFF or BMP image (field `image`, at most MAX_FILE_SIZE_MB) and
     inspect it now. The image is kept and ledgered before inference: if the model service
     fails, the answer (503/502) names the `img_unique_id` to retry."""
+    await service.ensure_disk_space()
     files = await receive_files(
         request,
         "image",
@@ -88,6 +94,7 @@ async def upload_image(
         runtime.settings.max_file_size_bytes,
         max_files=1,
         fail_fast=True,
+        idle_timeout_s=runtime.settings.upload_idle_timeout_s,
     )
     try:
         outcome = await service.inspect_upload(files[0])
@@ -104,7 +111,7 @@ async def upload_image(
     openapi_extra=_multipart_body("images", many=True),
     responses={
         200: {"model": BatchUploadResult, "description": "With `wait=true`: every image done."},
-        **responses(BadImage, BadUploadRequest),
+        **responses(BadImage, BadUploadRequest, UploadTimeout, InsufficientStorage),
     },
 )
 async def upload_batch(
@@ -120,6 +127,7 @@ async def upload_batch(
     """Upload up to MAX_BATCH_SIZE images (field `images`). Each usable file is stored,
     ledgered and queued; unusable ones are reported in `rejected`. Progress:
     `GET /api/batches/{batch_id}`."""
+    await service.ensure_disk_space()
     files = await receive_files(
         request,
         "images",
@@ -127,6 +135,7 @@ async def upload_batch(
         runtime.settings.max_file_size_bytes,
         max_files=runtime.settings.max_batch_size,
         fail_fast=False,
+        idle_timeout_s=runtime.settings.upload_idle_timeout_s,
     )
     try:
         acceptance = await service.accept_batch(files)
@@ -157,16 +166,21 @@ async def upload_batch(
     response_model=UploadResponse,
     summary="Inspect a failed image again",
     responses=responses(
-        ImageNotFound, NotRetryable, ModelServiceBadAnswer, ModelServiceUnavailable
+        ImageNotFound,
+        NotRetryable,
+        ModelServiceBadAnswer,
+        ModelServiceUnavailable,
+        InsufficientStorage,
     ),
 )
 async def retry_image(
-    img_unique_id: str,
+    img_unique_id: ImgUniqueId,
     service: InspectionServiceDep,
     links: LinksDep,
     include_images: IncludeImages = None,
 ) -> UploadResponse:
     """Run inference again for an image whose inspection failed; its kept input is used."""
+    await service.ensure_disk_space()
     outcome = await service.retry(img_unique_id)
     return upload_response(outcome, links, include_base64=include_images == "base64")
 
@@ -178,6 +192,6 @@ async def retry_image(
     summary="Progress of a batch",
     responses=responses(BatchNotFound),
 )
-async def batch_status(batch_id: str, queries: QueryServiceDep) -> BatchStatus:
+async def batch_status(batch_id: BatchId, queries: QueryServiceDep) -> BatchStatus:
     """Counts by status and one item per image (status, error, defects)."""
     return await queries.batch_status(batch_id)

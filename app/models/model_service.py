@@ -6,16 +6,23 @@ plausible layout into one `Analysis` plus three image references before validati
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeFloat,
-    NonNegativeInt,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Every number must fit the column it is stored in (app/models/database.py): PostgreSQL
+# `integer` (int4) and `bigint` (int8); floats must be finite (JSON's NaN/Infinity
+# extensions are refused). An answer that does not fit is refused whole, naming the field.
+INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
+INT8_MAX = 2**63 - 1
+Int4 = Annotated[int, Field(ge=INT4_MIN, le=INT4_MAX)]
+Count4 = Annotated[int, Field(ge=0, le=INT4_MAX)]
+Count8 = Annotated[int, Field(ge=0, le=INT8_MAX)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+NonNegativeFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+CLASS_NAME_MAX_LENGTH = 128  # classes.class_name is VARCHAR(128)
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 RESULT_IMAGE_KINDS: tuple[Literal["combined", "mask", "overlay"], ...] = (
     "combined",
@@ -27,17 +34,17 @@ RESULT_IMAGE_KINDS: tuple[Literal["combined", "mask", "overlay"], ...] = (
 class Point(BaseModel):
     """A position in pixels (x = column, y = row)."""
 
-    x: float
-    y: float
+    x: Finite
+    y: Finite
 
 
 class BoundingBox(BaseModel):
     """Top-left corner and size of a region, in pixels."""
 
-    x: int
-    y: int
-    width: NonNegativeInt
-    height: NonNegativeInt
+    x: Int4
+    y: Int4
+    width: Count4
+    height: Count4
 
 
 class RegionAnalysis(BaseModel):
@@ -45,15 +52,15 @@ class RegionAnalysis(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    region_id: int
+    region_id: Int4
     centroid: Point
     bounding_box: BoundingBox
-    area_pixels: NonNegativeInt
-    perimeter: NonNegativeFloat = 0.0
-    major_axis: NonNegativeFloat = 0.0
-    minor_axis: NonNegativeFloat = 0.0
-    circularity: NonNegativeFloat = 0.0
-    aspect_ratio: NonNegativeFloat = 0.0
+    area_pixels: Count8
+    perimeter: NonNegativeFinite = 0.0
+    major_axis: NonNegativeFinite = 0.0
+    minor_axis: NonNegativeFinite = 0.0
+    circularity: NonNegativeFinite = 0.0
+    aspect_ratio: NonNegativeFinite = 0.0
 
 
 class ClassAnalysis(BaseModel):
@@ -61,9 +68,9 @@ class ClassAnalysis(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    class_id: int
-    total_regions: NonNegativeInt
-    total_area_pixels: NonNegativeInt
+    class_id: Int4
+    total_regions: Count4
+    total_area_pixels: Count8
     regions: list[RegionAnalysis] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -85,8 +92,8 @@ class ClassAnalysis(BaseModel):
 class ImageShape(BaseModel):
     """Size of the analysed image, in pixels."""
 
-    height: int = Field(gt=0)
-    width: int = Field(gt=0)
+    height: int = Field(gt=0, le=INT4_MAX)
+    width: int = Field(gt=0, le=INT4_MAX)
 
 
 class Analysis(BaseModel):
@@ -96,7 +103,22 @@ class Analysis(BaseModel):
 
     image_shape: ImageShape
     classes: dict[str, ClassAnalysis] = Field(default_factory=dict)
-    processing_time_seconds: NonNegativeFloat | None = None
+    processing_time_seconds: NonNegativeFinite | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _clean_class_names(cls, classes: dict[str, ClassAnalysis]) -> dict[str, ClassAnalysis]:
+        for name in classes:
+            shown = _CONTROL_CHARACTERS.sub("?", name[:40])
+            if not name.strip() or len(name) > CLASS_NAME_MAX_LENGTH:
+                raise ValueError(
+                    f"class name {shown!r} must be 1 to {CLASS_NAME_MAX_LENGTH} characters"
+                )
+            if _CONTROL_CHARACTERS.search(name):
+                raise ValueError(
+                    f"class name {shown!r} holds control characters (NUL, tab, newline ...)"
+                )
+        return classes
 
     @property
     def total_defects(self) -> int:
@@ -116,7 +138,7 @@ class ModelServiceAnswer(BaseModel):
 
     analysis: Analysis
     images: dict[Literal["combined", "mask", "overlay"], ImageReference]
-    processing_time_seconds: NonNegativeFloat | None = None
+    processing_time_seconds: NonNegativeFinite | None = None
 
 
 _ANALYSIS_KEYS = ("result_json", "result", "analysis")

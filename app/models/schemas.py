@@ -10,12 +10,36 @@ from pydantic import BaseModel, Field
 ImageKind = Literal["input", "combined", "mask", "overlay"]
 
 
+class FieldProblem(BaseModel):
+    """One reason a request was refused with 422: where, what, and which rule."""
+
+    loc: list[str] = Field(examples=[["query", "page"]])
+    msg: str = Field(examples=["Input should be less than or equal to 1000000"])
+    type: str = Field(examples=["less_than_equal"])
+
+
 class ErrorBody(BaseModel):
-    """Every error answer: a machine-readable code and a message for the user."""
+    """Every error answer: a machine-readable code, a message for the user, and the
+    request's id (also in the `X-Request-ID` header; the agent's logs carry the same id).
+    Some errors add fields: `errors` (422), `img_unique_id` and `retry_url` (an upload
+    whose inference failed: its input was kept), `rejected` (a batch with no usable file)."""
 
     error: str = Field(examples=["unsupported_media_type"])
     detail: str = Field(
         examples=["'notes.png' is not a JPEG, PNG, TIFF or BMP image (it starts with 'hello')"]
+    )
+    request_id: str | None = Field(examples=["0f8e5c2b9a7d4e61b3c2a1d0e9f8a7b6"])
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="With 422: one entry per refused parameter."
+    )
+    img_unique_id: str | None = Field(
+        default=None, description="With 502/503/507 of an upload: the inspection to retry."
+    )
+    retry_url: str | None = Field(
+        default=None, examples=["/api/images/20260225_103045_ABC123/retry"]
+    )
+    rejected: list[RejectedFile] | None = Field(
+        default=None, description="With a batch of which no file is usable: why, per file."
     )
 
 
@@ -260,6 +284,11 @@ class DiskHealth(BaseModel):
     free_bytes: int
     total_bytes: int
     ok: bool
+    min_free_bytes: int = Field(default=0, description="MIN_FREE_DISK_MB, in bytes.")
+    accepting_uploads: bool = Field(
+        default=True, description="False while free space is below MIN_FREE_DISK_MB (507)."
+    )
+    detail: str | None = None
 
 
 class HealthStatus(BaseModel):

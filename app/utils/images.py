@@ -53,26 +53,34 @@ def sniff_format(head: bytes, filename: str) -> tuple[str, str, str]:
 
 
 def validate_image(path: Path, filename: str, max_pixels: int) -> ImageInfo:
-    """Check that the file at `path` is a whole, decodable image of an accepted format.
+    """Check that the file at `path` is a whole, decodable, single-page image of an accepted
+    format that the model service will also accept.
 
-    Blocking (decodes the whole image): call it from a worker thread.
+    The same checks as the reference model service's decoder, plus more: every PNG chunk's
+    CRC (Pillow's `verify`), the pixel limit from the header before any decoding, one
+    page only, then a complete decode. JPEGs are decoded at 1/8 scale (`draft`): every
+    byte of the stream is still read, at 1/64 of the memory.
+
+    Blocking (decodes the whole image): call it from a worker thread, through a limiter
+    that bounds how many decodes run at once (memory: up to width x height x 4 bytes each).
 
     Args:
         path: the received file.
         filename: the client's name for it, only used in messages.
-        max_pixels: Pillow's decompression-bomb limit (width x height).
+        max_pixels: the largest accepted width x height (MAX_IMAGE_PIXELS).
 
     Raises:
-        BadImage: empty, truncated or corrupt.
+        BadImage: empty, truncated or corrupt (a PNG checksum included), or several pages.
         UnsupportedImage: not a JPEG, PNG, TIFF or BMP by content.
-        ImageTooLarge: decodes to more than `max_pixels` pixels.
+        ImageTooLarge: more than `max_pixels` pixels.
     """
     with path.open("rb") as fh:
         head = fh.read(SNIFF_BYTES)
     fmt, media_type, suffix = sniff_format(head, filename)
     too_many = ImageTooLarge(
-        f"'{filename}' decodes to more than {max_pixels:,} pixels, which is refused as a"
-        " possible decompression bomb; upload a smaller image"
+        f"'{filename}' has more than {max_pixels:,} pixels (MAX_IMAGE_PIXELS), the most the"
+        " model service accepts; it is also refused as a possible decompression bomb."
+        " Upload a smaller image"
     )
     try:
         with warnings.catch_warnings():
@@ -88,18 +96,33 @@ def validate_image(path: Path, filename: str, max_pixels: int) -> ImageInfo:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise too_many
+                pages = int(getattr(img, "n_frames", 1))
+                if pages > 1:
+                    raise BadImage(
+                        f"'{filename}' holds {pages} pages; the model service inspects"
+                        " one image at a time, so upload one page per image"
+                    )
+                img.verify()  # chunk CRCs (PNG); the file must be opened again to decode
+            with Image.open(path) as img:
+                if fmt == "JPEG":
+                    img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
                 img.load()
     except Image.DecompressionBombError as exc:
         raise too_many from exc
     except UnidentifiedImageError as exc:
         raise BadImage(
-            f"'{filename}' has a {fmt} header but Pillow cannot read it; the file is corrupt"
+            f"'{filename}' has a {fmt} header but cannot be read; the file is corrupt"
         ) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BadImage(
-            f"'{filename}' is not a whole {fmt} image ({exc}); it may be truncated — upload the"
-            " file again"
+            f"'{filename}' is not a whole, valid {fmt} image ({_reason(exc)}); it may be"
+            " truncated or damaged — upload the file again"
         ) from exc
     if width < 1 or height < 1:
         raise BadImage(f"'{filename}' has no pixels")
     return ImageInfo(format=fmt, media_type=media_type, suffix=suffix, width=width, height=height)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return "".join(ch if ch.isprintable() else "?" for ch in text)[:200]

@@ -5,11 +5,25 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+from contextvars import ContextVar
 from pathlib import Path
 
 from pythonjsonlogger.json import JsonFormatter
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+"""The id of the HTTP request being served (set by `app.api.middleware`), else None."""
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` to every log record made while a request is served."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = request_id_var.get()
+        if request_id is not None and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        return True
 
 
 def configure_logging(level: str, log_dir: Path) -> None:
@@ -36,6 +50,7 @@ def configure_logging(level: str, log_dir: Path) -> None:
         old.close()
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.addFilter(RequestIdFilter())
         root.addHandler(handler)
     root.setLevel(level)
     # uvicorn's access log is replaced by the agent's own request log line.

@@ -12,11 +12,12 @@ from fastapi.staticfiles import StaticFiles
 
 from app.api import dashboard
 from app.config import Settings
+from app.errors import VALIDATION_ERROR_RESPONSE
 from app.web.pages import STATIC_DIR, build_router
 
 
 def register_web(app: FastAPI, settings: Settings) -> None:
     """Mount `/static`, add the page routes and the `/api/dashboard` router to `app`."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    app.include_router(dashboard.router)
+    app.include_router(dashboard.router, responses=VALIDATION_ERROR_RESPONSE)
     app.include_router(build_router(settings))

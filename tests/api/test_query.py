@@ -112,9 +112,11 @@ def test_unknown_ids_are_404_with_a_message(client: httpx2.Client) -> None:
     for path in ("", "/classes", "/regions"):
         response = client.get(f"/api/images/20990101_000000_NOPE00{path}")
         assert response.status_code == 404
-        assert response.json() == {
+        body = response.json()
+        assert body == {
             "error": "image_not_found",
             "detail": "no inspection result with id 20990101_000000_NOPE00",
+            "request_id": response.headers["x-request-id"],
         }
 
 

@@ -52,3 +52,35 @@ def test_too_many_pixels_is_refused_without_touching_pillows_global_limit(
         validate_image(path, "a.png", 10_000)
     assert limit_before == PILImage.MAX_IMAGE_PIXELS
     assert validate_image(path, "a.png", 40_000).width == 200
+
+
+def test_a_png_with_a_wrong_chunk_checksum_is_a_bad_image(tmp_path: Path) -> None:
+    data = bytearray(make_image("PNG", (64, 48)))
+    at = data.index(b"IDAT")
+    length = int.from_bytes(data[at - 4 : at], "big")
+    data[at + 4 + length] ^= 0xFF  # the IDAT chunk's CRC
+    path = tmp_path / "a.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(BadImage, match="checksum"):
+        validate_image(path, "a.png", 100_000)
+
+
+def test_a_multi_page_tiff_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    pages = [PILImage.new("L", (16, 16), v) for v in (0, 128, 255)]
+    pages[0].save(buffer, "TIFF", save_all=True, append_images=pages[1:])
+    path = tmp_path / "scan.tif"
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(BadImage, match=r"3 pages.*one page per image"):
+        validate_image(path, "scan.tif", 100_000)
+
+
+def test_a_truncated_jpeg_is_a_bad_image_although_decoded_at_reduced_scale(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.jpg"
+    buffer = io.BytesIO()
+    PILImage.effect_noise((400, 300), 64).save(buffer, "JPEG")
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(BadImage, match="truncated"):
+        validate_image(path, "a.jpg", 1_000_000)

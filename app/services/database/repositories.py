@@ -53,6 +53,12 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
+def day_end(day: date) -> datetime | None:
+    """Midnight UTC after `day` (an exclusive upper bound), or None after 9999-12-31,
+    the last day Python's `date` has (then nothing is later: no bound is needed)."""
+    return None if day == date.max else day_start(day + timedelta(days=1))
+
+
 class InspectionRepository:
     """The upload ledger and batches."""
 
@@ -266,8 +272,8 @@ class ImageRepository:
     def _image_filter(self, stmt: Select[Any], filters: ImageFilters) -> Select[Any]:
         if filters.start_date:
             stmt = stmt.where(Image.timestamp >= day_start(filters.start_date))
-        if filters.end_date:
-            stmt = stmt.where(Image.timestamp < day_start(filters.end_date + timedelta(days=1)))
+        if filters.end_date and (end := day_end(filters.end_date)) is not None:
+            stmt = stmt.where(Image.timestamp < end)
         if filters.class_name:
             stmt = stmt.where(
                 exists().where(
@@ -361,8 +367,8 @@ class ImageRepository:
             conditions.append(DefectClass.class_name == filters.class_name)
         if filters.start_date:
             conditions.append(Image.timestamp >= day_start(filters.start_date))
-        if filters.end_date:
-            conditions.append(Image.timestamp < day_start(filters.end_date + timedelta(days=1)))
+        if filters.end_date and (end := day_end(filters.end_date)) is not None:
+            conditions.append(Image.timestamp < end)
         if filters.min_area is not None:
             conditions.append(Region.area_pixels >= filters.min_area)
         if filters.max_area is not None:

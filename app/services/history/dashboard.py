@@ -22,7 +22,7 @@ from app.models.dashboard import (
     Heatmap,
 )
 from app.models.database import DefectClass, Image, Region
-from app.services.database.repositories import day_start
+from app.services.database.repositories import day_end, day_start
 
 DEFAULT_DAYS = 30
 """Length of the defects-per-day range when no start date is given, days."""
@@ -72,8 +72,8 @@ class DashboardRepository:
         conditions = []
         if period.start_date:
             conditions.append(Image.timestamp >= day_start(period.start_date))
-        if period.end_date:
-            conditions.append(Image.timestamp < day_start(period.end_date + timedelta(days=1)))
+        if period.end_date and (end := day_end(period.end_date)) is not None:
+            conditions.append(Image.timestamp < end)
         return conditions
 
     async def image_totals(self, period: Period) -> tuple[int, int]:
@@ -207,7 +207,10 @@ class DashboardService:
             BadDateRange: the start is after the end, or the range is over 731 days.
         """
         end = period.end_date or datetime.now(UTC).date()
-        start = period.start_date or end - timedelta(days=DEFAULT_DAYS - 1)
+        # Clamped so an end date in year 1 does not overflow `date`.
+        start = period.start_date or end - timedelta(
+            days=min(DEFAULT_DAYS - 1, end.toordinal() - 1)
+        )
         period = Period(start, end).check()
         span = (end - start).days + 1
         if span > MAX_DAYS:

@@ -7,7 +7,6 @@ member is ever held in memory or written to a temporary file.
 
 from __future__ import annotations
 
-import csv
 import io
 import stat
 from collections.abc import AsyncIterable, AsyncIterator
@@ -20,11 +19,24 @@ from PIL import Image as PILImage
 from sqlalchemy.ext.asyncio import AsyncSession
 from stream_zip import ZIP_AUTO, Method, async_stream_zip
 
-from app.errors import BatchNotFound, ImageNotFound, ResultNotReady, StoredFileMissing
+from app.errors import (
+    BatchNotFound,
+    ImageNotFound,
+    InsufficientStorage,
+    ResultNotReady,
+    StoredFileMissing,
+)
 from app.models.database import Image, Inspection, InspectionStatus
 from app.services.database.repositories import ImageRepository, InspectionRepository
 from app.services.inspection.workflow import InspectionService
-from app.services.storage.local import ANALYSIS_FILE_NAME, RESULT_FILE_NAMES, Storage, atomic_write
+from app.services.storage.local import (
+    ANALYSIS_FILE_NAME,
+    RESULT_FILE_NAMES,
+    Storage,
+    atomic_write,
+    is_disk_full,
+)
+from app.utils.spreadsheet import csv_text
 
 CHUNK_BYTES = 64 * 1024
 SUMMARY_COLUMNS = (
@@ -103,9 +115,17 @@ async def analysis_file(
 
 
 async def thumbnail_file(
-    session: AsyncSession, storage: Storage, img_unique_id: str, size: int, kind: str
+    session: AsyncSession,
+    storage: Storage,
+    img_unique_id: str,
+    size: int,
+    kind: str,
+    limiter: anyio.CapacityLimiter | None = None,
 ) -> FileToSend:
     """A small JPEG of the input or overlay image (longest side `size` pixels), cached on disk.
+
+    Making one decodes the whole image (a JPEG at reduced scale), through `limiter` (the
+    agent's decode limiter) so a gallery of big images cannot exhaust memory.
 
     Raises:
         ImageNotFound, ResultNotReady, StoredFileMissing: as for `image_file`.
@@ -113,7 +133,16 @@ async def thumbnail_file(
     source = await image_file(session, storage, img_unique_id, kind)
     target = storage.thumbnail_dir / f"{img_unique_id}_{kind}_{size}.jpg"
     if not target.is_file():
-        await anyio.to_thread.run_sync(_make_thumbnail, source.path, target, size)
+        try:
+            await anyio.to_thread.run_sync(
+                _make_thumbnail, source.path, target, size, limiter=limiter
+            )
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise InsufficientStorage(
+                "the disk holding DATA_DIR is full: no room for the thumbnail; free some space"
+            ) from exc
     return FileToSend(target, "image/jpeg", f"{img_unique_id}_{kind}_thumb.jpg")
 
 
@@ -216,13 +245,11 @@ async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
 
 
 def _summary_csv(members: list[_BatchMember]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
+    rows = []
     for m in members:
         image, classes = m.image, m.classes or {}
         succeeded = m.inspection.status == InspectionStatus.SUCCEEDED
-        writer.writerow(
+        rows.append(
             [
                 m.inspection.img_unique_id,
                 m.inspection.original_filename,
@@ -236,4 +263,4 @@ def _summary_csv(members: list[_BatchMember]) -> str:
                 m.inspection.last_error or "",
             ]
         )
-    return out.getvalue()
+    return csv_text(SUMMARY_COLUMNS, rows)

@@ -8,7 +8,8 @@ being held in memory or kept on disk.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -17,9 +18,18 @@ import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from app.errors import BadUploadRequest, ImageTooLarge
+from app.errors import (
+    AgentError,
+    BadUploadRequest,
+    ImageTooLarge,
+    InsufficientStorage,
+    UploadTimeout,
+)
+from app.services.storage.local import is_disk_full
+from app.utils.text import has_control_characters, printable
 
 FLUSH_BYTES = 1024 * 1024
+MAX_FILENAME_LENGTH = 255
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
@@ -32,12 +42,15 @@ class ReceivedFile:
         path: the temporary file holding its bytes, or None when dropped.
         size_bytes: bytes received.
         too_large: the part went over the limit and its bytes were discarded.
+        problem: why the part is refused before its content is looked at (e.g. its file
+            name holds control characters); its bytes are discarded.
     """
 
     filename: str
     path: Path | None
     size_bytes: int = 0
     too_large: bool = False
+    problem: AgentError | None = None
     _buffer: bytearray = field(default_factory=bytearray, repr=False)
     _handle: BinaryIO | None = field(default=None, repr=False)
 
@@ -49,6 +62,7 @@ async def receive_files(
     max_file_bytes: int,
     max_files: int,
     fail_fast: bool,
+    idle_timeout_s: float | None = None,
 ) -> list[ReceivedFile]:
     """Read the multipart body of `request`, keeping each file part of `field_name` on disk.
 
@@ -60,6 +74,7 @@ async def receive_files(
         max_files: the most file parts accepted.
         fail_fast: raise 413 at the first part over the limit (single upload) instead of
             dropping it and going on (batch).
+        idle_timeout_s: the longest wait for the next piece of the body, seconds.
 
     Returns:
         The file parts in request order. Other fields are ignored.
@@ -68,6 +83,9 @@ async def receive_files(
         BadUploadRequest: not multipart, no boundary, broken body, too many files, or no
             file in `field_name`.
         ImageTooLarge: with `fail_fast`, a part went over `max_file_bytes`.
+        UploadTimeout: nothing arrived for `idle_timeout_s` seconds (408).
+        InsufficientStorage: the disk filled up while the file was written (507).
+    Every temporary file is removed when an error is raised.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
@@ -127,14 +145,16 @@ async def receive_files(
     )
     current: ReceivedFile | None = None
     try:
-        async for chunk in request.stream():
+        async for chunk in _chunks(request, idle_timeout_s):
             try:
                 parser.write(chunk)
             except Exception as exc:  # python-multipart raises its own and ValueError
                 raise BadUploadRequest(f"the multipart body is malformed: {exc}") from exc
             for kind, payload in events:
                 if kind == "part":
-                    current = _start_part(payload, field_name, files, max_files, incoming_path)
+                    current = _start_part(
+                        payload, field_name, files, max_files, incoming_path, fail_fast
+                    )
                 elif kind == "data" and current is not None:
                     await _append(current, payload, max_file_bytes, fail_fast)
                 elif kind == "end" and current is not None:
@@ -159,12 +179,30 @@ async def receive_files(
     return files
 
 
+async def _chunks(request: Request, idle_timeout_s: float | None) -> AsyncIterator[bytes]:
+    """The body of `request` piece by piece, each awaited at most `idle_timeout_s` seconds."""
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            with anyio.fail_after(idle_timeout_s):
+                chunk = await stream.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            raise UploadTimeout(
+                f"the upload stalled: nothing arrived for {idle_timeout_s:g} s"
+                " (UPLOAD_IDLE_TIMEOUT_S); nothing was kept, send it again"
+            ) from exc
+        yield chunk
+
+
 def _start_part(
     disposition: bytes,
     field_name: str,
     files: list[ReceivedFile],
     max_files: int,
     incoming_path: Callable[[], Path],
+    fail_fast: bool,
 ) -> ReceivedFile | None:
     _, options = parse_options_header(disposition)
     name = options.get(b"name", b"").decode("utf-8", "replace")
@@ -175,13 +213,23 @@ def _start_part(
             f"too many files: at most {max_files} per request (MAX_BATCH_SIZE); split the batch"
         )
     filename = options[b"filename"].decode("utf-8", "replace") or "unnamed"
+    if has_control_characters(filename) or len(filename) > MAX_FILENAME_LENGTH:
+        problem = BadUploadRequest(
+            f"the file name {printable(filename, 80)!r} holds control characters (such as NUL)"
+            f" or is longer than {MAX_FILENAME_LENGTH} characters; rename the file"
+        )
+        if fail_fast:
+            raise problem
+        received = ReceivedFile(filename=printable(filename, 255), path=None, problem=problem)
+        files.append(received)
+        return received
     received = ReceivedFile(filename=filename, path=incoming_path())
     files.append(received)
     return received
 
 
 async def _append(part: ReceivedFile, data: bytes, limit: int, fail_fast: bool) -> None:
-    if part.too_large:
+    if part.too_large or part.problem is not None:
         return
     part.size_bytes += len(data)
     if part.size_bytes > limit:
@@ -212,7 +260,12 @@ async def _flush(part: ReceivedFile, final: bool) -> None:
             part._handle.close()
             part._handle = None
 
-    await anyio.to_thread.run_sync(write)
+    try:
+        await anyio.to_thread.run_sync(write)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise InsufficientStorage(disk_full_text("the upload")) from exc
 
 
 async def _close_and_remove(part: ReceivedFile) -> None:
@@ -221,7 +274,8 @@ async def _close_and_remove(part: ReceivedFile) -> None:
 
     def remove() -> None:
         if handle is not None:
-            handle.close()
+            with contextlib.suppress(OSError):  # e.g. a full disk fails the last flush
+                handle.close()
         if path is not None:
             path.unlink(missing_ok=True)
 
@@ -239,4 +293,12 @@ def _too_large_text(filename: str | None, limit: int) -> str:
     return (
         f"{what} is larger than the limit of {limit / (1024 * 1024):.0f} MB (MAX_FILE_SIZE_MB);"
         " upload a smaller image"
+    )
+
+
+def disk_full_text(what: str) -> str:
+    """The message of a 507: which write failed and what to do."""
+    return (
+        f"the disk holding the agent's data is full: {what} could not be written and nothing"
+        " of it was kept; free disk space (GET /api/health shows it) and send it again"
     )

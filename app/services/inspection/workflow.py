@@ -28,6 +28,7 @@ from app.errors import (
     BadImage,
     ImageNotFound,
     ImageTooLarge,
+    InsufficientStorage,
     NotRetryable,
     StoredFileMissing,
 )
@@ -38,14 +39,18 @@ from app.services.database.repositories import ImageRepository, InspectionReposi
 from app.services.database.session import unit_of_work
 from app.services.inspection.receiver import ReceivedFile
 from app.services.model_service.client import ModelServiceClient
-from app.services.storage.local import ANALYSIS_FILE_NAME, RESULT_FILE_NAMES, Storage
+from app.services.storage.local import (
+    ANALYSIS_FILE_NAME,
+    RESULT_FILE_NAMES,
+    Storage,
+    is_disk_full,
+)
 from app.utils.ids import new_batch_id, new_img_unique_id, utc_now
 from app.utils.images import validate_image
+from app.utils.logging import request_id_var
+from app.utils.text import printable
 
 logger = logging.getLogger(__name__)
-
-# Pillow's decompression-bomb limit, in pixels (its default is about 89 Mpx).
-MAX_IMAGE_PIXELS = 178_956_970
 
 Deferrer = Callable[[Sequence[str]], Awaitable[None]]
 
@@ -102,6 +107,8 @@ class InspectionService:
         Raises:
             BadImage, UnsupportedImage, ImageTooLarge: the file is not a usable image.
         """
+        if received.problem is not None:
+            raise received.problem
         if received.too_large or received.path is None:
             raise ImageTooLarge(
                 f"'{received.filename}' is larger than the limit of"
@@ -109,7 +116,11 @@ class InspectionService:
             )
         incoming = received.path
         info = await anyio.to_thread.run_sync(
-            validate_image, incoming, received.filename, MAX_IMAGE_PIXELS
+            validate_image,
+            incoming,
+            received.filename,
+            self.settings.max_image_pixels,
+            limiter=self.client.decode_limiter,
         )
         img_unique_id = new_img_unique_id(accepted_at)
         destination = self.storage.input_path(
@@ -129,6 +140,21 @@ class InspectionService:
             created_at=accepted_at,
             updated_at=accepted_at,
         )
+
+    async def ensure_disk_space(self) -> None:
+        """Refuse new work while the disk holding DATA_DIR is below MIN_FREE_DISK_MB free.
+
+        Raises:
+            InsufficientStorage: too little free space (507).
+        """
+        usage = await anyio.to_thread.run_sync(self.storage.disk_usage)
+        minimum = self.settings.min_free_disk_bytes
+        if usage.free < minimum:
+            raise InsufficientStorage(
+                f"the disk holding the agent's data has {usage.free / 2**20:.0f} MB free, less"
+                f" than MIN_FREE_DISK_MB ({minimum / 2**20:.0f} MB); uploads are refused until"
+                " space is freed (GET /api/health shows the disk)"
+            )
 
     async def inspect_upload(self, received: ReceivedFile) -> InspectionOutcome:
         """Accept one uploaded image and inspect it now (the single-upload path).
@@ -230,9 +256,18 @@ class InspectionService:
             exc.extra.setdefault("img_unique_id", img_unique_id)
             exc.extra.setdefault("retry_url", f"/api/images/{img_unique_id}/retry")
             raise
-        except Exception as exc:
+        except Exception:
+            # The details (SQL, traceback) go to error.log under the request id; the
+            # ledger keeps a sentence for people.
+            logger.exception(
+                "inspection failed unexpectedly", extra={"img_unique_id": img_unique_id}
+            )
             await self._mark_failed(
-                img_unique_id, f"internal error: {type(exc).__name__}: {exc}", 500, started
+                img_unique_id,
+                "the agent could not finish this inspection because of an internal error"
+                f" (logged in error.log{_request_id_text()}); its input is kept, retry it",
+                500,
+                started,
             )
             raise
         return outcome
@@ -251,9 +286,19 @@ class InspectionService:
             image_bytes, inspection.original_filename, inspection.media_type
         )
         folder = self.storage.result_folder(img_unique_id, inspection.created_at)
-        paths = await anyio.to_thread.run_sync(
-            self.storage.write_results, folder, result.images, result.raw_analysis
-        )
+        try:
+            paths = await anyio.to_thread.run_sync(
+                self.storage.write_results, folder, result.images, result.raw_analysis
+            )
+        except BaseException as exc:
+            await anyio.to_thread.run_sync(self.storage.remove_folder, folder)
+            if is_disk_full(exc):
+                raise InsufficientStorage(
+                    "the disk holding the agent's data is full: the results of"
+                    f" {img_unique_id} could not be written and none were kept; the input is"
+                    " kept — free disk space (GET /api/health shows it) and retry"
+                ) from exc
+            raise
         shape = result.analysis.image_shape
         image = Image(
             img_unique_id=img_unique_id,
@@ -314,7 +359,7 @@ class InspectionService:
             await InspectionRepository(session).mark(
                 img_unique_id,
                 status=InspectionStatus.FAILED,
-                last_error=error,
+                last_error=printable(error, 2000),
                 error_status_code=status_code,
                 total_seconds=round(time.perf_counter() - started, 6),
             )
@@ -440,6 +485,11 @@ class InspectionService:
                 extra={"queued_again": len(orphans), "failed_interrupted": interrupted},
             )
         return len(orphans), interrupted
+
+
+def _request_id_text() -> str:
+    request_id = request_id_var.get()
+    return f" under request id {request_id}" if request_id else ""
 
 
 def _defect_counts(analysis: Analysis) -> dict[str, int]:

@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import io
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
+import anyio
 import httpx2
+from PIL import Image as PILImage
 from pydantic import ValidationError
 from tenacity import (
     AsyncRetrying,
@@ -31,6 +35,7 @@ from app.errors import ModelServiceBadAnswer, ModelServiceUnavailable
 from app.models.model_service import (
     RESULT_IMAGE_KINDS,
     Analysis,
+    ImageShape,
     ModelServiceAnswer,
     normalise_answer,
 )
@@ -103,6 +108,48 @@ def _check_png(kind: str, raw: bytes) -> bytes:
     return raw
 
 
+def result_image_sizes(kind: str, shape: ImageShape) -> list[tuple[int, int]]:
+    """The (width, height) pixel sizes a result image of `kind` may have: `mask` and
+    `overlay` are the analysed image's size; `combined` is that size, or the input and
+    the overlay side by side (2W x H, the reference service) or stacked (W x 2H)."""
+    w, h = shape.width, shape.height
+    return [(w, h), (2 * w, h), (w, 2 * h)] if kind == "combined" else [(w, h)]
+
+
+def check_result_image(kind: str, png: bytes, shape: ImageShape, max_pixels: int) -> None:
+    """Decode a result PNG completely and check its size against the analysis's
+    `image_shape` (see `result_image_sizes`).
+
+    Blocking (a full decode): run it in a worker thread through the decode limiter.
+
+    Raises:
+        ModelServiceBadAnswer: the PNG is truncated or corrupt (a chunk checksum
+            included), larger than twice `max_pixels`, or of a size that does not fit.
+    """
+    what = f"model service answer: the '{kind}' image"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(png)) as img:
+                width, height = img.size
+                if (width, height) not in result_image_sizes(kind, shape):
+                    raise ModelServiceBadAnswer(
+                        f"{what} is {width} x {height} pixels, which does not fit the analysis's"
+                        f" image_shape of {shape.width} x {shape.height}"
+                    )
+                if width * height > 2 * max_pixels:
+                    raise ModelServiceBadAnswer(f"{what} has more than {2 * max_pixels:,} pixels")
+                img.verify()
+            with PILImage.open(io.BytesIO(png)) as img:
+                img.load()
+    except ModelServiceBadAnswer:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, PILImage.DecompressionBombError) as exc:
+        raise ModelServiceBadAnswer(
+            f"{what} is not a whole PNG (it does not decode: {type(exc).__name__})"
+        ) from exc
+
+
 class ModelServiceClient:
     """Sends images to the model service; one instance per agent process.
 
@@ -120,6 +167,9 @@ class ModelServiceClient:
             self._backoff_s * 2**i for i in range(settings.segformer_max_retries - 1)
         )
         self._semaphore = asyncio.Semaphore(settings.segformer_max_concurrency)
+        self._max_image_pixels = settings.max_image_pixels
+        self._max_concurrent_decodes = settings.max_concurrent_decodes
+        self._decode_limiter: anyio.CapacityLimiter | None = None
         self._client = httpx2.AsyncClient(
             base_url=self.base_url,
             timeout=httpx2.Timeout(settings.segformer_timeout_s),
@@ -128,6 +178,14 @@ class ModelServiceClient:
                 max_keepalive_connections=settings.segformer_max_concurrency,
             ),
         )
+
+    @property
+    def decode_limiter(self) -> anyio.CapacityLimiter:
+        """Bounds the full image decodes of this agent process (uploads and result images)
+        to MAX_CONCURRENT_DECODES at once, so memory stays bounded under load."""
+        if self._decode_limiter is None:
+            self._decode_limiter = anyio.CapacityLimiter(self._max_concurrent_decodes)
+        return self._decode_limiter
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -171,6 +229,7 @@ class ModelServiceClient:
                     f"model service at {self.base_url} did not answer within"
                     f" {self._deadline_s:.0f} s; check that it is running"
                 ) from exc
+        await self._check_images(images, answer.analysis.image_shape)
         round_trip = time.perf_counter() - started
         reported = answer.processing_time_seconds or answer.analysis.processing_time_seconds
         return InferenceResult(
@@ -293,12 +352,47 @@ class ModelServiceClient:
             )
             raise ModelServiceBadAnswer(f"model service answer is malformed: {problems}") from exc
 
+    async def _check_images(self, images: dict[str, bytes], shape: ImageShape) -> None:
+        for kind, png in images.items():
+            await anyio.to_thread.run_sync(
+                check_result_image,
+                kind,
+                png,
+                shape,
+                self._max_image_pixels,
+                limiter=self.decode_limiter,
+            )
+
+    def _same_origin_url(self, kind: str, url: str) -> str:
+        """`url` resolved against the service's base URL, if it stays on the service's own
+        scheme, host and port (the agent fetches nothing else: no SSRF through an answer).
+
+        Raises:
+            ModelServiceBadAnswer: the URL points elsewhere.
+        """
+        full = urljoin(self.base_url, url)
+        own, target = urlsplit(self.base_url), urlsplit(full)
+        if (target.scheme, target.hostname, target.port) != (own.scheme, own.hostname, own.port):
+            shown = f"{target.scheme}://{target.hostname or ''}"[:100]
+            raise ModelServiceBadAnswer(
+                f"model service answer: the '{kind}' image URL points at {shown}, not at the"
+                f" model service ({own.scheme}://{own.netloc}); the agent fetches result images"
+                " only from the model service itself"
+            )
+        return full
+
     async def _image_bytes(self, kind: str, answer: ModelServiceAnswer) -> bytes:
         ref = answer.images[kind]  # type: ignore[index]
         if ref.data is not None:
             return decode_image_data(kind, ref.data)
         assert ref.url is not None
-        response = await self._send("GET", ref.url)
+        try:
+            url = self._same_origin_url(kind, ref.url)
+        except ValueError as exc:  # urlsplit: e.g. a port that is not a number
+            raise ModelServiceBadAnswer(
+                f"model service answer: the '{kind}' image URL is malformed"
+            ) from exc
+        response = await self._send("GET", url)
         if response.status_code != 200:
             raise ModelServiceBadAnswer(
                 f"model service answered HTTP {response.status_code} for the '{kind}' image"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -42,7 +43,10 @@ def free_loopback_port() -> int:
 
 
 def start_reference_service(
-    log_file: Path, port: int | None = None, startup_timeout_s: float = 60.0
+    log_file: Path,
+    port: int | None = None,
+    startup_timeout_s: float = 60.0,
+    max_image_pixels: int | None = None,
 ) -> ReferenceService:
     """Start `python -m segformer_service` on 127.0.0.1 and wait until `/health` answers.
 
@@ -50,6 +54,8 @@ def start_reference_service(
         log_file: where the child's output goes.
         port: the port, or None for a free one.
         startup_timeout_s: how long to wait for it to answer, seconds.
+        max_image_pixels: the service's pixel limit (the agent's MAX_IMAGE_PIXELS, so both
+            refuse the same images); None keeps the service's own setting.
 
     Raises:
         ReferenceServiceError: it exited or did not answer in time.
@@ -57,12 +63,16 @@ def start_reference_service(
     port = port or free_loopback_port()
     url = f"http://127.0.0.1:{port}/"
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if max_image_pixels is not None:
+        env["REFERENCE_SERVICE_MAX_IMAGE_PIXELS"] = str(max_image_pixels)
     with log_file.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "segformer_service", "--host", "127.0.0.1", "--port", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=env,
         )
     service = ReferenceService(process, url)
     deadline = time.monotonic() + startup_timeout_s

@@ -12,6 +12,7 @@ reader never sees half a file. The methods here block: call them from a thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -140,6 +141,16 @@ class Storage:
         """Total, used and free bytes of the file system holding DATA_DIR."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return shutil.disk_usage(self.data_dir)
+
+
+# "No space left on device" and "disk quota exceeded" (EDQUOT is POSIX-only; Windows
+# reports a full disk as ENOSPC too).
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` is a write that failed because the disk (or the quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS
 
 
 def atomic_write(path: Path, data: bytes) -> None:

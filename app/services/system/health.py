@@ -38,11 +38,21 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
         _database(runtime), runtime.client.health()
     )
     usage = await anyio.to_thread.run_sync(runtime.storage.disk_usage)
+    minimum = runtime.settings.min_free_disk_bytes
+    accepting = usage.free >= minimum
     disk = DiskHealth(
         path=str(runtime.storage.data_dir),
         free_bytes=usage.free,
         total_bytes=usage.total,
-        ok=usage.free > usage.total * LOW_DISK_FRACTION,
+        min_free_bytes=minimum,
+        accepting_uploads=accepting,
+        ok=accepting and usage.free > usage.total * LOW_DISK_FRACTION,
+        detail=None
+        if accepting
+        else (
+            f"{usage.free / 2**20:.0f} MB free, below MIN_FREE_DISK_MB"
+            f" ({minimum / 2**20:.0f} MB): uploads are refused with 507 until space is freed"
+        ),
     )
     status = "down" if not database.ok else "ok" if service_ok and disk.ok else "degraded"
     return HealthStatus(

@@ -1,0 +1,97 @@
+"""Request ids and the last line of defence: every answer is JSON, even a crash's.
+
+`RequestContextMiddleware` gives each request an id (the client's `X-Request-ID` when
+it is sane, else a new one), returns it in the `X-Request-ID` header, tags every log
+line with it, and turns an exception no handler took into a JSON 500 whose
+`request_id` finds the traceback in `error.log`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.utils.logging import request_id_var
+
+logger = logging.getLogger("app.errors")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A client's own id is reused only when it is short and plain (it goes into logs).
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
+
+
+def current_request_id() -> str | None:
+    """The id of the request being served, or None outside a request."""
+    return request_id_var.get()
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _SANE_REQUEST_ID.match(text) else None
+    return None
+
+
+class RequestContextMiddleware:
+    """Sets the request id and answers unexpected exceptions with a JSON 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception(
+                "unexpected error",
+                extra={"method": scope.get("method"), "path": scope.get("path")},
+            )
+            if started:  # too late for a JSON answer: let the server close the connection
+                raise
+            body = json.dumps(
+                {
+                    "error": "internal_error",
+                    "detail": (
+                        "the agent hit an unexpected error while answering this request; it"
+                        f" is logged in error.log under request id {request_id}. Try again,"
+                        " and report the request id if it happens again"
+                    ),
+                    "request_id": request_id,
+                }
+            ).encode("utf-8")
+            await send_with_id(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode("ascii")),
+                    ],
+                }
+            )
+            await send_with_id({"type": "http.response.body", "body": body})
+        finally:
+            request_id_var.reset(token)

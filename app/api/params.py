@@ -1,0 +1,86 @@
+"""Bounded request parameters, shared by the routes so Swagger shows every bound.
+
+Nothing a client sends reaches the database unchecked: ids must look like real ids,
+text may not hold control characters (PostgreSQL refuses NUL), and numbers stay
+within the columns they are compared with (PostgreSQL `integer` / `bigint`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated
+
+from fastapi import Path, Query
+from pydantic import BeforeValidator
+
+INT4_MAX = 2**31 - 1
+INT8_MAX = 2**63 - 1
+MAX_PAGE = 1_000_000
+
+IMG_UNIQUE_ID_PATTERN = r"^[0-9]{8}_[0-9]{6}_[A-Z0-9]{6}$"
+BATCH_ID_PATTERN = r"^B_[0-9]{8}_[0-9]{6}_[A-Z0-9]{6}$"
+# Printable text only: no C0 control characters (NUL, tab, CR, LF ...) and no DEL.
+PLAIN_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+_IMG_ID_TEXT = "An inspection id: UTC date and time of upload and six letters or digits."
+_BATCH_ID_TEXT = "A batch id: `B_` and the UTC date and time of upload and six letters or digits."
+
+ImgUniqueId = Annotated[
+    str,
+    Path(
+        pattern=IMG_UNIQUE_ID_PATTERN,
+        description=_IMG_ID_TEXT,
+        examples=["20260225_103045_ABC123"],
+    ),
+]
+BatchId = Annotated[
+    str,
+    Path(
+        pattern=BATCH_ID_PATTERN, description=_BATCH_ID_TEXT, examples=["B_20260225_103045_ABC123"]
+    ),
+]
+ImgUniqueIdFilter = Annotated[
+    str | None,
+    Query(pattern=IMG_UNIQUE_ID_PATTERN, description=_IMG_ID_TEXT + " Only this image."),
+]
+BatchIdFilter = Annotated[
+    str | None,
+    Query(pattern=BATCH_ID_PATTERN, description=_BATCH_ID_TEXT + " Only this batch."),
+]
+ClassName = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=128,
+        pattern=PLAIN_TEXT_PATTERN,
+        description="Defect class name (printable text, at most 128 characters).",
+    ),
+]
+Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number.")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Rows per page (at most 100).")]
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _iso_day_only(value: object) -> object:
+    """Refuses what pydantic would otherwise read as a date (`0` as 1970-01-01, datetimes)."""
+    if isinstance(value, str) and not _ISO_DAY.fullmatch(value):
+        raise ValueError("a day is written YYYY-MM-DD, e.g. 2026-02-25")
+    return value
+
+
+# Any calendar day is accepted (0001-01-01 to 9999-12-31): the queries never step past it.
+StartDate = Annotated[
+    date | None,
+    BeforeValidator(_iso_day_only),
+    Query(description="First day (UTC), inclusive: YYYY-MM-DD."),
+]
+EndDate = Annotated[
+    date | None,
+    BeforeValidator(_iso_day_only),
+    Query(description="Last day (UTC), inclusive: YYYY-MM-DD."),
+]
+RegionCount = Annotated[
+    int | None, Query(ge=0, le=INT4_MAX, description="At least this many regions.")
+]
+AreaPixels = Annotated[int | None, Query(ge=0, le=INT8_MAX)]

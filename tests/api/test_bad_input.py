@@ -1,0 +1,467 @@
+"""The bad-input corpus: hostile and malformed requests to every route.
+
+Each case asserts what a client and an operator would notice: the status, a JSON
+error body `{"error", "detail", "request_id"}` whose id is the `X-Request-ID` header,
+and that no file and no row was added (the data folder and the tables are the same
+before and after).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from PIL import Image as PILImage
+
+from app.services.history.queries import QueryService
+from app.utils.logging import configure_logging
+from tests.support import AgentServer, db_rows, make_image
+
+TABLES = ("images", "classes", "regions", "inspections", "batches")
+BIG = str(10**30)
+NUL = "%00"
+ID = "20260225_103045_ABC123"
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_with_bad_idat_crc() -> bytes:
+    """A whole PNG whose IDAT chunk checksum is wrong (every other byte is right)."""
+    data = bytearray(make_image("PNG", (64, 48)))
+    at = data.index(b"IDAT")
+    length = struct.unpack(">I", data[at - 4 : at])[0]
+    data[at + 4 + length] ^= 0xFF
+    return bytes(data)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims `width` x `height` pixels (a decompression bomb's header)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def big_png(width: int, height: int) -> bytes:
+    """A real, whole PNG of `width` x `height` grey pixels (compresses to little)."""
+    buffer = io.BytesIO()
+    PILImage.new("L", (width, height), 0).save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def two_page_tiff() -> bytes:
+    buffer = io.BytesIO()
+    first, second = PILImage.new("L", (32, 32), 10), PILImage.new("L", (32, 32), 200)
+    first.save(buffer, "TIFF", save_all=True, append_images=[second])
+    return buffer.getvalue()
+
+
+def gif() -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("L", (8, 8)).save(buffer, "GIF")
+    return buffer.getvalue()
+
+
+@dataclass
+class Case:
+    """One bad request and the answer it must get."""
+
+    id: str
+    method: str
+    path: str
+    status: int
+    error: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    detail_has: str = ""
+
+
+def upload(content: bytes, name: str = "board.png", field_name: str = "image") -> dict[str, Any]:
+    return {"files": {field_name: (name, content, "application/octet-stream")}}
+
+
+def batch(*files: tuple[str, bytes]) -> dict[str, Any]:
+    return {"files": [("images", (n, c, "application/octet-stream")) for n, c in files]}
+
+
+def named_part(field_name: str, raw_name: bytes, content: bytes) -> bytes:
+    """One multipart part whose file name is sent byte for byte (clients percent-encode
+    control characters; a hostile client does not)."""
+    return (
+        b'--XyZ\r\nContent-Disposition: form-data; name="'
+        + field_name.encode()
+        + b'"; filename="'
+        + raw_name
+        + b'"\r\nContent-Type: image/png\r\n\r\n'
+        + content
+        + b"\r\n"
+    )
+
+
+def raw_multipart(body: bytes, boundary: str = "XyZ") -> dict[str, Any]:
+    return {
+        "content": body,
+        "headers": {"content-type": f"multipart/form-data; boundary={boundary}"},
+    }
+
+
+CASES = [
+    # -- ids in the path: NUL bytes, injection, traversal, wrong shape -------------------
+    Case("image-id-nul", "GET", f"/api/images/{NUL}", 422, "invalid_request"),
+    Case("image-id-trailing-nul", "GET", f"/api/images/{ID[:-1]}{NUL}", 422, "invalid_request"),
+    Case("image-id-sql", "GET", "/api/images/1'%20OR%20'1'='1", 422, "invalid_request"),
+    Case("image-id-traversal", "GET", "/api/images/..%2F..%2Fetc%2Fpasswd", 404, "http_error"),
+    Case("image-id-lowercase", "GET", f"/api/images/{ID.lower()}", 422, "invalid_request"),
+    Case("classes-id-nul", "GET", f"/api/images/{NUL}/classes", 422, "invalid_request"),
+    Case("regions-id-nul", "GET", f"/api/images/{NUL}x/regions", 422, "invalid_request"),
+    Case("delete-id-nul", "DELETE", f"/api/images/{NUL}", 422, "invalid_request"),
+    Case("retry-id-nul", "POST", f"/api/images/{NUL}/retry", 422, "invalid_request"),
+    Case(
+        "retry-unknown", "POST", "/api/images/20990101_000000_NOPE00/retry", 404, "image_not_found"
+    ),
+    Case("download-id-nul", "GET", f"/api/download/image/{NUL}/input", 422, "invalid_request"),
+    Case("download-kind-nul", "GET", f"/api/download/image/{ID}/{NUL}", 422, "invalid_request"),
+    Case("download-kind-unknown", "GET", f"/api/download/image/{ID}/raw", 422, "invalid_request"),
+    Case("json-id-nul", "GET", f"/api/download/json/{NUL}", 422, "invalid_request"),
+    Case("zip-id-nul", "GET", f"/api/download/batch/B_{NUL}", 422, "invalid_request"),
+    Case("zip-id-image-id", "GET", f"/api/download/batch/{ID}", 422, "invalid_request"),
+    Case("batch-id-nul", "GET", f"/api/batches/{NUL}", 422, "invalid_request"),
+    Case(
+        "thumbnail-size-huge",
+        "GET",
+        f"/api/images/{ID}/thumbnail?size={BIG}",
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "thumbnail-kind-nul",
+        "GET",
+        f"/api/images/{ID}/thumbnail?kind={NUL}",
+        422,
+        "invalid_request",
+    ),
+    # -- query parameters: NUL, huge and negative numbers, impossible dates ---------------
+    Case("page-huge", "GET", f"/api/images?page={BIG}", 422, "invalid_request", detail_has="page"),
+    Case("page-beyond-bound", "GET", "/api/images?page=1000001", 422, "invalid_request"),
+    Case("page-zero", "GET", "/api/images?page=0", 422, "invalid_request"),
+    Case("page-fraction", "GET", "/api/images?page=1.5", 422, "invalid_request"),
+    Case("limit-over", "GET", "/api/images?limit=101", 422, "invalid_request"),
+    Case("limit-text", "GET", "/api/images?limit=ten", 422, "invalid_request"),
+    Case("min-defects-huge", "GET", f"/api/images?min_defects={BIG}", 422, "invalid_request"),
+    Case("min-defects-int4", "GET", f"/api/images?min_defects={2**31}", 422, "invalid_request"),
+    Case("min-defects-negative", "GET", "/api/images?min_defects=-1", 422, "invalid_request"),
+    Case("class-name-nul", "GET", f"/api/images?class_name=a{NUL}b", 422, "invalid_request"),
+    Case("class-name-tab", "GET", "/api/images?class_name=%09open", 422, "invalid_request"),
+    Case("class-name-long", "GET", f"/api/images?class_name={'x' * 200}", 422, "invalid_request"),
+    Case("batch-filter-nul", "GET", f"/api/images?batch_id={NUL}", 422, "invalid_request"),
+    Case("start-date-number", "GET", "/api/images?start_date=0", 422, "invalid_request"),
+    Case("start-date-month-13", "GET", "/api/images?start_date=2026-13-01", 422, "invalid_request"),
+    Case("end-date-year-99999", "GET", "/api/images?end_date=99999-01-01", 422, "invalid_request"),
+    Case(
+        "end-date-datetime", "GET", "/api/images?end_date=2026-01-01T10:00", 422, "invalid_request"
+    ),
+    Case("min-area-huge", "GET", f"/api/query/defects?min_area={BIG}", 422, "invalid_request"),
+    Case("max-area-huge", "GET", f"/api/query/defects?max_area={BIG}", 422, "invalid_request"),
+    Case("max-area-negative", "GET", "/api/query/defects?max_area=-5", 422, "invalid_request"),
+    Case(
+        "defects-id-nul", "GET", f"/api/query/defects?img_unique_id={NUL}", 422, "invalid_request"
+    ),
+    Case(
+        "defects-class-nul", "GET", f"/api/query/defects?class_name={NUL}", 422, "invalid_request"
+    ),
+    Case("heatmap-bins-huge", "GET", f"/api/dashboard/heatmap?bins={BIG}", 422, "invalid_request"),
+    Case(
+        "per-day-class-nul",
+        "GET",
+        f"/api/dashboard/defects-per-day?class_name={NUL}",
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "summary-range-reversed",
+        "GET",
+        "/api/dashboard/summary?start_date=2026-02-02&end_date=2026-01-01",
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "per-day-range-too-long",
+        "GET",
+        "/api/dashboard/defects-per-day?start_date=2000-01-01&end_date=2026-01-01",
+        422,
+        "invalid_request",
+    ),
+    # -- routing -------------------------------------------------------------------------
+    Case("unknown-route", "GET", "/api/nothing-here", 404, "http_error", detail_has="/docs"),
+    Case("wrong-method", "PUT", "/api/images", 405, "http_error"),
+    Case("stats-post", "POST", "/api/stats", 405, "http_error"),
+    Case("health-delete", "DELETE", "/api/health", 405, "http_error"),
+    # -- uploads: not multipart, wrong field, bad files, hostile names ---------------------
+    Case("upload-json-body", "POST", "/api/upload", 400, "bad_request", {"json": {"image": "x"}}),
+    Case(
+        "upload-wrong-field",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        upload(make_image(), field_name="file"),
+    ),
+    Case("upload-empty", "POST", "/api/upload", 400, "invalid_image", upload(b"")),
+    Case(
+        "upload-text",
+        "POST",
+        "/api/upload",
+        415,
+        "unsupported_media_type",
+        upload(b"hello world", "a.png"),
+    ),
+    Case(
+        "upload-gif", "POST", "/api/upload", 415, "unsupported_media_type", upload(gif(), "a.png")
+    ),
+    Case(
+        "upload-truncated-png",
+        "POST",
+        "/api/upload",
+        400,
+        "invalid_image",
+        upload(make_image("PNG", (200, 200))[:80]),
+    ),
+    Case(
+        "upload-png-bad-crc",
+        "POST",
+        "/api/upload",
+        400,
+        "invalid_image",
+        upload(png_with_bad_idat_crc()),
+        detail_has="checksum",
+    ),
+    Case(
+        "upload-jpeg-garbage",
+        "POST",
+        "/api/upload",
+        400,
+        "invalid_image",
+        upload(b"\xff\xd8\xff" + b"\x00" * 500, "a.jpg"),
+    ),
+    Case(
+        "upload-two-page-tiff",
+        "POST",
+        "/api/upload",
+        400,
+        "invalid_image",
+        upload(two_page_tiff(), "scan.tif"),
+        detail_has="one page per image",
+    ),
+    Case(
+        "upload-bomb-header",
+        "POST",
+        "/api/upload",
+        413,
+        "file_too_large",
+        upload(png_header_only(100_000, 100_000)),
+    ),
+    Case(
+        "upload-over-model-service-pixels",
+        "POST",
+        "/api/upload",
+        413,
+        "file_too_large",
+        upload(big_png(8000, 8000)),
+        detail_has="MAX_IMAGE_PIXELS",
+    ),
+    Case(
+        "upload-name-nul",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        raw_multipart(named_part("image", b"a\x00.png", make_image()) + b"--XyZ--\r\n"),
+    ),
+    Case(
+        "upload-name-control-characters",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        raw_multipart(named_part("image", b"a\x1bb\x7f.png", make_image()) + b"--XyZ--\r\n"),
+    ),
+    Case(
+        "upload-bad-include",
+        "POST",
+        "/api/upload?include_images=zip",
+        422,
+        "invalid_request",
+        upload(make_image()),
+    ),
+    Case(
+        "upload-body-ends-in-file",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        raw_multipart(
+            b'--XyZ\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+            + make_image()
+        ),
+    ),
+    Case(
+        "upload-no-boundary",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        {"content": b"x", "headers": {"content-type": "multipart/form-data"}},
+    ),
+    Case(
+        "batch-all-bad",
+        "POST",
+        "/api/upload/batch",
+        400,
+        "invalid_image",
+        raw_multipart(
+            named_part("images", b"a.png", b"not an image")
+            + named_part("images", b"b\x00.png", make_image())
+            + named_part("images", b"c.png", png_with_bad_idat_crc())
+            + b"--XyZ--\r\n"
+        ),
+    ),
+    Case(
+        "batch-wait-text",
+        "POST",
+        "/api/upload/batch?wait=perhaps",
+        422,
+        "invalid_request",
+        batch(("a.png", make_image())),
+    ),
+]
+
+
+def _snapshot(agent: AgentServer) -> tuple[set[str], dict[str, int]]:
+    data_dir = agent.settings.resolved_data_dir
+    logs = agent.settings.resolved_log_dir
+    files = {
+        p.relative_to(data_dir).as_posix()
+        for p in data_dir.rglob("*")
+        if p.is_file() and not p.is_relative_to(logs)
+    }
+    db = agent.settings.database_url or ""
+    counts = {t: db_rows(db, f"SELECT count(*) FROM {t}")[0][0] for t in TABLES}
+    return files, counts
+
+
+@pytest.fixture(scope="module")
+def stored(agent: AgentServer) -> str:
+    """One stored inspection, so the corpus also meets real rows and files."""
+    with httpx2.Client(base_url=agent.url, timeout=60) as client:
+        response = client.post("/api/upload", **upload(make_image("PNG", (64, 48))))
+    assert response.status_code == 200, response.text
+    return str(response.json()["img_unique_id"])
+
+
+def test_the_corpus_is_large_and_covers_every_route(agent: AgentServer) -> None:
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+    with httpx2.Client(base_url=agent.url) as client:
+        spec = client.get("/openapi.json").json()
+    templates = {path for path in spec["paths"]}
+
+    def covers(template: str, path: str) -> bool:
+        head = template.split("{", 1)[0]
+        return path.split("?", 1)[0].startswith(head)
+
+    for template in templates:
+        assert any(covers(template, c.path) for c in CASES), f"no bad input for {template}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_gets_a_json_4xx_and_changes_nothing(
+    agent: AgentServer, stored: str, case: Case
+) -> None:
+    before = _snapshot(agent)
+    with httpx2.Client(base_url=agent.url, timeout=60) as client:
+        response = client.request(case.method, case.path, **case.kwargs)
+    assert response.status_code == case.status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["error"] == case.error
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    assert "\x00" not in body["detail"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert case.detail_has in body["detail"]
+    assert _snapshot(agent) == before
+
+
+def test_a_sane_request_id_is_kept_and_an_insane_one_replaced(agent: AgentServer) -> None:
+    with httpx2.Client(base_url=agent.url) as client:
+        kept = client.get("/api/images/%00", headers={"X-Request-ID": "line-7-scan-000123"})
+        replaced = client.get("/api/health", headers={"X-Request-ID": "bad id\twith tab"})
+    assert kept.headers["x-request-id"] == "line-7-scan-000123"
+    assert kept.json()["request_id"] == "line-7-scan-000123"
+    assert replaced.headers["x-request-id"] != "bad id\twith tab"
+    assert len(replaced.headers["x-request-id"]) == 32
+
+
+def test_far_dates_are_answered_not_overflowed(agent: AgentServer, stored: str) -> None:
+    """9999-12-31 and 0001-01-01 are real days: the queries must not step past them."""
+    with httpx2.Client(base_url=agent.url) as client:
+        for path in (
+            "/api/images?start_date=0001-01-01&end_date=9999-12-31",
+            "/api/query/defects?end_date=9999-12-31",
+            "/api/dashboard/summary?end_date=9999-12-31",
+            "/api/dashboard/defects-per-day?end_date=0001-01-05",
+            "/api/dashboard/heatmap?start_date=0001-01-01&end_date=9999-12-31",
+        ):
+            response = client.get(path)
+            assert response.status_code == 200, (path, response.text)
+        listed = client.get("/api/images?start_date=0001-01-01&end_date=9999-12-31").json()
+    assert stored in {i["img_unique_id"] for i in listed["images"]}
+
+
+def test_an_unexpected_error_is_json_500_with_its_traceback_in_error_log(
+    agent: AgentServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A bug is simulated by making a query raise: no input can cause one on purpose.
+    The agent's own logging (as `run.py` sets it up) writes error.log under `tmp_path`."""
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(QueryService, "stats", broken)
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    configure_logging("INFO", tmp_path)
+    try:
+        with httpx2.Client(base_url=agent.url) as client:
+            response = client.get("/api/stats")
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)
+        logging.getLogger("uvicorn.access").disabled = False
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["error"] == "internal_error"
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["request_id"] in body["detail"]
+    assert "simulated bug" not in body["detail"]
+    error_log = (tmp_path / "error.log").read_text(encoding="utf-8")
+    line = next(line for line in error_log.splitlines() if body["request_id"] in line)
+    assert "simulated bug" in line
+    assert "Traceback" in line

@@ -1,0 +1,352 @@
+"""Model-service faults, end to end through the agent: a service that hangs, is slow,
+sends garbage, a truncated PNG, a URL on another host, numbers that fit no column,
+strings no column can hold.
+
+The reference service always answers well, so these tests run the agent against a
+small scripted model service (real HTTP on a loopback port) whose answer each test
+sets: what a real one cannot be made to do on demand. The agent, its database and
+its files are real. Every bad answer must give 502 (or 503 for a hang) naming what
+is wrong, store no result row and no result file, and leave the ledger row failed
+with a sentence for people (never SQL, never a traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import io
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx2
+import pytest
+import uvicorn
+from PIL import Image as PILImage
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.services.model_service.reference import free_loopback_port
+from tests.conftest import agent_settings
+from tests.support import AgentServer, db_rows, make_image, serve_agent
+
+WIDTH, HEIGHT = 64, 48
+Handler = Callable[[], Awaitable[Response]]
+
+
+def png(size: tuple[int, int] = (WIDTH, HEIGHT)) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.new("RGB", size, (200, 30, 30)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+GOOD: dict[str, Any] = {
+    "result_json": {
+        "image_shape": {"height": HEIGHT, "width": WIDTH},
+        "classes": {
+            "pin_hole": {
+                "class_id": 6,
+                "total_regions": 1,
+                "total_area_pixels": 14,
+                "regions": [
+                    {
+                        "region_id": 1,
+                        "centroid": {"x": 3.5, "y": 2.0},
+                        "bounding_box": {"x": 1, "y": 1, "width": 7, "height": 5},
+                        "area_pixels": 14,
+                        "perimeter": 15.31,
+                        "major_axis": 6.4,
+                        "minor_axis": 4.35,
+                        "circularity": 0.75,
+                        "aspect_ratio": 1.47,
+                    }
+                ],
+            }
+        },
+    },
+    "images": {
+        "combined": b64(png((2 * WIDTH, HEIGHT))),
+        "mask": b64(png()),
+        "overlay": b64(png()),
+    },
+}
+
+
+class ScriptedModelService:
+    """A model service whose `/upload` answer is `self.handler`; counts its calls.
+    `/files/{name}` serves a good PNG, so answers may name result images by URL."""
+
+    def __init__(self) -> None:
+        self.handler: Handler = self.answer(GOOD)
+        self.calls = 0
+        self.file_calls = 0
+        self.port = free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+        async def upload(request: Request) -> Response:
+            form = await request.form()
+            await form.close()
+            self.calls += 1
+            return await self.handler()
+
+        async def files(request: Request) -> Response:
+            self.file_calls += 1
+            return Response(png(), media_type="image/png")
+
+        app = Starlette(
+            routes=[Route("/upload", upload, methods=["POST"]), Route("/files/{name}", files)]
+        )
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_config=None, log_level="warning"
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @staticmethod
+    def answer(body: Any, status: int = 200, delay_s: float = 0.0) -> Handler:
+        async def handler() -> Response:
+            if delay_s:
+                await asyncio.sleep(delay_s)
+            if isinstance(body, bytes):
+                return Response(body, status_code=status, media_type="application/json")
+            return JSONResponse(body, status_code=status)
+
+        return handler
+
+    def __enter__(self) -> ScriptedModelService:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[ScriptedModelService]:
+    with ScriptedModelService() as scripted:
+        yield scripted
+
+
+@pytest.fixture(scope="module")
+def other_host() -> Iterator[ScriptedModelService]:
+    """Another server the agent must never be talked into fetching from (SSRF)."""
+    with ScriptedModelService() as other:
+        yield other
+
+
+@pytest.fixture(scope="module")
+def faulty_agent(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str, service: ScriptedModelService
+) -> Iterator[AgentServer]:
+    settings = agent_settings(
+        tmp_path_factory.mktemp("data"), database_url, service.url
+    ).model_copy(update={"segformer_timeout_s": 1.5, "segformer_max_retries": 2})
+    with serve_agent(settings) as server:
+        yield server
+
+
+def with_change(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    body = copy.deepcopy(GOOD)
+    change(body)
+    return body
+
+
+def region(body: dict[str, Any]) -> dict[str, Any]:
+    return body["result_json"]["classes"]["pin_hole"]["regions"][0]  # type: ignore[no-any-return]
+
+
+def _set(target: dict[str, Any], key: str, value: Any) -> None:
+    target[key] = value
+
+
+def rename_class(name: str) -> Callable[[dict[str, Any]], None]:
+    def change(body: dict[str, Any]) -> None:
+        classes = body["result_json"]["classes"]
+        classes[name] = classes.pop("pin_hole")
+
+    return change
+
+
+TRUNCATED_PNG = png()[:-30]  # whole base64, but the PNG stops before its end
+
+BAD_ANSWERS: list[tuple[str, Any, str]] = [
+    (
+        "truncated-png",
+        with_change(lambda b: _set(b["images"], "mask", b64(TRUNCATED_PNG))),
+        "'mask' image is not a whole PNG",
+    ),
+    (
+        "wrong-shape",
+        with_change(lambda b: _set(b["images"], "overlay", b64(png((WIDTH, HEIGHT + 1))))),
+        "'overlay' image is 64 x 49 pixels",
+    ),
+    (
+        "region-id-beyond-32-bits",
+        with_change(lambda b: _set(region(b), "region_id", 2**40)),
+        "region_id",
+    ),
+    (
+        "area-beyond-64-bits",
+        with_change(lambda b: _set(region(b), "area_pixels", 10**30)),
+        "area_pixels",
+    ),
+    (
+        "bbox-beyond-32-bits",
+        with_change(lambda b: _set(region(b)["bounding_box"], "x", -(2**33))),
+        "bounding_box.x",
+    ),
+    ("nul-in-class-name", with_change(rename_class("pin\x00hole")), "control characters"),
+    ("class-name-too-long", with_change(rename_class("x" * 300)), "1 to 128 characters"),
+    (
+        "nan-circularity",
+        # Python's json writes NaN, as a careless service would; JSON has no NaN.
+        json.dumps(with_change(lambda b: _set(region(b), "circularity", float("nan")))).encode(),
+        "circularity",
+    ),
+    ("garbage", b"\x00\x01 not json at all", "not JSON"),
+    ("html-error-page", b"<html>proxy error</html>", "not JSON"),
+]
+
+
+def _assert_nothing_stored(agent: AgentServer, img_unique_id: str) -> str:
+    """The inspection has no result row and no result file; returns its `last_error`."""
+    db = agent.settings.database_url or ""
+    for table in ("images", "classes", "regions"):
+        assert db_rows(
+            db, f"SELECT count(*) FROM {table} WHERE img_unique_id = %s", img_unique_id
+        ) == [(0,)]
+    [(status, last_error)] = db_rows(
+        db, "SELECT status, last_error FROM inspections WHERE img_unique_id = %s", img_unique_id
+    )
+    assert status == "failed"
+    results = agent.settings.resolved_result_dir
+    assert not list(results.rglob(f"*{img_unique_id}*"))
+    assert not [p for p in results.rglob("*") if p.is_file() and p.suffix in (".tmp", ".part")]
+    assert "\x00" not in last_error
+    for leak in ("INSERT", "SELECT", "Traceback", "psycopg", "sqlalchemy"):
+        assert leak not in last_error
+    return str(last_error)
+
+
+def _upload(agent: AgentServer) -> httpx2.Response:
+    with httpx2.Client(base_url=agent.url, timeout=120) as client:
+        return client.post(
+            "/api/upload", files={"image": ("board.png", make_image("PNG", (WIDTH, HEIGHT)))}
+        )
+
+
+@pytest.mark.parametrize(
+    ("body", "names"), [(b, n) for _, b, n in BAD_ANSWERS], ids=[i for i, _, _ in BAD_ANSWERS]
+)
+def test_a_bad_answer_is_502_naming_the_field_and_stores_nothing(
+    faulty_agent: AgentServer, service: ScriptedModelService, body: Any, names: str
+) -> None:
+    service.handler = service.answer(body)
+    response = _upload(faulty_agent)
+    assert response.status_code == 502, response.text
+    answer = response.json()
+    assert answer["error"] == "model_service_bad_answer"
+    assert names in answer["detail"]
+    assert answer["request_id"] == response.headers["x-request-id"]
+    last_error = _assert_nothing_stored(faulty_agent, answer["img_unique_id"])
+    assert names.split(" ")[0].strip("'") in last_error or "model service" in last_error
+
+
+def test_a_result_url_on_another_host_is_never_fetched(
+    faulty_agent: AgentServer, service: ScriptedModelService, other_host: ScriptedModelService
+) -> None:
+    foreign = f"http://localhost:{other_host.port}/files/mask.png"
+    service.handler = service.answer(
+        with_change(lambda b: _set(b["images"], "mask", {"url": foreign}))
+    )
+    response = _upload(faulty_agent)
+    assert response.status_code == 502, response.text
+    assert "only from the model service itself" in response.json()["detail"]
+    assert other_host.file_calls == 0
+    _assert_nothing_stored(faulty_agent, response.json()["img_unique_id"])
+
+
+def test_result_urls_on_the_service_itself_are_fetched(
+    faulty_agent: AgentServer, service: ScriptedModelService
+) -> None:
+    before = service.file_calls
+    body = with_change(lambda b: _set(b["images"], "mask", "/files/mask.png"))
+    service.handler = service.answer(body)
+    response = _upload(faulty_agent)
+    assert response.status_code == 200, response.text
+    assert service.file_calls == before + 1
+
+
+def test_a_slow_service_within_the_timeout_succeeds(
+    faulty_agent: AgentServer, service: ScriptedModelService
+) -> None:
+    service.handler = service.answer(GOOD, delay_s=1.0)
+    response = _upload(faulty_agent)
+    assert response.status_code == 200, response.text
+    img_id = response.json()["img_unique_id"]
+    with httpx2.Client(base_url=faulty_agent.url) as client:
+        regions = client.get(f"/api/images/{img_id}/regions").json()
+    assert regions["total_regions"] == 1
+
+
+def test_a_hanging_service_is_503_in_bounded_time_with_the_input_kept(
+    faulty_agent: AgentServer, service: ScriptedModelService
+) -> None:
+    service.handler = service.answer(GOOD, delay_s=30)
+    started = time.monotonic()
+    response = _upload(faulty_agent)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["retry_url"].endswith("/retry")
+    assert elapsed < 15
+    last_error = _assert_nothing_stored(faulty_agent, body["img_unique_id"])
+    assert "did not answer" in last_error or "timed out" in last_error
+    data_dir = faulty_agent.settings.resolved_data_dir
+    assert list((data_dir / "uploads").rglob(f"*{body['img_unique_id']}*"))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(make_image("PNG")[:60], id="truncated"),
+    ],
+)
+def test_a_bad_upload_never_reaches_the_model_service(
+    faulty_agent: AgentServer, service: ScriptedModelService, content: bytes
+) -> None:
+    before = service.calls
+    with httpx2.Client(base_url=faulty_agent.url) as client:
+        response = client.post("/api/upload", files={"image": ("a.png", content)})
+    assert response.status_code == 400
+    assert service.calls == before
+
+
+def test_a_png_with_a_wrong_checksum_is_400_and_costs_no_model_call(
+    faulty_agent: AgentServer, service: ScriptedModelService
+) -> None:
+    from tests.api.test_bad_input import png_with_bad_idat_crc
+
+    before = service.calls
+    with httpx2.Client(base_url=faulty_agent.url) as client:
+        response = client.post("/api/upload", files={"image": ("a.png", png_with_bad_idat_crc())})
+    assert response.status_code == 400
+    assert "checksum" in response.json()["detail"]
+    assert service.calls == before
+    db = faulty_agent.settings.database_url or ""
+    names = db_rows(db, "SELECT original_filename FROM inspections")
+    assert all(isinstance(n, str) for (n,) in names)
