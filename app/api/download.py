@@ -8,10 +8,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, StreamingResponse
 
 from app.api.deps import InspectionServiceDep, RuntimeDep, SessionDep
+from app.api.security import LINK_ERRORS, DownloadAccess
 from app.errors import BatchNotFound, ImageNotFound, ResultNotReady, StoredFileMissing, responses
 from app.services.history import export
 
-router = APIRouter(prefix="/api", tags=["Download"])
+router = APIRouter(
+    prefix="/api", tags=["Download"], dependencies=[DownloadAccess], responses=LINK_ERRORS
+)
 
 _FILE_ERRORS = responses(ImageNotFound, ResultNotReady, StoredFileMissing)
 

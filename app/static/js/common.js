@@ -92,6 +92,14 @@ export function messageFromBody(status, text) {
   }
 }
 
+/** When the agent requires keys and the session has ended (401), go to the sign-in page
+ * and come back here afterwards. */
+function signInAgainIf(status) {
+  if (status === 401 && document.body.dataset.auth === "required") {
+    location.assign(`/signin?next=${encodeURIComponent(location.pathname + location.search)}`);
+  }
+}
+
 /** fetch() that returns parsed JSON (or null for 204) and throws ApiError otherwise. */
 export async function api(url, options = {}) {
   let response;
@@ -101,6 +109,7 @@ export async function api(url, options = {}) {
     throw new ApiError("Cannot reach the agent: check that it is running and the network is up.");
   }
   const text = await response.text();
+  signInAgainIf(response.status);
   if (!response.ok) throw messageFromBody(response.status, text);
   if (response.status === 204 || !text) return null;
   try {
@@ -123,6 +132,7 @@ export function uploadWithProgress(url, formData, { onProgress, onSent } = {}) {
     });
     xhr.upload.addEventListener("load", () => onSent && onSent());
     xhr.addEventListener("load", () => {
+      signInAgainIf(xhr.status);
       if (xhr.status >= 200 && xhr.status < 300) {
         try {
           resolve(JSON.parse(xhr.responseText));
