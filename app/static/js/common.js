@@ -54,6 +54,20 @@ export function escapeHtml(value) {
   })[c]);
 }
 
+/** The Content-Security-Policy refuses style attributes in markup, so generated markup
+ * carries `data-style="prop:value;…"` and this applies it through the CSSOM (allowed). */
+function applyDataStyles(node) {
+  if (node.nodeType !== Node.ELEMENT_NODE) return;
+  const found = node.matches("[data-style]") ? [node] : [];
+  for (const el of [...found, ...node.querySelectorAll("[data-style]")]) {
+    el.style.cssText = el.dataset.style;
+  }
+}
+
+new MutationObserver((records) => {
+  for (const record of records) record.addedNodes.forEach(applyDataStyles);
+}).observe(document.documentElement, { childList: true, subtree: true });
+
 /** An error answered by the API (`{"error", "detail"}`) or a network failure. */
 export class ApiError extends Error {
   constructor(message, status = 0, code = "network_error") {
@@ -199,7 +213,7 @@ export function classBadges(counts, { empty = "no defects" } = {}) {
   return entries.map(([name, n]) => {
     const bg = classColor(name);
     return `<span class="badge class-badge" data-class="${escapeHtml(name)}"
-      style="background:${bg};color:${textColorOn(bg)}">${escapeHtml(name)}: ${n}</span>`;
+      data-style="background:${bg};color:${textColorOn(bg)}">${escapeHtml(name)}: ${n}</span>`;
   }).join(" ");
 }
 
