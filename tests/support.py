@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import os
@@ -163,4 +164,6 @@ def create_api_key(database_url: str, name: str, scope: str) -> str:
         finally:
             await engine.dispose()
 
-    return asyncio.run(create())
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, create()).result()
