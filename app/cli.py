@@ -56,6 +56,14 @@ def upload(
     url: Annotated[str, typer.Option(help="The agent's base URL.")] = "http://127.0.0.1:8000",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch request.")] = 100,
     timeout_s: Annotated[float, typer.Option(help="Give up waiting after this long.")] = 3600,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AOI_API_KEY",
+            help="A write key, when the agent requires keys (or set AOI_API_KEY).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Upload images as batches and follow their progress until every image is done."""
     images = collect_images(paths)
@@ -64,7 +72,8 @@ def upload(
         raise typer.Exit(2)
     batch_ids: list[str] = []
     rejected = 0
-    with httpx2.Client(base_url=url.rstrip("/"), timeout=300) as client:
+    headers = {"X-API-Key": api_key} if api_key else {}
+    with httpx2.Client(base_url=url.rstrip("/"), timeout=300, headers=headers) as client:
         for chunk in _chunks(images, batch_size):
             with contextlib.ExitStack() as stack:
                 files = [("images", (p.name, stack.enter_context(p.open("rb")))) for p in chunk]
