@@ -178,7 +178,8 @@ def build_router(settings: Settings) -> APIRouter:
             max_age=settings.session_ttl_s,
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=request.url.scheme == "https"
+            or (settings.public_base_url or "").startswith("https://"),
             path="/",
         )
         return response  # type: ignore[return-value]

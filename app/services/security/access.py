@@ -60,8 +60,8 @@ def require_scope(principal: Principal, needed: Scope, method: str, path: str) -
         return
     raise ScopeTooSmall(
         f"{method} {path} needs a key of scope '{needed.value}' (or higher); the key"
-        f" {principal.key_name!r} has scope '{principal.scope.value}'. Ask an admin for a"
-        f" '{needed.value}' key (`aoi-agent keys create --name NAME --scope {needed.value}`)"
+        f" {principal.key_name!r} has scope '{principal.scope.value}'. Ask an admin for a key"
+        f" of scope '{needed.value}' (`aoi-agent keys create --name NAME --scope {needed.value}`)"
     )
 
 
