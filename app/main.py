@@ -11,9 +11,10 @@ import psycopg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -114,6 +115,29 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, with refused preflights answered in the agent's JSON
+    error shape instead of plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower().startswith("access-control")
+        }
+        return JSONResponse(
+            {
+                "error": "cors_refused",
+                "detail": f"cross-origin request refused ({refused} not allowed); the"
+                " agent's CORS_ORIGINS setting lists the web origins that may call it",
+            },
+            status_code=response.status_code,
+            headers=headers,
+        )
 
 
 def swagger_page(openapi_url: str) -> HTMLResponse:
@@ -222,7 +246,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestLogMiddleware)
     if settings.cors_origin_list:
         app.add_middleware(
-            CORSMiddleware,
+            JsonCORSMiddleware,
             allow_origins=settings.cors_origin_list,
             allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept"],

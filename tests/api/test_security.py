@@ -374,6 +374,9 @@ def test_cors_preflight_allows_configured_origins_only(secured: AgentServer) -> 
         secured.url + "/api/upload", headers={"Origin": "http://evil.example", **ask}
     )
     assert "access-control-allow-origin" not in refused.headers
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "cors_refused"
+    assert "CORS_ORIGINS" in refused.json()["detail"]
     simple = httpx2.get(secured.url + "/api/health", headers={"Origin": "http://mes.example"})
     assert simple.headers["access-control-allow-origin"] == "http://mes.example"
 

@@ -46,6 +46,7 @@ def load_secret(configured: str | None, data_dir: Path) -> bytes:
         try:
             with path.open("x", encoding="ascii") as out:
                 out.write(secrets.token_hex(32))
+            path.chmod(0o600)  # owner only (on Windows this only clears read-only)
         except FileExistsError:
             pass
     return path.read_text(encoding="ascii").strip().encode()
