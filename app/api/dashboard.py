@@ -8,13 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import SessionDep
-from app.api.security import AUTH_ERRORS, ReadAccess
+from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import responses
 from app.models.dashboard import DashboardSummary, DefectsPerDay, Heatmap
 from app.services.history.dashboard import BadDateRange, DashboardService, Period
 
 router = APIRouter(
-    prefix="/api/dashboard", tags=["System"], dependencies=[ReadAccess], responses=AUTH_ERRORS
+    prefix="/api/dashboard", tags=["System"], dependencies=[MethodAccess], responses=AUTH_ERRORS
 )
 
 StartDate = Annotated[date | None, Query(description="First day (UTC), inclusive: YYYY-MM-DD.")]

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import InspectionServiceDep, QueryServiceDep
-from app.api.security import AUTH_ERRORS, AdminAccess, ReadAccess
+from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import ImageNotFound, responses
 from app.models.schemas import (
     DefectClassOut,
@@ -19,7 +19,9 @@ from app.models.schemas import (
 )
 from app.services.database.repositories import DefectFilters, ImageFilters
 
-router = APIRouter(prefix="/api", tags=["Query"], dependencies=[ReadAccess], responses=AUTH_ERRORS)
+router = APIRouter(
+    prefix="/api", tags=["Query"], dependencies=[MethodAccess], responses=AUTH_ERRORS
+)
 
 Page = Annotated[int, Query(ge=1, description="1-based page number.")]
 Limit = Annotated[int, Query(ge=1, le=100, description="Rows per page (at most 100).")]
@@ -102,7 +104,6 @@ async def query_defects(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete an inspection and its files (admin)",
     responses=responses(ImageNotFound),
-    dependencies=[AdminAccess],
 )
 async def delete_image(img_unique_id: str, service: InspectionServiceDep) -> Response:
     """Deletes its rows (classes and regions by cascade), input, results and thumbnails."""

@@ -135,14 +135,23 @@ async def current_principal(
 PrincipalDep = Annotated[Principal | None, Depends(current_principal)]
 
 
+METHOD_SCOPES = {
+    "GET": Scope.READ,
+    "HEAD": Scope.READ,
+    "OPTIONS": Scope.READ,
+    "DELETE": Scope.ADMIN,
+}
+
+
 class Access:
-    """A dependency that lets a request through only with at least `scope`.
+    """A dependency that lets a request through only with at least `scope`; with no
+    `scope`, the method decides: GET/HEAD read, DELETE admin, anything else write.
 
     With `signed_links`, a GET/HEAD with `expires` and `signature` in its query is let
     through (read-only) when the signature matches the path and has not expired.
     """
 
-    def __init__(self, scope: Scope, *, signed_links: bool = False) -> None:
+    def __init__(self, scope: Scope | None, *, signed_links: bool = False) -> None:
         self.scope = scope
         self.signed_links = signed_links
 
@@ -158,7 +167,8 @@ class Access:
                 request.headers.get("referer"),
                 own_origins(request, security.settings),
             )
-        require_scope(principal, self.scope, method, path)
+        needed = self.scope or METHOD_SCOPES.get(method, Scope.WRITE)
+        require_scope(principal, needed, method, path)
         return principal
 
     def _signed_link(self, request: Request, security: SecurityContext) -> Principal:
@@ -180,6 +190,8 @@ class Access:
 AUTH_ERRORS = responses(NotAuthenticated, ScopeTooSmall, CrossSiteRequest)
 LINK_ERRORS = responses(NotAuthenticated, ScopeTooSmall, LinkInvalid, LinkExpired)
 
+# On a router: each of its routes needs the scope of its method, unless it says otherwise.
+MethodAccess = Depends(Access(None))
 ReadAccess = Depends(Access(Scope.READ))
 WriteAccess = Depends(Access(Scope.WRITE))
 AdminAccess = Depends(Access(Scope.ADMIN))

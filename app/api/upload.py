@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import InspectionServiceDep, LinksDep, QueryServiceDep, RuntimeDep
-from app.api.security import AUTH_ERRORS, ReadAccess, WriteAccess
+from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import (
     BadImage,
     BadUploadRequest,
@@ -31,7 +31,9 @@ from app.models.schemas import (
 from app.services.history.queries import upload_response
 from app.services.inspection.receiver import discard, receive_files
 
-router = APIRouter(prefix="/api", tags=["Upload"], responses=AUTH_ERRORS)
+router = APIRouter(
+    prefix="/api", tags=["Upload"], dependencies=[MethodAccess], responses=AUTH_ERRORS
+)
 
 IncludeImages = Annotated[
     Literal["base64"] | None,
@@ -62,7 +64,6 @@ def _multipart_body(field: str, many: bool) -> dict[str, Any]:
     "/upload",
     response_model=UploadResponse,
     summary="Inspect one image",
-    dependencies=[WriteAccess],
     openapi_extra=_multipart_body("image", many=False),
     responses=responses(
         BadImage,
@@ -103,7 +104,6 @@ async def upload_image(
     response_model=BatchAccepted,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Inspect many images as a batch",
-    dependencies=[WriteAccess],
     openapi_extra=_multipart_body("images", many=True),
     responses={
         200: {"model": BatchUploadResult, "description": "With `wait=true`: every image done."},
@@ -159,7 +159,6 @@ async def upload_batch(
     "/images/{img_unique_id}/retry",
     response_model=UploadResponse,
     summary="Inspect a failed image again",
-    dependencies=[WriteAccess],
     responses=responses(
         ImageNotFound, NotRetryable, ModelServiceBadAnswer, ModelServiceUnavailable
     ),
@@ -180,7 +179,6 @@ async def retry_image(
     response_model=BatchStatus,
     tags=["Query"],
     summary="Progress of a batch",
-    dependencies=[ReadAccess],
     responses=responses(BatchNotFound),
 )
 async def batch_status(batch_id: str, queries: QueryServiceDep) -> BatchStatus:
