@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.config import Settings
 from app.launcher import auth_notice
-from tests.support import REPO_ROOT, AgentServer, db_rows
+from tests.support import REPO_ROOT, AgentServer, create_database, db_rows, drop_database
 
 
 def _keys(env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -73,17 +73,23 @@ def _keys_process(env: dict[str, str], *args: str) -> tuple[int, str]:
     return result.returncode, result.stdout + result.stderr
 
 
-def test_first_admin_key_hint(database_url: str) -> None:
-    exposed = Settings(_env_file=None, host="0.0.0.0", database_url=database_url)  # type: ignore[call-arg]
-    local = Settings(_env_file=None, host="127.0.0.1", database_url=database_url)  # type: ignore[call-arg]
-    assert "not required" in auth_notice(local)
-    db_rows(database_url, "SELECT 1")
-    active = db_rows(database_url, "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
-    notice = auth_notice(exposed)
-    if active[0][0] == 0:
-        assert "aoi-agent keys create --name admin --scope admin" in notice
-    else:
-        assert notice.startswith("API keys: required")
+def test_run_py_names_the_command_for_the_first_admin_key(
+    postgres_server_url: str, migrated_template: str
+) -> None:
+    url = create_database(postgres_server_url, template=migrated_template)
+    try:
+        exposed = Settings(_env_file=None, host="0.0.0.0", database_url=url)  # type: ignore[call-arg]
+        local = Settings(_env_file=None, host="127.0.0.1", database_url=url)  # type: ignore[call-arg]
+        assert auth_notice(local).startswith("API keys: not required")
+        assert auth_notice(exposed).endswith(
+            "none exists yet. Create the first admin key with:\n"
+            "  aoi-agent keys create --name admin --scope admin"
+        )
+        code, output = _keys({"DATABASE_URL": url}, "create", "--name", "admin", "--scope", "admin")
+        assert code == 0, output
+        assert auth_notice(exposed) == "API keys: required (AUTH_MODE=auto, HOST=0.0.0.0)"
+    finally:
+        drop_database(url)
 
 
 def test_keys_with_the_embedded_database_while_the_agent_uses_it(tmp_path: Path) -> None:
