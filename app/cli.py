@@ -56,6 +56,14 @@ def upload(
     url: Annotated[str, typer.Option(help="The agent's base URL.")] = "http://127.0.0.1:8000",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch request.")] = 100,
     timeout_s: Annotated[float, typer.Option(help="Give up waiting after this long.")] = 3600,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AOI_API_KEY",
+            help="A write key, when the agent requires keys (or set AOI_API_KEY).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Upload images as batches and follow their progress until every image is done."""
     images = collect_images(paths)
@@ -64,7 +72,8 @@ def upload(
         raise typer.Exit(2)
     batch_ids: list[str] = []
     rejected = 0
-    with httpx2.Client(base_url=url.rstrip("/"), timeout=300) as client:
+    headers = {"X-API-Key": api_key} if api_key else {}
+    with httpx2.Client(base_url=url.rstrip("/"), timeout=300, headers=headers) as client:
         for chunk in _chunks(images, batch_size):
             with contextlib.ExitStack() as stack:
                 files = [("images", (p.name, stack.enter_context(p.open("rb")))) for p in chunk]
@@ -162,3 +171,123 @@ def worker(
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+
+keys_cli = typer.Typer(
+    help="API keys, in the agent's database (DATABASE_URL or the embedded one under DATA_DIR);"
+    " works whether or not the agent is running."
+)
+cli.add_typer(keys_cli, name="keys")
+
+
+def _with_keys(action: Any) -> Any:
+    """Run `action(KeyService)` in one committed transaction on the agent's database."""
+    from app.config import Settings
+    from app.launcher import StartupError, prepared_database, use_selector_event_loop_on_windows
+    from app.services.database.session import (
+        create_engine,
+        create_session_factory,
+        unit_of_work,
+    )
+    from app.services.security.keys import KeyService
+    from app.services.security.repository import ApiKeyRepository
+
+    use_selector_event_loop_on_windows()
+    settings = Settings()
+
+    async def run(database_url: str) -> Any:
+        engine = create_engine(settings.model_copy(update={"db_pool_min_size": 1}), database_url)
+        try:
+            async with unit_of_work(create_session_factory(engine)) as session:
+                return await action(KeyService(ApiKeyRepository(session)))
+        finally:
+            await engine.dispose()
+
+    try:
+        with prepared_database(settings) as database_url:
+            return asyncio.run(run(database_url))
+    except StartupError as exc:
+        console.print(f"[red]error: {exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+def _agent_error_exit(exc: Exception) -> typer.Exit:
+    console.print(f"[red]error: {getattr(exc, 'detail', exc)}[/red]")
+    return typer.Exit(1)
+
+
+@keys_cli.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. line-3.")],
+    scope: Annotated[
+        str, typer.Option(help="read (queries, downloads), write (+ uploads), admin (+ all).")
+    ] = "read",
+) -> None:
+    """Create a key. The key is printed alone on the last line, once: store it now."""
+    from app.errors import AgentError
+    from app.services.security.keys import KeyService, Scope
+
+    if scope not in {s.value for s in Scope}:
+        raise typer.BadParameter("use read, write or admin", param_hint="--scope")
+
+    async def create(keys: KeyService) -> tuple[str, str]:
+        row, key = await keys.create(name, Scope(scope))
+        return row.prefix, key
+
+    try:
+        prefix, key = _with_keys(create)
+    except AgentError as exc:
+        raise _agent_error_exit(exc) from exc
+    console.print(
+        f"created key {name!r} (scope {scope}, prefix {prefix}); it is shown only now, store"
+        " it safely. Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>':",
+        soft_wrap=True,
+    )
+    print(key)
+
+
+@keys_cli.command("list")
+def keys_list() -> None:
+    """List keys: name, prefix, scope, created, last used, revoked (never the keys)."""
+    from rich.table import Table
+
+    from app.services.security.keys import KeyService
+
+    async def rows(keys: KeyService) -> list[Any]:
+        return await keys.list()
+
+    table = Table("name", "prefix", "scope", "created", "last used", "revoked")
+
+    def when(value: Any) -> str:
+        return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+    found = _with_keys(rows)
+    for row in found:
+        table.add_row(
+            row.name,
+            row.prefix,
+            row.scope,
+            when(row.created_at),
+            when(row.last_used_at),
+            when(row.revoked_at),
+        )
+    if found:
+        console.print(table)
+    else:
+        console.print("no API keys yet: `aoi-agent keys create --name NAME --scope admin`")
+
+
+@keys_cli.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Revoke a key now: requests with it are refused from then on."""
+    from app.errors import AgentError
+    from app.services.security.keys import KeyService
+
+    async def revoke(keys: KeyService) -> None:
+        await keys.revoke(name)
+
+    try:
+        _with_keys(revoke)
+    except AgentError as exc:
+        raise _agent_error_exit(exc) from exc
+    console.print(f"revoked key {name!r}")

@@ -5,6 +5,7 @@ Every variable is listed, with a comment, in `.env.example`.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,17 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PRODUCTION_MODEL_SERVICE_URL = "http://140.96.77.124:8080/"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (HOST) is reachable only from this machine: localhost, 127.0.0.0/8, ::1."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -61,6 +73,15 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     public_base_url: str | None = None
+
+    # Security (docs/security.md). auto: API keys required unless HOST is a loopback address.
+    auth_mode: Literal["auto", "required", "off"] = "auto"
+    # Signs download links and web sessions; default: DATA_DIR/secret_key, made on first use.
+    secret_key: str | None = None
+    download_link_ttl_s: int = Field(default=86400, ge=1, le=366 * 86400)
+    session_ttl_s: int = Field(default=12 * 3600, ge=60, le=366 * 86400)
+    # Origins allowed to call the API from their pages (CORS), comma-separated; default none.
+    cors_origins: str = ""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_dir: Path | None = None
@@ -115,6 +136,18 @@ class Settings(BaseSettings):
     def resolved_log_dir(self) -> Path:
         """Where app.log and error.log go (absolute)."""
         return (self.log_dir or self.resolved_data_dir / "logs").expanduser().resolve()
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether requests need an API key (or a web session, or a signed link)."""
+        if self.auth_mode == "auto":
+            return not is_loopback(self.host)
+        return self.auth_mode == "required"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """CORS_ORIGINS as a list, without trailing slashes."""
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def effective_worker_concurrency(self) -> int:

@@ -17,6 +17,7 @@ class AgentError(Exception):
 
     status_code: ClassVar[int] = 500
     error: ClassVar[str] = "internal_error"
+    headers: ClassVar[dict[str, str]] = {}  # sent with the answer (e.g. WWW-Authenticate)
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)

@@ -80,6 +80,61 @@ def prepared(settings: Settings) -> Iterator[Settings]:
         yield settings.model_copy(update=updates)
 
 
+@contextlib.contextmanager
+def prepared_database(settings: Settings) -> Iterator[str]:
+    """The agent's database, migrated: DATABASE_URL, or the embedded server under DATA_DIR
+    (joined when the agent is running, else started for the block); yields its URL.
+
+    Raises:
+        StartupError: the database would not start, connect or migrate.
+    """
+    with contextlib.ExitStack() as stack:
+        database_url = settings.database_url
+        if database_url is None:
+            try:
+                embedded = start_embedded_postgres(settings.resolved_data_dir)
+            except EmbeddedPostgresError as exc:
+                raise StartupError(str(exc)) from exc
+            stack.callback(embedded.stop)
+            database_url = embedded.database_url
+        try:
+            upgrade_database(database_url)
+        except Exception as exc:
+            raise StartupError(
+                f"could not connect to or migrate the database ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); check DATABASE_URL"
+            ) from exc
+        yield database_url
+
+
+def auth_notice(settings: Settings) -> str:
+    """One or two lines on API keys for the start-up console: whether they are required,
+    and, when none exists yet, the command that creates the first admin key."""
+    if not settings.auth_required:
+        return "API keys: not required (the agent listens on loopback only; AUTH_MODE=auto)"
+    why = f"AUTH_MODE={settings.auth_mode}, HOST={settings.host}"
+    if asyncio.run(_active_key_count(settings.database_url or "")) > 0:
+        return f"API keys: required ({why})"
+    return (
+        f"API keys: required ({why}) and none exists yet. Create the first admin key with:\n"
+        "  aoi-agent keys create --name admin --scope admin"
+    )
+
+
+async def _active_key_count(database_url: str) -> int:
+    """API keys not revoked, in the database at `database_url`."""
+    from app.services.database.session import create_engine, create_session_factory
+    from app.services.security.keys import KeyService
+    from app.services.security.repository import ApiKeyRepository
+
+    engine = create_engine(Settings(_env_file=None, db_pool_min_size=1), database_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            return await KeyService(ApiKeyRepository(session)).count_active()
+    finally:
+        await engine.dispose()
+
+
 def main() -> int:
     """Run the agent until Ctrl-C; returns the process exit code."""
     use_selector_event_loop_on_windows()
@@ -100,6 +155,7 @@ def main() -> int:
             from app.main import create_app
 
             print(f"AOI Inference Agent: http://{ready.host}:{ready.port}/ (API docs at /docs)")
+            print(auth_notice(ready))
             uvicorn.run(
                 create_app(ready),
                 host=ready.host,

@@ -8,16 +8,19 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import psycopg
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import download, health, query, upload
+from app.api import download, health, keys, query, upload
 from app.api.middleware import RequestContextMiddleware, current_request_id
+from app.api.security import install_security
 from app.config import Settings, get_settings
 from app.errors import VALIDATION_ERROR_RESPONSE, AgentError, DatabaseUnavailable
 from app.runtime import agent_runtime
@@ -34,6 +37,7 @@ OPENAPI_TAGS = [
     {"name": "Query", "description": "Inspection history: images, classes, regions, batches."},
     {"name": "Download", "description": "Input and result images, analysis JSON, batch ZIPs."},
     {"name": "System", "description": "Health and statistics."},
+    {"name": "Keys", "description": "API keys (admin): create, list, revoke."},
 ]
 
 
@@ -79,11 +83,116 @@ def _error_response(
     )
 
 
+# Only the agent's own origin (data:/blob: for Bootstrap's icons and local previews); no
+# inline script or style element anywhere, so injected markup cannot run (OWASP CSP).
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+class SecurityHeadersMiddleware:
+    """Adds the security headers (CSP, nosniff, no framing, referrer policy) to every answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(n, v) for n, v in SECURITY_HEADERS if n not in present]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, with refused preflights answered in the agent's JSON
+    error shape instead of plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower().startswith("access-control")
+        }
+        return JSONResponse(
+            {
+                "error": "cors_refused",
+                "detail": f"cross-origin request refused ({refused} not allowed); the"
+                " agent's CORS_ORIGINS setting lists the web origins that may call it",
+            },
+            status_code=response.status_code,
+            headers=headers,
+        )
+
+
+def swagger_page(openapi_url: str) -> HTMLResponse:
+    """Swagger UI from the vendored assets, started by a script file (no inline script, so
+    it runs under the CSP)."""
+    return HTMLResponse(
+        f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>AOI Inference Agent — API</title>
+<link rel="icon" href="{SWAGGER_ASSETS}/favicon-32x32.png">
+<link rel="stylesheet" href="{SWAGGER_ASSETS}/swagger-ui.css">
+</head><body>
+<div id="swagger-ui" data-openapi-url="{openapi_url}"></div>
+<script src="{SWAGGER_ASSETS}/swagger-ui-bundle.js"></script>
+<script src="/static/js/swagger_init.js"></script>
+</body></html>"""
+    )
+
+
+def download_root_aliases() -> APIRouter:
+    """The download routes at the PRD's root paths (`/download/...`, `/images/{id}/thumbnail`),
+    where signed links point; same endpoints and access rules, hidden from the schema.
+
+    Interim: the root aliases of every route (issue 6, section 1) supersede this.
+    """
+    aliases = APIRouter(include_in_schema=False)
+    for route in download.router.routes:
+        assert isinstance(route, APIRoute)
+        aliases.add_api_route(
+            route.path.removeprefix("/api"),
+            route.endpoint,
+            methods=sorted(route.methods or ()),
+            response_class=route.response_class,
+            dependencies=route.dependencies,
+            name=f"root_{route.name}",
+        )
+    return aliases
+
+
 async def _agent_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentError)
     if exc.status_code >= 500:
         logger.warning("request failed", extra={"path": request.url.path, "error": exc.detail})
-    return _error_response(exc.to_body(), exc.status_code)
+    return _error_response(exc.to_body(), exc.status_code, exc.headers or None)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
@@ -148,23 +257,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(RequestLogMiddleware)
-    app.add_middleware(RequestContextMiddleware)  # outermost: ids every log line
+    if settings.cors_origin_list:
+        app.add_middleware(
+            JsonCORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept"],
+            expose_headers=["Content-Disposition"],
+            max_age=600,
+        )
+    app.add_middleware(RequestContextMiddleware)  # ids every log line and every answer
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: even a JSON 500 gets them
+    install_security(app, settings)
     app.add_exception_handler(AgentError, _agent_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for module in (upload, query, download, health):
+    for module in (upload, query, download, health, keys):
         app.include_router(module.router, responses=VALIDATION_ERROR_RESPONSE)
+    app.include_router(download_root_aliases())
     register_web(app, settings)
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title="AOI Inference Agent — API",
-            swagger_js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{SWAGGER_ASSETS}/favicon-32x32.png",
-        )
+        return swagger_page(app.openapi_url or "/openapi.json")
 
     return app

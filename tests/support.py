@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import os
@@ -81,6 +82,7 @@ class AgentServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings.model_copy(update={"port": free_loopback_port()})
         self.url = f"http://127.0.0.1:{self.settings.port}"
+        self.api_key: str | None = None  # a key for tests of an agent that requires keys
         self._server = uvicorn.Server(
             uvicorn.Config(
                 create_app(self.settings),
@@ -139,3 +141,29 @@ def wait_until(predicate: Any, timeout_s: float = 60.0, interval_s: float = 0.2)
             return value
         time.sleep(interval_s)
     raise TimeoutError(f"condition not met within {timeout_s} s")
+
+
+def create_api_key(database_url: str, name: str, scope: str) -> str:
+    """Create an API key directly in the agent's database (as `aoi-agent keys create`
+    does); returns the key."""
+    import asyncio
+
+    from app.services.database.session import create_engine, create_session_factory, unit_of_work
+    from app.services.security.keys import KeyService, Scope
+    from app.services.security.repository import ApiKeyRepository
+
+    async def create() -> str:
+        engine = create_engine(
+            Settings(_env_file=None, db_pool_min_size=1),  # type: ignore[call-arg]
+            database_url,
+        )
+        try:
+            async with unit_of_work(create_session_factory(engine)) as session:
+                _, key = await KeyService(ApiKeyRepository(session)).create(name, Scope(scope))
+                return key
+        finally:
+            await engine.dispose()
+
+    # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, create()).result()

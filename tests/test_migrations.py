@@ -119,3 +119,22 @@ def test_each_step_downgrades_on_its_own(empty_database: str) -> None:
     assert "images" in tables(empty_database)
     upgrade_database(empty_database)
     assert "procrastinate_jobs" in tables(empty_database)
+
+
+def test_api_keys_table_and_its_downgrade(empty_database: str) -> None:
+    upgrade_database(empty_database)
+    assert columns(empty_database, "api_keys") == [
+        "id",
+        "name",
+        "prefix",
+        "key_hash",
+        "scope",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    downgrade_database(empty_database, "20261121_0002")
+    assert "api_keys" not in tables(empty_database)
+    assert "procrastinate_jobs" in tables(empty_database)
+    upgrade_database(empty_database)
+    assert "api_keys" in tables(empty_database)

@@ -8,11 +8,14 @@ from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import SessionDep
 from app.api.params import ClassName, EndDate, StartDate
+from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import responses
 from app.models.dashboard import DashboardSummary, DefectsPerDay, Heatmap
 from app.services.history.dashboard import BadDateRange, DashboardService, Period
 
-router = APIRouter(prefix="/api/dashboard", tags=["System"])
+router = APIRouter(
+    prefix="/api/dashboard", tags=["System"], dependencies=[MethodAccess], responses=AUTH_ERRORS
+)
 
 
 def get_dashboard_service(session: SessionDep) -> DashboardService:

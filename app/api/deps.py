@@ -42,8 +42,11 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
 def get_links(request: Request, settings: SettingsDep) -> Links:
-    """URL builder from PUBLIC_BASE_URL, or else the request's own base URL."""
-    return Links(settings.public_base_url or str(request.base_url))
+    """URL builder from PUBLIC_BASE_URL, or else the request's own base URL; download links
+    are signed when API keys are required."""
+    security = request.app.state.security
+    signer = security.links if security.required else None
+    return Links(settings.public_base_url or str(request.base_url), signer)
 
 
 LinksDep = Annotated[Links, Depends(get_links)]

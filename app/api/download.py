@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from app.api.deps import InspectionServiceDep, RuntimeDep, SessionDep
 from app.api.params import BatchId, ImgUniqueId
+from app.api.security import LINK_ERRORS, DownloadAccess
 from app.errors import (
     BatchNotFound,
     ImageNotFound,
@@ -19,7 +20,9 @@ from app.errors import (
 )
 from app.services.history import export
 
-router = APIRouter(prefix="/api", tags=["Download"])
+router = APIRouter(
+    prefix="/api", tags=["Download"], dependencies=[DownloadAccess], responses=LINK_ERRORS
+)
 
 _FILE_ERRORS = responses(ImageNotFound, ResultNotReady, StoredFileMissing)
 

@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.api.deps import QueryServiceDep, RuntimeDep
-from app.models.schemas import HealthStatus, Stats
+from app.api.security import AUTH_ERRORS, ReadAccess
+from app.models.schemas import HealthStatus, Liveness, Stats
 from app.services.system.health import check_health
 
 router = APIRouter(prefix="/api", tags=["System"])
@@ -27,7 +28,36 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
     )
 
 
-@router.get("/stats", response_model=Stats, summary="Totals over every inspection")
+@router.get(
+    "/health/live",
+    response_model=Liveness,
+    summary="Liveness: the agent process answers (no dependency checked)",
+)
+async def live() -> Liveness:
+    """Always `{"status": "ok"}` while the process serves requests; for orchestrators."""
+    return Liveness(status="ok")
+
+
+@router.get(
+    "/health/ready",
+    response_model=Liveness,
+    summary="Readiness: the agent can serve requests (its database answers)",
+    responses={503: {"model": Liveness, "description": "Not ready: the database is down."}},
+)
+async def ready(runtime: RuntimeDep) -> JSONResponse:
+    """`ok` when the database answers, else 503 `down`; for load balancers."""
+    report = await check_health(runtime)
+    ok = report.status != "down"
+    return JSONResponse({"status": "ok" if ok else "down"}, status_code=200 if ok else 503)
+
+
+@router.get(
+    "/stats",
+    response_model=Stats,
+    summary="Totals over every inspection",
+    dependencies=[ReadAccess],
+    responses=AUTH_ERRORS,
+)
 async def stats(queries: QueryServiceDep) -> Stats:
     """Images, defects by class, recent uploads and failures, mean processing times."""
     return await queries.stats()

@@ -19,6 +19,7 @@ from app.api.params import (
     RegionCount,
     StartDate,
 )
+from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import ImageNotFound, responses
 from app.models.schemas import (
     DefectClassOut,
@@ -29,7 +30,9 @@ from app.models.schemas import (
 )
 from app.services.database.repositories import DefectFilters, ImageFilters
 
-router = APIRouter(prefix="/api", tags=["Query"])
+router = APIRouter(
+    prefix="/api", tags=["Query"], dependencies=[MethodAccess], responses=AUTH_ERRORS
+)
 
 
 @router.get("/images", response_model=ImageList, summary="List inspected images")
@@ -104,7 +107,7 @@ async def query_defects(
 @router.delete(
     "/images/{img_unique_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    summary="Delete an inspection and its files",
+    summary="Delete an inspection and its files (admin)",
     responses=responses(ImageNotFound),
 )
 async def delete_image(img_unique_id: ImgUniqueId, service: InspectionServiceDep) -> Response:

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import InspectionServiceDep, LinksDep, QueryServiceDep, RuntimeDep
 from app.api.params import BatchId, ImgUniqueId
+from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import (
     BadImage,
     BadUploadRequest,
@@ -33,7 +34,9 @@ from app.models.schemas import (
 from app.services.history.queries import upload_response
 from app.services.inspection.receiver import discard, receive_files
 
-router = APIRouter(prefix="/api", tags=["Upload"])
+router = APIRouter(
+    prefix="/api", tags=["Upload"], dependencies=[MethodAccess], responses=AUTH_ERRORS
+)
 
 IncludeImages = Annotated[
     Literal["base64"] | None,

@@ -301,6 +301,12 @@ class HealthStatus(BaseModel):
     version: str
 
 
+class Liveness(BaseModel):
+    """A liveness or readiness answer: `ok`, or `down` (readiness, with 503)."""
+
+    status: Literal["ok", "down"] = Field(examples=["ok"])
+
+
 class ClassStats(BaseModel):
     """How often one defect class was found."""
 
@@ -324,3 +330,29 @@ class Stats(BaseModel):
     defects_by_class: list[ClassStats]
     recent_uploads: list[ImageSummary]
     recent_failures: list[BatchItem]
+
+
+class ApiKeyCreate(BaseModel):
+    """A new API key's name and scope."""
+
+    name: str = Field(
+        min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", examples=["line-3"]
+    )
+    scope: Literal["read", "write", "admin"] = Field(examples=["write"])
+
+
+class ApiKeyOut(BaseModel):
+    """An API key as listed: never the key itself, only its visible prefix."""
+
+    name: str = Field(examples=["line-3"])
+    prefix: str = Field(examples=["aoi_3f9c02ab"])
+    scope: Literal["read", "write", "admin"]
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    """A key just created, with the key itself: shown this once, store it now."""
+
+    key: str = Field(examples=["aoi_3f9c02ab_Jx0…"])

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from app.api import dashboard
 from app.config import Settings
 from app.errors import VALIDATION_ERROR_RESPONSE
-from app.web.pages import STATIC_DIR, build_router
+from app.web.pages import STATIC_DIR, SignInRequired, build_router, sign_in_redirect
 
 
 def register_web(app: FastAPI, settings: Settings) -> None:
@@ -21,3 +21,4 @@ def register_web(app: FastAPI, settings: Settings) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(dashboard.router, responses=VALIDATION_ERROR_RESPONSE)
     app.include_router(build_router(settings))
+    app.add_exception_handler(SignInRequired, sign_in_redirect)

@@ -5,13 +5,26 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from app.api.security import (
+    SESSION_COOKIE,
+    SecurityContext,
+    get_security,
+    own_origins,
+    session_principal,
+)
 from app.config import Settings
+from app.errors import AgentError
+from app.services.database.session import unit_of_work
+from app.services.security.access import Principal, check_same_origin
+from app.services.security.keys import KeyService
+from app.services.security.repository import ApiKeyRepository
 from app.services.system.health import agent_version
 
 APP_DIR = Path(__file__).resolve().parents[1]
@@ -65,37 +78,152 @@ def page_context(settings: Settings, page: str, **extra: Any) -> dict[str, Any]:
     }
 
 
+class SignInRequired(Exception):
+    """A page was asked for without a web session while API keys are required."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+def sign_in_redirect(request: Request, exc: Exception) -> RedirectResponse:
+    """The answer to SignInRequired: the sign-in page, coming back here afterwards."""
+    assert isinstance(exc, SignInRequired)
+    return RedirectResponse(f"/signin?next={quote(exc.next_path, safe='/')}", status_code=303)
+
+
+def safe_next(path: str | None) -> str:
+    """`path` when it is a path on this agent (not `//host` or a URL), else `/`."""
+    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/"
+    return path
+
+
+async def page_session(
+    request: Request, security: Annotated[SecurityContext, Depends(get_security)]
+) -> Principal | None:
+    """The web session of a page request (None when auth is off).
+
+    Raises:
+        SignInRequired: keys are required and there is no valid session.
+    """
+    if not security.required:
+        return None
+    principal = await session_principal(request, security)
+    if principal is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise SignInRequired(target)
+    request.state.principal = principal
+    return principal
+
+
 def build_router(settings: Settings) -> APIRouter:
     """The page routes, bound to the agent's settings (hidden from the OpenAPI schema)."""
     router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+    pages = APIRouter(dependencies=[Depends(page_session)])
 
-    def render(request: Request, template: str, page: str, **extra: Any) -> HTMLResponse:
-        return templates.TemplateResponse(request, template, page_context(settings, page, **extra))
+    def render(
+        request: Request, template: str, page: str, status_code: int = 200, **extra: Any
+    ) -> HTMLResponse:
+        principal = getattr(request.state, "principal", None)
+        context = page_context(
+            settings,
+            page,
+            auth_required=settings.auth_required,
+            session_hours=round(settings.session_ttl_s / 3600, 1),
+            signed_in_as=principal.key_name if principal else None,
+            **extra,
+        )
+        return templates.TemplateResponse(request, template, context, status_code=status_code)
 
-    @router.get("/")
+    @router.get("/signin")
+    async def signin_page(request: Request, next: str = "/") -> HTMLResponse:
+        """Paste an API key to use the web UI while keys are required."""
+        if not settings.auth_required:
+            return RedirectResponse(safe_next(next), status_code=303)  # type: ignore[return-value]
+        return render(request, "signin.html", "signin", next_path=safe_next(next))
+
+    @router.post("/signin")
+    async def signin(
+        request: Request,
+        key: Annotated[str, Form(max_length=200)] = "",
+        next: Annotated[str, Form(max_length=2000)] = "/",
+    ) -> HTMLResponse:
+        """Check the key; on success set the session cookie and go to `next`."""
+        security: SecurityContext = get_security(request)
+        try:
+            check_same_origin(
+                request.headers.get("origin"),
+                request.headers.get("referer"),
+                own_origins(request, settings),
+            )
+        except AgentError as exc:
+            return render(request, "signin.html", "signin", 403, error=exc.detail, next_path="/")
+        async with unit_of_work(request.app.state.runtime.sessions) as session:
+            identity = await KeyService(ApiKeyRepository(session)).authenticate(key.strip())
+        if identity is None:
+            return render(
+                request,
+                "signin.html",
+                "signin",
+                401,
+                error="That key is not valid (unknown, mistyped or revoked). Ask an admin for a"
+                " key: aoi-agent keys create --name NAME --scope write",
+                next_path=safe_next(next),
+            )
+        response = RedirectResponse(safe_next(next), status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            security.sessions.issue(identity.key_id),
+            max_age=settings.session_ttl_s,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https"
+            or (settings.public_base_url or "").startswith("https://"),
+            path="/",
+        )
+        return response  # type: ignore[return-value]
+
+    @router.post("/signout")
+    async def signout(request: Request) -> HTMLResponse:
+        """End the web session (clears the cookie)."""
+        try:
+            check_same_origin(
+                request.headers.get("origin"),
+                request.headers.get("referer"),
+                own_origins(request, settings),
+            )
+        except AgentError as exc:
+            return render(request, "signin.html", "signin", 403, error=exc.detail, next_path="/")
+        response = RedirectResponse("/signin", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+        return response  # type: ignore[return-value]
+
+    @pages.get("/")
     async def upload_page(request: Request) -> HTMLResponse:
         """Upload one image and see its result."""
         return render(request, "upload.html", "upload")
 
-    @router.get("/batch")
+    @pages.get("/batch")
     async def batch_page(request: Request) -> HTMLResponse:
         """Upload many images (or a folder) and follow the batch; `?batch=<id>` (repeatable)
         shows batches already sent."""
         return render(request, "batch.html", "batch")
 
-    @router.get("/history")
+    @pages.get("/history")
     async def history_page(request: Request) -> HTMLResponse:
         """Gallery of processed images with filters."""
         return render(request, "history.html", "history")
 
-    @router.get("/results/{img_unique_id}")
+    @pages.get("/results/{img_unique_id}")
     async def result_page(request: Request, img_unique_id: str) -> HTMLResponse:
         """The result viewer of one inspection."""
         return render(request, "viewer.html", "history", img_unique_id=img_unique_id)
 
-    @router.get("/dashboard")
+    @pages.get("/dashboard")
     async def dashboard_page(request: Request) -> HTMLResponse:
         """Charts over all inspections."""
         return render(request, "dashboard.html", "dashboard")
 
+    router.include_router(pages)
     return router

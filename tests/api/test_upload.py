@@ -38,7 +38,7 @@ def test_upload_deeppcb_image_stores_rows_and_files_that_agree(
     assert img_id[8] == "_"
     assert img_id[15] == "_"
     assert body["total_defects"] == sum(body["defect_classes"].values())
-    assert body["images"]["overlay"].endswith(f"/api/download/image/{img_id}/overlay")
+    assert body["images"]["overlay"].endswith(f"/download/image/{img_id}/overlay")
     assert body["result"]["image_shape"] == {"height": 640, "width": 640}
 
     db = agent.settings.database_url

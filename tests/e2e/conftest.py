@@ -1,6 +1,9 @@
 """Fixtures of the browser tests: Debian's Chromium driven by Playwright, headless, with a
 fresh profile; every request the pages make is recorded so a test can prove that nothing
-left the machine. Skips when /usr/bin/chromium or the playwright package is missing."""
+left the machine, and every Content-Security-Policy violation so a test can prove the UI
+works under the policy. The agent requires API keys (AUTH_MODE=required) and every page
+signs in through the sign-in page first. Skips when /usr/bin/chromium or the playwright
+package is missing."""
 
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support import REPO_ROOT
+from app.services.model_service.reference import ReferenceService
+from tests.conftest import agent_settings
+from tests.support import REPO_ROOT, AgentServer, create_api_key, serve_agent
 from tests.web.conftest import inspected, upload
 
 __all__ = ["inspected", "upload"]
@@ -69,12 +74,20 @@ class RecordedContext:
         self.context = context
         self.requests: list[str] = []
         self.page_errors: list[str] = []
+        self.csp_violations: list[str] = []
         context.on("request", lambda request: self.requests.append(request.url))
 
     def new_page(self) -> Page:
-        """A page whose uncaught JS errors are recorded."""
+        """A page whose uncaught JS errors and CSP violations are recorded."""
         page = self.context.new_page()
         page.on("pageerror", lambda error: self.page_errors.append(str(error)))
+        page.on(
+            "console",
+            lambda message: (
+                "Content Security Policy" in message.text
+                and self.csp_violations.append(message.text)
+            ),
+        )
         return page
 
     def external_requests(self) -> list[str]:
@@ -110,12 +123,39 @@ def browser(
     assert recorded.requests, "the browser made no request at all"
     assert recorded.external_requests() == []
     assert recorded.page_errors == []
+    assert recorded.csp_violations == []
+
+
+@pytest.fixture(scope="module")
+def agent(
+    tmp_path_factory: pytest.TempPathFactory,
+    database_url: str,
+    reference_service: ReferenceService,
+) -> Iterator[AgentServer]:
+    """The agent with API keys required; `agent.api_key` is an admin key."""
+    settings = agent_settings(
+        tmp_path_factory.mktemp("data"), database_url, reference_service.url, auth_mode="required"
+    )
+    with serve_agent(settings) as server:
+        server.api_key = create_api_key(database_url, "e2e-admin", "admin")
+        yield server
+
+
+def sign_in(page: Page, agent: AgentServer) -> None:
+    """Sign in through the sign-in page with the agent's admin key."""
+    page.goto(agent.url + "/")
+    assert "/signin" in page.url, "the UI did not ask to sign in"
+    page.fill("#api-key", agent.api_key or "")
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_url(agent.url + "/")
 
 
 @pytest.fixture
-def page(browser: RecordedContext) -> Page:
-    """A fresh page of the recorded browser."""
-    return browser.new_page()
+def page(browser: RecordedContext, agent: AgentServer) -> Page:
+    """A fresh page of the recorded browser, signed in."""
+    page = browser.new_page()
+    sign_in(page, agent)
+    return page
 
 
 def shoot(page: Page, folder: Path, name: str, **options: Any) -> Path:

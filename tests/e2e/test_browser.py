@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import TABLET, RecordedContext, shoot
+from tests.e2e.conftest import TABLET, RecordedContext, shoot, sign_in
 from tests.support import AgentServer, db_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.deeppcb]
@@ -295,6 +295,7 @@ def test_pages_fit_a_tablet(
     screenshot_dir: Path,
 ) -> None:
     page = browser.new_page()
+    sign_in(page, agent)
     page.set_viewport_size(TABLET)
     paths = {
         "upload": "/",

@@ -12,8 +12,11 @@ from tests.support import AgentServer
 
 
 def upload(agent: AgentServer, image: Path) -> dict[str, Any]:
-    """Inspect `image` through `POST /api/upload`; returns the answer."""
-    with httpx2.Client(base_url=agent.url, timeout=60) as c:
+    """Inspect `image` through `POST /api/upload` (with the agent's `api_key`, if it has
+    one: keys required); returns the answer."""
+    key = getattr(agent, "api_key", None)
+    headers = {"X-API-Key": key} if key else {}
+    with httpx2.Client(base_url=agent.url, timeout=60, headers=headers) as c:
         response = c.post("/api/upload", files={"image": (image.name, image.read_bytes())})
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()

@@ -41,28 +41,37 @@ from app.services.database.repositories import (
     InspectionRepository,
 )
 from app.services.inspection.workflow import InspectionOutcome
+from app.services.security.signing import LinkSigner
 
 
 @dataclass(frozen=True)
 class Links:
-    """Absolute URLs of the agent's resources, from the request's base URL."""
+    """Absolute URLs of the agent's resources, from the request's base URL.
+
+    Downloads use the PRD's root paths; with a `signer` (API keys required) they are
+    signed, expiring links that open without a key (a browser, an `<img>`, a line system).
+    """
 
     base_url: str
+    signer: LinkSigner | None = None
 
     def _url(self, path: str) -> str:
         return self.base_url.rstrip("/") + path
 
+    def _download_url(self, path: str) -> str:
+        return self._url(self.signer.sign(path) if self.signer else path)
+
     def download(self, img_unique_id: str, kind: str) -> str:
-        """`/api/download/image/{id}/{kind}`."""
-        return self._url(f"/api/download/image/{img_unique_id}/{kind}")
+        """`/download/image/{id}/{kind}` (signed when keys are required)."""
+        return self._download_url(f"/download/image/{img_unique_id}/{kind}")
 
     def json(self, img_unique_id: str) -> str:
-        """`/api/download/json/{id}`."""
-        return self._url(f"/api/download/json/{img_unique_id}")
+        """`/download/json/{id}` (signed when keys are required)."""
+        return self._download_url(f"/download/json/{img_unique_id}")
 
     def thumbnail(self, img_unique_id: str) -> str:
-        """`/api/images/{id}/thumbnail`."""
-        return self._url(f"/api/images/{img_unique_id}/thumbnail")
+        """`/images/{id}/thumbnail` (signed when keys are required)."""
+        return self._download_url(f"/images/{img_unique_id}/thumbnail")
 
     def viewer(self, img_unique_id: str) -> str:
         """The web page of one result."""
@@ -77,8 +86,8 @@ class Links:
         return self._url(f"/api/batches/{batch_id}")
 
     def batch_zip(self, batch_id: str) -> str:
-        """`/api/download/batch/{batch_id}`."""
-        return self._url(f"/api/download/batch/{batch_id}")
+        """`/download/batch/{batch_id}` (signed when keys are required)."""
+        return self._download_url(f"/download/batch/{batch_id}")
 
     def result_urls(self, img_unique_id: str) -> ResultImageUrls:
         """The three result image URLs."""

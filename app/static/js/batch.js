@@ -66,7 +66,7 @@ function drawRow(row) {
     <td class="filename small">${escapeHtml(row.name)}</td>
     <td class="small text-nowrap d-none d-md-table-cell">${row.size != null ? formatBytes(row.size) : ""}</td>
     <td><div class="progress" role="progressbar" aria-label="${escapeHtml(row.name)} progress" aria-valuenow="${pct}" aria-valuemin="0" aria-valuemax="100">
-      <div class="progress-bar ${barKind}${live ? " progress-bar-striped progress-bar-animated" : ""}" style="width:${pct}%"></div></div></td>
+      <div class="progress-bar ${barKind}${live ? " progress-bar-striped progress-bar-animated" : ""}" data-style="width:${pct}%"></div></div></td>
     <td><span class="badge status-badge ${badge}">${label}</span></td>
     <td>${result}</td>
     <td class="text-nowrap">${actions.join(" ")}</td>`;

@@ -54,6 +54,20 @@ export function escapeHtml(value) {
   })[c]);
 }
 
+/** The Content-Security-Policy refuses style attributes in markup, so generated markup
+ * carries `data-style="prop:value;…"` and this applies it through the CSSOM (allowed). */
+function applyDataStyles(node) {
+  if (node.nodeType !== Node.ELEMENT_NODE) return;
+  const found = node.matches("[data-style]") ? [node] : [];
+  for (const el of [...found, ...node.querySelectorAll("[data-style]")]) {
+    el.style.cssText = el.dataset.style;
+  }
+}
+
+new MutationObserver((records) => {
+  for (const record of records) record.addedNodes.forEach(applyDataStyles);
+}).observe(document.documentElement, { childList: true, subtree: true });
+
 /** An error answered by the API (`{"error", "detail"}`) or a network failure. */
 export class ApiError extends Error {
   constructor(message, status = 0, code = "network_error") {
@@ -92,6 +106,14 @@ export function messageFromBody(status, text) {
   }
 }
 
+/** When the agent requires keys and the session has ended (401), go to the sign-in page
+ * and come back here afterwards. */
+function signInAgainIf(status) {
+  if (status === 401 && document.body.dataset.auth === "required") {
+    location.assign(`/signin?next=${encodeURIComponent(location.pathname + location.search)}`);
+  }
+}
+
 /** fetch() that returns parsed JSON (or null for 204) and throws ApiError otherwise. */
 export async function api(url, options = {}) {
   let response;
@@ -101,6 +123,7 @@ export async function api(url, options = {}) {
     throw new ApiError("Cannot reach the agent: check that it is running and the network is up.");
   }
   const text = await response.text();
+  signInAgainIf(response.status);
   if (!response.ok) throw messageFromBody(response.status, text);
   if (response.status === 204 || !text) return null;
   try {
@@ -123,6 +146,7 @@ export function uploadWithProgress(url, formData, { onProgress, onSent } = {}) {
     });
     xhr.upload.addEventListener("load", () => onSent && onSent());
     xhr.addEventListener("load", () => {
+      signInAgainIf(xhr.status);
       if (xhr.status >= 200 && xhr.status < 300) {
         try {
           resolve(JSON.parse(xhr.responseText));
@@ -189,7 +213,7 @@ export function classBadges(counts, { empty = "no defects" } = {}) {
   return entries.map(([name, n]) => {
     const bg = classColor(name);
     return `<span class="badge class-badge" data-class="${escapeHtml(name)}"
-      style="background:${bg};color:${textColorOn(bg)}">${escapeHtml(name)}: ${n}</span>`;
+      data-style="background:${bg};color:${textColorOn(bg)}">${escapeHtml(name)}: ${n}</span>`;
   }).join(" ");
 }
 

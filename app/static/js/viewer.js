@@ -64,7 +64,7 @@ function compare(a, b) {
 
 function tooltipHtml(r) {
   const b = r.bounding_box;
-  return `<div class="fw-semibold"><span class="swatch" style="background:${r.color}"></span>
+  return `<div class="fw-semibold"><span class="swatch" data-style="background:${r.color}"></span>
       ${escapeHtml(r.class_name)} #${r.region_id}</div>
     <table class="tooltip-table">
       <tr><th>Area</th><td>${r.area_pixels} px</td></tr>
@@ -165,7 +165,7 @@ class ResultView {
             </div>
             <div class="d-flex flex-wrap gap-1 class-toggles" aria-label="Show classes">
               ${this.classes.map((c) => `<label class="btn btn-sm class-toggle active" data-class="${escapeHtml(c.class_name)}"
-                  style="--cls:${c.color};--cls-text:${textColorOn(c.color)}">
+                  data-style="--cls:${c.color};--cls-text:${textColorOn(c.color)}">
                 <input type="checkbox" class="visually-hidden" checked data-class-toggle="${escapeHtml(c.class_name)}">
                 ${escapeHtml(c.class_name)} (${c.total_regions})</label>`).join("")}
             </div>
@@ -190,7 +190,7 @@ class ResultView {
                 <thead><tr><th>Class</th><th class="text-end">Regions</th><th class="text-end">Area (px)</th><th class="text-end">Area %</th></tr></thead>
                 <tbody>
                 ${this.classes.length ? this.classes.map((c) => `<tr data-class="${escapeHtml(c.class_name)}">
-                  <td><span class="swatch" style="background:${c.color}"></span>${escapeHtml(c.class_name)}</td>
+                  <td><span class="swatch" data-style="background:${c.color}"></span>${escapeHtml(c.class_name)}</td>
                   <td class="text-end">${c.total_regions}</td>
                   <td class="text-end">${c.total_area_pixels}</td>
                   <td class="text-end">${totalArea ? ((100 * c.total_area_pixels) / totalArea).toFixed(1) : "0"}</td>
@@ -257,7 +257,7 @@ class ResultView {
         const muted = this.hidden.has(r.class_name) ? " hidden-class" : "";
         const sel = this.selected === r.key ? " table-primary selected" : "";
         return `<tr data-key="${escapeHtml(r.key)}" class="region-row${muted}${sel}" tabindex="0">
-          <td><span class="swatch" style="background:${r.color}"></span>${escapeHtml(r.class_name)}</td>
+          <td><span class="swatch" data-style="background:${r.color}"></span>${escapeHtml(r.class_name)}</td>
           <td>${r.region_id}</td>
           <td class="text-end">${r.area_pixels}</td>
           <td>${formatNumber(r.centroid.x, 1)}, ${formatNumber(r.centroid.y, 1)}</td>

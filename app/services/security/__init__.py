@@ -1,0 +1,1 @@
+"""Security: API keys and their scopes, signed download links, web sessions."""
