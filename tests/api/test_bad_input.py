@@ -208,6 +208,28 @@ CASES = [
     Case("wrong-method", "PUT", "/api/images", 405, "http_error"),
     Case("stats-post", "POST", "/api/stats", 405, "http_error"),
     Case("health-delete", "DELETE", "/api/health", 405, "http_error"),
+    Case("health-live-post", "POST", "/api/health/live", 405, "http_error"),
+    Case("health-ready-delete", "DELETE", "/api/health/ready", 405, "http_error"),
+    # -- key management ------------------------------------------------------------------
+    Case(
+        "key-create-bad-scope",
+        "POST",
+        "/api/keys",
+        422,
+        "invalid_request",
+        {"json": {"name": "line-3", "scope": "root"}},
+    ),
+    Case(
+        "key-create-nul-name",
+        "POST",
+        "/api/keys",
+        422,
+        "invalid_request",
+        {"json": {"name": "line\u00003", "scope": "read"}},
+    ),
+    Case("key-create-no-body", "POST", "/api/keys", 422, "invalid_request"),
+    Case("key-revoke-nul", "DELETE", f"/api/keys/a{NUL}b", 422, "invalid_request"),
+    Case("key-revoke-unknown", "DELETE", "/api/keys/no-such-key", 404, "key_not_found"),
     # -- uploads: not multipart, wrong field, bad files, hostile names ---------------------
     Case("upload-json-body", "POST", "/api/upload", 400, "bad_request", {"json": {"image": "x"}}),
     Case(
