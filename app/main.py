@@ -16,7 +16,8 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import download, health, query, upload
+from app.api import dashboard, download, health, query, upload
+from app.api.routing import MethodsMiddleware, include_api
 from app.config import Settings, get_settings
 from app.errors import AgentError, DatabaseUnavailable
 from app.runtime import agent_runtime
@@ -104,7 +105,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail
     if exc.status_code == 404 and detail == "Not Found":
-        detail = f"no such endpoint: {request.method} {request.url.path}; see /docs"
+        detail = (
+            f"no such endpoint: {request.method} {request.url.path}; the API answers at the"
+            " root (the PRD's paths, e.g. /upload, /images) and under /api; see /docs"
+        )
     return JSONResponse(
         {"error": "http_error", "detail": detail}, status_code=exc.status_code, headers=exc.headers
     )
@@ -127,20 +131,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=(
             "Sends PCB images from the AOI line to the defect-segmentation model service,"
             " keeps every input and result, and answers queries and downloads."
-            ' Errors are JSON `{"error": code, "detail": message}`.'
+            ' Errors are JSON `{"error": code, "detail": message}`.\n\n'
+            "Every path below also answers at the root without `/api`: these are the"
+            " customer's PRD paths (`POST /upload`, `POST /upload/batch`, `GET /images`,"
+            " `GET /images/{img_unique_id}/regions`, `GET /download/json/{img_unique_id}`,"
+            " `GET /query/defects`, `GET /health`, `GET /stats` …), aliases of the"
+            " operations documented here. GET operations also answer HEAD; every path"
+            " answers OPTIONS with its `Allow` header."
         ),
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
         docs_url=None,  # served below from vendored assets: the factory floor is offline
         redoc_url=None,
     )
+    app.add_middleware(MethodsMiddleware)
     app.add_middleware(RequestLogMiddleware)
     app.add_exception_handler(AgentError, _agent_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for module in (upload, query, download, health):
-        app.include_router(module.router)
+    for module in (upload, query, download, health, dashboard):
+        include_api(app, module.router)
     register_web(app, settings)
 
     @app.get("/docs", include_in_schema=False)

@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import SessionDep
+from app.api.routing import VALIDATION_ERROR
 from app.errors import responses
 from app.models.dashboard import DashboardSummary, DefectsPerDay, Heatmap
 from app.services.history.dashboard import BadDateRange, DashboardService, Period
 
-router = APIRouter(prefix="/api/dashboard", tags=["System"])
+router = APIRouter(prefix="/dashboard", tags=["System"], responses=VALIDATION_ERROR)
 
 StartDate = Annotated[date | None, Query(description="First day (UTC), inclusive: YYYY-MM-DD.")]
 EndDate = Annotated[date | None, Query(description="Last day (UTC), inclusive: YYYY-MM-DD.")]

@@ -9,7 +9,7 @@ from app.api.deps import QueryServiceDep, RuntimeDep
 from app.models.schemas import HealthStatus, Stats
 from app.services.system.health import check_health
 
-router = APIRouter(prefix="/api", tags=["System"])
+router = APIRouter(tags=["System"])
 
 
 @router.get(

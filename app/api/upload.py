@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from app.api.deps import InspectionServiceDep, LinksDep, QueryServiceDep, RuntimeDep
+from app.api.routing import VALIDATION_ERROR
 from app.errors import (
     BadImage,
     BadUploadRequest,
@@ -30,7 +31,7 @@ from app.models.schemas import (
 from app.services.history.queries import upload_response
 from app.services.inspection.receiver import discard, receive_files
 
-router = APIRouter(prefix="/api", tags=["Upload"])
+router = APIRouter(tags=["Upload"], responses=VALIDATION_ERROR)
 
 IncludeImages = Annotated[
     Literal["base64"] | None,
@@ -119,7 +120,9 @@ async def upload_batch(
 ) -> Any:
     """Upload up to MAX_BATCH_SIZE images (field `images`). Each usable file is stored,
     ledgered and queued; unusable ones are reported in `rejected`. Progress:
-    `GET /api/batches/{batch_id}`."""
+    `GET /api/batches/{batch_id}`. With `wait=true` (the PRD's FR4.2) the answer comes when
+    every image is done, with `results`: per accepted image, in upload order, the
+    single-upload answer or its error."""
     files = await receive_files(
         request,
         "images",
@@ -148,7 +151,8 @@ async def upload_batch(
         return accepted
     timeout_s = runtime.settings.segformer_timeout_s * max(1, len(acceptance.accepted))
     final = await queries.wait_for_batch(batch_id, timeout_s)
-    body = BatchUploadResult(**accepted.model_dump(), status=final)
+    results = await queries.batch_results(batch_id, service.read_analysis)
+    body = BatchUploadResult(**accepted.model_dump(), status=final, results=results)
     return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_200_OK)
 
 

@@ -10,7 +10,18 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, func, insert, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -46,6 +57,11 @@ class DefectFilters:
     min_area: int | None = None
     max_area: int | None = None
     img_unique_id: str | None = None
+
+
+def same_class_name(column: Any, name: str) -> ColumnElement[bool]:
+    """SQL: `column` is the defect class `name`, in any letter case (PI_Particle = pi_particle)."""
+    return func.lower(column) == func.lower(name)
 
 
 def day_start(day: date) -> datetime:
@@ -273,7 +289,7 @@ class ImageRepository:
                 exists().where(
                     and_(
                         DefectClass.img_unique_id == Image.img_unique_id,
-                        DefectClass.class_name == filters.class_name,
+                        same_class_name(DefectClass.class_name, filters.class_name),
                     )
                 )
             )
@@ -358,7 +374,7 @@ class ImageRepository:
         )
         conditions = []
         if filters.class_name:
-            conditions.append(DefectClass.class_name == filters.class_name)
+            conditions.append(same_class_name(DefectClass.class_name, filters.class_name))
         if filters.start_date:
             conditions.append(Image.timestamp >= day_start(filters.start_date))
         if filters.end_date:
