@@ -29,4 +29,7 @@ def test_openapi_groups_routes_by_tag_and_documents_errors(client: httpx2.Client
 def test_unknown_route_is_a_json_404(client: httpx2.Client) -> None:
     response = client.get("/api/nothing-here")
     assert response.status_code == 404
-    assert response.json()["detail"] == "no such endpoint: GET /api/nothing-here; see /docs"
+    assert response.json()["detail"] == (
+        "no such endpoint: GET /api/nothing-here; the API answers at the root (the PRD's"
+        " paths, e.g. /upload, /images) and under /api; see /docs"
+    )

@@ -37,7 +37,7 @@ ClassName = Annotated[
 DateRange = Annotated[
     str | None,
     Query(
-        max_length=22,
+        max_length=64,
         description="The PRD's form of the date filter: `YYYY-MM-DD..YYYY-MM-DD`, inclusive UTC"
         " days; either end may be left open (`2026-02-24..`). Use it or start_date/end_date"
         " (both together only when they agree).",
