@@ -9,9 +9,8 @@ from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import SessionDep
 from app.api.routing import VALIDATION_ERROR
-from app.errors import responses
 from app.models.dashboard import DashboardSummary, DefectsPerDay, Heatmap
-from app.services.history.dashboard import BadDateRange, DashboardService, Period
+from app.services.history.dashboard import DashboardService, Period
 
 router = APIRouter(prefix="/dashboard", tags=["System"], responses=VALIDATION_ERROR)
 
@@ -32,7 +31,6 @@ DashboardServiceDep = Annotated[DashboardService, Depends(get_dashboard_service)
     "/summary",
     response_model=DashboardSummary,
     summary="Totals and defects by class (with Pareto shares)",
-    responses=responses(BadDateRange),
 )
 async def summary(
     service: DashboardServiceDep, start_date: StartDate = None, end_date: EndDate = None
@@ -46,7 +44,6 @@ async def summary(
     "/defects-per-day",
     response_model=DefectsPerDay,
     summary="Images and defect regions per day",
-    responses=responses(BadDateRange),
 )
 async def defects_per_day(
     service: DashboardServiceDep,
@@ -63,7 +60,6 @@ async def defects_per_day(
     "/heatmap",
     response_model=Heatmap,
     summary="Where defects are: centroid counts over the image area",
-    responses=responses(BadDateRange),
 )
 async def heatmap(
     service: DashboardServiceDep,

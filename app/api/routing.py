@@ -26,7 +26,8 @@ API_PREFIX = "/api"
 VALIDATION_ERROR: dict[int | str, dict[str, Any]] = {
     422: {
         "model": ValidationErrorBody,
-        "description": "A parameter or the body is malformed; `errors` says which and why.",
+        "description": "A parameter or the body is malformed, or parameters contradict each"
+        " other; `detail` and `errors` say which and why.",
     }
 }
 """The real 422 body, documented instead of FastAPI's default (routers with parameters)."""

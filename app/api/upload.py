@@ -33,6 +33,8 @@ from app.services.inspection.receiver import discard, receive_files
 
 router = APIRouter(tags=["Upload"], responses=VALIDATION_ERROR)
 
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/tiff", "image/bmp")
+
 IncludeImages = Annotated[
     Literal["base64"] | None,
     Query(description="`base64` adds the three result PNGs to the answer, base64-encoded."),
@@ -40,18 +42,25 @@ IncludeImages = Annotated[
 
 
 def _multipart_body(field: str, many: bool) -> dict[str, Any]:
-    file_schema: dict[str, Any] = {"type": "string", "format": "binary"}
+    file_schema: dict[str, Any] = {
+        "type": "string",
+        "format": "binary",
+        "description": "A JPEG, PNG, TIFF or BMP image.",
+    }
     schema = {"type": "array", "items": file_schema} if many else file_schema
+    example = "curl -F images=@a.jpg -F images=@b.jpg" if many else "curl -F image=@board.jpg"
     return {
         "requestBody": {
             "required": True,
+            "description": f"multipart/form-data, e.g. `{example}`",
             "content": {
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
                         "required": [field],
                         "properties": {field: schema},
-                    }
+                    },
+                    "encoding": {field: {"contentType": ", ".join(IMAGE_MEDIA_TYPES)}},
                 }
             },
         }

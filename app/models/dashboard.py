@@ -80,7 +80,7 @@ class DefectsPerDay(BaseModel):
         {
             "start_date": "2026-02-25",
             "end_date": "2026-02-25",
-            "class_name": None,
+            "class_name": "PI_Particle",
             "days": [
                 {"day": "2026-02-25", "images": 12, "defects": 61, "by_class": {"PI_Particle": 40}}
             ],
@@ -104,8 +104,8 @@ class Heatmap(BaseModel):
         {
             "bins": 4,
             "class_name": "PI_Particle",
-            "start_date": None,
-            "end_date": None,
+            "start_date": "2026-02-01",
+            "end_date": "2026-02-25",
             "total_regions": 7,
             "max_count": 3,
             "counts": [[0, 1, 0, 0], [0, 3, 1, 0], [0, 0, 0, 0], [2, 0, 0, 0]],

@@ -158,7 +158,11 @@ class ValidationErrorBody(ErrorBody):
         }
     )
 
-    errors: list[dict[str, Any]] = Field(description="One entry per problem (pydantic's form).")
+    errors: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="One entry per problem (pydantic's form); empty when the problem is"
+        " between parameters (e.g. start_date after end_date).",
+    )
 
 
 class ResultImageUrls(BaseModel):
