@@ -12,7 +12,15 @@ import pytest
 from PIL import Image as PILImage
 
 from tests.conftest import agent_settings
-from tests.support import AgentServer, db_rows, make_image, serve_agent, wait_until
+from tests.support import (
+    AgentServer,
+    create_database,
+    db_rows,
+    drop_database,
+    make_image,
+    serve_agent,
+    wait_until,
+)
 
 
 def stored_files(data_dir: Path) -> list[Path]:
@@ -360,20 +368,6 @@ def test_model_service_down_gives_503_keeps_input_and_retry_succeeds(
         health = c.get("/api/health").json()
         assert health["status"] == "degraded"
         assert not health["model_service"]["ok"]
-        waited = c.post(
-            "/upload/batch",
-            params={"wait": "true"},
-            files=[("images", (image.name, image.read_bytes()))],
-        )
-        assert waited.status_code == 200, waited.text
-        (result,) = waited.json()["results"]
-        assert result["success"] is False
-        assert result["filename"] == image.name
-        # failed now, or (when batches wait out a model-service outage) still pending
-        assert result["error"] in {"model_service_unavailable", "not_finished"}, result
-        assert result["detail"]
-        if result["error"] == "model_service_unavailable":
-            assert result["retry_url"].endswith(f"/images/{result['img_unique_id']}/retry")
 
     live = dead.model_copy(update={"segformer_service_url": reference_service.url})  # type: ignore[attr-defined]
     with serve_agent(live) as server, httpx2.Client(base_url=server.url, timeout=60) as c:
@@ -388,3 +382,37 @@ def test_model_service_down_gives_503_keeps_input_and_retry_succeeds(
         again = c.post(f"/api/images/{img_id}/retry")
         assert again.status_code == 409
         assert again.json()["error"] == "not_retryable"
+
+
+def test_batch_wait_reports_each_failure_as_a_single_upload_would(
+    tmp_path: Path, postgres_server_url: str, migrated_template: str, deeppcb: list[Path]
+) -> None:
+    """The model service is made unreachable by pointing the agent at a closed port. The
+    agent has a database of its own, so no other test agent's worker takes its jobs."""
+    from app.services.model_service.reference import free_loopback_port
+
+    url = create_database(postgres_server_url, template=migrated_template)
+    dead = agent_settings(tmp_path, url, f"http://127.0.0.1:{free_loopback_port()}/")
+    boards = deeppcb[12:14]
+    try:
+        with serve_agent(dead) as server, httpx2.Client(base_url=server.url, timeout=120) as c:
+            single = c.post("/upload", files={"image": (boards[0].name, boards[0].read_bytes())})
+            assert single.status_code == 503
+            waited = c.post(
+                "/upload/batch",
+                params={"wait": "true"},
+                files=[("images", (p.name, p.read_bytes())) for p in boards],
+            )
+    finally:
+        drop_database(url)
+    assert waited.status_code == 200, waited.text
+    results = waited.json()["results"]
+    assert [r["filename"] for r in results] == [p.name for p in boards]
+    for result in results:
+        assert result["success"] is False
+        # failed now, or (when batches wait out a model-service outage) still pending
+        assert result["error"] in {single.json()["error"], "not_finished"}, result
+        if result["error"] != "not_finished":
+            assert result["status"] == "failed"
+            assert result["detail"] == single.json()["detail"]
+            assert result["retry_url"].endswith(f"/images/{result['img_unique_id']}/retry")
