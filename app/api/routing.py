@@ -96,7 +96,7 @@ class MethodsMiddleware:
             return
         method = scope["method"]
         if method == "OPTIONS" and not _is_cors_preflight(scope):
-            methods = allowed_methods(scope["app"], scope["path"])
+            methods = allowed_methods(scope["app"], _route_path(scope))
             if methods:
                 await send(
                     {
@@ -111,6 +111,13 @@ class MethodsMiddleware:
             scope = {**scope, "method": "GET", HEAD_REQUEST: True}
             send = _headers_only(send)
         await self.app(scope, receive, _full_allow_on_405(scope, send))
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the routes see: without the `root_path` a proxy may have put in front."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _is_cors_preflight(scope: Scope) -> bool:
@@ -135,7 +142,7 @@ def _headers_only(send: Send) -> Send:
 def _full_allow_on_405(scope: Scope, send: Send) -> Send:
     async def send_with_allow(message: Message) -> None:
         if message["type"] == "http.response.start" and message["status"] == 405:
-            methods = allowed_methods(scope["app"], scope["path"])
+            methods = allowed_methods(scope["app"], _route_path(scope))
             headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
             headers.append((b"allow", allow_header(methods).encode("latin-1")))
             message = {**message, "headers": headers}

@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx2
 import pytest
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
+from app.api.routing import include_api
 from app.main import create_app
 from tests.support import AgentServer
 
@@ -220,3 +222,25 @@ def test_options_of_an_unknown_path_is_404_and_wrong_method_lists_allow(
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, HEAD, DELETE, OPTIONS"
     assert response.json()["error"] == "http_error"
+
+
+def test_dependencies_of_a_router_and_of_its_inclusion_guard_both_copies() -> None:
+    """What a router carries (e.g. an API-key check) applies at the root and under /api."""
+
+    def on_router() -> None: ...
+
+    def on_include() -> None: ...
+
+    router = APIRouter(dependencies=[Depends(on_router)])
+
+    @router.get("/things/{thing_id}")
+    async def thing(thing_id: int) -> int:
+        return thing_id
+
+    app = FastAPI()
+    include_api(app, router, dependencies=[Depends(on_include)])
+    copies = [r for r in iter_route_contexts(app.routes) if r.path.endswith("/things/{thing_id}")]
+    assert sorted(r.path for r in copies) == ["/api/things/{thing_id}", "/things/{thing_id}"]
+    for copy in copies:
+        calls = {d.call for d in copy.dependant.dependencies}
+        assert {on_router, on_include} <= calls, copy.path
