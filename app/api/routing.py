@@ -45,9 +45,8 @@ def include_api(app: FastAPI, router: APIRouter, **options: Any) -> None:
     app.include_router(router, include_in_schema=False, **options)
 
 
-def allowed_methods(app: Any, path: str) -> set[str]:
-    """Every method some route of `app` answers at `path`, HEAD and OPTIONS included;
-    empty when no route has this path."""
+def route_methods(app: Any, path: str) -> set[str]:
+    """The methods the routes of `app` at `path` declare themselves (empty: no such path)."""
     methods: set[str] = set()
     for route in iter_route_contexts(app.routes):
         regex = getattr(route, "path_regex", None)
@@ -58,6 +57,13 @@ def allowed_methods(app: Any, path: str) -> set[str]:
             methods.update(("GET", "HEAD"))  # static files
         else:
             methods.update(route.methods or ())
+    return methods
+
+
+def allowed_methods(app: Any, path: str) -> set[str]:
+    """Every method some route of `app` answers at `path`, HEAD and OPTIONS included;
+    empty when no route has this path."""
+    methods = route_methods(app, path)
     if methods:
         if "GET" in methods:
             methods.add("HEAD")
@@ -79,7 +85,8 @@ def is_head_request(scope: Scope) -> bool:
 class MethodsMiddleware:
     """HEAD on every GET route, OPTIONS on every route, and a full `Allow` on 405.
 
-    - `HEAD`: routed as the GET (same dependencies, same checks) with the body dropped.
+    - `HEAD` on a route that does not answer it itself (FastAPI's do not; static files
+      do): routed as the GET (same dependencies, same checks) with the body dropped.
       Responses that would be costly to build (files, ZIPs) look at `is_head_request`
       and send headers only.
     - `OPTIONS` without CORS preflight headers: 204 with `Allow` listing the path's
@@ -107,7 +114,7 @@ class MethodsMiddleware:
                 )
                 await send({"type": "http.response.body", "body": b""})
                 return
-        if method == "HEAD":
+        if method == "HEAD" and "HEAD" not in route_methods(scope["app"], _route_path(scope)):
             scope = {**scope, "method": "GET", HEAD_REQUEST: True}
             send = _headers_only(send)
         await self.app(scope, receive, _full_allow_on_405(scope, send))
