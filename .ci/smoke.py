@@ -1,5 +1,6 @@
 """Smoke test of the README's first command: start `python run.py` with the defaults,
-check health, upload one DeepPCB image, download its overlay, stop with Ctrl-C."""
+check health, upload one DeepPCB image at the PRD's path, download its overlay, check that
+a second `run.py` on the same port refuses with one `error:` line, stop with Ctrl-C."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def main() -> int:
                 print(f"smoke: run.py exited with {agent.returncode}")
                 return 1
             try:
-                health = httpx2.get(f"{base}/api/health", timeout=2)
+                health = httpx2.get(f"{base}/health", timeout=2)
                 if health.status_code == 200 and health.json()["status"] == "ok":
                     break
             except httpx2.HTTPError:
@@ -44,13 +45,25 @@ def main() -> int:
                 return 1
             time.sleep(0.5)
         print(f"smoke: healthy after {time.monotonic() - started:.1f} s")
+        second = subprocess.run(
+            [sys.executable, "run.py"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        refusal = second.stderr.strip().splitlines()
+        if second.returncode != 1 or len(refusal) != 1 or not refusal[0].startswith("error:"):
+            print(f"smoke: a second run.py on port {PORT} did not refuse cleanly: {second}")
+            stop(agent, data_dir)
+            return 1
+        print(f"smoke: a second run.py on the same port says: {refusal[0]}")
         if not IMAGE.is_file():
             print(f"smoke: {IMAGE} missing; upload skipped")
             return stop(agent, data_dir)
         with IMAGE.open("rb") as fh:
-            upload = httpx2.post(
-                f"{base}/api/upload", files={"image": (IMAGE.name, fh)}, timeout=60
-            )
+            upload = httpx2.post(f"{base}/upload", files={"image": (IMAGE.name, fh)}, timeout=60)
         upload.raise_for_status()
         body = upload.json()
         overlay = httpx2.get(body["images"]["overlay"], timeout=30)

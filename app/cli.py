@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,21 +21,39 @@ cli = typer.Typer(add_completion=False, help="AOI Inference Agent command line."
 console = Console()
 
 
-def collect_images(paths: list[Path]) -> list[Path]:
+@dataclass
+class Selection:
+    """What `upload` will send: image files, and what it leaves out."""
+
+    images: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    """Files named on the command line that are not images (by extension)."""
+    ignored_in_folders: int = 0
+    """Other files found in the folders given (not reported one by one)."""
+
+
+def collect_images(paths: list[Path]) -> Selection:
     """Image files among `paths`, folders searched recursively, in name order, no repeats.
 
     Raises:
         typer.BadParameter: a path does not exist.
     """
     found: dict[Path, None] = {}
+    selection = Selection()
     for path in paths:
         if not path.exists():
             raise typer.BadParameter(f"{path} does not exist")
+        if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
+            selection.skipped.append(path)
+            continue
         candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
         for candidate in candidates:
             if candidate.is_file() and candidate.suffix.lower() in IMAGE_SUFFIXES:
                 found[candidate.resolve()] = None
-    return list(found)
+            elif candidate.is_file():
+                selection.ignored_in_folders += 1
+    selection.images = list(found)
+    return selection
 
 
 def _chunks(items: list[Path], size: int) -> Iterator[list[Path]]:
@@ -65,13 +84,28 @@ def upload(
         ),
     ] = None,
 ) -> None:
-    """Upload images as batches and follow their progress until every image is done."""
-    images = collect_images(paths)
+    """Upload images as batches and follow their progress until every image is done.
+
+    Prints each file it skipped and why, each batch's id and ZIP link. Exit status: 0 when
+    every image was inspected; 1 when any file was skipped or rejected, any inspection
+    failed or was unfinished at --timeout-s, or the agent could not be reached; 2 for bad
+    arguments.
+    """
+    selection = collect_images(paths)
+    for path in selection.skipped:
+        console.print(f"[yellow]skipped {path.name}: not a JPEG, PNG, TIFF or BMP file[/yellow]")
+    if selection.ignored_in_folders:
+        console.print(
+            f"left out {selection.ignored_in_folders} other file(s) found in the folders"
+            f" (not {', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    images = selection.images
     if not images:
         console.print("[red]no JPEG, PNG, TIFF or BMP files found[/red]")
         raise typer.Exit(2)
     batch_ids: list[str] = []
-    rejected = 0
+    zip_urls: dict[str, str] = {}
+    rejected = len(selection.skipped)
     headers = {"X-API-Key": api_key} if api_key else {}
     with httpx2.Client(base_url=url.rstrip("/"), timeout=300, headers=headers) as client:
         for chunk in _chunks(images, batch_size):
@@ -84,11 +118,20 @@ def upload(
                     raise typer.Exit(1) from exc
             if response.status_code >= 400:
                 console.print(f"[red]batch refused: {_error_text(response)}[/red]")
-                for item in response.json().get("rejected", []):
-                    console.print(f"  {item['filename']}: {item['detail']}")
+                refused = _rejected_files(response) or [
+                    {"filename": p.name, "detail": "refused with the batch"} for p in chunk
+                ]
+                for item in refused:
+                    rejected += 1
+                    console.print(f"[yellow]skipped {item['filename']}: {item['detail']}[/yellow]")
                 continue
             body = response.json()
             batch_ids.append(body["batch_id"])
+            zip_urls[body["batch_id"]] = body["zip_url"]
+            console.print(
+                f"batch {body['batch_id']}: {len(body['accepted'])} image(s) accepted,"
+                f" {len(body['rejected'])} rejected"
+            )
             for item in body["rejected"]:
                 rejected += 1
                 console.print(f"[yellow]skipped {item['filename']}: {item['detail']}[/yellow]")
@@ -97,11 +140,23 @@ def upload(
         summary = _follow(client, batch_ids, timeout_s)
     console.print(
         f"done: {summary['succeeded']} succeeded, {summary['failed']} failed,"
-        f" {rejected} rejected; batches: {', '.join(batch_ids)}"
+        f" {summary['pending']} unfinished, {rejected} skipped;"
+        f" batches: {', '.join(batch_ids)}"
     )
     for name, count in sorted(summary["defects"].items(), key=lambda kv: -kv[1]):
         console.print(f"  {name}: {count}")
-    raise typer.Exit(1 if summary["failed"] or summary["pending"] else 0)
+    for batch_id in batch_ids:
+        console.print(f"ZIP of {batch_id}: {zip_urls[batch_id]}", soft_wrap=True)
+    raise typer.Exit(1 if summary["failed"] or summary["pending"] or rejected else 0)
+
+
+def _rejected_files(response: httpx2.Response) -> list[dict[str, str]]:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return []
+    rejected = body.get("rejected") if isinstance(body, dict) else None
+    return list(rejected) if isinstance(rejected, list) else []
 
 
 def _follow(client: httpx2.Client, batch_ids: list[str], timeout_s: float) -> dict[str, Any]:

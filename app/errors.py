@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from app.models.schemas import ErrorBody
+from app.models.schemas import ErrorBody, ValidationErrorBody
 
 
 class AgentError(Exception):
@@ -128,7 +128,11 @@ class DatabaseUnavailable(AgentError):
 
 
 VALIDATION_ERROR_RESPONSE: dict[int | str, dict[str, Any]] = {
-    422: {"model": ErrorBody, "description": "A parameter is missing, malformed or out of range."}
+    422: {
+        "model": ValidationErrorBody,
+        "description": "A parameter or the body is missing, malformed or out of range, or"
+        " parameters contradict each other; `detail` and `errors` say which and why.",
+    }
 }
 """The 422 answer as it really is, for `include_router(responses=...)`."""
 

@@ -1,17 +1,22 @@
 """`python run.py`: everything the agent needs, started in order, stopped on Ctrl-C.
 
 1. settings from the environment and `.env`; logging; storage folders;
-2. the embedded PostgreSQL when DATABASE_URL is unset;
-3. Alembic migrations;
-4. the reference model service on a loopback port when SEGFORMER_SERVICE_URL is unset;
-5. the API (with the queue worker in-process) on HOST:PORT.
+2. the listening socket on HOST:PORT (so a busy port is reported before anything starts);
+3. the embedded PostgreSQL when DATABASE_URL is unset, else a first connection to it;
+4. Alembic migrations;
+5. the reference model service on a loopback port when SEGFORMER_SERVICE_URL is unset;
+6. the API (with the queue worker in-process); the "running at" line once it serves.
+
+A start-up problem prints one `error:` line on stderr saying what to do, and exit status 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import socket
 import sys
 from collections.abc import Iterator
 
@@ -21,6 +26,7 @@ from pydantic import ValidationError
 from app.config import Settings
 from app.services.database.embedded import EmbeddedPostgresError, start_embedded_postgres
 from app.services.database.migrations import upgrade_database
+from app.services.database.preflight import DatabaseNotReady, check_database
 from app.services.model_service.reference import ReferenceServiceError, start_reference_service
 from app.services.storage.local import Storage
 from app.utils.logging import configure_logging
@@ -30,6 +36,57 @@ logger = logging.getLogger("app.launcher")
 
 class StartupError(RuntimeError):
     """Something the agent needs is missing; the message says what to do."""
+
+
+# errno of "address in use" / "access denied" / "address not available", POSIX and Windows.
+_IN_USE = {errno.EADDRINUSE, 10048}
+_DENIED = {errno.EACCES, 10013}
+_NOT_HERE = {errno.EADDRNOTAVAIL, 10049}
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on `host`:`port`, for uvicorn to serve on.
+
+    Raises:
+        StartupError: the port is taken, not allowed, or `host` is not this machine's.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        code = exc.errno if exc.errno is not None else getattr(exc, "winerror", None)
+        if code in _IN_USE:
+            message = (
+                f"port {port} on {host} is already in use (is the agent already running?):"
+                f" stop the other program, or start on another port, e.g. PORT={port + 1}"
+            )
+        elif code in _DENIED:
+            message = (
+                f"not allowed to listen on {host}:{port}: choose a port from 1024 up"
+                " (PORT=8000), or run with the rights this port needs"
+            )
+        elif code in _NOT_HERE or isinstance(exc, socket.gaierror):
+            message = (
+                f"HOST={host} is not an address of this machine: use 127.0.0.1 (this machine"
+                " only) or 0.0.0.0 (every network interface)"
+            )
+        else:
+            message = f"cannot listen on {host}:{port} ({exc.strerror or exc}); check HOST and PORT"
+        raise StartupError(message) from exc
+
+
+class AgentServer(uvicorn.Server):
+    """uvicorn's server that prints the "running at" line only once it really serves."""
+
+    def __init__(self, config: uvicorn.Config, ready_line: str) -> None:
+        super().__init__(config)
+        self.ready_line = ready_line
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start as uvicorn does; then announce the address (not when startup failed)."""
+        await super().startup(sockets)
+        if not self.should_exit:
+            print(self.ready_line, flush=True)
 
 
 def use_selector_event_loop_on_windows() -> None:
@@ -56,6 +113,11 @@ def prepared(settings: Settings) -> Iterator[Settings]:
             stack.callback(embedded.stop)
             database_url = updates["database_url"] = embedded.database_url
             print(f"embedded PostgreSQL: data in {settings.resolved_data_dir / 'postgres'}")
+        else:
+            try:
+                check_database(database_url)
+            except DatabaseNotReady as exc:
+                raise StartupError(str(exc)) from exc
         try:
             upgrade_database(database_url)
         except Exception as exc:
@@ -151,19 +213,31 @@ def main() -> int:
     configure_logging(settings.log_level, settings.resolved_log_dir)
     Storage(settings).ensure_directories()
     try:
-        with prepared(settings) as ready:
+        with (
+            contextlib.closing(listen(settings.host, settings.port)) as sock,
+            prepared(settings) as ready,
+        ):
             from app.main import create_app
 
-            print(f"AOI Inference Agent: http://{ready.host}:{ready.port}/ (API docs at /docs)")
             print(auth_notice(ready))
-            uvicorn.run(
-                create_app(ready),
-                host=ready.host,
-                port=ready.port,
-                log_config=None,
-                log_level=ready.log_level.lower(),
-                timeout_graceful_shutdown=10,
+            server = AgentServer(
+                uvicorn.Config(
+                    create_app(ready),
+                    host=ready.host,
+                    port=ready.port,
+                    log_config=None,
+                    log_level=ready.log_level.lower(),
+                    timeout_graceful_shutdown=10,
+                ),
+                ready_line=f"AOI Inference Agent: http://{ready.host}:{sock.getsockname()[1]}/"
+                " (API docs at /docs)",
             )
+            server.run(sockets=[sock])
+            if not server.started:
+                raise StartupError(
+                    "the agent did not start; the reason is in"
+                    f" {ready.resolved_log_dir / 'error.log'}"
+                )
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

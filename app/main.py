@@ -8,21 +8,21 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import psycopg
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api import download, health, keys, query, upload
+from app.api import dashboard, download, health, keys, query, upload
 from app.api.middleware import RequestContextMiddleware, current_request_id
+from app.api.routing import MethodsMiddleware, include_api
 from app.api.security import install_security
 from app.config import Settings, get_settings
-from app.errors import VALIDATION_ERROR_RESPONSE, AgentError, DatabaseUnavailable
+from app.errors import AgentError, DatabaseUnavailable
 from app.runtime import agent_runtime
 from app.services.system.health import agent_version
 from app.utils.text import printable
@@ -168,26 +168,6 @@ def swagger_page(openapi_url: str) -> HTMLResponse:
     )
 
 
-def download_root_aliases() -> APIRouter:
-    """The download routes at the PRD's root paths (`/download/...`, `/images/{id}/thumbnail`),
-    where signed links point; same endpoints and access rules, hidden from the schema.
-
-    Interim: the root aliases of every route (issue 6, section 1) supersede this.
-    """
-    aliases = APIRouter(include_in_schema=False)
-    for route in download.router.routes:
-        assert isinstance(route, APIRoute)
-        aliases.add_api_route(
-            route.path.removeprefix("/api"),
-            route.endpoint,
-            methods=sorted(route.methods or ()),
-            response_class=route.response_class,
-            dependencies=route.dependencies,
-            name=f"root_{route.name}",
-        )
-    return aliases
-
-
 async def _agent_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentError)
     if exc.status_code >= 500:
@@ -225,7 +205,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail
     if exc.status_code == 404 and detail == "Not Found":
-        detail = f"no such endpoint: {request.method} {printable(request.url.path, 200)}; see /docs"
+        detail = (
+            f"no such endpoint: {request.method} {printable(request.url.path, 200)}; the API"
+            " answers at the root (the PRD's paths, e.g. /upload, /images) and under /api;"
+            " see /docs"
+        )
     return _error_response(
         {"error": "http_error", "detail": str(detail)}, exc.status_code, headers=exc.headers
     )
@@ -249,13 +233,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Sends PCB images from the AOI line to the defect-segmentation model service,"
             " keeps every input and result, and answers queries and downloads."
             ' Errors are JSON `{"error": code, "detail": message, "request_id": id}`;'
-            " every answer carries its `X-Request-ID`."
+            " every answer carries its `X-Request-ID`.\n\n"
+            "Every path below also answers at the root without `/api`: these are the"
+            " customer's PRD paths (`POST /upload`, `POST /upload/batch`, `GET /images`,"
+            " `GET /images/{img_unique_id}/regions`, `GET /download/json/{img_unique_id}`,"
+            " `GET /query/defects`, `GET /health`, `GET /stats` …), aliases of the"
+            " operations documented here. GET operations also answer HEAD; every path"
+            " answers OPTIONS with its `Allow` header."
         ),
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
         docs_url=None,  # served below from vendored assets: the factory floor is offline
         redoc_url=None,
     )
+    app.add_middleware(MethodsMiddleware)
     app.add_middleware(RequestLogMiddleware)
     if settings.cors_origin_list:
         app.add_middleware(
@@ -273,9 +264,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for module in (upload, query, download, health, keys):
-        app.include_router(module.router, responses=VALIDATION_ERROR_RESPONSE)
-    app.include_router(download_root_aliases())
+    for module in (upload, query, download, health, dashboard, keys):
+        include_api(app, module.router)
     register_web(app, settings)
 
     @app.get("/docs", include_in_schema=False)

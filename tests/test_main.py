@@ -29,4 +29,57 @@ def test_openapi_groups_routes_by_tag_and_documents_errors(client: httpx2.Client
 def test_unknown_route_is_a_json_404(client: httpx2.Client) -> None:
     response = client.get("/api/nothing-here")
     assert response.status_code == 404
-    assert response.json()["detail"] == "no such endpoint: GET /api/nothing-here; see /docs"
+    assert response.json()["detail"] == (
+        "no such endpoint: GET /api/nothing-here; the API answers at the root (the PRD's"
+        " paths, e.g. /upload, /images) and under /api; see /docs"
+    )
+
+
+def test_every_openapi_schema_has_an_example_that_is_valid(client: httpx2.Client) -> None:
+    from pydantic import BaseModel
+
+    from app.models import dashboard, schemas
+
+    spec = client.get("/openapi.json").json()
+    models = {
+        name: obj
+        for module in (schemas, dashboard)
+        for name, obj in vars(module).items()
+        if isinstance(obj, type) and issubclass(obj, BaseModel)
+    }
+    components = spec["components"]["schemas"]
+    assert "HTTPValidationError" not in components  # the real 422 body is documented
+    for name, schema in components.items():
+        assert schema.get("examples"), f"{name} has no example"
+        model = models[name.removesuffix("-Output").removesuffix("-Input")]
+        for example in schema["examples"]:
+            model.model_validate(example)
+
+
+def test_openapi_documents_media_types_and_the_real_422_body(client: httpx2.Client) -> None:
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+
+    def content(path: str, status: str = "200") -> set[str]:
+        return set(paths[path]["get"]["responses"][status]["content"])
+
+    assert content("/api/download/image/{img_unique_id}/{kind}") == {
+        "image/png",
+        "image/jpeg",
+        "image/tiff",
+        "image/bmp",
+    }
+    assert content("/api/download/json/{img_unique_id}") == {"application/json"}
+    assert content("/api/download/batch/{batch_id}") == {"application/zip"}
+    assert content("/api/images/{img_unique_id}/thumbnail") == {"image/jpeg"}
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            assert method != "head", path  # HEAD works but is not documented twice
+            if operation.get("parameters"):
+                body = operation["responses"]["422"]["content"]["application/json"]
+                assert body["schema"]["$ref"].endswith("/ValidationErrorBody"), path
+    real = client.get("/api/images", params={"limit": 0}).json()
+    assert set(real) >= {"error", "detail", "errors"}
+    assert paths["/api/upload"]["post"]["requestBody"]["content"]["multipart/form-data"][
+        "encoding"
+    ]["image"]["contentType"].startswith("image/jpeg")

@@ -9,12 +9,15 @@ from fastapi import APIRouter, Depends, Query
 from app.api.deps import SessionDep
 from app.api.params import ClassName, EndDate, StartDate
 from app.api.security import AUTH_ERRORS, MethodAccess
-from app.errors import responses
+from app.errors import VALIDATION_ERROR_RESPONSE
 from app.models.dashboard import DashboardSummary, DefectsPerDay, Heatmap
-from app.services.history.dashboard import BadDateRange, DashboardService, Period
+from app.services.history.dashboard import DashboardService, Period
 
 router = APIRouter(
-    prefix="/api/dashboard", tags=["System"], dependencies=[MethodAccess], responses=AUTH_ERRORS
+    prefix="/dashboard",
+    tags=["System"],
+    dependencies=[MethodAccess],
+    responses={**AUTH_ERRORS, **VALIDATION_ERROR_RESPONSE},
 )
 
 
@@ -30,7 +33,6 @@ DashboardServiceDep = Annotated[DashboardService, Depends(get_dashboard_service)
     "/summary",
     response_model=DashboardSummary,
     summary="Totals and defects by class (with Pareto shares)",
-    responses=responses(BadDateRange),
 )
 async def summary(
     service: DashboardServiceDep, start_date: StartDate = None, end_date: EndDate = None
@@ -44,7 +46,6 @@ async def summary(
     "/defects-per-day",
     response_model=DefectsPerDay,
     summary="Images and defect regions per day",
-    responses=responses(BadDateRange),
 )
 async def defects_per_day(
     service: DashboardServiceDep,
@@ -61,7 +62,6 @@ async def defects_per_day(
     "/heatmap",
     response_model=Heatmap,
     summary="Where defects are: centroid counts over the image area",
-    responses=responses(BadDateRange),
 )
 async def heatmap(
     service: DashboardServiceDep,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from app.api.deps import InspectionServiceDep, RuntimeDep, SessionDep
 from app.api.params import BatchId, ImgUniqueId
+from app.api.routing import is_head_request
 from app.api.security import LINK_ERRORS, DownloadAccess
 from app.errors import (
+    VALIDATION_ERROR_RESPONSE,
     BatchNotFound,
     ImageNotFound,
     InsufficientStorage,
@@ -21,14 +24,31 @@ from app.errors import (
 from app.services.history import export
 
 router = APIRouter(
-    prefix="/api", tags=["Download"], dependencies=[DownloadAccess], responses=LINK_ERRORS
+    tags=["Download"],
+    dependencies=[DownloadAccess],
+    responses={**LINK_ERRORS, **VALIDATION_ERROR_RESPONSE},
 )
 
 _FILE_ERRORS = responses(ImageNotFound, ResultNotReady, StoredFileMissing)
 
 
+def _binary(description: str, *media_types: str) -> dict[int | str, dict[str, Any]]:
+    """A documented 200 whose body is a file of one of `media_types`."""
+    content = {t: {"schema": {"type": "string", "format": "binary"}} for t in media_types}
+    return {200: {"description": description, "content": content}}
+
+
+class _DownloadResponse(FileResponse):
+    """A file answer; a HEAD request (routed as GET) gets the headers only, file unread."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if is_head_request(scope):
+            scope = {**scope, "method": "HEAD"}
+        await super().__call__(scope, receive, send)
+
+
 def _send(file: export.FileToSend, inline: bool = False) -> FileResponse:
-    return FileResponse(
+    return _DownloadResponse(
         file.path,
         media_type=file.media_type,
         filename=file.filename,
@@ -40,7 +60,16 @@ def _send(file: export.FileToSend, inline: bool = False) -> FileResponse:
     "/download/image/{img_unique_id}/{kind}",
     response_class=FileResponse,
     summary="Download the input or a result image",
-    responses=_FILE_ERRORS,
+    responses={
+        **_binary(
+            "The image: `input` as uploaded (JPEG, PNG, TIFF or BMP), the others PNG.",
+            "image/png",
+            "image/jpeg",
+            "image/tiff",
+            "image/bmp",
+        ),
+        **_FILE_ERRORS,
+    },
 )
 async def download_image(
     img_unique_id: ImgUniqueId,
@@ -57,7 +86,18 @@ async def download_image(
     "/download/json/{img_unique_id}",
     response_class=FileResponse,
     summary="Download the analysis JSON",
-    responses=_FILE_ERRORS,
+    responses={
+        200: {
+            "description": "The analysis JSON, as a file.",
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object"},
+                    "example": {"image_shape": [1792, 1792], "classes": {"...": "..."}},
+                }
+            },
+        },
+        **_FILE_ERRORS,
+    },
 )
 async def download_json(
     img_unique_id: ImgUniqueId, session: SessionDep, service: InspectionServiceDep
@@ -70,7 +110,11 @@ async def download_json(
     "/images/{img_unique_id}/thumbnail",
     response_class=FileResponse,
     summary="A small JPEG of an image, for galleries",
-    responses={**_FILE_ERRORS, **responses(InsufficientStorage)},
+    responses={
+        **_binary("The thumbnail.", "image/jpeg"),
+        **_FILE_ERRORS,
+        **responses(InsufficientStorage),
+    },
 )
 async def thumbnail(
     img_unique_id: ImgUniqueId,
@@ -93,18 +137,21 @@ async def thumbnail(
     response_class=StreamingResponse,
     summary="Download a whole batch as ZIP",
     responses={
-        200: {"content": {"application/zip": {}}, "description": "The ZIP, streamed."},
+        **_binary("The ZIP, streamed.", "application/zip"),
         **responses(BatchNotFound),
     },
 )
 async def download_batch(
-    batch_id: BatchId, session: SessionDep, runtime: RuntimeDep, service: InspectionServiceDep
-) -> StreamingResponse:
+    batch_id: BatchId,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    service: InspectionServiceDep,
+) -> Response:
     """Per image: input, combined, mask, overlay and analysis JSON; plus `summary.csv`.
-    Streamed while it is built."""
+    Streamed while it is built (so HEAD answers without a length)."""
     stream = await export.batch_zip(session, runtime.storage, service, batch_id)
-    return StreamingResponse(
-        stream,
-        media_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="{batch_id}.zip"'},
-    )
+    headers = {"Content-Disposition": f'attachment; filename="{batch_id}.zip"'}
+    if is_head_request(request.scope):
+        return Response(media_type="application/zip", headers=headers)
+    return StreamingResponse(stream, media_type="application/zip", headers=headers)

@@ -10,7 +10,7 @@ from app.api.security import AUTH_ERRORS, ReadAccess
 from app.models.schemas import HealthStatus, Liveness, Stats
 from app.services.system.health import check_health
 
-router = APIRouter(prefix="/api", tags=["System"])
+router = APIRouter(tags=["System"])
 
 
 @router.get(

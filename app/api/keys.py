@@ -8,13 +8,16 @@ from fastapi import APIRouter, Depends, Path, status
 
 from app.api.deps import SessionDep
 from app.api.security import AUTH_ERRORS, AdminAccess
-from app.errors import responses
+from app.errors import VALIDATION_ERROR_RESPONSE, responses
 from app.models.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from app.services.security.keys import BadKeyName, KeyNameTaken, KeyNotFound, KeyService, Scope
 from app.services.security.repository import ApiKeyRepository
 
 router = APIRouter(
-    prefix="/api/keys", tags=["Keys"], dependencies=[AdminAccess], responses=AUTH_ERRORS
+    prefix="/keys",
+    tags=["Keys"],
+    dependencies=[AdminAccess],
+    responses={**AUTH_ERRORS, **VALIDATION_ERROR_RESPONSE},
 )
 
 

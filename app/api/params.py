@@ -12,6 +12,7 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import Path, Query
+from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator
 
 INT4_MAX = 2**31 - 1
@@ -54,7 +55,8 @@ ClassName = Annotated[
         min_length=1,
         max_length=128,
         pattern=PLAIN_TEXT_PATTERN,
-        description="Defect class name (printable text, at most 128 characters).",
+        description="Defect class name, any case (`pi_particle` finds `PI_Particle`); printable"
+        " text, at most 128 characters.",
     ),
 ]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number.")]
@@ -84,3 +86,54 @@ RegionCount = Annotated[
     int | None, Query(ge=0, le=INT4_MAX, description="At least this many regions.")
 ]
 AreaPixels = Annotated[int | None, Query(ge=0, le=INT8_MAX)]
+
+
+DateRange = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        pattern=PLAIN_TEXT_PATTERN,
+        description="The PRD's form of the date filter: `YYYY-MM-DD..YYYY-MM-DD`, inclusive UTC"
+        " days; either end may be left open (`2026-02-24..`). Use it or start_date/end_date"
+        " (both together only when they agree).",
+        examples=["2026-02-24..2026-02-25"],
+    ),
+]
+_DATE_RANGE = re.compile(r"^(\d{4}-\d{2}-\d{2})?\.\.(\d{4}-\d{2}-\d{2})?$")
+
+
+def _date_range_problem(value: str, message: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", "date_range"), "msg": message, "input": value}]
+    )
+
+
+def resolve_dates(
+    date_range: str | None, start_date: date | None, end_date: date | None
+) -> tuple[date | None, date | None]:
+    """The (start, end) days asked for, from `date_range` and/or `start_date`/`end_date`.
+
+    Raises:
+        RequestValidationError: (422) `date_range` is malformed, reversed, or disagrees with
+            start_date/end_date.
+    """
+    if date_range is None:
+        return start_date, end_date
+    match = _DATE_RANGE.match(date_range)
+    if match is None or match.groups() == (None, None):
+        raise _date_range_problem(
+            date_range, "date_range must be YYYY-MM-DD..YYYY-MM-DD (e.g. 2026-02-24..2026-02-25)"
+        )
+    try:
+        first, last = (date.fromisoformat(g) if g else None for g in match.groups())
+    except ValueError as exc:
+        raise _date_range_problem(date_range, f"date_range has an impossible date: {exc}") from exc
+    if first and last and first > last:
+        raise _date_range_problem(date_range, f"date_range starts ({first}) after it ends ({last})")
+    for name, given, ranged in (("start_date", start_date, first), ("end_date", end_date, last)):
+        if given is not None and given != ranged:
+            raise _date_range_problem(
+                date_range,
+                f"date_range {date_range} disagrees with {name}={given}; give one or the other",
+            )
+    return first, last

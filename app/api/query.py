@@ -11,6 +11,7 @@ from app.api.params import (
     AreaPixels,
     BatchIdFilter,
     ClassName,
+    DateRange,
     EndDate,
     ImgUniqueId,
     ImgUniqueIdFilter,
@@ -18,9 +19,10 @@ from app.api.params import (
     Page,
     RegionCount,
     StartDate,
+    resolve_dates,
 )
 from app.api.security import AUTH_ERRORS, MethodAccess
-from app.errors import ImageNotFound, responses
+from app.errors import VALIDATION_ERROR_RESPONSE, ImageNotFound, responses
 from app.models.schemas import (
     DefectClassOut,
     DefectQueryResult,
@@ -31,7 +33,9 @@ from app.models.schemas import (
 from app.services.database.repositories import DefectFilters, ImageFilters
 
 router = APIRouter(
-    prefix="/api", tags=["Query"], dependencies=[MethodAccess], responses=AUTH_ERRORS
+    tags=["Query"],
+    dependencies=[MethodAccess],
+    responses={**AUTH_ERRORS, **VALIDATION_ERROR_RESPONSE},
 )
 
 
@@ -42,11 +46,13 @@ async def list_images(
     limit: Limit = 20,
     start_date: StartDate = None,
     end_date: EndDate = None,
+    date_range: DateRange = None,
     class_name: ClassName = None,
     batch_id: BatchIdFilter = None,
     min_defects: RegionCount = None,
 ) -> ImageList:
     """Stored inspections, newest first, with defect counts by class."""
+    start_date, end_date = resolve_dates(date_range, start_date, end_date)
     filters = ImageFilters(start_date, end_date, class_name, batch_id, min_defects)
     return await queries.list_images(filters, page, limit)
 
@@ -91,6 +97,7 @@ async def get_image_regions(img_unique_id: ImgUniqueId, queries: QueryServiceDep
 async def query_defects(
     queries: QueryServiceDep,
     class_name: ClassName = None,
+    date_range: DateRange = None,
     start_date: StartDate = None,
     end_date: EndDate = None,
     min_area: Annotated[AreaPixels, Query(description="Smallest area, pixels.")] = None,
@@ -99,7 +106,9 @@ async def query_defects(
     page: Page = 1,
     limit: Limit = 50,
 ) -> DefectQueryResult:
-    """Regions with their image and class, filtered by class, date and area."""
+    """Regions with their image and class, filtered by class, date (`date_range` as in the
+    PRD, or `start_date`/`end_date`) and area."""
+    start_date, end_date = resolve_dates(date_range, start_date, end_date)
     filters = DefectFilters(class_name, start_date, end_date, min_area, max_area, img_unique_id)
     return await queries.query_defects(filters, page, limit)
 

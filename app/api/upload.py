@@ -11,6 +11,7 @@ from app.api.deps import InspectionServiceDep, LinksDep, QueryServiceDep, Runtim
 from app.api.params import BatchId, ImgUniqueId
 from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import (
+    VALIDATION_ERROR_RESPONSE,
     BadImage,
     BadUploadRequest,
     BatchNotFound,
@@ -35,8 +36,12 @@ from app.services.history.queries import upload_response
 from app.services.inspection.receiver import discard, receive_files
 
 router = APIRouter(
-    prefix="/api", tags=["Upload"], dependencies=[MethodAccess], responses=AUTH_ERRORS
+    tags=["Upload"],
+    dependencies=[MethodAccess],
+    responses={**AUTH_ERRORS, **VALIDATION_ERROR_RESPONSE},
 )
+
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/tiff", "image/bmp")
 
 IncludeImages = Annotated[
     Literal["base64"] | None,
@@ -45,18 +50,25 @@ IncludeImages = Annotated[
 
 
 def _multipart_body(field: str, many: bool) -> dict[str, Any]:
-    file_schema: dict[str, Any] = {"type": "string", "format": "binary"}
+    file_schema: dict[str, Any] = {
+        "type": "string",
+        "format": "binary",
+        "description": "A JPEG, PNG, TIFF or BMP image.",
+    }
     schema = {"type": "array", "items": file_schema, "minItems": 1} if many else file_schema
+    example = "curl -F images=@a.jpg -F images=@b.jpg" if many else "curl -F image=@board.jpg"
     return {
         "requestBody": {
             "required": True,
+            "description": f"multipart/form-data, e.g. `{example}`",
             "content": {
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
                         "required": [field],
                         "properties": {field: schema},
-                    }
+                    },
+                    "encoding": {field: {"contentType": ", ".join(IMAGE_MEDIA_TYPES)}},
                 }
             },
         }
@@ -129,7 +141,9 @@ async def upload_batch(
 ) -> Any:
     """Upload up to MAX_BATCH_SIZE images (field `images`). Each usable file is stored,
     ledgered and queued; unusable ones are reported in `rejected`. Progress:
-    `GET /api/batches/{batch_id}`."""
+    `GET /api/batches/{batch_id}`. With `wait=true` (the PRD's FR4.2) the answer comes when
+    every image is done, with `results`: per accepted image, in upload order, the
+    single-upload answer or its error."""
     await service.ensure_disk_space()
     files = await receive_files(
         request,
@@ -160,7 +174,8 @@ async def upload_batch(
         return accepted
     timeout_s = runtime.settings.segformer_timeout_s * max(1, len(acceptance.accepted))
     final = await queries.wait_for_batch(batch_id, timeout_s)
-    body = BatchUploadResult(**accepted.model_dump(), status=final)
+    results = await queries.batch_results(batch_id, service.read_analysis)
+    body = BatchUploadResult(**accepted.model_dump(), status=final, results=results)
     return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_200_OK)
 
 

@@ -5,9 +5,122 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 ImageKind = Literal["input", "combined", "mask", "overlay"]
+
+# Examples shown in the OpenAPI document, after the PRD's "API Examples".
+EXAMPLE_ID = "20260225_103045_ABC123"
+EXAMPLE_BATCH_ID = "B_20260225_103045_ABC123"
+EXAMPLE_TIME = "2026-02-25T10:30:45Z"
+_BASE = "http://localhost:8000/api"
+EXAMPLE_URLS = {
+    "combined": f"{_BASE}/download/image/{EXAMPLE_ID}/combined",
+    "mask": f"{_BASE}/download/image/{EXAMPLE_ID}/mask",
+    "overlay": f"{_BASE}/download/image/{EXAMPLE_ID}/overlay",
+}
+EXAMPLE_CLASSES = {"PI_Particle": 5, "PR_Peeling": 1, "Copper_Nodule": 1}
+EXAMPLE_REGION = {
+    "region_unique_id": 1041,
+    "region_id": 1,
+    "centroid": {"x": 1655.9, "y": 1508.0},
+    "bounding_box": {"x": 1653, "y": 1506, "width": 7, "height": 5},
+    "area_pixels": 14,
+    "perimeter": 15.31,
+    "major_axis": 6.2,
+    "minor_axis": 4.2,
+    "circularity": 0.75,
+    "aspect_ratio": 1.47,
+}
+EXAMPLE_SUMMARY = {
+    "img_unique_id": EXAMPLE_ID,
+    "timestamp": EXAMPLE_TIME,
+    "image_height": 1792,
+    "image_width": 1792,
+    "processing_time_seconds": 2.34,
+    "total_defects": 7,
+    "defect_classes": EXAMPLE_CLASSES,
+    "input_image_path": f"uploads/20260225/{EXAMPLE_ID}_input.jpeg",
+    "batch_id": None,
+    "original_filename": "segformer_input.jpeg",
+    "thumbnail_url": f"{_BASE}/images/{EXAMPLE_ID}/thumbnail",
+    "viewer_url": f"http://localhost:8000/results/{EXAMPLE_ID}",
+}
+EXAMPLE_CLASS_ROW = {
+    "class_unique_id": 311,
+    "class_id": 1,
+    "class_name": "PI_Particle",
+    "total_regions": 5,
+    "total_area_pixels": 88,
+}
+EXAMPLE_UPLOAD = {
+    "success": True,
+    "img_unique_id": EXAMPLE_ID,
+    "timestamp": EXAMPLE_TIME,
+    "processing_time_seconds": 2.34,
+    "total_defects": 7,
+    "defect_classes": EXAMPLE_CLASSES,
+    "images": EXAMPLE_URLS,
+    "input_url": f"{_BASE}/download/image/{EXAMPLE_ID}/input",
+    "json_url": f"{_BASE}/download/json/{EXAMPLE_ID}",
+    "viewer_url": f"http://localhost:8000/results/{EXAMPLE_ID}",
+    "result": {"image_shape": [1792, 1792], "total_defects": 7, "classes": {"...": "..."}},
+    "images_base64": None,
+    "model_service_seconds": 2.41,
+    "agent_total_seconds": 2.52,
+}
+EXAMPLE_BATCH_ITEM = {
+    "img_unique_id": EXAMPLE_ID,
+    "filename": "board_017.jpg",
+    "status": "succeeded",
+    "attempts": 1,
+    "error": None,
+    "total_defects": 7,
+    "defect_classes": EXAMPLE_CLASSES,
+    "processing_time_seconds": 2.34,
+    "agent_total_seconds": 2.61,
+    "viewer_url": f"http://localhost:8000/results/{EXAMPLE_ID}",
+    "overlay_url": EXAMPLE_URLS["overlay"],
+    "retry_url": None,
+}
+EXAMPLE_REJECTED = {
+    "filename": "notes.txt",
+    "error": "unsupported_media_type",
+    "detail": "'notes.txt' is not a JPEG, PNG, TIFF or BMP image (it starts with 'hello')",
+}
+EXAMPLE_BATCH_STATUS = {
+    "batch_id": EXAMPLE_BATCH_ID,
+    "created_at": EXAMPLE_TIME,
+    "total": 1,
+    "succeeded": 1,
+    "failed": 0,
+    "pending": 0,
+    "processing": 0,
+    "done": True,
+    "rejected_files": 1,
+    "defects_by_class": EXAMPLE_CLASSES,
+    "zip_url": f"{_BASE}/download/batch/{EXAMPLE_BATCH_ID}",
+    "items": [EXAMPLE_BATCH_ITEM],
+}
+EXAMPLE_DEFECT_ROW = {
+    **EXAMPLE_REGION,
+    "img_unique_id": EXAMPLE_ID,
+    "timestamp": EXAMPLE_TIME,
+    "class_name": "PI_Particle",
+    "class_id": 1,
+}
+EXAMPLE_BATCH_ACCEPTED = {
+    "batch_id": EXAMPLE_BATCH_ID,
+    "status_url": f"{_BASE}/batches/{EXAMPLE_BATCH_ID}",
+    "zip_url": f"{_BASE}/download/batch/{EXAMPLE_BATCH_ID}",
+    "total": 1,
+    "accepted": [{"filename": "board_017.jpg", "img_unique_id": EXAMPLE_ID}],
+    "rejected": [EXAMPLE_REJECTED],
+}
+
+
+def _example(example: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [example]})
 
 
 class FieldProblem(BaseModel):
@@ -23,6 +136,13 @@ class ErrorBody(BaseModel):
     request's id (also in the `X-Request-ID` header; the agent's logs carry the same id).
     Some errors add fields: `errors` (422), `img_unique_id` and `retry_url` (an upload
     whose inference failed: its input was kept), `rejected` (a batch with no usable file)."""
+
+    model_config = _example(
+        {
+            "error": "unsupported_media_type",
+            "detail": "'notes.png' is not a JPEG, PNG, TIFF or BMP image (it starts with 'hello')",
+        }
+    )
 
     error: str = Field(examples=["unsupported_media_type"])
     detail: str = Field(
@@ -43,8 +163,30 @@ class ErrorBody(BaseModel):
     )
 
 
+class ValidationErrorBody(ErrorBody):
+    """A 422 answer: a parameter or the body is malformed; `errors` lists each problem."""
+
+    model_config = _example(
+        {
+            "error": "invalid_request",
+            "detail": "limit: Input should be less than or equal to 100",
+            "errors": [
+                {
+                    "type": "less_than_equal",
+                    "loc": ["query", "limit"],
+                    "msg": "Input should be less than or equal to 100",
+                    "input": "101",
+                    "ctx": {"le": 100},
+                }
+            ],
+        }
+    )
+
+
 class ResultImageUrls(BaseModel):
     """Download URLs of the three result images."""
+
+    model_config = _example(EXAMPLE_URLS)
 
     combined: str
     mask: str
@@ -54,18 +196,31 @@ class ResultImageUrls(BaseModel):
 class ResultImagesBase64(BaseModel):
     """The three result PNGs, base64-encoded (only with `?include_images=base64`)."""
 
+    model_config = _example(
+        {"combined": "iVBORw0KGgoAAAANSUhEUg...", "mask": "iVBORw0KGgo...", "overlay": "iVBO..."}
+    )
+
     combined: str
     mask: str
     overlay: str
 
 
 class UploadResponse(BaseModel):
-    """The answer to a successful single-image inspection (the PRD's example, plus `result`)."""
+    """The answer to a successful single-image inspection (the PRD's example, plus `result`).
+
+    `processing_time_seconds` is the model service's own inference time (as in the PRD and
+    the `images` table); `model_service_seconds` the agent's round trip to it and
+    `agent_total_seconds` the agent's whole pipeline for this image.
+    """
+
+    model_config = _example(EXAMPLE_UPLOAD)
 
     success: bool = True
     img_unique_id: str = Field(examples=["20260225_103045_ABC123"])
     timestamp: datetime
-    processing_time_seconds: float = Field(description="Model inference time, seconds.")
+    processing_time_seconds: float = Field(
+        description="The model service's inference time, seconds (as the PRD defines it)."
+    )
     total_defects: int
     defect_classes: dict[str, int] = Field(examples=[{"spurious_copper": 2, "pin_hole": 1}])
     images: ResultImageUrls
@@ -75,15 +230,18 @@ class UploadResponse(BaseModel):
     result: dict[str, Any] = Field(description="The model service's analysis JSON, as stored.")
     images_base64: ResultImagesBase64 | None = None
     model_service_seconds: float | None = Field(
-        default=None, description="Round trip to the model service, seconds."
+        default=None, description="The agent's round trip to the model service, seconds."
     )
-    total_seconds: float | None = Field(
-        default=None, description="The agent's whole pipeline for this image, seconds."
+    agent_total_seconds: float | None = Field(
+        default=None,
+        description="The agent's whole pipeline for this image (accept, infer, store), seconds.",
     )
 
 
 class RejectedFile(BaseModel):
     """A file of a batch that was not accepted, and why."""
+
+    model_config = _example(EXAMPLE_REJECTED)
 
     filename: str
     error: str
@@ -93,12 +251,16 @@ class RejectedFile(BaseModel):
 class AcceptedFile(BaseModel):
     """A file of a batch that was stored and queued."""
 
+    model_config = _example({"filename": "board_017.jpg", "img_unique_id": EXAMPLE_ID})
+
     filename: str
     img_unique_id: str
 
 
 class BatchItem(BaseModel):
-    """One image of a batch and where it stands."""
+    """One image of a batch and where it stands (timings in seconds, as in `UploadResponse`)."""
+
+    model_config = _example(EXAMPLE_BATCH_ITEM)
 
     img_unique_id: str
     filename: str
@@ -107,7 +269,12 @@ class BatchItem(BaseModel):
     error: str | None = None
     total_defects: int | None = None
     defect_classes: dict[str, int] | None = None
-    processing_time_seconds: float | None = None
+    processing_time_seconds: float | None = Field(
+        default=None, description="The model service's inference time, seconds."
+    )
+    agent_total_seconds: float | None = Field(
+        default=None, description="The agent's whole pipeline for this image, seconds."
+    )
     viewer_url: str
     overlay_url: str | None = None
     retry_url: str | None = None
@@ -115,6 +282,8 @@ class BatchItem(BaseModel):
 
 class BatchStatus(BaseModel):
     """Progress of a batch: counts by status and one item per accepted image."""
+
+    model_config = _example(EXAMPLE_BATCH_STATUS)
 
     batch_id: str
     created_at: datetime
@@ -133,6 +302,8 @@ class BatchStatus(BaseModel):
 class BatchAccepted(BaseModel):
     """The answer to a batch upload: what was accepted and queued, what was rejected."""
 
+    model_config = _example(EXAMPLE_BATCH_ACCEPTED)
+
     batch_id: str
     status_url: str
     zip_url: str
@@ -141,20 +312,70 @@ class BatchAccepted(BaseModel):
     rejected: list[RejectedFile]
 
 
+class BatchImageSucceeded(UploadResponse):
+    """One inspected image of a batch: the single-upload answer plus its file name."""
+
+    model_config = _example({**EXAMPLE_UPLOAD, "filename": "board_017.jpg"})
+
+    success: Literal[True] = True
+    filename: str
+
+
+class BatchImageFailed(BaseModel):
+    """One image of a batch without a result: its error as a single upload would give it
+    (`error`, `detail`), or `not_finished` when the wait ended first."""
+
+    model_config = _example(
+        {
+            "success": False,
+            "filename": "board_018.jpg",
+            "img_unique_id": "20260225_103045_DEF456",
+            "status": "failed",
+            "error": "model_service_unavailable",
+            "detail": "the model service at http://140.96.77.124:8080/ did not answer",
+            "retry_url": "http://localhost:8000/api/images/20260225_103045_DEF456/retry",
+        }
+    )
+
+    success: Literal[False] = False
+    filename: str
+    img_unique_id: str
+    status: Literal["pending", "processing", "failed"]
+    error: str
+    detail: str
+    retry_url: str | None = None
+
+
 class BatchUploadResult(BatchAccepted):
-    """The answer to `?wait=true`: the acceptance plus the final status of every image."""
+    """The answer to `?wait=true` (the PRD's FR4.2): the acceptance, the batch summary
+    (`status`) and `results`, one per accepted image in upload order."""
+
+    model_config = _example(
+        {
+            **EXAMPLE_BATCH_ACCEPTED,
+            "status": EXAMPLE_BATCH_STATUS,
+            "results": [{**EXAMPLE_UPLOAD, "filename": "board_017.jpg"}],
+        }
+    )
 
     status: BatchStatus
+    results: list[BatchImageSucceeded | BatchImageFailed] = Field(
+        description="Per accepted image, in upload order: the single-upload answer, or its error."
+    )
 
 
 class ImageSummary(BaseModel):
     """One inspected image in a listing."""
 
+    model_config = _example(EXAMPLE_SUMMARY)
+
     img_unique_id: str
     timestamp: datetime
     image_height: int
     image_width: int
-    processing_time_seconds: float
+    processing_time_seconds: float = Field(
+        description="The model service's inference time, seconds."
+    )
     total_defects: int
     defect_classes: dict[str, int]
     input_image_path: str
@@ -167,6 +388,8 @@ class ImageSummary(BaseModel):
 class ImageList(BaseModel):
     """A page of inspected images, newest first."""
 
+    model_config = _example({"total": 145, "page": 1, "limit": 10, "images": [EXAMPLE_SUMMARY]})
+
     total: int
     page: int
     limit: int
@@ -175,6 +398,8 @@ class ImageList(BaseModel):
 
 class DefectClassOut(BaseModel):
     """One defect class found in an image."""
+
+    model_config = _example(EXAMPLE_CLASS_ROW)
 
     class_unique_id: int
     class_id: int
@@ -185,6 +410,19 @@ class DefectClassOut(BaseModel):
 
 class ImageDetail(ImageSummary):
     """One inspected image with its classes, stored paths and download URLs."""
+
+    model_config = _example(
+        {
+            **EXAMPLE_SUMMARY,
+            "result_image_1_path": f"results/20260225/{EXAMPLE_ID}/combined.png",
+            "result_image_2_path": f"results/20260225/{EXAMPLE_ID}/mask.png",
+            "result_image_3_path": f"results/20260225/{EXAMPLE_ID}/overlay.png",
+            "classes": [EXAMPLE_CLASS_ROW],
+            "images": EXAMPLE_URLS,
+            "input_url": EXAMPLE_UPLOAD["input_url"],
+            "json_url": EXAMPLE_UPLOAD["json_url"],
+        }
+    )
 
     result_image_1_path: str | None
     result_image_2_path: str | None
@@ -198,12 +436,16 @@ class ImageDetail(ImageSummary):
 class PointOut(BaseModel):
     """A position in pixels."""
 
+    model_config = _example({"x": 1655.9, "y": 1508.0})
+
     x: float
     y: float
 
 
 class BoundingBoxOut(BaseModel):
     """Top-left corner and size, in pixels."""
+
+    model_config = _example({"x": 1653, "y": 1506, "width": 7, "height": 5})
 
     x: int
     y: int
@@ -213,6 +455,8 @@ class BoundingBoxOut(BaseModel):
 
 class RegionOut(BaseModel):
     """One defect region: geometry in pixels, shape descriptors unitless."""
+
+    model_config = _example(EXAMPLE_REGION)
 
     region_unique_id: int
     region_id: int
@@ -229,6 +473,16 @@ class RegionOut(BaseModel):
 class ClassRegions(BaseModel):
     """The regions of one defect class."""
 
+    model_config = _example(
+        {
+            "class_name": "PI_Particle",
+            "class_id": 1,
+            "total_regions": 1,
+            "total_area_pixels": 14,
+            "regions": [EXAMPLE_REGION],
+        }
+    )
+
     class_name: str
     class_id: int
     total_regions: int
@@ -238,6 +492,24 @@ class ClassRegions(BaseModel):
 
 class ImageRegions(BaseModel):
     """All regions of an image grouped by class (the PRD's example)."""
+
+    model_config = _example(
+        {
+            "img_unique_id": EXAMPLE_ID,
+            "image_height": 1792,
+            "image_width": 1792,
+            "total_regions": 1,
+            "classes": [
+                {
+                    "class_name": "PI_Particle",
+                    "class_id": 1,
+                    "total_regions": 1,
+                    "total_area_pixels": 14,
+                    "regions": [EXAMPLE_REGION],
+                }
+            ],
+        }
+    )
 
     img_unique_id: str
     image_height: int
@@ -249,6 +521,8 @@ class ImageRegions(BaseModel):
 class DefectRow(RegionOut):
     """A region found by `/api/query/defects`, with its image and class."""
 
+    model_config = _example(EXAMPLE_DEFECT_ROW)
+
     img_unique_id: str
     timestamp: datetime
     class_name: str
@@ -257,6 +531,8 @@ class DefectRow(RegionOut):
 
 class DefectQueryResult(BaseModel):
     """A page of defect regions."""
+
+    model_config = _example({"total": 1, "page": 1, "limit": 50, "regions": [EXAMPLE_DEFECT_ROW]})
 
     total: int
     page: int
@@ -267,6 +543,8 @@ class DefectQueryResult(BaseModel):
 class ComponentHealth(BaseModel):
     """Whether one dependency answers."""
 
+    model_config = _example({"ok": True, "detail": None})
+
     ok: bool
     detail: str | None = None
 
@@ -274,11 +552,22 @@ class ComponentHealth(BaseModel):
 class ModelServiceHealth(ComponentHealth):
     """The model service and where it is."""
 
+    model_config = _example({"ok": True, "detail": None, "url": "http://140.96.77.124:8080/"})
+
     url: str
 
 
 class DiskHealth(BaseModel):
     """Free space where the agent keeps its files, in bytes."""
+
+    model_config = _example(
+        {
+            "path": "/srv/aoi/data",
+            "free_bytes": 412316860416,
+            "total_bytes": 999653638144,
+            "ok": True,
+        }
+    )
 
     path: str
     free_bytes: int
@@ -293,6 +582,21 @@ class DiskHealth(BaseModel):
 
 class HealthStatus(BaseModel):
     """`ok` when every part answers, `degraded` when the model service does not, else `down`."""
+
+    model_config = _example(
+        {
+            "status": "ok",
+            "database": {"ok": True, "detail": None},
+            "model_service": {"ok": True, "detail": None, "url": "http://140.96.77.124:8080/"},
+            "disk": {
+                "path": "/srv/aoi/data",
+                "free_bytes": 412316860416,
+                "total_bytes": 999653638144,
+                "ok": True,
+            },
+            "version": "0.1.0",
+        }
+    )
 
     status: Literal["ok", "degraded", "down"]
     database: ComponentHealth
@@ -310,6 +614,10 @@ class Liveness(BaseModel):
 class ClassStats(BaseModel):
     """How often one defect class was found."""
 
+    model_config = _example(
+        {"class_name": "PI_Particle", "images": 96, "regions": 412, "total_area_pixels": 7311}
+    )
+
     class_name: str
     images: int
     regions: int
@@ -317,16 +625,45 @@ class ClassStats(BaseModel):
 
 
 class Stats(BaseModel):
-    """Totals over every inspection."""
+    """Totals over every inspection; times in seconds, as in `UploadResponse`."""
+
+    model_config = _example(
+        {
+            "total_images": 145,
+            "total_defects": 1015,
+            "inspections_failed": 2,
+            "inspections_pending": 0,
+            "total_batches": 6,
+            "mean_processing_time_seconds": 2.31,
+            "mean_model_service_seconds": 2.4,
+            "mean_agent_total_seconds": 2.5,
+            "defects_by_class": [
+                {
+                    "class_name": "PI_Particle",
+                    "images": 96,
+                    "regions": 412,
+                    "total_area_pixels": 7311,
+                }
+            ],
+            "recent_uploads": [EXAMPLE_SUMMARY],
+            "recent_failures": [],
+        }
+    )
 
     total_images: int
     total_defects: int
     inspections_failed: int
     inspections_pending: int
     total_batches: int
-    mean_processing_time_seconds: float | None
-    mean_model_service_seconds: float | None
-    mean_total_seconds: float | None
+    mean_processing_time_seconds: float | None = Field(
+        description="Mean model-service inference time of stored images, seconds."
+    )
+    mean_model_service_seconds: float | None = Field(
+        description="Mean round trip of the agent to the model service, seconds."
+    )
+    mean_agent_total_seconds: float | None = Field(
+        description="Mean of the agent's whole pipeline per image, seconds."
+    )
     defects_by_class: list[ClassStats]
     recent_uploads: list[ImageSummary]
     recent_failures: list[BatchItem]

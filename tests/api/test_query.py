@@ -139,3 +139,68 @@ def test_delete_removes_rows_by_cascade_and_files(
     assert not any(f.exists() for f in files)
     assert not list(data_dir.rglob(f"*{img_id}*"))
     assert client.delete(f"/api/images/{img_id}").status_code == 404
+
+
+def test_defect_query_takes_the_prds_date_range(
+    client: httpx2.Client, uploaded: list[dict[str, object]]
+) -> None:
+    today = str(uploaded[0]["timestamp"])[:10]
+    everything = client.get("/query/defects", params={"limit": 1}).json()["total"]
+    for date_range in (f"{today}..{today}", f"{today}..", f"..{today}", "2000-01-01..2099-12-31"):
+        answer = client.get("/query/defects", params={"date_range": date_range, "limit": 1})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["total"] == everything, date_range
+    agreeing = {"date_range": f"{today}..{today}", "start_date": today, "end_date": today}
+    assert client.get("/query/defects", params=agreeing).json()["total"] == everything
+    old = client.get("/query/defects", params={"date_range": "2000-01-01..2000-12-31"}).json()
+    assert old["total"] == 0
+    listed = client.get("/images", params={"date_range": f"{today}..{today}"}).json()
+    assert listed["total"] == client.get("/images").json()["total"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"date_range": "2026-02-24"}, "YYYY-MM-DD..YYYY-MM-DD"),
+        ({"date_range": "2026-02-24...2026-02-25"}, "YYYY-MM-DD..YYYY-MM-DD"),
+        ({"date_range": ".."}, "YYYY-MM-DD..YYYY-MM-DD"),
+        ({"date_range": "2026-02-30..2026-03-01"}, "impossible date"),
+        ({"date_range": "2026-02-25..2026-02-24"}, "after it ends"),
+        ({"date_range": "2026-02-24..2026-02-25", "start_date": "2026-02-23"}, "start_date"),
+        ({"date_range": "2026-02-24..", "end_date": "2026-02-25"}, "end_date"),
+    ],
+)
+def test_bad_or_conflicting_date_range_is_422_saying_why(
+    client: httpx2.Client, params: dict[str, str], message: str
+) -> None:
+    for path in ("/query/defects", "/api/images"):
+        response = client.get(path, params=params)
+        assert response.status_code == 422, response.text
+        body = response.json()
+        assert body["error"] == "invalid_request"
+        assert "date_range" in body["detail"]
+        assert message in body["detail"]
+        assert body["errors"][0]["loc"] == ["query", "date_range"]
+
+
+def test_class_names_match_in_any_letter_case(
+    client: httpx2.Client, uploaded: list[dict[str, object]]
+) -> None:
+    some_class = next(name for u in uploaded for name in u["defect_classes"])  # type: ignore[attr-defined]
+    for variant in (
+        some_class.upper(),
+        some_class.title(),
+        f"{some_class[:1].upper()}{some_class[1:]}",
+    ):
+        expected = client.get("/images", params={"class_name": some_class}).json()
+        got = client.get("/images", params={"class_name": variant}).json()
+        assert got["total"] == expected["total"] > 0
+        defects = client.get("/query/defects", params={"class_name": variant}).json()
+        assert defects["total"] > 0
+        assert {r["class_name"] for r in defects["regions"]} == {some_class}
+        summary = client.get("/api/dashboard/summary").json()
+        day = client.get("/api/dashboard/defects-per-day", params={"class_name": variant}).json()
+        regions = next(c["regions"] for c in summary["classes"] if c["class_name"] == some_class)
+        assert sum(d["by_class"].get(some_class, 0) for d in day["days"]) == regions
+        heat = client.get("/api/dashboard/heatmap", params={"class_name": variant}).json()
+        assert heat["total_regions"] == regions

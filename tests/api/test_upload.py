@@ -12,7 +12,15 @@ import pytest
 from PIL import Image as PILImage
 
 from tests.conftest import agent_settings
-from tests.support import AgentServer, db_rows, make_image, serve_agent, wait_until
+from tests.support import (
+    AgentServer,
+    create_database,
+    db_rows,
+    drop_database,
+    make_image,
+    serve_agent,
+    wait_until,
+)
 
 
 def stored_files(data_dir: Path) -> list[Path]:
@@ -261,15 +269,47 @@ def test_batch_is_stored_queued_and_processed(
 
 
 def test_batch_with_wait_answers_with_every_result(
-    client: httpx2.Client, deeppcb: list[Path]
+    client: httpx2.Client, agent: AgentServer, deeppcb: list[Path]
 ) -> None:
-    files = [("images", (p.name, p.read_bytes())) for p in deeppcb[8:10]]
-    response = client.post("/api/upload/batch", params={"wait": "true"}, files=files)
+    """PRD FR4.2: one result per accepted image, in upload order, shaped like the
+    single-upload answer; the rejected file is only in `rejected`."""
+    boards = deeppcb[8:11]
+    files = [("images", (p.name, p.read_bytes())) for p in boards[:2]]
+    files.insert(1, ("images", ("notes.png", b"hello")))
+    files.append(("images", (boards[2].name, boards[2].read_bytes())))
+    response = client.post("/upload/batch", params={"wait": "true"}, files=files)
     assert response.status_code == 200, response.text
-    status = response.json()["status"]
+    body = response.json()
+    status = body["status"]
     assert status["done"]
-    assert status["succeeded"] == 2
+    assert status["succeeded"] == 3
     assert all(item["overlay_url"] for item in status["items"])
+    assert [r["filename"] for r in body["rejected"]] == ["notes.png"]
+    results = body["results"]
+    assert [r["filename"] for r in results] == [p.name for p in boards]
+    assert [r["img_unique_id"] for r in results] == [a["img_unique_id"] for a in body["accepted"]]
+    single = client.post(
+        "/upload", files={"image": (boards[0].name, boards[0].read_bytes())}
+    ).json()
+    for result in results:
+        assert result["success"] is True
+        assert set(result) == set(single) | {"filename"}
+        img_id = result["img_unique_id"]
+        stored = db_rows(
+            agent.settings.database_url or "",
+            "SELECT processing_time_seconds FROM images WHERE img_unique_id = %s",
+            img_id,
+        )
+        assert result["processing_time_seconds"] == stored[0][0]
+        assert result["agent_total_seconds"] >= result["processing_time_seconds"]
+        assert result["total_defects"] == sum(result["defect_classes"].values())
+        assert client.get(result["json_url"]).json() == result["result"]
+    assert results[0]["defect_classes"] == single["defect_classes"]
+    by_id = {i["img_unique_id"]: i for i in status["items"]}
+    for result in results:
+        item = by_id[result["img_unique_id"]]
+        assert item["processing_time_seconds"] == result["processing_time_seconds"]
+        assert item["agent_total_seconds"] == result["agent_total_seconds"]
 
 
 def test_batch_of_only_bad_files_is_400_with_reasons(
@@ -342,3 +382,37 @@ def test_model_service_down_gives_503_keeps_input_and_retry_succeeds(
         again = c.post(f"/api/images/{img_id}/retry")
         assert again.status_code == 409
         assert again.json()["error"] == "not_retryable"
+
+
+def test_batch_wait_reports_each_failure_as_a_single_upload_would(
+    tmp_path: Path, postgres_server_url: str, migrated_template: str, deeppcb: list[Path]
+) -> None:
+    """The model service is made unreachable by pointing the agent at a closed port. The
+    agent has a database of its own, so no other test agent's worker takes its jobs."""
+    from app.services.model_service.reference import free_loopback_port
+
+    url = create_database(postgres_server_url, template=migrated_template)
+    dead = agent_settings(tmp_path, url, f"http://127.0.0.1:{free_loopback_port()}/")
+    boards = deeppcb[12:14]
+    try:
+        with serve_agent(dead) as server, httpx2.Client(base_url=server.url, timeout=120) as c:
+            single = c.post("/upload", files={"image": (boards[0].name, boards[0].read_bytes())})
+            assert single.status_code == 503
+            waited = c.post(
+                "/upload/batch",
+                params={"wait": "true"},
+                files=[("images", (p.name, p.read_bytes())) for p in boards],
+            )
+    finally:
+        drop_database(url)
+    assert waited.status_code == 200, waited.text
+    results = waited.json()["results"]
+    assert [r["filename"] for r in results] == [p.name for p in boards]
+    for result in results:
+        assert result["success"] is False
+        # failed now, or (when batches wait out a model-service outage) still pending
+        assert result["error"] in {single.json()["error"], "not_finished"}, result
+        if result["error"] != "not_finished":
+            assert result["status"] == "failed"
+            assert result["detail"] == single.json()["detail"]
+            assert result["retry_url"].endswith(f"/images/{result['img_unique_id']}/retry")

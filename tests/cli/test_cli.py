@@ -17,8 +17,11 @@ def test_collect_images_walks_folders_and_skips_other_files(tmp_path: Path) -> N
     (tmp_path / "a.JPG").write_bytes(b"x")
     (tmp_path / "sub" / "b.png").write_bytes(b"x")
     (tmp_path / "sub" / "notes.txt").write_text("x")
-    found = collect_images([tmp_path, tmp_path / "a.JPG"])
-    assert [p.name for p in found] == ["a.JPG", "b.png"]
+    (tmp_path / "readme.md").write_text("x")
+    found = collect_images([tmp_path, tmp_path / "a.JPG", tmp_path / "readme.md"])
+    assert [p.name for p in found.images] == ["a.JPG", "b.png"]
+    assert [p.name for p in found.skipped] == ["readme.md"]
+    assert found.ignored_in_folders == 2  # notes.txt and readme.md inside the folder
 
 
 def test_upload_command_sends_a_folder_as_a_batch_and_waits(
@@ -28,10 +31,20 @@ def test_upload_command_sends_a_folder_as_a_batch_and_waits(
         shutil.copy(path, tmp_path / path.name)
     (tmp_path / "broken.png").write_bytes(b"not an image")
     (tmp_path / "extra.bmp").write_bytes(make_image("BMP"))
-    result = CliRunner().invoke(cli, ["upload", str(tmp_path), "--url", agent.url])
-    assert result.exit_code == 0, result.output
-    assert "4 succeeded, 0 failed, 1 rejected" in result.output
-    assert "skipped broken.png" in result.output
+    (tmp_path / "notes.txt").write_text("not an image")
+    result = CliRunner().invoke(
+        cli, ["upload", str(tmp_path), str(tmp_path / "notes.txt"), "--url", agent.url]
+    )
+    assert result.exit_code == 1, result.output  # two files were not inspected
+    assert "4 succeeded, 0 failed, 0 unfinished, 2 skipped" in result.output
+    assert "skipped broken.png: " in result.output
+    assert "skipped notes.txt: not a JPEG, PNG, TIFF or BMP file" in result.output
+    (batch_id,) = {
+        line.split()[1].rstrip(":")
+        for line in result.output.splitlines()
+        if line.startswith("batch B_")
+    }
+    assert f"ZIP of {batch_id}: {agent.url}/api/download/batch/{batch_id}" in result.output
     names = {
         n
         for (n,) in db_rows(
@@ -52,3 +65,22 @@ def test_upload_command_reports_an_unreachable_agent(tmp_path: Path) -> None:
 def test_upload_command_rejects_bad_arguments(args: list[str]) -> None:
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2
+
+
+def test_upload_command_exits_0_when_every_image_was_inspected(
+    tmp_path: Path, agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    shutil.copy(deeppcb[64], tmp_path / deeppcb[64].name)
+    result = CliRunner().invoke(cli, ["upload", str(tmp_path), "--url", agent.url])
+    assert result.exit_code == 0, result.output
+    assert "1 succeeded, 0 failed, 0 unfinished, 0 skipped" in result.output
+    assert "/api/download/batch/B_" in result.output
+
+
+def test_upload_command_exits_1_when_the_agent_refuses_every_file(
+    tmp_path: Path, agent: AgentServer
+) -> None:
+    (tmp_path / "empty.png").write_bytes(b"")
+    result = CliRunner().invoke(cli, ["upload", str(tmp_path), "--url", agent.url])
+    assert result.exit_code == 1, result.output
+    assert "skipped empty.png: " in result.output

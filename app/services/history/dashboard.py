@@ -22,7 +22,7 @@ from app.models.dashboard import (
     Heatmap,
 )
 from app.models.database import DefectClass, Image, Region
-from app.services.database.repositories import day_end, day_start
+from app.services.database.repositories import class_name_spellings, day_end, day_start
 
 DEFAULT_DAYS = 30
 """Length of the defects-per-day range when no start date is given, days."""
@@ -127,7 +127,8 @@ class DashboardRepository:
             .group_by(day, DefectClass.class_name)
         )
         if class_name:
-            stmt = stmt.where(DefectClass.class_name == class_name)
+            spellings = await class_name_spellings(self.session, class_name)
+            stmt = stmt.where(DefectClass.class_name.in_(spellings))
         rows = await self.session.execute(stmt.where(*self._in_period(period)))
         return [(d, name, int(n)) for d, name, n in rows.all()]
 
@@ -157,7 +158,9 @@ class DashboardRepository:
         if class_name:
             stmt = stmt.join(
                 DefectClass, DefectClass.class_unique_id == Region.class_unique_id
-            ).where(DefectClass.class_name == class_name)
+            ).where(
+                DefectClass.class_name.in_(await class_name_spellings(self.session, class_name))
+            )
         rows = await self.session.execute(stmt.where(*self._in_period(period)))
         return [(int(r), int(c), int(n)) for r, c, n in rows.all()]
 

@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import BatchNotFound, ImageNotFound
+from app.errors import AgentError, BatchNotFound, ImageNotFound, StoredFileMissing
 from app.models.database import Image, Inspection, InspectionStatus, Region
 from app.models.schemas import (
+    BatchImageFailed,
+    BatchImageSucceeded,
     BatchItem,
     BatchStatus,
     BoundingBoxOut,
@@ -121,7 +125,7 @@ def upload_response(
         result=outcome.analysis,
         images_base64=encoded,
         model_service_seconds=outcome.model_service_seconds,
-        total_seconds=outcome.total_seconds,
+        agent_total_seconds=outcome.total_seconds,
     )
 
 
@@ -143,8 +147,14 @@ def region_out(region: Region) -> dict[str, Any]:
     }
 
 
-def batch_item(inspection: Inspection, classes: dict[str, int] | None, links: Links) -> BatchItem:
-    """The API form of one batch image."""
+def batch_item(
+    inspection: Inspection,
+    classes: dict[str, int] | None,
+    links: Links,
+    image: Image | None = None,
+) -> BatchItem:
+    """The API form of one batch image; `image` (its stored result, if any) gives the model
+    service's inference time."""
     succeeded = inspection.status == InspectionStatus.SUCCEEDED
     failed = inspection.status == InspectionStatus.FAILED
     return BatchItem(
@@ -155,7 +165,8 @@ def batch_item(inspection: Inspection, classes: dict[str, int] | None, links: Li
         error=inspection.last_error if failed else None,
         total_defects=sum((classes or {}).values()) if succeeded else None,
         defect_classes=(classes or {}) if succeeded else None,
-        processing_time_seconds=inspection.total_seconds if succeeded else None,
+        processing_time_seconds=image.processing_time_seconds if image is not None else None,
+        agent_total_seconds=inspection.total_seconds if succeeded else None,
         viewer_url=links.viewer(inspection.img_unique_id),
         overlay_url=links.download(inspection.img_unique_id, "overlay") if succeeded else None,
         retry_url=links.retry(inspection.img_unique_id) if failed else None,
@@ -298,7 +309,13 @@ class QueryService:
         if batch is None:
             raise BatchNotFound(f"no batch with id {batch_id}")
         rows = await self.inspections.batch_items(batch_id)
-        items = [batch_item(inspection, classes, self.links) for inspection, classes in rows]
+        images = await self.images.get_many(
+            [i.img_unique_id for i, _ in rows if i.status == InspectionStatus.SUCCEEDED]
+        )
+        items = [
+            batch_item(inspection, classes, self.links, images.get(inspection.img_unique_id))
+            for inspection, classes in rows
+        ]
         by_status = {s.value: 0 for s in InspectionStatus}
         by_class: dict[str, int] = {}
         for item in items:
@@ -320,6 +337,57 @@ class QueryService:
             zip_url=self.links.batch_zip(batch_id),
             items=items,
         )
+
+    async def batch_results(
+        self, batch_id: str, read_analysis: Callable[[Image], dict[str, Any]]
+    ) -> list[BatchImageSucceeded | BatchImageFailed]:
+        """Per accepted image of a batch, in upload order: the single-upload answer when it
+        succeeded, else its error (`not_finished` while still pending or processing).
+
+        `read_analysis` reads an image's stored analysis JSON (blocking; run in a thread).
+        """
+        rows = await self.inspections.batch_items(batch_id)
+        images = await self.images.get_many(
+            [i.img_unique_id for i, _ in rows if i.status == InspectionStatus.SUCCEEDED]
+        )
+        results: list[BatchImageSucceeded | BatchImageFailed] = []
+        for inspection, classes in rows:
+            img_id = inspection.img_unique_id
+            image = images.get(img_id)
+            if image is not None:
+                try:
+                    analysis = await anyio.to_thread.run_sync(read_analysis, image)
+                except StoredFileMissing as exc:
+                    results.append(_failed(inspection, exc.error, exc.detail, self.links))
+                    continue
+                outcome = InspectionOutcome(
+                    image=image,
+                    analysis=analysis,
+                    defect_classes=classes or {},
+                    model_service_seconds=inspection.model_service_seconds,
+                    total_seconds=inspection.total_seconds,
+                )
+                answer = upload_response(outcome, self.links, include_base64=False)
+                results.append(
+                    BatchImageSucceeded(
+                        **answer.model_dump(exclude={"success"}),
+                        filename=inspection.original_filename,
+                    )
+                )
+            elif inspection.status == InspectionStatus.FAILED:
+                error = _error_code(inspection.error_status_code)
+                results.append(_failed(inspection, error, inspection.last_error or "", self.links))
+            else:
+                results.append(
+                    _failed(
+                        inspection,
+                        "not_finished",
+                        f"still {inspection.status.value} when the wait ended; follow the"
+                        " batch's status_url",
+                        self.links,
+                    )
+                )
+        return results
 
     async def wait_for_batch(self, batch_id: str, timeout_s: float) -> BatchStatus:
         """Poll a batch's status until every image is done or `timeout_s` passes."""
@@ -347,7 +415,7 @@ class QueryService:
             total_batches=await self.inspections.count_batches(),
             mean_processing_time_seconds=mean_processing,
             mean_model_service_seconds=mean_model,
-            mean_total_seconds=mean_total,
+            mean_agent_total_seconds=mean_total,
             defects_by_class=[
                 ClassStats(
                     class_name=name,
@@ -360,3 +428,32 @@ class QueryService:
             recent_uploads=[ImageSummary(**self._summary(*row)) for row in recent],
             recent_failures=[batch_item(i, None, self.links) for i in failures],
         )
+
+
+def _error_code(status_code: int | None) -> str:
+    """The `error` code a single upload answered with, from the stored HTTP status."""
+    codes: dict[int, str] = {}
+    for cls in _error_classes(AgentError):  # the first (most basic) error of each status
+        codes.setdefault(cls.status_code, cls.error)
+    return codes.get(status_code or 500, "internal_error")
+
+
+def _error_classes(base: type[AgentError]) -> list[type[AgentError]]:
+    found: list[type[AgentError]] = []
+    for sub in base.__subclasses__():
+        found += [sub, *_error_classes(sub)]
+    return found
+
+
+def _failed(inspection: Inspection, error: str, detail: str, links: Links) -> BatchImageFailed:
+    status = inspection.status.value
+    return BatchImageFailed(
+        filename=inspection.original_filename,
+        img_unique_id=inspection.img_unique_id,
+        status=status if status != "succeeded" else "failed",
+        error=error,
+        detail=detail,
+        retry_url=links.retry(inspection.img_unique_id)
+        if inspection.status == InspectionStatus.FAILED
+        else None,
+    )

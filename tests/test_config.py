@@ -1,0 +1,22 @@
+"""The settings as a newcomer meets them: `.env.example` copied to `.env`."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.config import PRODUCTION_MODEL_SERVICE_URL, Settings
+from tests.support import REPO_ROOT
+
+
+def test_env_example_copied_to_env_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README says to copy `.env.example` to `.env`: until edited, that copy must keep
+    the defaults (embedded database, reference model service), not switch to the
+    production model service, which is unreachable from most machines."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    example = REPO_ROOT / ".env.example"
+    copied = Settings(_env_file=example)  # type: ignore[call-arg]
+    assert copied == Settings(_env_file=None)  # type: ignore[call-arg]
+    assert copied.segformer_service_url is None
+    assert copied.database_url is None
+    assert f"# SEGFORMER_SERVICE_URL={PRODUCTION_MODEL_SERVICE_URL}\n" in example.read_text()

@@ -1,0 +1,111 @@
+"""`python run.py` refusing to start: one `error:` line on stderr saying what to do, exit
+status 1, no "running at" line and no traceback. Real processes: a port held by another
+socket, a closed port, a missing database, and a server that wants a password."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from app.services.database.embedded import start_embedded_postgres
+from app.services.model_service.reference import free_loopback_port
+from tests.support import REPO_ROOT, database_url
+
+
+def run_agent(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python run.py` with a clean environment plus `env`; no model service is needed
+    (the failures come first), so it points at a closed port."""
+    unset = ("DATABASE_URL", "SEGFORMER_SERVICE_URL", "HOST", "PORT")
+    clean = {k: v for k, v in os.environ.items() if k not in unset}
+    clean.update(
+        {
+            "DATA_DIR": str(tmp_path / "data"),
+            "SEGFORMER_SERVICE_URL": f"http://127.0.0.1:{free_loopback_port()}/",
+            "PORT": str(free_loopback_port()),
+            **env,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "run.py")],
+        cwd=tmp_path,  # no .env here
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def assert_refused(done: subprocess.CompletedProcess[str], *words: str) -> str:
+    """Exit 1, exactly one stderr line `error: ...` containing `words`; returns it."""
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ")
+    for word in words:
+        assert word in lines[0]
+    assert "AOI Inference Agent: http" not in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    return lines[0]
+
+
+def test_busy_port(tmp_path: Path, postgres_server_url: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = run_agent(tmp_path, PORT=str(port), DATABASE_URL=postgres_server_url)
+    assert_refused(done, f"port {port}", "already in use", f"PORT={port + 1}")
+
+
+def test_host_that_is_not_this_machine(tmp_path: Path, postgres_server_url: str) -> None:
+    done = run_agent(tmp_path, HOST="192.0.2.1", DATABASE_URL=postgres_server_url)
+    assert_refused(done, "HOST=192.0.2.1", "127.0.0.1", "0.0.0.0")
+
+
+def test_unreachable_database(tmp_path: Path) -> None:
+    closed = free_loopback_port()
+    done = run_agent(tmp_path, DATABASE_URL=f"postgresql://aoi:pw@127.0.0.1:{closed}/aoi_db")
+    assert_refused(done, f"127.0.0.1:{closed}", "start PostgreSQL", "DATABASE_URL")
+
+
+def test_missing_database(tmp_path: Path, postgres_server_url: str) -> None:
+    url = database_url(postgres_server_url, "aoi_no_such_database")
+    line = assert_refused(run_agent(tmp_path, DATABASE_URL=url), "aoi_no_such_database")
+    assert "createdb" in line
+
+
+@pytest.fixture(scope="module")
+def password_server() -> Iterator[str]:
+    """A PostgreSQL of its own (the embedded one) where user `aoi` needs password `right`;
+    yields a URL of user `aoi` with no password. (Its folder is not under pytest's
+    tmp_path: run as root, the server runs as another user, who cannot enter that.)"""
+    data = Path(tempfile.mkdtemp(prefix="aoi-password-"))
+    server = start_embedded_postgres(data)
+    try:
+        with psycopg.connect(server.database_url, autocommit=True) as conn:
+            conn.execute("CREATE ROLE aoi LOGIN PASSWORD 'right'")
+            hba = data / "postgres" / "pg_hba.conf"
+            hba.write_text("local all aoi scram-sha-256\n" + hba.read_text())
+            conn.execute("SELECT pg_reload_conf()")
+        yield server.database_url.replace("postgres:@", "aoi@", 1)
+    finally:
+        server.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_wrong_password(tmp_path: Path, password_server: str) -> None:
+    wrong = password_server.replace("aoi@", "aoi:wrong@", 1)
+    line = assert_refused(run_agent(tmp_path, DATABASE_URL=wrong), "password", "'aoi'")
+    assert "wrong" not in line  # the password itself is never printed
+    missing = run_agent(tmp_path, DATABASE_URL=password_server)
+    assert_refused(missing, "password", "DATABASE_URL")
+    right = password_server.replace("aoi@", "aoi:right@", 1)
+    with psycopg.connect(right) as conn:  # the server itself is fine
+        assert conn.execute("SELECT 1").fetchone() == (1,)
