@@ -204,6 +204,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail
+    if exc.status_code == 400 and detail == "There was an error parsing the body":
+        detail = (
+            "the body is not valid JSON; send a JSON object as the route's schema in /docs shows"
+        )
     if exc.status_code == 404 and detail == "Not Found":
         detail = (
             f"no such endpoint: {request.method} {printable(request.url.path, 200)}; the API"

@@ -8,21 +8,41 @@ and the agent enforces, and the same the other way round. The run must find noth
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
+import pytest
 
-from tests.support import AgentServer, make_image
+from app.services.model_service.reference import ReferenceService
+from tests.conftest import agent_settings
+from tests.support import AgentServer, create_api_key, make_image, serve_agent
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 RUN_SCHEMATHESIS = "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())"
 
 
-def test_schemathesis_finds_nothing(agent: AgentServer, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def secured(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str, reference_service: ReferenceService
+) -> Iterator[AgentServer]:
+    """The agent as a factory runs it: API keys required (so schemathesis also checks that
+    every operation but health refuses a missing or wrong key)."""
+    settings = agent_settings(
+        tmp_path_factory.mktemp("data"), database_url, reference_service.url, auth_mode="required"
+    )
+    with serve_agent(settings) as server:
+        yield server
+
+
+def test_schemathesis_finds_nothing(secured: AgentServer, tmp_path: Path) -> None:
+    agent = secured
+    key = create_api_key(agent.settings.database_url or "", "fuzz-admin-0", "admin")
     # One stored inspection, so the id-taking operations reach more than their 404.
-    with httpx2.Client(base_url=agent.url, timeout=60) as client:
+    with httpx2.Client(base_url=agent.url, timeout=60, headers={"X-API-Key": key}) as client:
         uploaded = client.post("/api/upload", files={"image": ("a.png", make_image("PNG"))})
     assert uploaded.status_code == 200, uploaded.text
     result = subprocess.run(
@@ -36,10 +56,6 @@ def test_schemathesis_finds_nothing(agent: AgentServer, tmp_path: Path) -> None:
             f"{agent.url}/openapi.json",
             "--checks",
             "all",
-            # `OPTIONS` answering with the right `Allow` is section 1 of issue 6 (the
-            # customer's contract), built on another branch: drop this once it is merged.
-            "--exclude-checks",
-            "allow_header_conformance",
             "--workers",
             "2",
             "--request-timeout",
@@ -54,5 +70,6 @@ def test_schemathesis_finds_nothing(agent: AgentServer, tmp_path: Path) -> None:
         text=True,
         timeout=600,
         cwd=tmp_path,
+        env={**os.environ, "AOI_FUZZ_API_KEY": key},
     )
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-5000:]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, status
 from app.api.deps import SessionDep
 from app.api.security import AUTH_ERRORS, AdminAccess
 from app.errors import VALIDATION_ERROR_RESPONSE, responses
-from app.models.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
+from app.models.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ErrorBody
 from app.services.security.keys import BadKeyName, KeyNameTaken, KeyNotFound, KeyService, Scope
 from app.services.security.repository import ApiKeyRepository
 
@@ -41,7 +41,10 @@ async def list_keys(keys: KeyServiceDep) -> list[ApiKeyOut]:
     response_model=ApiKeyCreated,
     status_code=status.HTTP_201_CREATED,
     summary="Create an API key (shown once)",
-    responses=responses(KeyNameTaken, BadKeyName),
+    responses={
+        400: {"model": ErrorBody, "description": "The body is not valid JSON."},
+        **responses(KeyNameTaken, BadKeyName),
+    },
 )
 async def create_key(body: ApiKeyCreate, keys: KeyServiceDep) -> ApiKeyCreated:
     """The answer holds the key itself: store it now, it cannot be shown again."""

@@ -126,6 +126,14 @@ def _example(example: dict[str, Any]) -> ConfigDict:
 class FieldProblem(BaseModel):
     """One reason a request was refused with 422: where, what, and which rule."""
 
+    model_config = _example(
+        {
+            "loc": ["query", "page"],
+            "msg": "Input should be less than or equal to 1000000",
+            "type": "less_than_equal",
+        }
+    )
+
     loc: list[str] = Field(examples=[["query", "page"]])
     msg: str = Field(examples=["Input should be less than or equal to 1000000"])
     type: str = Field(examples=["less_than_equal"])
@@ -141,6 +149,7 @@ class ErrorBody(BaseModel):
         {
             "error": "unsupported_media_type",
             "detail": "'notes.png' is not a JPEG, PNG, TIFF or BMP image (it starts with 'hello')",
+            "request_id": "0f8e5c2b9a7d4e61b3c2a1d0e9f8a7b6",
         }
     )
 
@@ -170,6 +179,7 @@ class ValidationErrorBody(ErrorBody):
         {
             "error": "invalid_request",
             "detail": "limit: Input should be less than or equal to 100",
+            "request_id": "5d1c0a9e8b7f4a3c2e1d0f9a8b7c6d5e",
             "errors": [
                 {
                     "type": "less_than_equal",
@@ -672,6 +682,8 @@ class Stats(BaseModel):
 class ApiKeyCreate(BaseModel):
     """A new API key's name and scope."""
 
+    model_config = _example({"name": "line-3", "scope": "write"})
+
     name: str = Field(
         min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", examples=["line-3"]
     )
@@ -680,6 +692,17 @@ class ApiKeyCreate(BaseModel):
 
 class ApiKeyOut(BaseModel):
     """An API key as listed: never the key itself, only its visible prefix."""
+
+    model_config = _example(
+        {
+            "name": "line-3",
+            "prefix": "aoi_3f9c02ab",
+            "scope": "write",
+            "created_at": "2026-02-25T10:30:45Z",
+            "last_used_at": "2026-02-25T11:02:10Z",
+            "revoked_at": None,
+        }
+    )
 
     name: str = Field(examples=["line-3"])
     prefix: str = Field(examples=["aoi_3f9c02ab"])
@@ -691,5 +714,17 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     """A key just created, with the key itself: shown this once, store it now."""
+
+    model_config = _example(
+        {
+            "name": "line-3",
+            "prefix": "aoi_3f9c02ab",
+            "scope": "write",
+            "created_at": "2026-02-25T10:30:45Z",
+            "last_used_at": None,
+            "revoked_at": None,
+            "key": "aoi_3f9c02ab_Jx0d2mQ7vL9pR4sT1uW8yZ3bC6eF5gH0iK2nM4oP7qS",
+        }
+    )
 
     key: str = Field(examples=["aoi_3f9c02ab_Jx0…"])

@@ -44,7 +44,7 @@ def test_upload_command_sends_a_folder_as_a_batch_and_waits(
         for line in result.output.splitlines()
         if line.startswith("batch B_")
     }
-    assert f"ZIP of {batch_id}: {agent.url}/api/download/batch/{batch_id}" in result.output
+    assert f"ZIP of {batch_id}: {agent.url}/download/batch/{batch_id}" in result.output
     names = {
         n
         for (n,) in db_rows(
@@ -74,7 +74,7 @@ def test_upload_command_exits_0_when_every_image_was_inspected(
     result = CliRunner().invoke(cli, ["upload", str(tmp_path), "--url", agent.url])
     assert result.exit_code == 0, result.output
     assert "1 succeeded, 0 failed, 0 unfinished, 0 skipped" in result.output
-    assert "/api/download/batch/B_" in result.output
+    assert "/download/batch/B_" in result.output
 
 
 def test_upload_command_exits_1_when_the_agent_refuses_every_file(
