@@ -247,10 +247,20 @@ class ComponentHealth(BaseModel):
     detail: str | None = None
 
 
+class LastInference(BaseModel):
+    """How the agent's last inference ended (this process, since it started)."""
+
+    ok: bool = Field(description="The model service did its job (or refused a bad file).")
+    at: datetime
+    detail: str | None = None
+    seconds: float
+
+
 class ModelServiceHealth(ComponentHealth):
-    """The model service and where it is."""
+    """The model service: its contract's health probe and the last real inference."""
 
     url: str
+    last_inference: LastInference | None = None
 
 
 class DiskHealth(BaseModel):
@@ -266,6 +276,11 @@ class HealthStatus(BaseModel):
     """`ok` when every part answers, `degraded` when the model service does not, else `down`."""
 
     status: Literal["ok", "degraded", "down"]
+    detail: str | None = Field(
+        default=None,
+        description="What is wrong, in a sentence, when the status is not `ok`.",
+        examples=["the model service fails: GET http://140.96.77.124:8080/health failed"],
+    )
     database: ComponentHealth
     model_service: ModelServiceHealth
     disk: DiskHealth
