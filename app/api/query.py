@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import InspectionServiceDep, QueryServiceDep
 from app.errors import ImageNotFound, responses
+from app.models.database import InspectionStatus
 from app.models.schemas import (
     DefectClassOut,
     DefectQueryResult,
-    ImageDetail,
     ImageList,
+    ImageOrInspection,
     ImageRegions,
 )
 from app.services.database.repositories import DefectFilters, ImageFilters
@@ -39,21 +40,32 @@ async def list_images(
     min_defects: Annotated[
         int | None, Query(ge=0, description="At least this many regions.")
     ] = None,
+    status: Annotated[
+        Literal["succeeded", "failed", "pending", "processing"],
+        Query(
+            description="`succeeded` (default): stored inspections with their defects."
+            " `failed`, `pending`, `processing`: accepted images with no result, with their"
+            " error and retry URL (class and defect filters do not apply to them)."
+        ),
+    ] = "succeeded",
 ) -> ImageList:
-    """Stored inspections, newest first, with defect counts by class."""
+    """Images of one status, newest first: stored inspections with defect counts by class,
+    or the failed (pending, processing) ones with their error and retry URL."""
     filters = ImageFilters(start_date, end_date, class_name, batch_id, min_defects)
-    return await queries.list_images(filters, page, limit)
+    return await queries.list_images(filters, page, limit, InspectionStatus(status))
 
 
 @router.get(
     "/images/{img_unique_id}",
-    response_model=ImageDetail,
-    summary="One inspected image",
+    response_model=ImageOrInspection,
+    summary="One inspected image (or where it stands)",
     responses=responses(ImageNotFound),
 )
-async def get_image(img_unique_id: str, queries: QueryServiceDep) -> ImageDetail:
-    """Size, timing, stored paths, defect classes and download URLs of one inspection."""
-    return await queries.image_detail(img_unique_id)
+async def get_image(img_unique_id: str, queries: QueryServiceDep) -> ImageOrInspection:
+    """Size, timing, stored paths, defect classes and download URLs of one inspection
+    (`status` `succeeded`); for an image with no result yet or a failed one, its `status`,
+    `error` and `retry_url`."""
+    return await queries.image_or_inspection(img_unique_id)
 
 
 @router.get(

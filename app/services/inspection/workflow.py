@@ -265,11 +265,11 @@ class InspectionService:
                 )
             if inspection.status == InspectionStatus.SUCCEEDED:
                 return await self.load_outcome(img_unique_id)
-            inspection.attempts += 1
+            attempts = inspection.attempts + 1
             await repo.mark(
                 img_unique_id,
                 status=InspectionStatus.PROCESSING,
-                attempts=inspection.attempts,
+                attempts=attempts,
                 owner_process_id=self.process_id,
                 next_attempt_at=None,
             )
@@ -277,7 +277,7 @@ class InspectionService:
             outcome = await self._infer_and_store(inspection, started)
         except ModelServiceUnavailable as exc:
             if wait_for_service and inspection.batch_id is not None:
-                next_attempt_at = await self._wait_for_service(inspection, exc, started)
+                next_attempt_at = await self._wait_for_service(inspection, attempts, exc, started)
                 if next_attempt_at is not None:
                     raise WaitingForModelService(img_unique_id, next_attempt_at) from exc
             await self._mark_failed(img_unique_id, exc.detail, exc.status_code, started)
@@ -297,7 +297,7 @@ class InspectionService:
         return outcome
 
     async def _wait_for_service(
-        self, inspection: Inspection, exc: ModelServiceUnavailable, started: float
+        self, inspection: Inspection, attempts: int, exc: ModelServiceUnavailable, started: float
     ) -> datetime | None:
         """Mark a batch image as waiting for the model service; returns when it is tried
         next, or None when BATCH_RETRY_WINDOW_S has run out (the caller fails it).
@@ -310,12 +310,12 @@ class InspectionService:
         window_end = since + timedelta(seconds=self.settings.batch_retry_window_s)
         if now >= window_end:
             exc.detail += (
-                f" (tried {inspection.attempts} times over"
+                f" (tried {attempts} times over"
                 f" {(now - since).total_seconds() / 60:.0f} min; BATCH_RETRY_WINDOW_S)"
             )
             return None
         delay = min(
-            self.settings.batch_retry_backoff_base_s * 2 ** max(0, inspection.attempts - 1),
+            self.settings.batch_retry_backoff_base_s * 2 ** max(0, attempts - 1),
             BATCH_RETRY_MAX_DELAY_S,
         )
         next_attempt_at = min(now + timedelta(seconds=delay), window_end)

@@ -10,24 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from app.config import Settings
 from app.errors import ModelServiceBadAnswer, ModelServiceUnavailable
 from app.services.model_service.client import ModelServiceClient
 from app.services.model_service.reference import free_loopback_port
-from tests.support import make_image
+from tests.support import ScriptedService, make_image
 
 PNG = make_image("PNG", (8, 8))
 B64 = base64.b64encode(PNG).decode()
@@ -54,57 +48,6 @@ ANALYSIS: dict[str, Any] = {
         }
     },
 }
-
-
-class ScriptedService:
-    """A model service whose `/upload` answers come from a list of callables."""
-
-    def __init__(self) -> None:
-        self.script: list[Callable[[], Any]] = []
-        self.health: Callable[[], Response] = lambda: JSONResponse(
-            {"status": "ok", "engine": "scripted", "classes": []}
-        )
-        self.calls = 0
-        self.port = free_loopback_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-
-        async def upload(request: Request) -> Response:
-            form = await request.form()
-            await form.close()
-            self.calls += 1
-            step = self.script[min(self.calls, len(self.script)) - 1]
-            answer = step()
-            return await answer if inspect.isawaitable(answer) else answer
-
-        async def health(request: Request) -> Response:
-            return self.health()
-
-        async def image(request: Request) -> Response:
-            return Response(PNG, media_type="image/png")
-
-        app = Starlette(
-            routes=[
-                Route("/upload", upload, methods=["POST"]),
-                Route("/health", health),
-                Route("/files/{name}", image),
-            ]
-        )
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_config=None, log_level="warning"
-            )
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ScriptedService:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)
 
 
 @pytest.fixture
