@@ -107,6 +107,11 @@ def _error_text(response: httpx2.Response) -> str:
     return str(body)[:300]
 
 
+def _attempts(retrying: AsyncRetrying) -> str:
+    n = int(retrying.statistics.get("attempt_number", 1))
+    return f"{n} attempt{'s' if n != 1 else ''}"
+
+
 def decode_image_data(kind: str, data: str) -> bytes:
     """PNG bytes from base64 text, with or without a `data:image/png;base64,` prefix.
 
@@ -305,13 +310,13 @@ class ModelServiceClient:
         except httpx2.TimeoutException as exc:
             raise ModelServiceUnavailable(
                 f"model service at {self.base_url} timed out"
-                f" ({type(exc).__name__}, {retrying.statistics['attempt_number']} attempts in"
+                f" ({type(exc).__name__}, {_attempts(retrying)} in"
                 f" {time.perf_counter() - started:.0f} s); check that it is running"
             ) from exc
         except httpx2.TransportError as exc:
             raise ModelServiceUnavailable(
                 f"model service at {self.base_url} is unreachable after"
-                f" {retrying.statistics['attempt_number']} attempts in"
+                f" {_attempts(retrying)} in"
                 f" {time.perf_counter() - started:.0f} s ({type(exc).__name__}: {exc}); check"
                 " SEGFORMER_SERVICE_URL and that the service is running"
             ) from exc
