@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.services.database.migrations import downgrade_database, upgrade_database
-from tests.support import create_database, db_rows, drop_database
+from tests.support import create_database, db_execute, db_rows, drop_database
 
 IMAGES = [
     "img_unique_id",
@@ -119,3 +119,23 @@ def test_each_step_downgrades_on_its_own(empty_database: str) -> None:
     assert "images" in tables(empty_database)
     upgrade_database(empty_database)
     assert "procrastinate_jobs" in tables(empty_database)
+
+
+def test_heartbeat_migration_downgrades_and_upgrades_with_data_kept(empty_database: str) -> None:
+    upgrade_database(empty_database, "20261121_0002")
+    db_execute(
+        empty_database,
+        "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
+        " size_bytes, media_type, status, attempts) VALUES ('20261122_050000_MIGR01', 'a.png',"
+        " 'uploads/a.png', 1, 'image/png', 'processing', 1)",
+    )
+    upgrade_database(empty_database)
+    assert "agent_processes" in tables(empty_database)
+    added = ["owner_process_id", "next_attempt_at", "waiting_since"]
+    assert columns(empty_database, "inspections")[-3:] == added
+    downgrade_database(empty_database, "20261121_0002")
+    assert "agent_processes" not in tables(empty_database)
+    assert not set(added) & set(columns(empty_database, "inspections"))
+    assert db_rows(empty_database, "SELECT status::text FROM inspections") == [("processing",)]
+    upgrade_database(empty_database)
+    assert columns(empty_database, "inspections")[-3:] == added
