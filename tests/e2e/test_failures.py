@@ -51,15 +51,17 @@ def test_history_shows_a_failed_inspection_and_retries_it(
 ) -> None:
     with httpx2.Client(base_url=agent_in_outage.url, timeout=60) as c:
         failed = c.post("/api/upload", files={"image": ("board-7.jpg", deeppcb[7].read_bytes())})
-    assert failed.status_code == 503
+        other = c.post("/api/upload", files={"image": ("board-11.jpg", deeppcb[11].read_bytes())})
+    assert failed.status_code == other.status_code == 503
     img_unique_id = failed.json()["img_unique_id"]
+    other_id = other.json()["img_unique_id"]
 
     page.goto(agent_in_outage.url + "/history")
     expect(page.locator("#history-total")).to_contain_text("0 images")
     page.select_option("#f-status", "failed")
     card = page.locator(f'.state-card[data-img-id="{img_unique_id}"]')
     expect(card).to_be_visible()
-    expect(page.locator("#history-total")).to_contain_text("1 failed image")
+    expect(page.locator("#history-total")).to_contain_text("2 failed images")
     expect(card).to_contain_text("board-7.jpg")
     expect(card.locator(".row-error")).to_contain_text("unreachable")
     expect(page.locator("#f-class")).to_be_disabled()
@@ -77,6 +79,15 @@ def test_history_shows_a_failed_inspection_and_retries_it(
     ) == [("succeeded",)]
     page.select_option("#f-status", "")
     expect(page.locator(f'[data-img-id="{img_unique_id}"]')).to_be_visible()
+
+    # The result page of a failed inspection says so and retries it too.
+    page.goto(f"{agent_in_outage.url}/results/{other_id}")
+    panel = page.locator('.state-panel[data-status="failed"]')
+    expect(panel).to_contain_text("board-11.jpg")
+    expect(panel.locator(".row-error")).to_contain_text("unreachable")
+    panel.get_by_role("button", name="Retry").click()
+    expect(page.locator(".state-panel")).to_have_count(0)
+    expect(page.get_by_text("Defect summary")).to_be_visible()
 
 
 def test_batch_page_says_it_waits_for_the_model_service(
