@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from alembic.script import ScriptDirectory
 
-from app.services.database.migrations import downgrade_database, upgrade_database
+from app.services.database.migrations import (
+    alembic_config,
+    downgrade_database,
+    upgrade_database,
+)
 from tests.support import create_database, db_execute, db_rows, drop_database
 
 IMAGES = [
@@ -122,7 +127,14 @@ def test_each_step_downgrades_on_its_own(empty_database: str) -> None:
 
 
 def test_heartbeat_migration_downgrades_and_upgrades_with_data_kept(empty_database: str) -> None:
-    upgrade_database(empty_database, "20261121_0002")
+    # The revision before 20261122_0004, whatever the chain of migrations is.
+    before = (
+        ScriptDirectory.from_config(alembic_config(empty_database))
+        .get_revision("20261122_0004")
+        .down_revision
+    )
+    assert isinstance(before, str)
+    upgrade_database(empty_database, before)
     db_execute(
         empty_database,
         "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
@@ -133,7 +145,7 @@ def test_heartbeat_migration_downgrades_and_upgrades_with_data_kept(empty_databa
     assert "agent_processes" in tables(empty_database)
     added = ["owner_process_id", "next_attempt_at", "waiting_since"]
     assert columns(empty_database, "inspections")[-3:] == added
-    downgrade_database(empty_database, "20261121_0002")
+    downgrade_database(empty_database, before)
     assert "agent_processes" not in tables(empty_database)
     assert not set(added) & set(columns(empty_database, "inspections"))
     assert db_rows(empty_database, "SELECT status::text FROM inspections") == [("processing",)]
