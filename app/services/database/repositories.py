@@ -328,6 +328,16 @@ class AgentProcessRepository:
             )
         )
 
+    async def is_alive(self, process_id: str, silent_s: float) -> bool:
+        """Whether the process has beaten within the last `silent_s` seconds (DB clock)."""
+        stmt = select(
+            exists().where(
+                AgentProcess.process_id == process_id,
+                AgentProcess.last_seen >= func.now() - timedelta(seconds=silent_s),
+            )
+        )
+        return bool((await self.session.execute(stmt)).scalar())
+
     async def remove(self, process_id: str) -> None:
         """Forget a process (it stopped cleanly)."""
         await self.session.execute(

@@ -246,7 +246,8 @@ class InspectionService:
 
         Raises:
             ImageNotFound: no ledger row with this id.
-            NotRetryable: `require_failed` and the inspection is not `failed`.
+            NotRetryable: `require_failed` and the inspection is not `failed`, or another
+                live process is inspecting it now.
             WaitingForModelService: see `wait_for_service`; the row is `pending` with
                 `next_attempt_at`.
             ModelServiceUnavailable, ModelServiceBadAnswer, StoredFileMissing: the ledger
@@ -265,6 +266,21 @@ class InspectionService:
                 )
             if inspection.status == InspectionStatus.SUCCEEDED:
                 return await self.load_outcome(img_unique_id)
+            owner = inspection.owner_process_id
+            if (
+                inspection.status == InspectionStatus.PROCESSING
+                and owner is not None
+                and owner != self.process_id
+                and await AgentProcessRepository(session).is_alive(
+                    owner, self.settings.stalled_job_after_s
+                )
+            ):
+                # A second job for an image a live process is inspecting (e.g. a job queued
+                # again by the sweep): running it would be a second inference.
+                raise NotRetryable(
+                    f"inspection {img_unique_id} is processing in another agent process;"
+                    " wait for it to finish"
+                )
             attempts = inspection.attempts + 1
             await repo.mark(
                 img_unique_id,

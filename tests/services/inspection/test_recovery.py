@@ -196,3 +196,60 @@ def test_an_upload_whose_process_died_is_failed_by_another_process(
             database_url, "SELECT pid, last_seen > now() - interval '10 s' FROM agent_processes"
         )
     assert (os.getpid(), True) in alive
+
+
+def test_a_batch_image_a_live_process_is_inspecting_is_not_inspected_twice(
+    tmp_path: Path, database_url: str, slow_service: ModelServiceProxy, deeppcb: list[Path]
+) -> None:
+    """A batch image `processing` in another live process (its heartbeat is kept fresh by
+    the test) and with no job: the sweep queues it again, but the job does not run a second
+    inference. Once that process falls silent, the image is inspected here, once."""
+    data = tmp_path / "data"
+    image = data / "uploads" / "20261122" / "x_20261122_050000_BUSY01_a.jpg"
+    image.parent.mkdir(parents=True)
+    image.write_bytes(deeppcb[12].read_bytes())
+    other = "busy0000000000000000000000000000"
+    db_execute(
+        database_url,
+        "INSERT INTO agent_processes (process_id, hostname, pid) VALUES (%s, 'other', 1)",
+        other,
+    )
+    db_execute(
+        database_url,
+        "INSERT INTO batches (batch_id, total_images, rejected_files)"
+        " VALUES ('B_20261122_050000_BUSY01', 1, 0)",
+    )
+    db_execute(
+        database_url,
+        "INSERT INTO inspections (img_unique_id, batch_id, batch_position, original_filename,"
+        " input_image_path, size_bytes, media_type, status, attempts, owner_process_id)"
+        " VALUES ('20261122_050000_BUSY01', 'B_20261122_050000_BUSY01', 0, 'a.jpg', %s, 1,"
+        " 'image/jpeg', 'processing', 1, %s)",
+        image.relative_to(data).as_posix(),
+        other,
+    )
+    settings = agent_settings(data, database_url, slow_service.url, stalled_job_after_s=2)
+    with serve_agent(settings):
+        for _ in range(40):  # 8 s (the worker polls every 5 s): the other process beats
+            db_execute(
+                database_url,
+                "UPDATE agent_processes SET last_seen = now() WHERE process_id = %s",
+                other,
+            )
+            time.sleep(0.2)
+        assert slow_service.calls == 0
+        assert db_rows(
+            database_url,
+            "SELECT status FROM inspections WHERE img_unique_id = '20261122_050000_BUSY01'",
+        ) == [("processing",)]
+        wait_until(  # the other process fell silent: its work is taken over
+            lambda: (
+                db_rows(
+                    database_url,
+                    "SELECT status FROM inspections WHERE img_unique_id = '20261122_050000_BUSY01'",
+                )
+                == [("succeeded",)]
+            ),
+            timeout_s=30,
+        )
+    assert slow_service.calls == 1
