@@ -125,9 +125,12 @@ class BatchStatus(BaseModel):
 class BatchRetried(BaseModel):
     """The answer to a batch retry: the images queued again now."""
 
-    batch_id: str
-    retried: list[str] = Field(description="Failed or waiting images queued again now.")
-    status_url: str
+    batch_id: str = Field(examples=["B_20260225_103045_ABC123"])
+    retried: list[str] = Field(
+        description="Failed or waiting images queued again now.",
+        examples=[["20260225_103045_ABC124", "20260225_103045_ABC125"]],
+    )
+    status_url: str = Field(examples=["http://127.0.0.1:8000/api/batches/B_20260225_103045_ABC123"])
 
 
 class BatchAccepted(BaseModel):
@@ -310,9 +313,12 @@ class LastInference(BaseModel):
     """How the agent's last inference ended (this process, since it started)."""
 
     ok: bool = Field(description="The model service did its job (or refused a bad file).")
-    at: datetime
-    detail: str | None = None
-    seconds: float
+    at: datetime = Field(examples=["2026-02-25T10:30:45Z"])
+    detail: str | None = Field(
+        default=None,
+        examples=["model service at http://140.96.77.124:8080/ is unreachable after 3 attempts"],
+    )
+    seconds: float = Field(description="How long the call took, seconds.", examples=[1.42])
 
 
 class ModelServiceHealth(ComponentHealth):
