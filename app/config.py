@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     segformer_max_concurrency: int = Field(default=4, ge=1, le=256)
     # Back-off before retry n is `segformer_backoff_base_s * 2**(n-1)`: 1 s, 2 s, 4 s.
     segformer_backoff_base_s: float = Field(default=1.0, ge=0)
+    # One inference, every attempt and back-off included, ends after this long (seconds).
+    segformer_deadline_s: float = Field(default=60.0, gt=0)
+    # Batch images that fail because the model service is unreachable are tried again,
+    # after BATCH_RETRY_BACKOFF_BASE_S, then twice as long each time (at most 5 min), until
+    # the service has been failing for them this long (seconds).
+    batch_retry_window_s: float = Field(default=1800.0, ge=0)
+    batch_retry_backoff_base_s: float = Field(default=10.0, gt=0)
 
     # Storage. UPLOAD_DIR and RESULT_DIR default to DATA_DIR/uploads and DATA_DIR/results.
     data_dir: Path = Path("data")
@@ -69,6 +76,8 @@ class Settings(BaseSettings):
     worker_concurrency: int | None = Field(default=None, ge=1)
     # A worker silent for this long is considered dead and its jobs are retried.
     stalled_job_after_s: float = Field(default=15.0, gt=0)
+    # Files no row names (left by a killed agent) are removed once this old (seconds).
+    orphan_file_grace_s: float = Field(default=900.0, ge=0)
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

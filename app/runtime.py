@@ -17,11 +17,13 @@ from app.services.inspection.queue import (
     QUEUE_NAME,
     StalledJobReaper,
     create_queue,
+    defer_inspection_at,
     defer_inspections,
 )
 from app.services.inspection.workflow import InspectionService
 from app.services.model_service.client import ModelServiceClient
 from app.services.storage.local import Storage
+from app.services.system.heartbeat import ProcessHeartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -79,15 +81,24 @@ async def agent_runtime(
     inspections = InspectionService(settings, storage, client, sessions)
     runtime = AgentRuntime(settings, engine, sessions, storage, client, queue, inspections)
     reaper = StalledJobReaper(
-        queue, inspections, settings.stalled_job_after_s, settings.stalled_job_after_s / 3
+        queue,
+        inspections,
+        settings.stalled_job_after_s,
+        settings.stalled_job_after_s / 3,
+        orphan_grace_s=settings.orphan_file_grace_s,
+        file_sweep_interval_s=max(60.0, settings.orphan_file_grace_s),
     )
+    heartbeat = ProcessHeartbeat(sessions, interval_s=max(0.5, settings.stalled_job_after_s / 4))
     worker: asyncio.Task[None] | None = None
     in_process = (
         settings.run_worker_in_process if run_worker_in_process is None else (run_worker_in_process)
     )
     async with queue.open_async():
         inspections.defer = lambda ids: defer_inspections(queue, ids)
+        inspections.defer_at = lambda i, when: defer_inspection_at(queue, i, when)
         try:
+            await heartbeat.start()
+            inspections.process_id = heartbeat.process_id
             reaper.start()
             if in_process:
                 worker = asyncio.create_task(
@@ -100,5 +111,6 @@ async def agent_runtime(
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
+            await heartbeat.stop()
             await client.aclose()
             await engine.dispose()

@@ -78,15 +78,17 @@ def agent_settings(
     data_dir: Path, database_url: str, service_url: str, **extra: object
 ) -> Settings:
     """Settings of a test agent: its own data folder and database, fast back-off."""
+    defaults: dict[str, object] = {
+        "segformer_backoff_base_s": 0.05,
+        "segformer_timeout_s": 10,
+        "stalled_job_after_s": 3,
+    }
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=database_url,
         segformer_service_url=service_url,
         data_dir=data_dir,
-        segformer_backoff_base_s=0.05,
-        segformer_timeout_s=10,
-        stalled_job_after_s=3,
-        **extra,  # type: ignore[arg-type]
+        **{**defaults, **extra},  # type: ignore[arg-type]
     )
 
 

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
+import inspect
 import io
 import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import psycopg
 import uvicorn
 from PIL import Image as PILImage
 from psycopg import sql
 from sqlalchemy.engine import make_url
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from app.config import Settings
 from app.main import create_app
@@ -74,6 +83,13 @@ def db_rows(url: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
     conn_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conn_url) as conn:
         return list(conn.execute(query, params).fetchall())
+
+
+def db_execute(url: str, query: str, *params: Any) -> None:
+    """Run a write query directly against the database and commit it."""
+    conn_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conn_url) as conn:
+        conn.execute(query, params)
 
 
 class AgentServer:
@@ -146,8 +162,6 @@ def wait_until(predicate: Any, timeout_s: float = 60.0, interval_s: float = 0.2)
 def create_api_key(database_url: str, name: str, scope: str) -> str:
     """Create an API key directly in the agent's database (as `aoi-agent keys create`
     does); returns the key."""
-    import asyncio
-
     from app.services.database.session import create_engine, create_session_factory, unit_of_work
     from app.services.security.keys import KeyService, Scope
     from app.services.security.repository import ApiKeyRepository
@@ -167,3 +181,160 @@ def create_api_key(database_url: str, name: str, scope: str) -> str:
     # In a thread of its own: Playwright's sync API keeps an event loop running in this one.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, create()).result()
+
+
+class AgentProcess:
+    """`python run.py` as a child process, as an administrator would start it."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.url = f"http://127.0.0.1:{env['PORT']}"
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "run.py"],
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"agent exited: {self.log.read_text()[-2000:]}")
+            try:
+                return httpx2.get(self.url + "/api/health", timeout=1).status_code == 200
+            except httpx2.HTTPError:
+                return False
+
+        wait_until(ready, timeout_s=60)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()  # SIGKILL on POSIX, TerminateProcess on Windows: no clean-up runs
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+
+
+class ScriptedService:
+    """A model service whose `/upload` answers come from a list of callables (sync, or
+    async for an answer that takes time); for failures the reference service cannot show
+    on demand (hang, slowness, garbage). `GET /files/{name}` serves a small PNG."""
+
+    def __init__(self) -> None:
+        self.script: list[Callable[[], Any]] = []
+        self.health: Callable[[], Response] = lambda: JSONResponse(
+            {"status": "ok", "engine": "scripted", "classes": []}
+        )
+        self.calls = 0
+        self.port = free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+        async def upload(request: Request) -> Response:
+            form = await request.form()
+            await form.close()
+            self.calls += 1
+            step = self.script[min(self.calls, len(self.script)) - 1]
+            answer = step()
+            return await answer if inspect.isawaitable(answer) else answer
+
+        async def health(request: Request) -> Response:
+            return self.health()
+
+        async def image(request: Request) -> Response:
+            return Response(make_image("PNG", (8, 8)), media_type="image/png")
+
+        app = Starlette(
+            routes=[
+                Route("/upload", upload, methods=["POST"]),
+                Route("/health", health),
+                Route("/files/{name}", image),
+            ]
+        )
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_config=None, log_level="warning"
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ScriptedService:
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
+
+
+class ModelServiceProxy:
+    """The reference model service behind a proxy on its own loopback port, which a test
+    can slow down (`delay_s`), make answer 503 (`unavailable`), or stop and start again
+    (a real outage: connection refused). Used where the reference service cannot fail or
+    be slow on demand; every answer it gives is the reference service's own."""
+
+    def __init__(self, upstream: str, port: int | None = None) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.port = port or free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.delay_s = 0.0
+        self.unavailable = False
+        self.calls = 0
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    async def _forward(self, request: Request) -> Response:
+        if request.url.path == "/upload":
+            self.calls += 1
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+        if self.unavailable:
+            return JSONResponse({"detail": "model service is restarting"}, status_code=503)
+        async with httpx2.AsyncClient(timeout=120) as client:
+            answer = await client.request(
+                request.method,
+                self.upstream + request.url.path,
+                content=await request.body(),
+                headers={"content-type": request.headers.get("content-type", "")},
+            )
+        return Response(
+            answer.content,
+            status_code=answer.status_code,
+            media_type=answer.headers.get("content-type"),
+        )
+
+    def start(self) -> ModelServiceProxy:
+        """Listen (again) on the proxy's port."""
+        app = Starlette(
+            routes=[
+                Route("/upload", self._forward, methods=["POST"]),
+                Route("/health", self._forward),
+            ]
+        )
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_config=None, log_level="warning"
+            )
+        )
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        while not self._server.started:
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        """Stop listening: connections are refused until `start`."""
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(10)
+            self._server = None

@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from alembic.script import ScriptDirectory
 
-from app.services.database.migrations import downgrade_database, upgrade_database
-from tests.support import create_database, db_rows, drop_database
+from app.services.database.migrations import (
+    alembic_config,
+    downgrade_database,
+    upgrade_database,
+)
+from tests.support import create_database, db_execute, db_rows, drop_database
 
 IMAGES = [
     "img_unique_id",
@@ -138,3 +143,30 @@ def test_api_keys_table_and_its_downgrade(empty_database: str) -> None:
     assert "procrastinate_jobs" in tables(empty_database)
     upgrade_database(empty_database)
     assert "api_keys" in tables(empty_database)
+
+
+def test_heartbeat_migration_downgrades_and_upgrades_with_data_kept(empty_database: str) -> None:
+    # The revision before 20261122_0004, whatever the chain of migrations is.
+    before = (
+        ScriptDirectory.from_config(alembic_config(empty_database))
+        .get_revision("20261122_0004")
+        .down_revision
+    )
+    assert isinstance(before, str)
+    upgrade_database(empty_database, before)
+    db_execute(
+        empty_database,
+        "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
+        " size_bytes, media_type, status, attempts) VALUES ('20261122_050000_MIGR01', 'a.png',"
+        " 'uploads/a.png', 1, 'image/png', 'processing', 1)",
+    )
+    upgrade_database(empty_database)
+    assert "agent_processes" in tables(empty_database)
+    added = ["owner_process_id", "next_attempt_at", "waiting_since"]
+    assert columns(empty_database, "inspections")[-3:] == added
+    downgrade_database(empty_database, before)
+    assert "agent_processes" not in tables(empty_database)
+    assert not set(added) & set(columns(empty_database, "inspections"))
+    assert db_rows(empty_database, "SELECT status::text FROM inspections") == [("processing",)]
+    upgrade_database(empty_database)
+    assert columns(empty_database, "inspections")[-3:] == added

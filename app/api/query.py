@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -23,11 +23,12 @@ from app.api.params import (
 )
 from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import VALIDATION_ERROR_RESPONSE, ImageNotFound, responses
+from app.models.database import InspectionStatus
 from app.models.schemas import (
     DefectClassOut,
     DefectQueryResult,
-    ImageDetail,
     ImageList,
+    ImageOrInspection,
     ImageRegions,
 )
 from app.services.database.repositories import DefectFilters, ImageFilters
@@ -50,22 +51,33 @@ async def list_images(
     class_name: ClassName = None,
     batch_id: BatchIdFilter = None,
     min_defects: RegionCount = None,
+    status: Annotated[
+        Literal["succeeded", "failed", "pending", "processing"],
+        Query(
+            description="`succeeded` (default): stored inspections with their defects."
+            " `failed`, `pending`, `processing`: accepted images with no result, with their"
+            " error and retry URL (class and defect filters do not apply to them)."
+        ),
+    ] = "succeeded",
 ) -> ImageList:
-    """Stored inspections, newest first, with defect counts by class."""
+    """Images of one status, newest first: stored inspections with defect counts by class,
+    or the failed (pending, processing) ones with their error and retry URL."""
     start_date, end_date = resolve_dates(date_range, start_date, end_date)
     filters = ImageFilters(start_date, end_date, class_name, batch_id, min_defects)
-    return await queries.list_images(filters, page, limit)
+    return await queries.list_images(filters, page, limit, InspectionStatus(status))
 
 
 @router.get(
     "/images/{img_unique_id}",
-    response_model=ImageDetail,
-    summary="One inspected image",
+    response_model=ImageOrInspection,
+    summary="One inspected image (or where it stands)",
     responses=responses(ImageNotFound),
 )
-async def get_image(img_unique_id: ImgUniqueId, queries: QueryServiceDep) -> ImageDetail:
-    """Size, timing, stored paths, defect classes and download URLs of one inspection."""
-    return await queries.image_detail(img_unique_id)
+async def get_image(img_unique_id: ImgUniqueId, queries: QueryServiceDep) -> ImageOrInspection:
+    """Size, timing, stored paths, defect classes and download URLs of one inspection
+    (`status` `succeeded`); for an image with no result yet or a failed one, its `status`,
+    `error` and `retry_url`."""
+    return await queries.image_or_inspection(img_unique_id)
 
 
 @router.get(

@@ -28,6 +28,7 @@ from app.errors import (
 from app.models.schemas import (
     AcceptedFile,
     BatchAccepted,
+    BatchRetried,
     BatchStatus,
     BatchUploadResult,
     UploadResponse,
@@ -213,3 +214,21 @@ async def retry_image(
 async def batch_status(batch_id: BatchId, queries: QueryServiceDep) -> BatchStatus:
     """Counts by status and one item per image (status, error, defects)."""
     return await queries.batch_status(batch_id)
+
+
+@router.post(
+    "/batches/{batch_id}/retry",
+    response_model=BatchRetried,
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Retry every failed image of a batch now",
+    responses=responses(BatchNotFound),
+)
+async def retry_batch(
+    batch_id: str, service: InspectionServiceDep, links: LinksDep
+) -> BatchRetried:
+    """Queues every failed image of the batch again, and moves the next attempt of images
+    waiting for the model service to now. Progress: `GET /api/batches/{batch_id}`."""
+    retried = await service.retry_batch(batch_id)
+    return BatchRetried(
+        batch_id=batch_id, retried=sorted(retried), status_url=links.batch(batch_id)
+    )

@@ -179,6 +179,27 @@ class Inspection(Base):
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The agent process running this inspection now; the recovery sweep fails a
+    # `processing` row only when this process has stopped beating (or is unknown). No
+    # foreign key: a missing `agent_processes` row means the same as a stopped process.
+    owner_process_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # A batch image waiting for the model service: when it is tried next, and since when
+    # the service has been failing for it (the automatic retries stop BATCH_RETRY_WINDOW_S
+    # after that).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    waiting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AgentProcess(Base):
+    """One running agent or worker process, with its heartbeat."""
+
+    __tablename__ = "agent_processes"
+
+    process_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hostname: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class ApiKey(Base):

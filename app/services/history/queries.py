@@ -31,6 +31,7 @@ from app.models.schemas import (
     ImageList,
     ImageRegions,
     ImageSummary,
+    InspectionState,
     PointOut,
     RegionOut,
     ResultImagesBase64,
@@ -88,6 +89,10 @@ class Links:
     def batch(self, batch_id: str) -> str:
         """`/api/batches/{batch_id}`."""
         return self._url(f"/api/batches/{batch_id}")
+
+    def batch_retry(self, batch_id: str) -> str:
+        """`/api/batches/{batch_id}/retry`."""
+        return self._url(f"/api/batches/{batch_id}/retry")
 
     def batch_zip(self, batch_id: str) -> str:
         """`/download/batch/{batch_id}` (signed when keys are required)."""
@@ -157,18 +162,44 @@ def batch_item(
     service's inference time."""
     succeeded = inspection.status == InspectionStatus.SUCCEEDED
     failed = inspection.status == InspectionStatus.FAILED
+    waiting = _waiting(inspection)
     return BatchItem(
         img_unique_id=inspection.img_unique_id,
         filename=inspection.original_filename,
         status=inspection.status.value,
         attempts=inspection.attempts,
-        error=inspection.last_error if failed else None,
+        error=inspection.last_error if failed or waiting else None,
+        next_attempt_at=inspection.next_attempt_at if waiting else None,
         total_defects=sum((classes or {}).values()) if succeeded else None,
         defect_classes=(classes or {}) if succeeded else None,
         processing_time_seconds=image.processing_time_seconds if image is not None else None,
         agent_total_seconds=inspection.total_seconds if succeeded else None,
         viewer_url=links.viewer(inspection.img_unique_id),
         overlay_url=links.download(inspection.img_unique_id, "overlay") if succeeded else None,
+        retry_url=links.retry(inspection.img_unique_id) if failed else None,
+    )
+
+
+def _waiting(inspection: Inspection) -> bool:
+    """A batch image waiting for the model service to come back."""
+    return inspection.status == InspectionStatus.PENDING and inspection.next_attempt_at is not None
+
+
+def inspection_state(inspection: Inspection, links: Links) -> InspectionState:
+    """The API form of a ledger row with no stored result (pending, processing, failed)."""
+    failed = inspection.status == InspectionStatus.FAILED
+    return InspectionState(
+        status=inspection.status.value,
+        img_unique_id=inspection.img_unique_id,
+        timestamp=inspection.created_at,
+        updated_at=inspection.updated_at,
+        original_filename=inspection.original_filename,
+        batch_id=inspection.batch_id,
+        attempts=inspection.attempts,
+        error=inspection.last_error if failed or _waiting(inspection) else None,
+        error_status_code=inspection.error_status_code if failed else None,
+        next_attempt_at=inspection.next_attempt_at if _waiting(inspection) else None,
+        input_url=links.download(inspection.img_unique_id, "input"),
         retry_url=links.retry(inspection.img_unique_id) if failed else None,
     )
 
@@ -204,15 +235,50 @@ class QueryService:
             "viewer_url": self.links.viewer(image.img_unique_id),
         }
 
-    async def list_images(self, filters: ImageFilters, page: int, limit: int) -> ImageList:
-        """A page (1-based) of stored images, newest first."""
-        total, rows = await self.images.list_page(filters, (page - 1) * limit, limit)
+    async def list_images(
+        self,
+        filters: ImageFilters,
+        page: int,
+        limit: int,
+        status: InspectionStatus = InspectionStatus.SUCCEEDED,
+    ) -> ImageList:
+        """A page (1-based) of images of one status, newest first.
+
+        `succeeded`: stored inspections with their defects (every filter applies).
+        `failed`, `pending`, `processing`: ledger rows with their error and retry URL
+        (dates filter the acceptance time; `batch_id` applies; class and defect filters
+        cannot match an image with no result and are ignored).
+        """
+        offset = (page - 1) * limit
+        if status != InspectionStatus.SUCCEEDED:
+            total = await self.inspections.count_by_status(status, filters)
+            rows = await self.inspections.page_by_status(status, filters, offset, limit)
+            return ImageList(
+                total=total,
+                page=page,
+                limit=limit,
+                status=status.value,
+                images=[inspection_state(row, self.links) for row in rows],
+            )
+        total, found = await self.images.list_page(filters, offset, limit)
         return ImageList(
             total=total,
             page=page,
             limit=limit,
-            images=[ImageSummary(**self._summary(*row)) for row in rows],
+            images=[ImageSummary(**self._summary(*row)) for row in found],
         )
+
+    async def image_or_inspection(self, img_unique_id: str) -> ImageDetail | InspectionState:
+        """A stored inspection's detail, or, for an image with no result (pending,
+        processing, failed), where it stands, its error and retry URL.
+
+        Raises:
+            ImageNotFound: no such image at all.
+        """
+        inspection = await self.inspections.get(img_unique_id)
+        if inspection is not None and inspection.status != InspectionStatus.SUCCEEDED:
+            return inspection_state(inspection, self.links)
+        return await self.image_detail(img_unique_id)
 
     async def image_detail(self, img_unique_id: str) -> ImageDetail:
         """One stored image with classes and URLs.
@@ -323,6 +389,8 @@ class QueryService:
             for name, count in (item.defect_classes or {}).items():
                 by_class[name] = by_class.get(name, 0) + count
         pending = by_status["pending"] + by_status["processing"]
+        waits = [i.next_attempt_at for i in items if i.next_attempt_at is not None]
+        next_attempt_at = min(waits) if waits else None
         return BatchStatus(
             batch_id=batch_id,
             created_at=batch.created_at,
@@ -333,6 +401,15 @@ class QueryService:
             processing=by_status["processing"],
             done=pending == 0,
             rejected_files=batch.rejected_files,
+            waiting_for_model_service=len(waits),
+            next_attempt_at=next_attempt_at,
+            message=(
+                f"waiting for model service, next attempt at {next_attempt_at:%Y-%m-%d %H:%M:%S}"
+                f" UTC ({len(waits)} image{'s' if len(waits) != 1 else ''})"
+                if next_attempt_at is not None
+                else None
+            ),
+            retry_url=self.links.batch_retry(batch_id),
             defects_by_class=dict(sorted(by_class.items(), key=lambda kv: -kv[1])),
             zip_url=self.links.batch_zip(batch_id),
             items=items,

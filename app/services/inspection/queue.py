@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import procrastinate
@@ -52,11 +54,19 @@ async def defer_inspections(app: procrastinate.App, img_unique_ids: Sequence[str
         await task.batch_defer_async(*[{"img_unique_id": str(i)} for i in img_unique_ids])  # type: ignore[arg-type]
 
 
-class StalledJobReaper:
-    """Every `interval_s`, queues again the jobs of workers silent for `stalled_after_s`.
+async def defer_inspection_at(app: procrastinate.App, img_unique_id: str, when: datetime) -> None:
+    """Queue one `inspect_image` job that no worker starts before `when`."""
+    task = app.tasks[TASK_NAME]
+    await task.configure(schedule_at=when).defer_async(img_unique_id=img_unique_id)
 
-    This is procrastinate's documented recipe for jobs left `doing` by a killed worker
-    (`JobManager.get_stalled_jobs` + `retry_job`), run as a loop in each agent.
+
+class StalledJobReaper:
+    """Every `interval_s`, queues again the jobs of workers silent for `stalled_after_s`,
+    fails single uploads whose process died, and (at start and then every
+    `file_sweep_interval_s`) removes orphaned files older than `orphan_grace_s`.
+
+    The job part is procrastinate's documented recipe for jobs left `doing` by a killed
+    worker (`JobManager.get_stalled_jobs` + `retry_job`), run as a loop in each agent.
     """
 
     def __init__(
@@ -65,15 +75,21 @@ class StalledJobReaper:
         service: InspectionService,
         stalled_after_s: float,
         interval_s: float,
+        orphan_grace_s: float = 900.0,
+        file_sweep_interval_s: float = 900.0,
     ) -> None:
         self.app = app
         self.service = service
         self.stalled_after_s = stalled_after_s
         self.interval_s = interval_s
+        self.orphan_grace_s = orphan_grace_s
+        self.file_sweep_interval_s = file_sweep_interval_s
+        self._last_file_sweep: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def sweep(self) -> int:
-        """Queue stalled jobs again and recover orphaned ledger rows; returns jobs retried."""
+        """Queue stalled jobs again, recover orphaned ledger rows and, when due, remove
+        orphaned files; returns jobs retried."""
         stalled = list(
             await self.app.job_manager.get_stalled_jobs(
                 seconds_since_heartbeat=self.stalled_after_s
@@ -85,6 +101,12 @@ class StalledJobReaper:
             )
             await self.app.job_manager.retry_job(job)
         await self.service.recover()
+        now = time.monotonic()
+        if self._last_file_sweep is None or now - self._last_file_sweep >= (
+            self.file_sweep_interval_s
+        ):
+            self._last_file_sweep = now
+            await self.service.remove_orphan_files(self.orphan_grace_s)
         return len(stalled)
 
     async def _run(self) -> None:

@@ -26,16 +26,22 @@ from app.config import Settings
 from app.errors import (
     AgentError,
     BadImage,
+    BatchNotFound,
     ImageNotFound,
     ImageTooLarge,
     InsufficientStorage,
+    ModelServiceUnavailable,
     NotRetryable,
     StoredFileMissing,
 )
 from app.models.database import Batch, Image, Inspection, InspectionStatus
 from app.models.model_service import Analysis
 from app.models.schemas import RejectedFile
-from app.services.database.repositories import ImageRepository, InspectionRepository
+from app.services.database.repositories import (
+    AgentProcessRepository,
+    ImageRepository,
+    InspectionRepository,
+)
 from app.services.database.session import unit_of_work
 from app.services.inspection.receiver import ReceivedFile
 from app.services.model_service.client import ModelServiceClient
@@ -53,6 +59,21 @@ from app.utils.text import printable
 logger = logging.getLogger(__name__)
 
 Deferrer = Callable[[Sequence[str]], Awaitable[None]]
+ScheduledDeferrer = Callable[[str, datetime], Awaitable[None]]
+
+# The automatic retries of a batch image waiting for the model service: at most this far
+# apart, seconds.
+BATCH_RETRY_MAX_DELAY_S = 300.0
+# Rows of processes silent this long are deleted (their work was swept long before), seconds.
+FORGET_PROCESS_AFTER_S = 86_400.0
+
+
+class WaitingForModelService(Exception):
+    """A batch image could not reach the model service and is queued again for later."""
+
+    def __init__(self, img_unique_id: str, next_attempt_at: datetime) -> None:
+        super().__init__(f"{img_unique_id}: next attempt at {next_attempt_at.isoformat()}")
+        self.next_attempt_at = next_attempt_at
 
 
 @dataclass
@@ -96,6 +117,10 @@ class InspectionService:
         self.client = client
         self.sessions = sessions
         self.defer: Deferrer | None = None
+        self.defer_at: ScheduledDeferrer | None = None
+        # This process's id in `agent_processes` (set by the heartbeat); inspections it
+        # processes name it as their owner.
+        self.process_id: str | None = None
 
     # -- accepting -----------------------------------------------------------------------
 
@@ -167,6 +192,7 @@ class InspectionService:
         started = time.perf_counter()
         inspection = await self._accept(received, None, utc_now())
         inspection.status = InspectionStatus.PROCESSING
+        inspection.owner_process_id = self.process_id
         await self._insert_ledger([inspection])
         return await self.process(inspection.img_unique_id, started=started)
 
@@ -223,14 +249,33 @@ class InspectionService:
 
     # -- processing ----------------------------------------------------------------------
 
-    async def process(self, img_unique_id: str, started: float | None = None) -> InspectionOutcome:
+    async def process(
+        self,
+        img_unique_id: str,
+        started: float | None = None,
+        *,
+        require_failed: bool = False,
+        wait_for_service: bool = False,
+    ) -> InspectionOutcome:
         """Run inference for an accepted image and store its results (idempotent).
 
         An inspection already `succeeded` is returned as stored, so a job that runs twice
-        (a worker died after storing) stores nothing twice.
+        (a worker died after storing) stores nothing twice. The row names this process as
+        its owner while inference runs.
+
+        Args:
+            require_failed: refuse (409) unless the inspection is `failed`, checked under the
+                row lock, so two retries never run the same image twice at once.
+            wait_for_service: a batch image: when the model service is unreachable, queue
+                it again for later (`WaitingForModelService`) instead of failing it, within
+                BATCH_RETRY_WINDOW_S.
 
         Raises:
             ImageNotFound: no ledger row with this id.
+            NotRetryable: `require_failed` and the inspection is not `failed`, or another
+                live process is inspecting it now.
+            WaitingForModelService: see `wait_for_service`; the row is `pending` with
+                `next_attempt_at`.
             ModelServiceUnavailable, ModelServiceBadAnswer, StoredFileMissing: the ledger
                 row is marked failed, the input is kept.
         """
@@ -240,17 +285,47 @@ class InspectionService:
             inspection = await repo.get(img_unique_id, for_update=True)
             if inspection is None:
                 raise ImageNotFound(f"no inspection with id {img_unique_id}")
+            if require_failed and inspection.status != InspectionStatus.FAILED:
+                raise NotRetryable(
+                    f"inspection {img_unique_id} is {inspection.status.value}; only failed"
+                    " inspections can be retried"
+                )
             if inspection.status == InspectionStatus.SUCCEEDED:
                 return await self.load_outcome(img_unique_id)
+            owner = inspection.owner_process_id
+            if (
+                inspection.status == InspectionStatus.PROCESSING
+                and owner is not None
+                and owner != self.process_id
+                and await AgentProcessRepository(session).is_alive(
+                    owner, self.settings.stalled_job_after_s
+                )
+            ):
+                # A second job for an image a live process is inspecting (e.g. a job queued
+                # again by the sweep): running it would be a second inference.
+                raise NotRetryable(
+                    f"inspection {img_unique_id} is processing in another agent process;"
+                    " wait for it to finish"
+                )
+            attempts = inspection.attempts + 1
             await repo.mark(
                 img_unique_id,
                 status=InspectionStatus.PROCESSING,
-                attempts=inspection.attempts + 1,
-                last_error=None,
-                error_status_code=None,
+                attempts=attempts,
+                owner_process_id=self.process_id,
+                next_attempt_at=None,
             )
         try:
             outcome = await self._infer_and_store(inspection, started)
+        except ModelServiceUnavailable as exc:
+            if wait_for_service and inspection.batch_id is not None:
+                next_attempt_at = await self._wait_for_service(inspection, attempts, exc, started)
+                if next_attempt_at is not None:
+                    raise WaitingForModelService(img_unique_id, next_attempt_at) from exc
+            await self._mark_failed(img_unique_id, exc.detail, exc.status_code, started)
+            exc.extra.setdefault("img_unique_id", img_unique_id)
+            exc.extra.setdefault("retry_url", f"/api/images/{img_unique_id}/retry")
+            raise
         except AgentError as exc:
             await self._mark_failed(img_unique_id, exc.detail, exc.status_code, started)
             exc.extra.setdefault("img_unique_id", img_unique_id)
@@ -271,6 +346,50 @@ class InspectionService:
             )
             raise
         return outcome
+
+    async def _wait_for_service(
+        self, inspection: Inspection, attempts: int, exc: ModelServiceUnavailable, started: float
+    ) -> datetime | None:
+        """Mark a batch image as waiting for the model service; returns when it is tried
+        next, or None when BATCH_RETRY_WINDOW_S has run out (the caller fails it).
+
+        Back-off: BATCH_RETRY_BACKOFF_BASE_S x 2^(attempts-1), at most 5 minutes, and never
+        past the end of the window (the last attempt is at the window's end).
+        """
+        now = utc_now()
+        since = inspection.waiting_since or now
+        window_end = since + timedelta(seconds=self.settings.batch_retry_window_s)
+        if now >= window_end:
+            exc.detail += (
+                f" (tried {attempts} times over"
+                f" {(now - since).total_seconds() / 60:.0f} min; BATCH_RETRY_WINDOW_S)"
+            )
+            return None
+        delay = min(
+            self.settings.batch_retry_backoff_base_s * 2 ** max(0, attempts - 1),
+            BATCH_RETRY_MAX_DELAY_S,
+        )
+        next_attempt_at = min(now + timedelta(seconds=delay), window_end)
+        async with unit_of_work(self.sessions) as session:
+            await InspectionRepository(session).mark(
+                inspection.img_unique_id,
+                status=InspectionStatus.PENDING,
+                last_error=exc.detail,
+                error_status_code=exc.status_code,
+                owner_process_id=None,
+                waiting_since=since,
+                next_attempt_at=next_attempt_at,
+                total_seconds=round(time.perf_counter() - started, 6),
+            )
+        logger.warning(
+            "model service unreachable; batch image queued again",
+            extra={
+                "img_unique_id": inspection.img_unique_id,
+                "next_attempt_at": next_attempt_at.isoformat(),
+                "error": exc.detail,
+            },
+        )
+        return next_attempt_at
 
     async def _infer_and_store(self, inspection: Inspection, started: float) -> InspectionOutcome:
         img_unique_id = inspection.img_unique_id
@@ -323,6 +442,9 @@ class InspectionService:
                     total_seconds=round(total_seconds, 6),
                     last_error=None,
                     error_status_code=None,
+                    owner_process_id=None,
+                    next_attempt_at=None,
+                    waiting_since=None,
                 )
         except IntegrityError:
             # Another worker stored this inspection first: its files are the same ones.
@@ -361,16 +483,26 @@ class InspectionService:
                 status=InspectionStatus.FAILED,
                 last_error=printable(error, 2000),
                 error_status_code=status_code,
+                owner_process_id=None,
+                next_attempt_at=None,
+                waiting_since=None,
                 total_seconds=round(time.perf_counter() - started, 6),
             )
         logger.warning("inspection failed", extra={"img_unique_id": img_unique_id, "error": error})
 
     async def process_queued(self, img_unique_id: str) -> None:
-        """The queue job: process one batch image; failures are ledgered, not raised."""
+        """The queue job: process one batch image; failures are ledgered, not raised.
+
+        An image that cannot reach the model service is queued again for later (growing
+        back-off within BATCH_RETRY_WINDOW_S) rather than failed.
+        """
         try:
-            await self.process(img_unique_id)
+            await self.process(img_unique_id, wait_for_service=True)
         except ImageNotFound:
             logger.info("queued inspection was deleted", extra={"img_unique_id": img_unique_id})
+        except WaitingForModelService as waiting:
+            if self.defer_at is not None:
+                await self.defer_at(img_unique_id, waiting.next_attempt_at)
         except AgentError:
             pass  # recorded in the ledger by `process`
 
@@ -379,19 +511,33 @@ class InspectionService:
 
         Raises:
             ImageNotFound: unknown id.
-            NotRetryable: the inspection is not `failed`.
+            NotRetryable: the inspection is not `failed` (e.g. still `processing`: 409).
             (and what `process` raises)
         """
-        async with self.sessions() as session:
-            inspection = await InspectionRepository(session).get(img_unique_id)
-        if inspection is None:
-            raise ImageNotFound(f"no inspection with id {img_unique_id}")
-        if inspection.status != InspectionStatus.FAILED:
-            raise NotRetryable(
-                f"inspection {img_unique_id} is {inspection.status.value}; only failed"
-                " inspections can be retried"
-            )
-        return await self.process(img_unique_id)
+        return await self.process(img_unique_id, require_failed=True)
+
+    async def retry_batch(self, batch_id: str) -> list[str]:
+        """Queue every failed image of a batch again now, and move the next attempt of the
+        images waiting for the model service to now.
+
+        Returns:
+            The ids queued again or moved forward, in no particular order.
+
+        Raises:
+            BatchNotFound: no batch with this id.
+        """
+        async with unit_of_work(self.sessions) as session:
+            repo = InspectionRepository(session)
+            if await repo.get_batch(batch_id) is None:
+                raise BatchNotFound(f"no batch with id {batch_id}")
+            failed, waiting = await repo.retry_batch(batch_id, utc_now())
+        if failed and self.defer is not None:
+            await self.defer(failed)
+        logger.info(
+            "batch retried",
+            extra={"batch_id": batch_id, "failed_queued": len(failed), "waiting": len(waiting)},
+        )
+        return [*failed, *waiting]
 
     # -- reading back --------------------------------------------------------------------
 
@@ -466,7 +612,10 @@ class InspectionService:
     # -- recovery ------------------------------------------------------------------------
 
     async def recover(self) -> tuple[int, int]:
-        """After a restart: queue batch images that lost their job, fail interrupted singles.
+        """Queue batch images that lost their job; fail single uploads whose process died.
+
+        A single upload is failed only when the process that owns it has sent no
+        heartbeat for STALLED_JOB_AFTER_S seconds: a live upload is never touched.
 
         Returns:
             (batch images queued again, single uploads marked failed).
@@ -475,8 +624,9 @@ class InspectionService:
             repo = InspectionRepository(session)
             orphans = await repo.unfinished_batch_items_without_job()
             interrupted = await repo.fail_interrupted_single_uploads(
-                utc_now() - timedelta(seconds=self.settings.segformer_timeout_s * 4)
+                self.settings.stalled_job_after_s
             )
+            await AgentProcessRepository(session).forget_silent(FORGET_PROCESS_AFTER_S)
         if orphans and self.defer is not None:
             await self.defer(orphans)
         if orphans or interrupted:
@@ -485,6 +635,41 @@ class InspectionService:
                 extra={"queued_again": len(orphans), "failed_interrupted": interrupted},
             )
         return len(orphans), interrupted
+
+    async def remove_orphan_files(self, grace_s: float) -> dict[str, int]:
+        """Delete files a killed agent left behind, once older than `grace_s` seconds:
+        temporary upload files (`.part`), inputs that no ledger or image row names, and
+        result folders that no `images` row names.
+
+        The grace period protects work in flight: an input is moved into place a moment
+        before its ledger row commits, results are written before their rows.
+
+        Returns:
+            Counts removed: `incoming`, `inputs`, `result_folders`.
+        """
+        cutoff = time.time() - grace_s
+        removed = {"incoming": 0, "inputs": 0, "result_folders": 0}
+        for path in await anyio.to_thread.run_sync(self.storage.old_incoming_files, cutoff):
+            await anyio.to_thread.run_sync(self.storage.remove_file, path)
+            removed["incoming"] += 1
+        by_day = await anyio.to_thread.run_sync(self.storage.old_inputs_by_day, cutoff)
+        folders = await anyio.to_thread.run_sync(self.storage.old_result_folders, cutoff)
+        async with self.sessions() as session:
+            repo = InspectionRepository(session)
+            named_inputs = {prefix: await repo.stored_input_paths(prefix) for prefix in by_day}
+            named_results = await repo.existing_image_ids(list(folders))
+        for prefix, files in by_day.items():
+            for path in files:
+                if self.storage.to_stored(path) not in named_inputs[prefix]:
+                    await anyio.to_thread.run_sync(self.storage.remove_file, path)
+                    removed["inputs"] += 1
+        for img_unique_id, folder in folders.items():
+            if img_unique_id not in named_results:
+                await anyio.to_thread.run_sync(self.storage.remove_folder, folder)
+                removed["result_folders"] += 1
+        if any(removed.values()):
+            logger.warning("removed orphaned files", extra=removed)
+        return removed
 
 
 def _request_id_text() -> str:

@@ -15,6 +15,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -27,6 +28,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
+    stop_before_delay,
     wait_exponential,
 )
 
@@ -39,11 +41,15 @@ from app.models.model_service import (
     ModelServiceAnswer,
     normalise_answer,
 )
+from app.utils.ids import utc_now
 
 logger = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RETRYABLE_STATUS = frozenset({502, 503, 504})
+# The contract's refusals of an input file (bad image, too large, wrong type, no file): the
+# service works, the file is the problem. Any other status means the service fails.
+REFUSED_INPUT_STATUS = frozenset({400, 413, 415, 422})
 
 
 class _RetryableStatus(Exception):
@@ -71,7 +77,28 @@ class InferenceResult:
     round_trip_seconds: float
 
 
+@dataclass(frozen=True)
+class InferenceRecord:
+    """How the last inference through this client ended (kept for `/api/health`).
+
+    Attributes:
+        ok: the model service did its job (an answer, or a refusal of a bad input file).
+        at: when it ended, UTC.
+        detail: what went wrong, for people; None when ok.
+        seconds: how long the call took.
+    """
+
+    ok: bool
+    at: datetime
+    detail: str | None
+    seconds: float
+
+
 def _is_retryable(exc: BaseException) -> bool:
+    # A read timeout is not retried: the service had the image and may have run the whole
+    # inference; sending it again would double the load on a service that is already slow.
+    if isinstance(exc, httpx2.ReadTimeout):
+        return False
     return isinstance(exc, httpx2.TransportError | _RetryableStatus)
 
 
@@ -83,6 +110,11 @@ def _error_text(response: httpx2.Response) -> str:
     if isinstance(body, dict):
         return str(body.get("detail") or body.get("error") or body)[:300]
     return str(body)[:300]
+
+
+def _attempts(retrying: AsyncRetrying) -> str:
+    n = int(retrying.statistics.get("attempt_number", 1))
+    return f"{n} attempt{'s' if n != 1 else ''}"
 
 
 def decode_image_data(kind: str, data: str) -> bytes:
@@ -153,9 +185,12 @@ def check_result_image(kind: str, png: bytes, shape: ImageShape, max_pixels: int
 class ModelServiceClient:
     """Sends images to the model service; one instance per agent process.
 
-    Timeouts: each phase (connect, read, write, pool) gets `segformer_timeout_s`;
-    the whole call, retries included, gets `segformer_timeout_s * segformer_max_retries`
-    plus the back-off. At most `segformer_max_concurrency` calls are in flight.
+    Timeouts: each attempt's phases (connect, read, write, pool) get `segformer_timeout_s`;
+    one inference, every attempt and back-off included, ends after `segformer_deadline_s`
+    (the back-off never sleeps past it). Connection errors and HTTP 502/503/504 are retried
+    (`segformer_max_retries` attempts in all); a read timeout is not (see `_is_retryable`).
+    At most `segformer_max_concurrency` calls are in flight; waiting for a slot does not
+    count against the deadline.
     """
 
     def __init__(self, settings: Settings, base_url: str) -> None:
@@ -163,9 +198,7 @@ class ModelServiceClient:
         self._timeout_s = settings.segformer_timeout_s
         self._attempts = settings.segformer_max_retries
         self._backoff_s = settings.segformer_backoff_base_s
-        self._deadline_s = settings.segformer_timeout_s * settings.segformer_max_retries + sum(
-            self._backoff_s * 2**i for i in range(settings.segformer_max_retries - 1)
-        )
+        self._deadline_s = settings.segformer_deadline_s
         self._semaphore = asyncio.Semaphore(settings.segformer_max_concurrency)
         self._max_image_pixels = settings.max_image_pixels
         self._max_concurrent_decodes = settings.max_concurrent_decodes
@@ -178,6 +211,7 @@ class ModelServiceClient:
                 max_keepalive_connections=settings.segformer_max_concurrency,
             ),
         )
+        self.last_inference: InferenceRecord | None = None
 
     @property
     def decode_limiter(self) -> anyio.CapacityLimiter:
@@ -203,32 +237,62 @@ class ModelServiceClient:
             The validated analysis and the three result PNGs.
 
         Raises:
-            ModelServiceUnavailable: not reachable, timed out, or 502/503/504 after all
-                attempts (message names the URL).
+            ModelServiceUnavailable: not reachable, no answer within SEGFORMER_TIMEOUT_S
+                (not retried), 502/503/504 after all attempts, or SEGFORMER_DEADLINE_S ran
+                out; the message says how long the agent waited (`waited_seconds`).
             ModelServiceBadAnswer: any other non-200 answer, or an answer that lacks
                 the analysis or an image (message names what is missing).
         """
-        started = time.perf_counter()
         async with self._semaphore:
+            started = time.perf_counter()
             try:
-                async with asyncio.timeout(self._deadline_s):
-                    response = await self._send(
-                        "POST", "upload", files={"image": (filename, image, media_type)}
+                result = await self._infer(image, filename, media_type, started)
+            except ModelServiceUnavailable as exc:
+                waited = time.perf_counter() - started
+                exc.extra.setdefault("waited_seconds", round(waited, 1))
+                self._record(False, exc.detail, waited)
+                raise
+            except ModelServiceBadAnswer as exc:
+                refused = exc.extra.pop("_service_status", None) in REFUSED_INPUT_STATUS
+                self._record(
+                    refused, None if refused else exc.detail, time.perf_counter() - started
+                )
+                raise
+        self._record(True, None, result.round_trip_seconds)
+        return result
+
+    def _record(self, ok: bool, detail: str | None, seconds: float) -> None:
+        self.last_inference = InferenceRecord(ok, utc_now(), detail, round(seconds, 3))
+
+    async def _infer(
+        self, image: bytes, filename: str, media_type: str, started: float
+    ) -> InferenceResult:
+        deadline = asyncio.get_running_loop().time() + self._deadline_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._send(
+                    "POST",
+                    "upload",
+                    deadline=deadline,
+                    files={"image": (filename, image, media_type)},
+                )
+                if response.status_code != 200:
+                    raise ModelServiceBadAnswer(
+                        f"model service at {self.base_url} answered HTTP "
+                        f"{response.status_code}: {_error_text(response)}",
+                        _service_status=response.status_code,
                     )
-                    if response.status_code != 200:
-                        raise ModelServiceBadAnswer(
-                            f"model service at {self.base_url} answered HTTP "
-                            f"{response.status_code}: {_error_text(response)}"
-                        )
-                    answer, raw_analysis = self._parse(response)
-                    images: dict[str, bytes] = {
-                        kind: await self._image_bytes(kind, answer) for kind in RESULT_IMAGE_KINDS
-                    }
-            except TimeoutError as exc:
-                raise ModelServiceUnavailable(
-                    f"model service at {self.base_url} did not answer within"
-                    f" {self._deadline_s:.0f} s; check that it is running"
-                ) from exc
+                answer, raw_analysis = self._parse(response)
+                images: dict[str, bytes] = {
+                    kind: await self._image_bytes(kind, answer, deadline)
+                    for kind in RESULT_IMAGE_KINDS
+                }
+        except TimeoutError as exc:
+            raise ModelServiceUnavailable(
+                f"model service at {self.base_url} did not finish the inference within"
+                f" {time.perf_counter() - started:.0f} s (SEGFORMER_DEADLINE_S ="
+                f" {self._deadline_s:g}); check that it is running and not overloaded"
+            ) from exc
         await self._check_images(images, answer.analysis.image_shape)
         round_trip = time.perf_counter() - started
         reported = answer.processing_time_seconds or answer.analysis.processing_time_seconds
@@ -241,25 +305,50 @@ class ModelServiceClient:
         )
 
     async def health(self) -> tuple[bool, str | None]:
-        """Whether the service answers `GET /health` (or `/`) with a non-5xx status, quickly."""
-        for path in ("health", ""):
-            try:
-                response = await self._client.get(path, timeout=3.0)
-            except httpx2.HTTPError as exc:
-                return False, f"{type(exc).__name__}: {exc}"
-            if response.status_code == 404 and path:
-                continue
-            return response.status_code < 500, f"HTTP {response.status_code}"
-        return False, "no answer"
+        """Probe the model service's contract: `GET /health` must answer 200 with JSON
+        `{"status": "ok", ...}` within 3 s (docs/model-service-contract.md).
 
-    async def _send(self, method: str, url: str, **kwargs: Any) -> httpx2.Response:
+        Returns:
+            (healthy, a sentence saying what the probe found).
+        """
+        try:
+            response = await self._client.get("health", timeout=3.0)
+        except httpx2.HTTPError as exc:
+            return False, (
+                f"GET {self.base_url}health failed ({type(exc).__name__}: {exc}); check"
+                " SEGFORMER_SERVICE_URL and that the model service is running"
+            )
+        if response.status_code != 200:
+            return False, (
+                f"GET {self.base_url}health answered HTTP {response.status_code}, not the"
+                " model service's health answer; is SEGFORMER_SERVICE_URL the model service?"
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or body.get("status") != "ok":
+            return False, (
+                f"GET {self.base_url}health answered 200 but not"
+                ' {"status": "ok", ...}; is SEGFORMER_SERVICE_URL the model service?'
+            )
+        engine = body.get("engine")
+        return True, f"health check passed (engine {engine})" if engine else "health check passed"
+
+    async def _send(
+        self, method: str, url: str, *, deadline: float | None = None, **kwargs: Any
+    ) -> httpx2.Response:
+        loop = asyncio.get_running_loop()
+        budget = self._deadline_s if deadline is None else max(0.0, deadline - loop.time())
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
+            # Never start a back-off sleep that would end past the deadline.
+            stop=stop_after_attempt(self._attempts) | stop_before_delay(budget),
             wait=wait_exponential(multiplier=self._backoff_s, min=self._backoff_s),
             retry=retry_if_exception(_is_retryable),
             before_sleep=self._log_retry,
             reraise=True,
         )
+        started = time.perf_counter()
         try:
             async for attempt in retrying:
                 with attempt:
@@ -267,19 +356,28 @@ class ModelServiceClient:
         except _RetryableStatus as exc:
             raise ModelServiceUnavailable(
                 f"model service at {self.base_url} kept answering HTTP"
-                f" {exc.response.status_code} after {self._attempts} attempts:"
+                f" {exc.response.status_code} (attempt {retrying.statistics['attempt_number']}"
+                f" of {self._attempts}, {time.perf_counter() - started:.0f} s):"
                 f" {_error_text(exc.response)}"
+            ) from exc
+        except httpx2.ReadTimeout as exc:
+            raise ModelServiceUnavailable(
+                f"model service at {self.base_url} took the image but sent no answer within"
+                f" {self._timeout_s:g} s (SEGFORMER_TIMEOUT_S); not sent again, as it may"
+                " still be working on it; check that it is not overloaded"
             ) from exc
         except httpx2.TimeoutException as exc:
             raise ModelServiceUnavailable(
-                f"model service at {self.base_url} timed out after {self._attempts} attempts"
-                f" ({self._timeout_s:.0f} s each); check that it is running and not overloaded"
+                f"model service at {self.base_url} timed out"
+                f" ({type(exc).__name__}, {_attempts(retrying)} in"
+                f" {time.perf_counter() - started:.0f} s); check that it is running"
             ) from exc
         except httpx2.TransportError as exc:
             raise ModelServiceUnavailable(
-                f"model service at {self.base_url} is unreachable after {self._attempts}"
-                f" attempts ({type(exc).__name__}: {exc}); check SEGFORMER_SERVICE_URL and"
-                " that the service is running"
+                f"model service at {self.base_url} is unreachable after"
+                f" {_attempts(retrying)} in"
+                f" {time.perf_counter() - started:.0f} s ({type(exc).__name__}: {exc}); check"
+                " SEGFORMER_SERVICE_URL and that the service is running"
             ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -381,7 +479,9 @@ class ModelServiceClient:
             )
         return full
 
-    async def _image_bytes(self, kind: str, answer: ModelServiceAnswer) -> bytes:
+    async def _image_bytes(
+        self, kind: str, answer: ModelServiceAnswer, deadline: float | None = None
+    ) -> bytes:
         ref = answer.images[kind]  # type: ignore[index]
         if ref.data is not None:
             return decode_image_data(kind, ref.data)
@@ -392,7 +492,7 @@ class ModelServiceClient:
             raise ModelServiceBadAnswer(
                 f"model service answer: the '{kind}' image URL is malformed"
             ) from exc
-        response = await self._send("GET", url)
+        response = await self._send("GET", url, deadline=deadline)
         if response.status_code != 200:
             raise ModelServiceBadAnswer(
                 f"model service answered HTTP {response.status_code} for the '{kind}' image"

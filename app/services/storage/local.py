@@ -137,6 +137,42 @@ class Storage:
         for thumb in self.thumbnail_dir.glob(f"{img_unique_id}_*"):
             thumb.unlink(missing_ok=True)
 
+    # -- orphans (files a killed agent left behind) ------------------------------------------
+
+    def old_incoming_files(self, older_than: float) -> list[Path]:
+        """Temporary upload files (`.part`) last written before `older_than` (epoch seconds)."""
+        if not self.incoming_dir.is_dir():
+            return []
+        return [p for p in self.incoming_dir.iterdir() if p.is_file() and _older(p, older_than)]
+
+    def old_inputs_by_day(self, older_than: float) -> dict[str, list[Path]]:
+        """Input files last written before `older_than`, by the stored prefix of their day
+        folder (`uploads/YYYYMMDD/`)."""
+        out: dict[str, list[Path]] = {}
+        if not self.upload_dir.is_dir():
+            return out
+        for day in self.upload_dir.iterdir():
+            if not day.is_dir() or day.name == INCOMING_DIR_NAME:
+                continue
+            files = [p for p in day.iterdir() if p.is_file() and _older(p, older_than)]
+            if files:
+                out[self.to_stored(day) + "/"] = files
+        return out
+
+    def old_result_folders(self, older_than: float) -> dict[str, Path]:
+        """Result folders last changed before `older_than`, by the `img_unique_id` they are
+        named after."""
+        out: dict[str, Path] = {}
+        if not self.result_dir.is_dir():
+            return out
+        for day in self.result_dir.iterdir():
+            if not day.is_dir():
+                continue
+            for folder in day.iterdir():
+                if folder.is_dir() and _older(folder, older_than):
+                    out[folder.name] = folder
+        return out
+
     def disk_usage(self) -> shutil._ntuple_diskusage:
         """Total, used and free bytes of the file system holding DATA_DIR."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -151,6 +187,13 @@ _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOS
 def is_disk_full(exc: BaseException) -> bool:
     """Whether `exc` is a write that failed because the disk (or the quota) is full."""
     return isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS
+
+
+def _older(path: Path, older_than: float) -> bool:
+    try:
+        return path.stat().st_mtime < older_than
+    except OSError:  # removed meanwhile
+        return False
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -2,7 +2,7 @@
 // max_batch_size images each), then follow every image live by polling the batch status.
 // The URL keeps the batch ids (/batch?batch=A&batch=B), so coming back shows their state.
 import {
-  api, checkFile, classBadges, errorText, escapeHtml, formatBytes, showAlert, uploadLimits,
+  api, checkFile, classBadges, errorText, escapeHtml, formatBytes, formatTime, showAlert, uploadLimits,
   uploadWithProgress,
 } from "./common.js";
 
@@ -14,8 +14,8 @@ const $ = (id) => document.getElementById(id);
 const tbody = document.querySelector("#queue tbody");
 const errorBox = $("batch-error");
 
-/** One row of the queue. `state`: selected, skipped, uploading, queued, running, done,
- * failed, rejected. */
+/** One row of the queue. `state`: selected, skipped, uploading, queued, waiting (for the
+ * model service), running, done, failed, rejected. */
 const rows = [];
 const rowsById = new Map();
 const batches = new Map(); // batch_id -> last status answer (or null before the first)
@@ -27,6 +27,7 @@ const STATE_LABEL = {
   skipped: ["Skipped", "text-bg-warning"],
   uploading: ["Uploading", "text-bg-info"],
   queued: ["Queued", "text-bg-secondary"],
+  waiting: ["Waiting", "text-bg-warning"],
   running: ["Running", "text-bg-primary"],
   done: ["Done", "text-bg-success"],
   failed: ["Failed", "text-bg-danger"],
@@ -241,11 +242,14 @@ function applyStatus(status) {
       row = newRow({ name: item.filename, size: null, state: "queued", img_unique_id: item.img_unique_id, batch_id: status.batch_id });
       rowsById.set(item.img_unique_id, row);
     }
-    const state = API_STATE[item.status];
+    const state = item.next_attempt_at ? "waiting" : API_STATE[item.status];
+    const waiting = item.next_attempt_at
+      ? `waiting for model service, next attempt at ${formatTime(item.next_attempt_at)} (${item.error || "unreachable"})`
+      : "";
     update(row, {
       state,
       progress: state === "done" || state === "failed" ? 1 : state === "running" ? 0.5 : 0.05,
-      detail: state === "failed" ? (item.error || "failed") : state === "running" ? `attempt ${Math.max(item.attempts, 1)}` : "",
+      detail: state === "failed" ? (item.error || "failed") : state === "running" ? `attempt ${Math.max(item.attempts, 1)}` : waiting,
       total_defects: item.total_defects,
       defect_classes: item.defect_classes,
     });
@@ -268,7 +272,8 @@ function drawSummary() {
   $("overall-ok").style.width = total ? `${(100 * ok) / total}%` : "0%";
   $("overall-failed").style.width = total ? `${(100 * failed) / total}%` : "0%";
   $("overall-progress").setAttribute("aria-valuenow", String(total ? Math.round((100 * (ok + failed)) / total) : 0));
-  $("summary-state").textContent = done ? "finished" : "running…";
+  const waitingFor = known.map((b) => b.message).filter(Boolean);
+  $("summary-state").textContent = done ? "finished" : waitingFor[0] || "running…";
   $("summary-counts").innerHTML = `
     <span><b class="count-succeeded">${ok}</b> succeeded</span>
     <span class="${failed ? "text-danger" : ""}"><b class="count-failed">${failed}</b> failed</span>
@@ -282,6 +287,7 @@ function drawSummary() {
   $("summary-zips").innerHTML = [...batches.keys()].map((id, i) => `<a class="btn btn-sm btn-primary zip-btn${done ? "" : " disabled"}"
       href="/api/download/batch/${encodeURIComponent(id)}" download ${done ? "" : 'aria-disabled="true" tabindex="-1"'}
       title="${escapeHtml(id)}">⤓ Download batch ZIP${batches.size > 1 ? ` ${i + 1}` : ""}</a>`).join("")
+    + (failed ? `<button type="button" class="btn btn-sm btn-outline-danger" id="retry-failed">Retry ${failed} failed</button>` : "")
     + `<a class="btn btn-sm btn-outline-secondary" href="/history?batch_id=${encodeURIComponent([...batches.keys()][0] || "")}">Open in history</a>`;
   return done;
 }
@@ -323,6 +329,20 @@ tbody.addEventListener("click", async (e) => {
     update(row, { state: "failed", progress: 1, detail: errorText(err) });
   }
   if (row.batch_id) batches.set(row.batch_id, null);
+  schedulePoll(0);
+});
+
+$("summary-zips").addEventListener("click", async (e) => {
+  const btn = e.target.closest("#retry-failed");
+  if (!btn) return;
+  btn.disabled = true;
+  const withFailures = [...batches.values()].filter((b) => b && b.failed);
+  try {
+    await Promise.all(withFailures.map((b) => api(b.retry_url, { method: "POST" })));
+  } catch (err) {
+    showAlert(`Retry failed: ${errorText(err)}`, "danger", errorBox);
+  }
+  for (const b of withFailures) batches.set(b.batch_id, null);
   schedulePoll(0);
 });
 

@@ -1,9 +1,13 @@
 // History page: a paginated gallery of server-side thumbnails, newest first, with filters
-// kept in the URL (so back/forward and shared links work).
+// kept in the URL (so back/forward and shared links work). The status filter shows the
+// images with no result instead (failed, pending, processing), with their error and a
+// Retry button for failed ones.
 import { api, classBadges, errorText, escapeHtml, formatTime, KNOWN_CLASSES, showAlert } from "./common.js";
 
 const PAGE_SIZE = 24;
-const FIELDS = ["start_date", "end_date", "class_name", "min_defects", "batch_id"];
+const FIELDS = ["status", "start_date", "end_date", "class_name", "min_defects", "batch_id"];
+// Filters that only apply to images with a result.
+const RESULT_ONLY = ["class_name", "min_defects"];
 const form = document.getElementById("filters");
 const gallery = document.getElementById("gallery");
 const pager = document.getElementById("pager");
@@ -20,6 +24,8 @@ function currentQuery() {
 
 function fillForm(query) {
   for (const f of FIELDS) form.elements[f].value = query.get(f) || "";
+  const withResults = !query.get("status") || query.get("status") === "succeeded";
+  for (const f of RESULT_ONLY) form.elements[f].disabled = !withResults;
 }
 
 async function fillClasses() {
@@ -47,6 +53,31 @@ function card(img) {
       <div class="small mb-1"><span class="badge text-bg-dark">${img.total_defects} defect${img.total_defects === 1 ? "" : "s"}</span></div>
       <div class="d-flex flex-wrap gap-1">${classBadges(img.defect_classes, { empty: "clean" })}</div>
     </div></a></div>`;
+}
+
+const STATUS_BADGE = { failed: "text-bg-danger", pending: "text-bg-secondary", processing: "text-bg-primary" };
+
+/** A card for an image with no result: its status, error, and Retry when it failed. */
+function stateCard(img) {
+  const waiting = img.next_attempt_at
+    ? `<div class="small text-body-secondary">waiting for model service, next attempt at ${escapeHtml(formatTime(img.next_attempt_at))}</div>`
+    : "";
+  const retry = img.retry_url
+    ? `<button type="button" class="btn btn-sm btn-outline-danger retry-btn mt-2" data-id="${escapeHtml(img.img_unique_id)}">Retry</button>`
+    : "";
+  return `<div class="col"><div class="card h-100 state-card" data-img-id="${escapeHtml(img.img_unique_id)}"
+      data-status="${escapeHtml(img.status)}" title="${escapeHtml(img.original_filename)}">
+    <div class="card-body">
+      <div class="mb-1"><span class="badge ${STATUS_BADGE[img.status] || "text-bg-secondary"}">${escapeHtml(img.status)}</span>
+        <span class="small text-muted">attempt${img.attempts === 1 ? "" : "s"}: ${img.attempts}</span></div>
+      <div class="small fw-semibold text-truncate">${escapeHtml(img.original_filename)}</div>
+      <div class="small text-truncate"><code>${escapeHtml(img.img_unique_id)}</code></div>
+      <div class="small text-muted">${escapeHtml(formatTime(img.timestamp))}</div>
+      ${img.error ? `<div class="small text-danger row-error text-break mt-1">${escapeHtml(img.error)}</div>` : ""}
+      ${waiting}
+      <div class="retry-result small"></div>
+      ${retry}
+    </div></div></div>`;
 }
 
 function drawPager(total, page) {
@@ -83,9 +114,9 @@ async function load() {
     const page = answer.page;
     const pages = Math.max(1, Math.ceil(answer.total / PAGE_SIZE));
     document.getElementById("history-total").textContent =
-      `${answer.total} image${answer.total === 1 ? "" : "s"} · page ${page} of ${pages}`;
+      `${answer.total} ${answer.status === "succeeded" ? "" : `${answer.status} `}image${answer.total === 1 ? "" : "s"} · page ${page} of ${pages}`;
     gallery.innerHTML = answer.images.length
-      ? answer.images.map(card).join("")
+      ? answer.images.map((img) => (img.status === "succeeded" ? card(img) : stateCard(img))).join("")
       : `<div class="col-12"><div class="alert alert-secondary mb-0">No image matches these filters.</div></div>`;
     drawPager(answer.total, page);
   } catch (err) {
@@ -117,13 +148,36 @@ form.addEventListener("submit", (e) => {
   }
   const q = new URLSearchParams();
   for (const f of FIELDS) {
+    if (form.elements[f].disabled) continue;
     const v = form.elements[f].value.trim();
-    if (v) q.set(f, v);
+    if (v && !(f === "status" && v === "succeeded")) q.set(f, v);
   }
   q.set("page", "1");
   navigate(q);
 });
 form.elements.class_name.addEventListener("change", () => form.requestSubmit());
+form.elements.status.addEventListener("change", () => form.requestSubmit());
+gallery.addEventListener("click", async (e) => {
+  const btn = e.target.closest(".retry-btn");
+  if (!btn) return;
+  const cardEl = btn.closest(".state-card");
+  const result = cardEl.querySelector(".retry-result");
+  const id = btn.dataset.id;
+  btn.disabled = true;
+  btn.textContent = "Retrying…";
+  try {
+    const answer = await api(`/api/images/${encodeURIComponent(id)}/retry`, { method: "POST" });
+    cardEl.dataset.status = "succeeded";
+    cardEl.querySelector(".row-error")?.remove();
+    btn.remove();
+    result.innerHTML = `<span class="text-success">Inspected: ${answer.total_defects} defect${answer.total_defects === 1 ? "" : "s"}</span>
+      <a href="/results/${encodeURIComponent(id)}">View result</a>`;
+  } catch (err) {
+    btn.disabled = false;
+    btn.textContent = "Retry";
+    result.innerHTML = `<span class="text-danger">${escapeHtml(errorText(err))}</span>`;
+  }
+});
 form.addEventListener("reset", (e) => {
   e.preventDefault();
   navigate(new URLSearchParams({ page: "1" }));

@@ -82,21 +82,55 @@ function tooltipHtml(r) {
 export async function renderResult(root, id, { onDeleted = null, compact = false } = {}) {
   root.innerHTML = `<div class="d-flex align-items-center gap-2 text-muted py-4">
       <div class="spinner-border spinner-border-sm" role="status"></div> Loading result ${escapeHtml(id)}…</div>`;
-  let detail;
-  let regionsAnswer;
-  try {
-    [detail, regionsAnswer] = await Promise.all([
-      api(`/api/images/${encodeURIComponent(id)}`),
-      api(`/api/images/${encodeURIComponent(id)}/regions`),
-    ]);
-  } catch (err) {
-    root.innerHTML = "";
-    showAlert(errorText(err), "danger", root);
+  const [detailAnswer, regionsResult] = await Promise.allSettled([
+    api(`/api/images/${encodeURIComponent(id)}`),
+    api(`/api/images/${encodeURIComponent(id)}/regions`),
+  ]);
+  if (detailAnswer.status === "fulfilled" && detailAnswer.value.status !== "succeeded") {
+    renderState(root, detailAnswer.value, () => renderResult(root, id, { onDeleted, compact }));
     return null;
   }
+  const failure = [detailAnswer, regionsResult].find((r) => r.status === "rejected");
+  if (failure) {
+    root.innerHTML = "";
+    showAlert(errorText(failure.reason), "danger", root);
+    return null;
+  }
+  const detail = detailAnswer.value;
+  const regionsAnswer = regionsResult.value;
   const view = new ResultView(root, detail, regionsAnswer, { onDeleted, compact });
   view.render();
   return view;
+}
+
+/** An image with no result (pending, processing, failed): its status, error and, when it
+ * failed, a Retry button; `reload()` renders the result once the retry succeeds. */
+function renderState(root, state, reload) {
+  const waiting = state.next_attempt_at
+    ? `<p class="mb-1">Waiting for the model service; next attempt at ${escapeHtml(formatTime(state.next_attempt_at))}.</p>`
+    : "";
+  root.innerHTML = `<div class="card state-panel" data-status="${escapeHtml(state.status)}"><div class="card-body">
+      <h2 class="h5">${escapeHtml(state.original_filename)} <span class="badge text-bg-${state.status === "failed" ? "danger" : "secondary"}">${escapeHtml(state.status)}</span></h2>
+      <p class="small text-muted mb-1"><code>${escapeHtml(state.img_unique_id)}</code> · accepted ${escapeHtml(formatTime(state.timestamp))} · attempts: ${state.attempts}</p>
+      ${state.error ? `<p class="text-danger mb-1 row-error">${escapeHtml(state.error)}</p>` : ""}
+      ${waiting}
+      ${state.status === "failed" ? '<button type="button" class="btn btn-sm btn-danger retry-btn mt-2">Retry</button>' : ""}
+      <div class="retry-result small mt-2"></div>
+    </div></div>`;
+  const btn = root.querySelector(".retry-btn");
+  if (!btn) return;
+  btn.addEventListener("click", async () => {
+    btn.disabled = true;
+    btn.textContent = "Retrying…";
+    try {
+      await api(`/api/images/${encodeURIComponent(state.img_unique_id)}/retry`, { method: "POST" });
+      reload();
+    } catch (err) {
+      btn.disabled = false;
+      btn.textContent = "Retry";
+      root.querySelector(".retry-result").innerHTML = `<span class="text-danger">${escapeHtml(errorText(err))}</span>`;
+    }
+  });
 }
 
 class ResultView {

@@ -2,77 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
-import pytest
 
-from app.services.model_service.reference import ReferenceService, free_loopback_port
-from tests.support import REPO_ROOT, db_rows, wait_until
-
-
-class AgentProcess:
-    """`python run.py` as a child process, as an administrator would start it."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.url = f"http://127.0.0.1:{env['PORT']}"
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "run.py"],
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-        def ready() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"agent exited: {self.log.read_text()[-2000:]}")
-            try:
-                return httpx2.get(self.url + "/api/health", timeout=1).status_code == 200
-            except httpx2.HTTPError:
-                return False
-
-        wait_until(ready, timeout_s=60)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()  # SIGKILL on POSIX, TerminateProcess on Windows: no clean-up runs
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(30)
-
-
-@pytest.fixture
-def agent_process(
-    tmp_path: Path, database_url: str, reference_service: ReferenceService
-) -> Iterator[AgentProcess]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SEGFORMER_SERVICE_URL": reference_service.url,
-        "DATA_DIR": str(tmp_path / "data"),
-        "PORT": str(free_loopback_port()),
-        "STALLED_JOB_AFTER_S": "3",
-        "SEGFORMER_MAX_CONCURRENCY": "2",
-        "LOG_LEVEL": "WARNING",
-    }
-    process = AgentProcess(env, tmp_path / "agent.log")
-    yield process
-    process.stop()
+from tests.support import REPO_ROOT, AgentProcess, db_rows, wait_until
 
 
 def test_killed_agent_finishes_the_batch_after_restart_exactly_once(

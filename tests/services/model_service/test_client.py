@@ -8,24 +8,20 @@ broken body.
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from app.config import Settings
 from app.errors import ModelServiceBadAnswer, ModelServiceUnavailable
 from app.services.model_service.client import ModelServiceClient
 from app.services.model_service.reference import free_loopback_port
-from tests.support import make_image
+from tests.support import ScriptedService, make_image
 
 PNG = make_image("PNG", (8, 8))
 B64 = base64.b64encode(PNG).decode()
@@ -54,49 +50,6 @@ ANALYSIS: dict[str, Any] = {
 }
 
 
-class ScriptedService:
-    """A model service whose `/upload` answers come from a list of callables."""
-
-    def __init__(self) -> None:
-        self.script: list[Callable[[], Response]] = []
-        self.calls = 0
-        self.port = free_loopback_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-
-        async def upload(request: Request) -> Response:
-            form = await request.form()
-            await form.close()
-            self.calls += 1
-            step = self.script[min(self.calls, len(self.script)) - 1]
-            return step()
-
-        async def image(request: Request) -> Response:
-            return Response(PNG, media_type="image/png")
-
-        app = Starlette(
-            routes=[
-                Route("/upload", upload, methods=["POST"]),
-                Route("/files/{name}", image),
-            ]
-        )
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_config=None, log_level="warning"
-            )
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ScriptedService:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)
-
-
 @pytest.fixture
 def scripted() -> Iterator[ScriptedService]:
     with ScriptedService() as service:
@@ -106,9 +59,7 @@ def scripted() -> Iterator[ScriptedService]:
 def make_client(url: str, **overrides: Any) -> ModelServiceClient:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
-        segformer_backoff_base_s=0.01,
-        segformer_timeout_s=5,
-        **overrides,
+        **{"segformer_backoff_base_s": 0.01, "segformer_timeout_s": 5, **overrides},
     )
     return ModelServiceClient(settings, url)
 
@@ -173,7 +124,7 @@ async def test_persistent_503_gives_unavailable_after_three_attempts(
 ) -> None:
     scripted.script = [lambda: JSONResponse({"detail": "GPU busy"}, status_code=503)]
     client = make_client(scripted.url)
-    with pytest.raises(ModelServiceUnavailable, match="HTTP 503 after 3 attempts: GPU busy"):
+    with pytest.raises(ModelServiceUnavailable, match=r"HTTP 503 \(attempt 3 of 3, .*\): GPU busy"):
         await client.infer(PNG, "a.png", "image/png")
     await client.aclose()
     assert scripted.calls == 3
@@ -234,3 +185,92 @@ async def test_non_json_body_is_a_bad_answer(scripted: ScriptedService) -> None:
     with pytest.raises(ModelServiceBadAnswer, match="not JSON"):
         await client.infer(PNG, "a.png", "image/png")
     await client.aclose()
+
+
+GOOD = {"result_json": ANALYSIS, "images": {"combined": B64, "mask": B64, "overlay": B64}}
+
+
+def hang(seconds: float) -> Callable[[], Any]:
+    async def answer() -> Response:
+        await asyncio.sleep(seconds)
+        return JSONResponse(GOOD)
+
+    return answer
+
+
+async def test_a_hanging_service_costs_one_inference_and_the_503_says_how_long(
+    scripted: ScriptedService,
+) -> None:
+    """A service that takes the image and never answers (scripted: the real one cannot
+    hang on demand) is not sent the image again: one call, one timeout."""
+    scripted.script = [hang(3)]
+    client = make_client(scripted.url, segformer_timeout_s=1, segformer_deadline_s=20)
+    started = time.perf_counter()
+    with pytest.raises(ModelServiceUnavailable, match="no answer within 1 s") as caught:
+        await client.infer(PNG, "a.png", "image/png")
+    elapsed = time.perf_counter() - started
+    await client.aclose()
+    assert scripted.calls == 1
+    assert elapsed < 3
+    assert 0.9 <= caught.value.extra["waited_seconds"] < 3
+    assert client.last_inference is not None
+    assert not client.last_inference.ok
+
+
+async def test_the_deadline_covers_every_attempt_and_back_off(scripted: ScriptedService) -> None:
+    """503 forever (scripted) with a 1 s back-off base: attempts stop at the deadline."""
+    scripted.script = [lambda: JSONResponse({"detail": "GPU busy"}, status_code=503)]
+    client = make_client(
+        scripted.url, segformer_max_retries=10, segformer_backoff_base_s=1, segformer_deadline_s=2.5
+    )
+    started = time.perf_counter()
+    with pytest.raises(ModelServiceUnavailable, match="kept answering HTTP 503") as caught:
+        await client.infer(PNG, "a.png", "image/png")
+    elapsed = time.perf_counter() - started
+    await client.aclose()
+    assert elapsed < 2.5
+    assert scripted.calls == 2  # at 0 s and 1 s; the next would start at 3 s, past 2.5 s
+    assert caught.value.to_body()["waited_seconds"] == pytest.approx(elapsed, abs=0.2)
+
+
+async def test_a_slow_answer_is_cut_at_the_deadline(scripted: ScriptedService) -> None:
+    """Each attempt may take SEGFORMER_TIMEOUT_S, but the whole inference only the deadline."""
+    scripted.script = [hang(3)]
+    client = make_client(scripted.url, segformer_timeout_s=5, segformer_deadline_s=1.5)
+    with pytest.raises(ModelServiceUnavailable, match=r"within 2 s \(SEGFORMER_DEADLINE_S = 1.5"):
+        await client.infer(PNG, "a.png", "image/png")
+    await client.aclose()
+    assert scripted.calls == 1
+
+
+async def test_health_probe_needs_the_contracts_answer(scripted: ScriptedService) -> None:
+    """Scripted: a server that answers 404 (or 200 with something else) is not a model service."""
+    client = make_client(scripted.url)
+    try:
+        assert await client.health() == (True, "health check passed (engine scripted)")
+        scripted.health = lambda: JSONResponse({"detail": "Not Found"}, status_code=404)
+        ok_, detail = await client.health()
+        assert not ok_
+        assert "HTTP 404" in (detail or "")
+        scripted.health = lambda: Response("<html>welcome</html>", media_type="text/html")
+        ok_, detail = await client.health()
+        assert not ok_
+        assert '{"status": "ok"' in (detail or "")
+    finally:
+        await client.aclose()
+
+
+async def test_last_inference_is_recorded(scripted: ScriptedService) -> None:
+    scripted.script = [ok(GOOD), lambda: JSONResponse({"detail": "not an image"}, status_code=400)]
+    client = make_client(scripted.url)
+    try:
+        assert client.last_inference is None
+        await client.infer(PNG, "a.png", "image/png")
+        assert client.last_inference is not None
+        assert client.last_inference.ok
+        with pytest.raises(ModelServiceBadAnswer):
+            await client.infer(PNG, "a.png", "image/png")
+        # The service refused a file: it is working, the file is the problem.
+        assert client.last_inference.ok
+    finally:
+        await client.aclose()

@@ -1,0 +1,106 @@
+"""End-to-end: failed inspections are visible in History and can be retried from there;
+the Batch page says when a batch waits for the model service.
+
+The model service is the reference one behind a proxy that is stopped for the outage
+(connections refused) and started again (`ModelServiceProxy`): the reference service
+cannot fail on demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from playwright.sync_api import Page, expect
+
+from app.services.model_service.reference import ReferenceService
+from tests.conftest import agent_settings
+from tests.e2e.conftest import shoot
+from tests.support import AgentServer, ModelServiceProxy, db_rows, serve_agent
+
+pytestmark = [pytest.mark.e2e, pytest.mark.deeppcb]
+
+
+@pytest.fixture
+def outage(reference_service: ReferenceService) -> Iterator[ModelServiceProxy]:
+    proxy = ModelServiceProxy(reference_service.url)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def agent_in_outage(
+    tmp_path: Path, database_url: str, outage: ModelServiceProxy
+) -> Iterator[AgentServer]:
+    settings = agent_settings(
+        tmp_path, database_url, outage.url, segformer_max_retries=1, batch_retry_backoff_base_s=60
+    )
+    with serve_agent(settings) as server:
+        yield server
+
+
+def test_history_shows_a_failed_inspection_and_retries_it(
+    page: Page,
+    agent_in_outage: AgentServer,
+    outage: ModelServiceProxy,
+    database_url: str,
+    deeppcb: list[Path],
+    screenshot_dir: Path,
+) -> None:
+    with httpx2.Client(base_url=agent_in_outage.url, timeout=60) as c:
+        failed = c.post("/api/upload", files={"image": ("board-7.jpg", deeppcb[7].read_bytes())})
+        other = c.post("/api/upload", files={"image": ("board-11.jpg", deeppcb[11].read_bytes())})
+    assert failed.status_code == other.status_code == 503
+    img_unique_id = failed.json()["img_unique_id"]
+    other_id = other.json()["img_unique_id"]
+
+    page.goto(agent_in_outage.url + "/history")
+    expect(page.locator("#history-total")).to_contain_text("0 images")
+    page.select_option("#f-status", "failed")
+    card = page.locator(f'.state-card[data-img-id="{img_unique_id}"]')
+    expect(card).to_be_visible()
+    expect(page.locator("#history-total")).to_contain_text("2 failed images")
+    expect(card).to_contain_text("board-7.jpg")
+    expect(card.locator(".row-error")).to_contain_text("unreachable")
+    expect(page.locator("#f-class")).to_be_disabled()
+    assert "status=failed" in page.url
+    shoot(page, screenshot_dir, "09-history-failed")
+
+    outage.start()
+    card.get_by_role("button", name="Retry").click()
+    expect(card.locator(".retry-result")).to_contain_text("Inspected:")
+    expect(card.get_by_role("link", name="View result")).to_have_attribute(
+        "href", f"/results/{img_unique_id}"
+    )
+    assert db_rows(
+        database_url, "SELECT status FROM inspections WHERE img_unique_id = %s", img_unique_id
+    ) == [("succeeded",)]
+    page.select_option("#f-status", "")
+    expect(page.locator(f'[data-img-id="{img_unique_id}"]')).to_be_visible()
+
+    # The result page of a failed inspection says so and retries it too.
+    page.goto(f"{agent_in_outage.url}/results/{other_id}")
+    panel = page.locator('.state-panel[data-status="failed"]')
+    expect(panel).to_contain_text("board-11.jpg")
+    expect(panel.locator(".row-error")).to_contain_text("unreachable")
+    panel.get_by_role("button", name="Retry").click()
+    expect(page.locator(".state-panel")).to_have_count(0)
+    expect(page.get_by_text("Defect summary")).to_be_visible()
+
+
+def test_batch_page_says_it_waits_for_the_model_service(
+    page: Page, agent_in_outage: AgentServer, deeppcb: list[Path], screenshot_dir: Path
+) -> None:
+    with httpx2.Client(base_url=agent_in_outage.url, timeout=60) as c:
+        batch = c.post(
+            "/api/upload/batch",
+            files=[("images", (p.name, p.read_bytes())) for p in deeppcb[8:10]],
+        ).json()
+    page.goto(f"{agent_in_outage.url}/batch?batch={batch['batch_id']}")
+    expect(page.locator("#summary-state")).to_contain_text(
+        "waiting for model service, next attempt at", timeout=30_000
+    )
+    expect(page.locator("tr.queue-row").first).to_contain_text("waiting for model service")
+    shoot(page, screenshot_dir, "10-batch-waiting")
