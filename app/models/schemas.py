@@ -33,6 +33,7 @@ EXAMPLE_REGION = {
     "aspect_ratio": 1.47,
 }
 EXAMPLE_SUMMARY = {
+    "status": "succeeded",
     "img_unique_id": EXAMPLE_ID,
     "timestamp": EXAMPLE_TIME,
     "image_height": 1792,
@@ -98,6 +99,10 @@ EXAMPLE_BATCH_STATUS = {
     "processing": 0,
     "done": True,
     "rejected_files": 1,
+    "waiting_for_model_service": 0,
+    "next_attempt_at": None,
+    "message": None,
+    "retry_url": f"{_BASE}/api/batches/{EXAMPLE_BATCH_ID}/retry",
     "defects_by_class": EXAMPLE_CLASSES,
     "zip_url": f"{_BASE}/download/batch/{EXAMPLE_BATCH_ID}",
     "items": [EXAMPLE_BATCH_ITEM],
@@ -328,6 +333,14 @@ class BatchStatus(BaseModel):
 class BatchRetried(BaseModel):
     """The answer to a batch retry: the images queued again now."""
 
+    model_config = _example(
+        {
+            "batch_id": "B_20260225_103045_ABC123",
+            "retried": ["20260225_103045_ABC124", "20260225_103045_ABC125"],
+            "status_url": "http://127.0.0.1:8000/api/batches/B_20260225_103045_ABC123",
+        }
+    )
+
     batch_id: str = Field(examples=["B_20260225_103045_ABC123"])
     retried: list[str] = Field(
         description="Failed or waiting images queued again now.",
@@ -426,6 +439,23 @@ class ImageSummary(BaseModel):
 class InspectionState(BaseModel):
     """An accepted image with no stored result (yet): where it stands, why it failed, and
     the URL that retries it (`POST`, failed ones only)."""
+
+    model_config = _example(
+        {
+            "status": "failed",
+            "img_unique_id": "20260225_103045_ABC123",
+            "timestamp": "2026-02-25T10:30:45Z",
+            "updated_at": "2026-02-25T10:31:47Z",
+            "original_filename": "board_017.jpg",
+            "batch_id": None,
+            "attempts": 1,
+            "error": "model service at http://140.96.77.124:8080/ is unreachable after 3 attempts",
+            "error_status_code": 503,
+            "next_attempt_at": None,
+            "input_url": "http://localhost:8000/download/image/20260225_103045_ABC123/input",
+            "retry_url": "http://localhost:8000/api/images/20260225_103045_ABC123/retry",
+        }
+    )
 
     status: Literal["pending", "processing", "failed"]
     img_unique_id: str = Field(examples=["20260225_103045_ABC123"])
@@ -624,6 +654,10 @@ class ComponentHealth(BaseModel):
 class LastInference(BaseModel):
     """How the agent's last inference ended (this process, since it started)."""
 
+    model_config = _example(
+        {"ok": True, "at": "2026-02-25T10:30:45Z", "detail": None, "seconds": 1.42}
+    )
+
     ok: bool = Field(description="The model service did its job (or refused a bad file).")
     at: datetime = Field(examples=["2026-02-25T10:30:45Z"])
     detail: str | None = Field(
@@ -697,6 +731,8 @@ class HealthStatus(BaseModel):
 
 class Liveness(BaseModel):
     """A liveness or readiness answer: `ok`, or `down` (readiness, with 503)."""
+
+    model_config = _example({"status": "ok"})
 
     status: Literal["ok", "down"] = Field(examples=["ok"])
 

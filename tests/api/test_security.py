@@ -107,6 +107,7 @@ ROUTES = [
     ("POST", "/api/upload", "write"),
     ("POST", "/api/upload/batch", "write"),
     ("POST", "/api/images/{id}/retry", "write"),
+    ("POST", "/api/batches/B_20990101_000000_NOPE00/retry", "write"),
     ("DELETE", "/api/images/nosuchimage", "admin"),
     ("GET", "/api/keys", "admin"),
     ("POST", "/api/keys", "admin"),

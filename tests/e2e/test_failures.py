@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 
 from app.services.model_service.reference import ReferenceService
 from tests.conftest import agent_settings
-from tests.e2e.conftest import shoot
+from tests.e2e.conftest import RecordedContext, shoot
 from tests.support import AgentServer, ModelServiceProxy, db_rows, serve_agent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.deeppcb]
@@ -39,6 +39,14 @@ def agent_in_outage(
     )
     with serve_agent(settings) as server:
         yield server
+
+
+@pytest.fixture
+def page(browser: RecordedContext, agent_in_outage: AgentServer) -> Page:
+    """A fresh page on the agent in outage (on loopback, so no key is needed). It replaces
+    the signed-in page of the e2e conftest, whose own agent would share this database and
+    its queue, and take this agent's jobs without having its files."""
+    return browser.new_page()
 
 
 def test_history_shows_a_failed_inspection_and_retries_it(
