@@ -3,11 +3,13 @@
 Starlette's own form parser has no per-file limit and reads the whole body
 before the route runs; this one counts each file's bytes while they stream, so
 a 60 MB part is refused (single upload) or dropped (batch item) without ever
-being held in memory or kept on disk.
+being held in memory or kept on disk. Each kept file's SHA-256 is computed from
+the same chunks as they are written, so no file is read twice.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,12 +34,16 @@ class ReceivedFile:
         path: the temporary file holding its bytes, or None when dropped.
         size_bytes: bytes received.
         too_large: the part went over the limit and its bytes were discarded.
+        sha256: hex SHA-256 of the bytes, once the part is complete (None until then, or
+            when dropped).
     """
 
     filename: str
     path: Path | None
     size_bytes: int = 0
     too_large: bool = False
+    sha256: str | None = None
+    _hasher: hashlib._Hash = field(default_factory=hashlib.sha256, repr=False)
     _buffer: bytearray = field(default_factory=bytearray, repr=False)
     _handle: BinaryIO | None = field(default=None, repr=False)
 
@@ -208,9 +214,11 @@ async def _flush(part: ReceivedFile, final: bool) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             part._handle = path.open("wb")
         part._handle.write(data)
+        part._hasher.update(data)  # in this worker thread: hashlib releases the GIL
         if final:
             part._handle.close()
             part._handle = None
+            part.sha256 = part._hasher.hexdigest()
 
     await anyio.to_thread.run_sync(write)
 
