@@ -122,9 +122,8 @@ def test_each_step_downgrades_on_its_own(empty_database: str) -> None:
 
 
 def indexes(url: str, table: str) -> set[str]:
-    return {
-        name for (name,) in db_rows(url, "SELECT indexname FROM pg_indexes WHERE tablename = %s", table)
-    }
+    query = "SELECT indexname FROM pg_indexes WHERE tablename = %s"
+    return {name for (name,) in db_rows(url, query, table)}
 
 
 def test_input_hash_migration_keeps_old_rows_and_downgrades_on_its_own(

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, Query, Request, status
 
 from app.api.deps import InspectionServiceDep, LinksDep, QueryServiceDep, RuntimeDep
 from app.errors import (
     BadImage,
     BadUploadRequest,
     BatchNotFound,
+    DuplicateInProgress,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
     ImageNotFound,
     ImageTooLarge,
     ModelServiceBadAnswer,
@@ -25,9 +27,11 @@ from app.models.schemas import (
     BatchAccepted,
     BatchStatus,
     BatchUploadResult,
+    SkippedFile,
     UploadResponse,
 )
 from app.services.history.queries import upload_response
+from app.services.inspection.idempotency import Answer, IdempotencyKeys, request_digest
 from app.services.inspection.receiver import discard, receive_files
 
 router = APIRouter(prefix="/api", tags=["Upload"])
@@ -35,6 +39,23 @@ router = APIRouter(prefix="/api", tags=["Upload"])
 IncludeImages = Annotated[
     Literal["base64"] | None,
     Query(description="`base64` adds the three result PNGs to the answer, base64-encoded."),
+]
+SkipDuplicates = Annotated[
+    bool,
+    Query(
+        description="Answer with the earlier inspection of the same bytes instead of"
+        " inspecting them again (default: inspect again, marked `repeat_of`)."
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Send the same request again with the same key (within 24 h) to get the"
+        " first answer again instead of a second inspection. See docs/ingestion.md.",
+    ),
 ]
 
 
@@ -69,6 +90,9 @@ def _multipart_body(field: str, many: bool) -> dict[str, Any]:
         ImageTooLarge,
         ModelServiceBadAnswer,
         ModelServiceUnavailable,
+        DuplicateInProgress,
+        IdempotencyKeyInUse,
+        IdempotencyKeyReused,
     ),
 )
 async def upload_image(
@@ -77,7 +101,9 @@ async def upload_image(
     service: InspectionServiceDep,
     links: LinksDep,
     include_images: IncludeImages = None,
-) -> UploadResponse:
+    skip_duplicates: SkipDuplicates = False,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
     """Upload one JPEG, PNG, TIFF or BMP image (field `image`, at most MAX_FILE_SIZE_MB) and
     inspect it now. The image is kept and ledgered before inference: if the model service
     fails, the answer (503/502) names the `img_unique_id` to retry."""
@@ -89,11 +115,22 @@ async def upload_image(
         max_files=1,
         fail_fast=True,
     )
+
+    async def inspect() -> Answer:
+        outcome = await service.inspect_upload(files[0], skip_duplicates=skip_duplicates)
+        answer = upload_response(outcome, links, include_base64=include_images == "base64")
+        return Answer(status.HTTP_200_OK, answer.model_dump(mode="json"))
+
+    options = {"include_images": include_images, "skip_duplicates": skip_duplicates}
+    settings = runtime.settings
+    lease_s = settings.segformer_timeout_s * (settings.segformer_max_retries + 1) + 60
     try:
-        outcome = await service.inspect_upload(files[0])
+        answer = await IdempotencyKeys(runtime.sessions).answer(
+            idempotency_key, request_digest("upload", options, files), lease_s, inspect
+        )
     finally:
         await discard(files)
-    return upload_response(outcome, links, include_base64=include_images == "base64")
+    return answer.response()
 
 
 @router.post(
@@ -103,8 +140,12 @@ async def upload_image(
     summary="Inspect many images as a batch",
     openapi_extra=_multipart_body("images", many=True),
     responses={
-        200: {"model": BatchUploadResult, "description": "With `wait=true`: every image done."},
-        **responses(BadImage, BadUploadRequest),
+        200: {
+            "model": BatchUploadResult,
+            "description": "With `wait=true`: every image done. With `skip_duplicates=true`"
+            " and every usable file already inspected: nothing queued, `batch_id` null.",
+        },
+        **responses(BadImage, BadUploadRequest, IdempotencyKeyInUse, IdempotencyKeyReused),
     },
 )
 async def upload_batch(
@@ -116,9 +157,12 @@ async def upload_batch(
     wait: Annotated[
         bool, Query(description="Answer only when every image is done (200 with results).")
     ] = False,
+    skip_duplicates: SkipDuplicates = False,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Upload up to MAX_BATCH_SIZE images (field `images`). Each usable file is stored,
-    ledgered and queued; unusable ones are reported in `rejected`. Progress:
+    ledgered and queued; unusable ones are reported in `rejected`, already inspected ones
+    (with `skip_duplicates=true`) in `skipped_duplicates`. Progress:
     `GET /api/batches/{batch_id}`."""
     files = await receive_files(
         request,
@@ -128,28 +172,53 @@ async def upload_batch(
         max_files=runtime.settings.max_batch_size,
         fail_fast=False,
     )
+
+    async def accept() -> Answer:
+        acceptance = await service.accept_batch(files, skip_duplicates=skip_duplicates)
+        batch_id = acceptance.batch.batch_id if acceptance.batch is not None else None
+        accepted = BatchAccepted(
+            batch_id=batch_id,
+            status_url=links.batch(batch_id) if batch_id else None,
+            zip_url=links.batch_zip(batch_id) if batch_id else None,
+            total=len(acceptance.accepted),
+            accepted=[
+                AcceptedFile(
+                    filename=i.original_filename,
+                    img_unique_id=i.img_unique_id,
+                    repeat_of=i.repeat_of,
+                )
+                for i in acceptance.accepted
+            ],
+            rejected=acceptance.rejected,
+            skipped_duplicates=[
+                SkippedFile(
+                    filename=s.filename,
+                    img_unique_id=s.existing.img_unique_id,
+                    status=s.existing.status.value,
+                    batch_id=s.existing.batch_id,
+                    viewer_url=links.viewer(s.existing.img_unique_id),
+                )
+                for s in acceptance.skipped
+            ],
+        )
+        if batch_id is None:
+            return Answer(status.HTTP_200_OK, accepted.model_dump(mode="json"))
+        if not wait:
+            return Answer(status.HTTP_202_ACCEPTED, accepted.model_dump(mode="json"))
+        timeout_s = runtime.settings.segformer_timeout_s * max(1, len(acceptance.accepted))
+        final = await queries.wait_for_batch(batch_id, timeout_s)
+        body = BatchUploadResult(**accepted.model_dump(), status=final)
+        return Answer(status.HTTP_200_OK, body.model_dump(mode="json"))
+
+    options = {"wait": wait, "skip_duplicates": skip_duplicates}
+    lease_s = 120 + (runtime.settings.segformer_timeout_s * len(files) if wait else 0)
     try:
-        acceptance = await service.accept_batch(files)
+        answer = await IdempotencyKeys(runtime.sessions).answer(
+            idempotency_key, request_digest("upload_batch", options, files), lease_s, accept
+        )
     finally:
         await discard(files)
-    batch_id = acceptance.batch.batch_id
-    accepted = BatchAccepted(
-        batch_id=batch_id,
-        status_url=links.batch(batch_id),
-        zip_url=links.batch_zip(batch_id),
-        total=len(acceptance.accepted),
-        accepted=[
-            AcceptedFile(filename=i.original_filename, img_unique_id=i.img_unique_id)
-            for i in acceptance.accepted
-        ],
-        rejected=acceptance.rejected,
-    )
-    if not wait:
-        return accepted
-    timeout_s = runtime.settings.segformer_timeout_s * max(1, len(acceptance.accepted))
-    final = await queries.wait_for_batch(batch_id, timeout_s)
-    body = BatchUploadResult(**accepted.model_dump(), status=final)
-    return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_200_OK)
+    return answer.response()
 
 
 @router.post(
