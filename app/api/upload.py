@@ -194,6 +194,7 @@ async def upload_batch(
                 SkippedFile(
                     filename=s.filename,
                     img_unique_id=s.existing.img_unique_id,
+                    earlier_filename=s.existing.original_filename,
                     status=s.existing.status.value,
                     batch_id=s.existing.batch_id,
                     viewer_url=links.viewer(s.existing.img_unique_id),

@@ -94,6 +94,7 @@ class SkippedFile(BaseModel):
 
     filename: str
     img_unique_id: str = Field(description="The earlier inspection of the same bytes.")
+    earlier_filename: str = Field(description="The file name of that earlier inspection.")
     status: Literal["pending", "processing", "succeeded"]
     batch_id: str | None
     viewer_url: str

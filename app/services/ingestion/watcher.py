@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -111,10 +111,18 @@ class WatchOptions:
 class HotFolder:
     """One watched folder: its followed files, the batch being gathered, the files in flight."""
 
-    def __init__(self, root: Path, submitter: Submitter, options: WatchOptions) -> None:
+    def __init__(
+        self,
+        root: Path,
+        submitter: Submitter,
+        options: WatchOptions,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        """`report`, if given, gets one line of text per file moved (for a console)."""
         self.root = root
         self.submitter = submitter
         self.options = options
+        self.report = report
         self.tracker = SettleTracker(options.settle_s)
         self.ready: list[Path] = []
         self.ready_since: float | None = None
@@ -209,6 +217,8 @@ class HotFolder:
                 extra={"folder": str(self.root), "files": len(files), "error": str(exc)},
             )
             self.next_submit = now + self.options.retry_s
+            if self.report is not None:
+                self.report(f"waiting to send {len(files)} file(s): {exc}")
             return
         del self.ready[: len(files)]
         self.ready_since = now if self.ready else None
@@ -254,6 +264,12 @@ class HotFolder:
             "hot folder file inspected",
             extra={"file": relative_name(self.root, target), "img_unique_id": item.img_unique_id},
         )
+        if self.report is not None:
+            how = "already inspected as" if item.note else "inspected as"
+            self.report(
+                f"processed {relative_name(self.root, item.source)}: {how} {item.img_unique_id}"
+                f" -> {relative_name(self.root, target)}"
+            )
 
     async def _move_failed(self, source: Path, reason: str) -> None:
         try:
@@ -264,6 +280,8 @@ class HotFolder:
             )
             return
         logger.warning("hot folder file failed", extra={"file": str(source), "reason": reason})
+        if self.report is not None:
+            self.report(f"failed {relative_name(self.root, source)}: {reason}")
 
     @staticmethod
     async def _sleep(stop: asyncio.Event, seconds: float) -> None:
