@@ -119,7 +119,7 @@ async def upload_image(
     async def inspect() -> Answer:
         outcome = await service.inspect_upload(files[0], skip_duplicates=skip_duplicates)
         answer = upload_response(outcome, links, include_base64=include_images == "base64")
-        return Answer(status.HTTP_200_OK, answer.model_dump(mode="json"))
+        return Answer.json(status.HTTP_200_OK, answer.model_dump(mode="json"))
 
     options = {"include_images": include_images, "skip_duplicates": skip_duplicates}
     settings = runtime.settings
@@ -203,13 +203,13 @@ async def upload_batch(
             ],
         )
         if batch_id is None:
-            return Answer(status.HTTP_200_OK, accepted.model_dump(mode="json"))
+            return Answer.json(status.HTTP_200_OK, accepted.model_dump(mode="json"))
         if not wait:
-            return Answer(status.HTTP_202_ACCEPTED, accepted.model_dump(mode="json"))
+            return Answer.json(status.HTTP_202_ACCEPTED, accepted.model_dump(mode="json"))
         timeout_s = runtime.settings.segformer_timeout_s * max(1, len(acceptance.accepted))
         final = await queries.wait_for_batch(batch_id, timeout_s)
         body = BatchUploadResult(**accepted.model_dump(), status=final)
-        return Answer(status.HTTP_200_OK, body.model_dump(mode="json"))
+        return Answer.json(status.HTTP_200_OK, body.model_dump(mode="json"))
 
     options = {"wait": wait, "skip_duplicates": skip_duplicates}
     lease_s = 120 + (runtime.settings.segformer_timeout_s * len(files) if wait else 0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -19,12 +18,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 IMG_UNIQUE_ID_LENGTH = 22  # 20260225_103045_ABC123
@@ -204,7 +203,8 @@ class IdempotencyKey(Base):
     request_digest: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16))
     response_status: Mapped[int | None] = mapped_column(Integer)
-    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The JSON body exactly as first sent (bytes, so a replay is byte for byte the same).
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -44,6 +44,7 @@ def test_watch_once_sends_the_folder_skips_known_bytes_and_sorts_the_files(
             "0.3",
             "--batch-window-s",
             "0.3",
+            "--polling",  # as for a network share: no file-system events used
         ],
     )
     assert result.exit_code == 0, result.output

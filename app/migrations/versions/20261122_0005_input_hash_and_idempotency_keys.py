@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision: str = "20261122_0005"
 down_revision: str | None = "20261121_0002"
@@ -42,7 +41,7 @@ def upgrade() -> None:
         sa.Column("request_digest", sa.String(length=64), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("response_status", sa.Integer(), nullable=True),
-        sa.Column("response_body", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("response_body", sa.LargeBinary(), nullable=True),
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False),
         sa.Column(
             "created_at",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -59,7 +58,7 @@ class IdempotencyRepository:
         )
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def store_answer(self, key: str, status_code: int, body: dict[str, Any]) -> None:
+    async def store_answer(self, key: str, status_code: int, body: bytes) -> None:
         """Keep the first request's answer for replay."""
         await self.session.execute(
             update(IdempotencyKey)

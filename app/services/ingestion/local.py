@@ -194,6 +194,8 @@ async def hot_folders(
     if not settings.watch_dirs:
         yield []
         return
+    # watchfiles logs every change it sees at INFO; the hot folder logs what it does instead.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     submitter = AgentSubmitter(service, storage, sessions, settings.max_file_size_bytes)
     options = watch_options(settings)
     folders = [

@@ -18,12 +18,12 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import anyio
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import IdempotencyKeyInUse, IdempotencyKeyReused
@@ -40,17 +40,26 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 @dataclass(frozen=True)
 class Answer:
-    """An endpoint's answer as status code and JSON body (what a replay sends again)."""
+    """An endpoint's answer: status code and JSON body as sent (what a replay sends again)."""
 
     status_code: int
-    body: dict[str, Any]
+    content: bytes
     replayed: bool = False
-    headers: dict[str, str] = field(default_factory=dict)
 
-    def response(self) -> JSONResponse:
+    @classmethod
+    def json(cls, status_code: int, body: dict[str, Any]) -> Answer:
+        """An answer with `body` rendered as FastAPI renders JSON."""
+        return cls(status_code, bytes(JSONResponse(body).body))
+
+    def response(self) -> Response:
         """The HTTP response; a replay carries `Idempotent-Replayed: true`."""
-        headers = {**self.headers, **({REPLAYED_HEADER: "true"} if self.replayed else {})}
-        return JSONResponse(self.body, status_code=self.status_code, headers=headers)
+        headers = {REPLAYED_HEADER: "true"} if self.replayed else None
+        return Response(
+            self.content,
+            status_code=self.status_code,
+            media_type="application/json",
+            headers=headers,
+        )
 
 
 def request_digest(
@@ -130,7 +139,7 @@ class IdempotencyKeys:
             if 200 <= answer.status_code < 300:
                 async with unit_of_work(self.sessions) as session:
                     await IdempotencyRepository(session).store_answer(
-                        key, answer.status_code, answer.body
+                        key, answer.status_code, answer.content
                     )
             else:
                 await self._release(key)
