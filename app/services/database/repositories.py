@@ -174,7 +174,13 @@ class InspectionRepository:
                 Inspection.input_sha256.in_(distinct),
                 Inspection.status != InspectionStatus.FAILED,
             )
-            .order_by(Inspection.input_sha256, Inspection.created_at, Inspection.img_unique_id)
+            .order_by(
+                Inspection.input_sha256,
+                Inspection.created_at,
+                # a batch's rows share created_at: its first file is the first inspection
+                func.coalesce(Inspection.batch_position, 0),
+                Inspection.img_unique_id,
+            )
         )
         rows = (await self.session.execute(stmt)).scalars()
         return {row.input_sha256: row for row in rows if row.input_sha256}
