@@ -264,3 +264,28 @@ def test_an_error_answer_frees_the_key_for_the_same_request(
     )
     assert again.status_code == 415
     assert "Idempotent-Replayed" not in again.headers
+
+
+def test_the_same_new_bytes_sent_twice_at_once_with_skip_duplicates_are_inspected_once(
+    agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    data = deeppcb[30].read_bytes()
+
+    def send(name: str) -> httpx2.Response:
+        with httpx2.Client(base_url=agent.url, timeout=60) as c:
+            return c.post("/api/upload?skip_duplicates=true", files={"image": (name, data)})
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(send, ["left.jpg", "right.jpg"]))
+    statuses = sorted(a.status_code for a in answers)
+    # The second either waited for the first and got it back, or found it still running.
+    assert statuses in ([200, 200], [200, 409]), [a.text for a in answers]
+    inspected = [a.json() for a in answers if a.status_code == 200]
+    assert len({a["img_unique_id"] for a in inspected}) == 1
+    for answer in answers:
+        if answer.status_code == 409:
+            assert answer.json()["error"] == "duplicate_in_progress"
+            assert answer.json()["img_unique_id"] == inspected[0]["img_unique_id"]
+    assert ledger(
+        agent, "SELECT count(*) FROM inspections WHERE input_sha256 = %s", sha256(data)
+    ) == [(1,)]

@@ -149,11 +149,8 @@ class HotFolder:
             try:
                 await self._watch(stop, once)
                 return
-            except (OSError, RuntimeError) as exc:  # watchfiles raises these when it is lost
-                logger.warning(
-                    "watching failed; starting again",
-                    extra={"folder": str(self.root), "error": str(exc)},
-                )
+            except Exception:  # the folder lost, a share gone, a bug: keep the agent watching
+                logger.exception("watching failed; again shortly", extra={"folder": str(self.root)})
                 await self._sleep(stop, self.options.retry_s)
 
     async def _watch(self, stop: asyncio.Event, once: bool) -> None:
