@@ -46,10 +46,12 @@ def test_watch_once_sends_the_folder_skips_known_bytes_and_sorts_the_files(
             "0.3",
             "--polling",  # as for a network share: no file-system events used
         ],
+        env={"COLUMNS": "300"},
     )
     assert result.exit_code == 0, result.output
     assert f"already inspected as {earlier['img_unique_id']}" in result.output
     assert "failed log.csv" in result.output
+    assert "4 file(s) queued (/batch?batch=B_" in result.output
 
     day = next((tmp_path / "processed").iterdir())
     assert sorted(p.relative_to(day).as_posix() for p in day.rglob("*") if p.is_file()) == sorted(

@@ -140,7 +140,9 @@ class AgentSubmitter:
             if copied.filename in by_name
         ]
         handed += [
-            Handed(sources[i.batch_position or 0], img_unique_id=i.img_unique_id)
+            Handed(
+                sources[i.batch_position or 0], img_unique_id=i.img_unique_id, batch_id=i.batch_id
+            )
             for i in acceptance.accepted
         ]
         for skipped in acceptance.skipped:

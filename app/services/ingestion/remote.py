@@ -106,7 +106,13 @@ class HttpSubmitter:
             if item["filename"] in sources:
                 img_unique_id = item["img_unique_id"]
                 self.batch_of[img_unique_id] = body["batch_id"]
-                handed.append(Handed(sources[item["filename"]], img_unique_id=img_unique_id))
+                handed.append(
+                    Handed(
+                        sources[item["filename"]],
+                        img_unique_id=img_unique_id,
+                        batch_id=body["batch_id"],
+                    )
+                )
         for item in body.get("skipped_duplicates", []):
             if item["filename"] not in sources:
                 continue

@@ -55,6 +55,7 @@ class Handed:
         rejection: why the file was not accepted (not an image, too large, ...).
         note: written beside the file in processed/ (why it was not inspected again).
         settled: already known end (e.g. a duplicate of a finished inspection).
+        batch_id: the batch a new inspection of the file belongs to.
     """
 
     source: Path
@@ -62,6 +63,7 @@ class Handed:
     rejection: str | None = None
     note: str | None = None
     settled: Settled | None = None
+    batch_id: str | None = None
 
 
 class SubmitLater(Exception):
@@ -219,9 +221,15 @@ class HotFolder:
             return
         del self.ready[: len(files)]
         self.ready_since = now if self.ready else None
+        batch_ids = sorted({h.batch_id for h in handed if h.batch_id})
         logger.info(
-            "hot folder batch handed over", extra={"folder": str(self.root), "files": len(files)}
+            "hot folder files handed over",
+            extra={"folder": str(self.root), "files": len(files), "batch_ids": batch_ids},
         )
+        if self.report is not None:
+            for batch_id in batch_ids:
+                queued = sum(h.batch_id == batch_id for h in handed)
+                self.report(f"batch {batch_id}: {queued} file(s) queued (/batch?batch={batch_id})")
         for item in handed:
             if item.rejection is not None:
                 await self._move_failed(item.source, item.rejection)
