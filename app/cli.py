@@ -194,6 +194,59 @@ def _follow(client: httpx2.Client, batch_ids: list[str], timeout_s: float) -> di
 
 
 @cli.command()
+def watch(
+    folders: Annotated[list[Path], typer.Argument(help="Folders the AOI machine writes into.")],
+    url: Annotated[str, typer.Option(help="The agent's base URL.")] = "http://127.0.0.1:8000",
+    settle_s: Annotated[
+        float, typer.Option(min=0.1, help="A file is taken once unchanged this long (s).")
+    ] = 2.0,
+    batch_window_s: Annotated[
+        float, typer.Option(min=0, help="Files complete within this long form one batch (s).")
+    ] = 2.0,
+    polling: Annotated[
+        bool, typer.Option(help="Poll the folders (network shares send no events).")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Most images per batch.")] = 100,
+    once: Annotated[
+        bool, typer.Option(help="Ingest what is there now, wait for it, then exit.")
+    ] = False,
+) -> None:
+    """Send every complete image file that appears in FOLDERS to the agent, as batches, and
+    move it to processed/YYYYMMDD/ or failed/ (with the reason) when its inspection ends.
+    Bytes the agent already inspected are not inspected again. See docs/ingestion.md."""
+    from app.services.ingestion.remote import HttpSubmitter
+    from app.services.ingestion.watcher import HotFolder, WatchOptions
+
+    for folder in folders:
+        if not folder.is_dir():
+            raise typer.BadParameter(f"{folder} is not a folder")
+    options = WatchOptions(
+        settle_s=settle_s,
+        batch_window_s=batch_window_s,
+        max_batch=batch_size,
+        polling=polling,
+        tick_s=min(0.5, settle_s / 2),
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        async with httpx2.AsyncClient(base_url=url.rstrip("/"), timeout=300) as client:
+            submitter = HttpSubmitter(client)
+            watchers = [
+                HotFolder(folder.resolve(), submitter, options, report=console.print)
+                for folder in folders
+            ]
+            await asyncio.gather(*(w.run(stop, once=once) for w in watchers))
+
+    console.print(
+        f"watching {', '.join(str(f) for f in folders)} for {url}"
+        + ("" if once else "; Ctrl-C stops")
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+@cli.command()
 def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Images in flight (default WORKER_CONCURRENCY).")

@@ -6,12 +6,13 @@ Every variable is listed, with a comment, in `.env.example`.
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PRODUCTION_MODEL_SERVICE_URL = "http://140.96.77.124:8080/"
 
@@ -94,6 +95,24 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_dir: Path | None = None
+
+    # Hot folders (docs/ingestion.md): image files appearing here are inspected. Several
+    # folders are separated by `;` (or the OS path separator). Empty: none watched.
+    watch_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # Poll instead of waiting for OS events (SMB/NFS shares deliver none).
+    watch_polling: bool = False
+    # A file is taken once its size and mtime have not changed for this long.
+    watch_settle_s: float = Field(default=2.0, gt=0)
+    # Files complete within this long of the first one are inspected as one batch.
+    watch_batch_window_s: float = Field(default=2.0, ge=0)
+
+    @field_validator("watch_dirs", mode="before")
+    @classmethod
+    def _split_watch_dirs(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = value.replace(os.pathsep, ";").split(";")
+            return [Path(part.strip()) for part in parts if part.strip()]
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

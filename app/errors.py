@@ -99,6 +99,27 @@ class NotRetryable(AgentError):
     error = "not_retryable"
 
 
+class DuplicateInProgress(AgentError):
+    """`skip_duplicates`: the same bytes are still being inspected; ask again shortly."""
+
+    status_code = 409
+    error = "duplicate_in_progress"
+
+
+class IdempotencyKeyInUse(AgentError):
+    """A request with this Idempotency-Key is still being handled; send it again shortly."""
+
+    status_code = 409
+    error = "idempotency_key_in_use"
+
+
+class IdempotencyKeyReused(AgentError):
+    """This Idempotency-Key was used for a different request (other files or options)."""
+
+    status_code = 422
+    error = "idempotency_key_reused"
+
+
 class StoredFileMissing(AgentError):
     """A file the database points at is gone from disk."""
 

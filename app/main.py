@@ -24,6 +24,7 @@ from app.api.security import install_security
 from app.config import Settings, get_settings
 from app.errors import AgentError, DatabaseUnavailable
 from app.runtime import agent_runtime
+from app.services.ingestion.local import hot_folders
 from app.services.system.health import agent_version
 from app.utils.text import printable
 from app.web import register_web
@@ -226,7 +227,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with agent_runtime(settings) as runtime:
+        async with (
+            agent_runtime(settings) as runtime,
+            hot_folders(settings, runtime.inspections, runtime.storage, runtime.sessions),
+        ):
             app.state.runtime = runtime
             yield
 

@@ -170,3 +170,41 @@ def test_heartbeat_migration_downgrades_and_upgrades_with_data_kept(empty_databa
     assert db_rows(empty_database, "SELECT status::text FROM inspections") == [("processing",)]
     upgrade_database(empty_database)
     assert columns(empty_database, "inspections")[-3:] == added
+
+
+def indexes(url: str, table: str) -> set[str]:
+    query = "SELECT indexname FROM pg_indexes WHERE tablename = %s"
+    return {name for (name,) in db_rows(url, query, table)}
+
+
+def test_input_hash_migration_keeps_old_rows_and_downgrades_on_its_own(
+    empty_database: str,
+) -> None:
+    upgrade_database(empty_database, "20261122_0005-1")
+    before = columns(empty_database, "inspections")
+    db_rows(  # db_rows commits: an inspection accepted before the migration
+        empty_database,
+        "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
+        " size_bytes, media_type, status, attempts) VALUES"
+        " ('20261120_101010_OLD001', 'old.png', 'uploads/x.png', 3, 'image/png',"
+        " 'succeeded', 1) RETURNING img_unique_id",
+    )
+    upgrade_database(empty_database, "20261122_0005")
+    assert columns(empty_database, "inspections") == [*before, "input_sha256", "repeat_of"]
+    assert "ix_inspections_input_sha256" in indexes(empty_database, "inspections")
+    assert "idempotency_keys" in tables(empty_database)
+    assert db_rows(empty_database, "SELECT img_unique_id, input_sha256 FROM inspections") == [
+        ("20261120_101010_OLD001", None)
+    ]
+    # The PRD's tables are untouched by it.
+    assert columns(empty_database, "images") == IMAGES
+    assert columns(empty_database, "regions") == REGIONS
+
+    downgrade_database(empty_database, "-1")
+    assert columns(empty_database, "inspections") == before
+    assert "idempotency_keys" not in tables(empty_database)
+    assert db_rows(empty_database, "SELECT img_unique_id FROM inspections") == [
+        ("20261120_101010_OLD001",)
+    ]
+    upgrade_database(empty_database)
+    assert "input_sha256" in columns(empty_database, "inspections")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header, Query, Request, status
 
 from app.api.deps import InspectionServiceDep, LinksDep, QueryServiceDep, RuntimeDep
 from app.api.params import BatchId, ImgUniqueId
@@ -15,6 +14,9 @@ from app.errors import (
     BadImage,
     BadUploadRequest,
     BatchNotFound,
+    DuplicateInProgress,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
     ImageNotFound,
     ImageTooLarge,
     InsufficientStorage,
@@ -31,9 +33,11 @@ from app.models.schemas import (
     BatchRetried,
     BatchStatus,
     BatchUploadResult,
+    SkippedFile,
     UploadResponse,
 )
 from app.services.history.queries import upload_response
+from app.services.inspection.idempotency import Answer, IdempotencyKeys, request_digest
 from app.services.inspection.receiver import discard, receive_files
 
 router = APIRouter(
@@ -47,6 +51,23 @@ IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/tiff", "image/bmp")
 IncludeImages = Annotated[
     Literal["base64"] | None,
     Query(description="`base64` adds the three result PNGs to the answer, base64-encoded."),
+]
+SkipDuplicates = Annotated[
+    bool,
+    Query(
+        description="Answer with the earlier inspection of the same bytes instead of"
+        " inspecting them again (default: inspect again, marked `repeat_of`)."
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Send the same request again with the same key (within 24 h) to get the"
+        " first answer again instead of a second inspection. See docs/ingestion.md.",
+    ),
 ]
 
 
@@ -90,6 +111,9 @@ def _multipart_body(field: str, many: bool) -> dict[str, Any]:
         ModelServiceUnavailable,
         UploadTimeout,
         InsufficientStorage,
+        DuplicateInProgress,
+        IdempotencyKeyInUse,
+        IdempotencyKeyReused,
     ),
 )
 async def upload_image(
@@ -98,7 +122,9 @@ async def upload_image(
     service: InspectionServiceDep,
     links: LinksDep,
     include_images: IncludeImages = None,
-) -> UploadResponse:
+    skip_duplicates: SkipDuplicates = False,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
     """Upload one JPEG, PNG, TIFF or BMP image (field `image`, at most MAX_FILE_SIZE_MB) and
     inspect it now. The image is kept and ledgered before inference: if the model service
     fails, the answer (503/502) names the `img_unique_id` to retry."""
@@ -112,11 +138,22 @@ async def upload_image(
         fail_fast=True,
         idle_timeout_s=runtime.settings.upload_idle_timeout_s,
     )
+
+    async def inspect() -> Answer:
+        outcome = await service.inspect_upload(files[0], skip_duplicates=skip_duplicates)
+        answer = upload_response(outcome, links, include_base64=include_images == "base64")
+        return Answer.json(status.HTTP_200_OK, answer.model_dump(mode="json"))
+
+    options = {"include_images": include_images, "skip_duplicates": skip_duplicates}
+    settings = runtime.settings
+    lease_s = settings.segformer_timeout_s * (settings.segformer_max_retries + 1) + 60
     try:
-        outcome = await service.inspect_upload(files[0])
+        answer = await IdempotencyKeys(runtime.sessions).answer(
+            idempotency_key, request_digest("upload", options, files), lease_s, inspect
+        )
     finally:
         await discard(files)
-    return upload_response(outcome, links, include_base64=include_images == "base64")
+    return answer.response()
 
 
 @router.post(
@@ -126,8 +163,19 @@ async def upload_image(
     summary="Inspect many images as a batch",
     openapi_extra=_multipart_body("images", many=True),
     responses={
-        200: {"model": BatchUploadResult, "description": "With `wait=true`: every image done."},
-        **responses(BadImage, BadUploadRequest, UploadTimeout, InsufficientStorage),
+        200: {
+            "model": BatchUploadResult,
+            "description": "With `wait=true`: every image done. With `skip_duplicates=true`"
+            " and every usable file already inspected: nothing queued, `batch_id` null.",
+        },
+        **responses(
+            BadImage,
+            BadUploadRequest,
+            UploadTimeout,
+            InsufficientStorage,
+            IdempotencyKeyInUse,
+            IdempotencyKeyReused,
+        ),
     },
 )
 async def upload_batch(
@@ -139,9 +187,12 @@ async def upload_batch(
     wait: Annotated[
         bool, Query(description="Answer only when every image is done (200 with results).")
     ] = False,
+    skip_duplicates: SkipDuplicates = False,
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Upload up to MAX_BATCH_SIZE images (field `images`). Each usable file is stored,
-    ledgered and queued; unusable ones are reported in `rejected`. Progress:
+    ledgered and queued; unusable ones are reported in `rejected`, already inspected ones
+    (with `skip_duplicates=true`) in `skipped_duplicates`. Progress:
     `GET /api/batches/{batch_id}`. With `wait=true` (the PRD's FR4.2) the answer comes when
     every image is done, with `results`: per accepted image, in upload order, the
     single-upload answer or its error."""
@@ -155,29 +206,55 @@ async def upload_batch(
         fail_fast=False,
         idle_timeout_s=runtime.settings.upload_idle_timeout_s,
     )
+
+    async def accept() -> Answer:
+        acceptance = await service.accept_batch(files, skip_duplicates=skip_duplicates)
+        batch_id = acceptance.batch.batch_id if acceptance.batch is not None else None
+        accepted = BatchAccepted(
+            batch_id=batch_id,
+            status_url=links.batch(batch_id) if batch_id else None,
+            zip_url=links.batch_zip(batch_id) if batch_id else None,
+            total=len(acceptance.accepted),
+            accepted=[
+                AcceptedFile(
+                    filename=i.original_filename,
+                    img_unique_id=i.img_unique_id,
+                    repeat_of=i.repeat_of,
+                )
+                for i in acceptance.accepted
+            ],
+            rejected=acceptance.rejected,
+            skipped_duplicates=[
+                SkippedFile(
+                    filename=s.filename,
+                    img_unique_id=s.existing.img_unique_id,
+                    earlier_filename=s.existing.original_filename,
+                    status=s.existing.status.value,
+                    batch_id=s.existing.batch_id,
+                    viewer_url=links.viewer(s.existing.img_unique_id),
+                )
+                for s in acceptance.skipped
+            ],
+        )
+        if batch_id is None:
+            return Answer.json(status.HTTP_200_OK, accepted.model_dump(mode="json"))
+        if not wait:
+            return Answer.json(status.HTTP_202_ACCEPTED, accepted.model_dump(mode="json"))
+        timeout_s = runtime.settings.segformer_timeout_s * max(1, len(acceptance.accepted))
+        final = await queries.wait_for_batch(batch_id, timeout_s)
+        results = await queries.batch_results(batch_id, service.read_analysis)
+        body = BatchUploadResult(**accepted.model_dump(), status=final, results=results)
+        return Answer.json(status.HTTP_200_OK, body.model_dump(mode="json"))
+
+    options = {"wait": wait, "skip_duplicates": skip_duplicates}
+    lease_s = 120 + (runtime.settings.segformer_timeout_s * len(files) if wait else 0)
     try:
-        acceptance = await service.accept_batch(files)
+        answer = await IdempotencyKeys(runtime.sessions).answer(
+            idempotency_key, request_digest("upload_batch", options, files), lease_s, accept
+        )
     finally:
         await discard(files)
-    batch_id = acceptance.batch.batch_id
-    accepted = BatchAccepted(
-        batch_id=batch_id,
-        status_url=links.batch(batch_id),
-        zip_url=links.batch_zip(batch_id),
-        total=len(acceptance.accepted),
-        accepted=[
-            AcceptedFile(filename=i.original_filename, img_unique_id=i.img_unique_id)
-            for i in acceptance.accepted
-        ],
-        rejected=acceptance.rejected,
-    )
-    if not wait:
-        return accepted
-    timeout_s = runtime.settings.segformer_timeout_s * max(1, len(acceptance.accepted))
-    final = await queries.wait_for_batch(batch_id, timeout_s)
-    results = await queries.batch_results(batch_id, service.read_analysis)
-    body = BatchUploadResult(**accepted.model_dump(), status=final, results=results)
-    return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_200_OK)
+    return answer.response()
 
 
 @router.post(

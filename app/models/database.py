@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -188,6 +189,13 @@ class Inspection(Base):
     # after that).
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     waiting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Hex SHA-256 of the input's bytes, computed while they streamed in (null on rows
+    # accepted before migration 20261122_0005); duplicates are found by it.
+    input_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The first earlier inspection of the same bytes when this one is a re-test of them.
+    repeat_of: Mapped[str | None] = mapped_column(
+        ForeignKey("inspections.img_unique_id", ondelete="SET NULL")
+    )
 
 
 class AgentProcess(Base):
@@ -220,3 +228,25 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKey(Base):
+    """The first answer to a request sent with an `Idempotency-Key` header, kept 24 h.
+
+    `state` is `processing` while the first request runs (a lease: a row whose
+    `lease_until` has passed was left by a dead agent and may be taken over) and
+    `done` once its answer is stored.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # SHA-256 over the endpoint, its options and every file's name and SHA-256.
+    request_digest: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    # The JSON body exactly as first sent (bytes, so a replay is byte for byte the same).
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -251,6 +251,19 @@ class UploadResponse(BaseModel):
         default=None,
         description="The agent's whole pipeline for this image (accept, infer, store), seconds.",
     )
+    input_sha256: str | None = Field(
+        default=None, description="Hex SHA-256 of the input image's bytes."
+    )
+    repeat_of: str | None = Field(
+        default=None,
+        description="The first earlier inspection of the same bytes, when this one re-tested"
+        " them (null for the first).",
+    )
+    skipped_duplicate: bool = Field(
+        default=False,
+        description="True when `skip_duplicates=true` answered with this earlier inspection"
+        " of the same bytes instead of inspecting them again.",
+    )
 
 
 class RejectedFile(BaseModel):
@@ -270,6 +283,20 @@ class AcceptedFile(BaseModel):
 
     filename: str
     img_unique_id: str
+    repeat_of: str | None = Field(
+        default=None, description="The first earlier inspection of the same bytes, if any."
+    )
+
+
+class SkippedFile(BaseModel):
+    """A file of a batch not inspected because its bytes already were (`skip_duplicates`)."""
+
+    filename: str
+    img_unique_id: str = Field(description="The earlier inspection of the same bytes.")
+    earlier_filename: str = Field(description="The file name of that earlier inspection.")
+    status: Literal["pending", "processing", "succeeded"]
+    batch_id: str | None
+    viewer_url: str
 
 
 class BatchItem(BaseModel):
@@ -297,6 +324,7 @@ class BatchItem(BaseModel):
         default=None,
         description="Waiting for the model service (status `pending`): when it is tried next.",
     )
+    repeat_of: str | None = None
 
 
 class BatchStatus(BaseModel):
@@ -350,16 +378,19 @@ class BatchRetried(BaseModel):
 
 
 class BatchAccepted(BaseModel):
-    """The answer to a batch upload: what was accepted and queued, what was rejected."""
+    """The answer to a batch upload: what was accepted and queued, what was rejected, and
+    (with `skip_duplicates=true`) what was skipped as already inspected. `batch_id` and its
+    URLs are null when every usable file was skipped (nothing was queued)."""
 
     model_config = _example(EXAMPLE_BATCH_ACCEPTED)
 
-    batch_id: str
-    status_url: str
-    zip_url: str
+    batch_id: str | None
+    status_url: str | None
+    zip_url: str | None
     total: int
     accepted: list[AcceptedFile]
     rejected: list[RejectedFile]
+    skipped_duplicates: list[SkippedFile] = Field(default_factory=list)
 
 
 class BatchImageSucceeded(UploadResponse):
@@ -530,6 +561,10 @@ class ImageDetail(ImageSummary):
     images: ResultImageUrls
     input_url: str
     json_url: str
+    input_sha256: str | None = None
+    repeat_of: str | None = Field(
+        default=None, description="The first earlier inspection of the same bytes, if any."
+    )
 
 
 ImageOrInspection = Annotated[ImageDetail | InspectionState, Field(discriminator="status")]

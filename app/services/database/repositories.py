@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -25,6 +26,9 @@ from app.models.database import (
     Region,
 )
 from app.models.model_service import Analysis
+
+# First key of the advisory locks taken per input hash (the second is the hash's hashtext).
+INPUT_HASH_LOCK_SPACE = 0x414F49  # "AOI"
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,69 @@ class InspectionRepository:
         if filters.batch_id:
             stmt = stmt.where(Inspection.batch_id == filters.batch_id)
         return stmt
+
+    async def first_inspections_by_hash(
+        self, hashes: Sequence[str], *, lock: bool = False
+    ) -> dict[str, Inspection]:
+        """Per input SHA-256, the first inspection of those bytes that did not fail.
+
+        Args:
+            hashes: hex SHA-256 digests (repeats allowed).
+            lock: take a transaction-scoped advisory lock per digest first (in a fixed
+                order, so two writers cannot deadlock), so that whoever inserts the next
+                row with one of them does so only after this transaction ends.
+        """
+        distinct = sorted(set(hashes))
+        if not distinct:
+            return {}
+        if lock:
+            await self.session.execute(
+                text(
+                    "SELECT pg_advisory_xact_lock(:space, k) FROM (SELECT DISTINCT"
+                    " hashtext(h) AS k FROM unnest(CAST(:hashes AS text[])) AS h ORDER BY 1"
+                    " OFFSET 0) AS keys"
+                ),
+                {"space": INPUT_HASH_LOCK_SPACE, "hashes": distinct},
+            )
+        stmt = (
+            select(Inspection)
+            .ext(distinct_on(Inspection.input_sha256))
+            .where(
+                Inspection.input_sha256.in_(distinct),
+                Inspection.status != InspectionStatus.FAILED,
+            )
+            .order_by(
+                Inspection.input_sha256,
+                Inspection.created_at,
+                # a batch's rows share created_at: its first file is the first inspection
+                func.coalesce(Inspection.batch_position, 0),
+                Inspection.img_unique_id,
+            )
+        )
+        rows = (await self.session.execute(stmt)).scalars()
+        return {row.input_sha256: row for row in rows if row.input_sha256}
+
+    async def settled_states(self, img_unique_ids: Sequence[str]) -> dict[str, Inspection | None]:
+        """The ledger rows among `img_unique_ids` that are finished for good: `succeeded`, or
+        `failed` with no queued or running job that could still retry them. Deleted rows
+        map to None; unfinished ones are absent."""
+        if not img_unique_ids:
+            return {}
+        live_job = text(
+            "EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.status IN ('todo', 'doing')"
+            " AND j.args->>'img_unique_id' = inspections.img_unique_id)"
+        )
+        stmt = select(Inspection, live_job).where(Inspection.img_unique_id.in_(img_unique_ids))
+        found: dict[str, Inspection | None] = dict.fromkeys(img_unique_ids)
+        for inspection, has_job in (await self.session.execute(stmt)).all():
+            finished = inspection.status == InspectionStatus.SUCCEEDED or (
+                inspection.status == InspectionStatus.FAILED and not has_job
+            )
+            if finished:
+                found[inspection.img_unique_id] = inspection
+            else:
+                del found[inspection.img_unique_id]
+        return found
 
     async def delete(self, img_unique_id: str) -> None:
         """Delete a ledger row."""

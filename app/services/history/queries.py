@@ -131,6 +131,9 @@ def upload_response(
         images_base64=encoded,
         model_service_seconds=outcome.model_service_seconds,
         agent_total_seconds=outcome.total_seconds,
+        input_sha256=outcome.input_sha256,
+        repeat_of=outcome.repeat_of,
+        skipped_duplicate=outcome.skipped_duplicate,
     )
 
 
@@ -177,6 +180,7 @@ def batch_item(
         viewer_url=links.viewer(inspection.img_unique_id),
         overlay_url=links.download(inspection.img_unique_id, "overlay") if succeeded else None,
         retry_url=links.retry(inspection.img_unique_id) if failed else None,
+        repeat_of=inspection.repeat_of,
     )
 
 
@@ -306,6 +310,8 @@ class QueryService:
             images=self.links.result_urls(img_unique_id),
             input_url=self.links.download(img_unique_id, "input"),
             json_url=self.links.json(img_unique_id),
+            input_sha256=inspection.input_sha256 if inspection else None,
+            repeat_of=inspection.repeat_of if inspection else None,
         )
 
     async def image_classes(self, img_unique_id: str) -> list[DefectClassOut]:

@@ -3,12 +3,14 @@
 Starlette's own form parser has no per-file limit and reads the whole body
 before the route runs; this one counts each file's bytes while they stream, so
 a 60 MB part is refused (single upload) or dropped (batch item) without ever
-being held in memory or kept on disk.
+being held in memory or kept on disk. Each kept file's SHA-256 is computed from
+the same chunks as they are written, so no file is read twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,8 @@ class ReceivedFile:
         too_large: the part went over the limit and its bytes were discarded.
         problem: why the part is refused before its content is looked at (e.g. its file
             name holds control characters); its bytes are discarded.
+        sha256: hex SHA-256 of the bytes, once the part is complete (None until then, or
+            when dropped).
     """
 
     filename: str
@@ -51,6 +55,8 @@ class ReceivedFile:
     size_bytes: int = 0
     too_large: bool = False
     problem: AgentError | None = None
+    sha256: str | None = None
+    _hasher: hashlib._Hash = field(default_factory=hashlib.sha256, repr=False)
     _buffer: bytearray = field(default_factory=bytearray, repr=False)
     _handle: BinaryIO | None = field(default=None, repr=False)
 
@@ -256,9 +262,11 @@ async def _flush(part: ReceivedFile, final: bool) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
             part._handle = path.open("wb")
         part._handle.write(data)
+        part._hasher.update(data)  # in this worker thread: hashlib releases the GIL
         if final:
             part._handle.close()
             part._handle = None
+            part.sha256 = part._hasher.hexdigest()
 
     try:
         await anyio.to_thread.run_sync(write)

@@ -27,6 +27,7 @@ from app.errors import (
     AgentError,
     BadImage,
     BatchNotFound,
+    DuplicateInProgress,
     ImageNotFound,
     ImageTooLarge,
     InsufficientStorage,
@@ -86,6 +87,11 @@ class InspectionOutcome:
     model_service_seconds: float | None = None
     total_seconds: float | None = None
     result_images: dict[str, bytes] = field(default_factory=dict)
+    input_sha256: str | None = None
+    # The first earlier inspection of the same bytes, when this one re-tested them.
+    repeat_of: str | None = None
+    # This is an earlier inspection, answered instead of inspecting again (skip_duplicates).
+    skipped_duplicate: bool = False
 
     @property
     def total_defects(self) -> int:
@@ -93,13 +99,30 @@ class InspectionOutcome:
         return sum(self.defect_classes.values())
 
 
+@dataclass(frozen=True)
+class SkippedDuplicate:
+    """A received file not inspected because its bytes already were (`skip_duplicates`).
+
+    Attributes:
+        position: index of the file in its request.
+        filename: the client's name for it.
+        existing: the first earlier inspection of the same bytes (not `failed`).
+    """
+
+    position: int
+    filename: str
+    existing: Inspection
+
+
 @dataclass
 class BatchAcceptance:
-    """A stored and queued batch: the accepted inspections and the rejected files."""
+    """A stored and queued batch: the accepted inspections, the rejected files and the
+    files skipped as duplicates. `batch` is None when every usable file was skipped."""
 
-    batch: Batch
+    batch: Batch | None
     accepted: list[Inspection]
     rejected: list[RejectedFile]
+    skipped: list[SkippedDuplicate] = field(default_factory=list)
 
 
 class InspectionService:
@@ -164,6 +187,7 @@ class InspectionService:
             attempts=0,
             created_at=accepted_at,
             updated_at=accepted_at,
+            input_sha256=received.sha256,
         )
 
     async def ensure_disk_space(self) -> None:
@@ -181,11 +205,19 @@ class InspectionService:
                 " space is freed (GET /api/health shows the disk)"
             )
 
-    async def inspect_upload(self, received: ReceivedFile) -> InspectionOutcome:
+    async def inspect_upload(
+        self, received: ReceivedFile, *, skip_duplicates: bool = False
+    ) -> InspectionOutcome:
         """Accept one uploaded image and inspect it now (the single-upload path).
+
+        The same bytes uploaded again are inspected again, the answer naming the earlier
+        inspection in `repeat_of`; with `skip_duplicates` the earlier inspection is
+        answered instead (`skipped_duplicate`) and nothing new is stored.
 
         Raises:
             BadImage, UnsupportedImage, ImageTooLarge: nothing is stored.
+            DuplicateInProgress: `skip_duplicates` and the same bytes are still being
+                inspected (nothing is stored).
             ModelServiceUnavailable, ModelServiceBadAnswer: the image is kept and ledgered
                 as failed; the error carries its `img_unique_id` and a `retry_url`.
         """
@@ -193,11 +225,28 @@ class InspectionService:
         inspection = await self._accept(received, None, utc_now())
         inspection.status = InspectionStatus.PROCESSING
         inspection.owner_process_id = self.process_id
-        await self._insert_ledger([inspection])
+        _, skipped = await self._insert_ledger([inspection], skip_duplicates=skip_duplicates)
+        if skipped:
+            existing = skipped[0].existing
+            if existing.status != InspectionStatus.SUCCEEDED:
+                raise DuplicateInProgress(
+                    f"the same bytes are being inspected as {existing.img_unique_id}"
+                    f" ({existing.status.value}); ask GET /api/images/{existing.img_unique_id}"
+                    " again shortly, or upload without skip_duplicates to inspect them again",
+                    img_unique_id=existing.img_unique_id,
+                )
+            outcome = await self.load_outcome(existing.img_unique_id)
+            outcome.skipped_duplicate = True
+            return outcome
         return await self.process(inspection.img_unique_id, started=started)
 
-    async def accept_batch(self, files: list[ReceivedFile]) -> BatchAcceptance:
+    async def accept_batch(
+        self, files: list[ReceivedFile], *, skip_duplicates: bool = False
+    ) -> BatchAcceptance:
         """Store and ledger every usable file of a batch, then queue them.
+
+        With `skip_duplicates`, a file whose bytes were already inspected (or are being
+        inspected, in this batch too) is not stored again but reported in `skipped`.
 
         Raises:
             BadImage: no file of the batch is usable (the error lists why, per file).
@@ -220,32 +269,67 @@ class InspectionService:
                 f"none of the {len(files)} files is a usable image; see 'rejected'",
                 rejected=[r.model_dump() for r in rejected],
             )
-        batch.total_images = len(accepted)
         batch.rejected_files = len(rejected)
-        await self._insert_ledger(accepted, batch=batch)
+        accepted, skipped = await self._insert_ledger(
+            accepted, batch=batch, skip_duplicates=skip_duplicates
+        )
         # Deferred only after the commit that created the rows; if this fails the start-up
         # sweep queues them (they are `pending` with no job).
-        if self.defer is not None:
+        if self.defer is not None and accepted:
             await self.defer([i.img_unique_id for i in accepted])
-        return BatchAcceptance(batch=batch, accepted=accepted, rejected=rejected)
+        return BatchAcceptance(
+            batch=batch if accepted else None, accepted=accepted, rejected=rejected, skipped=skipped
+        )
 
-    async def _insert_ledger(self, rows: list[Inspection], batch: Batch | None = None) -> None:
+    async def _insert_ledger(
+        self, rows: list[Inspection], batch: Batch | None = None, *, skip_duplicates: bool = False
+    ) -> tuple[list[Inspection], list[SkippedDuplicate]]:
+        """Insert the ledger rows (and their batch), each marked as a repeat of the first
+        earlier inspection of its bytes; with `skip_duplicates` such rows are left out and
+        their stored inputs removed.
+
+        Returns:
+            (rows inserted, rows skipped as duplicates). The batch is inserted only when
+            some row is, with `total_images` set.
+        """
+        inserted: list[Inspection] = []
+        skipped: list[SkippedDuplicate] = []
         try:
             async with unit_of_work(self.sessions) as session:
                 repo = InspectionRepository(session)
-                if batch is not None:
-                    await repo.add_batch(batch)
+                hashes = [r.input_sha256 for r in rows if r.input_sha256]
+                # Locked per hash until commit, so two requests with the same bytes cannot
+                # both miss each other.
+                first = await repo.first_inspections_by_hash(hashes, lock=True)
                 for row in rows:
+                    earlier = first.get(row.input_sha256) if row.input_sha256 else None
+                    if earlier is not None and skip_duplicates:
+                        position = row.batch_position or 0
+                        skipped.append(SkippedDuplicate(position, row.original_filename, earlier))
+                        continue
+                    row.repeat_of = earlier.img_unique_id if earlier is not None else None
+                    if row.input_sha256 and earlier is None:
+                        first[row.input_sha256] = row
+                    inserted.append(row)
+                if batch is not None and inserted:
+                    batch.total_images = len(inserted)
+                    await repo.add_batch(batch)
+                for row in inserted:
                     await repo.add(row)
         except BaseException:
-            for row in rows:
-                await anyio.to_thread.run_sync(
-                    self.storage.remove_inspection_files,
-                    row.input_image_path,
-                    None,
-                    row.img_unique_id,
-                )
+            await self._remove_inputs(rows)
             raise
+        await self._remove_inputs([s for s in rows if s not in inserted])
+        return inserted, skipped
+
+    async def _remove_inputs(self, rows: list[Inspection]) -> None:
+        for row in rows:
+            await anyio.to_thread.run_sync(
+                self.storage.remove_inspection_files,
+                row.input_image_path,
+                None,
+                row.img_unique_id,
+            )
 
     # -- processing ----------------------------------------------------------------------
 
@@ -472,6 +556,8 @@ class InspectionService:
             model_service_seconds=result.round_trip_seconds,
             total_seconds=total_seconds,
             result_images=dict(result.images),
+            input_sha256=inspection.input_sha256,
+            repeat_of=inspection.repeat_of,
         )
 
     async def _mark_failed(
@@ -559,6 +645,8 @@ class InspectionService:
             defect_classes={c.class_name: c.total_regions for c in image.classes},
             model_service_seconds=inspection.model_service_seconds if inspection else None,
             total_seconds=inspection.total_seconds if inspection else None,
+            input_sha256=inspection.input_sha256 if inspection else None,
+            repeat_of=inspection.repeat_of if inspection else None,
         )
 
     def read_analysis(self, image: Image) -> dict[str, Any]:

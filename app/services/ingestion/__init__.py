@@ -1,0 +1,1 @@
+"""Hot-folder ingestion: image files that appear in a watched folder are inspected."""

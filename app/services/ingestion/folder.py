@@ -1,0 +1,206 @@
+"""The file side of a hot folder: which files count, when one is complete, where it goes.
+
+A watched folder `DIR` is laid out as:
+
+    DIR/<any sub-folders>/<image files>      dropped here by the AOI machine
+    DIR/processed/YYYYMMDD/<same path>       inspected (local date of the move)
+    DIR/processed/YYYYMMDD/<name>.duplicate.txt   beside a file skipped as already inspected
+    DIR/failed/<same path>                   not inspected, and why:
+    DIR/failed/<same path>.error.txt
+
+Nothing is ever deleted or overwritten: a name already taken gets `_1`, `_2`, ...
+Moves use `os.replace` within `DIR` (one file system, so atomic on Windows and
+POSIX alike). Every function here blocks: call them from a worker thread.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+PROCESSED_DIR = "processed"
+FAILED_DIR = "failed"
+# Names that copy tools give files still being written; such a file is taken once renamed.
+TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".filepart", "~")
+TEMPORARY_PREFIXES = (".", "~$")
+NOTE_KINDS = ("error", "duplicate")
+
+
+def relative_name(root: Path, path: Path) -> str:
+    """`path` relative to `root`, `/`-separated (the file name the agent records)."""
+    return PurePosixPath(path.relative_to(root)).as_posix()
+
+
+def is_candidate(root: Path, path: Path) -> bool:
+    """Whether `path` (under `root`) is a dropped file the hot folder should take.
+
+    Files under `processed/` and `failed/`, hidden files and folders, and files whose
+    names mark them as still being written (`.tmp`, `.part`, `~$...`) are not.
+    """
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return False
+    if not parts or parts[0] in (PROCESSED_DIR, FAILED_DIR):
+        return False
+    if any(part.startswith(TEMPORARY_PREFIXES) for part in parts):
+        return False
+    return not path.name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+def scan(root: Path) -> Iterator[Path]:
+    """Every candidate file under `root` (recursive; `processed/` and `failed/` skipped)."""
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if is_candidate(root, here / d))
+        for name in sorted(files):
+            path = here / name
+            if is_candidate(root, path):
+                yield path
+
+
+@dataclass
+class Observed:
+    """Size (bytes) and modification time (ns) of a file when last looked at, and since
+    when (monotonic seconds) they have not changed."""
+
+    size_bytes: int
+    mtime_ns: int
+    unchanged_since: float
+
+
+def look(path: Path) -> tuple[int, int] | None:
+    """(size in bytes, mtime in ns) of a regular file, or None if it is gone or not a file."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    if not path.is_file():
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def is_readable(path: Path) -> bool:
+    """Whether the file can be opened for reading now (on Windows a writer that holds it
+    open without sharing makes this fail)."""
+    try:
+        with path.open("rb") as fh:
+            fh.read(1)
+    except OSError:
+        return False
+    return True
+
+
+class SettleTracker:
+    """Decides when a dropped file is complete: its size and mtime unchanged for `settle_s`
+    seconds and the file openable. An empty file must stay so for `EMPTY_FACTOR` x longer
+    (a writer may have created it and not yet written)."""
+
+    EMPTY_FACTOR = 5
+
+    def __init__(self, settle_s: float) -> None:
+        self.settle_s = settle_s
+        self.files: dict[Path, Observed] = {}
+
+    def observe(self, path: Path, now: float | None = None) -> None:
+        """Start (or keep) following `path`."""
+        if path not in self.files:
+            seen = look(path)
+            if seen is not None:
+                now = time.monotonic() if now is None else now
+                self.files[path] = Observed(seen[0], seen[1], now)
+
+    def forget(self, path: Path) -> None:
+        """Stop following `path`."""
+        self.files.pop(path, None)
+
+    def complete(self, now: float | None = None) -> list[Path]:
+        """The followed files that are complete now (and no longer followed), in name order.
+
+        Files that disappeared are dropped.
+        """
+        now = time.monotonic() if now is None else now
+        done: list[Path] = []
+        for path, seen in list(self.files.items()):
+            current = look(path)
+            if current is None:
+                del self.files[path]
+                continue
+            if current != (seen.size_bytes, seen.mtime_ns):
+                self.files[path] = Observed(current[0], current[1], now)
+                continue
+            needed = self.settle_s * (self.EMPTY_FACTOR if seen.size_bytes == 0 else 1)
+            if now - seen.unchanged_since >= needed and is_readable(path):
+                del self.files[path]
+                done.append(path)
+        return sorted(done)
+
+
+def _free_name(path: Path) -> Path:
+    """`path`, or `stem_1.ext`, `stem_2.ext`, ... whichever does not exist yet."""
+    candidate, n = path, 0
+    while candidate.exists() or any(_note_for(candidate, k).exists() for k in NOTE_KINDS):
+        n += 1
+        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+    return candidate
+
+
+def _note_for(path: Path, kind: str = "error") -> Path:
+    return path.with_name(f"{path.name}.{kind}.txt")
+
+
+def _write_note(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8", newline="\n")
+    os.replace(tmp, path)
+
+
+def move_to_processed(
+    root: Path, path: Path, note: str | None = None, when: datetime | None = None
+) -> Path:
+    """Move an inspected file to `root/processed/YYYYMMDD/<its path under root>`.
+
+    Args:
+        note: if given, written beside it as `<name>.duplicate.txt` (why it was not
+            inspected again).
+        when: the date of the folder (default now, local time).
+
+    Returns:
+        Where the file now is.
+
+    Raises:
+        OSError: the move failed (the file stays where it was).
+    """
+    day = (when or datetime.now()).strftime("%Y%m%d")
+    target = _free_name(root / PROCESSED_DIR / day / path.relative_to(root))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if note:
+        _write_note(_note_for(target, "duplicate"), note)
+    os.replace(path, target)
+    return target
+
+
+def move_to_failed(root: Path, path: Path, reason: str) -> Path:
+    """Move a file that was not inspected to `root/failed/<its path under root>`, with
+    `<name>.error.txt` beside it saying why (written first, so a crash between the two
+    leaves the reason, never a silent file).
+
+    Returns:
+        Where the file now is.
+
+    Raises:
+        OSError: the move failed (the file stays where it was).
+    """
+    target = _free_name(root / FAILED_DIR / path.relative_to(root))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+    _write_note(
+        _note_for(target),
+        f"file: {relative_name(root, path)}\ntime: {stamp}\nreason: {reason}\n",
+    )
+    os.replace(path, target)
+    return target

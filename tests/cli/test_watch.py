@@ -1,0 +1,84 @@
+"""`aoi-agent watch` against a live agent: a folder on another machine, over HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import httpx2
+from typer.testing import CliRunner
+
+from app.cli import cli
+from tests.support import AgentServer, db_rows, make_image
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_watch_once_sends_the_folder_skips_known_bytes_and_sorts_the_files(
+    tmp_path: Path, agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    db = agent.settings.database_url or ""
+    boards = deeppcb[70:73]
+    known = deeppcb[73].read_bytes()
+    with httpx2.Client(base_url=agent.url, timeout=60) as client:
+        earlier = client.post("/api/upload", files={"image": ("earlier.jpg", known)}).json()
+    (tmp_path / "lot9").mkdir()
+    for board in boards:
+        shutil.copy(board, tmp_path / "lot9" / board.name)
+    (tmp_path / "rescan.jpg").write_bytes(known)
+    (tmp_path / "label.bmp").write_bytes(make_image("BMP", size=(33, 22)))
+    (tmp_path / "log.csv").write_text("time,board\n")
+
+    result = CliRunner().invoke(
+        cli,
+        [
+            "watch",
+            str(tmp_path),
+            "--url",
+            agent.url,
+            "--once",
+            "--settle-s",
+            "0.3",
+            "--batch-window-s",
+            "0.3",
+            "--polling",  # as for a network share: no file-system events used
+        ],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code == 0, result.output
+    assert f"already inspected as {earlier['img_unique_id']}" in result.output
+    assert "failed log.csv" in result.output
+    assert "4 file(s) queued (/batch?batch=B_" in result.output
+
+    day = next((tmp_path / "processed").iterdir())
+    assert sorted(p.relative_to(day).as_posix() for p in day.rglob("*") if p.is_file()) == sorted(
+        [f"lot9/{b.name}" for b in boards] + ["label.bmp", "rescan.jpg", "rescan.jpg.duplicate.txt"]
+    )
+    assert earlier["img_unique_id"] in (day / "rescan.jpg.duplicate.txt").read_text()
+    assert (
+        "is not a JPEG, PNG, TIFF or BMP" in (tmp_path / "failed" / "log.csv.error.txt").read_text()
+    )
+    assert not [p for p in tmp_path.iterdir() if p.is_file()]
+    # One inspection per content, each succeeded; the known bytes not inspected again.
+    hashes = [sha256(b.read_bytes()) for b in boards] + [sha256(known)]
+    assert db_rows(
+        db,
+        "SELECT count(*), count(DISTINCT input_sha256), bool_and(status = 'succeeded')"
+        " FROM inspections WHERE input_sha256 = ANY(%s)",
+        hashes,
+    ) == [(4, 4, True)]
+    assert (
+        db_rows(db, "SELECT count(*) FROM idempotency_keys WHERE key LIKE 'aoi-watch-%%'")[0][0]
+        >= 1
+    )
+
+
+def test_watch_rejects_a_missing_folder(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["watch", str(tmp_path / "nope"), "--once"], env={"COLUMNS": "300"}
+    )
+    assert result.exit_code == 2
+    assert "is not a folder" in result.output
