@@ -162,7 +162,8 @@ def responses(*errors: type[AgentError]) -> dict[int | str, dict[str, Any]]:
     """An OpenAPI `responses=` mapping for the errors a route can return."""
     out: dict[int | str, dict[str, Any]] = {}
     for err in errors:
-        entry = out.setdefault(err.status_code, {"description": "", "model": ErrorBody})
+        model = ValidationErrorBody if err.status_code == 422 else ErrorBody
+        entry = out.setdefault(err.status_code, {"description": "", "model": model})
         entry["description"] = "; ".join(
             filter(None, [entry["description"], (err.__doc__ or err.error).strip()])
         )

@@ -160,7 +160,7 @@ def test_heartbeat_migration_downgrades_and_upgrades_with_data_kept(empty_databa
         " size_bytes, media_type, status, attempts) VALUES ('20261122_050000_MIGR01', 'a.png',"
         " 'uploads/a.png', 1, 'image/png', 'processing', 1)",
     )
-    upgrade_database(empty_database)
+    upgrade_database(empty_database, "20261122_0004")
     assert "agent_processes" in tables(empty_database)
     added = ["owner_process_id", "next_attempt_at", "waiting_since"]
     assert columns(empty_database, "inspections")[-3:] == added
@@ -168,7 +168,7 @@ def test_heartbeat_migration_downgrades_and_upgrades_with_data_kept(empty_databa
     assert "agent_processes" not in tables(empty_database)
     assert not set(added) & set(columns(empty_database, "inspections"))
     assert db_rows(empty_database, "SELECT status::text FROM inspections") == [("processing",)]
-    upgrade_database(empty_database)
+    upgrade_database(empty_database, "20261122_0004")
     assert columns(empty_database, "inspections")[-3:] == added
 
 

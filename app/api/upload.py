@@ -237,7 +237,8 @@ async def upload_batch(
             ],
         )
         if batch_id is None:
-            return Answer.json(status.HTTP_200_OK, accepted.model_dump(mode="json"))
+            nothing_queued = BatchUploadResult(**accepted.model_dump()) if wait else accepted
+            return Answer.json(status.HTTP_200_OK, nothing_queued.model_dump(mode="json"))
         if not wait:
             return Answer.json(status.HTTP_202_ACCEPTED, accepted.model_dump(mode="json"))
         timeout_s = runtime.settings.segformer_timeout_s * max(1, len(acceptance.accepted))

@@ -291,6 +291,17 @@ class AcceptedFile(BaseModel):
 class SkippedFile(BaseModel):
     """A file of a batch not inspected because its bytes already were (`skip_duplicates`)."""
 
+    model_config = _example(
+        {
+            "filename": "board_017_again.jpg",
+            "img_unique_id": "20260225_103045_ABC123",
+            "earlier_filename": "board_017.jpg",
+            "status": "succeeded",
+            "batch_id": "B_20260225_103045_ABC123",
+            "viewer_url": "http://localhost:8000/results/20260225_103045_ABC123",
+        }
+    )
+
     filename: str
     img_unique_id: str = Field(description="The earlier inspection of the same bytes.")
     earlier_filename: str = Field(description="The file name of that earlier inspection.")
@@ -439,9 +450,14 @@ class BatchUploadResult(BatchAccepted):
         }
     )
 
-    status: BatchStatus
+    status: BatchStatus | None = Field(
+        default=None,
+        description="The batch summary; null when nothing was queued (`skip_duplicates=true`"
+        " and every usable file already inspected).",
+    )
     results: list[BatchImageSucceeded | BatchImageFailed] = Field(
-        description="Per accepted image, in upload order: the single-upload answer, or its error."
+        default_factory=list,
+        description="Per accepted image, in upload order: the single-upload answer, or its error.",
     )
 
 

@@ -237,6 +237,10 @@ class InspectionService:
                 )
             outcome = await self.load_outcome(existing.img_unique_id)
             outcome.skipped_duplicate = True
+            # The answer may carry the result PNGs (include_images=base64), as for a new one.
+            outcome.result_images = await anyio.to_thread.run_sync(
+                self.read_result_images, outcome.image
+            )
             return outcome
         return await self.process(inspection.img_unique_id, started=started)
 
