@@ -210,6 +210,14 @@ def watch(
     once: Annotated[
         bool, typer.Option(help="Ingest what is there now, wait for it, then exit.")
     ] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AOI_API_KEY",
+            help="A write key, when the agent requires keys (or set AOI_API_KEY).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Send every complete image file that appears in FOLDERS to the agent, as batches, and
     move it to processed/YYYYMMDD/ or failed/ (with the reason) when its inspection ends.
@@ -230,7 +238,10 @@ def watch(
 
     async def run() -> None:
         stop = asyncio.Event()
-        async with httpx2.AsyncClient(base_url=url.rstrip("/"), timeout=300) as client:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        async with httpx2.AsyncClient(
+            base_url=url.rstrip("/"), timeout=300, headers=headers
+        ) as client:
             submitter = HttpSubmitter(client)
             watchers = [
                 HotFolder(folder.resolve(), submitter, options, report=console.print)
