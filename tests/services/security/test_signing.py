@@ -43,7 +43,9 @@ def test_one_resource_keeps_one_link_within_a_step() -> None:
     [
         lambda p, e, s: (p.replace("overlay", "input"), e, s),
         lambda p, e, s: (p, str(int(e) + 1), s),
-        lambda p, e, s: (p, e, s[:-1] + ("A" if s[-1] != "A" else "B")),
+        # The first character: the last one of a base64 HMAC also holds unused padding bits,
+        # so changing it may not change the signature at all.
+        lambda p, e, s: (p, e, ("A" if s[0] != "A" else "B") + s[1:]),
         lambda p, e, s: (p, e, ""),
         lambda p, e, s: (p, "soon", s),
     ],
