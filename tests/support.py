@@ -227,10 +227,13 @@ class AgentProcess:
 class ScriptedService:
     """A model service whose `/upload` answers come from a list of callables (sync, or
     async for an answer that takes time); for failures the reference service cannot show
-    on demand (hang, slowness, garbage). `GET /files/{name}` serves a small PNG."""
+    on demand (hang, slowness, garbage). `GET /files/{name}` serves `file_image` (a small
+    PNG by default), so answers may name result images by URL; `file_calls` counts them."""
 
-    def __init__(self) -> None:
+    def __init__(self, file_image: bytes | None = None) -> None:
         self.script: list[Callable[[], Any]] = []
+        self.file_image = file_image or make_image("PNG", (8, 8))
+        self.file_calls = 0
         self.health: Callable[[], Response] = lambda: JSONResponse(
             {"status": "ok", "engine": "scripted", "classes": []}
         )
@@ -250,7 +253,8 @@ class ScriptedService:
             return self.health()
 
         async def image(request: Request) -> Response:
-            return Response(make_image("PNG", (8, 8)), media_type="image/png")
+            self.file_calls += 1
+            return Response(self.file_image, media_type="image/png")
 
         app = Starlette(
             routes=[

@@ -17,23 +17,17 @@ import base64
 import copy
 import io
 import json
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 from PIL import Image as PILImage
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from app.services.model_service.reference import free_loopback_port
 from tests.conftest import agent_settings
-from tests.support import AgentServer, db_rows, make_image, serve_agent
+from tests.support import AgentServer, ScriptedService, db_rows, make_image, serve_agent
 
 WIDTH, HEIGHT = 64, 48
 Handler = Callable[[], Awaitable[Response]]
@@ -81,36 +75,22 @@ GOOD: dict[str, Any] = {
 }
 
 
-class ScriptedModelService:
-    """A model service whose `/upload` answer is `self.handler`; counts its calls.
-    `/files/{name}` serves a good PNG, so answers may name result images by URL."""
+class ScriptedModelService(ScriptedService):
+    """The scripted model service of tests/support.py answering every `/upload` with
+    `self.handler`; `/files/{name}` serves a good PNG of this module's size."""
 
     def __init__(self) -> None:
-        self.handler: Handler = self.answer(GOOD)
-        self.calls = 0
-        self.file_calls = 0
-        self.port = free_loopback_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        super().__init__(file_image=png())
+        self.handler = self.answer(GOOD)
 
-        async def upload(request: Request) -> Response:
-            form = await request.form()
-            await form.close()
-            self.calls += 1
-            return await self.handler()
+    @property
+    def handler(self) -> Handler:
+        return self._handler
 
-        async def files(request: Request) -> Response:
-            self.file_calls += 1
-            return Response(png(), media_type="image/png")
-
-        app = Starlette(
-            routes=[Route("/upload", upload, methods=["POST"]), Route("/files/{name}", files)]
-        )
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_config=None, log_level="warning"
-            )
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+    @handler.setter
+    def handler(self, handler: Handler) -> None:
+        self._handler = handler
+        self.script = [handler]
 
     @staticmethod
     def answer(body: Any, status: int = 200, delay_s: float = 0.0) -> Handler:
@@ -122,16 +102,6 @@ class ScriptedModelService:
             return JSONResponse(body, status_code=status)
 
         return handler
-
-    def __enter__(self) -> ScriptedModelService:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)
 
 
 @pytest.fixture(scope="module")
