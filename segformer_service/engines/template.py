@@ -1,0 +1,486 @@
+"""Golden-board (template) defect segmentation: compare each scan with its defect-free template.
+
+Real AOI compares every tested image with the *golden* image of the same board
+position. This engine does that for binarised scans such as DeepPCB. All lengths
+and areas are in pixels; thresholds come from
+:class:`~segformer_service.config.ServiceSettings` (``template_*`` fields).
+
+Algorithm
+---------
+1. **Template library** (at start-up). Every image in ``templates_dir`` is read
+   as grey, kept at full size, and also area-averaged down by
+   ``template_coarse_factor`` (8: a 640 × 640 template becomes 80 × 80) and
+   normalised to zero mean and unit norm.
+2. **Coarse search.** The uploaded image is reduced the same way; its normalised
+   cross-correlation (NCC) with every template of the same size is one
+   matrix-vector product. A ±3 px offset is < 0.4 px at 1/8 scale, so NCC at
+   zero shift is enough to rank. The best ``template_candidates`` go on.
+3. **Fine registration.** For each candidate, scikit-image
+   ``phase_cross_correlation`` (Guizar-Sicairos et al., *Opt. Lett.* 33, 156,
+   2008) with ``upsample_factor`` 10 gives the sub-pixel offset; the template is
+   shifted onto the image (bilinear, ``scipy.ndimage.shift``) and the NCC of
+   the two full-size grey images is the *match score*. The best candidate wins
+   when its score is at least ``template_min_match_score`` and its offset at
+   most ``template_max_offset_px``; otherwise the engine falls back to the
+   single-image ``classical`` engine and says so in its provenance.
+4. **Tolerant difference.** Both images are binarised (copper = dark phase at
+   the mid grey level 128, or the configured threshold). Extra copper is
+   image copper farther than ``template_tolerance_px`` from template copper
+   (``image & ~dilate(template, disk(r))``); missing copper is template copper
+   farther than ``r`` from image copper (``template & ~dilate(image, disk(r))``).
+   This absorbs the residual registration error and the 1–2 px edge
+   differences between two scans/binarisations, which in a plain XOR become
+   thousands of edge slivers. Each surviving core is then grown back to the
+   full extent of the plain difference it lies in (morphological
+   reconstruction of the core inside ``image XOR template``, limited to
+   ``r + 1`` px around the core) so that region boxes and areas cover the whole
+   defect, and cores smaller than ``template_min_area_px`` are dropped.
+5. **Classification by topology.** Conductors are the 8-connected components of
+   copper that have at least ``bridge_part_min_area_px`` pixels.
+   *Extra copper*: touching no template conductor (within ``r + 2`` px) =
+   ``spurious_copper``; touching two or more = ``short``; otherwise ``spur``.
+   *Missing copper*: if the substrate around it (the image's substrate
+   component that contains it, 4-connected) is enclosed by copper and no larger
+   than the region grown by ``r`` = ``pin_hole``; if two or more image
+   conductors lie along it while one template conductor was there = ``open``;
+   otherwise ``mousebite``.
+
+Known limits
+------------
+* The engine needs the golden image of the same board position; an image with
+  no template good enough is analysed by the ``classical`` engine instead.
+* A defect smaller than the tolerance (a notch or protrusion at most
+  ``template_tolerance_px`` deep) is absorbed by it.
+* ``open`` / ``short`` are decided by which conductors the region touches
+  locally; a cut whose two halves stay connected elsewhere still counts as
+  ``open`` (local split), which is what an inspector would call it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, UnidentifiedImageError
+from scipy import ndimage as ndi
+from skimage import morphology
+from skimage.registration import phase_cross_correlation
+
+from segformer_service.config import ServiceSettings
+from segformer_service.engines.base import LabelMask, Segmentation, as_grey
+from segformer_service.engines.classical import ClassicalEngine
+
+logger = logging.getLogger("segformer_service")
+
+BoolMask = NDArray[np.bool_]
+FloatImage = NDArray[np.float32]
+
+TEMPLATE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
+"""File suffixes (lower case) read from the templates folder."""
+
+_FOUR = ndi.generate_binary_structure(2, 1)
+_EIGHT = ndi.generate_binary_structure(2, 2)
+
+
+def coarse_signature(grey: NDArray[np.uint8], factor: int) -> FloatImage:
+    """Area-average ``grey`` down by ``factor`` and normalise it to zero mean, unit L2 norm.
+
+    Args:
+        grey: ``(H, W)`` ``uint8`` image.
+        factor: reduction factor (pixels per coarse pixel along each axis).
+
+    Returns:
+        ``(H // factor, W // factor)`` ``float32`` array (all zeros for a flat image).
+    """
+    h, w = grey.shape[0] // factor, grey.shape[1] // factor
+    small = (
+        grey[: h * factor, : w * factor]
+        .astype(np.float32)
+        .reshape(h, factor, w, factor)
+        .mean(axis=(1, 3))
+    )
+    small -= small.mean()
+    norm = float(np.linalg.norm(small))
+    return small / norm if norm > 0 else small
+
+
+def ncc(a: NDArray[np.floating[Any]], b: NDArray[np.floating[Any]]) -> float:
+    """Normalised cross-correlation (Pearson correlation) of two same-shape arrays, -1..1."""
+    a = a - a.mean()
+    b = b - b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+@dataclass
+class Template:
+    """One golden image of the library."""
+
+    name: str
+    grey: NDArray[np.uint8]
+    signature: FloatImage
+
+
+@dataclass
+class TemplateMatch:
+    """Result of the template search for one image.
+
+    ``offset_x``/``offset_y``: where the template's content lies in the image
+    minus where it lies in the template, pixels (sub-pixel); ``score``: NCC of
+    the registered full-size grey images (-1..1).
+    """
+
+    template: Template
+    offset_x: float
+    offset_y: float
+    score: float
+    registered: NDArray[np.uint8] = field(repr=False)
+
+
+def load_templates(folder: Path, factor: int) -> list[Template]:
+    """Read every image of ``folder`` (JPEG, PNG, TIFF, BMP) as a grey template.
+
+    Unreadable files are skipped with a warning.
+
+    Raises:
+        ValueError: if ``folder`` is not a directory or holds no readable image.
+    """
+    if not folder.is_dir():
+        raise ValueError(f"templates folder {folder} does not exist or is not a folder")
+    templates: list[Template] = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in TEMPLATE_SUFFIXES or not path.is_file():
+            continue
+        try:
+            with Image.open(path) as img:
+                grey = np.asarray(img.convert("L"), dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            logger.warning("skipping unreadable template %s: %s", path, exc)
+            continue
+        templates.append(Template(path.name, grey, coarse_signature(grey, factor)))
+    if not templates:
+        raise ValueError(f"templates folder {folder} holds no readable image")
+    return templates
+
+
+def _valid_area(shape: tuple[int, ...], match: TemplateMatch) -> BoolMask:
+    """Pixels of an ``(H, W)`` image covered by the shifted template (1 px safety band)."""
+    valid = np.zeros(shape[:2], dtype=bool)
+    top = int(np.ceil(max(match.offset_y, 0.0))) + 1
+    bottom = shape[0] - int(np.ceil(max(-match.offset_y, 0.0))) - 1
+    left = int(np.ceil(max(match.offset_x, 0.0))) + 1
+    right = shape[1] - int(np.ceil(max(-match.offset_x, 0.0))) - 1
+    valid[top:bottom, left:right] = True
+    return valid
+
+
+class TemplateEngine:
+    """Golden-board comparison with a template found by search (see the module docstring)."""
+
+    name = "template"
+
+    def __init__(self, settings: ServiceSettings, templates: list[Template] | None = None) -> None:
+        """Load the template library (``settings.templates_dir``) unless ``templates`` is given.
+
+        Raises:
+            ValueError: if no templates folder is configured, or it holds no readable image.
+        """
+        self._settings = settings
+        self._ids = settings.class_id_by_name()
+        self._fallback = ClassicalEngine(settings)
+        if templates is None:
+            if settings.templates_dir is None:
+                raise ValueError(
+                    "the template engine needs REFERENCE_SERVICE_TEMPLATES_DIR (a folder of "
+                    "golden images)"
+                )
+            templates = load_templates(Path(settings.templates_dir), settings.template_coarse_factor)
+        self.templates = templates
+        self._by_shape: dict[tuple[int, int], tuple[list[Template], FloatImage]] = {}
+        for template in templates:
+            group = self._by_shape.setdefault(template.grey.shape[:2], ([], np.zeros(0)))
+            group[0].append(template)
+        for shape, (members, _) in list(self._by_shape.items()):
+            stack = np.stack([t.signature.ravel() for t in members]).astype(np.float32)
+            self._by_shape[shape] = (members, stack)
+        r = settings.template_tolerance_px
+        self._tolerance = morphology.disk(r).astype(bool)
+        self._grow = morphology.disk(r + 1).astype(bool)
+        self._touch = morphology.disk(r + 2).astype(bool)
+        logger.info("template engine: %d golden images loaded", len(templates))
+
+    # --- search and registration ------------------------------------------------
+    def find_template(self, grey: NDArray[np.uint8]) -> TemplateMatch | None:
+        """Find and register the best-matching template of the same size as ``grey``.
+
+        Returns:
+            the best match (whatever its score), or ``None`` when no template has
+            the image's size.
+        """
+        s = self._settings
+        group = self._by_shape.get(grey.shape[:2])
+        if group is None:
+            return None
+        members, stack = group
+        coarse = stack @ coarse_signature(grey, s.template_coarse_factor).ravel()
+        order = np.argsort(-coarse)[: s.template_candidates]
+        image_f = grey.astype(np.float32)
+        best: TemplateMatch | None = None
+        for index in order:
+            template = members[int(index)]
+            template_f = template.grey.astype(np.float32)
+            shift, _, _ = phase_cross_correlation(
+                image_f, template_f, upsample_factor=10, normalization=None
+            )
+            dy, dx = float(shift[0]), float(shift[1])
+            registered = ndi.shift(template_f, (dy, dx), order=1, mode="nearest")
+            score = ncc(image_f, registered)
+            if best is None or score > best.score:
+                best = TemplateMatch(
+                    template,
+                    dx,
+                    dy,
+                    score,
+                    np.clip(np.rint(registered), 0, 255).astype(np.uint8),
+                )
+        return best
+
+    # --- difference and classification ------------------------------------------
+    def _copper(self, grey: NDArray[np.uint8]) -> BoolMask:
+        if self._settings.template_median_px > 1:
+            grey = ndi.median_filter(grey, size=self._settings.template_median_px)
+        threshold = self._settings.binarise_threshold or 128
+        if self._settings.copper_polarity == "dark":
+            return grey < threshold
+        return grey >= threshold
+
+    def _conductors(self, copper: BoolMask) -> NDArray[np.int32]:
+        labels, count = ndi.label(copper, structure=_EIGHT)
+        areas = np.bincount(labels.ravel(), minlength=count + 1)
+        big = areas >= self._settings.bridge_part_min_area_px
+        big[0] = False
+        return np.where(big[labels], labels, 0).astype(np.int32)
+
+    def _differences(self, core: BoolMask, raw: BoolMask) -> tuple[NDArray[np.int32], int]:
+        """Label the cores (>= min area) grown back inside the raw difference."""
+        s = self._settings
+        labels, count = ndi.label(core, structure=_EIGHT)
+        if count == 0:
+            return labels.astype(np.int32), 0
+        areas = np.bincount(labels.ravel(), minlength=count + 1)
+        keep = areas >= s.template_min_area_px
+        keep[0] = False
+        seeds = keep[labels]
+        if not seeds.any():
+            return np.zeros_like(labels, dtype=np.int32), 0
+        limit = ndi.binary_dilation(seeds, structure=self._grow) & (raw | seeds)
+        grown = morphology.reconstruction(
+            seeds.astype(np.uint8), limit.astype(np.uint8), method="dilation"
+        ).astype(bool)
+        out, n = ndi.label(grown, structure=_EIGHT)
+        return out.astype(np.int32), int(n)
+
+    def _significant(
+        self, labels: NDArray[np.int32], count: int, inside: BoolMask
+    ) -> NDArray[np.bool_]:
+        """Per region 0..count: is it wide or deep enough to be more than edge noise?
+
+        *Wide*: it holds a disk of radius ``template_min_radius_px`` (largest
+        Euclidean distance from a region pixel to the region's outside).
+        *Deep*: it reaches at least ``template_min_depth_px`` into ``inside`` (the
+        template phase it changes: template copper for missing copper, template
+        substrate for extra copper), measured from that phase's edge.
+        """
+        s = self._settings
+        index = np.arange(1, count + 1)
+        width = ndi.distance_transform_edt(labels > 0)
+        radius = np.asarray(ndi.maximum(width, labels, index), dtype=np.float64)
+        depth_map = ndi.distance_transform_edt(inside)
+        depth = np.asarray(ndi.maximum(depth_map, labels, index), dtype=np.float64)
+        keep = (radius >= s.template_min_radius_px) | (depth >= s.template_min_depth_px)
+        return np.concatenate([[False], keep])
+
+    def _touching(
+        self, labels: NDArray[np.int32], parts: NDArray[np.int32]
+    ) -> dict[int, set[int]]:
+        """Region label -> labels of ``parts`` within ``template_tolerance_px + 2`` px of it.
+
+        The neighbourhood is a square (Chebyshev distance); where two regions are
+        that close, the one with the higher label wins the shared pixels.
+        """
+        size = 2 * (self._settings.template_tolerance_px + 2) + 1
+        grown = ndi.maximum_filter(labels, size=size)
+        near = (grown > 0) & (parts > 0)
+        out: dict[int, set[int]] = {}
+        if near.any():
+            for region, part in np.unique(np.stack([grown[near], parts[near]]), axis=1).T:
+                out.setdefault(int(region), set()).add(int(part))
+        return out
+
+    def _candidates(
+        self, core: BoolMask, raw: BoolMask
+    ) -> tuple[NDArray[np.int32], int, NDArray[np.bool_]]:
+        """Difference regions: cores grown inside ``raw``, then the other raw components.
+
+        Returns:
+            ``(H, W)`` labels, their count, and per label 0..n whether it came
+            from a core (``False`` for a raw component without one, which only
+            counts when it changes the topology: a short or an open).
+        """
+        grown, n_grown = self._differences(core, raw)
+        rest = raw & ~ndi.binary_dilation(grown > 0, structure=_EIGHT)
+        rest_labels, n_rest = ndi.label(rest, structure=_EIGHT)
+        areas = np.bincount(rest_labels.ravel(), minlength=n_rest + 1)
+        big = areas >= self._settings.template_min_area_px
+        big[0] = False
+        rest_labels, n_rest = ndi.label(big[rest_labels], structure=_EIGHT)
+        labels = np.where(rest_labels > 0, rest_labels + n_grown, grown).astype(np.int32)
+        from_core = np.zeros(n_grown + n_rest + 1, dtype=bool)
+        from_core[1 : n_grown + 1] = True
+        return labels, n_grown + n_rest, from_core
+
+    def compare(
+        self,
+        grey: NDArray[np.uint8],
+        template: NDArray[np.uint8],
+        valid: BoolMask | None = None,
+    ) -> dict[str, BoolMask]:
+        """One boolean ``(H, W)`` mask per DeepPCB class from an image and its registered template.
+
+        Args:
+            grey: ``(H, W)`` ``uint8`` tested image.
+            template: ``(H, W)`` ``uint8`` golden image already registered onto ``grey``.
+            valid: ``(H, W)`` mask of the pixels the registered template really covers
+                (a shifted template leaves a band of repeated edge pixels); ``None`` = all.
+        """
+        image_cu = self._copper(grey)
+        template_cu = self._copper(template)
+        if valid is None:
+            valid = np.ones(grey.shape, dtype=bool)
+        masks = {name: np.zeros(grey.shape, dtype=bool) for name in self._class_names()}
+        image_parts = self._conductors(image_cu)
+        template_parts = self._conductors(template_cu)
+        both = (image_parts > 0) & (template_parts > 0)
+        template_of_image: dict[int, set[int]] = {}
+        image_of_template: dict[int, set[int]] = {}
+        if both.any():
+            for i, t in np.unique(np.stack([image_parts[both], template_parts[both]]), axis=1).T:
+                template_of_image.setdefault(int(i), set()).add(int(t))
+                image_of_template.setdefault(int(t), set()).add(int(i))
+
+        # Extra copper: spurious copper, short or spur by the template conductors it touches.
+        extra_core = image_cu & ~ndi.binary_dilation(template_cu, structure=self._tolerance)
+        extra, n_extra, from_core = self._candidates(extra_core & valid, image_cu & ~template_cu & valid)
+        if n_extra:
+            near = self._touching(extra, template_parts)
+            significant = self._significant(extra, n_extra, ~template_cu)
+            for index, sl in enumerate(ndi.find_objects(extra), start=1):
+                if sl is None:
+                    continue
+                region = extra[sl] == index
+                touched = near.get(index, set())
+                under = {int(v) for v in np.unique(image_parts[sl][region]) if v > 0}
+                joins = any(len(template_of_image.get(i, set()) & touched) >= 2 for i in under)
+                if joins:
+                    name = "short"
+                elif not from_core[index] or not significant[index]:
+                    continue
+                else:
+                    name = "spur" if touched else "spurious_copper"
+                masks[name][sl] |= region
+
+        # Missing copper: pin-hole, open or mousebite.
+        missing_core = ~image_cu & ~ndi.binary_dilation(~template_cu, structure=self._tolerance)
+        missing, n_missing, from_core = self._candidates(
+            missing_core & valid, template_cu & ~image_cu & valid
+        )
+        if n_missing:
+            near = self._touching(missing, image_parts)
+            significant = self._significant(missing, n_missing, template_cu)
+            substrate, n_sub = ndi.label(~image_cu, structure=_FOUR)
+            sub_areas = np.bincount(substrate.ravel(), minlength=n_sub + 1)
+            on_border = np.zeros(n_sub + 1, dtype=bool)
+            on_border[
+                np.concatenate([substrate[0, :], substrate[-1, :], substrate[:, 0], substrate[:, -1]])
+            ] = True
+            for index, sl in enumerate(ndi.find_objects(missing), start=1):
+                if sl is None:
+                    continue
+                region = missing[sl] == index
+                touched = near.get(index, set())
+                under = {int(v) for v in np.unique(template_parts[sl][region]) if v > 0}
+                splits = any(len(image_of_template.get(t, set()) & touched) >= 2 for t in under)
+                holes = np.unique(substrate[sl][region])
+                holes = holes[holes > 0]
+                area = int(region.sum())
+                enclosed = (
+                    holes.size > 0
+                    and not on_border[holes].any()
+                    and int(sub_areas[holes].sum()) <= 2 * area + 4 * (sl[0].stop - sl[0].start + sl[1].stop - sl[1].start)
+                )
+                if splits and not enclosed:
+                    name = "open"
+                elif not from_core[index] or not significant[index]:
+                    continue
+                else:
+                    name = "pin_hole" if enclosed else "mousebite"
+                masks[name][sl] |= region
+        return masks
+
+    def _class_names(self) -> tuple[str, ...]:
+        return ("open", "short", "mousebite", "spur", "spurious_copper", "pin_hole")
+
+    # --- the engine interface ---------------------------------------------------
+    def segment_with_provenance(self, image: NDArray[np.uint8]) -> Segmentation:
+        """Segment ``image`` against its best template; fall back to ``classical``.
+
+        Returns:
+            the label mask and the provenance: ``engine`` (``template``, or
+            ``classical`` after a fallback), ``template`` (file name),
+            ``registration_offset`` ``{x, y}`` (pixels), ``match_score`` (NCC,
+            -1..1) and ``fallback_reason`` (``None`` unless it fell back).
+
+        Raises:
+            ValueError: if the image shape is not ``(H, W)`` or ``(H, W, 3)``.
+        """
+        grey = as_grey(image)
+        match = self.find_template(grey)
+        s = self._settings
+        reason: str | None = None
+        if match is None:
+            reason = f"no template of {grey.shape[1]} x {grey.shape[0]} pixels"
+        elif match.score < s.template_min_match_score:
+            reason = (
+                f"best template {match.template.name} matches with score {match.score:.3f} "
+                f"< {s.template_min_match_score}"
+            )
+        elif max(abs(match.offset_x), abs(match.offset_y)) > s.template_max_offset_px:
+            reason = (
+                f"best template {match.template.name} is offset by more than "
+                f"{s.template_max_offset_px} px"
+            )
+        provenance: dict[str, Any] = {
+            "template": match.template.name if match else None,
+            "registration_offset": (
+                {"x": round(match.offset_x, 2), "y": round(match.offset_y, 2)} if match else None
+            ),
+            "match_score": round(match.score, 4) if match else None,
+            "fallback_reason": reason,
+        }
+        if reason is not None or match is None:
+            return Segmentation(self._fallback.segment(grey), "classical", provenance)
+        masks = self.compare(grey, match.registered, _valid_area(grey.shape, match))
+        out = np.zeros(grey.shape, dtype=np.int32)
+        for name, mask in masks.items():
+            class_id = self._ids.get(name)
+            if class_id is not None:
+                out[mask] = class_id
+        return Segmentation(out, self.name, provenance)
+
+    def segment(self, image: NDArray[np.uint8]) -> LabelMask:
+        """Label mask of :meth:`segment_with_provenance` (see there)."""
+        return self.segment_with_provenance(image).label_mask
