@@ -108,6 +108,19 @@ class ServiceSettings(BaseSettings):
     template_candidates: int = Field(
         default=3, ge=1, description="Best coarse matches that get a fine registration."
     )
+    template_coarse_margin: float = Field(
+        default=0.1,
+        ge=0,
+        le=2,
+        description="Candidates whose coarse NCC is more than this below the best one's "
+        "are not registered.",
+    )
+    template_local_tiles: int = Field(
+        default=4,
+        ge=1,
+        description="Tiles per side for the local (affine) refinement of the registration; "
+        "1 = global shift only.",
+    )
     template_min_match_score: float = Field(
         default=0.5,
         ge=-1,
@@ -140,6 +153,12 @@ class ServiceSettings(BaseSettings):
         ge=0,
         description="...or reaches at least this far into the template phase it changes "
         "(from that phase's edge), pixels; edge deviations are shallower.",
+    )
+    template_gap_min_area_px: int = Field(
+        default=100,
+        ge=1,
+        description="Smallest substrate region (gap, drill hole) that counts when deciding "
+        "whether missing copper cuts a ring (open), pixels.",
     )
     template_min_area_px: int = Field(
         default=10, ge=1, description="Smallest difference core reported as a defect, pixels."

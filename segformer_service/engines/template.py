@@ -138,7 +138,7 @@ class TemplateMatch:
     offset_x: float
     offset_y: float
     score: float
-    registered: NDArray[np.uint8] = field(repr=False)
+    registered: NDArray[Any] = field(repr=False)
 
 
 def load_templates(folder: Path, factor: int) -> list[Template]:
@@ -167,13 +167,28 @@ def load_templates(folder: Path, factor: int) -> list[Template]:
     return templates
 
 
-def _valid_area(shape: tuple[int, ...], match: TemplateMatch) -> BoolMask:
-    """Pixels of an ``(H, W)`` image covered by the shifted template (1 px safety band)."""
+def _label_pairs(a: NDArray[np.int32], b: NDArray[np.int32]) -> list[tuple[int, int]]:
+    """Distinct ``(a, b)`` label pairs over the pixels where both label arrays are > 0."""
+    both = (a > 0) & (b > 0)
+    if not both.any():
+        return []
+    width = int(b.max()) + 1
+    keys = a[both].astype(np.int64) * width + b[both]
+    present = np.flatnonzero(np.bincount(keys))
+    return [(int(k // width), int(k % width)) for k in present]
+
+
+def _valid_area(shape: tuple[int, ...], match: TemplateMatch, band: int) -> BoolMask:
+    """Pixels of an ``(H, W)`` image covered by the shifted template, less a ``band`` px margin.
+
+    The margin covers the local (affine) correction, which can move the edge a
+    little further than the global offset.
+    """
     valid = np.zeros(shape[:2], dtype=bool)
-    top = int(np.ceil(max(match.offset_y, 0.0))) + 1
-    bottom = shape[0] - int(np.ceil(max(-match.offset_y, 0.0))) - 1
-    left = int(np.ceil(max(match.offset_x, 0.0))) + 1
-    right = shape[1] - int(np.ceil(max(-match.offset_x, 0.0))) - 1
+    top = int(np.ceil(max(match.offset_y, 0.0))) + band
+    bottom = shape[0] - int(np.ceil(max(-match.offset_y, 0.0))) - band
+    left = int(np.ceil(max(match.offset_x, 0.0))) + band
+    right = shape[1] - int(np.ceil(max(-match.offset_x, 0.0))) - band
     valid[top:bottom, left:right] = True
     return valid
 
@@ -228,6 +243,8 @@ class TemplateEngine:
         members, stack = group
         coarse = stack @ coarse_signature(grey, s.template_coarse_factor).ravel()
         order = np.argsort(-coarse)[: s.template_candidates]
+        # Only candidates nearly as good as the best one get the (costly) fine registration.
+        order = order[coarse[order] >= coarse[order[0]] - s.template_coarse_margin]
         image_f = grey.astype(np.float32)
         best: TemplateMatch | None = None
         for index in order:
@@ -240,28 +257,87 @@ class TemplateEngine:
             registered = ndi.shift(template_f, (dy, dx), order=1, mode="nearest")
             score = ncc(image_f, registered)
             if best is None or score > best.score:
-                best = TemplateMatch(
-                    template,
-                    dx,
-                    dy,
-                    score,
-                    np.clip(np.rint(registered), 0, 255).astype(np.uint8),
-                )
+                best = TemplateMatch(template, dx, dy, score, registered)
+        if best is not None and s.template_local_tiles > 1:
+            best.registered = self._refine(image_f, best)
+        if best is not None:
+            best.registered = np.clip(np.rint(best.registered), 0, 255).astype(np.uint8)
         return best
+
+    def _refine(self, image_f: FloatImage, match: TemplateMatch) -> FloatImage:
+        """Correct a small scale/shear/rotation left after the global shift.
+
+        The image is cut into ``template_local_tiles`` x ``template_local_tiles``
+        tiles; each tile's residual shift (phase correlation, 1/4 px) within
+        ``template_tolerance_px + 2`` px is kept (a tile with only parallel
+        traces can give a wild shift along them: dropped), an affine shift field
+        ``s(p) = M p + c`` is fitted to the kept tile centres by least squares,
+        and the template is resampled once (bilinear) at ``p - offset - s(p)``.
+        Fewer than 6 kept tiles: the global shift stays.
+
+        Returns:
+            the registered template, ``(H, W)`` ``float32``.
+        """
+        s = self._settings
+        registered = np.asarray(match.registered, dtype=np.float32)
+        h, w = image_f.shape
+        n = s.template_local_tiles
+        th, tw = h // n, w // n
+        limit = s.template_tolerance_px + 2
+        points: list[tuple[float, float]] = []
+        shifts: list[tuple[float, float]] = []
+        for row in range(n):
+            for col in range(n):
+                tile = (slice(row * th, (row + 1) * th), slice(col * tw, (col + 1) * tw))
+                a, b = image_f[tile], registered[tile]
+                if a.std() < 1 or b.std() < 1:
+                    continue
+                shift, _, _ = phase_cross_correlation(a, b, upsample_factor=4, normalization=None)
+                if max(abs(float(shift[0])), abs(float(shift[1]))) <= limit:
+                    points.append(((row + 0.5) * th, (col + 0.5) * tw))
+                    shifts.append((float(shift[0]), float(shift[1])))
+        if len(points) < 6:
+            return registered
+        design = np.column_stack([np.asarray(points), np.ones(len(points))])
+        target = np.asarray(shifts)
+        coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+        residual = np.abs(design @ coef - target).max(axis=1)
+        inliers = residual <= 1.0
+        if inliers.sum() >= 6 and not inliers.all():
+            coef, *_ = np.linalg.lstsq(design[inliers], target[inliers], rcond=None)
+        field_matrix, field_offset = coef[:2].T, coef[2]
+        template_f = match.template.grey.astype(np.float32)
+        offset = np.array([match.offset_y, match.offset_x])
+        return ndi.affine_transform(
+            template_f,
+            np.eye(2) - field_matrix,
+            offset=-(offset + field_offset),
+            order=1,
+            mode="nearest",
+        ).astype(np.float32)
 
     # --- difference and classification ------------------------------------------
     def _copper(self, grey: NDArray[np.uint8]) -> BoolMask:
-        if self._settings.template_median_px > 1:
-            grey = ndi.median_filter(grey, size=self._settings.template_median_px)
         threshold = self._settings.binarise_threshold or 128
         if self._settings.copper_polarity == "dark":
-            return grey < threshold
-        return grey >= threshold
+            copper: BoolMask = grey < threshold
+        else:
+            copper = grey >= threshold
+        size = self._settings.template_median_px
+        if size > 1:
+            # Median of a binary image = majority vote in the size x size window.
+            votes = ndi.uniform_filter(copper.astype(np.float32), size=size, mode="nearest")
+            copper = votes > 0.5
+        return copper
 
-    def _conductors(self, copper: BoolMask) -> NDArray[np.int32]:
+    def _conductors(self, copper: BoolMask, min_area: int | None = None) -> NDArray[np.int32]:
+        """Label the 8-connected components of ``copper`` with at least ``min_area`` pixels.
+
+        ``min_area`` defaults to ``bridge_part_min_area_px``.
+        """
         labels, count = ndi.label(copper, structure=_EIGHT)
         areas = np.bincount(labels.ravel(), minlength=count + 1)
-        big = areas >= self._settings.bridge_part_min_area_px
+        big = areas >= (self._settings.bridge_part_min_area_px if min_area is None else min_area)
         big[0] = False
         return np.where(big[labels], labels, 0).astype(np.int32)
 
@@ -278,9 +354,7 @@ class TemplateEngine:
         if not seeds.any():
             return np.zeros_like(labels, dtype=np.int32), 0
         limit = ndi.binary_dilation(seeds, structure=self._grow) & (raw | seeds)
-        grown = morphology.reconstruction(
-            seeds.astype(np.uint8), limit.astype(np.uint8), method="dilation"
-        ).astype(bool)
+        grown = ndi.binary_propagation(seeds, structure=_EIGHT, mask=limit)
         out, n = ndi.label(grown, structure=_EIGHT)
         return out.astype(np.int32), int(n)
 
@@ -293,16 +367,24 @@ class TemplateEngine:
         Euclidean distance from a region pixel to the region's outside).
         *Deep*: it reaches at least ``template_min_depth_px`` into ``inside`` (the
         template phase it changes: template copper for missing copper, template
-        substrate for extra copper), measured from that phase's edge.
+        substrate for extra copper), measured from that phase's edge. Both are
+        computed on the region's box grown by the depth threshold, which is exact
+        for the comparison with the thresholds.
         """
         s = self._settings
-        index = np.arange(1, count + 1)
-        width = ndi.distance_transform_edt(labels > 0)
-        radius = np.asarray(ndi.maximum(width, labels, index), dtype=np.float64)
-        depth_map = ndi.distance_transform_edt(inside)
-        depth = np.asarray(ndi.maximum(depth_map, labels, index), dtype=np.float64)
-        keep = (radius >= s.template_min_radius_px) | (depth >= s.template_min_depth_px)
-        return np.concatenate([[False], keep])
+        pad = int(np.ceil(max(s.template_min_depth_px, s.template_min_radius_px))) + 1
+        keep = np.zeros(count + 1, dtype=bool)
+        h, w = labels.shape
+        for index, sl in enumerate(ndi.find_objects(labels), start=1):
+            if sl is None:
+                continue
+            rows = slice(max(sl[0].start - pad, 0), min(sl[0].stop + pad, h))
+            cols = slice(max(sl[1].start - pad, 0), min(sl[1].stop + pad, w))
+            region = labels[rows, cols] == index
+            radius = float(ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1].max())
+            depth = float(ndi.distance_transform_edt(inside[rows, cols])[region].max())
+            keep[index] = radius >= s.template_min_radius_px or depth >= s.template_min_depth_px
+        return keep
 
     def _touching(
         self, labels: NDArray[np.int32], parts: NDArray[np.int32]
@@ -314,11 +396,9 @@ class TemplateEngine:
         """
         size = 2 * (self._settings.template_tolerance_px + 2) + 1
         grown = ndi.maximum_filter(labels, size=size)
-        near = (grown > 0) & (parts > 0)
         out: dict[int, set[int]] = {}
-        if near.any():
-            for region, part in np.unique(np.stack([grown[near], parts[near]]), axis=1).T:
-                out.setdefault(int(region), set()).add(int(part))
+        for region, part in _label_pairs(grown, parts):
+            out.setdefault(region, set()).add(part)
         return out
 
     def _candidates(
@@ -357,6 +437,7 @@ class TemplateEngine:
             valid: ``(H, W)`` mask of the pixels the registered template really covers
                 (a shifted template leaves a band of repeated edge pixels); ``None`` = all.
         """
+        s = self._settings
         image_cu = self._copper(grey)
         template_cu = self._copper(template)
         if valid is None:
@@ -364,13 +445,11 @@ class TemplateEngine:
         masks = {name: np.zeros(grey.shape, dtype=bool) for name in self._class_names()}
         image_parts = self._conductors(image_cu)
         template_parts = self._conductors(template_cu)
-        both = (image_parts > 0) & (template_parts > 0)
         template_of_image: dict[int, set[int]] = {}
         image_of_template: dict[int, set[int]] = {}
-        if both.any():
-            for i, t in np.unique(np.stack([image_parts[both], template_parts[both]]), axis=1).T:
-                template_of_image.setdefault(int(i), set()).add(int(t))
-                image_of_template.setdefault(int(t), set()).add(int(i))
+        for i, t in _label_pairs(image_parts, template_parts):
+            template_of_image.setdefault(i, set()).add(t)
+            image_of_template.setdefault(t, set()).add(i)
 
         # Extra copper: spurious copper, short or spur by the template conductors it touches.
         extra_core = image_cu & ~ndi.binary_dilation(template_cu, structure=self._tolerance)
@@ -400,6 +479,13 @@ class TemplateEngine:
         )
         if n_missing:
             near = self._touching(missing, image_parts)
+            # Dual test: a cut that joins two substrate regions (a ring cut through).
+            template_gaps = self._conductors(~template_cu, s.template_gap_min_area_px)
+            image_gaps = self._conductors(~image_cu, s.template_gap_min_area_px)
+            near_gaps = self._touching(missing, template_gaps)
+            image_gap_of_template: dict[int, set[int]] = {}
+            for i, t in _label_pairs(image_gaps, template_gaps):
+                image_gap_of_template.setdefault(t, set()).add(i)
             significant = self._significant(missing, n_missing, template_cu)
             substrate, n_sub = ndi.label(~image_cu, structure=_FOUR)
             sub_areas = np.bincount(substrate.ravel(), minlength=n_sub + 1)
@@ -414,6 +500,13 @@ class TemplateEngine:
                 touched = near.get(index, set())
                 under = {int(v) for v in np.unique(template_parts[sl][region]) if v > 0}
                 splits = any(len(image_of_template.get(t, set()) & touched) >= 2 for t in under)
+                gaps = near_gaps.get(index, set())
+                if not splits and len(gaps) >= 2:
+                    # The gaps are separate in the template; joined in the image = a cut.
+                    owners = [image_gap_of_template.get(t, set()) for t in gaps]
+                    splits = any(
+                        sum(1 for o in owners if i in o) >= 2 for i in set().union(*owners)
+                    )
                 holes = np.unique(substrate[sl][region])
                 holes = holes[holes > 0]
                 area = int(region.sum())
@@ -473,7 +566,7 @@ class TemplateEngine:
         }
         if reason is not None or match is None:
             return Segmentation(self._fallback.segment(grey), "classical", provenance)
-        masks = self.compare(grey, match.registered, _valid_area(grey.shape, match))
+        masks = self.compare(grey, match.registered, _valid_area(grey.shape, match, s.template_tolerance_px + 1))
         out = np.zeros(grey.shape, dtype=np.int32)
         for name, mask in masks.items():
             class_id = self._ids.get(name)
