@@ -557,6 +557,7 @@ class TemplateEngine:
                 f"{s.template_max_offset_px} px"
             )
         provenance: dict[str, Any] = {
+            "requested_engine": self.name if reason is not None else None,
             "template": match.template.name if match else None,
             "registration_offset": (
                 {"x": round(match.offset_x, 2), "y": round(match.offset_y, 2)} if match else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -10,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+from dotenv import dotenv_values
+
+REFERENCE_ENV_PREFIX = "REFERENCE_SERVICE_"
 
 
 class ReferenceServiceError(RuntimeError):
@@ -41,6 +45,20 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def reference_service_env(env_file: Path = Path(".env")) -> dict[str, str]:
+    """The child's environment: ours plus the `REFERENCE_SERVICE_*` lines of `env_file`.
+
+    Variables already in the environment win over the file (as for the agent's own
+    settings), so `REFERENCE_SERVICE_ENGINE=template` set either way reaches the service.
+    """
+    from_file = {
+        key: value
+        for key, value in (dotenv_values(env_file) if env_file.is_file() else {}).items()
+        if key.startswith(REFERENCE_ENV_PREFIX) and value is not None
+    }
+    return {**from_file, **os.environ}
+
+
 def start_reference_service(
     log_file: Path, port: int | None = None, startup_timeout_s: float = 60.0
 ) -> ReferenceService:
@@ -63,6 +81,7 @@ def start_reference_service(
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=reference_service_env(),
         )
     service = ReferenceService(process, url)
     deadline = time.monotonic() + startup_timeout_s
