@@ -160,6 +160,13 @@ class ServiceSettings(BaseSettings):
         description="Smallest substrate region (gap, drill hole) that counts when deciding "
         "whether missing copper cuts a ring (open), pixels.",
     )
+    template_max_sliver_length_px: float = Field(
+        default=80.0,
+        gt=0,
+        description="A thin difference (inscribed radius below twice template_min_radius_px) "
+        "longer than this (major axis) is a line-width variation along a conductor, not a "
+        "defect, pixels; shorts and opens are kept whatever their shape.",
+    )
     template_min_area_px: int = Field(
         default=10, ge=1, description="Smallest difference core reported as a defect, pixels."
     )

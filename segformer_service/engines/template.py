@@ -68,6 +68,7 @@ from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage as ndi
 from skimage import morphology
+from skimage.measure import regionprops
 from skimage.registration import phase_cross_correlation
 
 from segformer_service.config import ServiceSettings
@@ -240,9 +241,15 @@ class TemplateEngine:
     def find_template(self, grey: NDArray[np.uint8]) -> TemplateMatch | None:
         """Find and register the best-matching template of the same size as ``grey``.
 
+        The ``template_candidates`` best coarse matches are registered in coarse
+        order. Candidates after the first are tried only while no acceptable match
+        (score >= ``template_min_match_score``, offset <= ``template_max_offset_px``)
+        has been found, or when their coarse NCC is within ``template_coarse_margin``
+        of the best one's; of the acceptable matches the highest score wins.
+
         Returns:
-            the best match (whatever its score), or ``None`` when no template has
-            the image's size.
+            the best acceptable match, else the best-scoring one (the caller then
+            falls back), or ``None`` when no template has the image's size.
         """
         s = self._settings
         group = self._by_shape.get(grey.shape[:2])
@@ -251,37 +258,51 @@ class TemplateEngine:
         members, stack = group
         coarse = stack @ coarse_signature(grey, s.template_coarse_factor).ravel()
         order = np.argsort(-coarse)[: s.template_candidates]
-        # Only candidates nearly as good as the best one get the (costly) fine registration.
-        order = order[coarse[order] >= coarse[order[0]] - s.template_coarse_margin]
         image_f = grey.astype(np.float32)
         image_half = _half(image_f)
         best: TemplateMatch | None = None
-        for index in order:
-            template = members[int(index)]
-            template_f = template.grey.astype(np.float32)
-            # Global shift on half-size images (1/20 px there = 0.1 px here), 4x cheaper.
-            shift, _, _ = phase_cross_correlation(
-                image_half, _half(template_f), upsample_factor=20, normalization=None
-            )
-            dy, dx = 2 * float(shift[0]), 2 * float(shift[1])
-            if len(order) > 1:
-                registered = ndi.shift(template_f, (dy, dx), order=1, mode="nearest")
-                score, base = ncc(image_f, registered), (dy, dx)
-            else:
-                # One candidate: its score is taken after the refinement below, which
-                # measures the residual from a whole-pixel shift (cheaper than bilinear).
-                base = (float(round(dy)), float(round(dx)))
-                registered = ndi.shift(template_f, base, order=0, mode="nearest")
-                score = 0.0
-            if best is None or score > best.score:
-                best = TemplateMatch(template, dx, dy, score, registered, base)
-        if best is not None and s.template_local_tiles > 1:
-            best.registered = self._refine(image_f, best)
-        if best is not None and len(order) == 1:
-            best.score = ncc(image_f, best.registered)
+        best_ok = False
+        for rank, index in enumerate(order):
+            close = coarse[index] >= coarse[order[0]] - s.template_coarse_margin
+            if rank > 0 and best_ok and not close:
+                break
+            match = self._register(image_f, image_half, members[int(index)])
+            ok = self.acceptable(match)
+            if best is None or (ok, match.score) > (best_ok, best.score):
+                best, best_ok = match, ok
         if best is not None:
             best.registered = np.clip(np.rint(best.registered), 0, 255).astype(np.uint8)
         return best
+
+    def acceptable(self, match: TemplateMatch) -> bool:
+        """Is the match good enough (score and offset within the settings' limits)?"""
+        s = self._settings
+        return (
+            match.score >= s.template_min_match_score
+            and max(abs(match.offset_x), abs(match.offset_y)) <= s.template_max_offset_px
+        )
+
+    def _register(
+        self, image_f: FloatImage, image_half: FloatImage, template: Template
+    ) -> TemplateMatch:
+        """Global shift (half-size phase correlation, 0.1 px), local refinement, score."""
+        template_f = template.grey.astype(np.float32)
+        # Global shift on half-size images (1/20 px there = 0.1 px here), 4x cheaper.
+        shift, _, _ = phase_cross_correlation(
+            image_half, _half(template_f), upsample_factor=20, normalization=None
+        )
+        dy, dx = 2 * float(shift[0]), 2 * float(shift[1])
+        if self._settings.template_local_tiles > 1:
+            # The refinement measures the residual from a whole-pixel shift.
+            base = (float(round(dy)), float(round(dx)))
+            rolled = ndi.shift(template_f, base, order=0, mode="nearest")
+            match = TemplateMatch(template, dx, dy, 0.0, rolled, base)
+            match.registered = self._refine(image_f, match)
+        else:
+            registered = ndi.shift(template_f, (dy, dx), order=1, mode="nearest")
+            match = TemplateMatch(template, dx, dy, 0.0, registered, (dy, dx))
+        match.score = ncc(image_f, match.registered)
+        return match
 
     def _refine(self, image_f: FloatImage, match: TemplateMatch) -> FloatImage:
         """Correct a small scale/shear/rotation left after the global shift.
@@ -423,6 +444,11 @@ class TemplateEngine:
             radius = float(ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1].max())
             depth = float(ndi.distance_transform_edt(inside[rows, cols])[region].max())
             keep[index] = radius >= s.template_min_radius_px or depth >= s.template_min_depth_px
+            if keep[index] and radius < 2 * s.template_min_radius_px:
+                # A thin difference running a long way along an edge is a line-width
+                # (etching, scanning) variation of the whole conductor, not a spot defect.
+                props = regionprops(region.astype(np.uint8))[0]
+                keep[index] = props.axis_major_length <= s.template_max_sliver_length_px
         return keep
 
     def _touching(
