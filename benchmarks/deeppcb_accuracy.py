@@ -134,7 +134,7 @@ def detection_boxes(classes: dict[str, dict[str, Any]], margin: int) -> dict[int
 def run_engine(
     engine: Any, names: dict[int, str], image_paths: list[Path]
 ) -> tuple[list[dict[str, dict[str, Any]]], float, float, Counter[str]]:
-    """Analyse every image; returns the ``classes`` per image, wall and CPU seconds, engines used."""
+    """Analyse every image; returns the ``classes`` per image, wall and CPU s, engines used."""
     answers: list[dict[str, dict[str, Any]]] = []
     used: Counter[str] = Counter()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -188,7 +188,7 @@ def golden_false_calls(deeppcb: Path, settings: ServiceSettings) -> tuple[int, i
         templates, false calls with the full library, false calls leave-one-out,
         leave-one-out images that fell back to ``classical``.
     """
-    from segformer_service.engines.template import TemplateEngine, load_templates  # noqa: PLC0415
+    from segformer_service.engines.template import TemplateEngine, load_templates
 
     library = load_templates(deeppcb / "templates", settings.template_coarse_factor)
     names = settings.class_name_by_id()
@@ -299,7 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(score(args.deeppcb, image_paths, answers, names, margin), names))
     if args.split:
         for half, name in ((0, "even"), (1, "odd")):
-            part = [(p, a) for i, (p, a) in enumerate(zip(image_paths, answers)) if i % 2 == half]
+            part = [
+                (p, a)
+                for i, (p, a) in enumerate(zip(image_paths, answers, strict=True))
+                if i % 2 == half
+            ]
             counts = score(
                 args.deeppcb, [p for p, _ in part], [a for _, a in part], names, margins[-1]
             )

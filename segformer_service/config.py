@@ -96,7 +96,6 @@ class ServiceSettings(BaseSettings):
         "bridges (short) or cuts (open) conductors.",
     )
 
-
     # --- template (golden-board) engine (lengths in pixels) -------------------
     templates_dir: Path | None = Field(
         default=None,

@@ -19,7 +19,7 @@ from segformer_service.engines.template import TemplateEngine
 
 
 def _onnx_engine(settings: ServiceSettings) -> SegmentationEngine:
-    from segformer_service.engines.onnx import OnnxEngine  # noqa: PLC0415 (optional runtime)
+    from segformer_service.engines.onnx import OnnxEngine
 
     return OnnxEngine(settings)
 

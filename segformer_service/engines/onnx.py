@@ -60,7 +60,9 @@ def upsample_bilinear(logits: NDArray[np.float32], height: int, width: int) -> N
     """
     _, h, w = logits.shape
 
-    def axis(n_out: int, n_in: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32]]:
+    def axis(
+        n_out: int, n_in: int
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32]]:
         pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
         pos = np.clip(pos, 0, n_in - 1)
         lo = np.floor(pos).astype(np.intp)
@@ -114,9 +116,11 @@ class OnnxEngine:
         self.mean = np.asarray(processor.get("image_mean", IMAGENET_MEAN), dtype=np.float32)
         self.std = np.asarray(processor.get("image_std", IMAGENET_STD), dtype=np.float32)
         self.do_normalize = bool(processor.get("do_normalize", True))
-        self.rescale = float(processor.get("rescale_factor", 1 / 255)) if processor.get(
-            "do_rescale", True
-        ) else 1.0
+        self.rescale = (
+            float(processor.get("rescale_factor", 1 / 255))
+            if processor.get("do_rescale", True)
+            else 1.0
+        )
         size = processor.get("size") if processor.get("do_resize", True) else None
         shape = inputs["pixel_values"].shape
         self.size: tuple[int, int] | None = None
@@ -180,9 +184,9 @@ class OnnxEngine:
         """
         channels = self.channel_mask(image)
         lookup = self._channel_to_class
-        return np.where(channels < lookup.size, lookup[np.minimum(channels, lookup.size - 1)], 0).astype(
-            np.int32
-        )
+        return np.where(
+            channels < lookup.size, lookup[np.minimum(channels, lookup.size - 1)], 0
+        ).astype(np.int32)
 
     def segment_with_provenance(self, image: NDArray[np.uint8]) -> Segmentation:
         """The label mask with the model file name and execution provider."""

@@ -222,15 +222,19 @@ class TemplateEngine:
                     "the template engine needs REFERENCE_SERVICE_TEMPLATES_DIR (a folder of "
                     "golden images)"
                 )
-            templates = load_templates(Path(settings.templates_dir), settings.template_coarse_factor)
+            templates = load_templates(
+                Path(settings.templates_dir), settings.template_coarse_factor
+            )
         self.templates = templates
-        self._by_shape: dict[tuple[int, int], tuple[list[Template], FloatImage]] = {}
+        grouped: dict[tuple[int, int], list[Template]] = {}
         for template in templates:
-            group = self._by_shape.setdefault(template.grey.shape[:2], ([], np.zeros(0)))
-            group[0].append(template)
-        for shape, (members, _) in list(self._by_shape.items()):
-            stack = np.stack([t.signature.ravel() for t in members]).astype(np.float32)
-            self._by_shape[shape] = (members, stack)
+            grouped.setdefault((template.grey.shape[0], template.grey.shape[1]), []).append(
+                template
+            )
+        self._by_shape: dict[tuple[int, int], tuple[list[Template], FloatImage]] = {
+            shape: (members, np.stack([t.signature.ravel() for t in members]).astype(np.float32))
+            for shape, members in grouped.items()
+        }
         r = settings.template_tolerance_px
         self._tolerance = morphology.disk(r).astype(bool)
         self._grow = morphology.disk(r + 1).astype(bool)
@@ -252,7 +256,7 @@ class TemplateEngine:
             falls back), or ``None`` when no template has the image's size.
         """
         s = self._settings
-        group = self._by_shape.get(grey.shape[:2])
+        group = self._by_shape.get((grey.shape[0], grey.shape[1]))
         if group is None:
             return None
         members, stack = group
@@ -451,9 +455,7 @@ class TemplateEngine:
                 keep[index] = props.axis_major_length <= s.template_max_sliver_length_px
         return keep
 
-    def _touching(
-        self, labels: NDArray[np.int32], parts: NDArray[np.int32]
-    ) -> dict[int, set[int]]:
+    def _touching(self, labels: NDArray[np.int32], parts: NDArray[np.int32]) -> dict[int, set[int]]:
         """Region label -> labels of ``parts`` within ``template_tolerance_px + 2`` px of it.
 
         The neighbourhood is a square (Chebyshev distance); where two regions are
@@ -521,7 +523,9 @@ class TemplateEngine:
 
         # Extra copper: spurious copper, short or spur by the template conductors it touches.
         extra_core = image_cu & ~ndi.binary_dilation(template_cu, structure=self._tolerance)
-        extra, n_extra, from_core = self._candidates(extra_core & valid, image_cu & ~template_cu & valid)
+        extra, n_extra, from_core = self._candidates(
+            extra_core & valid, image_cu & ~template_cu & valid
+        )
         if n_extra:
             near = self._touching(extra, template_parts)
             significant = self._significant(extra, n_extra, ~template_cu, from_core)
@@ -567,7 +571,9 @@ class TemplateEngine:
             sub_areas = np.bincount(substrate.ravel(), minlength=n_sub + 1)
             on_border = np.zeros(n_sub + 1, dtype=bool)
             on_border[
-                np.concatenate([substrate[0, :], substrate[-1, :], substrate[:, 0], substrate[:, -1]])
+                np.concatenate(
+                    [substrate[0, :], substrate[-1, :], substrate[:, 0], substrate[:, -1]]
+                )
             ] = True
             for index, sl in enumerate(ndi.find_objects(missing), start=1):
                 if sl is None:
@@ -651,7 +657,9 @@ class TemplateEngine:
         }
         if reason is not None or match is None:
             return Segmentation(self._fallback.segment(grey), "classical", provenance)
-        masks = self.compare(grey, match.registered, _valid_area(grey.shape, match, s.template_tolerance_px + 1))
+        masks = self.compare(
+            grey, match.registered, _valid_area(grey.shape, match, s.template_tolerance_px + 1)
+        )
         out = np.zeros(grey.shape, dtype=np.int32)
         for name, mask in masks.items():
             class_id = self._ids.get(name)

@@ -17,7 +17,8 @@ size), i.e. everything the engine reads.
 Usage::
 
     python -m segformer_service.tools.export_onnx --tiny --out models/tiny
-    python -m segformer_service.tools.export_onnx --model path/to/trained --size 512 --out models/mine
+    python -m segformer_service.tools.export_onnx --model path/to/trained --size 512 \\
+        --out models/mine
     REFERENCE_SERVICE_ENGINE=onnx REFERENCE_SERVICE_ONNX_MODEL=models/mine/model.onnx \\
         python -m segformer_service
 """
@@ -53,8 +54,8 @@ def build_model(kind: str, seed: int = 0) -> Any:
             or ``"mit-b0"`` (SegFormer-B0's encoder sizes, 256-channel decoder).
         seed: torch random seed for the weights.
     """
-    import torch  # noqa: PLC0415 (export-only dependency)
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation  # noqa: PLC0415
+    import torch
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
     torch.manual_seed(seed)
     labels = {i: name for i, name in enumerate(DEEPPCB_LABELS)}
@@ -87,7 +88,7 @@ class _LogitsOnly:
     """Wraps a SegFormer so that ``forward(pixel_values)`` returns only the logits."""
 
     def __new__(cls, model: Any) -> Any:
-        import torch  # noqa: PLC0415
+        import torch
 
         class Wrapper(torch.nn.Module):
             def __init__(self) -> None:
@@ -109,7 +110,7 @@ def export(model: Any, out_dir: Path, size: int, opset: int = 17) -> Path:
     Returns:
         the path of ``model.onnx``.
     """
-    import torch  # noqa: PLC0415
+    import torch
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "model.onnx"
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     args = parser.parse_args(argv)
     if args.model is not None:
-        from transformers import SegformerForSemanticSegmentation  # noqa: PLC0415
+        from transformers import SegformerForSemanticSegmentation
 
         model = SegformerForSemanticSegmentation.from_pretrained(
             args.model, local_files_only=True

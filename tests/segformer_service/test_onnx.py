@@ -127,9 +127,9 @@ def test_http_answer_from_the_onnx_engine(
         }
     )
     image = tmp_path / "board.png"
-    Image.fromarray(
-        np.random.default_rng(9).integers(0, 256, (80, 80, 3), dtype=np.uint8)
-    ).save(image)
+    Image.fromarray(np.random.default_rng(9).integers(0, 256, (80, 80, 3), dtype=np.uint8)).save(
+        image
+    )
     with httpx2.Client(base_url=url, timeout=30.0) as client:
         assert client.get("/health").json()["engine"] == "onnx"
         answer = client.post("/upload", files={"image": ("board.png", image.read_bytes())}).json()

@@ -158,7 +158,10 @@ def test_deeppcb_pairs_are_matched_and_defects_found(deeppcb: Path) -> None:
         ]
         found = ndi.find_objects(ndi.label(result.label_mask > 0, structure=np.ones((3, 3)))[0])
         hit = sum(
-            any(s[1].start < x2 and s[1].stop > x1 and s[0].start < y2 and s[0].stop > y1 for s in found)
+            any(
+                s[1].start < x2 and s[1].stop > x1 and s[0].start < y2 and s[0].stop > y1
+                for s in found
+            )
             for x1, y1, x2, y2 in boxes
         )
         assert hit >= len(boxes) - 1, (path.name, hit, len(boxes))
