@@ -391,7 +391,9 @@ class TemplateEngine:
         areas = np.bincount(labels.ravel(), minlength=count + 1)
         big = areas >= (self._settings.bridge_part_min_area_px if min_area is None else min_area)
         big[0] = False
-        return np.where(big[labels], labels, 0).astype(np.int32)
+        lookup = np.where(big, np.arange(count + 1, dtype=np.int32), 0).astype(np.int32)
+        result: NDArray[np.int32] = lookup[labels]
+        return result
 
     def _differences(self, core: BoolMask, raw: BoolMask) -> tuple[NDArray[np.int32], int]:
         """Label the cores (>= min area) grown back inside the raw difference."""
