@@ -70,6 +70,7 @@ from scipy import ndimage as ndi
 from skimage import morphology
 from skimage.measure import regionprops
 from skimage.registration import phase_cross_correlation
+from skimage.transform import AffineTransform, warp
 
 from segformer_service.config import ServiceSettings
 from segformer_service.engines.base import LabelMask, Segmentation, as_grey
@@ -316,7 +317,8 @@ class TemplateEngine:
         ``template_tolerance_px + 2`` px is kept (a tile with only parallel
         traces can give a wild shift along them: dropped), an affine shift field
         ``s(p) = M p + c`` is fitted to the kept tile centres by least squares,
-        and the template is resampled once (bilinear) at ``p - offset - s(p)``.
+        and the template is resampled once (bilinear, scikit-image ``warp``) at
+        ``p - offset - s(p)``.
         Fewer than 6 kept tiles: the global shift stays.
 
         Returns:
@@ -360,13 +362,16 @@ class TemplateEngine:
         match.offset_x = match.base_offset[1] + float(centre[1])
         template_f = match.template.grey.astype(np.float32)
         offset = np.asarray(match.base_offset)
-        return ndi.affine_transform(
-            template_f,
-            np.eye(2) - field_matrix,
-            offset=-(offset + field_offset),
-            order=1,
-            mode="nearest",
-        ).astype(np.float32)
+        # Input (row, col) = (I - M) p - (offset + c); skimage's warp takes the same
+        # map in (x, y) = (col, row) order, hence the swap P.
+        swap = np.array([[0.0, 1.0], [1.0, 0.0]])
+        inverse = np.eye(3)
+        inverse[:2, :2] = swap @ (np.eye(2) - field_matrix) @ swap
+        inverse[:2, 2] = swap @ -(offset + field_offset)
+        warped = warp(
+            template_f, AffineTransform(matrix=inverse), order=1, mode="edge", preserve_range=True
+        )
+        return np.asarray(warped, dtype=np.float32)
 
     # --- difference and classification ------------------------------------------
     def _copper(self, grey: NDArray[np.uint8]) -> BoolMask:
