@@ -59,6 +59,8 @@ Known limits
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,7 @@ from skimage import morphology
 from skimage.measure import regionprops
 from skimage.registration import phase_cross_correlation
 from skimage.transform import AffineTransform, warp
+from threadpoolctl import ThreadpoolController
 
 from segformer_service.config import ServiceSettings
 from segformer_service.engines.base import LabelMask, Segmentation, as_grey
@@ -86,6 +89,69 @@ TEMPLATE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 
 _FOUR = ndi.generate_binary_structure(2, 1)
 _EIGHT = ndi.generate_binary_structure(2, 2)
+
+_THREADPOOLS: list[ThreadpoolController] = []
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run the block with one BLAS thread (``threadpoolctl``).
+
+    The registration's matrix products are small (scikit-image's upsampled DFT:
+    tens x hundreds of elements); OpenBLAS spreads them over every core and its
+    idle threads then spin, which on the DeepPCB sample doubled the process CPU
+    time per image and slowed the wall time too.
+    """
+    if not _THREADPOOLS:
+        _THREADPOOLS.append(ThreadpoolController())
+    with _THREADPOOLS[0].limit(limits=1, user_api="blas"):
+        yield
+
+
+def dilate(mask: BoolMask, footprint: BoolMask) -> BoolMask:
+    """Binary dilation of ``mask`` by a small symmetric ``footprint`` (pixels outside = 0).
+
+    The OR of ``mask`` shifted by every offset of the footprint: for the
+    13-pixel disk of radius 2 about 10 x faster than ``scipy.ndimage.binary_dilation``
+    on 640 x 640 pixels, with the same result (``border_value`` 0).
+    """
+    out = np.zeros_like(mask)
+    cy, cx = footprint.shape[0] // 2, footprint.shape[1] // 2
+    h, w = mask.shape
+    for y, x in zip(*np.nonzero(footprint), strict=True):
+        dy, dx = int(y) - cy, int(x) - cx
+        out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] |= mask[
+            max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+        ]
+    return out
+
+
+def square_max(labels: NDArray[Any], size: int) -> NDArray[Any]:
+    """Maximum of non-negative ``labels`` over a ``size`` x ``size`` window (``size`` odd).
+
+    Same result as ``scipy.ndimage.maximum_filter(labels, size)`` for labels >= 0
+    (its mirrored border never adds a value from outside the window), computed
+    separably by doubling window widths (van Herk's idea of reusing partial
+    maxima), a few whole-array ``np.maximum`` calls instead of a per-pixel loop.
+    """
+    half = size // 2
+    h, w = labels.shape
+    current = np.pad(labels, half)
+    for axis in (0, 1):
+        # After each step current[i] is the max over the window [i - width + 1, i].
+        width = 1
+        while width < size:
+            step = min(width, size - width)
+            moved = np.zeros_like(current)
+            if axis == 0:
+                moved[step:] = current[:-step]
+            else:
+                moved[:, step:] = current[:, :-step]
+            current = np.maximum(current, moved)
+            width += step
+    # Trailing windows [i - size + 1, i] of the padded array = centred windows of the input.
+    result: NDArray[Any] = current[2 * half : 2 * half + h, 2 * half : 2 * half + w]
+    return result
 
 
 def coarse_signature(grey: NDArray[np.uint8], factor: int) -> FloatImage:
@@ -172,9 +238,28 @@ def load_templates(folder: Path, factor: int) -> list[Template]:
 
 
 def _half(image: FloatImage) -> FloatImage:
-    """2 x 2 area average of an ``(H, W)`` image (odd last row/column dropped)."""
-    h, w = image.shape[0] // 2, image.shape[1] // 2
-    return image[: 2 * h, : 2 * w].reshape(h, 2, w, 2).mean(axis=(1, 3))
+    """2 x 2 area average of an ``(H, W)`` image (odd last row/column dropped).
+
+    Four strided views added: ~10 x faster than ``reshape(...).mean(axis=(1, 3))``.
+    """
+    h, w = 2 * (image.shape[0] // 2), 2 * (image.shape[1] // 2)
+    total = image[0:h:2, 0:w:2] + image[1:h:2, 0:w:2]
+    total += image[0:h:2, 1:w:2]
+    total += image[1:h:2, 1:w:2]
+    total *= 0.25
+    return total
+
+
+def _shift_whole(image: FloatImage, dy: int, dx: int) -> FloatImage:
+    """``image`` moved by whole pixels ``(dy, dx)``, edge pixels repeated.
+
+    Same as ``scipy.ndimage.shift(image, (dy, dx), order=0, mode="nearest")``
+    for integer shifts, without the per-pixel interpolation loop.
+    """
+    h, w = image.shape
+    py, px = abs(dy), abs(dx)
+    padded = np.pad(image, ((py, py), (px, px)), mode="edge")
+    return padded[py - dy : py - dy + h, px - dx : px - dx + w]
 
 
 def _label_pairs(a: NDArray[np.int32], b: NDArray[np.int32]) -> list[tuple[int, int]]:
@@ -300,7 +385,7 @@ class TemplateEngine:
         if self._settings.template_local_tiles > 1:
             # The refinement measures the residual from a whole-pixel shift.
             base = (float(round(dy)), float(round(dx)))
-            rolled = ndi.shift(template_f, base, order=0, mode="nearest")
+            rolled = _shift_whole(template_f, round(dy), round(dx))
             match = TemplateMatch(template, dx, dy, 0.0, rolled, base)
             match.registered = self._refine(image_f, match)
         else:
@@ -382,9 +467,20 @@ class TemplateEngine:
             copper = grey >= threshold
         size = self._settings.template_median_px
         if size > 1:
-            # Median of a binary image = majority vote in the size x size window.
-            votes = ndi.uniform_filter(copper.astype(np.float32), size=size, mode="nearest")
-            copper = votes > 0.5
+            # Median of a binary image = majority vote in the size x size window
+            # (edge pixels repeated), counted in integers on shifted views.
+            # scipy's window for size k covers [i - k // 2, i + (k - 1) // 2].
+            h, w = copper.shape
+            padded = np.pad(
+                copper, ((size // 2, (size - 1) // 2), (size // 2, (size - 1) // 2)), mode="edge"
+            ).astype(np.uint16)
+            rows = padded[:h].copy()
+            for k in range(1, size):
+                rows += padded[k : k + h]
+            votes = rows[:, :w].copy()
+            for k in range(1, size):
+                votes += rows[:, k : k + w]
+            copper = 2 * votes > size * size
         return copper
 
     def _conductors(self, copper: BoolMask, min_area: int | None = None) -> NDArray[np.int32]:
@@ -469,7 +565,7 @@ class TemplateEngine:
         that close, the one with the higher label wins the shared pixels.
         """
         size = 2 * (self._settings.template_tolerance_px + 2) + 1
-        grown = ndi.maximum_filter(labels, size=size)
+        grown = square_max(labels, size)
         out: dict[int, set[int]] = {}
         for region, part in _label_pairs(grown, parts):
             out.setdefault(region, set()).add(part)
@@ -486,7 +582,7 @@ class TemplateEngine:
             counts when it changes the topology: a short or an open).
         """
         grown, n_grown = self._differences(core, raw)
-        rest = raw & (ndi.maximum_filter(grown, size=3) == 0)
+        rest = raw & ~dilate(grown > 0, _EIGHT)
         rest_labels, n_rest = ndi.label(rest, structure=_EIGHT)
         areas = np.bincount(rest_labels.ravel(), minlength=n_rest + 1)
         big = areas >= self._settings.template_min_area_px
@@ -529,7 +625,7 @@ class TemplateEngine:
             image_of_template.setdefault(t, set()).add(i)
 
         # Extra copper: spurious copper, short or spur by the template conductors it touches.
-        extra_core = image_cu & ~ndi.binary_dilation(template_cu, structure=self._tolerance)
+        extra_core = image_cu & ~dilate(template_cu, self._tolerance)
         extra, n_extra, from_core = self._candidates(
             extra_core & valid, image_cu & ~template_cu & valid
         )
@@ -554,7 +650,7 @@ class TemplateEngine:
                 masks[name][sl] |= region
 
         # Missing copper: pin-hole, open or mousebite.
-        missing_core = ~image_cu & ~ndi.binary_dilation(~template_cu, structure=self._tolerance)
+        missing_core = ~image_cu & ~dilate(~template_cu, self._tolerance)
         missing, n_missing, from_core = self._candidates(
             missing_core & valid, template_cu & ~image_cu & valid
         )
@@ -638,7 +734,8 @@ class TemplateEngine:
             ValueError: if the image shape is not ``(H, W)`` or ``(H, W, 3)``.
         """
         grey = as_grey(image)
-        match = self.find_template(grey)
+        with single_threaded_blas():
+            match = self.find_template(grey)
         s = self._settings
         reason: str | None = None
         if match is None:
