@@ -504,19 +504,17 @@ class TemplateEngine:
     def _differences(self, core: BoolMask, raw: BoolMask) -> tuple[NDArray[np.int32], int]:
         """Label the cores (>= min area) grown back inside the raw difference."""
         s = self._settings
-        labels, count = ndi.label(core, structure=_EIGHT)
-        if count == 0:
-            return labels.astype(np.int32), 0
+        labels = np.empty(core.shape, dtype=np.intp)
+        count = int(ndi.label(core, structure=_EIGHT, output=labels))
         areas = np.bincount(labels.ravel(), minlength=count + 1)
         keep = areas >= s.template_min_area_px
         keep[0] = False
-        seeds = keep[labels]
-        if not seeds.any():
-            return np.zeros_like(labels, dtype=np.int32), 0
+        if not keep.any():
+            return np.zeros(core.shape, dtype=np.int32), 0
         # Grow each seed inside raw, at most r + 1 px, on its own box (seeds are sparse).
-        grown = seeds.copy()
+        grown = np.zeros(core.shape, dtype=bool)
         pad = self._grow.shape[0] // 2 + 1
-        h, w = seeds.shape
+        h, w = core.shape
         for index, sl in enumerate(ndi.find_objects(labels), start=1):
             if sl is None or not keep[index]:
                 continue
@@ -592,7 +590,8 @@ class TemplateEngine:
         """
         grown, n_grown = self._differences(core, raw)
         rest = raw & ~dilate(grown > 0, _EIGHT)
-        rest_labels, n_rest = ndi.label(rest, structure=_EIGHT)
+        rest_labels = np.empty(rest.shape, dtype=np.intp)
+        n_rest = int(ndi.label(rest, structure=_EIGHT, output=rest_labels))
         areas = np.bincount(rest_labels.ravel(), minlength=n_rest + 1)
         big = areas >= self._settings.template_min_area_px
         big[0] = False
@@ -600,7 +599,8 @@ class TemplateEngine:
         lookup = np.zeros(n_rest + 1, dtype=np.int32)
         n_rest = int(big.sum())
         lookup[big] = np.arange(n_grown + 1, n_grown + n_rest + 1, dtype=np.int32)
-        labels = np.where(rest_labels > 0, lookup[rest_labels], grown).astype(np.int32)
+        labels = lookup[rest_labels]
+        labels += grown  # disjoint: rest keeps 1 px away from the grown regions
         from_core = np.zeros(n_grown + n_rest + 1, dtype=bool)
         from_core[1 : n_grown + 1] = True
         return labels, n_grown + n_rest, from_core
