@@ -18,7 +18,7 @@ from scipy import ndimage as ndi
 
 from segformer_service.config import ServiceSettings
 from segformer_service.engines import TemplateEngine, create_engine
-from segformer_service.engines.template import load_templates
+from segformer_service.engines.template import dilate, load_templates, square_max
 
 WHITE, BLACK = 255, 0
 OPEN, SHORT, MOUSEBITE, SPUR, SPURIOUS, PIN_HOLE = 1, 2, 3, 4, 5, 6
@@ -193,3 +193,31 @@ def test_http_answer_reports_template_provenance(
         "pin_hole",
     }
     assert result["classes"]["open"]["total_regions"] == 2
+
+
+@pytest.mark.parametrize("radius", [0, 1, 2, 3])
+def test_fast_dilation_equals_scipy(radius: int) -> None:
+    """The shift-OR dilation must give scipy's pixels, or the engine's defects would move."""
+    from skimage import morphology
+
+    mask = np.random.default_rng(radius).random((61, 47)) < 0.05
+    mask[0, :] = mask[:, -1] = True  # the image border
+    footprint = morphology.disk(radius).astype(bool)
+    assert (dilate(mask, footprint) == ndi.binary_dilation(mask, structure=footprint)).all()
+
+
+@pytest.mark.parametrize("size", [1, 3, 9, 11])
+def test_label_maximum_equals_scipy(size: int) -> None:
+    labels = np.random.default_rng(size).integers(0, 300, (53, 67)).astype(np.int32)
+    labels[np.random.default_rng(0).random(labels.shape) < 0.9] = 0
+    labels[0, 0] = labels[-1, -1] = 299  # corners, where scipy mirrors the border
+    assert (square_max(labels, size) == ndi.maximum_filter(labels, size=size)).all()
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
+def test_majority_vote_equals_binary_median(library: Path, size: int) -> None:
+    """The integer majority vote is the mean-filter median it replaced (edge pixels repeated)."""
+    engine = _engine(library, template_median_px=size)
+    grey = (np.random.default_rng(size).random((40, 57)) * 255).astype(np.uint8)
+    votes = ndi.uniform_filter((grey < 128).astype(np.float32), size=size, mode="nearest")
+    assert (engine._copper(grey) == (votes > 0.5)).all()
