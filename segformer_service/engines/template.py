@@ -49,8 +49,8 @@ Speed
 -----
 About 80 ms of CPU per 640 x 640 image on one core of the development VM
 (``benchmarks/deeppcb_accuracy.py``): ≈ 25 ms search and registration, ≈ 50 ms
-comparison. The registration runs with one BLAS thread (idle OpenBLAS threads
-otherwise doubled the CPU time); whole-image morphology works on ``bool``/
+comparison. The engine limits BLAS to one thread for its process (idle OpenBLAS
+threads otherwise doubled the CPU time); whole-image morphology works on ``bool``/
 ``uint16`` arrays with shifted views (:func:`dilate`, :func:`square_max`, the
 majority vote in ``_copper``), which give exactly scipy's pixels; per-region
 work (growth, width/depth tests) runs on each region's padded box.
@@ -68,9 +68,8 @@ Known limits
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,22 +99,20 @@ TEMPLATE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 _FOUR = ndi.generate_binary_structure(2, 1)
 _EIGHT = ndi.generate_binary_structure(2, 2)
 
-_THREADPOOLS: list[ThreadpoolController] = []
 
-
-@contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Run the block with one BLAS thread (``threadpoolctl``).
+@functools.cache
+def use_one_blas_thread() -> None:
+    """Limit the BLAS libraries loaded so far to one thread, for the rest of the process.
 
     The registration's matrix products are small (scikit-image's upsampled DFT:
     tens x hundreds of elements); OpenBLAS spreads them over every core and its
     idle threads then spin, which on the DeepPCB sample doubled the process CPU
-    time per image and slowed the wall time too.
+    time per image and slowed the wall time too. Process-wide rather than per
+    call because the service segments concurrent requests in threads, and
+    nested per-call limits would restore each other's settings out of order.
+    Uses ``threadpoolctl`` (what scikit-learn uses for the same purpose).
     """
-    if not _THREADPOOLS:
-        _THREADPOOLS.append(ThreadpoolController())
-    with _THREADPOOLS[0].limit(limits=1, user_api="blas"):
-        yield
+    ThreadpoolController().limit(limits=1, user_api="blas")
 
 
 def dilate(mask: BoolMask, footprint: BoolMask) -> BoolMask:
@@ -338,6 +335,7 @@ class TemplateEngine:
         self._tolerance = morphology.disk(r).astype(bool)
         self._grow = morphology.disk(r + 1).astype(bool)
         self._touch = morphology.disk(r + 2).astype(bool)
+        use_one_blas_thread()
         logger.info("template engine: %d golden images loaded", len(templates))
 
     # --- search and registration ------------------------------------------------
@@ -760,8 +758,7 @@ class TemplateEngine:
             ValueError: if the image shape is not ``(H, W)`` or ``(H, W, 3)``.
         """
         grey = as_grey(image)
-        with single_threaded_blas():
-            match = self.find_template(grey)
+        match = self.find_template(grey)
         s = self._settings
         reason: str | None = None
         if match is None:
