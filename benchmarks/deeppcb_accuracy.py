@@ -10,13 +10,18 @@ F = 2PR/(P+R).
 DeepPCB annotation boxes enclose the defect with a margin of about 10 pixels
 (measured on this sample: median margin 10 px between the template/test
 difference and the box), while the service reports tight region boxes, so
-detections are grown by ``--box-margin`` pixels (default 10) on each side
-before matching; ``--box-margin 0`` scores the tight boxes.
+detections are grown by ``--box-margin`` pixels (default 10, one number for
+every class) on each side before matching; the tight boxes are always scored
+too. ``--split`` also scores the two halves of the sample, ``--golden`` (template
+engine) counts the false calls on the defect-free templates. Speed is printed
+as images per second of wall time and per core (images / CPU seconds of this
+process, which is what a busy shared machine distorts least).
 
 Usage::
 
-    python benchmarks/deeppcb_accuracy.py [--deeppcb DIR] [--box-margin 10] \
-        [--set spur_min_area_px=20 ...]
+    python benchmarks/deeppcb_accuracy.py [--deeppcb DIR] [--engine template] \
+        [--templates DIR] [--box-margin 10] [--split] [--golden] \
+        [--set template_tolerance_px=2 ...]
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +43,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from segformer_service.analysis import analyse_label_mask  # noqa: E402
 from segformer_service.config import ServiceSettings  # noqa: E402
-from segformer_service.engines import create_engine  # noqa: E402
+from segformer_service.engines import create_engine, segment_with_provenance  # noqa: E402
 
 DEFAULT_DEEPPCB = REPO_ROOT.parent / "shared" / "datasets" / "deeppcb"
 IOU_THRESHOLD = 0.33
@@ -125,30 +131,81 @@ def detection_boxes(classes: dict[str, dict[str, Any]], margin: int) -> dict[int
     return out
 
 
-def evaluate(
-    deeppcb: Path, settings: ServiceSettings, margin: int
-) -> tuple[dict[int, Counts], int, float]:
-    """Score the engine on every annotated image; returns counts by class id, images, seconds."""
-    engine = create_engine(settings)
-    names = settings.class_name_by_id()
-    counts = {class_id: Counts() for class_id in names}
-    images = sorted((deeppcb / "images").glob("*.jpg"))
-    started = time.perf_counter()
-    for image_path in images:
-        annotation = deeppcb / "annotations" / f"{image_path.stem}.txt"
-        if not annotation.is_file():
-            continue
+def run_engine(
+    engine: Any, names: dict[int, str], image_paths: list[Path]
+) -> tuple[list[dict[str, dict[str, Any]]], float, float, Counter[str]]:
+    """Analyse every image; returns the ``classes`` per image, wall and CPU s, engines used."""
+    answers: list[dict[str, dict[str, Any]]] = []
+    used: Counter[str] = Counter()
+    wall, cpu = time.perf_counter(), time.process_time()
+    for image_path in image_paths:
         with Image.open(image_path) as img:
             pixels = np.asarray(img.convert("L"))
-        classes = analyse_label_mask(engine.segment(pixels), names)
+        segmentation = segment_with_provenance(engine, pixels)
+        used[segmentation.engine] += 1
+        answers.append(analyse_label_mask(segmentation.label_mask, names))
+    return answers, time.perf_counter() - wall, time.process_time() - cpu, used
+
+
+def score(
+    deeppcb: Path,
+    image_paths: list[Path],
+    answers: list[dict[str, dict[str, Any]]],
+    names: dict[int, str],
+    margin: int,
+) -> dict[int, Counts]:
+    """DeepPCB counts by class id for boxes grown by ``margin`` pixels."""
+    counts = {class_id: Counts() for class_id in names}
+    for image_path, classes in zip(image_paths, answers, strict=True):
+        truth = read_annotations(deeppcb / "annotations" / f"{image_path.stem}.txt")
         found = detection_boxes(classes, margin)
-        truth = read_annotations(annotation)
         for class_id, c in counts.items():
             dets, gts = found.get(class_id, []), truth.get(class_id, [])
             c.detections += len(dets)
             c.truths += len(gts)
             c.tp += greedy_matches(dets, gts, IOU_THRESHOLD)
-    return counts, len(images), time.perf_counter() - started
+    return counts
+
+
+def overall(counts: dict[int, Counts]) -> Counts:
+    """Sum of the per-class counts."""
+    total = Counts()
+    for c in counts.values():
+        total.tp += c.tp
+        total.detections += c.detections
+        total.truths += c.truths
+    return total
+
+
+def golden_false_calls(deeppcb: Path, settings: ServiceSettings) -> tuple[int, int, int, int]:
+    """Run every defect-free template through the engine; every detection is a false call.
+
+    Two runs: against the full template library (each template finds itself),
+    and leave-one-out (the template's own file is removed from the library, so
+    it must match another board or fall back to ``classical``).
+
+    Returns:
+        templates, false calls with the full library, false calls leave-one-out,
+        leave-one-out images that fell back to ``classical``.
+    """
+    from segformer_service.engines.template import TemplateEngine, load_templates
+
+    library = load_templates(deeppcb / "templates", settings.template_coarse_factor)
+    names = settings.class_name_by_id()
+    full = TemplateEngine(settings, library)
+    calls_full = calls_loo = fallbacks = 0
+    for template in library:
+        calls_full += sum(
+            c["total_regions"]
+            for c in analyse_label_mask(full.segment(template.grey), names).values()
+        )
+        others = TemplateEngine(settings, [t for t in library if t.name != template.name])
+        seg = others.segment_with_provenance(template.grey)
+        fallbacks += seg.engine != "template"
+        calls_loo += sum(
+            c["total_regions"] for c in analyse_label_mask(seg.label_mask, names).values()
+        )
+    return len(library), calls_full, calls_loo, fallbacks
 
 
 def format_table(counts: dict[int, Counts], names: dict[int, str]) -> str:
@@ -179,28 +236,95 @@ def main(argv: list[str] | None = None) -> int:
         "--deeppcb",
         type=Path,
         default=Path(os.environ.get("DEEPPCB_DIR", DEFAULT_DEEPPCB)),
-        help="DeepPCB folder with images/ and annotations/ (default: %(default)s)",
+        help="DeepPCB folder with images/, templates/ and annotations/ (default: %(default)s)",
     )
-    parser.add_argument("--box-margin", type=int, default=10, help="pixels (default: 10)")
+    parser.add_argument(
+        "--engine", default="classical", help="classical (default), template or onnx"
+    )
+    parser.add_argument(
+        "--templates",
+        type=Path,
+        default=None,
+        help="golden images for --engine template (default: DEEPPCB/templates)",
+    )
+    parser.add_argument(
+        "--box-margin",
+        type=int,
+        default=10,
+        help="pixels added on each side of every detection box (default: 10); "
+        "the tight boxes (0) are always scored too",
+    )
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="also score the two halves of the sample (even / odd position in name order)",
+    )
+    parser.add_argument(
+        "--golden",
+        action="store_true",
+        help="with --engine template: false calls on the defect-free templates",
+    )
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="override a ServiceSettings field, e.g. --set spur_min_area_px=30",
+        help="override a ServiceSettings field, e.g. --set template_tolerance_px=3",
     )
     args = parser.parse_args(argv)
     if not (args.deeppcb / "images").is_dir():
         parser.error(f"no DeepPCB images folder under {args.deeppcb}")
-    overrides = dict(item.split("=", 1) for item in args.set)
+    overrides: dict[str, Any] = dict(item.split("=", 1) for item in args.set)
+    overrides["engine"] = args.engine
+    if args.engine == "template":
+        overrides.setdefault("templates_dir", str(args.templates or args.deeppcb / "templates"))
     settings = ServiceSettings(**overrides)
-    counts, n_images, seconds = evaluate(args.deeppcb, settings, args.box_margin)
+    names = settings.class_name_by_id()
+    image_paths = [
+        p
+        for p in sorted((args.deeppcb / "images").glob("*.jpg"))
+        if (args.deeppcb / "annotations" / f"{p.stem}.txt").is_file()
+    ]
+    engine = create_engine(settings)
+    answers, wall, cpu, used = run_engine(engine, names, image_paths)
+    n = len(image_paths)
     print(
-        f"DeepPCB: {n_images} images, engine {settings.engine!r}, IoU > {IOU_THRESHOLD}, "
-        f"detection boxes grown by {args.box_margin} px"
+        f"DeepPCB: {n} images, engine {settings.engine!r} "
+        f"(masks made by: {dict(used)}), IoU > {IOU_THRESHOLD}, same class"
     )
-    print(format_table(counts, settings.class_name_by_id()))
-    print(f"{n_images / seconds:.1f} images/second ({seconds:.2f} s, engine + region analysis)")
+    margins = [0] if args.box_margin == 0 else [0, args.box_margin]
+    for margin in margins:
+        label = "tight boxes" if margin == 0 else f"boxes grown by {margin} px on each side"
+        print(f"\n{label}:")
+        print(format_table(score(args.deeppcb, image_paths, answers, names, margin), names))
+    if args.split:
+        for half, name in ((0, "even"), (1, "odd")):
+            part = [
+                (p, a)
+                for i, (p, a) in enumerate(zip(image_paths, answers, strict=True))
+                if i % 2 == half
+            ]
+            counts = score(
+                args.deeppcb, [p for p, _ in part], [a for _, a in part], names, margins[-1]
+            )
+            per_class = ", ".join(f"{names[k]} {c.f_score:.3f}" for k, c in sorted(counts.items()))
+            print(
+                f"half {name} ({len(part)} images, margin {margins[-1]} px): "
+                f"F {overall(counts).f_score:.3f} ({per_class})"
+            )
+    if args.golden and args.engine == "template":
+        templates, full, loo, fallbacks = golden_false_calls(args.deeppcb, settings)
+        print(
+            f"\ngolden boards: {templates} defect-free templates; false calls "
+            f"{full} ({full / templates:.2f}/board) against the full library (each finds itself), "
+            f"{loo} ({loo / templates:.2f}/board) leave-one-out "
+            f"({fallbacks} fell back to classical: no other template of that board)"
+        )
+    print(
+        f"\nspeed: {n / wall:.1f} images/s wall, {n / cpu:.1f} images/s per core "
+        f"(CPU time {cpu:.2f} s; engine + region analysis, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f} at the end)"
+    )
     return 0
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage as ndi
 from skimage.measure import label, regionprops
 
 _DECIMALS = 2
@@ -46,8 +47,13 @@ def aspect_ratio(major_axis: float, minor_axis: float) -> float:
     return major_axis / minor_axis
 
 
-def describe_regions(mask: NDArray[np.bool_]) -> list[dict[str, Any]]:
+def describe_regions(
+    mask: NDArray[np.bool_], origin: tuple[int, int] = (0, 0)
+) -> list[dict[str, Any]]:
     """Measure every connected component (8-connectivity) of a boolean ``(H, W)`` mask.
+
+    ``origin`` (row, column, pixels) is where ``mask`` lies in the image when it is
+    a crop; it is added to the centroids and bounding boxes.
 
     Returns:
         One dict per region, ordered by label (row-major scan), with ``region_id``
@@ -61,7 +67,10 @@ def describe_regions(mask: NDArray[np.bool_]) -> list[dict[str, Any]]:
     labels = label(mask, connectivity=2)
     for region_id, props in enumerate(regionprops(labels), start=1):
         min_row, min_col, max_row, max_col = props.bbox
+        min_row, max_row = min_row + origin[0], max_row + origin[0]
+        min_col, max_col = min_col + origin[1], max_col + origin[1]
         row, col = props.centroid
+        row, col = row + origin[0], col + origin[1]
         area = int(props.area)
         perimeter = float(props.perimeter)
         major = float(props.axis_major_length)
@@ -102,11 +111,19 @@ def analyse_label_mask(
         ``total_area_pixels`` is the sum of the regions' ``area_pixels``.
     """
     classes: dict[str, dict[str, Any]] = {}
-    present = set(np.unique(label_mask).tolist())
+    positive = [class_id for class_id in class_name_by_id if class_id > 0]
+    # One pass gives every positive class's bounding box (None when absent): each
+    # class is then labelled and measured on its own box, not on the whole image.
+    boxes = ndi.find_objects(label_mask, max_label=max(positive)) if positive else []
     for class_id in sorted(class_name_by_id):
-        if class_id not in present:
-            continue
-        regions = describe_regions(label_mask == class_id)
+        if class_id > 0:
+            box = boxes[class_id - 1]
+            if box is None:
+                continue
+            origin = (int(box[0].start), int(box[1].start))
+            regions = describe_regions(label_mask[box] == class_id, origin)
+        else:
+            regions = describe_regions(label_mask == class_id)
         if not regions:
             continue
         classes[class_name_by_id[class_id]] = {

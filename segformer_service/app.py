@@ -73,7 +73,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="AOI reference model service",
-        summary="Classical PCB defect segmentation behind the model-service contract.",
+        summary="PCB defect segmentation (classical, golden-board or ONNX engine) "
+        "behind the model-service contract.",
         version="1.0.0",
     )
     app.state.settings = settings

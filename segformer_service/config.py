@@ -8,6 +8,7 @@ Every field can be set from the environment with the prefix ``REFERENCE_SERVICE_
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, model_validator
@@ -93,6 +94,92 @@ class ServiceSettings(BaseSettings):
         ge=1,
         description="Smallest conductor piece that counts when deciding whether a residue "
         "bridges (short) or cuts (open) conductors.",
+    )
+
+    # --- template (golden-board) engine (lengths in pixels) -------------------
+    templates_dir: Path | None = Field(
+        default=None,
+        description="Folder of golden (defect-free) images for the template engine.",
+    )
+    template_coarse_factor: int = Field(
+        default=8, ge=1, description="Down-scaling factor of the coarse template search."
+    )
+    template_candidates: int = Field(
+        default=3, ge=1, description="Best coarse matches that get a fine registration."
+    )
+    template_coarse_margin: float = Field(
+        default=0.1,
+        ge=0,
+        le=2,
+        description="Candidates whose coarse NCC is more than this below the best one's "
+        "are not registered.",
+    )
+    template_local_tiles: int = Field(
+        default=4,
+        ge=1,
+        description="Tiles per side for the local (affine) refinement of the registration; "
+        "1 = global shift only.",
+    )
+    template_min_match_score: float = Field(
+        default=0.5,
+        ge=-1,
+        le=1,
+        description="Smallest NCC of image and registered template; below it the engine "
+        "falls back to the classical engine.",
+    )
+    template_max_offset_px: float = Field(
+        default=20.0, ge=0, description="Largest accepted registration offset, pixels."
+    )
+    template_tolerance_px: int = Field(
+        default=2,
+        ge=0,
+        description="Radius of the disk that absorbs edge and registration noise, pixels.",
+    )
+    template_median_px: int = Field(
+        default=3,
+        ge=1,
+        description="Side of the median filter applied before binarising (speckle), pixels; "
+        "1 = none.",
+    )
+    template_min_radius_px: float = Field(
+        default=2.5,
+        ge=0,
+        description="A difference region counts only if it holds a disk of this radius "
+        "(largest Euclidean distance to its outside), pixels; edge slivers are thinner.",
+    )
+    template_min_depth_px: float = Field(
+        default=4.0,
+        ge=0,
+        description="...or reaches at least this far into the template phase it changes "
+        "(from that phase's edge), pixels; edge deviations are shallower.",
+    )
+    template_gap_min_area_px: int = Field(
+        default=100,
+        ge=1,
+        description="Smallest substrate region (gap, drill hole) that counts when deciding "
+        "whether missing copper cuts a ring (open), pixels.",
+    )
+    template_max_sliver_length_px: float = Field(
+        default=80.0,
+        gt=0,
+        description="A thin difference (inscribed radius below twice template_min_radius_px) "
+        "longer than this (major axis) is a line-width variation along a conductor, not a "
+        "defect, pixels; shorts and opens are kept whatever their shape.",
+    )
+    template_min_area_px: int = Field(
+        default=10, ge=1, description="Smallest difference core reported as a defect, pixels."
+    )
+
+    # --- onnx engine ------------------------------------------------------------
+    onnx_model: Path | None = Field(
+        default=None, description="SegFormer-style semantic-segmentation model in ONNX."
+    )
+    onnx_providers: list[str] | None = Field(
+        default=None,
+        description="onnxruntime execution providers; None = CUDA when installed, then CPU.",
+    )
+    onnx_threads: int = Field(
+        default=0, ge=0, description="onnxruntime intra-op threads; 0 = its default."
     )
 
     @model_validator(mode="after")

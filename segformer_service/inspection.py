@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from segformer_service.analysis import analyse_label_mask
 from segformer_service.config import ServiceSettings
-from segformer_service.engines import SegmentationEngine, create_engine
+from segformer_service.engines import SegmentationEngine, create_engine, segment_with_provenance
 from segformer_service.errors import InvalidImage
 from segformer_service.render import render_pngs
 from segformer_service.schemas import (
@@ -92,7 +92,8 @@ class InspectionService:
         """
         started = time.perf_counter()
         image = decode_image(data, self.settings.max_image_pixels)
-        label_mask = self.engine.segment(image)
+        segmentation = segment_with_provenance(self.engine, image)
+        label_mask = segmentation.label_mask
         classes = analyse_label_mask(label_mask, self._names)
         pngs = render_pngs(image, label_mask, self._colors)
         elapsed = round(time.perf_counter() - started, 4)
@@ -101,7 +102,8 @@ class InspectionService:
             {
                 "image_shape": ImageShape(height=height, width=width),
                 "processing_time_seconds": elapsed,
-                "engine": self.engine.name,
+                "engine": segmentation.engine,
+                "provenance": segmentation.provenance or None,
                 "classes": classes,
             }
         )

@@ -54,12 +54,38 @@ class ImageShape(BaseModel):
     width: int
 
 
+class Provenance(BaseModel):
+    """Where a label mask came from (optional; engine-specific fields may be absent)."""
+
+    requested_engine: str | None = Field(
+        default=None, description="the configured engine, when another one made the mask"
+    )
+    template: str | None = Field(
+        default=None, description="template engine: file name of the matched golden image"
+    )
+    registration_offset: Point | None = Field(
+        default=None,
+        description="template engine: template-to-image shift, pixels (sub-pixel)",
+    )
+    match_score: float | None = Field(
+        default=None, description="template engine: NCC of image and registered template, -1..1"
+    )
+    fallback_reason: str | None = Field(
+        default=None, description="why the template engine fell back to the classical one"
+    )
+    model: str | None = Field(default=None, description="onnx engine: model file name")
+    execution_provider: str | None = Field(
+        default=None, description="onnx engine: onnxruntime execution provider"
+    )
+
+
 class InspectionResult(BaseModel):
     """The analysis of one image (``result_json``)."""
 
     image_shape: ImageShape
     processing_time_seconds: float
-    engine: str
+    engine: str = Field(description="the engine that made the mask")
+    provenance: Provenance | None = None
     classes: dict[str, ClassSummary] = Field(description="only the classes found, by name")
 
 

@@ -14,7 +14,8 @@ To add an engine (for example a SegFormer ONNX model), write a class with a
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,6 +45,37 @@ class SegmentationEngine(Protocol):
             ValueError: if ``image`` does not have one of the two shapes above.
         """
         ...
+
+
+@dataclass
+class Segmentation:
+    """A label mask with the provenance of the engine that made it.
+
+    ``engine`` names the engine that produced ``label_mask`` (for example
+    ``classical`` when the ``template`` engine fell back to it); ``provenance``
+    holds engine-specific facts for the answer's ``provenance`` object (template
+    file name, registration offset, match score, fallback reason, model file).
+    """
+
+    label_mask: LabelMask
+    engine: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def segment_with_provenance(engine: SegmentationEngine, image: NDArray[np.uint8]) -> Segmentation:
+    """Run ``engine`` on ``image``; engines without provenance get an empty one.
+
+    An engine may offer ``segment_with_provenance(image) -> Segmentation``
+    besides ``segment``; this helper calls it when present.
+
+    Raises:
+        ValueError: if ``image`` is neither ``(H, W)`` nor ``(H, W, 3)``.
+    """
+    detailed = getattr(engine, "segment_with_provenance", None)
+    if callable(detailed):
+        result: Segmentation = detailed(image)
+        return result
+    return Segmentation(engine.segment(image), engine.name)
 
 
 EngineFactory = Callable[[ServiceSettings], SegmentationEngine]

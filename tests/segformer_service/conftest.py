@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,3 +99,23 @@ def small_limit_service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     proc, url = _start_service(log, {"REFERENCE_SERVICE_MAX_UPLOAD_SIZE_MB": "0.01"})
     yield url
     _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def start_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Start services with extra ``REFERENCE_SERVICE_*`` variables; returns their base URLs.
+
+    Call it as ``start_service({"REFERENCE_SERVICE_ENGINE": "template", ...})``;
+    every service it started is stopped when the module's tests are done.
+    """
+    started: list[subprocess.Popen[str]] = []
+
+    def start(extra_env: dict[str, str]) -> str:
+        log = tmp_path_factory.mktemp("service_env") / "service.log"
+        proc, url = _start_service(log, extra_env)
+        started.append(proc)
+        return url
+
+    yield start
+    for proc in started:
+        _stop(proc)

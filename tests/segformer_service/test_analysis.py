@@ -93,3 +93,20 @@ def test_diagonal_pixels_form_one_region() -> None:
 
 def test_empty_mask_has_no_classes() -> None:
     assert analyse_label_mask(np.zeros((8, 8), dtype=np.int32), NAMES) == {}
+
+
+def test_regions_are_measured_in_image_coordinates() -> None:
+    """Each class is measured on its own box; centroids and boxes stay image-relative."""
+    label_mask = np.zeros((60, 80), dtype=np.int32)
+    label_mask[30:34, 50:60] = 5  # 4 x 10 px
+    label_mask[10:12, 5:8] = 5  # 2 x 3 px, so the class box starts at (10, 5)
+    label_mask[45:48, 70:73] = 6
+    whole = describe_regions(label_mask == 5)
+    classes = analyse_label_mask(label_mask, NAMES)
+    assert classes["spurious_copper"]["regions"] == whole
+    bar = whole[1]
+    assert bar["bounding_box"] == {"x": 50, "y": 30, "width": 10, "height": 4}
+    assert bar["centroid"] == {"x": 54.5, "y": 31.5}
+    (pad,) = classes["pin_hole"]["regions"]
+    assert pad["bounding_box"] == {"x": 70, "y": 45, "width": 3, "height": 3}
+    assert pad["centroid"] == {"x": 71.0, "y": 46.0}

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+from dotenv import dotenv_values
+
+REFERENCE_ENV_PREFIX = "REFERENCE_SERVICE_"
 
 
 class ReferenceServiceError(RuntimeError):
@@ -42,6 +45,20 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def reference_service_env(env_file: Path = Path(".env")) -> dict[str, str]:
+    """The child's environment: ours plus the `REFERENCE_SERVICE_*` lines of `env_file`.
+
+    Variables already in the environment win over the file (as for the agent's own
+    settings), so `REFERENCE_SERVICE_ENGINE=template` set either way reaches the service.
+    """
+    from_file = {
+        key: value
+        for key, value in (dotenv_values(env_file) if env_file.is_file() else {}).items()
+        if key.startswith(REFERENCE_ENV_PREFIX) and value is not None
+    }
+    return {**from_file, **os.environ}
+
+
 def start_reference_service(
     log_file: Path,
     port: int | None = None,
@@ -63,7 +80,7 @@ def start_reference_service(
     port = port or free_loopback_port()
     url = f"http://127.0.0.1:{port}/"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = reference_service_env()
     if max_image_pixels is not None:
         env["REFERENCE_SERVICE_MAX_IMAGE_PIXELS"] = str(max_image_pixels)
     with log_file.open("ab") as log:

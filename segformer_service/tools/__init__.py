@@ -1,0 +1,1 @@
+"""Developer tools of the reference model service (not imported by the service)."""
