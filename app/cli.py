@@ -17,6 +17,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="AOI_API_KEY",
+        help="A write key, when the agent requires keys (or set AOI_API_KEY).",
+        show_default=False,
+    ),
+]
+"""`--api-key` of the commands that talk to a running agent over HTTP."""
+
 cli = typer.Typer(add_completion=False, help="AOI Inference Agent command line.")
 console = Console()
 
@@ -75,14 +85,7 @@ def upload(
     url: Annotated[str, typer.Option(help="The agent's base URL.")] = "http://127.0.0.1:8000",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch request.")] = 100,
     timeout_s: Annotated[float, typer.Option(help="Give up waiting after this long.")] = 3600,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            envvar="AOI_API_KEY",
-            help="A write key, when the agent requires keys (or set AOI_API_KEY).",
-            show_default=False,
-        ),
-    ] = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Upload images as batches and follow their progress until every image is done.
 
@@ -210,14 +213,7 @@ def watch(
     once: Annotated[
         bool, typer.Option(help="Ingest what is there now, wait for it, then exit.")
     ] = False,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            envvar="AOI_API_KEY",
-            help="A write key, when the agent requires keys (or set AOI_API_KEY).",
-            show_default=False,
-        ),
-    ] = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
     """Send every complete image file that appears in FOLDERS to the agent, as batches, and
     move it to processed/YYYYMMDD/ or failed/ (with the reason) when its inspection ends.

@@ -104,27 +104,9 @@ def prepared(settings: Settings) -> Iterator[Settings]:
     """
     with contextlib.ExitStack() as stack:
         updates: dict[str, str] = {}
-        database_url = settings.database_url
-        if database_url is None:
-            try:
-                embedded = start_embedded_postgres(settings.resolved_data_dir)
-            except EmbeddedPostgresError as exc:
-                raise StartupError(str(exc)) from exc
-            stack.callback(embedded.stop)
-            database_url = updates["database_url"] = embedded.database_url
-            print(f"embedded PostgreSQL: data in {settings.resolved_data_dir / 'postgres'}")
-        else:
-            try:
-                check_database(database_url)
-            except DatabaseNotReady as exc:
-                raise StartupError(str(exc)) from exc
-        try:
-            upgrade_database(database_url)
-        except Exception as exc:
-            raise StartupError(
-                f"could not connect to or migrate the database ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); check DATABASE_URL"
-            ) from exc
+        database_url = stack.enter_context(prepared_database(settings, announce=True))
+        if settings.database_url is None:
+            updates["database_url"] = database_url
         if settings.segformer_service_url is None:
             try:
                 reference = start_reference_service(
@@ -143,12 +125,14 @@ def prepared(settings: Settings) -> Iterator[Settings]:
 
 
 @contextlib.contextmanager
-def prepared_database(settings: Settings) -> Iterator[str]:
-    """The agent's database, migrated: DATABASE_URL, or the embedded server under DATA_DIR
-    (joined when the agent is running, else started for the block); yields its URL.
+def prepared_database(settings: Settings, announce: bool = False) -> Iterator[str]:
+    """The agent's database, migrated: DATABASE_URL (checked with one connection first), or
+    the embedded server under DATA_DIR (joined when the agent is running, else started for
+    the block); yields its URL. `announce` prints where the embedded server keeps its data.
 
     Raises:
-        StartupError: the database would not start, connect or migrate.
+        StartupError: the database would not start, connect or migrate; the message says
+            what to do.
     """
     with contextlib.ExitStack() as stack:
         database_url = settings.database_url
@@ -159,6 +143,13 @@ def prepared_database(settings: Settings) -> Iterator[str]:
                 raise StartupError(str(exc)) from exc
             stack.callback(embedded.stop)
             database_url = embedded.database_url
+            if announce:
+                print(f"embedded PostgreSQL: data in {settings.resolved_data_dir / 'postgres'}")
+        else:
+            try:
+                check_database(database_url)
+            except DatabaseNotReady as exc:
+                raise StartupError(str(exc)) from exc
         try:
             upgrade_database(database_url)
         except Exception as exc:

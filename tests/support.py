@@ -144,6 +144,34 @@ def make_image(fmt: str = "PNG", size: tuple[int, int] = (64, 48)) -> bytes:
     return buffer.getvalue()
 
 
+def sample_analysis(width: int, height: int) -> dict[str, Any]:
+    """A model-service analysis of a `width` x `height` image with one pin-hole region: the
+    PRD's example region (14 px area, perimeter 15.31, circularity 0.75)."""
+    return {
+        "image_shape": {"height": height, "width": width},
+        "classes": {
+            "pin_hole": {
+                "class_id": 6,
+                "total_regions": 1,
+                "total_area_pixels": 14,
+                "regions": [
+                    {
+                        "region_id": 1,
+                        "centroid": {"x": 3.5, "y": 2.0},
+                        "bounding_box": {"x": 1, "y": 1, "width": 7, "height": 5},
+                        "area_pixels": 14,
+                        "perimeter": 15.31,
+                        "major_axis": 6.4,
+                        "minor_axis": 4.35,
+                        "circularity": 0.75,
+                        "aspect_ratio": 1.47,
+                    }
+                ],
+            }
+        },
+    }
+
+
 def wait_until(predicate: Any, timeout_s: float = 60.0, interval_s: float = 0.2) -> Any:
     """Poll `predicate()` until it returns something truthy; returns it.
 

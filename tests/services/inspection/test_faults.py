@@ -27,7 +27,14 @@ from PIL import Image as PILImage
 from starlette.responses import JSONResponse, Response
 
 from tests.conftest import agent_settings
-from tests.support import AgentServer, ScriptedService, db_rows, make_image, serve_agent
+from tests.support import (
+    AgentServer,
+    ScriptedService,
+    db_rows,
+    make_image,
+    sample_analysis,
+    serve_agent,
+)
 
 WIDTH, HEIGHT = 64, 48
 Handler = Callable[[], Awaitable[Response]]
@@ -44,29 +51,7 @@ def b64(data: bytes) -> str:
 
 
 GOOD: dict[str, Any] = {
-    "result_json": {
-        "image_shape": {"height": HEIGHT, "width": WIDTH},
-        "classes": {
-            "pin_hole": {
-                "class_id": 6,
-                "total_regions": 1,
-                "total_area_pixels": 14,
-                "regions": [
-                    {
-                        "region_id": 1,
-                        "centroid": {"x": 3.5, "y": 2.0},
-                        "bounding_box": {"x": 1, "y": 1, "width": 7, "height": 5},
-                        "area_pixels": 14,
-                        "perimeter": 15.31,
-                        "major_axis": 6.4,
-                        "minor_axis": 4.35,
-                        "circularity": 0.75,
-                        "aspect_ratio": 1.47,
-                    }
-                ],
-            }
-        },
-    },
+    "result_json": sample_analysis(WIDTH, HEIGHT),
     "images": {
         "combined": b64(png((2 * WIDTH, HEIGHT))),
         "mask": b64(png()),

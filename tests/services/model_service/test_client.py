@@ -21,33 +21,11 @@ from app.config import Settings
 from app.errors import ModelServiceBadAnswer, ModelServiceUnavailable
 from app.services.model_service.client import ModelServiceClient
 from app.services.model_service.reference import free_loopback_port
-from tests.support import ScriptedService, make_image
+from tests.support import ScriptedService, make_image, sample_analysis
 
 PNG = make_image("PNG", (8, 8))
 B64 = base64.b64encode(PNG).decode()
-ANALYSIS: dict[str, Any] = {
-    "image_shape": {"height": 8, "width": 8},
-    "classes": {
-        "pin_hole": {
-            "class_id": 6,
-            "total_regions": 1,
-            "total_area_pixels": 14,
-            "regions": [
-                {
-                    "region_id": 1,
-                    "centroid": {"x": 3.5, "y": 2.0},
-                    "bounding_box": {"x": 1, "y": 1, "width": 7, "height": 5},
-                    "area_pixels": 14,
-                    "perimeter": 15.31,
-                    "major_axis": 6.4,
-                    "minor_axis": 4.35,
-                    "circularity": 0.75,
-                    "aspect_ratio": 1.47,
-                }
-            ],
-        }
-    },
-}
+ANALYSIS = sample_analysis(8, 8)
 
 
 @pytest.fixture
