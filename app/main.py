@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -15,7 +14,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api import dashboard, download, health, keys, query, upload
 from app.api.middleware import RequestContextMiddleware, current_request_id
@@ -42,39 +40,6 @@ OPENAPI_TAGS = [
 ]
 
 
-class RequestLogMiddleware:
-    """Logs one line per HTTP request: method, path, status, duration (seconds)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status_code = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status_code
-            if message["type"] == "http.response.start":
-                status_code = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            logger.info(
-                "request",
-                extra={
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status_code,
-                    "duration_s": round(time.perf_counter() - started, 4),
-                },
-            )
-
-
 def _error_response(
     body: dict[str, object], status_code: int, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
@@ -82,51 +47,6 @@ def _error_response(
     return JSONResponse(
         {**body, "request_id": current_request_id()}, status_code=status_code, headers=headers
     )
-
-
-# Only the agent's own origin (data:/blob: for Bootstrap's icons and local previews); no
-# inline script or style element anywhere, so injected markup cannot run (OWASP CSP).
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data: blob:",
-        "font-src 'self' data:",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'self'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
-SECURITY_HEADERS = [
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"same-origin"),
-]
-
-
-class SecurityHeadersMiddleware:
-    """Adds the security headers (CSP, nosniff, no framing, referrer policy) to every answer."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_wrapper(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(n, v) for n, v in SECURITY_HEADERS if n not in present]
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_wrapper)
 
 
 class JsonCORSMiddleware(CORSMiddleware):
@@ -255,7 +175,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(MethodsMiddleware)
-    app.add_middleware(RequestLogMiddleware)
     if settings.cors_origin_list:
         app.add_middleware(
             JsonCORSMiddleware,
@@ -265,8 +184,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Content-Disposition"],
             max_age=600,
         )
-    app.add_middleware(RequestContextMiddleware)  # ids every log line and every answer
-    app.add_middleware(SecurityHeadersMiddleware)  # outermost: even a JSON 500 gets them
+    # Outermost: ids, security headers and the request line for every answer, a crash's too.
+    app.add_middleware(RequestContextMiddleware)
     install_security(app, settings)
     app.add_exception_handler(AgentError, _agent_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -1,9 +1,10 @@
-"""Request ids and the last line of defence: every answer is JSON, even a crash's.
+"""What every answer gets, and the last line of defence: every answer is JSON, even a crash's.
 
 `RequestContextMiddleware` gives each request an id (the client's `X-Request-ID` when
 it is sane, else a new one), returns it in the `X-Request-ID` header, tags every log
-line with it, and turns an exception no handler took into a JSON 500 whose
-`request_id` finds the traceback in `error.log`.
+line with it, adds the security headers (CSP, nosniff, no framing, referrer policy),
+logs one line per request (method, path, status, seconds), and turns an exception no
+handler took into a JSON 500 whose `request_id` finds the traceback in `error.log`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,6 +20,30 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.utils.logging import request_id_var
 
 logger = logging.getLogger("app.errors")
+request_logger = logging.getLogger("app.requests")
+
+# Only the agent's own origin (data:/blob: for Bootstrap's icons and local previews); no
+# inline script or style element anywhere, so injected markup cannot run (OWASP CSP).
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # A client's own id is reused only when it is short and plain (it goes into logs).
@@ -38,7 +64,8 @@ def _incoming_request_id(scope: Scope) -> str | None:
 
 
 class RequestContextMiddleware:
-    """Sets the request id and answers unexpected exceptions with a JSON 500."""
+    """Request id, security headers and request log line for every answer; unexpected
+    exceptions answered with a JSON 500."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -49,15 +76,20 @@ class RequestContextMiddleware:
             return
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        began = time.perf_counter()
         started = False
+        status_code = 500
 
         async def send_with_id(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status_code
             if message["type"] == "http.response.start":
                 started = True
+                status_code = message["status"]
                 headers = [
                     (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
                 ]
+                present = {name.lower() for name, _ in headers}
+                headers.extend((n, v) for n, v in SECURITY_HEADERS if n not in present)
                 headers.append((b"x-request-id", request_id.encode("latin-1")))
                 message = {**message, "headers": headers}
             await send(message)
@@ -94,4 +126,13 @@ class RequestContextMiddleware:
             )
             await send_with_id({"type": "http.response.body", "body": body})
         finally:
+            request_logger.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status_code,
+                    "duration_s": round(time.perf_counter() - began, 4),
+                },
+            )
             request_id_var.reset(token)
