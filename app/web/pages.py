@@ -143,14 +143,9 @@ def build_router(settings: Settings) -> APIRouter:
             return RedirectResponse(safe_next(next), status_code=303)  # type: ignore[return-value]
         return render(request, "signin.html", "signin", next_path=safe_next(next))
 
-    @router.post("/signin")
-    async def signin(
-        request: Request,
-        key: Annotated[str, Form(max_length=200)] = "",
-        next: Annotated[str, Form(max_length=2000)] = "/",
-    ) -> HTMLResponse:
-        """Check the key; on success set the session cookie and go to `next`."""
-        security: SecurityContext = get_security(request)
+    def cross_site_refusal(request: Request) -> HTMLResponse | None:
+        """The sign-in page with a 403 when the form was posted from another site (CSRF),
+        else None."""
         try:
             check_same_origin(
                 request.headers.get("origin"),
@@ -159,6 +154,18 @@ def build_router(settings: Settings) -> APIRouter:
             )
         except AgentError as exc:
             return render(request, "signin.html", "signin", 403, error=exc.detail, next_path="/")
+        return None
+
+    @router.post("/signin")
+    async def signin(
+        request: Request,
+        key: Annotated[str, Form(max_length=200)] = "",
+        next: Annotated[str, Form(max_length=2000)] = "/",
+    ) -> HTMLResponse:
+        """Check the key; on success set the session cookie and go to `next`."""
+        security: SecurityContext = get_security(request)
+        if (refused := cross_site_refusal(request)) is not None:
+            return refused
         async with unit_of_work(request.app.state.runtime.sessions) as session:
             identity = await KeyService(ApiKeyRepository(session)).authenticate(key.strip())
         if identity is None:
@@ -187,14 +194,8 @@ def build_router(settings: Settings) -> APIRouter:
     @router.post("/signout")
     async def signout(request: Request) -> HTMLResponse:
         """End the web session (clears the cookie)."""
-        try:
-            check_same_origin(
-                request.headers.get("origin"),
-                request.headers.get("referer"),
-                own_origins(request, settings),
-            )
-        except AgentError as exc:
-            return render(request, "signin.html", "signin", 403, error=exc.detail, next_path="/")
+        if (refused := cross_site_refusal(request)) is not None:
+            return refused
         response = RedirectResponse("/signin", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response  # type: ignore[return-value]
