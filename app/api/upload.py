@@ -28,15 +28,13 @@ from app.errors import (
     responses,
 )
 from app.models.schemas import (
-    AcceptedFile,
     BatchAccepted,
     BatchRetried,
     BatchStatus,
     BatchUploadResult,
-    SkippedFile,
     UploadResponse,
 )
-from app.services.history.queries import upload_response
+from app.services.history.queries import batch_accepted, upload_response
 from app.services.inspection.idempotency import Answer, IdempotencyKeys, request_digest
 from app.services.inspection.receiver import discard, receive_files
 
@@ -209,33 +207,8 @@ async def upload_batch(
 
     async def accept() -> Answer:
         acceptance = await service.accept_batch(files, skip_duplicates=skip_duplicates)
-        batch_id = acceptance.batch.batch_id if acceptance.batch is not None else None
-        accepted = BatchAccepted(
-            batch_id=batch_id,
-            status_url=links.batch(batch_id) if batch_id else None,
-            zip_url=links.batch_zip(batch_id) if batch_id else None,
-            total=len(acceptance.accepted),
-            accepted=[
-                AcceptedFile(
-                    filename=i.original_filename,
-                    img_unique_id=i.img_unique_id,
-                    repeat_of=i.repeat_of,
-                )
-                for i in acceptance.accepted
-            ],
-            rejected=acceptance.rejected,
-            skipped_duplicates=[
-                SkippedFile(
-                    filename=s.filename,
-                    img_unique_id=s.existing.img_unique_id,
-                    earlier_filename=s.existing.original_filename,
-                    status=s.existing.status.value,
-                    batch_id=s.existing.batch_id,
-                    viewer_url=links.viewer(s.existing.img_unique_id),
-                )
-                for s in acceptance.skipped
-            ],
-        )
+        accepted = batch_accepted(acceptance, links)
+        batch_id = accepted.batch_id
         if batch_id is None:
             nothing_queued = BatchUploadResult(**accepted.model_dump()) if wait else accepted
             return Answer.json(status.HTTP_200_OK, nothing_queued.model_dump(mode="json"))

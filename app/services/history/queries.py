@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import AgentError, BatchNotFound, ImageNotFound, StoredFileMissing
 from app.models.database import Image, Inspection, InspectionStatus, Region
 from app.models.schemas import (
+    AcceptedFile,
+    BatchAccepted,
     BatchImageFailed,
     BatchImageSucceeded,
     BatchItem,
@@ -36,6 +38,7 @@ from app.models.schemas import (
     RegionOut,
     ResultImagesBase64,
     ResultImageUrls,
+    SkippedFile,
     Stats,
     UploadResponse,
 )
@@ -45,7 +48,7 @@ from app.services.database.repositories import (
     ImageRepository,
     InspectionRepository,
 )
-from app.services.inspection.workflow import InspectionOutcome
+from app.services.inspection.workflow import BatchAcceptance, InspectionOutcome
 from app.services.security.signing import LinkSigner
 
 
@@ -105,6 +108,38 @@ class Links:
             mask=self.download(img_unique_id, "mask"),
             overlay=self.download(img_unique_id, "overlay"),
         )
+
+
+def batch_accepted(acceptance: BatchAcceptance, links: Links) -> BatchAccepted:
+    """The answer to a batch upload: accepted (with repeats), rejected and skipped files,
+    and the status and ZIP links (none when nothing was queued)."""
+    batch_id = acceptance.batch.batch_id if acceptance.batch is not None else None
+    return BatchAccepted(
+        batch_id=batch_id,
+        status_url=links.batch(batch_id) if batch_id else None,
+        zip_url=links.batch_zip(batch_id) if batch_id else None,
+        total=len(acceptance.accepted),
+        accepted=[
+            AcceptedFile(
+                filename=i.original_filename,
+                img_unique_id=i.img_unique_id,
+                repeat_of=i.repeat_of,
+            )
+            for i in acceptance.accepted
+        ],
+        rejected=acceptance.rejected,
+        skipped_duplicates=[
+            SkippedFile(
+                filename=s.filename,
+                img_unique_id=s.existing.img_unique_id,
+                earlier_filename=s.existing.original_filename,
+                status=s.existing.status.value,
+                batch_id=s.existing.batch_id,
+                viewer_url=links.viewer(s.existing.img_unique_id),
+            )
+            for s in acceptance.skipped
+        ],
+    )
 
 
 def upload_response(
