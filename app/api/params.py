@@ -61,6 +61,17 @@ ClassName = Annotated[
         " text, at most 128 characters.",
     ),
 ]
+ModelVersion = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=128,
+        pattern=PLAIN_TEXT_PATTERN,
+        description="Only results of this model version, exactly as the model service reported"
+        " it (see `provenance.model_version` of an image); printable text, at most 128"
+        " characters.",
+    ),
+]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number.")]
 Limit = Annotated[int, Query(ge=1, le=100, description="Rows per page (at most 100).")]
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

@@ -15,6 +15,7 @@ from app.api.params import (
     EndDate,
     ImgUniqueId,
     Limit,
+    ModelVersion,
     Page,
     RegionCount,
     StartDate,
@@ -50,19 +51,20 @@ async def list_images(
     class_name: ClassName = None,
     batch_id: BatchIdFilter = None,
     min_defects: RegionCount = None,
+    model_version: ModelVersion = None,
     status: Annotated[
         Literal["succeeded", "failed", "pending", "processing"],
         Query(
             description="`succeeded` (default): stored inspections with their defects."
             " `failed`, `pending`, `processing`: accepted images with no result, with their"
-            " error and retry URL (class and defect filters do not apply to them)."
+            " error and retry URL (class, defect and model filters do not apply to them)."
         ),
     ] = "succeeded",
 ) -> ImageList:
     """Images of one status, newest first: stored inspections with defect counts by class,
     or the failed (pending, processing) ones with their error and retry URL."""
     start_date, end_date = resolve_dates(date_range, start_date, end_date)
-    filters = ImageFilters(start_date, end_date, class_name, batch_id, min_defects)
+    filters = ImageFilters(start_date, end_date, class_name, batch_id, min_defects, model_version)
     return await queries.list_images(filters, page, limit, InspectionStatus(status))
 
 

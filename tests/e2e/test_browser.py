@@ -195,6 +195,8 @@ def test_viewer_hover_click_zoom_and_toggle(
     page.goto(agent.url + "/history")
     page.click(f".thumb-card[data-img-id='{answer['img_unique_id']}']")
     expect(page).to_have_url(agent.url + f"/results/{answer['img_unique_id']}")
+    # The viewer names the model that produced the result (provenance).
+    expect(page.locator(".model-line")).to_contain_text("Model: reference-classical")
     boxes = page.locator(".region-box")
     expect(boxes).to_have_count(answer["total_defects"])
     expect(page.locator(".stage-loading")).to_be_hidden()

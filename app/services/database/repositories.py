@@ -52,6 +52,7 @@ class ImageFilters:
     class_name: str | None = None
     batch_id: str | None = None
     min_defects: int | None = None
+    model_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -577,6 +578,15 @@ class ImageRepository:
                     and_(
                         Inspection.img_unique_id == Image.img_unique_id,
                         Inspection.batch_id == filters.batch_id,
+                    )
+                )
+            )
+        if filters.model_version:
+            stmt = stmt.where(
+                exists().where(
+                    and_(
+                        Inspection.img_unique_id == Image.img_unique_id,
+                        Inspection.model_version == filters.model_version,
                     )
                 )
             )
