@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.models.database import Image, Region
 from app.services.database.repositories import DefectFilters, ImageRepository
 from app.services.storage.local import Storage
+from app.utils.version import installed_version
 
 IMAGES_PER_PAGE = 200
 """Images read (and whose regions are read) per database query."""
@@ -143,9 +143,10 @@ async def coco_json(
         repo = ImageRepository(session)
         names = await repo.defect_class_names(filters)
         category_ids = {name: number for number, name in enumerate(names, start=1)}
+        # No creation time: the same filters over the same data give the same file.
         info = {
             "description": "AOI Inference Agent defect regions",
-            "date_created": datetime.now(UTC).isoformat(),
+            "version": installed_version(),
         }
         categories = [
             {"id": number, "name": name, "supercategory": "defect"}
