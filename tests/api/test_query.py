@@ -231,3 +231,15 @@ def test_image_answer_names_its_model_and_the_list_filters_by_model_version(
     assert other.json()["total"] == 0
     bad = client.get("/api/images", params={"model_version": "a\tb"})
     assert bad.status_code == 422
+    # The dashboard compares model versions the same way.
+    everything = client.get("/api/dashboard/summary").json()
+    this_model = client.get(
+        "/api/dashboard/summary", params={"model_version": provenance["model_version"]}
+    ).json()
+    assert this_model["total_defects"] == everything["total_defects"]
+    assert this_model["total_images"] == listed["total"]
+    none = client.get("/api/dashboard/summary", params={"model_version": "other 9"}).json()
+    assert (none["total_images"], none["total_defects"]) == (0, 0)
+    for path in ("/api/dashboard/defects-per-day", "/api/dashboard/heatmap"):
+        other_model = client.get(path, params={"model_version": "other 9"})
+        assert other_model.status_code == 200, other_model.text
