@@ -6,8 +6,11 @@ Everything here is synchronous and CPU-bound; the HTTP layer runs it in a thread
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
 import time
+from importlib import metadata
 
 import numpy as np
 from numpy.typing import NDArray
@@ -64,6 +67,19 @@ def decode_image(data: bytes, max_pixels: int) -> NDArray[np.uint8]:
         raise InvalidImage(f"the uploaded image cannot be decoded: {exc}") from exc
 
 
+def model_version(settings: ServiceSettings) -> str:
+    """``{package version}+{settings digest}``: the first 12 hex digits of the SHA-256 of
+    the settings that shape results (engine, classes and its thresholds; not the size
+    limits), so two answers with the same version came from the same model."""
+    shaping = settings.model_dump(mode="json", exclude={"max_upload_size_mb", "max_image_pixels"})
+    digest = hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]
+    try:
+        package = metadata.version("aoi-inference-agent")
+    except metadata.PackageNotFoundError:
+        package = "0"
+    return f"{package}+{digest}"
+
+
 def _b64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
 
@@ -81,6 +97,8 @@ class InspectionService:
         self.engine = engine if engine is not None else create_engine(settings)
         self._names = settings.class_name_by_id()
         self._colors = {cid: settings.color_of(name) for cid, name in self._names.items()}
+        self.model_name = f"reference-{self.engine.name}"
+        self.model_version = model_version(settings)
 
     def inspect(self, data: bytes, filename: str) -> UploadResponse:
         """Decode, segment, analyse and render one image.
@@ -109,6 +127,8 @@ class InspectionService:
         )
         return UploadResponse(
             filename=filename,
+            model_name=self.model_name,
+            model_version=self.model_version,
             processing_time_seconds=elapsed,
             result_json=result,
             images=ResultImages(**{key: _b64(png) for key, png in pngs.items()}),

@@ -102,6 +102,10 @@ class UploadResponse(BaseModel):
 
     success: bool = True
     filename: str
+    model_name: str | None = Field(default=None, description="optional: the model's name")
+    model_version: str | None = Field(
+        default=None, description="optional: the model's version (any text, at most 128)"
+    )
     processing_time_seconds: float
     result_json: InspectionResult
     images: ResultImages

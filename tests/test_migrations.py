@@ -208,3 +208,37 @@ def test_input_hash_migration_keeps_old_rows_and_downgrades_on_its_own(
     ]
     upgrade_database(empty_database)
     assert "input_sha256" in columns(empty_database, "inspections")
+
+
+def test_provenance_migration_keeps_old_rows_and_downgrades_on_its_own(
+    empty_database: str,
+) -> None:
+    upgrade_database(empty_database, "20261122_0005")
+    before = columns(empty_database, "inspections")
+    db_rows(  # db_rows commits: an inspection stored before the migration
+        empty_database,
+        "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
+        " size_bytes, media_type, status, attempts) VALUES"
+        " ('20261120_101010_OLD002', 'old.png', 'uploads/y.png', 3, 'image/png',"
+        " 'succeeded', 1) RETURNING img_unique_id",
+    )
+    upgrade_database(empty_database, "20261122_0006")
+    added = ["model_service_url", "model_name", "model_version", "agent_version"]
+    assert columns(empty_database, "inspections") == [*before, *added]
+    assert "ix_inspections_model_version" in indexes(empty_database, "inspections")
+    assert db_rows(
+        empty_database, "SELECT model_name, model_version, agent_version FROM inspections"
+    ) == [(None, None, None)]
+    # The PRD's tables are untouched by it.
+    assert columns(empty_database, "images") == IMAGES
+    assert columns(empty_database, "classes") == CLASSES
+    assert columns(empty_database, "regions") == REGIONS
+
+    downgrade_database(empty_database, "20261122_0005")
+    assert columns(empty_database, "inspections") == before
+    assert "ix_inspections_model_version" not in indexes(empty_database, "inspections")
+    assert db_rows(empty_database, "SELECT img_unique_id FROM inspections") == [
+        ("20261120_101010_OLD002",)
+    ]
+    upgrade_database(empty_database)
+    assert columns(empty_database, "inspections")[-4:] == added

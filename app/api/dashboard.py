@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import SessionDep
-from app.api.params import ClassName, EndDate, StartDate
+from app.api.params import ClassName, EndDate, ModelVersion, StartDate
 from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import VALIDATION_ERROR_RESPONSE
 from app.models.dashboard import DashboardSummary, DefectsPerDay, Heatmap
@@ -35,11 +35,14 @@ DashboardServiceDep = Annotated[DashboardService, Depends(get_dashboard_service)
     summary="Totals and defects by class (with Pareto shares)",
 )
 async def summary(
-    service: DashboardServiceDep, start_date: StartDate = None, end_date: EndDate = None
+    service: DashboardServiceDep,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    model_version: ModelVersion = None,
 ) -> DashboardSummary:
     """Images, images with defects, regions and area (pixels) in the range; per class its
     regions, share and cumulative share, most regions first."""
-    return await service.summary(Period(start_date, end_date))
+    return await service.summary(Period(start_date, end_date, model_version))
 
 
 @router.get(
@@ -52,10 +55,11 @@ async def defects_per_day(
     start_date: StartDate = None,
     end_date: EndDate = None,
     class_name: ClassName = None,
+    model_version: ModelVersion = None,
 ) -> DefectsPerDay:
     """One row per UTC day of the range (default: the last 30 days, at most 731), with
     images inspected and regions by class; days without inspections are zeros."""
-    return await service.defects_per_day(Period(start_date, end_date), class_name)
+    return await service.defects_per_day(Period(start_date, end_date, model_version), class_name)
 
 
 @router.get(
@@ -69,7 +73,8 @@ async def heatmap(
     bins: Annotated[int, Query(ge=4, le=128, description="Grid cells per side.")] = 32,
     start_date: StartDate = None,
     end_date: EndDate = None,
+    model_version: ModelVersion = None,
 ) -> Heatmap:
     """Region centroids, normalised by their image's width and height, counted on a
     bins × bins grid (row 0 = top of the image)."""
-    return await service.heatmap(Period(start_date, end_date), class_name, bins)
+    return await service.heatmap(Period(start_date, end_date, model_version), class_name, bins)

@@ -11,9 +11,11 @@ import re
 from datetime import date
 from typing import Annotated
 
-from fastapi import Path, Query
+from fastapi import Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator
+
+from app.services.database.repositories import DefectFilters
 
 INT4_MAX = 2**31 - 1
 INT8_MAX = 2**63 - 1
@@ -57,6 +59,17 @@ ClassName = Annotated[
         pattern=PLAIN_TEXT_PATTERN,
         description="Defect class name, any case (`pi_particle` finds `PI_Particle`); printable"
         " text, at most 128 characters.",
+    ),
+]
+ModelVersion = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=128,
+        pattern=PLAIN_TEXT_PATTERN,
+        description="Only results of this model version, exactly as the model service reported"
+        " it (see `provenance.model_version` of an image); printable text, at most 128"
+        " characters.",
     ),
 ]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number.")]
@@ -137,3 +150,28 @@ def resolve_dates(
                 f"date_range {date_range} disagrees with {name}={given}; give one or the other",
             )
     return first, last
+
+
+def defect_filters(
+    class_name: ClassName = None,
+    date_range: DateRange = None,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    min_area: Annotated[AreaPixels, Query(description="Smallest area, pixels.")] = None,
+    max_area: Annotated[AreaPixels, Query(description="Largest area, pixels.")] = None,
+    img_unique_id: ImgUniqueIdFilter = None,
+    batch_id: BatchIdFilter = None,
+) -> DefectFilters:
+    """The filters of `/api/query/defects`, shared with the exports so both select the
+    same regions.
+
+    Raises:
+        RequestValidationError: (422) as `resolve_dates`.
+    """
+    start_date, end_date = resolve_dates(date_range, start_date, end_date)
+    return DefectFilters(
+        class_name, start_date, end_date, min_area, max_area, img_unique_id, batch_id
+    )
+
+
+DefectFiltersDep = Annotated[DefectFilters, Depends(defect_filters)]

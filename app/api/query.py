@@ -8,14 +8,14 @@ from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import InspectionServiceDep, QueryServiceDep
 from app.api.params import (
-    AreaPixels,
     BatchIdFilter,
     ClassName,
     DateRange,
+    DefectFiltersDep,
     EndDate,
     ImgUniqueId,
-    ImgUniqueIdFilter,
     Limit,
+    ModelVersion,
     Page,
     RegionCount,
     StartDate,
@@ -31,7 +31,7 @@ from app.models.schemas import (
     ImageOrInspection,
     ImageRegions,
 )
-from app.services.database.repositories import DefectFilters, ImageFilters
+from app.services.database.repositories import ImageFilters
 
 router = APIRouter(
     tags=["Query"],
@@ -51,19 +51,20 @@ async def list_images(
     class_name: ClassName = None,
     batch_id: BatchIdFilter = None,
     min_defects: RegionCount = None,
+    model_version: ModelVersion = None,
     status: Annotated[
         Literal["succeeded", "failed", "pending", "processing"],
         Query(
             description="`succeeded` (default): stored inspections with their defects."
             " `failed`, `pending`, `processing`: accepted images with no result, with their"
-            " error and retry URL (class and defect filters do not apply to them)."
+            " error and retry URL (class, defect and model filters do not apply to them)."
         ),
     ] = "succeeded",
 ) -> ImageList:
     """Images of one status, newest first: stored inspections with defect counts by class,
     or the failed (pending, processing) ones with their error and retry URL."""
     start_date, end_date = resolve_dates(date_range, start_date, end_date)
-    filters = ImageFilters(start_date, end_date, class_name, batch_id, min_defects)
+    filters = ImageFilters(start_date, end_date, class_name, batch_id, min_defects, model_version)
     return await queries.list_images(filters, page, limit, InspectionStatus(status))
 
 
@@ -108,20 +109,12 @@ async def get_image_regions(img_unique_id: ImgUniqueId, queries: QueryServiceDep
 @router.get("/query/defects", response_model=DefectQueryResult, summary="Search defect regions")
 async def query_defects(
     queries: QueryServiceDep,
-    class_name: ClassName = None,
-    date_range: DateRange = None,
-    start_date: StartDate = None,
-    end_date: EndDate = None,
-    min_area: Annotated[AreaPixels, Query(description="Smallest area, pixels.")] = None,
-    max_area: Annotated[AreaPixels, Query(description="Largest area, pixels.")] = None,
-    img_unique_id: ImgUniqueIdFilter = None,
+    filters: DefectFiltersDep,
     page: Page = 1,
     limit: Limit = 50,
 ) -> DefectQueryResult:
     """Regions with their image and class, filtered by class, date (`date_range` as in the
-    PRD, or `start_date`/`end_date`) and area."""
-    start_date, end_date = resolve_dates(date_range, start_date, end_date)
-    filters = DefectFilters(class_name, start_date, end_date, min_area, max_area, img_unique_id)
+    PRD, or `start_date`/`end_date`), area, image and batch."""
     return await queries.query_defects(filters, page, limit)
 
 

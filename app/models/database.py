@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 IMG_UNIQUE_ID_LENGTH = 22  # 20260225_103045_ABC123
+MODEL_TEXT_LENGTH = 128  # model name / version as the model service reports them
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -196,6 +197,13 @@ class Inspection(Base):
     repeat_of: Mapped[str | None] = mapped_column(
         ForeignKey("inspections.img_unique_id", ondelete="SET NULL")
     )
+    # Provenance of the result (migration 20261122_0006): the model service it came from,
+    # the model name and version that service reported (null when it reports none), and
+    # the agent's version.
+    model_service_url: Mapped[str | None] = mapped_column(Text)
+    model_name: Mapped[str | None] = mapped_column(String(MODEL_TEXT_LENGTH))
+    model_version: Mapped[str | None] = mapped_column(String(MODEL_TEXT_LENGTH), index=True)
+    agent_version: Mapped[str | None] = mapped_column(String(64))
 
 
 class AgentProcess(Base):

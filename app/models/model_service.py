@@ -9,7 +9,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 # Every number must fit the column it is stored in (app/models/database.py): PostgreSQL
 # `integer` (int4) and `bigint` (int8); floats must be finite (JSON's NaN/Infinity
@@ -22,6 +29,7 @@ Count8 = Annotated[int, Field(ge=0, le=INT8_MAX)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 NonNegativeFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 CLASS_NAME_MAX_LENGTH = 128  # classes.class_name is VARCHAR(128)
+MODEL_TEXT_MAX_LENGTH = 128  # inspections.model_name / model_version are VARCHAR(128)
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 RESULT_IMAGE_KINDS: tuple[Literal["combined", "mask", "overlay"], ...] = (
@@ -133,12 +141,32 @@ class ImageReference(BaseModel):
     url: str | None = None
 
 
+def _clean_model_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    if _CONTROL_CHARACTERS.search(value):
+        raise ValueError("holds control characters (NUL, tab, newline ...)")
+    return value
+
+
+# A model name or version as the service reports it: printable text, 1 to 128 characters
+# (inspections.model_name / model_version are VARCHAR(128)); anything else refuses the answer.
+ModelText = Annotated[
+    str,
+    Field(min_length=1, max_length=MODEL_TEXT_MAX_LENGTH, strict=True),
+    AfterValidator(_clean_model_text),
+]
+
+
 class ModelServiceAnswer(BaseModel):
-    """The model service's answer, normalised: analysis plus three image references."""
+    """The model service's answer, normalised: analysis plus three image references, and
+    the model's name and version when the service reports them."""
 
     analysis: Analysis
     images: dict[Literal["combined", "mask", "overlay"], ImageReference]
     processing_time_seconds: NonNegativeFinite | None = None
+    model_name: ModelText | None = None
+    model_version: ModelText | None = None
 
 
 _ANALYSIS_KEYS = ("result_json", "result", "analysis")
@@ -190,7 +218,12 @@ def normalise_answer(body: Any) -> dict[str, Any]:
     processing_time = body.get("processing_time_seconds", body.get("processing_time"))
     if not isinstance(processing_time, int | float):
         processing_time = analysis.get("processing_time_seconds", analysis.get("processing_time"))
+    model = {
+        key: next((c[key] for c in (body, analysis) if c.get(key) is not None), None)
+        for key in ("model_name", "model_version")
+    }
     return {
+        **model,
         "analysis": {k: v for k, v in analysis.items() if k != "images"},
         "images": images,
         "processing_time_seconds": processing_time

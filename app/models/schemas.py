@@ -554,6 +554,25 @@ class DefectClassOut(BaseModel):
     total_area_pixels: int
 
 
+class Provenance(BaseModel):
+    """Which model service, model and agent produced a result (null where unknown: the
+    service reported no name or version, or the result predates migration 20261122_0006)."""
+
+    model_config = _example(
+        {
+            "model_service_url": "http://140.96.77.124:8080/",
+            "model_name": "segformer-b2-pcb",
+            "model_version": "2026.02.1",
+            "agent_version": "0.1.0",
+        }
+    )
+
+    model_service_url: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    agent_version: str | None = None
+
+
 class ImageDetail(ImageSummary):
     """One inspected image with its classes, stored paths and download URLs."""
 
@@ -567,6 +586,12 @@ class ImageDetail(ImageSummary):
             "images": EXAMPLE_URLS,
             "input_url": EXAMPLE_UPLOAD["input_url"],
             "json_url": EXAMPLE_UPLOAD["json_url"],
+            "provenance": {
+                "model_service_url": "http://140.96.77.124:8080/",
+                "model_name": "segformer-b2-pcb",
+                "model_version": "2026.02.1",
+                "agent_version": "0.1.0",
+            },
         }
     )
 
@@ -580,6 +605,10 @@ class ImageDetail(ImageSummary):
     input_sha256: str | None = None
     repeat_of: str | None = Field(
         default=None, description="The first earlier inspection of the same bytes, if any."
+    )
+    provenance: Provenance = Field(
+        default_factory=Provenance,
+        description="The model service, model name and version, and agent that produced it.",
     )
 
 

@@ -32,3 +32,11 @@ def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     writer.writerow([neutralise_cell(h) for h in header])
     writer.writerows([neutralise_cell(cell) for cell in row] for row in rows)
     return out.getvalue()
+
+
+def csv_line(row: Sequence[object]) -> str:
+    """One CSV line (ending in `\\n`), every cell neutralised: for streaming a CSV row by row
+    with the same output as `csv_text`."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow([neutralise_cell(cell) for cell in row])
+    return out.getvalue()

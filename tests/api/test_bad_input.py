@@ -181,6 +181,34 @@ CASES = [
     Case(
         "defects-class-nul", "GET", f"/api/query/defects?class_name={NUL}", 422, "invalid_request"
     ),
+    Case(
+        "export-csv-batch-traversal",
+        "GET",
+        "/api/export/regions.csv?batch_id=../../etc",
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "export-csv-area-huge",
+        "GET",
+        f"/api/export/regions.csv?min_area={BIG}",
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "export-coco-class-nul",
+        "GET",
+        f"/api/export/coco.json?class_name={NUL}",
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "export-coco-range-reversed",
+        "GET",
+        "/api/export/coco.json?date_range=2026-02-02..2026-02-01",
+        422,
+        "invalid_request",
+    ),
     Case("heatmap-bins-huge", "GET", f"/api/dashboard/heatmap?bins={BIG}", 422, "invalid_request"),
     Case(
         "per-day-class-nul",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx2
 import pytest
 
+from app.utils.version import installed_version
 from tests.support import AgentServer, db_rows
 
 
@@ -204,3 +206,40 @@ def test_class_names_match_in_any_letter_case(
         assert sum(d["by_class"].get(some_class, 0) for d in day["days"]) == regions
         heat = client.get("/api/dashboard/heatmap", params={"class_name": variant}).json()
         assert heat["total_regions"] == regions
+
+
+def test_image_answer_names_its_model_and_the_list_filters_by_model_version(
+    client: httpx2.Client, agent: AgentServer, uploaded: list[dict[str, object]]
+) -> None:
+    listed = client.get("/api/images").json()
+    assert listed["total"] >= 1
+    detail = client.get(f"/api/images/{listed['images'][0]['img_unique_id']}").json()
+    provenance = detail["provenance"]
+    # The reference service reports these (segformer_service/inspection.py).
+    assert provenance["model_name"] == "reference-classical"
+    assert re.fullmatch(r".+\+[0-9a-f]{12}", provenance["model_version"])
+    assert provenance["agent_version"] == installed_version()
+    assert provenance["model_service_url"].startswith("http://127.0.0.1:")
+    stored = db_rows(
+        str(agent.settings.database_url),
+        "SELECT DISTINCT model_name, model_version FROM inspections WHERE status = 'succeeded'",
+    )
+    assert stored == [("reference-classical", provenance["model_version"])]
+    same = client.get("/api/images", params={"model_version": provenance["model_version"]})
+    assert same.json()["total"] == listed["total"]
+    other = client.get("/api/images", params={"model_version": "some-other-model 9"})
+    assert other.json()["total"] == 0
+    bad = client.get("/api/images", params={"model_version": "a\tb"})
+    assert bad.status_code == 422
+    # The dashboard compares model versions the same way.
+    everything = client.get("/api/dashboard/summary").json()
+    this_model = client.get(
+        "/api/dashboard/summary", params={"model_version": provenance["model_version"]}
+    ).json()
+    assert this_model["total_defects"] == everything["total_defects"]
+    assert this_model["total_images"] == listed["total"]
+    none = client.get("/api/dashboard/summary", params={"model_version": "other 9"}).json()
+    assert (none["total_images"], none["total_defects"]) == (0, 0)
+    for path in ("/api/dashboard/defects-per-day", "/api/dashboard/heatmap"):
+        other_model = client.get(path, params={"model_version": "other 9"})
+        assert other_model.status_code == 200, other_model.text

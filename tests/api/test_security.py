@@ -95,6 +95,8 @@ ROUTES = [
     ("GET", "/api/images/{id}/regions", "read"),
     ("GET", "/api/images/{id}/thumbnail", "read"),
     ("GET", "/api/query/defects", "read"),
+    ("GET", "/api/export/regions.csv", "read"),
+    ("GET", "/api/export/coco.json", "read"),
     ("GET", "/api/stats", "read"),
     ("GET", "/api/batches/nosuchbatch", "read"),
     ("GET", "/api/download/image/{id}/overlay", "read"),

@@ -6,6 +6,7 @@ Screenshots of each page go to $AOI_SCREENSHOT_DIR (default test-artifacts/scree
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,14 @@ def test_batch_of_five_shows_live_progress_to_the_end(
     response = page.request.get(agent.url + zip_href)
     assert response.status == 200
     assert response.body()[:2] == b"PK"
+    # One click exports the batch's regions as CSV (the signed-in session is enough).
+    with page.expect_download() as csv_download:
+        page.click(".export-csv-btn")
+    lines = Path(csv_download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("region_unique_id,img_unique_id,original_filename,")
+    assert len(lines) - 1 == total_defects
+    coco_href = page.locator(".export-coco-btn").get_attribute("href")
+    assert coco_href == f"/api/export/coco.json?batch_id={batch_id.group(1)}"
 
     # Leaving and coming back shows the batch as it stands.
     page.goto(agent.url + "/history")
@@ -161,6 +170,15 @@ def test_history_filters_by_class(
     assert src
     assert "/thumbnail?size=256" in src
     shoot(page, screenshot_dir, "04-history-filtered")
+    # The COCO export takes the same filters: one category, the class's regions.
+    with page.expect_download() as coco_download:
+        page.click("#export-coco")
+    coco = json.loads(Path(coco_download.value.path()).read_text(encoding="utf-8"))
+    assert [c["name"] for c in coco["categories"]] == [name]
+    (regions,) = db_rows(
+        database_url, "SELECT sum(total_regions) FROM classes WHERE class_name = %s", name
+    )[0]
+    assert len(coco["annotations"]) == regions
 
     page.select_option("#f-class", "")
     expect(page.locator("#history-total")).to_contain_text(f"{images} image")
@@ -177,6 +195,8 @@ def test_viewer_hover_click_zoom_and_toggle(
     page.goto(agent.url + "/history")
     page.click(f".thumb-card[data-img-id='{answer['img_unique_id']}']")
     expect(page).to_have_url(agent.url + f"/results/{answer['img_unique_id']}")
+    # The viewer names the model that produced the result (provenance).
+    expect(page.locator(".model-line")).to_contain_text("Model: reference-classical")
     boxes = page.locator(".region-box")
     expect(boxes).to_have_count(answer["total_defects"])
     expect(page.locator(".stage-loading")).to_be_hidden()

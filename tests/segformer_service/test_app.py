@@ -55,6 +55,8 @@ def test_upload_answer_has_contract_layout(sample_answer: dict[str, Any]) -> Non
     assert set(sample_answer) == {
         "success",
         "filename",
+        "model_name",
+        "model_version",
         "processing_time_seconds",
         "result_json",
         "images",

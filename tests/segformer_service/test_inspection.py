@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from segformer_service.config import ServiceSettings
 from segformer_service.errors import InvalidImage
-from segformer_service.inspection import decode_image
+from segformer_service.inspection import InspectionService, decode_image, model_version
 
 
 def _encode(img: Image.Image, fmt: str) -> bytes:
@@ -40,3 +41,16 @@ def test_too_many_pixels_is_refused_before_decoding() -> None:
 def test_garbage_is_invalid() -> None:
     with pytest.raises(InvalidImage, match="not a recognised image format"):
         decode_image(b"\x00\x01garbage", max_pixels=10_000)
+
+
+def test_the_answer_names_the_model_and_a_version_that_follows_the_settings() -> None:
+    png = _encode(Image.new("RGB", (32, 24), (40, 120, 40)), "PNG")
+    answer = InspectionService(ServiceSettings(_env_file=None)).inspect(png, "board.png")  # type: ignore[call-arg]
+    assert answer.model_name == "reference-classical"
+    assert answer.model_version == model_version(ServiceSettings(_env_file=None))  # type: ignore[call-arg]
+    package, digest = answer.model_version.split("+")
+    assert package
+    assert len(digest) == 12
+    # Results-shaping settings change the version; size limits do not.
+    assert model_version(ServiceSettings(max_upload_size_mb=1)) == answer.model_version
+    assert model_version(ServiceSettings(class_ids=[1, 2, 3, 4, 5, 7])) != answer.model_version

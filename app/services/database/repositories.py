@@ -5,16 +5,28 @@ Services call these and only `flush()`; the caller's unit of work commits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from app.models.database import (
     AgentProcess,
@@ -40,6 +52,7 @@ class ImageFilters:
     class_name: str | None = None
     batch_id: str | None = None
     min_defects: int | None = None
+    model_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,7 @@ class DefectFilters:
     min_area: int | None = None
     max_area: int | None = None
     img_unique_id: str | None = None
+    batch_id: str | None = None
 
 
 _CLASS_NAME_SPELLINGS = text(
@@ -567,6 +581,15 @@ class ImageRepository:
                     )
                 )
             )
+        if filters.model_version:
+            stmt = stmt.where(
+                exists().where(
+                    and_(
+                        Inspection.img_unique_id == Image.img_unique_id,
+                        Inspection.model_version == filters.model_version,
+                    )
+                )
+            )
         if filters.min_defects is not None:
             total = (
                 select(func.coalesce(func.sum(DefectClass.total_regions), 0))
@@ -626,6 +649,43 @@ class ImageRepository:
         )
         return [tuple(row) for row in (await self.session.execute(stmt)).all()]
 
+    async def defect_conditions(
+        self, filters: DefectFilters, *, image_level_only: bool = False
+    ) -> list[Any]:
+        """The WHERE conditions of the defect-region query, over `regions` joined with
+        `classes` and `images` (the one place the defect filters are written; the query
+        page and the exports use it).
+
+        Args:
+            image_level_only: only the conditions on the image (dates, batch, image id),
+                for a query over `images` alone (the COCO export's image list).
+        """
+        conditions: list[Any] = []
+        if filters.start_date:
+            conditions.append(Image.timestamp >= day_start(filters.start_date))
+        if filters.end_date and (end := day_end(filters.end_date)) is not None:
+            conditions.append(Image.timestamp < end)
+        if filters.img_unique_id:
+            conditions.append(Image.img_unique_id == filters.img_unique_id)
+        if filters.batch_id:
+            ledger = aliased(Inspection)  # the query may join `inspections` itself
+            conditions.append(
+                exists().where(
+                    ledger.img_unique_id == Image.img_unique_id,
+                    ledger.batch_id == filters.batch_id,
+                )
+            )
+        if image_level_only:
+            return conditions
+        spellings = await self._spellings(filters.class_name)
+        if spellings is not None:
+            conditions.append(DefectClass.class_name.in_(spellings))
+        if filters.min_area is not None:
+            conditions.append(Region.area_pixels >= filters.min_area)
+        if filters.max_area is not None:
+            conditions.append(Region.area_pixels <= filters.max_area)
+        return conditions
+
     async def query_defects(
         self, filters: DefectFilters, offset: int, limit: int
     ) -> tuple[int, list[tuple[Any, ...]]]:
@@ -638,35 +698,85 @@ class ImageRepository:
             select(Region, DefectClass.class_name, DefectClass.class_id, Image.timestamp)
             .join(DefectClass, DefectClass.class_unique_id == Region.class_unique_id)
             .join(Image, Image.img_unique_id == Region.img_unique_id)
+            .where(*await self.defect_conditions(filters))
         )
-        conditions: list[Any] = []
-        spellings = await self._spellings(filters.class_name)
-        if spellings is not None:
-            conditions.append(DefectClass.class_name.in_(spellings))
-        if filters.start_date:
-            conditions.append(Image.timestamp >= day_start(filters.start_date))
-        if filters.end_date and (end := day_end(filters.end_date)) is not None:
-            conditions.append(Image.timestamp < end)
-        if filters.min_area is not None:
-            conditions.append(Region.area_pixels >= filters.min_area)
-        if filters.max_area is not None:
-            conditions.append(Region.area_pixels <= filters.max_area)
-        if filters.img_unique_id:
-            conditions.append(Region.img_unique_id == filters.img_unique_id)
-        base = base.where(*conditions)
         total = int(
             (
                 await self.session.execute(select(func.count()).select_from(base.subquery()))
             ).scalar_one()
         )
+        stmt = base.order_by(*_DEFECT_ORDER).offset(offset).limit(limit)
+        return total, [tuple(row) for row in (await self.session.execute(stmt)).all()]
+
+    async def stream_defects(
+        self, filters: DefectFilters, chunk_rows: int = 1000
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """Every region matching `filters` (in the query page's order) with its image and
+        class, read through a server-side cursor `chunk_rows` at a time: memory stays
+        constant however many rows match. Needs the session to itself while it runs.
+
+        Yields:
+            Rows with the columns of `EXPORT_REGION_COLUMNS` (pixels; timestamp UTC).
+        """
         stmt = (
-            base.order_by(
-                Image.timestamp.desc(), Region.img_unique_id, DefectClass.class_id, Region.region_id
-            )
-            .offset(offset)
+            select(*_EXPORT_COLUMNS)
+            .join(DefectClass, DefectClass.class_unique_id == Region.class_unique_id)
+            .join(Image, Image.img_unique_id == Region.img_unique_id)
+            .outerjoin(Inspection, Inspection.img_unique_id == Image.img_unique_id)
+            .where(*await self.defect_conditions(filters))
+            .order_by(*_DEFECT_ORDER)
+            .execution_options(yield_per=chunk_rows)
+        )
+        result = await self.session.stream(stmt)
+        async for row in result:
+            yield tuple(row)
+
+    async def defect_class_names(self, filters: DefectFilters) -> list[str]:
+        """The distinct class names of the regions matching `filters`, sorted."""
+        stmt = (
+            select(DefectClass.class_name)
+            .join(Region, Region.class_unique_id == DefectClass.class_unique_id)
+            .join(Image, Image.img_unique_id == Region.img_unique_id)
+            .where(*await self.defect_conditions(filters))
+            .distinct()
+            .order_by(DefectClass.class_name)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def export_images_after(
+        self, filters: DefectFilters, after: tuple[datetime, str] | None, limit: int
+    ) -> list[tuple[Image, str | None]]:
+        """Up to `limit` images matching the image-level defect filters (dates, batch,
+        image id), newest first, strictly after the (timestamp, img_unique_id) key `after`
+        (keyset paging: each page costs the same however deep), with their original
+        file name."""
+        stmt = (
+            select(Image, Inspection.original_filename)
+            .outerjoin(Inspection, Inspection.img_unique_id == Image.img_unique_id)
+            .where(*await self.defect_conditions(filters, image_level_only=True))
+            .order_by(Image.timestamp.desc(), Image.img_unique_id.desc())
             .limit(limit)
         )
-        return total, [tuple(row) for row in (await self.session.execute(stmt)).all()]
+        if after is not None:
+            stmt = stmt.where(tuple_(Image.timestamp, Image.img_unique_id) < tuple_(*after))
+        return [(row[0], row[1]) for row in (await self.session.execute(stmt)).all()]
+
+    async def regions_of_images(
+        self, filters: DefectFilters, img_unique_ids: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        """The regions matching `filters` of the images `img_unique_ids`, with their class
+        name, ordered by image, class and region: rows of (Region, class_name, class_id)."""
+        if not img_unique_ids:
+            return []
+        stmt = (
+            select(Region, DefectClass.class_name, DefectClass.class_id)
+            .join(DefectClass, DefectClass.class_unique_id == Region.class_unique_id)
+            .join(Image, Image.img_unique_id == Region.img_unique_id)
+            .where(*await self.defect_conditions(filters))
+            .where(Region.img_unique_id.in_(list(img_unique_ids)))
+            .order_by(Region.img_unique_id, DefectClass.class_id, Region.region_id)
+        )
+        return [tuple(row) for row in (await self.session.execute(stmt)).all()]
 
     async def delete(self, img_unique_id: str) -> None:
         """Delete an image; its classes and regions go by ON DELETE CASCADE."""
@@ -699,6 +809,41 @@ class ImageRepository:
             .order_by(func.sum(DefectClass.total_regions).desc(), DefectClass.class_name)
         )
         return [tuple(row) for row in (await self.session.execute(stmt)).all()]
+
+
+_DEFECT_ORDER = (
+    Image.timestamp.desc(),
+    Region.img_unique_id,
+    DefectClass.class_id,
+    Region.region_id,
+)
+
+# The columns of the regions export, in order (see `stream_defects`).
+_EXPORT_COLUMNS = (
+    Region.region_unique_id,
+    Region.img_unique_id,
+    Inspection.original_filename,
+    Image.timestamp,
+    Inspection.batch_id,
+    Image.image_width,
+    Image.image_height,
+    DefectClass.class_id,
+    DefectClass.class_name,
+    Region.region_id,
+    Region.centroid_x,
+    Region.centroid_y,
+    Region.bbox_x,
+    Region.bbox_y,
+    Region.bbox_width,
+    Region.bbox_height,
+    Region.area_pixels,
+    Region.perimeter,
+    Region.major_axis,
+    Region.minor_axis,
+    Region.circularity,
+    Region.aspect_ratio,
+)
+EXPORT_REGION_COLUMNS = tuple(column.key for column in _EXPORT_COLUMNS)
 
 
 def _float(value: Any) -> float | None:

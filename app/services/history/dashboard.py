@@ -6,11 +6,11 @@ Days are UTC days, as everywhere in the API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, cast, func, select
+from sqlalchemy import ColumnElement, Date, cast, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import AgentError
@@ -21,7 +21,7 @@ from app.models.dashboard import (
     DefectsPerDay,
     Heatmap,
 )
-from app.models.database import DefectClass, Image, Region
+from app.models.database import DefectClass, Image, Inspection, Region
 from app.services.database.repositories import class_name_spellings, day_end, day_start
 
 DEFAULT_DAYS = 30
@@ -43,6 +43,8 @@ class Period:
 
     start_date: date | None = None
     end_date: date | None = None
+    # Only results of this model version (as the model service reported it).
+    model_version: str | None = None
 
     def check(self) -> Period:
         """This period, after checking it.
@@ -74,6 +76,13 @@ class DashboardRepository:
             conditions.append(Image.timestamp >= day_start(period.start_date))
         if period.end_date and (end := day_end(period.end_date)) is not None:
             conditions.append(Image.timestamp < end)
+        if period.model_version:
+            conditions.append(
+                exists().where(
+                    Inspection.img_unique_id == Image.img_unique_id,
+                    Inspection.model_version == period.model_version,
+                )
+            )
         return conditions
 
     async def image_totals(self, period: Period) -> tuple[int, int]:
@@ -214,7 +223,7 @@ class DashboardService:
         start = period.start_date or end - timedelta(
             days=min(DEFAULT_DAYS - 1, end.toordinal() - 1)
         )
-        period = Period(start, end).check()
+        period = replace(period, start_date=start, end_date=end).check()
         span = (end - start).days + 1
         if span > MAX_DAYS:
             raise BadDateRange(f"the range is {span} days; at most {MAX_DAYS} are shown per day")

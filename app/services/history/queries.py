@@ -35,6 +35,7 @@ from app.models.schemas import (
     ImageSummary,
     InspectionState,
     PointOut,
+    Provenance,
     RegionOut,
     ResultImagesBase64,
     ResultImageUrls,
@@ -347,6 +348,14 @@ class QueryService:
             json_url=self.links.json(img_unique_id),
             input_sha256=inspection.input_sha256 if inspection else None,
             repeat_of=inspection.repeat_of if inspection else None,
+            provenance=Provenance(
+                model_service_url=inspection.model_service_url,
+                model_name=inspection.model_name,
+                model_version=inspection.model_version,
+                agent_version=inspection.agent_version,
+            )
+            if inspection
+            else Provenance(),
         )
 
     async def image_classes(self, img_unique_id: str) -> list[DefectClassOut]:

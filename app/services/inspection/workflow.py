@@ -56,6 +56,7 @@ from app.utils.ids import new_batch_id, new_img_unique_id, utc_now
 from app.utils.images import validate_image
 from app.utils.logging import request_id_var
 from app.utils.text import printable
+from app.utils.version import installed_version, without_userinfo
 
 logger = logging.getLogger(__name__)
 
@@ -528,6 +529,10 @@ class InspectionService:
                     completed_at=utc_now(),
                     model_service_seconds=round(result.round_trip_seconds, 6),
                     total_seconds=round(total_seconds, 6),
+                    model_service_url=without_userinfo(self.client.base_url),
+                    model_name=result.model_name,
+                    model_version=result.model_version,
+                    agent_version=installed_version(),
                     last_error=None,
                     error_status_code=None,
                     owner_process_id=None,

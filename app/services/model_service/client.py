@@ -68,6 +68,7 @@ class InferenceResult:
         images: PNG bytes by kind (`combined`, `mask`, `overlay`).
         processing_time_seconds: inference time the service reported, or the round trip.
         round_trip_seconds: wall time of the whole call, retries and image fetches included.
+        model_name, model_version: as the service reported them (None when it did not).
     """
 
     analysis: Analysis
@@ -75,6 +76,8 @@ class InferenceResult:
     images: dict[str, bytes]
     processing_time_seconds: float
     round_trip_seconds: float
+    model_name: str | None = None
+    model_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -302,6 +305,8 @@ class ModelServiceClient:
             images=dict(images),
             processing_time_seconds=float(reported) if reported is not None else round_trip,
             round_trip_seconds=round_trip,
+            model_name=answer.model_name,
+            model_version=answer.model_version,
         )
 
     async def health(self) -> tuple[bool, str | None]:

@@ -286,10 +286,19 @@ function drawSummary() {
     : "";
   $("summary-zips").innerHTML = [...batches.keys()].map((id, i) => `<a class="btn btn-sm btn-primary zip-btn${done ? "" : " disabled"}"
       href="/api/download/batch/${encodeURIComponent(id)}" download ${done ? "" : 'aria-disabled="true" tabindex="-1"'}
-      title="${escapeHtml(id)}">⤓ Download batch ZIP${batches.size > 1 ? ` ${i + 1}` : ""}</a>`).join("")
+      title="${escapeHtml(id)}">⤓ Download batch ZIP${batches.size > 1 ? ` ${i + 1}` : ""}</a>`
+      + exportLinks(id, batches.size > 1 ? ` ${i + 1}` : "", done)).join("")
     + (failed ? `<button type="button" class="btn btn-sm btn-outline-danger" id="retry-failed">Retry ${failed} failed</button>` : "")
     + `<a class="btn btn-sm btn-outline-secondary" href="/history?batch_id=${encodeURIComponent([...batches.keys()][0] || "")}">Open in history</a>`;
   return done;
+}
+
+/** Export CSV / Export COCO links for the regions of one batch (enabled once it is done). */
+function exportLinks(id, suffix, done) {
+  const off = done ? "" : ' aria-disabled="true" tabindex="-1"';
+  const query = `batch_id=${encodeURIComponent(id)}`;
+  return `<a class="btn btn-sm btn-outline-primary export-csv-btn${done ? "" : " disabled"}" href="/api/export/regions.csv?${query}" download${off}>⤓ Export CSV${suffix}</a>`
+    + `<a class="btn btn-sm btn-outline-primary export-coco-btn${done ? "" : " disabled"}" href="/api/export/coco.json?${query}" download${off}>⤓ Export COCO${suffix}</a>`;
 }
 
 async function poll() {

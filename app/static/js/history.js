@@ -22,6 +22,18 @@ function currentQuery() {
   return out;
 }
 
+// The filters the exports take (those of /api/query/defects); the others do not apply.
+const EXPORT_FIELDS = ["start_date", "end_date", "class_name", "batch_id"];
+
+/** Points the Export CSV / Export COCO links at the regions of the current filters. */
+function updateExports(query) {
+  const q = new URLSearchParams();
+  for (const f of EXPORT_FIELDS) if (query.get(f)) q.set(f, query.get(f));
+  const suffix = q.toString() ? `?${q}` : "";
+  document.getElementById("export-csv").href = `/api/export/regions.csv${suffix}`;
+  document.getElementById("export-coco").href = `/api/export/coco.json${suffix}`;
+}
+
 function fillForm(query) {
   for (const f of FIELDS) form.elements[f].value = query.get(f) || "";
   const withResults = !query.get("status") || query.get("status") === "succeeded";
@@ -104,6 +116,7 @@ async function load() {
   const token = ++loadToken;
   const query = currentQuery();
   fillForm(query);
+  updateExports(query);
   errorBox.innerHTML = "";
   gallery.setAttribute("aria-busy", "true");
   gallery.classList.add("opacity-50");

@@ -133,6 +133,17 @@ function renderState(root, state, reload) {
   });
 }
 
+
+/** "Model: name version · service URL · agent x" from an image answer's `provenance`
+ * (absent on upload answers, null fields for results stored before it was recorded). */
+function modelLine(p) {
+  if (!p || !(p.model_name || p.model_version || p.model_service_url)) return "";
+  const model = [p.model_name, p.model_version].filter(Boolean).join(" ") || "not reported";
+  const service = p.model_service_url ? ` · service ${escapeHtml(p.model_service_url)}` : "";
+  const agent = p.agent_version ? ` · agent ${escapeHtml(p.agent_version)}` : "";
+  return `<div class="text-muted small model-line">Model: <span class="model-version">${escapeHtml(model)}</span>${service}${agent}</div>`;
+}
+
 class ResultView {
   constructor(root, detail, regionsAnswer, options) {
     this.root = root;
@@ -168,6 +179,7 @@ class ResultView {
             · inference ${formatNumber(d.processing_time_seconds)} s
             ${d.batch_id ? ` · batch <a href="/batch?batch=${encodeURIComponent(d.batch_id)}">${escapeHtml(d.batch_id)}</a>` : ""}
           </div>
+          ${modelLine(d.provenance)}
           <div class="mt-2 result-summary">
             <span class="badge text-bg-dark total-defects">${d.total_defects} defect${d.total_defects === 1 ? "" : "s"}</span>
             ${classBadges(d.defect_classes)}

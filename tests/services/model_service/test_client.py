@@ -79,6 +79,28 @@ async def test_every_plausible_layout_is_accepted(
     assert result.analysis.classes["pin_hole"].regions[0].circularity == 0.75
     assert result.images == {"combined": PNG, "mask": PNG, "overlay": PNG}
     assert result.raw_analysis["classes"] == ANALYSIS["classes"]
+    assert result.model_name is None
+    assert result.model_version is None
+
+
+@pytest.mark.parametrize("where", ["top", "result_json"])
+async def test_the_model_name_and_version_are_read_where_the_service_puts_them(
+    scripted: ScriptedService, where: str
+) -> None:
+    model = {"model_name": "segformer-b2-pcb", "model_version": "2026.02.1"}
+    images = {"combined": B64, "mask": B64, "overlay": B64}
+    body = (
+        {**model, "result_json": ANALYSIS, "images": images}
+        if where == "top"
+        else {"result_json": {**ANALYSIS, **model}, "images": images}
+    )
+    scripted.script = [ok(body)]
+    client = make_client(scripted.url)
+    try:
+        result = await client.infer(PNG, "a.png", "image/png")
+    finally:
+        await client.aclose()
+    assert (result.model_name, result.model_version) == ("segformer-b2-pcb", "2026.02.1")
 
 
 async def test_503_is_retried_with_back_off_then_succeeds(scripted: ScriptedService) -> None:
@@ -144,8 +166,39 @@ async def test_unreachable_service_names_its_url() -> None:
             },
             "total_regions is 3 but 1 regions are listed",
         ),
+        (
+            {
+                **ANALYSIS,
+                "model_version": "2.1\n",
+                "images": {"combined": B64, "mask": B64, "overlay": B64},
+            },
+            "model_version",
+        ),
+        (
+            {
+                "result_json": {**ANALYSIS, "model_name": "m" * 129},
+                "images": {"combined": B64, "mask": B64, "overlay": B64},
+            },
+            "model_name",
+        ),
+        (
+            {
+                **ANALYSIS,
+                "model_version": 2,
+                "images": {"combined": B64, "mask": B64, "overlay": B64},
+            },
+            "model_version",
+        ),
     ],
-    ids=["missing-mask", "missing-analysis", "bad-base64", "totals-disagree"],
+    ids=[
+        "missing-mask",
+        "missing-analysis",
+        "bad-base64",
+        "totals-disagree",
+        "model-version-newline",
+        "model-name-too-long",
+        "model-version-not-text",
+    ],
 )
 async def test_malformed_answers_name_what_is_wrong(
     scripted: ScriptedService, body: dict[str, Any], message: str
