@@ -82,6 +82,19 @@ def tables(url: str) -> set[str]:
     }
 
 
+def add_ledger_row(url: str, img_unique_id: str, status: str) -> None:
+    """Insert (and commit) one `inspections` row with only the columns every revision has,
+    as an inspection accepted before the migration under test."""
+    db_execute(
+        url,
+        "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
+        " size_bytes, media_type, status, attempts)"
+        " VALUES (%s, 'old.png', 'uploads/old.png', 3, 'image/png', %s, 1)",
+        img_unique_id,
+        status,
+    )
+
+
 def test_upgrade_creates_the_three_tables_with_exactly_their_columns(empty_database: str) -> None:
     upgrade_database(empty_database)
     assert columns(empty_database, "images") == IMAGES
@@ -154,12 +167,7 @@ def test_heartbeat_migration_downgrades_and_upgrades_with_data_kept(empty_databa
     )
     assert isinstance(before, str)
     upgrade_database(empty_database, before)
-    db_execute(
-        empty_database,
-        "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
-        " size_bytes, media_type, status, attempts) VALUES ('20261122_050000_MIGR01', 'a.png',"
-        " 'uploads/a.png', 1, 'image/png', 'processing', 1)",
-    )
+    add_ledger_row(empty_database, "20261122_050000_MIGR01", "processing")
     upgrade_database(empty_database, "20261122_0004")
     assert "agent_processes" in tables(empty_database)
     added = ["owner_process_id", "next_attempt_at", "waiting_since"]
@@ -182,13 +190,7 @@ def test_input_hash_migration_keeps_old_rows_and_downgrades_on_its_own(
 ) -> None:
     upgrade_database(empty_database, "20261122_0005-1")
     before = columns(empty_database, "inspections")
-    db_rows(  # db_rows commits: an inspection accepted before the migration
-        empty_database,
-        "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
-        " size_bytes, media_type, status, attempts) VALUES"
-        " ('20261120_101010_OLD001', 'old.png', 'uploads/x.png', 3, 'image/png',"
-        " 'succeeded', 1) RETURNING img_unique_id",
-    )
+    add_ledger_row(empty_database, "20261120_101010_OLD001", "succeeded")
     upgrade_database(empty_database, "20261122_0005")
     assert columns(empty_database, "inspections") == [*before, "input_sha256", "repeat_of"]
     assert "ix_inspections_input_sha256" in indexes(empty_database, "inspections")
@@ -215,13 +217,7 @@ def test_provenance_migration_keeps_old_rows_and_downgrades_on_its_own(
 ) -> None:
     upgrade_database(empty_database, "20261122_0005")
     before = columns(empty_database, "inspections")
-    db_rows(  # db_rows commits: an inspection stored before the migration
-        empty_database,
-        "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
-        " size_bytes, media_type, status, attempts) VALUES"
-        " ('20261120_101010_OLD002', 'old.png', 'uploads/y.png', 3, 'image/png',"
-        " 'succeeded', 1) RETURNING img_unique_id",
-    )
+    add_ledger_row(empty_database, "20261120_101010_OLD002", "succeeded")
     upgrade_database(empty_database, "20261122_0006")
     added = ["model_service_url", "model_name", "model_version", "agent_version"]
     assert columns(empty_database, "inspections") == [*before, *added]
