@@ -143,8 +143,8 @@ async def upload_image(
         return Answer.json(status.HTTP_200_OK, answer.model_dump(mode="json"))
 
     options = {"include_images": include_images, "skip_duplicates": skip_duplicates}
-    settings = runtime.settings
-    lease_s = settings.segformer_timeout_s * (settings.segformer_max_retries + 1) + 60
+    # The key is held while the inference may run: SEGFORMER_DEADLINE_S bounds it.
+    lease_s = runtime.settings.segformer_deadline_s + 60
     try:
         answer = await IdempotencyKeys(runtime.sessions).answer(
             idempotency_key, request_digest("upload", options, files), lease_s, inspect
@@ -205,6 +205,9 @@ async def upload_batch(
         idle_timeout_s=runtime.settings.upload_idle_timeout_s,
     )
 
+    # How long `wait=true` waits for the batch; the idempotency key is held as long.
+    wait_s = runtime.settings.segformer_timeout_s * max(1, len(files))
+
     async def accept() -> Answer:
         acceptance = await service.accept_batch(files, skip_duplicates=skip_duplicates)
         accepted = batch_accepted(acceptance, links)
@@ -214,14 +217,13 @@ async def upload_batch(
             return Answer.json(status.HTTP_200_OK, nothing_queued.model_dump(mode="json"))
         if not wait:
             return Answer.json(status.HTTP_202_ACCEPTED, accepted.model_dump(mode="json"))
-        timeout_s = runtime.settings.segformer_timeout_s * max(1, len(acceptance.accepted))
-        final = await queries.wait_for_batch(batch_id, timeout_s)
+        final = await queries.wait_for_batch(batch_id, wait_s)
         results = await queries.batch_results(batch_id, service.read_analysis)
         body = BatchUploadResult(**accepted.model_dump(), status=final, results=results)
         return Answer.json(status.HTTP_200_OK, body.model_dump(mode="json"))
 
     options = {"wait": wait, "skip_duplicates": skip_duplicates}
-    lease_s = 120 + (runtime.settings.segformer_timeout_s * len(files) if wait else 0)
+    lease_s = 120 + (wait_s if wait else 0)
     try:
         answer = await IdempotencyKeys(runtime.sessions).answer(
             idempotency_key, request_digest("upload_batch", options, files), lease_s, accept
