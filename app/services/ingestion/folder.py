@@ -52,9 +52,10 @@ def is_candidate(root: Path, path: Path) -> bool:
     return not path.name.lower().endswith(TEMPORARY_SUFFIXES)
 
 
-def scan(root: Path) -> Iterator[Path]:
-    """Every candidate file under `root` (recursive; `processed/` and `failed/` skipped)."""
-    for folder, dirs, files in os.walk(root):
+def scan(root: Path, start: Path | None = None) -> Iterator[Path]:
+    """Every candidate file under `start` (default: the whole hot folder `root`;
+    recursive; `processed/` and `failed/` skipped)."""
+    for folder, dirs, files in os.walk(start or root):
         here = Path(folder)
         dirs[:] = sorted(d for d in dirs if is_candidate(root, here / d))
         for name in sorted(files):

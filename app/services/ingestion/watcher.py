@@ -184,7 +184,7 @@ class HotFolder:
             if change == Change.deleted:
                 self.tracker.forget(path)
             elif path not in self.busy and path not in self.ready:
-                await anyio.to_thread.run_sync(self.tracker.observe, path, now)
+                await anyio.to_thread.run_sync(self._follow, path, now)
         if now - self.last_rescan >= self.options.rescan_s:
             self.last_rescan = now
             for path in await anyio.to_thread.run_sync(lambda: list(scan(self.root))):
@@ -198,6 +198,16 @@ class HotFolder:
         if self.in_flight and now - self.last_poll >= max(self.options.tick_s, 1.0):
             self.last_poll = now
             await self._finish_settled()
+
+    def _follow(self, path: Path, now: float) -> None:
+        """Follow a file an event named; for a new folder, every file already in it (they
+        may have been written before the folder itself was being watched). Blocking."""
+        if path.is_dir():
+            for inner in scan(self.root, path):
+                if inner not in self.busy and inner not in self.ready:
+                    self.tracker.observe(inner, now)
+        else:
+            self.tracker.observe(path, now)
 
     async def _hand_over(self, now: float) -> None:
         if not self.ready or now < self.next_submit:
