@@ -28,7 +28,7 @@ from app.services.database.embedded import EmbeddedPostgresError, start_embedded
 from app.services.database.migrations import upgrade_database
 from app.services.database.preflight import DatabaseNotReady, check_database
 from app.services.model_service.reference import ReferenceServiceError, start_reference_service
-from app.services.storage.local import Storage
+from app.services.storage import open_storage
 from app.utils.logging import configure_logging
 
 logger = logging.getLogger("app.launcher")
@@ -202,7 +202,7 @@ def main() -> int:
         )
         return 2
     configure_logging(settings.log_level, settings.resolved_log_dir)
-    Storage(settings).ensure_directories()
+    open_storage(settings).ensure_directories()
     try:
         with (
             contextlib.closing(listen(settings.host, settings.port)) as sock,

@@ -1,0 +1,162 @@
+"""The object-store backend: any S3-compatible store (AWS S3, MinIO, Ceph RGW, ...).
+
+STORAGE_URL=s3://bucket/prefix; S3_ENDPOINT_URL names a store other than AWS; the
+credentials and region come from the standard AWS variables (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION or AWS_DEFAULT_REGION) or the
+instance's role.
+
+Built on obstore (Rust `object_store` bindings, async, releases the GIL): it was the
+fastest client measured for many small objects, needs no boto session per task, and
+signs URLs itself. One S3 PUT is atomic: an object is there whole or not at all.
+Uploads larger than 10 MB go up in parts (multipart), so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import anyio
+import obstore
+from obstore.store import S3Store
+
+from app.config import Settings
+from app.services.storage.base import CHUNK_BYTES, ObjectStream, Storage, StoredObject
+
+if TYPE_CHECKING:
+    from obstore import Attributes
+
+# Objects larger than this are uploaded in parts, bytes.
+MULTIPART_THRESHOLD_BYTES = 10 * 1024 * 1024
+# Keys per DeleteObjects request (S3 allows at most 1000).
+DELETE_BATCH = 1000
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """(bucket, prefix) of `s3://bucket/prefix` (prefix without slashes at either end).
+
+    Raises:
+        ValueError: not an `s3://` URL with a bucket.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"{url!r} is not s3://bucket/prefix")
+    return parts.netloc, parts.path.strip("/")
+
+
+class S3Storage(Storage):
+    """Objects in an S3 bucket under a prefix (see the module's docstring)."""
+
+    backend = "s3"
+
+    def __init__(self, settings: Settings, url: str) -> None:
+        super().__init__(settings)
+        self.bucket, self.prefix = parse_s3_url(url)
+        config: dict[str, Any] = {}
+        client_options: dict[str, Any] = {"timeout": f"{settings.s3_timeout_s:g}s"}
+        if settings.s3_endpoint_url:
+            config["endpoint"] = settings.s3_endpoint_url
+            if settings.s3_endpoint_url.startswith("http://"):
+                client_options["allow_http"] = True
+        if settings.s3_region:
+            config["region"] = settings.s3_region
+        self.store = S3Store(
+            self.bucket,
+            prefix=self.prefix or None,
+            client_options=client_options,  # type: ignore[arg-type]
+            **config,
+        )
+        self.presign = settings.s3_presigned_downloads
+        self.presign_ttl = timedelta(seconds=settings.s3_presigned_ttl_s)
+
+    @staticmethod
+    def default_scratch_dir(settings: Settings) -> Path:
+        """SCRATCH_DIR, else DATA_DIR/scratch."""
+        if settings.scratch_dir is not None:
+            return settings.scratch_dir.expanduser().resolve()
+        return settings.resolved_data_dir / "scratch"
+
+    @property
+    def location(self) -> str:
+        """`s3://bucket/prefix`."""
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    # -- primitives ----------------------------------------------------------------------
+
+    async def keep_input(self, incoming: Path, key: str, media_type: str) -> None:
+        """Upload the scratch file (in parts when large), then remove it."""
+        size = (await anyio.Path(incoming).stat()).st_size
+        await obstore.put_async(
+            self.store,
+            self.key_of(key),
+            incoming,
+            attributes=_attributes(media_type),
+            use_multipart=size > MULTIPART_THRESHOLD_BYTES,
+            chunk_size=MULTIPART_THRESHOLD_BYTES,
+        )
+        await self.remove_scratch(incoming)
+
+    async def put(self, key: str, data: bytes, media_type: str | None = None) -> None:
+        """One PUT (atomic)."""
+        await obstore.put_async(
+            self.store,
+            self.key_of(key),
+            data,
+            attributes=_attributes(media_type),
+            use_multipart=False,
+        )
+
+    async def get(self, key: str) -> bytes:
+        """One GET (FileNotFoundError when missing)."""
+        result = await obstore.get_async(self.store, self.key_of(key))
+        return bytes(await result.bytes_async())
+
+    async def open_stream(self, key: str) -> ObjectStream:
+        """One GET, its body read as it is consumed."""
+        result = await obstore.get_async(self.store, self.key_of(key))
+        stream = result.stream(min_chunk_size=CHUNK_BYTES)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for chunk in stream:
+                yield bytes(chunk)
+
+        return ObjectStream(int(result.meta["size"]), chunks())
+
+    async def exists(self, key: str) -> bool:
+        """One HEAD."""
+        try:
+            await obstore.head_async(self.store, self.key_of(key))
+        except (FileNotFoundError, ValueError):
+            return False
+        return True
+
+    def local_file(self, key: str) -> Path | None:
+        """None: objects are not local files."""
+        return None
+
+    async def presigned_url(self, key: str) -> str | None:
+        """A GET URL valid for S3_PRESIGNED_TTL_S seconds, when S3_PRESIGNED_DOWNLOADS."""
+        if not self.presign:
+            return None
+        return await obstore.sign_async(self.store, "GET", self.key_of(key), self.presign_ttl)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """DeleteObjects, up to 1000 keys a request."""
+        paths = [self.key_of(k) for k in keys]
+        for start in range(0, len(paths), DELETE_BATCH):
+            await obstore.delete_async(self.store, paths[start : start + DELETE_BATCH])
+
+    async def list_objects(self, prefix: str) -> AsyncIterator[StoredObject]:
+        """ListObjectsV2 pages of up to 1000 keys."""
+        async for page in obstore.list(self.store, prefix=prefix.rstrip("/"), chunk_size=1000):
+            for meta in page:
+                key = str(meta["path"])
+                if key.startswith(prefix):
+                    yield StoredObject(key, int(meta["size"]), meta["last_modified"].timestamp())
+
+
+def _attributes(media_type: str | None) -> Attributes | None:
+    return {"Content-Type": media_type} if media_type else None
