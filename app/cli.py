@@ -471,3 +471,7 @@ def storage_migrate(
         f"{verb} {report.copied} objects ({report.bytes_copied / 2**20:.1f} MB) from"
         f" {source.location} to {target.location}; {report.skipped} were already there"
     )
+
+
+if __name__ == "__main__":
+    main()
