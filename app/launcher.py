@@ -193,6 +193,19 @@ async def _active_key_count(database_url: str) -> int:
         await engine.dispose()
 
 
+def storage_notice(settings: Settings) -> str:
+    """One line on where files are kept; with an object store, a reminder when SECRET_KEY
+    is unset (each machine would then sign links and sessions with its own secret)."""
+    storage = open_storage(settings)
+    line = f"storage: {storage.location} ({storage.backend})"
+    if settings.uses_object_store and not settings.secret_key:
+        line += (
+            "; SECRET_KEY is unset: set the same value on every agent, or download links"
+            " and web sessions made by one agent are refused by the others"
+        )
+    return line
+
+
 def serve_worker_processes(settings: Settings, sock: socket.socket) -> None:
     """Serve with WEB_CONCURRENCY API worker processes on `sock`, until Ctrl-C or SIGTERM.
 
@@ -256,6 +269,7 @@ def main() -> int:
             from app.main import create_app
 
             print(auth_notice(ready))
+            print(storage_notice(ready))
             if ready.web_concurrency > 1:
                 serve_worker_processes(ready, sock)
                 return 0
