@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PRODUCTION_MODEL_SERVICE_URL = "http://140.96.77.124:8080/"
@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     # from the standard AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    # The standard AWS variables, read here too so that `.env` may hold them (the process
+    # environment and the instance's role work as well).
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    aws_region: str | None = None
     s3_timeout_s: float = Field(default=30.0, gt=0)
     # Downloads answer 307 to a presigned URL of the object store instead of passing the
     # bytes through the agent; the URL is valid this long (seconds).

@@ -61,8 +61,14 @@ class S3Storage(Storage):
             config["endpoint"] = settings.s3_endpoint_url
             if settings.s3_endpoint_url.startswith("http://"):
                 client_options["allow_http"] = True
-        if settings.s3_region:
-            config["region"] = settings.s3_region
+        region = settings.s3_region or settings.aws_region
+        if region:
+            config["region"] = region
+        if settings.aws_access_key_id and settings.aws_secret_access_key:
+            config["access_key_id"] = settings.aws_access_key_id
+            config["secret_access_key"] = settings.aws_secret_access_key.get_secret_value()
+            if settings.aws_session_token:
+                config["session_token"] = settings.aws_session_token.get_secret_value()
         self.store = S3Store(
             self.bucket,
             prefix=self.prefix or None,
