@@ -173,7 +173,8 @@ async def test_presigned_downloads_come_straight_from_the_store(
 
     url = await store.presigned_url("results/20261202/x/mask.png")
 
-    assert url is not None and url.startswith(s3_emulator.url)
+    assert url is not None
+    assert url.startswith(s3_emulator.url)
     answer = httpx2.get(url, timeout=10)
     assert answer.status_code == 200
     assert answer.content == make_image("PNG")
