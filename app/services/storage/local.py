@@ -14,6 +14,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 import anyio
@@ -23,6 +24,7 @@ from app.services.storage.base import (
     CHUNK_BYTES,
     INCOMING_DIR_NAME,
     RESULTS,
+    THUMBNAILS,
     UPLOADS,
     ObjectStream,
     Storage,
@@ -144,6 +146,20 @@ class LocalStorage(Storage):
         """Delete the folder of `prefix` and everything in it."""
         folder = self.path_of(prefix.rstrip("/"))
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+    async def remove_inspection_files(
+        self, input_stored: str | None, img_unique_id: str, accepted_at: datetime | None
+    ) -> None:
+        """As `Storage.remove_inspection_files`, and the thumbnails older versions cached
+        flat in `thumbnails/` (`{img_unique_id}_{kind}_{size}.jpg`)."""
+        await super().remove_inspection_files(input_stored, img_unique_id, accepted_at)
+        folder = self.data_dir / THUMBNAILS
+
+        def remove_flat() -> None:
+            for old in folder.glob(f"{img_unique_id}_*.jpg"):
+                old.unlink(missing_ok=True)
+
+        await anyio.to_thread.run_sync(remove_flat)
 
     async def list_objects(self, prefix: str) -> AsyncIterator[StoredObject]:
         """The files under the folder of `prefix`, walked in a thread one folder at a

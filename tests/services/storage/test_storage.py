@@ -208,3 +208,19 @@ async def test_migrate_copies_a_folder_store_key_for_key_and_can_run_again(
     assert s3_emulator.read(bucket, f"p/{input_key}") == b"input"
     assert (first.copied, first.skipped) == (5, 0)
     assert (again.copied, again.skipped) == (0, 5)
+
+
+async def test_thumbnails_cached_flat_by_older_versions_go_with_their_inspection(
+    tmp_path: Path,
+) -> None:
+    store = open_storage(storage_settings(tmp_path))
+    flat = tmp_path / "data" / "thumbnails" / f"{IMG_ID}_overlay_256.jpg"
+    flat.parent.mkdir(parents=True)
+    flat.write_bytes(b"jpeg")
+    kept = flat.with_name("20261202_093005_000002_fedcba_overlay_256.jpg")
+    kept.write_bytes(b"jpeg")
+
+    await store.remove_inspection_files(None, IMG_ID, None)
+
+    assert not flat.exists()
+    assert kept.exists()
