@@ -18,6 +18,7 @@ from app.errors import (
     ImageNotFound,
     InsufficientStorage,
     ResultNotReady,
+    StorageUnavailable,
     StoredFileMissing,
     responses,
 )
@@ -30,7 +31,7 @@ router = APIRouter(
     responses={**LINK_ERRORS, **VALIDATION_ERROR_RESPONSE},
 )
 
-_FILE_ERRORS = responses(ImageNotFound, ResultNotReady, StoredFileMissing)
+_FILE_ERRORS = responses(ImageNotFound, ResultNotReady, StoredFileMissing, StorageUnavailable)
 _PRESIGNED: dict[int | str, dict[str, Any]] = {
     307: {
         "description": "With an object store and S3_PRESIGNED_DOWNLOADS=true: the file is"
@@ -183,7 +184,7 @@ async def thumbnail(
     summary="Download a whole batch as ZIP",
     responses={
         **_binary("The ZIP, streamed.", "application/zip"),
-        **responses(BatchNotFound),
+        **responses(BatchNotFound, StorageUnavailable),
     },
 )
 async def download_batch(

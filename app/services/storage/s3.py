@@ -13,7 +13,8 @@ Uploads larger than 10 MB go up in parts (multipart), so memory stays bounded.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,9 +22,11 @@ from urllib.parse import urlsplit
 
 import anyio
 import obstore
+import obstore.exceptions
 from obstore.store import S3Store
 
 from app.config import Settings
+from app.errors import StorageUnavailable
 from app.services.storage.base import CHUNK_BYTES, ObjectStream, Storage, StoredObject
 
 if TYPE_CHECKING:
@@ -69,10 +72,13 @@ class S3Storage(Storage):
             config["secret_access_key"] = settings.aws_secret_access_key.get_secret_value()
             if settings.aws_session_token:
                 config["session_token"] = settings.aws_session_token.get_secret_value()
+        # A store that is down fails the request within about S3_TIMEOUT_S, not minutes.
+        retry = {"max_retries": 3, "retry_timeout": timedelta(seconds=settings.s3_timeout_s)}
         self.store = S3Store(
             self.bucket,
             prefix=self.prefix or None,
             client_options=client_options,  # type: ignore[arg-type]
+            retry_config=retry,  # type: ignore[arg-type]
             **config,
         )
         self.presign = settings.s3_presigned_downloads
@@ -95,46 +101,52 @@ class S3Storage(Storage):
     async def keep_input(self, incoming: Path, key: str, media_type: str) -> None:
         """Upload the scratch file (in parts when large), then remove it."""
         size = (await anyio.Path(incoming).stat()).st_size
-        await obstore.put_async(
-            self.store,
-            self.key_of(key),
-            incoming,
-            attributes=_attributes(media_type),
-            use_multipart=size > MULTIPART_THRESHOLD_BYTES,
-            chunk_size=MULTIPART_THRESHOLD_BYTES,
-        )
+        with _store_errors(self.location):
+            await obstore.put_async(
+                self.store,
+                self.key_of(key),
+                incoming,
+                attributes=_attributes(media_type),
+                use_multipart=size > MULTIPART_THRESHOLD_BYTES,
+                chunk_size=MULTIPART_THRESHOLD_BYTES,
+            )
         await self.remove_scratch(incoming)
 
     async def put(self, key: str, data: bytes, media_type: str | None = None) -> None:
         """One PUT (atomic)."""
-        await obstore.put_async(
-            self.store,
-            self.key_of(key),
-            data,
-            attributes=_attributes(media_type),
-            use_multipart=False,
-        )
+        with _store_errors(self.location):
+            await obstore.put_async(
+                self.store,
+                self.key_of(key),
+                data,
+                attributes=_attributes(media_type),
+                use_multipart=False,
+            )
 
     async def get(self, key: str) -> bytes:
         """One GET (FileNotFoundError when missing)."""
-        result = await obstore.get_async(self.store, self.key_of(key))
-        return bytes(await result.bytes_async())
+        with _store_errors(self.location):
+            result = await obstore.get_async(self.store, self.key_of(key))
+            return bytes(await result.bytes_async())
 
     async def open_stream(self, key: str) -> ObjectStream:
         """One GET, its body read as it is consumed."""
-        result = await obstore.get_async(self.store, self.key_of(key))
+        with _store_errors(self.location):
+            result = await obstore.get_async(self.store, self.key_of(key))
         stream = result.stream(min_chunk_size=CHUNK_BYTES)
 
         async def chunks() -> AsyncIterator[bytes]:
-            async for chunk in stream:
-                yield bytes(chunk)
+            with _store_errors(self.location):
+                async for chunk in stream:
+                    yield bytes(chunk)
 
         return ObjectStream(int(result.meta["size"]), chunks())
 
     async def exists(self, key: str) -> bool:
         """One HEAD."""
         try:
-            await obstore.head_async(self.store, self.key_of(key))
+            with _store_errors(self.location):
+                await obstore.head_async(self.store, self.key_of(key))
         except (FileNotFoundError, ValueError):
             return False
         return True
@@ -147,21 +159,44 @@ class S3Storage(Storage):
         """A GET URL valid for S3_PRESIGNED_TTL_S seconds, when S3_PRESIGNED_DOWNLOADS."""
         if not self.presign:
             return None
-        return await obstore.sign_async(self.store, "GET", self.key_of(key), self.presign_ttl)
+        with _store_errors(self.location):
+            return await obstore.sign_async(self.store, "GET", self.key_of(key), self.presign_ttl)
 
     async def delete(self, keys: Sequence[str]) -> None:
         """DeleteObjects, up to 1000 keys a request."""
         paths = [self.key_of(k) for k in keys]
-        for start in range(0, len(paths), DELETE_BATCH):
-            await obstore.delete_async(self.store, paths[start : start + DELETE_BATCH])
+        with _store_errors(self.location):
+            for start in range(0, len(paths), DELETE_BATCH):
+                await obstore.delete_async(self.store, paths[start : start + DELETE_BATCH])
 
     async def list_objects(self, prefix: str) -> AsyncIterator[StoredObject]:
         """ListObjectsV2 pages of up to 1000 keys."""
-        async for page in obstore.list(self.store, prefix=prefix.rstrip("/"), chunk_size=1000):
-            for meta in page:
-                key = str(meta["path"])
-                if key.startswith(prefix):
-                    yield StoredObject(key, int(meta["size"]), meta["last_modified"].timestamp())
+        with _store_errors(self.location):
+            pages = obstore.list(self.store, prefix=prefix.rstrip("/"), chunk_size=1000)
+            async for page in pages:
+                for meta in page:
+                    key = str(meta["path"])
+                    if key.startswith(prefix):
+                        modified = meta["last_modified"].timestamp()
+                        yield StoredObject(key, int(meta["size"]), modified)
+
+
+@contextlib.contextmanager
+def _store_errors(location: str) -> Iterator[None]:
+    """A missing object stays FileNotFoundError; any other failure of the store (refused,
+    unreachable, denied) becomes StorageUnavailable (503)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except obstore.exceptions.NotFoundError as exc:
+        raise FileNotFoundError(str(exc).splitlines()[0]) from exc
+    except obstore.exceptions.BaseError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StorageUnavailable(
+            f"the object store {location} failed: {first[:300]}; check that it is up, and"
+            " STORAGE_URL, S3_ENDPOINT_URL and the AWS credentials"
+        ) from exc
 
 
 def _attributes(media_type: str | None) -> Attributes | None:
