@@ -224,3 +224,23 @@ async def test_thumbnails_cached_flat_by_older_versions_go_with_their_inspection
 
     assert not flat.exists()
     assert kept.exists()
+
+
+async def test_an_unreachable_object_store_is_storage_unavailable(tmp_path: Path) -> None:
+    """Nothing listens on the endpoint's port: a refused connection, as when the store is
+    down."""
+    from app.errors import StorageUnavailable
+    from app.services.model_service.reference import free_loopback_port
+
+    settings = storage_settings(
+        tmp_path,
+        storage_url="s3://bucket/aoi",
+        s3_endpoint_url=f"http://127.0.0.1:{free_loopback_port()}",
+        s3_timeout_s=2,
+    )
+    store = open_storage(settings)
+    with pytest.raises(StorageUnavailable, match="object store s3://bucket/aoi failed") as caught:
+        await store.put("uploads/20261202/a.png", b"x")
+    assert caught.value.status_code == 503
+    with pytest.raises(StorageUnavailable):
+        await store.get("uploads/20261202/a.png")
