@@ -60,9 +60,10 @@ class FileToSend:
 
 
 async def image_file(
-    session: AsyncSession, storage: Storage, img_unique_id: str, kind: str
+    session: AsyncSession, storage: Storage, img_unique_id: str, kind: str, *, verify: bool = True
 ) -> FileToSend:
-    """The input or a result image of an inspection.
+    """The input or a result image of an inspection; `verify=False` skips the check that the
+    object exists (one request to an object store) for a caller that reads it anyway.
 
     Raises:
         ImageNotFound: unknown id.
@@ -75,7 +76,9 @@ async def image_file(
         inspection = await InspectionRepository(session).get(img_unique_id)
         if inspection is None:
             raise ImageNotFound(f"no inspection with id {img_unique_id}")
-        key = await _existing(storage, inspection.input_image_path, img_unique_id, "input image")
+        key = await _existing(
+            storage, inspection.input_image_path, img_unique_id, "input image", verify
+        )
         suffix = PurePosixPath(key).suffix
         return FileToSend(
             key, inspection.media_type, f"{img_unique_id}_input{suffix}", storage.local_file(key)
@@ -92,7 +95,7 @@ async def image_file(
     stored_path = stored_by_kind[kind]
     if stored_path is None:
         raise StoredFileMissing(f"inspection {img_unique_id} has no {kind} image")
-    key = await _existing(storage, stored_path, img_unique_id, f"{kind} image")
+    key = await _existing(storage, stored_path, img_unique_id, f"{kind} image", verify)
     return FileToSend(key, "image/png", f"{img_unique_id}_{kind}.png", storage.local_file(key))
 
 
@@ -133,7 +136,8 @@ async def thumbnail_file(
         ImageNotFound, ResultNotReady, StoredFileMissing: as for `image_file`.
         InsufficientStorage: the disk is full (folder backend).
     """
-    source = await image_file(session, storage, img_unique_id, kind)
+    # A cached thumbnail costs one check; the source is read only to make one.
+    source = await image_file(session, storage, img_unique_id, kind, verify=False)
     key = storage.thumbnail_key(img_unique_id, kind, size)
     if not await storage.exists(key):
         try:
@@ -164,12 +168,14 @@ def _make_thumbnail(original: bytes, size: int) -> bytes:
     return buffer.getvalue()
 
 
-async def _existing(storage: Storage, stored: str, img_unique_id: str, what: str) -> str:
+async def _existing(
+    storage: Storage, stored: str, img_unique_id: str, what: str, verify: bool = True
+) -> str:
     try:
         key = storage.key_of(stored)
     except ValueError as exc:
         raise StoredFileMissing(f"the {what} of {img_unique_id} is not in storage") from exc
-    if not await storage.exists(key):
+    if verify and not await storage.exists(key):
         raise StoredFileMissing(f"the {what} of {img_unique_id} is missing from storage ({stored})")
     return key
 
