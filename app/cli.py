@@ -1,9 +1,11 @@
-"""`aoi-agent`: upload files or folders to a running agent as batches; run queue workers."""
+"""`aoi-agent`: serve the API, run queue workers, upload files or folders to a running agent
+as batches, manage API keys and the file storage."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -254,6 +256,24 @@ def watch(
 
 
 @cli.command()
+def serve(
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="API worker processes (default WEB_CONCURRENCY, 1)."),
+    ] = None,
+) -> None:
+    """Serve the API with the agent's settings (`.env`, environment), as `python run.py`
+    does: starts what the settings lack (embedded PostgreSQL, reference model service),
+    migrates the database, and runs a queue worker in each process unless
+    RUN_WORKER_IN_PROCESS=false. Any number of agents may share one database and store."""
+    from app.launcher import main as launch
+
+    if workers is not None:
+        os.environ["WEB_CONCURRENCY"] = str(workers)
+    raise typer.Exit(launch())
+
+
+@cli.command()
 def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Images in flight (default WORKER_CONCURRENCY).")
@@ -406,3 +426,52 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
     except AgentError as exc:
         raise _agent_error_exit(exc) from exc
     console.print(f"revoked key {name!r}")
+
+
+storage_cli = typer.Typer(help="The agent's file storage (STORAGE_URL; docs/storage.md).")
+cli.add_typer(storage_cli, name="storage")
+
+
+@storage_cli.command("migrate")
+def storage_migrate(
+    to: Annotated[str, typer.Option(help="The object store: s3://bucket/prefix.")],
+    concurrency: Annotated[int, typer.Option(min=1, max=128, help="Objects at once.")] = 16,
+    dry_run: Annotated[bool, typer.Option(help="Count what would be copied only.")] = False,
+) -> None:
+    """Copy the local store (DATA_DIR, or the folder STORAGE_URL names) to an object store,
+    under the same keys; nothing else is changed. Objects already there are skipped, so it
+    can run again. Then set STORAGE_URL to the same s3:// URL on every agent and worker."""
+    from app.config import Settings
+    from app.services.storage import LocalStorage, open_storage
+    from app.services.storage.migrate import MigrationReport, copy_store
+
+    settings = Settings()
+    if not to.startswith("s3://"):
+        raise typer.BadParameter("give the object store as s3://bucket/prefix", param_hint="--to")
+    source = open_storage(settings)
+    if not isinstance(source, LocalStorage):
+        console.print(f"[red]error: STORAGE_URL is already an object store ({source.location})")
+        raise typer.Exit(1)
+    target = open_storage(settings, to)
+
+    def show(report: MigrationReport) -> None:
+        done = report.copied + report.skipped
+        if done % 500 == 0:
+            console.print(f"{done} objects: {report.copied} copied, {report.skipped} already there")
+
+    try:
+        report = asyncio.run(
+            copy_store(source, target, concurrency=concurrency, dry_run=dry_run, progress=show)
+        )
+    except OSError as exc:
+        console.print(f"[red]error: {exc}; what was copied stays, run again to go on[/red]")
+        raise typer.Exit(1) from exc
+    verb = "would copy" if dry_run else "copied"
+    console.print(
+        f"{verb} {report.copied} objects ({report.bytes_copied / 2**20:.1f} MB) from"
+        f" {source.location} to {target.location}; {report.skipped} were already there"
+    )
+
+
+if __name__ == "__main__":
+    main()

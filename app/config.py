@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PRODUCTION_MODEL_SERVICE_URL = "http://140.96.77.124:8080/"
@@ -59,6 +59,27 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     upload_dir: Path | None = None
     result_dir: Path | None = None
+    # Where inputs, results and thumbnails are kept (docs/storage.md): unset = DATA_DIR,
+    # a folder, or `s3://bucket/prefix` for an S3-compatible object store.
+    storage_url: str | None = None
+    # The S3 API's address when not AWS (MinIO, Ceph RGW...); credentials and region come
+    # from the standard AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION).
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    # The standard AWS variables, read here too so that `.env` may hold them (the process
+    # environment and the instance's role work as well).
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    aws_region: str | None = None
+    s3_timeout_s: float = Field(default=30.0, gt=0)
+    # Downloads answer 307 to a presigned URL of the object store instead of passing the
+    # bytes through the agent; the URL is valid this long (seconds).
+    s3_presigned_downloads: bool = False
+    s3_presigned_ttl_s: int = Field(default=900, ge=1, le=7 * 86400)
+    # Local folder for uploads being received (removed once stored); default
+    # UPLOAD_DIR/.incoming with a folder store, DATA_DIR/scratch with an object store.
+    scratch_dir: Path | None = None
 
     max_file_size_mb: float = Field(default=50, gt=0)
     max_batch_size: int = Field(default=100, ge=1)
@@ -82,6 +103,8 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # API worker processes on this host (`aoi-agent serve`, `run.py`), sharing the port.
+    web_concurrency: int = Field(default=1, ge=1, le=64)
     public_base_url: str | None = None
 
     # Security (docs/security.md). auto: API keys required unless HOST is a loopback address.
@@ -119,7 +142,9 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("segformer_service_url", "database_url", mode="before")
+    @field_validator(
+        "segformer_service_url", "database_url", "storage_url", "s3_endpoint_url", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -133,7 +158,17 @@ class Settings(BaseSettings):
                 "DATABASE_URL must be a PostgreSQL URL (postgresql://user:pass@host:5432/aoi_db);"
                 " other databases are not supported"
             )
+        if self.storage_url and "://" in self.storage_url:
+            scheme = self.storage_url.split("://", 1)[0]
+            bucket = self.storage_url.split("://", 1)[1].split("/", 1)[0]
+            if scheme not in ("s3", "file") or (scheme == "s3" and not bucket):
+                raise ValueError("STORAGE_URL must be a folder or s3://bucket/prefix")
         return self
+
+    @property
+    def uses_object_store(self) -> bool:
+        """Whether STORAGE_URL names an S3 object store."""
+        return bool(self.storage_url and self.storage_url.startswith("s3://"))
 
     @property
     def max_file_size_bytes(self) -> int:

@@ -71,6 +71,13 @@ class InsufficientStorage(AgentError):
     error = "insufficient_storage"
 
 
+class StorageUnavailable(AgentError):
+    """The object store (STORAGE_URL=s3://...) did not answer, or refused the agent."""
+
+    status_code = 503
+    error = "storage_unavailable"
+
+
 class ImageNotFound(AgentError):
     """No inspection has this img_unique_id."""
 

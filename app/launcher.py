@@ -6,6 +6,8 @@
 4. Alembic migrations;
 5. the reference model service on a loopback port when SEGFORMER_SERVICE_URL is unset;
 6. the API (with the queue worker in-process); the "running at" line once it serves.
+   With WEB_CONCURRENCY > 1, that many API worker processes share the socket (uvicorn's
+   process manager), each with its own database pool and queue worker.
 
 A start-up problem prints one `error:` line on stderr saying what to do, and exit status 1.
 """
@@ -16,19 +18,22 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import socket
 import sys
 from collections.abc import Iterator
 
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.supervisors import Multiprocess
 
 from app.config import Settings
 from app.services.database.embedded import EmbeddedPostgresError, start_embedded_postgres
 from app.services.database.migrations import upgrade_database
 from app.services.database.preflight import DatabaseNotReady, check_database
 from app.services.model_service.reference import ReferenceServiceError, start_reference_service
-from app.services.storage.local import Storage
+from app.services.security.signing import load_secret
+from app.services.storage import open_storage
 from app.utils.logging import configure_logging
 
 logger = logging.getLogger("app.launcher")
@@ -188,6 +193,59 @@ async def _active_key_count(database_url: str) -> int:
         await engine.dispose()
 
 
+def storage_notice(settings: Settings) -> str:
+    """One line on where files are kept; with an object store, a reminder when SECRET_KEY
+    is unset (each machine would then sign links and sessions with its own secret)."""
+    storage = open_storage(settings)
+    line = f"storage: {storage.location} ({storage.backend})"
+    if settings.uses_object_store and not settings.secret_key:
+        line += (
+            "; SECRET_KEY is unset: set the same value on every agent, or download links"
+            " and web sessions made by one agent are refused by the others"
+        )
+    return line
+
+
+def serve_worker_processes(settings: Settings, sock: socket.socket) -> None:
+    """Serve with WEB_CONCURRENCY API worker processes on `sock`, until Ctrl-C or SIGTERM.
+
+    The workers read their settings from the environment, completed here with the
+    database and model service this launcher started (if it did); the signing secret is
+    made now, once, so that no two workers make different ones.
+
+    Raises:
+        StartupError: WATCH_DIRS is set (each worker would watch the same folders).
+    """
+    if settings.watch_dirs:
+        raise StartupError(
+            "WATCH_DIRS with WEB_CONCURRENCY > 1 would have every worker process take the"
+            " same files: watch the folders from one agent with WEB_CONCURRENCY=1, or run"
+            " `aoi-agent watch` beside the agents (docs/deployment.md)"
+        )
+    load_secret(settings.secret_key, settings.resolved_data_dir)
+    if settings.database_url:
+        os.environ["DATABASE_URL"] = settings.database_url
+    if settings.segformer_service_url:
+        os.environ["SEGFORMER_SERVICE_URL"] = settings.segformer_service_url
+    os.environ["WEB_CONCURRENCY"] = str(settings.web_concurrency)
+    config = uvicorn.Config(
+        "app.main:create_worker_app",
+        factory=True,
+        workers=settings.web_concurrency,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=10,
+    )
+    print(
+        f"AOI Inference Agent: http://{settings.host}:{sock.getsockname()[1]}/ (API docs at"
+        f" /docs), {settings.web_concurrency} API worker processes",
+        flush=True,
+    )
+    Multiprocess(config, sockets=[sock]).run()
+
+
 def main() -> int:
     """Run the agent until Ctrl-C; returns the process exit code."""
     use_selector_event_loop_on_windows()
@@ -202,7 +260,7 @@ def main() -> int:
         )
         return 2
     configure_logging(settings.log_level, settings.resolved_log_dir)
-    Storage(settings).ensure_directories()
+    open_storage(settings).ensure_directories()
     try:
         with (
             contextlib.closing(listen(settings.host, settings.port)) as sock,
@@ -211,6 +269,10 @@ def main() -> int:
             from app.main import create_app
 
             print(auth_notice(ready))
+            print(storage_notice(ready))
+            if ready.web_concurrency > 1:
+                serve_worker_processes(ready, sock)
+                return 0
             server = AgentServer(
                 uvicorn.Config(
                     create_app(ready),

@@ -24,6 +24,7 @@ from app.errors import AgentError, DatabaseUnavailable
 from app.runtime import agent_runtime
 from app.services.ingestion.local import hot_folders
 from app.services.system.health import agent_version
+from app.utils.logging import configure_logging
 from app.utils.text import printable
 from app.web import register_web
 
@@ -138,6 +139,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return _error_response(
         {"error": "http_error", "detail": str(detail)}, exc.status_code, headers=exc.headers
     )
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one of several API worker processes (WEB_CONCURRENCY > 1, started by
+    `app.launcher`): settings from the environment, which the launcher completed with the
+    database and model-service URLs; logging set up in this process."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.resolved_log_dir)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -22,7 +22,7 @@ from app.services.inspection.queue import (
 )
 from app.services.inspection.workflow import InspectionService
 from app.services.model_service.client import ModelServiceClient
-from app.services.storage.local import Storage
+from app.services.storage import Storage, open_storage
 from app.services.system.heartbeat import ProcessHeartbeat
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ async def agent_runtime(
             " `python run.py`, which starts an embedded database and the reference model"
             " service when they are not"
         )
-    storage = Storage(settings)
+    storage = open_storage(settings)
     storage.ensure_directories()
     engine = create_engine(settings, settings.database_url)
     sessions = create_session_factory(engine)
@@ -113,4 +113,5 @@ async def agent_runtime(
                     await worker
             await heartbeat.stop()
             await client.aclose()
+            await storage.aclose()
             await engine.dispose()

@@ -22,6 +22,7 @@ from tests.support import (
     DEEPPCB_DIR,
     TEMPLATE_DB,
     AgentServer,
+    S3Emulator,
     admin_connect,
     create_database,
     deeppcb_images,
@@ -118,3 +119,16 @@ def deeppcb() -> list[Path]:
     if not images:
         pytest.skip(f"DeepPCB sample not found at {DEEPPCB_DIR} (set DEEPPCB_DIR)")
     return images
+
+
+@pytest.fixture(scope="session")
+def s3_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Emulator]:
+    """moto's S3 server (an emulator of the S3 API, not AWS) on a loopback port, with the
+    standard AWS credential variables pointing at it for this test run."""
+    emulator = S3Emulator(tmp_path_factory.mktemp("s3") / "moto.log").start()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in emulator.env.items():
+            if name.startswith("AWS_"):
+                patch.setenv(name, value)
+        yield emulator
+    emulator.stop()

@@ -370,3 +370,89 @@ class ModelServiceProxy:
             self._server.should_exit = True
             self._thread.join(10)
             self._server = None
+
+
+class S3Emulator:
+    """moto's S3 server — an *emulator* of the S3 API, not AWS — as a child process on a
+    loopback port, for the object-storage tests. Each test makes its own bucket."""
+
+    ACCESS_KEY = "testing"
+    SECRET_KEY = "testing"
+    REGION = "us-east-1"
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> S3Emulator:
+        """Start the server; waits until it answers."""
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"moto server exited: {self.log.read_text()[-2000:]}")
+            try:
+                return httpx2.get(self.url + "/", timeout=1).status_code < 500
+            except httpx2.HTTPError:
+                return False
+
+        wait_until(ready, timeout_s=60)
+        return self
+
+    def stop(self) -> None:
+        """Stop the server."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The standard AWS variables an agent needs to reach this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": self.SECRET_KEY,
+            "AWS_REGION": self.REGION,
+            "S3_ENDPOINT_URL": self.url,
+        }
+
+    def _client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=self.ACCESS_KEY,
+            aws_secret_access_key=self.SECRET_KEY,
+            region_name=self.REGION,
+        )
+
+    def new_bucket(self) -> str:
+        """Create an empty bucket; returns its name."""
+        name = f"aoi-test-{secrets.token_hex(4)}"
+        self._client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        """Every key in `bucket` under `prefix`, sorted."""
+        client, keys = self._client(), []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys += [item["Key"] for item in page.get("Contents", [])]
+        return sorted(keys)
+
+    def read(self, bucket: str, key: str) -> bytes:
+        """One object's bytes."""
+        body: bytes = self._client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+
+
+def local_files(folder: Path) -> list[Path]:
+    """Every file under `folder` (none when it does not exist)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []

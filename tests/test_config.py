@@ -20,3 +20,11 @@ def test_env_example_copied_to_env_changes_nothing(monkeypatch: pytest.MonkeyPat
     assert copied.segformer_service_url is None
     assert copied.database_url is None
     assert f"# SEGFORMER_SERVICE_URL={PRODUCTION_MODEL_SERVICE_URL}\n" in example.read_text()
+
+
+@pytest.mark.parametrize("url", ["s3://", "gs://bucket/x", "http://minio:9000/bucket"])
+def test_storage_url_is_a_folder_or_an_s3_url(url: str) -> None:
+    with pytest.raises(ValueError, match="STORAGE_URL must be a folder or s3://bucket/prefix"):
+        Settings(_env_file=None, storage_url=url)  # type: ignore[call-arg]
+    assert Settings(_env_file=None, storage_url="s3://b/p").uses_object_store  # type: ignore[call-arg]
+    assert not Settings(_env_file=None, storage_url="/srv/aoi").uses_object_store  # type: ignore[call-arg]

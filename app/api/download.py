@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from app.api.deps import InspectionServiceDep, RuntimeDep, SessionDep
@@ -18,10 +18,12 @@ from app.errors import (
     ImageNotFound,
     InsufficientStorage,
     ResultNotReady,
+    StorageUnavailable,
     StoredFileMissing,
     responses,
 )
 from app.services.history import export
+from app.services.storage import Storage
 
 router = APIRouter(
     tags=["Download"],
@@ -29,7 +31,13 @@ router = APIRouter(
     responses={**LINK_ERRORS, **VALIDATION_ERROR_RESPONSE},
 )
 
-_FILE_ERRORS = responses(ImageNotFound, ResultNotReady, StoredFileMissing)
+_FILE_ERRORS = responses(ImageNotFound, ResultNotReady, StoredFileMissing, StorageUnavailable)
+_PRESIGNED: dict[int | str, dict[str, Any]] = {
+    307: {
+        "description": "With an object store and S3_PRESIGNED_DOWNLOADS=true: the file is"
+        " fetched from the short-lived presigned URL in `Location`."
+    }
+}
 
 
 def _binary(description: str, *media_types: str) -> dict[int | str, dict[str, Any]]:
@@ -47,13 +55,39 @@ class _DownloadResponse(FileResponse):
         await super().__call__(scope, receive, send)
 
 
-def _send(file: export.FileToSend, inline: bool = False) -> FileResponse:
-    return _DownloadResponse(
-        file.path,
-        media_type=file.media_type,
-        filename=file.filename,
-        content_disposition_type="inline" if inline else "attachment",
-    )
+async def _send(
+    file: export.FileToSend,
+    storage: Storage,
+    request: Request,
+    inline: bool = False,
+    redirect: bool = True,
+) -> Response:
+    """The file: sent from disk (folder backend), redirected to a presigned URL (object
+    store with S3_PRESIGNED_DOWNLOADS, attachments only), or streamed from the store."""
+    disposition = "inline" if inline else "attachment"
+    if file.path is not None:
+        return _DownloadResponse(
+            file.path,
+            media_type=file.media_type,
+            filename=file.filename,
+            content_disposition_type=disposition,
+        )
+    if redirect and not inline:
+        url = await storage.presigned_url(file.key)
+        if url is not None:
+            return RedirectResponse(url, status_code=307)
+    try:
+        stream = await storage.open_stream(file.key)
+    except FileNotFoundError as exc:
+        raise StoredFileMissing(f"{file.filename} is missing from storage") from exc
+    headers = {
+        "Content-Disposition": f'{disposition}; filename="{file.filename}"',
+        "Content-Length": str(stream.size),
+    }
+    if is_head_request(request.scope):
+        await stream.aclose()
+        return Response(media_type=file.media_type, headers=headers)
+    return StreamingResponse(stream.chunks, media_type=file.media_type, headers=headers)
 
 
 @router.get(
@@ -68,18 +102,23 @@ def _send(file: export.FileToSend, inline: bool = False) -> FileResponse:
             "image/tiff",
             "image/bmp",
         ),
+        **_PRESIGNED,
         **_FILE_ERRORS,
     },
 )
 async def download_image(
     img_unique_id: ImgUniqueId,
     kind: Literal["input", "combined", "mask", "overlay"],
+    request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
     inline: Annotated[bool, Query(description="Show in the browser instead of saving.")] = False,
-) -> FileResponse:
-    """`input` is the uploaded file as received; the others are the model service's PNGs."""
-    return _send(await export.image_file(session, runtime.storage, img_unique_id, kind), inline)
+) -> Response:
+    """`input` is the uploaded file as received; the others are the model service's PNGs.
+    With an object store and S3_PRESIGNED_DOWNLOADS, answers 307 to a short-lived URL of
+    the store (unless `inline`)."""
+    file = await export.image_file(session, runtime.storage, img_unique_id, kind)
+    return await _send(file, runtime.storage, request, inline)
 
 
 @router.get(
@@ -96,14 +135,20 @@ async def download_image(
                 }
             },
         },
+        **_PRESIGNED,
         **_FILE_ERRORS,
     },
 )
 async def download_json(
-    img_unique_id: ImgUniqueId, session: SessionDep, service: InspectionServiceDep
-) -> FileResponse:
-    """The model service's analysis JSON for this image, exactly as it was sent."""
-    return _send(await export.analysis_file(session, service, img_unique_id))
+    img_unique_id: ImgUniqueId,
+    request: Request,
+    session: SessionDep,
+    service: InspectionServiceDep,
+) -> Response:
+    """The model service's analysis JSON for this image, exactly as it was sent. With an
+    object store and S3_PRESIGNED_DOWNLOADS, answers 307 to a short-lived URL of the store."""
+    file = await export.analysis_file(session, service, img_unique_id)
+    return await _send(file, service.storage, request)
 
 
 @router.get(
@@ -118,16 +163,17 @@ async def download_json(
 )
 async def thumbnail(
     img_unique_id: ImgUniqueId,
+    request: Request,
     session: SessionDep,
     runtime: RuntimeDep,
     size: Annotated[int, Query(ge=32, le=1024, description="Longest side, pixels.")] = 256,
     kind: Literal["input", "overlay"] = "overlay",
-) -> FileResponse:
-    """Generated once and cached on disk under DATA_DIR/thumbnails."""
+) -> Response:
+    """Generated once and kept in the storage under `thumbnails/`."""
     file = await export.thumbnail_file(
         session, runtime.storage, img_unique_id, size, kind, runtime.client.decode_limiter
     )
-    response = _send(file, inline=True)
+    response = await _send(file, runtime.storage, request, inline=True, redirect=False)
     response.headers["Cache-Control"] = "private, max-age=86400"
     return response
 
@@ -138,7 +184,7 @@ async def thumbnail(
     summary="Download a whole batch as ZIP",
     responses={
         **_binary("The ZIP, streamed.", "application/zip"),
-        **responses(BatchNotFound),
+        **responses(BatchNotFound, StorageUnavailable),
     },
 )
 async def download_batch(

@@ -23,6 +23,7 @@ from app.errors import (
     ModelServiceBadAnswer,
     ModelServiceUnavailable,
     NotRetryable,
+    StorageUnavailable,
     UnsupportedImage,
     UploadTimeout,
     responses,
@@ -109,6 +110,7 @@ def _multipart_body(field: str, many: bool) -> dict[str, Any]:
         ModelServiceUnavailable,
         UploadTimeout,
         InsufficientStorage,
+        StorageUnavailable,
         DuplicateInProgress,
         IdempotencyKeyInUse,
         IdempotencyKeyReused,
@@ -171,6 +173,7 @@ async def upload_image(
             BadUploadRequest,
             UploadTimeout,
             InsufficientStorage,
+            StorageUnavailable,
             IdempotencyKeyInUse,
             IdempotencyKeyReused,
         ),
@@ -243,6 +246,7 @@ async def upload_batch(
         ModelServiceBadAnswer,
         ModelServiceUnavailable,
         InsufficientStorage,
+        StorageUnavailable,
     ),
 )
 async def retry_image(

@@ -16,11 +16,12 @@ while its annotations are written, so memory holds one page and one mask at a ti
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio
 import numpy as np
@@ -33,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models.database import Image, Region
 from app.services.database.repositories import DefectFilters, ImageRepository
-from app.services.storage.local import Storage
+from app.services.storage import Storage
 from app.utils.version import installed_version
 
 IMAGES_PER_PAGE = 200
@@ -52,12 +53,13 @@ class RegionBox:
 
 
 def region_rles(
-    mask_png: Path, height: int, width: int, regions: Sequence[RegionBox]
+    mask_png: Path | BinaryIO, height: int, width: int, regions: Sequence[RegionBox]
 ) -> list[dict[str, Any] | None]:
     """COCO RLE (`{"size": [h, w], "counts": str}`) of each region's pixels in a mask PNG.
 
     Args:
-        mask_png: the stored mask (class colours on black), `width` x `height` pixels.
+        mask_png: the stored mask (class colours on black), `width` x `height` pixels: a
+            file, or its bytes as a binary stream.
         regions: the image's regions, any classes.
 
     Returns:
@@ -257,14 +259,12 @@ async def _image_rles(
     if image.result_image_2_path is None:
         return [None] * len(boxes)
     try:
-        path = storage.resolve(image.result_image_2_path)
-    except ValueError:
-        return [None] * len(boxes)
-    if not path.is_file():
+        mask = io.BytesIO(await storage.get(image.result_image_2_path))
+    except (OSError, ValueError):
         return [None] * len(boxes)
     try:
         return await anyio.to_thread.run_sync(
-            region_rles, path, image.image_height, image.image_width, boxes, limiter=limiter
+            region_rles, mask, image.image_height, image.image_width, boxes, limiter=limiter
         )
     except (OSError, PILImage.DecompressionBombError):
         return [None] * len(boxes)

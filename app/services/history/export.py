@@ -1,8 +1,10 @@
 """Downloads: single files, thumbnails, and batch ZIPs streamed as they are built.
 
-The batch ZIP is produced by `stream-zip`: each member is read from disk in
-64 KiB chunks while the archive streams out, so neither the archive nor a whole
-member is ever held in memory or written to a temporary file.
+Files come from the storage (a folder or an object store): a download names the
+object's key, and the route sends the local file, streams the object, or redirects to
+a presigned URL. The batch ZIP is produced by `stream-zip`: each member is read from
+the storage in 64 KiB chunks while the archive streams out, so neither the archive nor
+a whole member is ever held in memory or written to a temporary file.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import stat
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import anyio
 from PIL import Image as PILImage
@@ -29,16 +31,9 @@ from app.errors import (
 from app.models.database import Image, Inspection, InspectionStatus
 from app.services.database.repositories import ImageRepository, InspectionRepository
 from app.services.inspection.workflow import InspectionService
-from app.services.storage.local import (
-    ANALYSIS_FILE_NAME,
-    RESULT_FILE_NAMES,
-    Storage,
-    atomic_write,
-    is_disk_full,
-)
+from app.services.storage import ANALYSIS_FILE_NAME, Storage, is_disk_full
 from app.utils.spreadsheet import csv_text
 
-CHUNK_BYTES = 64 * 1024
 SUMMARY_COLUMNS = (
     "img_unique_id",
     "original_filename",
@@ -55,22 +50,25 @@ SUMMARY_COLUMNS = (
 
 @dataclass(frozen=True)
 class FileToSend:
-    """A file to answer with: where it is, its media type and the download name."""
+    """A stored file to answer with: its storage key, media type and download name, and
+    the local file holding it with the folder backend (None with an object store)."""
 
-    path: Path
+    key: str
     media_type: str
     filename: str
+    path: Path | None = None
 
 
 async def image_file(
-    session: AsyncSession, storage: Storage, img_unique_id: str, kind: str
+    session: AsyncSession, storage: Storage, img_unique_id: str, kind: str, *, verify: bool = True
 ) -> FileToSend:
-    """The input or a result image of an inspection.
+    """The input or a result image of an inspection; `verify=False` skips the check that the
+    object exists (one request to an object store) for a caller that reads it anyway.
 
     Raises:
         ImageNotFound: unknown id.
         ResultNotReady: a result image of an inspection that has no results.
-        StoredFileMissing: the file is gone from disk.
+        StoredFileMissing: the file is gone from storage.
     """
     if kind == "input":
         # The ledger row exists for every accepted image (stored or failed) and holds the
@@ -78,8 +76,13 @@ async def image_file(
         inspection = await InspectionRepository(session).get(img_unique_id)
         if inspection is None:
             raise ImageNotFound(f"no inspection with id {img_unique_id}")
-        path = _existing(storage, inspection.input_image_path, img_unique_id, "input image")
-        return FileToSend(path, inspection.media_type, f"{img_unique_id}_input{path.suffix}")
+        key = await _existing(
+            storage, inspection.input_image_path, img_unique_id, "input image", verify
+        )
+        suffix = PurePosixPath(key).suffix
+        return FileToSend(
+            key, inspection.media_type, f"{img_unique_id}_input{suffix}", storage.local_file(key)
+        )
     image = await ImageRepository(session).get(img_unique_id)
     if image is None:
         await _raise_missing_result(session, img_unique_id)
@@ -92,8 +95,8 @@ async def image_file(
     stored_path = stored_by_kind[kind]
     if stored_path is None:
         raise StoredFileMissing(f"inspection {img_unique_id} has no {kind} image")
-    path = _existing(storage, stored_path, img_unique_id, f"{kind} image")
-    return FileToSend(path, "image/png", f"{img_unique_id}_{kind}.png")
+    key = await _existing(storage, stored_path, img_unique_id, f"{kind} image", verify)
+    return FileToSend(key, "image/png", f"{img_unique_id}_{kind}.png", storage.local_file(key))
 
 
 async def analysis_file(
@@ -108,10 +111,11 @@ async def analysis_file(
     if image is None:
         await _raise_missing_result(session, img_unique_id)
     assert image is not None
-    path = service.analysis_path(image)
-    if not path.is_file():
-        raise StoredFileMissing(f"the analysis JSON of {img_unique_id} is missing from disk")
-    return FileToSend(path, "application/json", f"{img_unique_id}_analysis.json")
+    key = service.analysis_key(image)
+    if not await service.storage.exists(key):
+        raise StoredFileMissing(f"the analysis JSON of {img_unique_id} is missing from storage")
+    name = f"{img_unique_id}_analysis.json"
+    return FileToSend(key, "application/json", name, service.storage.local_file(key))
 
 
 async def thumbnail_file(
@@ -122,50 +126,58 @@ async def thumbnail_file(
     kind: str,
     limiter: anyio.CapacityLimiter | None = None,
 ) -> FileToSend:
-    """A small JPEG of the input or overlay image (longest side `size` pixels), cached on disk.
+    """A small JPEG of the input or overlay image (longest side `size` pixels), made once and
+    kept in the storage beside the results (`thumbnails/{id}/`), so every agent finds it.
 
     Making one decodes the whole image (a JPEG at reduced scale), through `limiter` (the
     agent's decode limiter) so a gallery of big images cannot exhaust memory.
 
     Raises:
         ImageNotFound, ResultNotReady, StoredFileMissing: as for `image_file`.
+        InsufficientStorage: the disk is full (folder backend).
     """
-    source = await image_file(session, storage, img_unique_id, kind)
-    target = storage.thumbnail_dir / f"{img_unique_id}_{kind}_{size}.jpg"
-    if not target.is_file():
+    # A cached thumbnail costs one check; the source is read only to make one.
+    source = await image_file(session, storage, img_unique_id, kind, verify=False)
+    key = storage.thumbnail_key(img_unique_id, kind, size)
+    if not await storage.exists(key):
         try:
-            await anyio.to_thread.run_sync(
-                _make_thumbnail, source.path, target, size, limiter=limiter
-            )
+            original = await storage.get(source.key)
+        except FileNotFoundError as exc:
+            raise StoredFileMissing(f"the {kind} image of {img_unique_id} is missing") from exc
+        thumb = await anyio.to_thread.run_sync(_make_thumbnail, original, size, limiter=limiter)
+        try:
+            # Two requests at once both write it: the same bytes, each write atomic.
+            await storage.put(key, thumb, "image/jpeg")
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
             raise InsufficientStorage(
                 "the disk holding DATA_DIR is full: no room for the thumbnail; free some space"
             ) from exc
-    return FileToSend(target, "image/jpeg", f"{img_unique_id}_{kind}_thumb.jpg")
+    name = f"{img_unique_id}_{kind}_thumb.jpg"
+    return FileToSend(key, "image/jpeg", name, storage.local_file(key))
 
 
-def _make_thumbnail(source: Path, target: Path, size: int) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _make_thumbnail(original: bytes, size: int) -> bytes:
     buffer = io.BytesIO()
-    with PILImage.open(source) as img:
+    with PILImage.open(io.BytesIO(original)) as img:
         img.draft("RGB", (size, size))
         thumb = img.convert("RGB")
         thumb.thumbnail((size, size))
         thumb.save(buffer, "JPEG", quality=80)
-    # A unique temporary name: a gallery may ask for the same thumbnail twice at once.
-    atomic_write(target, buffer.getvalue())
+    return buffer.getvalue()
 
 
-def _existing(storage: Storage, stored: str, img_unique_id: str, what: str) -> Path:
+async def _existing(
+    storage: Storage, stored: str, img_unique_id: str, what: str, verify: bool = True
+) -> str:
     try:
-        path = storage.resolve(stored)
+        key = storage.key_of(stored)
     except ValueError as exc:
         raise StoredFileMissing(f"the {what} of {img_unique_id} is not in storage") from exc
-    if not path.is_file():
-        raise StoredFileMissing(f"the {what} of {img_unique_id} is missing from disk ({stored})")
-    return path
+    if verify and not await storage.exists(key):
+        raise StoredFileMissing(f"the {what} of {img_unique_id} is missing from storage ({stored})")
+    return key
 
 
 async def _raise_missing_result(session: AsyncSession, img_unique_id: str) -> None:
@@ -209,35 +221,47 @@ async def batch_zip(
     return async_stream_zip(_zip_members(members, storage, service))
 
 
+def _member_keys(
+    member: _BatchMember, storage: Storage, service: InspectionService
+) -> list[tuple[str, str]]:
+    """(name in the ZIP, storage key) of each file of one batch image."""
+    img_id = member.inspection.img_unique_id
+    files: list[tuple[str, str]] = []
+    stored: list[tuple[str, str | None]] = [("input", member.inspection.input_image_path)]
+    if member.image is not None:
+        image = member.image
+        stored += [
+            ("combined", image.result_image_1_path),
+            ("mask", image.result_image_2_path),
+            ("overlay", image.result_image_3_path),
+        ]
+    for kind, path in stored:
+        try:
+            key = storage.key_of(path) if path else None
+        except ValueError:
+            key = None
+        if key is not None:
+            suffix = PurePosixPath(key).suffix
+            files.append((f"{img_id}/{kind}{suffix}", key))
+    if member.image is not None:
+        files.append((f"{img_id}/{ANALYSIS_FILE_NAME}", service.analysis_key(member.image)))
+    return files
+
+
 async def _zip_members(
     members: list[_BatchMember], storage: Storage, service: InspectionService
 ) -> AsyncIterator[tuple[str, datetime, int, Method, AsyncIterable[bytes]]]:
     now = datetime.now(UTC)
     mode = stat.S_IFREG | 0o644
     for member in members:
-        img_id = member.inspection.img_unique_id
-        files: list[tuple[str, Path]] = []
-        try:
-            input_path = storage.resolve(member.inspection.input_image_path)
-            files.append((f"{img_id}/input{input_path.suffix}", input_path))
-        except ValueError:
-            pass
-        if member.image is not None:
-            folder = service.result_folder_of(member.image)
-            files += [(f"{img_id}/{name}", folder / name) for name in RESULT_FILE_NAMES.values()]
-            files.append((f"{img_id}/{ANALYSIS_FILE_NAME}", folder / ANALYSIS_FILE_NAME))
-        for name, path in files:
-            if path.is_file():
-                yield name, now, mode, ZIP_AUTO(path.stat().st_size), _read_chunks(path)
+        for name, key in _member_keys(member, storage, service):
+            try:
+                stream = await storage.open_stream(key)
+            except FileNotFoundError:
+                continue  # deleted meanwhile: the summary still lists the image
+            yield name, now, mode, ZIP_AUTO(stream.size), stream.chunks
     summary = _summary_csv(members).encode("utf-8")
     yield "summary.csv", now, mode, ZIP_AUTO(len(summary)), _one_chunk(summary)
-
-
-async def _read_chunks(path: Path) -> AsyncIterator[bytes]:
-    handle = await anyio.open_file(path, "rb")
-    async with handle:
-        while chunk := await handle.read(CHUNK_BYTES):
-            yield chunk
 
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:

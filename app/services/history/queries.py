@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import AgentError, BatchNotFound, ImageNotFound, StoredFileMissing
@@ -466,12 +465,12 @@ class QueryService:
         )
 
     async def batch_results(
-        self, batch_id: str, read_analysis: Callable[[Image], dict[str, Any]]
+        self, batch_id: str, read_analysis: Callable[[Image], Awaitable[dict[str, Any]]]
     ) -> list[BatchImageSucceeded | BatchImageFailed]:
         """Per accepted image of a batch, in upload order: the single-upload answer when it
         succeeded, else its error (`not_finished` while still pending or processing).
 
-        `read_analysis` reads an image's stored analysis JSON (blocking; run in a thread).
+        `read_analysis` reads an image's stored analysis JSON.
         """
         rows = await self.inspections.batch_items(batch_id)
         images = await self.images.get_many(
@@ -483,7 +482,7 @@ class QueryService:
             image = images.get(img_id)
             if image is not None:
                 try:
-                    analysis = await anyio.to_thread.run_sync(read_analysis, image)
+                    analysis = await read_analysis(image)
                 except StoredFileMissing as exc:
                     results.append(_failed(inspection, exc.error, exc.detail, self.links))
                     continue

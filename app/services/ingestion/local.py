@@ -34,7 +34,7 @@ from app.services.ingestion.watcher import (
 )
 from app.services.inspection.receiver import ReceivedFile, discard
 from app.services.inspection.workflow import InspectionService, SkippedDuplicate
-from app.services.storage.local import Storage
+from app.services.storage import Storage
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from app.errors import (
     InsufficientStorage,
     UploadTimeout,
 )
-from app.services.storage.local import is_disk_full
+from app.services.storage import is_disk_full
 from app.utils.text import has_control_characters, printable
 
 FLUSH_BYTES = 1024 * 1024

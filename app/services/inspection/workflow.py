@@ -15,7 +15,6 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -46,12 +45,7 @@ from app.services.database.repositories import (
 from app.services.database.session import unit_of_work
 from app.services.inspection.receiver import ReceivedFile
 from app.services.model_service.client import ModelServiceClient
-from app.services.storage.local import (
-    ANALYSIS_FILE_NAME,
-    RESULT_FILE_NAMES,
-    Storage,
-    is_disk_full,
-)
+from app.services.storage import RESULT_FILE_NAMES, Storage, is_disk_full
 from app.utils.ids import new_batch_id, new_img_unique_id, utc_now
 from app.utils.images import validate_image
 from app.utils.logging import request_id_var
@@ -172,16 +166,14 @@ class InspectionService:
             limiter=self.client.decode_limiter,
         )
         img_unique_id = new_img_unique_id(accepted_at)
-        destination = self.storage.input_path(
-            img_unique_id, accepted_at, received.filename, info.suffix
-        )
-        await anyio.to_thread.run_sync(self.storage.keep_input, incoming, destination)
-        received.path = None  # moved: no longer a temporary file to discard
+        key = self.storage.input_key(img_unique_id, accepted_at, received.filename, info.suffix)
+        await self.storage.keep_input(incoming, key, info.media_type)
+        received.path = None  # kept: no longer a scratch file to discard
         return Inspection(
             img_unique_id=img_unique_id,
             batch_id=batch_id,
             original_filename=received.filename[:255],
-            input_image_path=self.storage.to_stored(destination),
+            input_image_path=key,
             size_bytes=received.size_bytes,
             media_type=info.media_type,
             status=InspectionStatus.PENDING,
@@ -197,7 +189,7 @@ class InspectionService:
         Raises:
             InsufficientStorage: too little free space (507).
         """
-        usage = await anyio.to_thread.run_sync(self.storage.disk_usage)
+        usage = await self.storage.disk_usage()
         minimum = self.settings.min_free_disk_bytes
         if usage.free < minimum:
             raise InsufficientStorage(
@@ -239,9 +231,7 @@ class InspectionService:
             outcome = await self.load_outcome(existing.img_unique_id)
             outcome.skipped_duplicate = True
             # The answer may carry the result PNGs (include_images=base64), as for a new one.
-            outcome.result_images = await anyio.to_thread.run_sync(
-                self.read_result_images, outcome.image
-            )
+            outcome.result_images = await self.read_result_images(outcome.image)
             return outcome
         return await self.process(inspection.img_unique_id, started=started)
 
@@ -328,13 +318,11 @@ class InspectionService:
         return inserted, skipped
 
     async def _remove_inputs(self, rows: list[Inspection]) -> None:
-        for row in rows:
-            await anyio.to_thread.run_sync(
-                self.storage.remove_inspection_files,
-                row.input_image_path,
-                None,
-                row.img_unique_id,
-            )
+        with anyio.CancelScope(shield=True):
+            for row in rows:
+                await self.storage.remove_inspection_files(
+                    row.input_image_path, row.img_unique_id, None
+                )
 
     # -- processing ----------------------------------------------------------------------
 
@@ -483,23 +471,21 @@ class InspectionService:
     async def _infer_and_store(self, inspection: Inspection, started: float) -> InspectionOutcome:
         img_unique_id = inspection.img_unique_id
         try:
-            input_path = self.storage.resolve(inspection.input_image_path)
-            image_bytes = await anyio.to_thread.run_sync(input_path.read_bytes)
+            image_bytes = await self.storage.get(inspection.input_image_path)
         except (OSError, ValueError) as exc:
             raise StoredFileMissing(
-                f"the input image of {img_unique_id} is missing from disk"
+                f"the input image of {img_unique_id} is missing from storage"
                 f" ({inspection.input_image_path}); upload it again"
             ) from exc
         result = await self.client.infer(
             image_bytes, inspection.original_filename, inspection.media_type
         )
-        folder = self.storage.result_folder(img_unique_id, inspection.created_at)
         try:
-            paths = await anyio.to_thread.run_sync(
-                self.storage.write_results, folder, result.images, result.raw_analysis
+            # All or nothing: a failed write removes what it wrote.
+            keys = await self.storage.write_results(
+                img_unique_id, inspection.created_at, result.images, result.raw_analysis
             )
         except BaseException as exc:
-            await anyio.to_thread.run_sync(self.storage.remove_folder, folder)
             if is_disk_full(exc):
                 raise InsufficientStorage(
                     "the disk holding the agent's data is full: the results of"
@@ -515,9 +501,9 @@ class InspectionService:
             processing_time_seconds=round(result.processing_time_seconds, 6),
             timestamp=inspection.created_at,
             input_image_path=inspection.input_image_path,
-            result_image_1_path=self.storage.to_stored(paths["combined"]),
-            result_image_2_path=self.storage.to_stored(paths["mask"]),
-            result_image_3_path=self.storage.to_stored(paths["overlay"]),
+            result_image_1_path=keys["combined"],
+            result_image_2_path=keys["mask"],
+            result_image_3_path=keys["overlay"],
         )
         total_seconds = time.perf_counter() - started
         try:
@@ -544,10 +530,10 @@ class InspectionService:
             async with self.sessions() as session:
                 if await ImageRepository(session).exists(img_unique_id):
                     return await self.load_outcome(img_unique_id)
-            await anyio.to_thread.run_sync(self.storage.remove_folder, folder)
+            await self._remove_results(img_unique_id, inspection.created_at)
             raise
         except BaseException:
-            await anyio.to_thread.run_sync(self.storage.remove_folder, folder)
+            await self._remove_results(img_unique_id, inspection.created_at)
             raise
         logger.info(
             "inspection stored",
@@ -568,6 +554,10 @@ class InspectionService:
             input_sha256=inspection.input_sha256,
             repeat_of=inspection.repeat_of,
         )
+
+    async def _remove_results(self, img_unique_id: str, accepted_at: datetime) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.storage.delete_prefix(self.storage.result_prefix(img_unique_id, accepted_at))
 
     async def _mark_failed(
         self, img_unique_id: str, error: str, status_code: int, started: float
@@ -647,7 +637,7 @@ class InspectionService:
             inspection = await InspectionRepository(session).get(img_unique_id)
         if image is None:
             raise ImageNotFound(f"no inspection result with id {img_unique_id}")
-        analysis = await anyio.to_thread.run_sync(self.read_analysis, image)
+        analysis = await self.read_analysis(image)
         return InspectionOutcome(
             image=image,
             analysis=analysis,
@@ -658,28 +648,35 @@ class InspectionService:
             repeat_of=inspection.repeat_of if inspection else None,
         )
 
-    def read_analysis(self, image: Image) -> dict[str, Any]:
-        """The stored analysis JSON of an image (blocking)."""
-        path = self.analysis_path(image)
+    async def read_analysis(self, image: Image) -> dict[str, Any]:
+        """The stored analysis JSON of an image.
+
+        Raises:
+            StoredFileMissing: it is not in storage (or not JSON).
+        """
         try:
-            return dict(json.loads(path.read_text(encoding="utf-8")))
+            return dict(json.loads(await self.storage.get(self.analysis_key(image))))
         except (OSError, ValueError) as exc:
             raise StoredFileMissing(
-                f"the analysis JSON of {image.img_unique_id} is missing from disk"
+                f"the analysis JSON of {image.img_unique_id} is missing from storage"
             ) from exc
 
-    def analysis_path(self, image: Image) -> Path:
-        """Where the analysis JSON of an image is kept."""
-        return self.result_folder_of(image) / ANALYSIS_FILE_NAME
+    def analysis_key(self, image: Image) -> str:
+        """The storage key of the analysis JSON of an image."""
+        return self.storage.result_key(image.img_unique_id, image.timestamp, "analysis")
 
-    def result_folder_of(self, image: Image) -> Path:
-        """The result folder of a stored image."""
-        return self.storage.result_folder(image.img_unique_id, image.timestamp)
+    async def read_result_images(self, image: Image) -> dict[str, bytes]:
+        """The three result PNGs of a stored image, by kind.
 
-    def read_result_images(self, image: Image) -> dict[str, bytes]:
-        """The three result PNGs of a stored image (blocking)."""
-        folder = self.result_folder_of(image)
-        return {kind: (folder / name).read_bytes() for kind, name in RESULT_FILE_NAMES.items()}
+        Raises:
+            FileNotFoundError: one is not in storage.
+        """
+        return {
+            kind: await self.storage.get(
+                self.storage.result_key(image.img_unique_id, image.timestamp, kind)
+            )
+            for kind in RESULT_FILE_NAMES
+        }
 
     async def delete(self, img_unique_id: str) -> None:
         """Delete an inspection: its rows (classes and regions by cascade) and its files.
@@ -699,11 +696,8 @@ class InspectionService:
         kept = image or inspection
         assert kept is not None
         accepted_at = image.timestamp if image is not None else kept.created_at  # type: ignore[union-attr]
-        await anyio.to_thread.run_sync(
-            self.storage.remove_inspection_files,
-            kept.input_image_path,
-            self.storage.result_folder(img_unique_id, accepted_at),
-            img_unique_id,
+        await self.storage.remove_inspection_files(
+            kept.input_image_path, img_unique_id, accepted_at
         )
 
     # -- recovery ------------------------------------------------------------------------
@@ -746,23 +740,30 @@ class InspectionService:
         """
         cutoff = time.time() - grace_s
         removed = {"incoming": 0, "inputs": 0, "result_folders": 0}
-        for path in await anyio.to_thread.run_sync(self.storage.old_incoming_files, cutoff):
-            await anyio.to_thread.run_sync(self.storage.remove_file, path)
+        for path in await self.storage.old_incoming_files(cutoff):
+            await self.storage.remove_scratch(path)
             removed["incoming"] += 1
-        by_day = await anyio.to_thread.run_sync(self.storage.old_inputs_by_day, cutoff)
-        folders = await anyio.to_thread.run_sync(self.storage.old_result_folders, cutoff)
+        by_day = await self.storage.old_inputs_by_day(cutoff)
+        folders = await self.storage.old_result_folders(cutoff)
+        named_inputs: dict[str, set[str]] = {}
         async with self.sessions() as session:
             repo = InspectionRepository(session)
-            named_inputs = {prefix: await repo.stored_input_paths(prefix) for prefix in by_day}
+            for prefix in by_day:
+                # Older rows may name the same file in another form: compare keys.
+                named_inputs[prefix] = {
+                    self.storage.key_of(stored)
+                    for form in self.storage.stored_forms(prefix)
+                    for stored in await repo.stored_input_paths(form)
+                }
             named_results = await repo.existing_image_ids(list(folders))
-        for prefix, files in by_day.items():
-            for path in files:
-                if self.storage.to_stored(path) not in named_inputs[prefix]:
-                    await anyio.to_thread.run_sync(self.storage.remove_file, path)
-                    removed["inputs"] += 1
+        for prefix, keys in by_day.items():
+            unnamed = [key for key in keys if key not in named_inputs[prefix]]
+            if unnamed:
+                await self.storage.delete(unnamed)
+                removed["inputs"] += len(unnamed)
         for img_unique_id, folder in folders.items():
             if img_unique_id not in named_results:
-                await anyio.to_thread.run_sync(self.storage.remove_folder, folder)
+                await self.storage.delete_prefix(folder)
                 removed["result_folders"] += 1
         if any(removed.values()):
             logger.warning("removed orphaned files", extra=removed)

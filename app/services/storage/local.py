@@ -1,182 +1,214 @@
-"""Files on disk: inputs, result images, analysis JSON and thumbnails.
+"""The folder backend: objects are files under DATA_DIR (STORAGE_URL unset or a folder).
 
-Layout (paths stored in the database are relative to DATA_DIR, `/`-separated):
-
-    uploads/YYYYMMDD/{YYYYMMDD_HHMMSS}_{img_unique_id}_{safe original name}
-    results/YYYYMMDD/{img_unique_id}/combined.png | mask.png | overlay.png | analysis.json
-
-Every write goes to a temporary name first and is renamed into place, so a
-reader never sees half a file. The methods here block: call them from a thread.
+Keys map to files: `uploads/...` under UPLOAD_DIR, `results/...` under RESULT_DIR,
+anything else under the store's folder (DATA_DIR, or the folder STORAGE_URL names).
+Every write goes to a temporary name first, is flushed to disk and renamed into place,
+so a reader never sees half a file. Scratch files default to UPLOAD_DIR/.incoming, on the
+same disk as the inputs, so keeping one is a rename.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+
+import anyio
 
 from app.config import Settings
-from app.utils.ids import safe_filename
+from app.services.storage.base import (
+    CHUNK_BYTES,
+    INCOMING_DIR_NAME,
+    RESULTS,
+    THUMBNAILS,
+    UPLOADS,
+    ObjectStream,
+    Storage,
+    StoredObject,
+)
 
-RESULT_FILE_NAMES = {
-    "combined": "combined.png",
-    "mask": "mask.png",
-    "overlay": "overlay.png",
-}
-ANALYSIS_FILE_NAME = "analysis.json"
-INCOMING_DIR_NAME = ".incoming"
 
+class LocalStorage(Storage):
+    """Objects as files in local folders (see the module's docstring)."""
 
-class Storage:
-    """Where the agent keeps its files, and the only code that touches them."""
+    backend = "local"
 
-    def __init__(self, settings: Settings) -> None:
-        self.data_dir = settings.resolved_data_dir
-        self.upload_dir = settings.resolved_upload_dir
-        self.result_dir = settings.resolved_result_dir
-        self.incoming_dir = self.upload_dir / INCOMING_DIR_NAME
-        self.thumbnail_dir = self.data_dir / "thumbnails"
+    def __init__(self, settings: Settings, root: Path | None = None) -> None:
+        super().__init__(settings)
+        if root is not None:
+            self.data_dir = root.expanduser().resolve()
+            if settings.upload_dir is None:
+                self.upload_dir = self.data_dir / UPLOADS
+            if settings.result_dir is None:
+                self.result_dir = self.data_dir / RESULTS
+            if settings.scratch_dir is None:
+                self.scratch_dir = self.upload_dir / INCOMING_DIR_NAME
+
+    @staticmethod
+    def default_scratch_dir(settings: Settings) -> Path:
+        """SCRATCH_DIR, else UPLOAD_DIR/.incoming."""
+        if settings.scratch_dir is not None:
+            return settings.scratch_dir.expanduser().resolve()
+        return settings.resolved_upload_dir / INCOMING_DIR_NAME
+
+    @property
+    def location(self) -> str:
+        """The store's folder."""
+        return str(self.data_dir)
+
+    @property
+    def disk_path(self) -> Path:
+        """DATA_DIR: inputs and results land on its disk."""
+        return self.data_dir
 
     def ensure_directories(self) -> None:
         """Create the storage folders if missing."""
-        for folder in (self.upload_dir, self.result_dir, self.incoming_dir, self.thumbnail_dir):
+        for folder in (self.upload_dir, self.result_dir, self.scratch_dir, self.data_dir):
             folder.mkdir(parents=True, exist_ok=True)
 
-    # -- paths ---------------------------------------------------------------------------
-
-    def to_stored(self, path: Path) -> str:
-        """The database form of `path`: relative to DATA_DIR when inside it, else absolute."""
-        try:
-            return PurePosixPath(path.resolve().relative_to(self.data_dir)).as_posix()
-        except ValueError:
-            return path.resolve().as_posix()
-
-    def resolve(self, stored: str) -> Path:
-        """The absolute path of a stored path.
+    def path_of(self, key: str) -> Path:
+        """The file of a key.
 
         Raises:
-            ValueError: the path points outside the agent's storage folders.
+            ValueError: `key` is not a key (see `Storage.key_of`).
         """
-        candidate = Path(stored)
-        path = (candidate if candidate.is_absolute() else self.data_dir / candidate).resolve()
-        for root in (self.data_dir, self.upload_dir, self.result_dir):
-            if path.is_relative_to(root):
-                return path
-        raise ValueError(f"stored path {stored!r} is outside the storage folders")
+        parts = PurePosixPath(self.key_of(key)).parts
+        if parts[0] == UPLOADS:
+            return self.upload_dir.joinpath(*parts[1:])
+        if parts[0] == RESULTS:
+            return self.result_dir.joinpath(*parts[1:])
+        return self.data_dir.joinpath(*parts)
 
-    def new_incoming_path(self) -> Path:
-        """A fresh temporary name for a file being received."""
-        return self.incoming_dir / f"{uuid.uuid4().hex}.part"
+    # -- primitives ----------------------------------------------------------------------
 
-    def input_path(
-        self, img_unique_id: str, accepted_at: datetime, original_name: str, suffix: str
-    ) -> Path:
-        """Where an accepted input image is kept; the client's name is sanitised first."""
-        stem = safe_filename(Path(safe_filename(original_name)).stem, max_length=60)
-        day = accepted_at.astimezone(UTC)
-        name = f"{day:%Y%m%d_%H%M%S}_{img_unique_id}_{stem}{suffix}"
-        return self.upload_dir / f"{day:%Y%m%d}" / name
+    async def keep_input(self, incoming: Path, key: str, media_type: str) -> None:
+        """Move the scratch file into place (a rename on the same disk, else a copy)."""
+        await anyio.to_thread.run_sync(_move, incoming, self.path_of(key))
 
-    def result_folder(self, img_unique_id: str, accepted_at: datetime) -> Path:
-        """The folder of one inspection's result files."""
-        return self.result_dir / f"{accepted_at.astimezone(UTC):%Y%m%d}" / img_unique_id
+    async def put(self, key: str, data: bytes, media_type: str | None = None) -> None:
+        """Write through a temporary file in the same folder and a rename."""
+        path = self.path_of(key)
 
-    # -- writes --------------------------------------------------------------------------
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, data)
 
-    def keep_input(self, incoming: Path, destination: Path) -> None:
-        """Move a received file into place (an atomic rename within the upload folder)."""
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(incoming, destination)
+        await anyio.to_thread.run_sync(write)
 
-    def write_results(
-        self, folder: Path, images: Mapping[str, bytes], analysis: Mapping[str, Any]
-    ) -> dict[str, Path]:
-        """Write the three result PNGs and the analysis JSON atomically into `folder`.
+    async def get(self, key: str) -> bytes:
+        """The file's bytes (FileNotFoundError when missing)."""
+        return await anyio.to_thread.run_sync(self.path_of(key).read_bytes)
 
-        Returns:
-            Absolute paths by kind: `combined`, `mask`, `overlay`, `analysis`.
-        """
-        folder.mkdir(parents=True, exist_ok=True)
-        paths: dict[str, Path] = {}
-        for kind, name in RESULT_FILE_NAMES.items():
-            paths[kind] = folder / name
-            atomic_write(paths[kind], images[kind])
-        paths["analysis"] = folder / ANALYSIS_FILE_NAME
-        atomic_write(
-            paths["analysis"], json.dumps(analysis, ensure_ascii=False, indent=2).encode("utf-8")
-        )
-        return paths
+    async def open_stream(self, key: str) -> ObjectStream:
+        """The file in 64 KiB chunks."""
+        path = self.path_of(key)
+        handle = await anyio.open_file(path, "rb")
+        size = (await anyio.Path(path).stat()).st_size
 
-    # -- removal -------------------------------------------------------------------------
+        async def chunks() -> AsyncIterator[bytes]:
+            async with handle:
+                while chunk := await handle.read(CHUNK_BYTES):
+                    yield chunk
 
-    def remove_file(self, path: Path | None) -> None:
-        """Delete a file if it exists."""
-        if path is not None:
-            path.unlink(missing_ok=True)
+        return ObjectStream(size, chunks())
 
-    def remove_folder(self, folder: Path) -> None:
-        """Delete a result folder and everything in it, if it exists."""
-        shutil.rmtree(folder, ignore_errors=True)
+    async def exists(self, key: str) -> bool:
+        """Whether the file exists."""
+        try:
+            path = self.path_of(key)
+        except ValueError:
+            return False
+        return await anyio.to_thread.run_sync(path.is_file)
 
-    def remove_inspection_files(
-        self, input_stored: str | None, result_folder: Path | None, img_unique_id: str
+    def local_file(self, key: str) -> Path | None:
+        """The file itself."""
+        return self.path_of(key)
+
+    async def presigned_url(self, key: str) -> str | None:
+        """Never: files are sent by the agent."""
+        return None
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Delete the files; empty folders are left for the next upload of the day."""
+        paths = [self.path_of(k) for k in keys]
+
+        def remove() -> None:
+            for path in paths:
+                path.unlink(missing_ok=True)
+
+        await anyio.to_thread.run_sync(remove)
+
+    async def delete_prefix(self, prefix: str) -> None:
+        """Delete the folder of `prefix` and everything in it."""
+        folder = self.path_of(prefix.rstrip("/"))
+        await anyio.to_thread.run_sync(lambda: shutil.rmtree(folder, ignore_errors=True))
+
+    async def remove_inspection_files(
+        self, input_stored: str | None, img_unique_id: str, accepted_at: datetime | None
     ) -> None:
-        """Delete everything kept for one inspection: input, results and thumbnails."""
-        if input_stored:
-            with contextlib.suppress(ValueError):
-                self.remove_file(self.resolve(input_stored))
-        if result_folder is not None:
-            self.remove_folder(result_folder)
-        for thumb in self.thumbnail_dir.glob(f"{img_unique_id}_*"):
-            thumb.unlink(missing_ok=True)
+        """As `Storage.remove_inspection_files`, and the thumbnails older versions cached
+        flat in `thumbnails/` (`{img_unique_id}_{kind}_{size}.jpg`)."""
+        await super().remove_inspection_files(input_stored, img_unique_id, accepted_at)
+        folder = self.data_dir / THUMBNAILS
 
-    # -- orphans (files a killed agent left behind) ------------------------------------------
+        def remove_flat() -> None:
+            for old in folder.glob(f"{img_unique_id}_*.jpg"):
+                old.unlink(missing_ok=True)
 
-    def old_incoming_files(self, older_than: float) -> list[Path]:
-        """Temporary upload files (`.part`) last written before `older_than` (epoch seconds)."""
-        if not self.incoming_dir.is_dir():
-            return []
-        return [p for p in self.incoming_dir.iterdir() if p.is_file() and _older(p, older_than)]
+        await anyio.to_thread.run_sync(remove_flat)
 
-    def old_inputs_by_day(self, older_than: float) -> dict[str, list[Path]]:
-        """Input files last written before `older_than`, by the stored prefix of their day
-        folder (`uploads/YYYYMMDD/`)."""
-        out: dict[str, list[Path]] = {}
-        if not self.upload_dir.is_dir():
-            return out
-        for day in self.upload_dir.iterdir():
-            if not day.is_dir() or day.name == INCOMING_DIR_NAME:
-                continue
-            files = [p for p in day.iterdir() if p.is_file() and _older(p, older_than)]
-            if files:
-                out[self.to_stored(day) + "/"] = files
-        return out
+    async def list_objects(self, prefix: str) -> AsyncIterator[StoredObject]:
+        """The files under the folder of `prefix`, walked in a thread one folder at a
+        time; names starting with `.` (scratch and temporary files) are left out."""
+        folder_key = prefix.rstrip("/")
+        pending = [(self.path_of(folder_key), folder_key)]
+        while pending:
+            folder, key = pending.pop()
+            entries = await anyio.to_thread.run_sync(_scan, folder)
+            for name, is_dir, size, modified in entries:
+                if name.startswith("."):
+                    continue
+                if is_dir:
+                    pending.append((folder / name, f"{key}/{name}"))
+                else:
+                    yield StoredObject(f"{key}/{name}", size, modified)
 
-    def old_result_folders(self, older_than: float) -> dict[str, Path]:
-        """Result folders last changed before `older_than`, by the `img_unique_id` they are
-        named after."""
-        out: dict[str, Path] = {}
-        if not self.result_dir.is_dir():
-            return out
-        for day in self.result_dir.iterdir():
-            if not day.is_dir():
-                continue
-            for folder in day.iterdir():
-                if folder.is_dir() and _older(folder, older_than):
-                    out[folder.name] = folder
-        return out
 
-    def disk_usage(self) -> shutil._ntuple_diskusage:
-        """Total, used and free bytes of the file system holding DATA_DIR."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return shutil.disk_usage(self.data_dir)
+def _scan(folder: Path) -> list[tuple[str, bool, int, float]]:
+    """(name, is a folder, size, mtime) of each entry of `folder`; [] when it is gone."""
+    out = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    info = entry.stat()
+                    out.append((entry.name, entry.is_dir(), info.st_size, info.st_mtime))
+                except OSError:  # removed meanwhile
+                    continue
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return out
+
+
+def _move(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, destination)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # SCRATCH_DIR on another disk: copy under a temporary name, then rename.
+        tmp = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, destination)
+        finally:
+            tmp.unlink(missing_ok=True)
+        source.unlink(missing_ok=True)
 
 
 # "No space left on device" and "disk quota exceeded" (EDQUOT is POSIX-only; Windows
@@ -187,13 +219,6 @@ _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOS
 def is_disk_full(exc: BaseException) -> bool:
     """Whether `exc` is a write that failed because the disk (or the quota) is full."""
     return isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS
-
-
-def _older(path: Path, older_than: float) -> bool:
-    try:
-        return path.stat().st_mtime < older_than
-    except OSError:  # removed meanwhile
-        return False
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from importlib.metadata import PackageNotFoundError, version
 
-import anyio
 from sqlalchemy import text
 
 from app.models.schemas import (
@@ -67,11 +66,11 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
         _database(runtime), runtime.client.health()
     )
     service = _model_service(runtime, probe_ok, probe_detail)
-    usage = await anyio.to_thread.run_sync(runtime.storage.disk_usage)
+    usage = await runtime.storage.disk_usage()
     minimum = runtime.settings.min_free_disk_bytes
     accepting = usage.free >= minimum
     disk = DiskHealth(
-        path=str(runtime.storage.data_dir),
+        path=str(runtime.storage.disk_path),
         free_bytes=usage.free,
         total_bytes=usage.total,
         min_free_bytes=minimum,

@@ -1,0 +1,389 @@
+"""The storage interface: where inputs, result images, analysis JSON and thumbnails are kept.
+
+Everything that reads or writes those files goes through a `Storage`; no other code
+touches their paths. Two backends implement it: a folder (`local.LocalStorage`, the
+default) and an S3-compatible object store (`s3.S3Storage`); `open_storage` picks one
+from STORAGE_URL.
+
+Objects are named by **keys**, `/`-separated and relative to the store's root; the
+database stores keys (`images.*_path`, `inspections.input_image_path`):
+
+    uploads/YYYYMMDD/{YYYYMMDD_HHMMSS}_{img_unique_id}_{safe original name}
+    results/YYYYMMDD/{img_unique_id}/combined.png | mask.png | overlay.png | analysis.json
+    thumbnails/{img_unique_id}/{kind}_{size}.jpg
+
+Rows written before object storage may hold other forms of the same file (an absolute
+path, or a path relative to DATA_DIR when UPLOAD_DIR or RESULT_DIR were moved);
+`key_of` turns any of them into its key, so nothing stored needs rewriting.
+
+Received uploads are streamed to a local **scratch** file first (SCRATCH_DIR) and then
+kept under their key; with the object store the scratch file is removed at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, ClassVar
+
+import anyio
+
+from app.config import Settings
+from app.utils.ids import safe_filename
+
+RESULT_FILE_NAMES = {
+    "combined": "combined.png",
+    "mask": "mask.png",
+    "overlay": "overlay.png",
+}
+ANALYSIS_FILE_NAME = "analysis.json"
+INCOMING_DIR_NAME = ".incoming"
+UPLOADS = "uploads"
+RESULTS = "results"
+THUMBNAILS = "thumbnails"
+# Read streams hand out chunks of about this size, bytes.
+CHUNK_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object of the store: its key, size (bytes) and last change (epoch seconds)."""
+
+    key: str
+    size: int
+    modified: float
+
+
+@dataclass(frozen=True)
+class ObjectStream:
+    """An object being read: its size (bytes) and its bytes as an async stream of chunks.
+
+    The stream must be read to its end or closed with `aclose()`.
+    """
+
+    size: int
+    chunks: AsyncIterator[bytes]
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection or file handle."""
+        closer = getattr(self.chunks, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """Total, used and free bytes of the local disk the agent still needs (DATA_DIR with
+    the folder backend; SCRATCH_DIR with the object store)."""
+
+    total: int
+    used: int
+    free: int
+
+
+class Storage(ABC):
+    """Where the agent keeps its files, and the only code that touches them.
+
+    Methods are async (the folder backend runs file I/O in threads). Reads of a missing
+    object raise `FileNotFoundError`; a stored path that is not a valid key raises
+    `ValueError`.
+    """
+
+    backend: ClassVar[str]
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data_dir = settings.resolved_data_dir
+        self.upload_dir = settings.resolved_upload_dir
+        self.result_dir = settings.resolved_result_dir
+        self.scratch_dir = self.default_scratch_dir(settings)
+
+    @staticmethod
+    @abstractmethod
+    def default_scratch_dir(settings: Settings) -> Path:
+        """SCRATCH_DIR when set, else the backend's default (absolute)."""
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where objects are kept, for people: a folder or `s3://bucket/prefix`."""
+
+    def ensure_directories(self) -> None:
+        """Create the local folders this backend writes to (scratch at least)."""
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+
+    async def aclose(self) -> None:  # noqa: B027 (a backend may hold nothing to close)
+        """Release connections; the storage is not used afterwards."""
+
+    # -- keys ----------------------------------------------------------------------------
+
+    @staticmethod
+    def input_key(
+        img_unique_id: str, accepted_at: datetime, original_name: str, suffix: str
+    ) -> str:
+        """The key of an accepted input image; the client's name is sanitised first."""
+        stem = safe_filename(PurePosixPath(safe_filename(original_name)).stem, max_length=60)
+        day = accepted_at.astimezone(UTC)
+        return f"{UPLOADS}/{day:%Y%m%d}/{day:%Y%m%d_%H%M%S}_{img_unique_id}_{stem}{suffix}"
+
+    @staticmethod
+    def result_prefix(img_unique_id: str, accepted_at: datetime) -> str:
+        """The key prefix (ending in `/`) of one inspection's result objects."""
+        return f"{RESULTS}/{accepted_at.astimezone(UTC):%Y%m%d}/{img_unique_id}/"
+
+    @classmethod
+    def result_key(cls, img_unique_id: str, accepted_at: datetime, kind: str) -> str:
+        """The key of a result object; `kind` is `combined`, `mask`, `overlay` or
+        `analysis`.
+
+        Raises:
+            KeyError: another kind.
+        """
+        name = ANALYSIS_FILE_NAME if kind == "analysis" else RESULT_FILE_NAMES[kind]
+        return cls.result_prefix(img_unique_id, accepted_at) + name
+
+    @staticmethod
+    def thumbnail_prefix(img_unique_id: str) -> str:
+        """The key prefix (ending in `/`) of an inspection's cached thumbnails."""
+        return f"{THUMBNAILS}/{img_unique_id}/"
+
+    @classmethod
+    def thumbnail_key(cls, img_unique_id: str, kind: str, size: int) -> str:
+        """The key of a cached thumbnail (JPEG, longest side `size` pixels)."""
+        return f"{cls.thumbnail_prefix(img_unique_id)}{kind}_{size}.jpg"
+
+    def key_of(self, stored: str) -> str:
+        """The key of a path stored in the database.
+
+        A key is returned as it is. Older rows may hold an absolute path, or a path
+        relative to DATA_DIR when UPLOAD_DIR or RESULT_DIR named other folders: those
+        are mapped to their key through the same settings.
+
+        Raises:
+            ValueError: the path is empty, climbs out (`..`), or lies outside DATA_DIR,
+                UPLOAD_DIR and RESULT_DIR.
+        """
+        if not stored or ("\\" in stored and not PureWindowsPath(stored).is_absolute()):
+            raise ValueError(f"stored path {stored!r} is not a key")
+        if not (PurePosixPath(stored).is_absolute() or PureWindowsPath(stored).is_absolute()):
+            parts = PurePosixPath(stored).parts
+            if ".." in parts or not parts:
+                raise ValueError(f"stored path {stored!r} climbs out of the store")
+            if parts[0] in (UPLOADS, RESULTS, THUMBNAILS):
+                return PurePosixPath(*parts).as_posix()
+            path = (self.data_dir / Path(*parts)).resolve()
+        else:
+            path = Path(stored).resolve()
+        for root, prefix in ((self.upload_dir, UPLOADS), (self.result_dir, RESULTS)):
+            if path.is_relative_to(root):
+                return PurePosixPath(prefix, *path.relative_to(root).parts).as_posix()
+        if path.is_relative_to(self.data_dir):
+            return PurePosixPath(*path.relative_to(self.data_dir).parts).as_posix()
+        raise ValueError(f"stored path {stored!r} is outside the storage folders")
+
+    def stored_forms(self, prefix: str) -> list[str]:
+        """The forms a key prefix (ending in `/`) may take in the database: the key itself,
+        and the absolute or DATA_DIR-relative path older rows may hold (see `key_of`)."""
+        forms = [prefix]
+        parts = prefix.rstrip("/").split("/")
+        root = {UPLOADS: self.upload_dir, RESULTS: self.result_dir}.get(parts[0])
+        if root is not None:
+            path = root.joinpath(*parts[1:])
+            forms.append(path.as_posix() + "/")
+            if path.is_relative_to(self.data_dir):
+                relative = PurePosixPath(*path.relative_to(self.data_dir).parts).as_posix()
+                forms.append(relative + "/")
+        return list(dict.fromkeys(forms))
+
+    # -- scratch -------------------------------------------------------------------------
+
+    def new_incoming_path(self) -> Path:
+        """A fresh local scratch file name for an upload being received."""
+        return self.scratch_dir / f"{uuid.uuid4().hex}.part"
+
+    async def old_incoming_files(self, older_than: float) -> list[Path]:
+        """Scratch files (`.part`) last written before `older_than` (epoch seconds)."""
+
+        def find() -> list[Path]:
+            if not self.scratch_dir.is_dir():
+                return []
+            return [p for p in self.scratch_dir.iterdir() if p.is_file() and _older(p, older_than)]
+
+        return await anyio.to_thread.run_sync(find)
+
+    async def remove_scratch(self, path: Path | None) -> None:
+        """Delete a scratch file if it exists."""
+        if path is not None:
+            await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+
+    async def disk_usage(self) -> DiskUsage:
+        """The local disk the agent still needs: see `DiskUsage`."""
+        folder = self.disk_path
+
+        def usage() -> DiskUsage:
+            folder.mkdir(parents=True, exist_ok=True)
+            total, used, free = shutil.disk_usage(folder)
+            return DiskUsage(total, used, free)
+
+        return await anyio.to_thread.run_sync(usage)
+
+    @property
+    def disk_path(self) -> Path:
+        """The folder whose disk `disk_usage` reports."""
+        return self.scratch_dir
+
+    # -- the backend's primitives -----------------------------------------------------------
+
+    @abstractmethod
+    async def keep_input(self, incoming: Path, key: str, media_type: str) -> None:
+        """Keep a received scratch file under `key`; the scratch file is gone afterwards
+        (moved, or uploaded and removed).
+
+        Raises:
+            OSError: the write failed (the scratch file is kept; the caller removes it).
+        """
+
+    @abstractmethod
+    async def put(self, key: str, data: bytes, media_type: str | None = None) -> None:
+        """Write `data` under `key`, replacing what was there; readers see the old or the
+        new object, never a part.
+
+        Raises:
+            OSError: the write failed (e.g. a full disk: `is_disk_full`).
+        """
+
+    @abstractmethod
+    async def get(self, key: str) -> bytes:
+        """The whole object.
+
+        Raises:
+            FileNotFoundError: no such object.
+        """
+
+    @abstractmethod
+    async def open_stream(self, key: str) -> ObjectStream:
+        """The object as a stream of chunks, for answers and ZIPs (constant memory).
+
+        Raises:
+            FileNotFoundError: no such object.
+        """
+
+    @abstractmethod
+    async def exists(self, key: str) -> bool:
+        """Whether an object is stored under `key`."""
+
+    @abstractmethod
+    def local_file(self, key: str) -> Path | None:
+        """The local file holding `key` (folder backend), to be sent as it is; None for
+        the object store."""
+
+    @abstractmethod
+    async def presigned_url(self, key: str) -> str | None:
+        """A time-limited URL from which a client may GET the object directly, when the
+        backend gives them (S3 with S3_PRESIGNED_DOWNLOADS=true); else None."""
+
+    @abstractmethod
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Delete objects; missing ones are ignored."""
+
+    @abstractmethod
+    def list_objects(self, prefix: str) -> AsyncIterator[StoredObject]:
+        """Every object whose key starts with `prefix` (a folder prefix ending in `/`),
+        in no particular order; temporary files are left out."""
+
+    # -- composed from the primitives --------------------------------------------------------
+
+    async def delete_prefix(self, prefix: str) -> None:
+        """Delete every object under `prefix` (ending in `/`)."""
+        keys = [obj.key async for obj in self.list_objects(prefix)]
+        if keys:
+            await self.delete(keys)
+
+    async def write_results(
+        self,
+        img_unique_id: str,
+        accepted_at: datetime,
+        images: Mapping[str, bytes],
+        analysis: Mapping[str, Any],
+    ) -> dict[str, str]:
+        """Write the three result PNGs and the analysis JSON of an inspection.
+
+        All or nothing: when any write fails, what was written is deleted and the error
+        raised. The objects are not visible to users until the rows naming them commit.
+
+        Returns:
+            Keys by kind: `combined`, `mask`, `overlay`, `analysis`.
+
+        Raises:
+            OSError: a write failed (e.g. a full disk: `is_disk_full`).
+        """
+        keys = {kind: self.result_key(img_unique_id, accepted_at, kind) for kind in images}
+        keys["analysis"] = self.result_key(img_unique_id, accepted_at, "analysis")
+        body = json.dumps(analysis, ensure_ascii=False, indent=2).encode("utf-8")
+        try:
+            async with anyio.create_task_group() as group:
+                for kind in RESULT_FILE_NAMES:
+                    group.start_soon(self.put, keys[kind], images[kind], "image/png")
+                group.start_soon(self.put, keys["analysis"], body, "application/json")
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self.delete_prefix(self.result_prefix(img_unique_id, accepted_at))
+            # The task group wraps errors in a group; callers look at the first one.
+            if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) >= 1:
+                raise exc.exceptions[0] from exc
+            raise
+        return keys
+
+    async def remove_inspection_files(
+        self, input_stored: str | None, img_unique_id: str, accepted_at: datetime | None
+    ) -> None:
+        """Delete everything kept for one inspection: its input, its result objects (when
+        `accepted_at` is given) and its thumbnails."""
+        keys: list[str] = []
+        if input_stored:
+            with contextlib.suppress(ValueError):
+                keys.append(self.key_of(input_stored))
+        if keys:
+            await self.delete(keys)
+        if accepted_at is not None:
+            await self.delete_prefix(self.result_prefix(img_unique_id, accepted_at))
+        await self.delete_prefix(self.thumbnail_prefix(img_unique_id))
+
+    # -- orphans (objects a killed agent left behind) -------------------------------------
+
+    async def old_inputs_by_day(self, older_than: float) -> dict[str, list[str]]:
+        """Keys of inputs last written before `older_than` (epoch seconds), by their day
+        prefix (`uploads/YYYYMMDD/`)."""
+        out: dict[str, list[str]] = {}
+        async for obj in self.list_objects(f"{UPLOADS}/"):
+            parts = obj.key.split("/")
+            if len(parts) == 3 and obj.modified < older_than:
+                out.setdefault(f"{parts[0]}/{parts[1]}/", []).append(obj.key)
+        return out
+
+    async def old_result_folders(self, older_than: float) -> dict[str, str]:
+        """Result prefixes whose objects all changed before `older_than` (epoch seconds),
+        by the `img_unique_id` they are named after."""
+        newest: dict[str, tuple[str, float]] = {}
+        async for obj in self.list_objects(f"{RESULTS}/"):
+            parts = obj.key.split("/")
+            if len(parts) != 4:
+                continue
+            prefix = f"{parts[0]}/{parts[1]}/{parts[2]}/"
+            seen = newest.get(parts[2])
+            newest[parts[2]] = (prefix, max(obj.modified, seen[1] if seen else 0.0))
+        return {img_id: prefix for img_id, (prefix, when) in newest.items() if when < older_than}
+
+
+def _older(path: Path, older_than: float) -> bool:
+    try:
+        return path.stat().st_mtime < older_than
+    except OSError:  # removed meanwhile
+        return False

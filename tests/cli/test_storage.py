@@ -1,0 +1,71 @@
+"""`aoi-agent storage migrate`: a folder store copied into an object store (moto's S3
+server, an emulator of the S3 API, on loopback), rows untouched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.config import Settings
+from app.launcher import storage_notice
+from tests.support import S3Emulator, make_image
+
+
+def test_migrate_copies_the_local_store_and_says_what_it_did(
+    tmp_path: Path, s3_emulator: S3Emulator
+) -> None:
+    day = tmp_path / "uploads" / "20261202"
+    day.mkdir(parents=True)
+    (day / "20261202_093005_X_a.png").write_bytes(make_image())
+    result_dir = tmp_path / "results" / "20261202" / "X"
+    result_dir.mkdir(parents=True)
+    for name in ("combined.png", "mask.png", "overlay.png", "analysis.json"):
+        (result_dir / name).write_bytes(b"r")
+    (tmp_path / "secret_key").write_text("not copied")
+    bucket = s3_emulator.new_bucket()
+    env = {"DATA_DIR": str(tmp_path), "S3_ENDPOINT_URL": s3_emulator.url, "STORAGE_URL": ""}
+
+    dry = CliRunner().invoke(
+        cli, ["storage", "migrate", "--to", f"s3://{bucket}/aoi", "--dry-run"], env=env
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "would copy 5 objects" in dry.output
+    assert s3_emulator.keys(bucket) == []
+
+    done = CliRunner().invoke(cli, ["storage", "migrate", "--to", f"s3://{bucket}/aoi"], env=env)
+    assert done.exit_code == 0, done.output
+    assert "copied 5 objects" in done.output
+    assert s3_emulator.keys(bucket) == [
+        "aoi/results/20261202/X/analysis.json",
+        "aoi/results/20261202/X/combined.png",
+        "aoi/results/20261202/X/mask.png",
+        "aoi/results/20261202/X/overlay.png",
+        "aoi/uploads/20261202/20261202_093005_X_a.png",
+    ]
+    assert s3_emulator.read(bucket, "aoi/uploads/20261202/20261202_093005_X_a.png") == (
+        make_image()
+    )
+
+    again = CliRunner().invoke(cli, ["storage", "migrate", "--to", f"s3://{bucket}/aoi"], env=env)
+    assert "copied 0 objects" in again.output
+    assert "5 were already there" in again.output
+
+
+def test_migrate_refuses_what_is_not_an_object_store(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["storage", "migrate", "--to", str(tmp_path)], env={"DATA_DIR": str(tmp_path)}
+    )
+    assert result.exit_code == 2
+    assert "s3://bucket/prefix" in result.output
+
+
+def test_start_up_names_the_store_and_asks_for_a_shared_secret() -> None:
+    local = Settings(_env_file=None, data_dir=Path("d"))  # type: ignore[call-arg]
+    assert storage_notice(local).startswith("storage: ")
+    assert storage_notice(local).endswith("(local)")
+    s3 = Settings(_env_file=None, storage_url="s3://bucket/aoi")  # type: ignore[call-arg]
+    assert storage_notice(s3).startswith("storage: s3://bucket/aoi (s3); SECRET_KEY is unset")
+    shared = s3.model_copy(update={"secret_key": "x" * 32})
+    assert storage_notice(shared) == "storage: s3://bucket/aoi (s3)"
