@@ -275,7 +275,7 @@ def worker(
 
     try:
         with prepared(settings) as ready:
-            console.print(f"worker on {ready.segformer_service_url}; Ctrl-C stops it")
+            console.print(f"worker on {', '.join(ready.model_service_urls)}; Ctrl-C stops it")
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(serve(ready))
     except StartupError as exc:

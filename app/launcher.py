@@ -4,7 +4,7 @@
 2. the listening socket on HOST:PORT (so a busy port is reported before anything starts);
 3. the embedded PostgreSQL when DATABASE_URL is unset, else a first connection to it;
 4. Alembic migrations;
-5. the reference model service on a loopback port when SEGFORMER_SERVICE_URL is unset;
+5. the reference model service on a loopback port when SEGFORMER_SERVICE_URL(S) is unset;
 6. the API (with the queue worker in-process); the "running at" line once it serves.
 
 A start-up problem prints one `error:` line on stderr saying what to do, and exit status 1.
@@ -107,7 +107,7 @@ def prepared(settings: Settings) -> Iterator[Settings]:
         database_url = stack.enter_context(prepared_database(settings, announce=True))
         if settings.database_url is None:
             updates["database_url"] = database_url
-        if settings.segformer_service_url is None:
+        if not settings.model_service_urls:
             try:
                 reference = start_reference_service(
                     settings.resolved_log_dir / "reference-service.log",

@@ -21,7 +21,7 @@ from app.services.inspection.queue import (
     defer_inspections,
 )
 from app.services.inspection.workflow import InspectionService
-from app.services.model_service.client import ModelServiceClient
+from app.services.model_service.pool import ModelServicePool
 from app.services.storage.local import Storage
 from app.services.system.heartbeat import ProcessHeartbeat
 
@@ -36,7 +36,7 @@ class AgentRuntime:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     storage: Storage
-    client: ModelServiceClient
+    client: ModelServicePool
     queue: procrastinate.App
     inspections: InspectionService
 
@@ -64,11 +64,13 @@ async def agent_runtime(
     """Start everything the agent needs in this process, and stop it on exit.
 
     Raises:
-        RuntimeError: DATABASE_URL or SEGFORMER_SERVICE_URL is not set (`run.py` sets both).
+        RuntimeError: DATABASE_URL or SEGFORMER_SERVICE_URL(S) is not set (`run.py` sets
+            both).
     """
-    if not settings.database_url or not settings.segformer_service_url:
+    if not settings.database_url or not settings.model_service_urls:
         raise RuntimeError(
-            "DATABASE_URL and SEGFORMER_SERVICE_URL must be set; start the agent with"
+            "DATABASE_URL and SEGFORMER_SERVICE_URL (or SEGFORMER_SERVICE_URLS) must be set;"
+            " start the agent with"
             " `python run.py`, which starts an embedded database and the reference model"
             " service when they are not"
         )
@@ -76,7 +78,7 @@ async def agent_runtime(
     storage.ensure_directories()
     engine = create_engine(settings, settings.database_url)
     sessions = create_session_factory(engine)
-    client = ModelServiceClient(settings, settings.segformer_service_url)
+    client = ModelServicePool(settings)
     queue = create_queue(libpq_conninfo(settings.database_url), settings.db_pool_min_size)
     inspections = InspectionService(settings, storage, client, sessions)
     runtime = AgentRuntime(settings, engine, sessions, storage, client, queue, inspections)

@@ -45,7 +45,7 @@ from app.services.database.repositories import (
 )
 from app.services.database.session import unit_of_work
 from app.services.inspection.receiver import ReceivedFile
-from app.services.model_service.client import ModelServiceClient
+from app.services.model_service.pool import ModelServicePool
 from app.services.storage.local import (
     ANALYSIS_FILE_NAME,
     RESULT_FILE_NAMES,
@@ -133,7 +133,7 @@ class InspectionService:
         self,
         settings: Settings,
         storage: Storage,
-        client: ModelServiceClient,
+        client: ModelServicePool,
         sessions: async_sessionmaker[AsyncSession],
     ) -> None:
         self.settings = settings
@@ -529,7 +529,7 @@ class InspectionService:
                     completed_at=utc_now(),
                     model_service_seconds=round(result.round_trip_seconds, 6),
                     total_seconds=round(total_seconds, 6),
-                    model_service_url=without_userinfo(self.client.base_url),
+                    model_service_url=result.service_url or without_userinfo(self.client.base_url),
                     model_name=result.model_name,
                     model_version=result.model_version,
                     agent_version=installed_version(),
