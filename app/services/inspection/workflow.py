@@ -52,6 +52,7 @@ from app.services.storage.local import (
     Storage,
     is_disk_full,
 )
+from app.services.system import metrics
 from app.utils.ids import new_batch_id, new_img_unique_id, utc_now
 from app.utils.images import validate_image
 from app.utils.logging import request_id_var
@@ -549,6 +550,7 @@ class InspectionService:
         except BaseException:
             await anyio.to_thread.run_sync(self.storage.remove_folder, folder)
             raise
+        metrics.record_inspection_stored(_defect_counts(result.analysis))
         logger.info(
             "inspection stored",
             extra={
@@ -583,6 +585,7 @@ class InspectionService:
                 waiting_since=None,
                 total_seconds=round(time.perf_counter() - started, 6),
             )
+        metrics.record_inspection_failed()
         logger.warning("inspection failed", extra={"img_unique_id": img_unique_id, "error": error})
 
     async def process_queued(self, img_unique_id: str) -> None:

@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import anyio
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -28,6 +29,10 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import metrics as http_metrics
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.services.storage.local import Storage
+from app.services.system.repository import QueueRepository
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -132,6 +137,18 @@ def render(extra: Iterable[Metric] = ()) -> bytes:
     snapshot = CollectorRegistry(auto_describe=False)
     snapshot.register(_Snapshot(extra))
     return generate_latest(registry) + generate_latest(snapshot)
+
+
+async def scrape(session: AsyncSession, storage: Storage) -> bytes:
+    """The `/metrics` answer body: every metric in the Prometheus text format, the queue's
+    jobs counted and the free disk space read now.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: the database does not answer (the app answers 503).
+    """
+    queue_jobs = await QueueRepository(session).job_counts()
+    usage = await anyio.to_thread.run_sync(storage.disk_usage)
+    return render(scrape_time_families(queue_jobs, usage.free))
 
 
 def prepare_multiprocess_dir(data_dir: Path, web_concurrency: int) -> Path | None:
