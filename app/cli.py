@@ -7,6 +7,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -281,6 +282,70 @@ def worker(
     except StartupError as exc:
         console.print(f"[red]error: {exc}[/red]")
         raise typer.Exit(1) from exc
+
+
+@cli.command()
+def retention(
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Only report what would be deleted (RETENTION_DRY_RUN too)."
+        ),
+    ] = False,
+) -> None:
+    """Delete the inspections past RETENTION_DAYS_PASS / RETENTION_DAYS_DEFECT now, files
+    and rows (what the periodic job does); see docs/retention.md."""
+    from app.config import Settings
+    from app.launcher import StartupError, prepared_database, use_selector_event_loop_on_windows
+    from app.services.database.session import create_engine, create_session_factory
+    from app.services.retention.repository import Kind
+    from app.services.retention.service import RetentionReport, RetentionService
+    from app.services.storage.local import Storage
+
+    use_selector_event_loop_on_windows()
+    settings = Settings()
+    if not settings.retention_enabled:
+        console.print(
+            "retention is off: neither RETENTION_DAYS_PASS nor RETENTION_DAYS_DEFECT is set,"
+            " so every inspection is kept"
+        )
+        return
+
+    async def run(database_url: str) -> RetentionReport:
+        engine = create_engine(settings.model_copy(update={"db_pool_min_size": 1}), database_url)
+        try:
+            service = RetentionService(settings, Storage(settings), create_session_factory(engine))
+            return await service.run(dry_run=dry_run or settings.retention_dry_run)
+        finally:
+            await engine.dispose()
+
+    try:
+        with prepared_database(settings) as database_url:
+            report = asyncio.run(run(database_url))
+    except StartupError as exc:
+        console.print(f"[red]error: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    verb = "would delete" if report.dry_run else "deleted"
+    kinds: list[tuple[Kind, datetime | None]] = [
+        ("pass", report.pass_before),
+        ("defect", report.defect_before),
+        ("failed", report.defect_before),
+    ]
+    for kind, before in kinds:
+        if before is None:
+            console.print(f"{kind}: kept (no retention set)")
+            continue
+        examples = report.examples[kind]
+        shown = f" (e.g. {', '.join(examples[:5])})" if examples else ""
+        console.print(
+            f"{kind}: {verb} {report.counts[kind]} accepted before"
+            f" {before:%Y-%m-%d %H:%M} UTC{shown}"
+        )
+    if report.file_errors:
+        console.print(
+            f"[yellow]{report.file_errors} inspections' files could not be removed; the"
+            " orphan-file sweep of the running agent removes them[/yellow]"
+        )
 
 
 def main() -> None:

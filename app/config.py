@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -168,6 +169,11 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.db_pool_min_size > self.db_pool_max_size:
             raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+        if not croniter.is_valid(self.retention_cron):
+            raise ValueError(
+                "RETENTION_CRON must be a cron line of 5 fields (minute hour day month"
+                " weekday), e.g. */15 * * * *"
+            )
         if any(limit < 1 for limit in self.segformer_service_max_concurrency):
             raise ValueError("SEGFORMER_SERVICE_MAX_CONCURRENCY figures must be at least 1")
         if len(self.segformer_service_max_concurrency) > max(1, len(self.model_service_urls)):
@@ -223,6 +229,11 @@ class Settings(BaseSettings):
     def cors_origin_list(self) -> list[str]:
         """CORS_ORIGINS as a list, without trailing slashes."""
         return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def retention_enabled(self) -> bool:
+        """Whether RETENTION_DAYS_PASS or RETENTION_DAYS_DEFECT is set."""
+        return self.retention_days_pass is not None or self.retention_days_defect is not None
 
     @property
     def model_service_urls(self) -> list[str]:
