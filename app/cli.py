@@ -259,8 +259,23 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Images in flight (default WORKER_CONCURRENCY).")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve this worker's Prometheus metrics on this port (no key checked).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="The address the metrics port listens on.")
+    ] = "127.0.0.1",
 ) -> None:
-    """Run a queue worker in this process, with the agent's settings (`.env`, environment)."""
+    """Run a queue worker in this process, with the agent's settings (`.env`, environment).
+
+    A worker counts the inspections it runs; on a host of its own, `--metrics-port` lets
+    Prometheus scrape them (on the API's host, a shared PROMETHEUS_MULTIPROC_DIR adds them
+    to the API's `/metrics`). See docs/metrics.md."""
     from app.config import Settings
     from app.launcher import StartupError, prepared, use_selector_event_loop_on_windows
     from app.runtime import agent_runtime, run_worker
@@ -271,6 +286,10 @@ def worker(
     configure_logging(settings.log_level, settings.resolved_log_dir)
 
     async def serve(ready: Settings) -> None:
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, addr=metrics_host)
         async with agent_runtime(ready, run_worker_in_process=False) as runtime:
             await run_worker(runtime, concurrency or ready.effective_worker_concurrency)
 

@@ -16,9 +16,12 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
+import shutil
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
@@ -30,6 +33,9 @@ from app.services.database.preflight import DatabaseNotReady, check_database
 from app.services.model_service.reference import ReferenceServiceError, start_reference_service
 from app.services.storage.local import Storage
 from app.utils.logging import configure_logging
+
+# prometheus_client's multi-process folder (docs/metrics.md).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 logger = logging.getLogger("app.launcher")
 
@@ -188,6 +194,30 @@ async def _active_key_count(database_url: str) -> int:
         await engine.dispose()
 
 
+def prepare_metrics_dir(settings: Settings) -> Path | None:
+    """Prometheus multi-process mode for WEB_CONCURRENCY > 1 API processes: unless
+    PROMETHEUS_MULTIPROC_DIR is set already, use DATA_DIR/prometheus, emptied of the last
+    run's files, and set it in the environment the API processes inherit. Must run before
+    anything in this process imports `prometheus_client` (which reads it at import).
+
+    Returns:
+        The folder, or None: one API process (metrics stay in memory).
+    """
+    configured = os.environ.get(METRICS_DIR_ENV)
+    if configured:
+        return Path(configured)
+    processes = getattr(settings, "web_concurrency", None) or int(
+        os.environ.get("WEB_CONCURRENCY") or 1
+    )
+    if processes <= 1:
+        return None
+    folder = settings.resolved_data_dir / "prometheus"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ[METRICS_DIR_ENV] = str(folder)
+    return folder
+
+
 def main() -> int:
     """Run the agent until Ctrl-C; returns the process exit code."""
     use_selector_event_loop_on_windows()
@@ -203,6 +233,7 @@ def main() -> int:
         return 2
     configure_logging(settings.log_level, settings.resolved_log_dir)
     Storage(settings).ensure_directories()
+    prepare_metrics_dir(settings)
     try:
         with (
             contextlib.closing(listen(settings.host, settings.port)) as sock,

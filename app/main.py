@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -25,7 +26,7 @@ from app.errors import AgentError, DatabaseUnavailable
 from app.runtime import agent_runtime
 from app.services.ingestion.local import hot_folders
 from app.services.system.health import agent_version
-from app.services.system.metrics import HTTP_INSTRUMENTATION
+from app.services.system.metrics import HTTP_INSTRUMENTATION, mark_process_dead
 from app.utils.text import printable
 from app.web import register_web
 
@@ -154,7 +155,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             hot_folders(settings, runtime.inspections, runtime.storage, runtime.sessions),
         ):
             app.state.runtime = runtime
-            yield
+            try:
+                yield
+            finally:
+                # Multi-process mode: this process's live gauges (in flight, up) end with it.
+                mark_process_dead(os.getpid())
 
     app = FastAPI(
         title="AOI Inference Agent",

@@ -3,17 +3,15 @@
 Counters and histograms are kept by `prometheus_client` in the process that observes
 them. Several API worker processes on one host (WEB_CONCURRENCY > 1) share them through
 its multi-process mode: PROMETHEUS_MULTIPROC_DIR names a folder every process writes to,
-set before `prometheus_client` is first imported (`prepare_multiprocess_dir` does it for
-the launcher). Values read from the database or the disk (`aoi_queue_jobs`,
+set before `prometheus_client` is first imported (`app.launcher.prepare_metrics_dir` does
+it for `run.py`). Values read from the database or the disk (`aoi_queue_jobs`,
 `aoi_storage_free_bytes`) are read when Prometheus scrapes, never cached.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 import anyio
 from prometheus_client import (
@@ -149,26 +147,6 @@ async def scrape(session: AsyncSession, storage: Storage) -> bytes:
     queue_jobs = await QueueRepository(session).job_counts()
     usage = await anyio.to_thread.run_sync(storage.disk_usage)
     return render(scrape_time_families(queue_jobs, usage.free))
-
-
-def prepare_multiprocess_dir(data_dir: Path, web_concurrency: int) -> Path | None:
-    """For WEB_CONCURRENCY > 1: make PROMETHEUS_MULTIPROC_DIR (default
-    DATA_DIR/prometheus), emptied of a previous run's files, and set it in the environment
-    that the API worker processes inherit. Call it in the launching process before the
-    workers start (and before anything imports `prometheus_client` there).
-
-    Returns:
-        The folder, or None when one process serves the API and none is configured.
-    """
-    configured = os.environ.get(MULTIPROC_ENV)
-    if not configured and web_concurrency <= 1:
-        return None
-    folder = Path(configured) if configured else data_dir / "prometheus"
-    if folder.is_dir():
-        shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True, exist_ok=True)
-    os.environ[MULTIPROC_ENV] = str(folder)
-    return folder
 
 
 def mark_process_dead(pid: int) -> None:
