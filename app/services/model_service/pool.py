@@ -260,10 +260,15 @@ class ModelServicePool:
             self._back_in(service)
 
     def _failed(self, service: ServiceState, detail: str) -> None:
+        now = time.monotonic()
+        service.last_error = detail
+        if service.down_until is not None and service.down_until > now:
+            # Already left out: the other requests that were in flight when it failed
+            # end now too; one outage lengthens the back-off once.
+            return
         service.failures += 1
         backoff = min(self._backoff_s * 2 ** (service.failures - 1), self._backoff_max_s)
-        service.down_until = time.monotonic() + backoff
-        service.last_error = detail
+        service.down_until = now + backoff
         metrics.MODEL_SERVICE_UP.labels(service=service.url).set(0)
         logger.warning(
             "model service left out",

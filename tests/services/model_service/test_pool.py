@@ -158,6 +158,27 @@ async def test_a_failing_service_is_left_out_then_probed_back_in() -> None:
     assert {r.service_url for r in results} == {a.url, b.url}
 
 
+async def test_requests_failing_together_lengthen_the_back_off_once() -> None:
+    async def broken() -> Response:
+        await asyncio.sleep(0.1)
+        return JSONResponse({"detail": "GPU fell over"}, status_code=500)
+
+    with ScriptedService() as a, ScriptedService() as b:
+        a.script = [broken]
+        b.script = [lambda: JSONResponse(ANSWER)]
+        pool = ModelServicePool(pool_settings([a.url, b.url], segformer_max_concurrency=3))
+        try:
+            # Fewest in flight, ties taking turns: two of the four are sent to `a` at once.
+            results = await asyncio.gather(
+                *(pool.infer(PNG, f"{i}.png", "image/png") for i in range(4))
+            )
+        finally:
+            await pool.aclose()
+    assert {r.service_url for r in results} == {b.url}
+    assert a.calls >= 2, "several requests were in flight on the failing service"
+    assert pool.services[0].failures == 1
+
+
 async def test_every_service_down_still_tries_one_and_reports_its_error() -> None:
     dead = [f"http://127.0.0.1:{free_loopback_port()}/" for _ in range(2)]
     pool = ModelServicePool(pool_settings(dead, segformer_max_retries=1))
