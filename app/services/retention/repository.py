@@ -66,12 +66,16 @@ class RetentionRepository:
         defect_before: datetime | None,
         limit: int,
         reviewed: bool,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Expired]:
-        """Up to `limit` expired inspections, oldest first: passes accepted before
-        `pass_before`, the others before `defect_before` (None: that kind is kept)."""
+        """Up to `limit` expired stored inspections and up to `limit` failed ones, oldest
+        first: passes accepted before `pass_before`, the others before `defect_before`
+        (None: that kind is kept). Stored ones come after `after` (accepted at, id) when
+        given, so a run walks past the old inspections it keeps only once."""
         if pass_before is None and defect_before is None:
             return []
         is_pass = self._is_pass(reviewed)
+        after_at, after_id = after if after is not None else (None, None)
         query = text(
             f"""
             SELECT * FROM (
@@ -80,9 +84,12 @@ class RetentionRepository:
                   FROM images i
                  WHERE i.timestamp < GREATEST(CAST(:pass_before AS timestamptz),
                                               CAST(:defect_before AS timestamptz))
+                   AND (CAST(:after_at AS timestamptz) IS NULL
+                        OR (i.timestamp, i.img_unique_id)
+                           > (CAST(:after_at AS timestamptz), CAST(:after_id AS varchar)))
                    AND CASE WHEN {is_pass} THEN i.timestamp < :pass_before
                             ELSE i.timestamp < :defect_before END
-                 ORDER BY i.timestamp
+                 ORDER BY i.timestamp, i.img_unique_id
                  LIMIT :limit
             ) stored
             UNION ALL
@@ -95,7 +102,13 @@ class RetentionRepository:
                  LIMIT :limit
             ) failed
             """
-        ).bindparams(pass_before=pass_before, defect_before=defect_before, limit=limit)
+        ).bindparams(
+            pass_before=pass_before,
+            defect_before=defect_before,
+            limit=limit,
+            after_at=after_at,
+            after_id=after_id,
+        )
         rows = await self.session.execute(query)
         return [Expired(r[0], r[1], r[2], r[3]) for r in rows.all()]
 

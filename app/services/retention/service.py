@@ -102,9 +102,12 @@ class RetentionService:
                 report.counts = await repo.counts(pass_before, defect_before, reviewed)
                 self._note(report, await repo.expired(pass_before, defect_before, CHUNK, reviewed))
         if not dry_run:
+            after: tuple[datetime, str] | None = None
             while True:
-                removed = await self._delete_chunk(report, pass_before, defect_before, reviewed)
-                if removed < CHUNK:
+                chosen, after = await self._delete_chunk(
+                    report, pass_before, defect_before, reviewed, after
+                )
+                if chosen < CHUNK:
                     break
         if report.total or dry_run:
             logger.warning(
@@ -131,15 +134,20 @@ class RetentionService:
         pass_before: datetime | None,
         defect_before: datetime | None,
         reviewed: bool,
-    ) -> int:
-        """Delete up to CHUNK expired inspections of each source; returns how many were
-        chosen (fewer than CHUNK: nothing more is expired)."""
+        after: tuple[datetime, str] | None,
+    ) -> tuple[int, tuple[datetime, str] | None]:
+        """Delete up to CHUNK expired stored inspections after `after` and up to CHUNK
+        failed ones; returns how many were chosen (fewer than CHUNK: nothing more is
+        expired) and where the next chunk starts."""
         async with unit_of_work(self.sessions) as session:
             repo = RetentionRepository(session)
-            expired = await repo.expired(pass_before, defect_before, CHUNK, reviewed)
+            expired = await repo.expired(pass_before, defect_before, CHUNK, reviewed, after)
             gone = await repo.delete([e.img_unique_id for e in expired])
+        stored = [e for e in expired if e.kind != "failed"]
+        if stored:
+            after = (stored[-1].accepted_at, stored[-1].img_unique_id)
         if not gone:
-            return 0  # what was chosen changed meanwhile (e.g. being retried): next run
+            return 0, after  # what was chosen changed meanwhile (being retried): next run
         deleted = [e for e in expired if e.img_unique_id in gone]
         self._note(report, deleted)
         for item in deleted:
@@ -158,7 +166,4 @@ class RetentionService:
                     extra={"img_unique_id": item.img_unique_id},
                 )
         # Both sources are limited separately: the larger one says whether more remain.
-        return max(
-            sum(1 for e in expired if e.kind != "failed"),
-            sum(1 for e in expired if e.kind == "failed"),
-        )
+        return max(len(stored), len(expired) - len(stored)), after

@@ -177,6 +177,16 @@ async def test_defects_and_failed_go_with_rows_batches_and_files(made: Made) -> 
         assert files_of(settings, img) == []
 
 
+async def test_many_chunks_delete_the_same(made: Made, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("app.services.retention.service.CHUNK", 2)
+    settings = with_days(made, days_pass=30, days_defect=30)
+
+    report = await run_retention(settings, now=utc_now() + LATER)
+
+    assert report.counts == {"pass": 2, "defect": 3, "failed": 1}
+    assert kept_ids(made.settings.database_url or "") == set()
+
+
 async def test_a_board_reviewed_as_pass_goes_after_the_pass_days(made: Made) -> None:
     """The review feature's `image_dispositions` table (made here as it defines it) marks
     a defect board as pass: retention treats it as a pass."""
