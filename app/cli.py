@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -278,8 +279,23 @@ def worker(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Images in flight (default WORKER_CONCURRENCY).")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve this worker's Prometheus metrics on this port (no key checked).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="The address the metrics port listens on.")
+    ] = "127.0.0.1",
 ) -> None:
-    """Run a queue worker in this process, with the agent's settings (`.env`, environment)."""
+    """Run a queue worker in this process, with the agent's settings (`.env`, environment).
+
+    A worker counts the inspections it runs; on a host of its own, `--metrics-port` lets
+    Prometheus scrape them (on the API's host, a shared PROMETHEUS_MULTIPROC_DIR adds them
+    to the API's `/metrics`). See docs/metrics.md."""
     from app.config import Settings
     from app.launcher import StartupError, prepared, use_selector_event_loop_on_windows
     from app.runtime import agent_runtime, run_worker
@@ -290,17 +306,87 @@ def worker(
     configure_logging(settings.log_level, settings.resolved_log_dir)
 
     async def serve(ready: Settings) -> None:
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port, addr=metrics_host)
         async with agent_runtime(ready, run_worker_in_process=False) as runtime:
             await run_worker(runtime, concurrency or ready.effective_worker_concurrency)
 
     try:
         with prepared(settings) as ready:
-            console.print(f"worker on {ready.segformer_service_url}; Ctrl-C stops it")
+            console.print(f"worker on {', '.join(ready.model_service_urls)}; Ctrl-C stops it")
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(serve(ready))
     except StartupError as exc:
         console.print(f"[red]error: {exc}[/red]")
         raise typer.Exit(1) from exc
+
+
+@cli.command()
+def retention(
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Only report what would be deleted (RETENTION_DRY_RUN too)."
+        ),
+    ] = False,
+) -> None:
+    """Delete the inspections past RETENTION_DAYS_PASS / RETENTION_DAYS_DEFECT now, files
+    and rows (what the periodic job does); see docs/retention.md."""
+    from app.config import Settings
+    from app.launcher import StartupError, prepared_database, use_selector_event_loop_on_windows
+    from app.services.database.session import create_engine, create_session_factory
+    from app.services.retention.repository import Kind
+    from app.services.retention.service import RetentionReport, RetentionService
+    from app.services.storage import open_storage
+
+    use_selector_event_loop_on_windows()
+    settings = Settings()
+    if not settings.retention_enabled:
+        console.print(
+            "retention is off: neither RETENTION_DAYS_PASS nor RETENTION_DAYS_DEFECT is set,"
+            " so every inspection is kept"
+        )
+        return
+
+    async def run(database_url: str) -> RetentionReport:
+        engine = create_engine(settings.model_copy(update={"db_pool_min_size": 1}), database_url)
+        try:
+            service = RetentionService(
+                settings, open_storage(settings), create_session_factory(engine)
+            )
+            return await service.run(dry_run=dry_run or settings.retention_dry_run)
+        finally:
+            await engine.dispose()
+
+    try:
+        with prepared_database(settings) as database_url:
+            report = asyncio.run(run(database_url))
+    except StartupError as exc:
+        console.print(f"[red]error: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    verb = "would delete" if report.dry_run else "deleted"
+    kinds: list[tuple[Kind, datetime | None]] = [
+        ("pass", report.pass_before),
+        ("defect", report.defect_before),
+        ("failed", report.defect_before),
+    ]
+    for kind, before in kinds:
+        if before is None:
+            console.print(f"{kind}: kept (no retention set)")
+            continue
+        examples = report.examples[kind]
+        shown = f" (e.g. {', '.join(examples[:5])})" if examples else ""
+        console.print(
+            f"{kind}: {verb} {report.counts[kind]} accepted before"
+            f" {before:%Y-%m-%d %H:%M} UTC{shown}"
+        )
+    if report.file_errors:
+        console.print(
+            f"[yellow]{report.file_errors} inspections' files could not be removed; the"
+            " orphan-file sweep of the running agent removes them[/yellow]"
+        )
 
 
 def main() -> None:

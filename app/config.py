@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+from croniter import croniter
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -42,6 +43,16 @@ class Settings(BaseSettings):
 
     # Model service. Unset: `run.py` starts the reference model service on loopback.
     segformer_service_url: str | None = None
+    # Several model services, comma-separated; when set it wins over SEGFORMER_SERVICE_URL.
+    # Each image goes to the service with the fewest requests in flight (docs/model-services.md).
+    segformer_service_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Requests in flight per service, comma-separated in the order of the URLs; a service
+    # without a figure gets SEGFORMER_MAX_CONCURRENCY.
+    segformer_service_max_concurrency: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    # A failing service (unreachable, 5xx, timeout) is left out this long, then probed back
+    # in (GET /health); each further failure doubles it, up to the maximum (seconds).
+    segformer_failover_backoff_s: float = Field(default=5.0, gt=0)
+    segformer_failover_backoff_max_s: float = Field(default=60.0, gt=0)
     segformer_timeout_s: float = Field(default=30.0, gt=0)
     segformer_max_retries: int = Field(default=3, ge=1, le=10)
     segformer_max_concurrency: int = Field(default=4, ge=1, le=256)
@@ -119,6 +130,17 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_dir: Path | None = None
 
+    # Retention (docs/retention.md): inspections older than this many days are deleted,
+    # files and rows; unset: kept for ever. PASS: no defect found (or reviewed as pass);
+    # DEFECT: every other finished inspection (defects found, or failed).
+    retention_days_pass: float | None = Field(default=None, gt=0)
+    retention_days_defect: float | None = Field(default=None, gt=0)
+    # Report what retention would delete (in the log) without deleting anything.
+    retention_dry_run: bool = False
+    # When the retention job runs (cron, UTC), and finished queue jobs are kept this long.
+    retention_cron: str = "*/15 * * * *"
+    queue_job_retention_hours: int = Field(default=24, ge=1)
+
     # Hot folders (docs/ingestion.md): image files appearing here are inspected. Several
     # folders are separated by `;` (or the OS path separator). Empty: none watched.
     watch_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
@@ -137,6 +159,25 @@ class Settings(BaseSettings):
             return [Path(part.strip()) for part in parts if part.strip()]
         return value
 
+    @field_validator("segformer_service_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("segformer_service_max_concurrency", mode="before")
+    @classmethod
+    def _split_limits(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("retention_days_pass", "retention_days_defect", mode="before")
+    @classmethod
+    def _blank_days_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
@@ -153,6 +194,18 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.db_pool_min_size > self.db_pool_max_size:
             raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+        if not croniter.is_valid(self.retention_cron):
+            raise ValueError(
+                "RETENTION_CRON must be a cron line of 5 fields (minute hour day month"
+                " weekday), e.g. */15 * * * *"
+            )
+        if any(limit < 1 for limit in self.segformer_service_max_concurrency):
+            raise ValueError("SEGFORMER_SERVICE_MAX_CONCURRENCY figures must be at least 1")
+        if len(self.segformer_service_max_concurrency) > max(1, len(self.model_service_urls)):
+            raise ValueError(
+                "SEGFORMER_SERVICE_MAX_CONCURRENCY has more figures than there are model"
+                " services in SEGFORMER_SERVICE_URLS"
+            )
         if self.database_url is not None and not self.database_url.startswith("postgresql"):
             raise ValueError(
                 "DATABASE_URL must be a PostgreSQL URL (postgresql://user:pass@host:5432/aoi_db);"
@@ -213,9 +266,31 @@ class Settings(BaseSettings):
         return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     @property
+    def retention_enabled(self) -> bool:
+        """Whether RETENTION_DAYS_PASS or RETENTION_DAYS_DEFECT is set."""
+        return self.retention_days_pass is not None or self.retention_days_defect is not None
+
+    @property
+    def model_service_urls(self) -> list[str]:
+        """The model services to use: SEGFORMER_SERVICE_URLS when set, else
+        SEGFORMER_SERVICE_URL, else none (`run.py` then starts the reference service)."""
+        if self.segformer_service_urls:
+            return list(dict.fromkeys(self.segformer_service_urls))
+        return [self.segformer_service_url] if self.segformer_service_url else []
+
+    def model_service_limit(self, index: int) -> int:
+        """Requests in flight at once to the `index`-th model service (0-based)."""
+        limits = self.segformer_service_max_concurrency
+        return limits[index] if index < len(limits) else self.segformer_max_concurrency
+
+    @property
     def effective_worker_concurrency(self) -> int:
-        """Images of batches in flight at once in one worker."""
-        return self.worker_concurrency or self.segformer_max_concurrency
+        """Images of batches in flight at once in one worker: WORKER_CONCURRENCY, else as
+        many as the model services take together."""
+        if self.worker_concurrency:
+            return self.worker_concurrency
+        count = max(1, len(self.model_service_urls))
+        return sum(self.model_service_limit(i) for i in range(count))
 
 
 @lru_cache

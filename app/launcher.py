@@ -4,7 +4,7 @@
 2. the listening socket on HOST:PORT (so a busy port is reported before anything starts);
 3. the embedded PostgreSQL when DATABASE_URL is unset, else a first connection to it;
 4. Alembic migrations;
-5. the reference model service on a loopback port when SEGFORMER_SERVICE_URL is unset;
+5. the reference model service on a loopback port when SEGFORMER_SERVICE_URL(S) is unset;
 6. the API (with the queue worker in-process); the "running at" line once it serves.
    With WEB_CONCURRENCY > 1, that many API worker processes share the socket (uvicorn's
    process manager), each with its own database pool and queue worker.
@@ -19,9 +19,11 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
@@ -35,6 +37,9 @@ from app.services.model_service.reference import ReferenceServiceError, start_re
 from app.services.security.signing import load_secret
 from app.services.storage import open_storage
 from app.utils.logging import configure_logging
+
+# prometheus_client's multi-process folder (docs/metrics.md).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 logger = logging.getLogger("app.launcher")
 
@@ -112,7 +117,7 @@ def prepared(settings: Settings) -> Iterator[Settings]:
         database_url = stack.enter_context(prepared_database(settings, announce=True))
         if settings.database_url is None:
             updates["database_url"] = database_url
-        if settings.segformer_service_url is None:
+        if not settings.model_service_urls:
             try:
                 reference = start_reference_service(
                     settings.resolved_log_dir / "reference-service.log",
@@ -246,6 +251,27 @@ def serve_worker_processes(settings: Settings, sock: socket.socket) -> None:
     Multiprocess(config, sockets=[sock]).run()
 
 
+def prepare_metrics_dir(settings: Settings) -> Path | None:
+    """Prometheus multi-process mode for WEB_CONCURRENCY > 1 API processes: unless
+    PROMETHEUS_MULTIPROC_DIR is set already, use DATA_DIR/prometheus, emptied of the last
+    run's files, and set it in the environment the API processes inherit. Must run before
+    anything in this process imports `prometheus_client` (which reads it at import).
+
+    Returns:
+        The folder, or None: one API process (metrics stay in memory).
+    """
+    configured = os.environ.get(METRICS_DIR_ENV)
+    if configured:
+        return Path(configured)
+    if settings.web_concurrency <= 1:
+        return None
+    folder = settings.resolved_data_dir / "prometheus"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ[METRICS_DIR_ENV] = str(folder)
+    return folder
+
+
 def main() -> int:
     """Run the agent until Ctrl-C; returns the process exit code."""
     use_selector_event_loop_on_windows()
@@ -261,6 +287,7 @@ def main() -> int:
         return 2
     configure_logging(settings.log_level, settings.resolved_log_dir)
     open_storage(settings).ensure_directories()
+    prepare_metrics_dir(settings)
     try:
         with (
             contextlib.closing(listen(settings.host, settings.port)) as sock,

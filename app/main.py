@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
@@ -11,11 +12,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import dashboard, download, exports, health, keys, query, upload
+from app.api import dashboard, download, exports, health, keys, metrics, query, upload
 from app.api.middleware import RequestContextMiddleware, current_request_id
 from app.api.routing import MethodsMiddleware, include_api
 from app.api.security import install_security
@@ -24,6 +26,7 @@ from app.errors import AgentError, DatabaseUnavailable
 from app.runtime import agent_runtime
 from app.services.ingestion.local import hot_folders
 from app.services.system.health import agent_version
+from app.services.system.metrics import HTTP_INSTRUMENTATION, mark_process_dead
 from app.utils.logging import configure_logging
 from app.utils.text import printable
 from app.web import register_web
@@ -162,7 +165,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             hot_folders(settings, runtime.inspections, runtime.storage, runtime.sessions),
         ):
             app.state.runtime = runtime
-            yield
+            try:
+                yield
+            finally:
+                # Multi-process mode: this process's live gauges (in flight, up) end with it.
+                mark_process_dead(os.getpid())
 
     app = FastAPI(
         title="AOI Inference Agent",
@@ -185,6 +192,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(MethodsMiddleware)
+    # HTTP request counts and durations by route template; scrapes are not counted.
+    Instrumentator(excluded_handlers=[f"^{metrics.METRICS_PATH}$"]).add(
+        HTTP_INSTRUMENTATION
+    ).instrument(app)
     if settings.cors_origin_list:
         app.add_middleware(
             JsonCORSMiddleware,
@@ -203,6 +214,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     for module in (upload, query, download, health, dashboard, keys, exports):
         include_api(app, module.router)
+    # Prometheus' own convention, like /docs: one path, at the root, not in the OpenAPI
+    # document (its answer is Prometheus text, not JSON).
+    app.include_router(metrics.router, include_in_schema=False)
     register_web(app, settings)
 
     @app.get("/docs", include_in_schema=False)

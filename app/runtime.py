@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.services.database.session import create_engine, create_session_factory, libpq_conninfo
 from app.services.inspection.queue import (
+    MAINTENANCE_QUEUE,
     QUEUE_NAME,
     StalledJobReaper,
     create_queue,
@@ -21,7 +22,8 @@ from app.services.inspection.queue import (
     defer_inspections,
 )
 from app.services.inspection.workflow import InspectionService
-from app.services.model_service.client import ModelServiceClient
+from app.services.model_service.pool import ModelServicePool
+from app.services.retention.service import RetentionService
 from app.services.storage import Storage, open_storage
 from app.services.system.heartbeat import ProcessHeartbeat
 
@@ -36,18 +38,22 @@ class AgentRuntime:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     storage: Storage
-    client: ModelServiceClient
+    client: ModelServicePool
     queue: procrastinate.App
     inspections: InspectionService
+    retention: RetentionService
 
 
 async def run_worker(runtime: AgentRuntime, concurrency: int) -> None:
     """Run a queue worker until cancelled; failed jobs' images stay in the ledger."""
     heartbeat_s = max(1.0, runtime.settings.stalled_job_after_s / 4)
     await runtime.queue.run_worker_async(
-        queues=[QUEUE_NAME],
+        queues=[QUEUE_NAME, MAINTENANCE_QUEUE],
         concurrency=concurrency,
-        additional_context={"inspection_service": runtime.inspections},
+        additional_context={
+            "inspection_service": runtime.inspections,
+            "retention_service": runtime.retention,
+        },
         install_signal_handlers=False,
         update_heartbeat_interval=heartbeat_s,
         stalled_worker_timeout=runtime.settings.stalled_job_after_s,
@@ -64,11 +70,13 @@ async def agent_runtime(
     """Start everything the agent needs in this process, and stop it on exit.
 
     Raises:
-        RuntimeError: DATABASE_URL or SEGFORMER_SERVICE_URL is not set (`run.py` sets both).
+        RuntimeError: DATABASE_URL or SEGFORMER_SERVICE_URL(S) is not set (`run.py` sets
+            both).
     """
-    if not settings.database_url or not settings.segformer_service_url:
+    if not settings.database_url or not settings.model_service_urls:
         raise RuntimeError(
-            "DATABASE_URL and SEGFORMER_SERVICE_URL must be set; start the agent with"
+            "DATABASE_URL and SEGFORMER_SERVICE_URL (or SEGFORMER_SERVICE_URLS) must be set;"
+            " start the agent with"
             " `python run.py`, which starts an embedded database and the reference model"
             " service when they are not"
         )
@@ -76,10 +84,18 @@ async def agent_runtime(
     storage.ensure_directories()
     engine = create_engine(settings, settings.database_url)
     sessions = create_session_factory(engine)
-    client = ModelServiceClient(settings, settings.segformer_service_url)
-    queue = create_queue(libpq_conninfo(settings.database_url), settings.db_pool_min_size)
+    client = ModelServicePool(settings)
+    queue = create_queue(
+        libpq_conninfo(settings.database_url),
+        settings.db_pool_min_size,
+        retention_cron=settings.retention_cron if settings.retention_enabled else None,
+        keep_finished_jobs_hours=settings.queue_job_retention_hours,
+    )
     inspections = InspectionService(settings, storage, client, sessions)
-    runtime = AgentRuntime(settings, engine, sessions, storage, client, queue, inspections)
+    retention = RetentionService(settings, storage, sessions)
+    runtime = AgentRuntime(
+        settings, engine, sessions, storage, client, queue, inspections, retention
+    )
     reaper = StalledJobReaper(
         queue,
         inspections,

@@ -109,3 +109,24 @@ def test_wrong_password(tmp_path: Path, password_server: str) -> None:
     right = password_server.replace("aoi@", "aoi:right@", 1)
     with psycopg.connect(right) as conn:  # the server itself is fine
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_several_api_processes_get_a_fresh_shared_metrics_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.config import Settings
+    from app.launcher import METRICS_DIR_ENV, prepare_metrics_dir
+
+    settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    monkeypatch.delenv(METRICS_DIR_ENV, raising=False)
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    assert prepare_metrics_dir(settings) is None, "one process keeps its metrics in memory"
+    assert METRICS_DIR_ENV not in os.environ
+
+    stale = tmp_path / "prometheus" / "counter_123.db"
+    stale.parent.mkdir()
+    stale.write_bytes(b"last run")
+    folder = prepare_metrics_dir(settings.model_copy(update={"web_concurrency": 3}))
+    assert folder == tmp_path.resolve() / "prometheus"
+    assert os.environ[METRICS_DIR_ENV] == str(folder)
+    assert not stale.exists(), "the last run's counts are not added to this run's"

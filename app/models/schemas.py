@@ -756,6 +756,36 @@ class ModelServiceHealth(ComponentHealth):
     last_inference: LastInference | None = None
 
 
+class ModelServiceInstance(ModelServiceHealth):
+    """One model service of SEGFORMER_SERVICE_URLS, as this agent process sees it."""
+
+    model_config = _example(
+        {
+            "ok": True,
+            "detail": "health check passed (engine classical)",
+            "url": "http://gpu-1:8080/",
+            "taking_requests": True,
+            "in_flight": 2,
+            "max_concurrency": 4,
+            "requests": 1532,
+            "back_in_seconds": None,
+        }
+    )
+
+    taking_requests: bool = Field(
+        description="False while the service is left out after failing (it is probed"
+        " back in when its back-off ends)."
+    )
+    in_flight: int = Field(description="Inference requests in flight to it now.")
+    max_concurrency: int = Field(description="Its limit of requests in flight.")
+    requests: int = Field(description="Inference requests sent to it since the agent started.")
+    back_in_seconds: float | None = Field(
+        default=None,
+        description="While left out: seconds until it is probed again.",
+        examples=[4.2],
+    )
+
+
 class DiskHealth(BaseModel):
     """Free space where the agent keeps its files, in bytes."""
 
@@ -805,6 +835,11 @@ class HealthStatus(BaseModel):
     )
     database: ComponentHealth
     model_service: ModelServiceHealth
+    model_services: list[ModelServiceInstance] = Field(
+        default_factory=list,
+        description="Each model service of SEGFORMER_SERVICE_URLS (one entry for a single"
+        " SEGFORMER_SERVICE_URL); `model_service` sums them up: ok while one works.",
+    )
     disk: DiskHealth
     version: str
 

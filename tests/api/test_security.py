@@ -98,6 +98,7 @@ ROUTES = [
     ("GET", "/api/export/regions.csv", "read"),
     ("GET", "/api/export/coco.json", "read"),
     ("GET", "/api/stats", "read"),
+    ("GET", "/metrics", "read"),
     ("GET", "/api/batches/nosuchbatch", "read"),
     ("GET", "/api/download/image/{id}/overlay", "read"),
     ("GET", "/api/download/json/{id}", "read"),

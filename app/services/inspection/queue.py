@@ -21,11 +21,18 @@ import procrastinate
 
 if TYPE_CHECKING:
     from app.services.inspection.workflow import InspectionService
+    from app.services.retention.service import RetentionService
 
 logger = logging.getLogger(__name__)
 
 QUEUE_NAME = "inspections"
 TASK_NAME = "inspect_image"
+# Periodic upkeep (retention, pruning finished jobs), on its own queue.
+MAINTENANCE_QUEUE = "maintenance"
+RETENTION_TASK = "apply_retention"
+PRUNE_TASK = "prune_queue_jobs"
+# Hourly, at a minute unlikely to coincide with other hourly jobs.
+PRUNE_CRON = "17 * * * *"
 
 
 async def inspect_image(context: procrastinate.JobContext, img_unique_id: str) -> None:
@@ -34,8 +41,23 @@ async def inspect_image(context: procrastinate.JobContext, img_unique_id: str) -
     await service.process_queued(img_unique_id)
 
 
-def create_queue(conninfo: str, max_connections: int) -> procrastinate.App:
-    """A procrastinate app on `conninfo` (a libpq URI) with the inspection task."""
+async def apply_retention(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Periodic: delete the inspections past RETENTION_DAYS_PASS / _DEFECT (or, with
+    RETENTION_DRY_RUN, log what would go)."""
+    service: RetentionService = context.additional_context["retention_service"]
+    await service.run()
+
+
+def create_queue(
+    conninfo: str,
+    max_connections: int,
+    *,
+    retention_cron: str | None = None,
+    keep_finished_jobs_hours: int = 24,
+) -> procrastinate.App:
+    """A procrastinate app on `conninfo` (a libpq URI) with the inspection task and the
+    periodic upkeep: retention on `retention_cron` (None: not scheduled) and, hourly,
+    finished jobs older than `keep_finished_jobs_hours` deleted."""
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(
             conninfo=conninfo, min_size=1, max_size=max(2, max_connections)
@@ -44,6 +66,30 @@ def create_queue(conninfo: str, max_connections: int) -> procrastinate.App:
     # Registered per app (not through a shared Blueprint, which renames its tasks in place
     # when added, so a second app in the same process would not find them).
     app.task(name=TASK_NAME, queue=QUEUE_NAME, pass_context=True)(inspect_image)
+
+    async def prune_queue_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
+        """Periodic: delete finished jobs (failed, cancelled and aborted too: the ledger
+        keeps what happened to each image) older than `keep_finished_jobs_hours`. The
+        work of procrastinate's builtin `remove_old_jobs`, which a periodic schedule
+        cannot call (it takes no `timestamp`)."""
+        await context.app.job_manager.delete_old_jobs(
+            nb_hours=keep_finished_jobs_hours,
+            include_failed=True,
+            include_cancelled=True,
+            include_aborted=True,
+        )
+
+    # One run at a time (`lock`) and at most one waiting (`queueing_lock`): a slow run is
+    # never overtaken by the next tick's.
+    app.periodic(cron=PRUNE_CRON, lock=PRUNE_TASK, queueing_lock=PRUNE_TASK)(
+        app.task(name=PRUNE_TASK, queue=MAINTENANCE_QUEUE, pass_context=True)(prune_queue_jobs)
+    )
+    if retention_cron:
+        app.periodic(cron=retention_cron, lock=RETENTION_TASK, queueing_lock=RETENTION_TASK)(
+            app.task(name=RETENTION_TASK, queue=MAINTENANCE_QUEUE, pass_context=True)(
+                apply_retention
+            )
+        )
     return app
 
 

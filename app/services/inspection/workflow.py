@@ -44,8 +44,9 @@ from app.services.database.repositories import (
 )
 from app.services.database.session import unit_of_work
 from app.services.inspection.receiver import ReceivedFile
-from app.services.model_service.client import ModelServiceClient
+from app.services.model_service.pool import ModelServicePool
 from app.services.storage import RESULT_FILE_NAMES, Storage, is_disk_full
+from app.services.system import metrics
 from app.utils.ids import new_batch_id, new_img_unique_id, utc_now
 from app.utils.images import validate_image
 from app.utils.logging import request_id_var
@@ -127,7 +128,7 @@ class InspectionService:
         self,
         settings: Settings,
         storage: Storage,
-        client: ModelServiceClient,
+        client: ModelServicePool,
         sessions: async_sessionmaker[AsyncSession],
     ) -> None:
         self.settings = settings
@@ -515,7 +516,7 @@ class InspectionService:
                     completed_at=utc_now(),
                     model_service_seconds=round(result.round_trip_seconds, 6),
                     total_seconds=round(total_seconds, 6),
-                    model_service_url=without_userinfo(self.client.base_url),
+                    model_service_url=result.service_url or without_userinfo(self.client.base_url),
                     model_name=result.model_name,
                     model_version=result.model_version,
                     agent_version=installed_version(),
@@ -535,6 +536,7 @@ class InspectionService:
         except BaseException:
             await self._remove_results(img_unique_id, inspection.created_at)
             raise
+        metrics.record_inspection_stored(_defect_counts(result.analysis))
         logger.info(
             "inspection stored",
             extra={
@@ -573,6 +575,7 @@ class InspectionService:
                 waiting_since=None,
                 total_seconds=round(time.perf_counter() - started, 6),
             )
+        metrics.record_inspection_failed()
         logger.warning("inspection failed", extra={"img_unique_id": img_unique_id, "error": error})
 
     async def process_queued(self, img_unique_id: str) -> None:

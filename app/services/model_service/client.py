@@ -69,6 +69,8 @@ class InferenceResult:
         processing_time_seconds: inference time the service reported, or the round trip.
         round_trip_seconds: wall time of the whole call, retries and image fetches included.
         model_name, model_version: as the service reported them (None when it did not).
+        service_url: the model service that answered, without credentials (set by the
+            pool, `app.services.model_service.pool`).
     """
 
     analysis: Analysis
@@ -78,6 +80,7 @@ class InferenceResult:
     round_trip_seconds: float
     model_name: str | None = None
     model_version: str | None = None
+    service_url: str | None = None
 
 
 @dataclass(frozen=True)

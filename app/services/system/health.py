@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from importlib.metadata import PackageNotFoundError, version
 
 from sqlalchemy import text
@@ -13,8 +14,11 @@ from app.models.schemas import (
     HealthStatus,
     LastInference,
     ModelServiceHealth,
+    ModelServiceInstance,
 )
 from app.runtime import AgentRuntime
+from app.services.model_service.client import InferenceRecord
+from app.services.model_service.pool import ModelServicePool, ServiceState
 
 LOW_DISK_FRACTION = 0.05
 
@@ -36,25 +40,54 @@ async def _database(runtime: AgentRuntime) -> ComponentHealth:
     return ComponentHealth(ok=True)
 
 
+def _last(record: InferenceRecord | None) -> LastInference | None:
+    if record is None:
+        return None
+    return LastInference(ok=record.ok, at=record.at, detail=record.detail, seconds=record.seconds)
+
+
 def _model_service(
-    runtime: AgentRuntime, probe_ok: bool, probe_detail: str | None
-) -> ModelServiceHealth:
-    """The model service is healthy when its contract's probe passes and the last
+    service: ServiceState, probe_ok: bool, probe_detail: str | None
+) -> ModelServiceInstance:
+    """A model service is healthy when its contract's probe passes and the last
     inference (if any) did not fail: "answers something" is not enough."""
-    last = runtime.client.last_inference
+    last = service.client.last_inference
     ok = probe_ok and (last is None or last.ok)
     detail = probe_detail
     if probe_ok and last is not None and not last.ok:
         detail = f"the last inference, at {last.at:%Y-%m-%d %H:%M:%S} UTC, failed: {last.detail}"
-    return ModelServiceHealth(
+    back_in = None
+    if service.down_until is not None:
+        back_in = round(max(0.0, service.down_until - time.monotonic()), 1)
+    return ModelServiceInstance(
         ok=ok,
-        url=runtime.client.base_url,
+        url=service.client.base_url,
         detail=detail,
-        last_inference=LastInference(
-            ok=last.ok, at=last.at, detail=last.detail, seconds=last.seconds
+        last_inference=_last(last),
+        taking_requests=service.up,
+        in_flight=service.in_flight,
+        max_concurrency=service.limit,
+        requests=service.requests,
+        back_in_seconds=back_in,
+    )
+
+
+def _summary(pool: ModelServicePool, services: list[ModelServiceInstance]) -> ModelServiceHealth:
+    """One model service: itself. Several: ok while at least one is."""
+    if len(services) == 1:
+        return ModelServiceHealth.model_validate(
+            services[0].model_dump(include={"ok", "detail", "url", "last_inference"})
         )
-        if last is not None
-        else None,
+    failing = [s for s in services if not s.ok]
+    working = len(services) - len(failing)
+    return ModelServiceHealth(
+        ok=working > 0,
+        url=", ".join(s.url for s in services),
+        detail=None
+        if not failing
+        else f"{working} of {len(services)} model services work; "
+        + "; ".join(f"{s.url}: {s.detail}" for s in failing),
+        last_inference=_last(pool.last_inference),
     )
 
 
@@ -62,10 +95,12 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
     """Check every dependency at once; `down` when the database fails, `degraded` when the
     model service does (its health probe, or the last inference) or the disk is nearly
     full, with a sentence in `detail` saying which."""
-    database, (probe_ok, probe_detail) = await asyncio.gather(
-        _database(runtime), runtime.client.health()
-    )
-    service = _model_service(runtime, probe_ok, probe_detail)
+    database, probes = await asyncio.gather(_database(runtime), runtime.client.probe_all())
+    instances = [
+        _model_service(s, ok, detail)
+        for s, (ok, detail) in zip(runtime.client.services, probes, strict=True)
+    ]
+    service = _summary(runtime.client, instances)
     usage = await runtime.storage.disk_usage()
     minimum = runtime.settings.min_free_disk_bytes
     accepting = usage.free >= minimum
@@ -90,14 +125,18 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
         problems.append(
             f"the model service at {service.url} fails, so uploads fail: {service.detail}"
         )
+    elif any(not s.ok for s in instances):
+        problems.append(f"a model service fails, the others take its work: {service.detail}")
     if not disk.ok:
         problems.append(f"the disk holding {disk.path} is nearly full")
-    status = "down" if not database.ok else "ok" if service.ok and disk.ok else "degraded"
+    all_ok = service.ok and disk.ok and all(s.ok for s in instances)
+    status = "down" if not database.ok else "ok" if all_ok else "degraded"
     return HealthStatus(
         status=status,
         detail="; ".join(problems) or None,
         database=database,
         model_service=service,
+        model_services=instances,
         disk=disk,
         version=agent_version(),
     )

@@ -1,0 +1,1 @@
+"""Retention: old inspections deleted (files and rows) and finished queue jobs pruned."""
