@@ -36,6 +36,7 @@ from app.services.storage.local import (
     atomic_write,
     is_disk_full,
 )
+from app.utils.ids import download_stem
 from app.utils.spreadsheet import csv_text
 
 CHUNK_BYTES = 64 * 1024
@@ -50,6 +51,7 @@ SUMMARY_COLUMNS = (
     "total_defects",
     "defect_classes",
     "error",
+    "folder",
 )
 
 
@@ -79,11 +81,13 @@ async def image_file(
         if inspection is None:
             raise ImageNotFound(f"no inspection with id {img_unique_id}")
         path = _existing(storage, inspection.input_image_path, img_unique_id, "input image")
-        return FileToSend(path, inspection.media_type, f"{img_unique_id}_input{path.suffix}")
+        stem = download_stem(inspection.original_filename, img_unique_id)
+        return FileToSend(path, inspection.media_type, f"{stem}{path.suffix.lower()}")
     image = await ImageRepository(session).get(img_unique_id)
     if image is None:
         await _raise_missing_result(session, img_unique_id)
     assert image is not None
+    stem = await _stem(session, img_unique_id)
     stored_by_kind = {
         "combined": image.result_image_1_path,
         "mask": image.result_image_2_path,
@@ -93,7 +97,66 @@ async def image_file(
     if stored_path is None:
         raise StoredFileMissing(f"inspection {img_unique_id} has no {kind} image")
     path = _existing(storage, stored_path, img_unique_id, f"{kind} image")
-    return FileToSend(path, "image/png", f"{img_unique_id}_{kind}.png")
+    return FileToSend(path, "image/png", f"{stem}_{kind}.png")
+
+
+async def _stem(session: AsyncSession, img_unique_id: str) -> str:
+    inspection = await InspectionRepository(session).get(img_unique_id)
+    return download_stem(inspection.original_filename if inspection else None, img_unique_id)
+
+
+# Inputs a browser cannot show in an <img>: the viewer asks for a PNG rendition instead.
+BROWSER_UNSHOWABLE = frozenset({"image/tiff", "image/bmp", "image/x-ms-bmp"})
+
+
+async def input_png_file(
+    session: AsyncSession,
+    storage: Storage,
+    img_unique_id: str,
+    limiter: anyio.CapacityLimiter | None = None,
+) -> FileToSend:
+    """The input image as PNG, for browsers that cannot show TIFF (and, to be safe, BMP).
+
+    JPEG and PNG inputs are answered as they are. Other inputs are converted once with
+    Pillow (first frame, 16-bit and CMYK modes brought to 8-bit RGB/L) and the PNG is kept
+    as a derived file next to the thumbnails (`Storage.derived_file`), so it is deleted
+    with the inspection.
+
+    Raises:
+        ImageNotFound, StoredFileMissing: as for `image_file`.
+        InsufficientStorage: no room on disk for the rendition.
+    """
+    source = await image_file(session, storage, img_unique_id, "input")
+    if source.media_type not in BROWSER_UNSHOWABLE:
+        return source
+    target = storage.derived_file(img_unique_id, "input.png")
+    if not target.is_file():
+        try:
+            await anyio.to_thread.run_sync(_make_png, source.path, target, limiter=limiter)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise InsufficientStorage(
+                "the disk holding DATA_DIR is full: no room for the PNG rendition; free some space"
+            ) from exc
+    stem = Path(source.filename).stem
+    return FileToSend(target, "image/png", f"{stem}.png")
+
+
+def _make_png(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with PILImage.open(source) as img:
+        frame = img if img.mode in ("1", "L", "LA", "P", "RGB", "RGBA") else _to_8bit(img)
+        frame.save(buffer, "PNG", compress_level=1)
+    atomic_write(target, buffer.getvalue())
+
+
+def _to_8bit(img: PILImage.Image) -> PILImage.Image:
+    """16-bit grey (I;16, I) scaled to 8-bit L; anything else (CMYK, YCbCr, F) to RGB."""
+    if img.mode.startswith("I"):
+        return img.point(lambda v: v / 256).convert("L")
+    return img.convert("RGB")
 
 
 async def analysis_file(
@@ -111,7 +174,8 @@ async def analysis_file(
     path = service.analysis_path(image)
     if not path.is_file():
         raise StoredFileMissing(f"the analysis JSON of {img_unique_id} is missing from disk")
-    return FileToSend(path, "application/json", f"{img_unique_id}_analysis.json")
+    stem = await _stem(session, img_unique_id)
+    return FileToSend(path, "application/json", f"{stem}_analysis.json")
 
 
 async def thumbnail_file(
@@ -190,9 +254,10 @@ async def batch_zip(
 ) -> AsyncIterable[bytes]:
     """The ZIP of a batch, as an async stream of bytes.
 
-    Holds, per image, `{id}/input.*` and, when it succeeded, `{id}/combined.png`,
-    `mask.png`, `overlay.png` and `analysis.json`; plus `summary.csv` (one row per
-    image, failures with their error). Rows are read now; files while streaming.
+    Holds, per image, a folder `{original name without extension}_{id}` (see
+    `download_stem`) with `input.*` and, when it succeeded, `combined.png`, `mask.png`,
+    `overlay.png` and `analysis.json`; plus `summary.csv` (one row per image, failures
+    with their error, and its folder). Rows are read now; files while streaming.
 
     Raises:
         BatchNotFound: unknown batch id (raised before the first byte).
@@ -215,7 +280,7 @@ async def _zip_members(
     now = datetime.now(UTC)
     mode = stat.S_IFREG | 0o644
     for member in members:
-        img_id = member.inspection.img_unique_id
+        img_id = download_stem(member.inspection.original_filename, member.inspection.img_unique_id)
         files: list[tuple[str, Path]] = []
         try:
             input_path = storage.resolve(member.inspection.input_image_path)
@@ -261,6 +326,7 @@ def _summary_csv(members: list[_BatchMember]) -> str:
                 sum(classes.values()) if succeeded else "",
                 ";".join(f"{k}={v}" for k, v in sorted(classes.items())),
                 m.inspection.last_error or "",
+                download_stem(m.inspection.original_filename, m.inspection.img_unique_id),
             ]
         )
     return csv_text(SUMMARY_COLUMNS, rows)

@@ -88,6 +88,12 @@ class Storage:
         """The folder of one inspection's result files."""
         return self.result_dir / f"{accepted_at.astimezone(UTC):%Y%m%d}" / img_unique_id
 
+    def derived_file(self, img_unique_id: str, name: str) -> Path:
+        """Where a file derived from an inspection's stored files is cached (e.g. the PNG
+        rendition of a TIFF input, `name` = `input.png`); removed with the inspection
+        (`remove_inspection_files`). The caller writes it with `atomic_write`."""
+        return self.thumbnail_dir / f"{img_unique_id}_{safe_filename(name)}"
+
     # -- writes --------------------------------------------------------------------------
 
     def keep_input(self, incoming: Path, destination: Path) -> None:
