@@ -144,6 +144,13 @@ $("folder-input").addEventListener("change", (e) => {
 });
 
 const zone = $("drop-zone");
+// The zone is a button: a click, Enter or Space chooses images (the folder has its own button).
+zone.addEventListener("click", () => $("files-input").click());
+zone.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("files-input").click(); }
+});
+$("choose-files").addEventListener("click", () => $("files-input").click());
+$("choose-folder").addEventListener("click", () => $("folder-input").click());
 for (const type of ["dragenter", "dragover"]) zone.addEventListener(type, (e) => { e.preventDefault(); zone.classList.add("dragover"); });
 for (const type of ["dragleave", "drop"]) zone.addEventListener(type, () => zone.classList.remove("dragover"));
 zone.addEventListener("drop", async (e) => {
