@@ -16,7 +16,7 @@ import pytest
 from PIL import Image as PILImage
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import RecordedContext, shoot, sign_in
+from tests.e2e.conftest import RecordedContext, shoot, sign_in, viewer_ready
 from tests.support import AgentServer
 from tests.web.conftest import upload
 
@@ -166,7 +166,7 @@ def test_tiff_and_bmp_inputs_show_in_the_input_tab(
     page.set_input_files("#file-input", board)
     expect(page.locator("#upload-state")).to_have_attribute("data-state", "done")
     expect(page.locator("[data-tab='input']")).to_have_attribute("aria-selected", "true")
-    expect(page.locator(".stage-loading")).to_be_hidden()
+    viewer_ready(page)
     expect(page.locator(".stage-image")).to_have_attribute("src", re.compile("format=png"))
     size = page.evaluate(
         "(() => { const i = document.querySelector('.stage-image');"
@@ -216,7 +216,7 @@ def test_viewer_pins_defect_keys_and_minimap(
     answer = max(inspected, key=lambda a: a["total_defects"])
     total = answer["total_defects"]
     page.goto(agent.url + f"/results/{answer['img_unique_id']}")
-    expect(page.locator(".stage-loading")).to_be_hidden()
+    viewer_ready(page)
     # At the fitted size a ~9 px DeepPCB defect is under 12 screen pixels: it has a pin.
     wait_until(
         page,
@@ -264,7 +264,7 @@ def test_viewer_tabs_follow_the_arrow_keys(
     page: Page, agent: AgentServer, inspected: list[dict[str, Any]]
 ) -> None:
     page.goto(agent.url + f"/results/{inspected[0]['img_unique_id']}")
-    expect(page.locator(".stage-loading")).to_be_hidden()
+    viewer_ready(page)
     page.focus("[data-tab='input']")
     page.keyboard.press("ArrowRight")
     combined = page.locator("[data-tab='combined']")

@@ -253,7 +253,7 @@ class ResultView {
         <div class="col-lg-4">
           <div class="card">
             <div class="card-header py-2">Defect summary <span class="text-muted small">(mask legend)</span></div>
-            <div class="card-body p-0 table-responsive">
+            <div class="card-body p-0">
               <table class="table table-sm mb-0 class-summary">
                 <thead><tr><th>Class</th><th class="text-end">Regions</th><th class="text-end">Area (px)</th><th class="text-end">Area %</th></tr></thead>
                 <tbody>
@@ -598,7 +598,8 @@ class ResultView {
       loading.hidden = true;
       const w = this.img.naturalWidth;
       const h = this.img.naturalHeight;
-      const resized = w !== this.stageW || h !== this.stageH;
+      // A defect chosen before the first image arrived keeps its zoom (same pixel grid).
+      const resized = this.stageW !== undefined && (w !== this.stageW || h !== this.stageH);
       this.stageW = w;
       this.stageH = h;
       this.stage.style.width = `${w}px`;
@@ -704,8 +705,9 @@ class ResultView {
     const modalEl = document.createElement("div");
     modalEl.className = "modal fade";
     modalEl.tabIndex = -1;
+    modalEl.setAttribute("aria-labelledby", `delete-title-${this.id}`);
     modalEl.innerHTML = `<div class="modal-dialog"><div class="modal-content">
-      <div class="modal-header"><h5 class="modal-title">Delete inspection?</h5>
+      <div class="modal-header"><h5 class="modal-title" id="delete-title-${escapeHtml(this.id)}">Delete inspection?</h5>
         <button type="button" class="btn-close" data-bs-dismiss="modal" aria-label="Close"></button></div>
       <div class="modal-body">Inspection <code>${escapeHtml(this.id)}</code>, its input, result images,
         analysis and regions will be deleted. This cannot be undone.<div class="modal-error mt-2"></div></div>
