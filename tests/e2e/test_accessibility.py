@@ -192,9 +192,7 @@ def tab_through(page: Page, limit: int = 400) -> tuple[int, list[str]]:
         (
             "dashboard",
             lambda _: "/dashboard",
-            lambda page: expect(page.locator("body")).to_have_attribute(
-                "data-dashboard", "ready"
-            ),
+            lambda page: expect(page.locator("body")).to_have_attribute("data-dashboard", "ready"),
         ),
     ],
 )

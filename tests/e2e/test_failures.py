@@ -165,8 +165,10 @@ def test_batch_row_shows_the_real_attempt_while_a_retry_runs(
     page.evaluate(WATCH_RETRY)
 
     def attempts() -> int:
-        status = page.request.get(f"{agent_failing_fast.url}/api/batches/{batch['batch_id']}")
-        return int(status.json()["items"][0]["attempts"])
+        """The agent's own count (a new connection each time: an idle one may be closed)."""
+        with httpx2.Client(base_url=agent_failing_fast.url, timeout=30) as c:
+            status = c.get(f"/api/batches/{batch['batch_id']}").json()
+        return int(status["items"][0]["attempts"])
 
     tried = attempts()
     # The next attempt: the service answers, slowly, 503.
