@@ -35,7 +35,8 @@ export function classColor(name) {
   return hslToHex(hash % 360, 55 + ((hash >>> 9) % 25), 42 + ((hash >>> 17) % 12));
 }
 
-/** WCAG 2 relative luminance of `hex` (sRGB, https://www.w3.org/TR/WCAG21/#dfn-relative-luminance). */
+/** WCAG 2.1 relative luminance of `hex` (sRGB; the formula of the WCAG 2.1 definition
+ * "relative luminance"). */
 function luminance(hex) {
   const n = parseInt(hex.slice(1), 16);
   const lin = (c) => {
