@@ -238,3 +238,22 @@ def test_provenance_migration_keeps_old_rows_and_downgrades_on_its_own(
     ]
     upgrade_database(empty_database)
     assert columns(empty_database, "inspections")[-4:] == added
+
+
+def test_search_indexes_migration_and_its_downgrade(empty_database: str) -> None:
+    """The History search's prefix indexes: created, then dropped by the downgrade."""
+    upgrade_database(empty_database, "20261202_0008")
+    added = {"ix_inspections_original_filename_lower", "ix_inspections_img_unique_id_upper"}
+    assert added <= set(indexes(empty_database, "inspections"))
+    # text_pattern_ops: a prefix LIKE can use them whatever the database's collation.
+    definitions = db_rows(
+        empty_database,
+        "SELECT indexdef FROM pg_indexes WHERE tablename = 'inspections' AND indexname = ANY(%s)",
+        sorted(added),
+    )
+    assert len(definitions) == 2
+    assert all("text_pattern_ops" in d for (d,) in definitions)
+    downgrade_database(empty_database, "20261122_0006")
+    assert not added & set(indexes(empty_database, "inspections"))
+    upgrade_database(empty_database)
+    assert added <= set(indexes(empty_database, "inspections"))

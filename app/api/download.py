@@ -113,11 +113,25 @@ async def download_image(
     session: SessionDep,
     runtime: RuntimeDep,
     inline: Annotated[bool, Query(description="Show in the browser instead of saving.")] = False,
+    as_format: Annotated[
+        Literal["original", "png"],
+        Query(
+            alias="format",
+            description="`png`: a TIFF or BMP input converted to PNG (made once, then kept),"
+            " for browsers, which cannot show TIFF; JPEG and PNG inputs and the result"
+            " images are answered as they are.",
+        ),
+    ] = "original",
 ) -> Response:
     """`input` is the uploaded file as received; the others are the model service's PNGs.
     With an object store and S3_PRESIGNED_DOWNLOADS, answers 307 to a short-lived URL of
     the store (unless `inline`)."""
-    file = await export.image_file(session, runtime.storage, img_unique_id, kind)
+    if kind == "input" and as_format == "png":
+        file = await export.input_png_file(
+            session, runtime.storage, img_unique_id, runtime.client.decode_limiter
+        )
+    else:
+        file = await export.image_file(session, runtime.storage, img_unique_id, kind)
     return await _send(file, runtime.storage, request, inline)
 
 

@@ -72,6 +72,18 @@ ModelVersion = Annotated[
         " characters.",
     ),
 ]
+SearchText = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=100,
+        pattern=PLAIN_TEXT_PATTERN,
+        description="Only images whose original file name or image id starts with this text"
+        " (any letter case; `0004` finds `00041000_test.jpg`); printable text, at most 100"
+        " characters. `%` and `_` match themselves.",
+        examples=["00041000"],
+    ),
+]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number.")]
 Limit = Annotated[int, Query(ge=1, le=100, description="Rows per page (at most 100).")]
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

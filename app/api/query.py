@@ -18,6 +18,7 @@ from app.api.params import (
     ModelVersion,
     Page,
     RegionCount,
+    SearchText,
     StartDate,
     resolve_dates,
 )
@@ -52,19 +53,23 @@ async def list_images(
     batch_id: BatchIdFilter = None,
     min_defects: RegionCount = None,
     model_version: ModelVersion = None,
+    q: SearchText = None,
     status: Annotated[
         Literal["succeeded", "failed", "pending", "processing"],
         Query(
             description="`succeeded` (default): stored inspections with their defects."
             " `failed`, `pending`, `processing`: accepted images with no result, with their"
-            " error and retry URL (class, defect and model filters do not apply to them)."
+            " error and retry URL (class, defect and model filters do not apply to them;"
+            " dates, batch and `q` do)."
         ),
     ] = "succeeded",
 ) -> ImageList:
     """Images of one status, newest first: stored inspections with defect counts by class,
     or the failed (pending, processing) ones with their error and retry URL."""
     start_date, end_date = resolve_dates(date_range, start_date, end_date)
-    filters = ImageFilters(start_date, end_date, class_name, batch_id, min_defects, model_version)
+    filters = ImageFilters(
+        start_date, end_date, class_name, batch_id, min_defects, model_version, search=q
+    )
     return await queries.list_images(filters, page, limit, InspectionStatus(status))
 
 

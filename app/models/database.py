@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -150,7 +151,17 @@ class Inspection(Base):
     """
 
     __tablename__ = "inspections"
-    __table_args__ = (Index("ix_inspections_status_created_at", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_inspections_status_created_at", "status", "created_at"),
+        # The History search: a prefix of the file name or the id, any letter case
+        # (migration 20261202_0008; `text_pattern_ops` lets LIKE 'abc%' use the index
+        # whatever the database's collation).
+        Index(
+            "ix_inspections_original_filename_lower",
+            text("lower(original_filename) text_pattern_ops"),
+        ),
+        Index("ix_inspections_img_unique_id_upper", text("upper(img_unique_id) text_pattern_ops")),
+    )
 
     img_unique_id: Mapped[str] = mapped_column(String(IMG_UNIQUE_ID_LENGTH), primary_key=True)
     batch_id: Mapped[str | None] = mapped_column(

@@ -47,3 +47,16 @@ def safe_filename(name: str | None, max_length: int = 80) -> str:
     shortened = stem[: max(1, max_length - len(suffix))].rstrip("._-") + suffix
     shortened = shortened.strip("._-")
     return sanitize_filename(shortened, platform="universal") if shortened else "image"
+
+
+def download_stem(original_filename: str | None, img_unique_id: str) -> str:
+    """The stem of every file name a download of an inspection gets:
+    `{original name without extension}_{img_unique_id}`
+    (e.g. `00041000_test_20260225_103045_ABC123`), safe on Windows and POSIX; just the id
+    when there is no usable original name.
+    """
+    base = (original_filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    raw_stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
+    if not _UNSAFE.sub("_", raw_stem).strip("._-"):
+        return img_unique_id
+    return f"{safe_filename(raw_stem, max_length=60)}_{img_unique_id}"

@@ -132,6 +132,13 @@ CASES = [
         "retry-unknown", "POST", "/api/images/20990101_000000_NOPE00/retry", 404, "image_not_found"
     ),
     Case("download-id-nul", "GET", f"/api/download/image/{NUL}/input", 422, "invalid_request"),
+    Case(
+        "download-format-gif",
+        "GET",
+        f"/api/download/image/{ID}/input?format=gif",
+        422,
+        "invalid_request",
+    ),
     Case("download-kind-nul", "GET", f"/api/download/image/{ID}/{NUL}", 422, "invalid_request"),
     Case("download-kind-unknown", "GET", f"/api/download/image/{ID}/raw", 422, "invalid_request"),
     Case("json-id-nul", "GET", f"/api/download/json/{NUL}", 422, "invalid_request"),
@@ -162,6 +169,8 @@ CASES = [
     Case("min-defects-huge", "GET", f"/api/images?min_defects={BIG}", 422, "invalid_request"),
     Case("min-defects-int4", "GET", f"/api/images?min_defects={2**31}", 422, "invalid_request"),
     Case("min-defects-negative", "GET", "/api/images?min_defects=-1", 422, "invalid_request"),
+    Case("search-too-long", "GET", f"/api/images?q={'a' * 101}", 422, "invalid_request"),
+    Case("search-nul", "GET", f"/api/images?q=a{NUL}", 422, "invalid_request"),
     Case("class-name-nul", "GET", f"/api/images?class_name=a{NUL}b", 422, "invalid_request"),
     Case("class-name-tab", "GET", "/api/images?class_name=%09open", 422, "invalid_request"),
     Case("class-name-long", "GET", f"/api/images?class_name={'x' * 200}", 422, "invalid_request"),

@@ -45,7 +45,10 @@ def test_images_download_with_type_name_and_content(
     response = client.get(f"/api/download/image/{img_id}/{kind}")
     assert response.status_code == 200
     assert response.headers["content-type"] == media_type
-    assert f'filename="{img_id}_{kind}.' in response.headers["content-disposition"]
+    # Named `{original name without extension}_{img_unique_id}`, then the kind.
+    stem = f"{inspected['path'].stem}_{img_id}"  # type: ignore[attr-defined]
+    name = f"{stem}.jpg" if kind == "input" else f"{stem}_{kind}.png"
+    assert f'attachment; filename="{name}"' == response.headers["content-disposition"]
     assert PILImage.open(io.BytesIO(response.content)).size == size
     if kind == "input":
         assert response.content == inspected["path"].read_bytes()  # type: ignore[attr-defined]
@@ -58,6 +61,8 @@ def test_json_download_is_the_analysis_as_sent(
     response = client.get(f"/api/download/json/{answer['img_unique_id']}")  # type: ignore[index]
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
+    stem = f"{inspected['path'].stem}_{answer['img_unique_id']}"  # type: ignore[attr-defined,index]
+    assert f'filename="{stem}_analysis.json"' in response.headers["content-disposition"]
     assert json.loads(response.content) == answer["result"]  # type: ignore[index]
 
 
@@ -99,7 +104,8 @@ def test_batch_zip_streams_every_file_and_a_summary(
     assert archive.testzip() is None
     names = set(archive.namelist())
     for accepted in batch["accepted"]:
-        img_id = accepted["img_unique_id"]
+        # Folders are named `{original name without extension}_{img_unique_id}`.
+        img_id = f"{Path(accepted['filename']).stem}_{accepted['img_unique_id']}"
         assert {
             f"{img_id}/input.jpg",
             f"{img_id}/combined.png",
@@ -110,3 +116,39 @@ def test_batch_zip_streams_every_file_and_a_summary(
     rows = list(csv.DictReader(io.StringIO(archive.read("summary.csv").decode())))
     assert [r["original_filename"] for r in rows] == [p.name for p in deeppcb[31:34]]
     assert all(r["status"] == "succeeded" for r in rows)
+    pairs = zip(deeppcb[31:34], batch["accepted"], strict=True)
+    assert [r["folder"] for r in rows] == [f"{p.stem}_{a['img_unique_id']}" for p, a in pairs]
+
+
+def test_a_tiff_input_is_shown_through_a_png_rendition(
+    client: httpx2.Client, deeppcb: list[Path]
+) -> None:
+    """Browsers cannot show TIFF: `?format=png` converts it once and keeps the PNG."""
+    buffer = io.BytesIO()
+    with PILImage.open(deeppcb[35]) as source:
+        source.save(buffer, "TIFF")
+        size = source.size
+    name = "board 7.tif"
+    answer = client.post("/api/upload", files={"image": (name, buffer.getvalue())}).json()
+    img_id = answer["img_unique_id"]
+    original = client.get(f"/api/download/image/{img_id}/input")
+    assert original.headers["content-type"] == "image/tiff"
+    assert original.content == buffer.getvalue()
+    for _ in range(2):  # made once, then answered from the kept file
+        png = client.get(f"/api/download/image/{img_id}/input", params={"format": "png"})
+        assert png.status_code == 200
+        assert png.headers["content-type"] == "image/png"
+        assert f'filename="board_7_{img_id}.png"' in png.headers["content-disposition"]
+        shown = PILImage.open(io.BytesIO(png.content))
+        assert shown.format == "PNG"
+        assert shown.size == size
+    # A JPEG input is already shown by browsers: answered as it is.
+    jpeg_id = client.post(
+        "/api/upload", files={"image": (deeppcb[36].name, deeppcb[36].read_bytes())}
+    ).json()["img_unique_id"]
+    same = client.get(f"/api/download/image/{jpeg_id}/input", params={"format": "png"})
+    assert same.headers["content-type"] == "image/jpeg"
+    # Deleting the inspection removes the rendition with it (re-asking is a 404).
+    assert client.delete(f"/api/images/{img_id}").status_code == 204
+    gone = client.get(f"/api/download/image/{img_id}/input", params={"format": "png"})
+    assert gone.status_code == 404

@@ -136,7 +136,9 @@ def test_coco_of_a_batch_loads_and_its_masks_are_the_stored_masks(
     names = {c["id"]: c["name"] for c in raw["categories"]}
     for image in raw["images"]:
         img_id = image["img_unique_id"]
-        assert image["file_name"].startswith(f"{img_id}/input.")
+        # The input's path inside the batch ZIP: `{original name without extension}_{id}/`.
+        stem = Path(image["original_filename"]).stem
+        assert image["file_name"].startswith(f"{stem}_{img_id}/input.")
         stored = client.get(f"/api/download/image/{img_id}/mask")
         rgb = np.asarray(Image.open(io.BytesIO(stored.content)).convert("RGB"))
         assert rgb.shape[:2] == (image["height"], image["width"])

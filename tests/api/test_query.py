@@ -58,9 +58,35 @@ def test_images_filter_by_class_date_and_defect_count(
     assert many["total"] == sum(1 for u in uploaded if u["total_defects"] == most)
 
 
+def test_images_search_by_file_name_or_id_prefix(
+    client: httpx2.Client, uploaded: list[dict[str, object]], deeppcb: list[Path]
+) -> None:
+    """`q` finds an image by the start of its original file name (any case) or its id."""
+    target = uploaded[1]
+    name = deeppcb[21].name
+    by_name = client.get("/api/images", params={"q": name[:6].upper()}).json()
+    assert target["img_unique_id"] in {i["img_unique_id"] for i in by_name["images"]}
+    prefix = name[:6].lower()
+    assert all(i["original_filename"].lower().startswith(prefix) for i in by_name["images"])
+    by_id = client.get("/api/images", params={"q": str(target["img_unique_id"]).lower()}).json()
+    assert [i["img_unique_id"] for i in by_id["images"]] == [target["img_unique_id"]]
+    # LIKE wildcards are matched literally: `%` finds nothing, and so does a name's middle.
+    assert client.get("/api/images", params={"q": "%"}).json()["total"] == 0
+    assert client.get("/api/images", params={"q": name[3:]}).json()["total"] == 0
+    # The search applies to the failed / pending lists too (none here).
+    assert client.get("/api/images", params={"q": name, "status": "failed"}).json()["total"] == 0
+
+
 @pytest.mark.parametrize(
     "params",
-    [{"limit": 101}, {"page": 0}, {"start_date": "yesterday"}, {"min_defects": -1}],
+    [
+        {"limit": 101},
+        {"page": 0},
+        {"start_date": "yesterday"},
+        {"min_defects": -1},
+        {"q": "x" * 101},
+        {"q": "a\tb"},
+    ],
 )
 def test_bad_query_parameters_are_422_with_a_message(
     client: httpx2.Client, params: dict[str, object]

@@ -163,3 +163,12 @@ def shoot(page: Page, folder: Path, name: str, **options: Any) -> Path:
     path = folder / f"{name}.png"
     page.screenshot(path=path, full_page=True, **options)
     return path
+
+
+def viewer_ready(page: Page) -> None:
+    """Wait until the result viewer is drawn and its image has loaded (the loading note
+    exists only once the viewer is drawn, so it is looked for first)."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(".result-view .stage-loading")).to_have_count(1)
+    expect(page.locator(".result-view .stage-loading")).to_be_hidden()

@@ -112,3 +112,86 @@ def test_batch_page_says_it_waits_for_the_model_service(
     )
     expect(page.locator("tr.queue-row").first).to_contain_text("waiting for model service")
     shoot(page, screenshot_dir, "10-batch-waiting")
+
+
+@pytest.fixture
+def agent_failing_fast(
+    tmp_path: Path, database_url: str, outage: ModelServiceProxy
+) -> Iterator[AgentServer]:
+    """An agent whose batch images fail at once when the model service is down (no
+    automatic retry window), so the Batch page shows a failed row with a Retry button."""
+    settings = agent_settings(
+        tmp_path, database_url, outage.url, segformer_max_retries=1, batch_retry_window_s=0
+    )
+    with serve_agent(settings) as server:
+        yield server
+
+
+# Records, on every change of a batch row or of the summary, the row's status and detail and
+# the summary's state, so a test sees what the page said while a retry ran.
+WATCH_RETRY = """() => {
+  window.__seen = [];
+  const note = () => {
+    const tr = document.querySelector('tr.queue-row');
+    window.__seen.push({
+      state: tr ? tr.dataset.state : null,
+      detail: tr ? (tr.querySelector('.row-error')?.textContent || '') : '',
+      summary: document.getElementById('summary-state').textContent,
+    });
+  };
+  new MutationObserver(note).observe(document.querySelector('main'),
+    {subtree: true, childList: true, characterData: true, attributes: true});
+}"""
+
+
+def test_batch_row_shows_the_real_attempt_while_a_retry_runs(
+    browser: RecordedContext,
+    agent_failing_fast: AgentServer,
+    outage: ModelServiceProxy,
+    deeppcb: list[Path],
+    screenshot_dir: Path,
+) -> None:
+    """Bug: the row said "attempt 1" while the agent ran its third, and the summary said
+    "finished" while a retry ran."""
+    page = browser.new_page()
+    with httpx2.Client(base_url=agent_failing_fast.url, timeout=60) as c:
+        batch = c.post(
+            "/api/upload/batch", files=[("images", ("board-12.jpg", deeppcb[12].read_bytes()))]
+        ).json()
+    page.goto(f"{agent_failing_fast.url}/batch?batch={batch['batch_id']}")
+    row = page.locator("tr.queue-row")
+    expect(row).to_have_attribute("data-state", "failed", timeout=30_000)
+    expect(page.locator("#summary-state")).to_have_text("finished")
+    page.evaluate(WATCH_RETRY)
+
+    def attempts() -> int:
+        """The agent's own count (a new connection each time: an idle one may be closed)."""
+        with httpx2.Client(base_url=agent_failing_fast.url, timeout=30) as c:
+            status = c.get(f"/api/batches/{batch['batch_id']}").json()
+        return int(status["items"][0]["attempts"])
+
+    tried = attempts()
+    # The next attempt: the service answers, slowly, 503.
+    outage.delay_s = 4
+    outage.unavailable = True
+    outage.start()
+    row.get_by_role("button", name="Retry").click()
+    expect(row.locator(".row-error")).to_contain_text(f"attempt {tried + 1}")
+    expect(page.locator("#summary-state")).not_to_have_text("finished")
+    shoot(page, screenshot_dir, "11-batch-retry-running")
+    expect(row).to_have_attribute("data-state", "failed", timeout=30_000)
+    tried = attempts()
+    expect(row.locator(".row-error")).to_contain_text(f"after {tried} attempts")
+
+    # The next one succeeds, slowly.
+    outage.unavailable = False
+    row.get_by_role("button", name="Retry").click()
+    expect(row.locator(".row-error")).to_contain_text(f"attempt {tried + 1}")
+    expect(row).to_have_attribute("data-state", "done", timeout=60_000)
+    expect(page.locator("#summary-state")).to_have_text("finished")
+    seen = page.evaluate("window.__seen")
+    running = [s for s in seen if s["state"] == "running"]
+    assert running, seen
+    assert all(s["summary"] != "finished" for s in running), running
+    assert not any("attempt 1" in s["detail"] for s in running), running
+    assert attempts() == tried + 1

@@ -5,6 +5,7 @@ Services call these and only `flush()`; the caller's unit of work commits.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -53,6 +54,26 @@ class ImageFilters:
     batch_id: str | None = None
     min_defects: int | None = None
     model_version: str | None = None
+    # Prefix of the original file name or of the image id, any letter case.
+    search: str | None = None
+
+
+def _like_prefix(value: str) -> str:
+    """`value` as a LIKE pattern matching itself at the start (`%`, `_`, `\\` escaped)."""
+    return re.sub(r"([\\%_])", r"\\\1", value) + "%"
+
+
+def search_condition(search: str, img_unique_id: Any, original_filename: Any) -> Any:
+    """Rows whose file name or image id starts with `search`, in any letter case.
+
+    Written for the two expression indexes of migration 20261202_0008
+    (`lower(original_filename) text_pattern_ops`, `upper(img_unique_id) text_pattern_ops`):
+    a prefix LIKE on them is an index range scan, so a search stays fast at a million rows.
+    """
+    return or_(
+        func.lower(original_filename).like(_like_prefix(search.lower())),
+        func.upper(img_unique_id).like(_like_prefix(search.upper())),
+    )
 
 
 @dataclass(frozen=True)
@@ -322,6 +343,12 @@ class InspectionRepository:
             )
         if filters.batch_id:
             stmt = stmt.where(Inspection.batch_id == filters.batch_id)
+        if filters.search:
+            stmt = stmt.where(
+                search_condition(
+                    filters.search, Inspection.img_unique_id, Inspection.original_filename
+                )
+            )
         return stmt
 
     async def first_inspections_by_hash(
@@ -590,6 +617,13 @@ class ImageRepository:
                     )
                 )
             )
+        if filters.search:
+            found = select(Inspection.img_unique_id).where(
+                search_condition(
+                    filters.search, Inspection.img_unique_id, Inspection.original_filename
+                )
+            )
+            stmt = stmt.where(Image.img_unique_id.in_(found))
         if filters.min_defects is not None:
             total = (
                 select(func.coalesce(func.sum(DefectClass.total_regions), 0))

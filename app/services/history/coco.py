@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.models.database import Image, Region
 from app.services.database.repositories import DefectFilters, ImageRepository
 from app.services.storage import Storage
+from app.utils.ids import download_stem
 from app.utils.version import installed_version
 
 IMAGES_PER_PAGE = 200
@@ -161,7 +162,8 @@ async def coco_json(
         async for number, image, original_name in _images(repo, filters):
             entry = {
                 "id": number,
-                "file_name": f"{image.img_unique_id}/input{Path(image.input_image_path).suffix}",
+                "file_name": f"{download_stem(original_name, image.img_unique_id)}"
+                f"/input{Path(image.input_image_path).suffix}",
                 "width": image.image_width,
                 "height": image.image_height,
                 "img_unique_id": image.img_unique_id,

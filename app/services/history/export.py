@@ -32,6 +32,7 @@ from app.models.database import Image, Inspection, InspectionStatus
 from app.services.database.repositories import ImageRepository, InspectionRepository
 from app.services.inspection.workflow import InspectionService
 from app.services.storage import ANALYSIS_FILE_NAME, Storage, is_disk_full
+from app.utils.ids import download_stem
 from app.utils.spreadsheet import csv_text
 
 SUMMARY_COLUMNS = (
@@ -45,6 +46,7 @@ SUMMARY_COLUMNS = (
     "total_defects",
     "defect_classes",
     "error",
+    "folder",
 )
 
 
@@ -79,14 +81,14 @@ async def image_file(
         key = await _existing(
             storage, inspection.input_image_path, img_unique_id, "input image", verify
         )
-        suffix = PurePosixPath(key).suffix
-        return FileToSend(
-            key, inspection.media_type, f"{img_unique_id}_input{suffix}", storage.local_file(key)
-        )
+        suffix = PurePosixPath(key).suffix.lower()
+        stem = download_stem(inspection.original_filename, img_unique_id)
+        return FileToSend(key, inspection.media_type, f"{stem}{suffix}", storage.local_file(key))
     image = await ImageRepository(session).get(img_unique_id)
     if image is None:
         await _raise_missing_result(session, img_unique_id)
     assert image is not None
+    stem = await _stem(session, img_unique_id)
     stored_by_kind = {
         "combined": image.result_image_1_path,
         "mask": image.result_image_2_path,
@@ -96,7 +98,72 @@ async def image_file(
     if stored_path is None:
         raise StoredFileMissing(f"inspection {img_unique_id} has no {kind} image")
     key = await _existing(storage, stored_path, img_unique_id, f"{kind} image", verify)
-    return FileToSend(key, "image/png", f"{img_unique_id}_{kind}.png", storage.local_file(key))
+    return FileToSend(key, "image/png", f"{stem}_{kind}.png", storage.local_file(key))
+
+
+async def _stem(session: AsyncSession, img_unique_id: str) -> str:
+    inspection = await InspectionRepository(session).get(img_unique_id)
+    return download_stem(inspection.original_filename if inspection else None, img_unique_id)
+
+
+# Inputs a browser cannot show in an <img>: the viewer asks for a PNG rendition instead.
+BROWSER_UNSHOWABLE = frozenset({"image/tiff", "image/bmp", "image/x-ms-bmp"})
+
+
+async def input_png_file(
+    session: AsyncSession,
+    storage: Storage,
+    img_unique_id: str,
+    limiter: anyio.CapacityLimiter | None = None,
+) -> FileToSend:
+    """The input image as PNG, for browsers that cannot show TIFF (and, to be safe, BMP).
+
+    JPEG and PNG inputs are answered as they are. Other inputs are converted once with
+    Pillow (first frame, 16-bit and CMYK modes brought to 8-bit RGB/L) and the PNG is kept
+    beside the thumbnails (`Storage.derived_key`, `thumbnails/{id}/input.png`), so every
+    agent finds it and it is deleted with the inspection.
+
+    Raises:
+        ImageNotFound, StoredFileMissing: as for `image_file`.
+        InsufficientStorage: no room on disk for the rendition (folder backend).
+    """
+    source = await image_file(session, storage, img_unique_id, "input", verify=False)
+    if source.media_type not in BROWSER_UNSHOWABLE:
+        return source
+    key = storage.derived_key(img_unique_id, "input.png")
+    if not await storage.exists(key):
+        try:
+            original = await storage.get(source.key)
+        except FileNotFoundError as exc:
+            raise StoredFileMissing(f"the input image of {img_unique_id} is missing") from exc
+        png = await anyio.to_thread.run_sync(_make_png, original, limiter=limiter)
+        try:
+            # Two requests at once both write it: the same bytes, each write atomic.
+            await storage.put(key, png, "image/png")
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise InsufficientStorage(
+                "the disk holding DATA_DIR is full: no room for the PNG rendition; free some space"
+            ) from exc
+    stem = Path(source.filename).stem
+    return FileToSend(key, "image/png", f"{stem}.png", storage.local_file(key))
+
+
+def _make_png(original: bytes) -> bytes:
+    """PNG bytes of the first frame of an image file's bytes."""
+    buffer = io.BytesIO()
+    with PILImage.open(io.BytesIO(original)) as img:
+        frame = img if img.mode in ("1", "L", "LA", "P", "RGB", "RGBA") else _to_8bit(img)
+        frame.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _to_8bit(img: PILImage.Image) -> PILImage.Image:
+    """16-bit grey (I;16, I) scaled to 8-bit L; anything else (CMYK, YCbCr, F) to RGB."""
+    if img.mode.startswith("I"):
+        return img.point(lambda v: v / 256).convert("L")
+    return img.convert("RGB")
 
 
 async def analysis_file(
@@ -114,7 +181,7 @@ async def analysis_file(
     key = service.analysis_key(image)
     if not await service.storage.exists(key):
         raise StoredFileMissing(f"the analysis JSON of {img_unique_id} is missing from storage")
-    name = f"{img_unique_id}_analysis.json"
+    name = f"{await _stem(session, img_unique_id)}_analysis.json"
     return FileToSend(key, "application/json", name, service.storage.local_file(key))
 
 
@@ -202,9 +269,10 @@ async def batch_zip(
 ) -> AsyncIterable[bytes]:
     """The ZIP of a batch, as an async stream of bytes.
 
-    Holds, per image, `{id}/input.*` and, when it succeeded, `{id}/combined.png`,
-    `mask.png`, `overlay.png` and `analysis.json`; plus `summary.csv` (one row per
-    image, failures with their error). Rows are read now; files while streaming.
+    Holds, per image, a folder `{original name without extension}_{id}` (see
+    `download_stem`) with `input.*` and, when it succeeded, `combined.png`, `mask.png`,
+    `overlay.png` and `analysis.json`; plus `summary.csv` (one row per image, failures
+    with their error, and its folder). Rows are read now; files while streaming.
 
     Raises:
         BatchNotFound: unknown batch id (raised before the first byte).
@@ -225,7 +293,7 @@ def _member_keys(
     member: _BatchMember, storage: Storage, service: InspectionService
 ) -> list[tuple[str, str]]:
     """(name in the ZIP, storage key) of each file of one batch image."""
-    img_id = member.inspection.img_unique_id
+    img_id = download_stem(member.inspection.original_filename, member.inspection.img_unique_id)
     files: list[tuple[str, str]] = []
     stored: list[tuple[str, str | None]] = [("input", member.inspection.input_image_path)]
     if member.image is not None:
@@ -285,6 +353,7 @@ def _summary_csv(members: list[_BatchMember]) -> str:
                 sum(classes.values()) if succeeded else "",
                 ";".join(f"{k}={v}" for k, v in sorted(classes.items())),
                 m.inspection.last_error or "",
+                download_stem(m.inspection.original_filename, m.inspection.img_unique_id),
             ]
         )
     return csv_text(SUMMARY_COLUMNS, rows)

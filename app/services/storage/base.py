@@ -159,6 +159,19 @@ class Storage(ABC):
         """The key of a cached thumbnail (JPEG, longest side `size` pixels)."""
         return f"{cls.thumbnail_prefix(img_unique_id)}{kind}_{size}.jpg"
 
+    @classmethod
+    def derived_key(cls, img_unique_id: str, name: str) -> str:
+        """The key of a file derived from an inspection's stored files and cached beside its
+        thumbnails (e.g. `name` = `input.png`, the PNG rendition of a TIFF input), so it is
+        deleted with them (`remove_inspection_files`).
+
+        Raises:
+            ValueError: `name` is not a plain file name.
+        """
+        if not name or name != PurePosixPath(name).name or name.startswith("."):
+            raise ValueError(f"not a plain file name: {name!r}")
+        return f"{cls.thumbnail_prefix(img_unique_id)}{name}"
+
     def key_of(self, stored: str) -> str:
         """The key of a path stored in the database.
 

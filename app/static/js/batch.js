@@ -144,6 +144,13 @@ $("folder-input").addEventListener("change", (e) => {
 });
 
 const zone = $("drop-zone");
+// The zone is a button: a click, Enter or Space chooses images (the folder has its own button).
+zone.addEventListener("click", () => $("files-input").click());
+zone.addEventListener("keydown", (e) => {
+  if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("files-input").click(); }
+});
+$("choose-files").addEventListener("click", () => $("files-input").click());
+$("choose-folder").addEventListener("click", () => $("folder-input").click());
 for (const type of ["dragenter", "dragover"]) zone.addEventListener(type, (e) => { e.preventDefault(); zone.classList.add("dragover"); });
 for (const type of ["dragleave", "drop"]) zone.addEventListener(type, () => zone.classList.remove("dragover"));
 zone.addEventListener("drop", async (e) => {
@@ -234,6 +241,19 @@ $("start-batch").addEventListener("click", async () => {
 
 // ---- following -------------------------------------------------------------------------
 
+/** What a row says about its attempts (the ledger's `attempts` counts every inference
+ * started, the automatic and the manual retries included). */
+function attemptText(item, state) {
+  const n = item.attempts || 0;
+  if (state === "running") return `attempt ${Math.max(n, 1)}`;
+  if (state === "waiting") {
+    return `attempt ${n} failed; waiting for model service, next attempt at ${formatTime(item.next_attempt_at)} (${item.error || "unreachable"})`;
+  }
+  if (state === "failed") return `${item.error || "failed"}${n > 1 ? ` (after ${n} attempts)` : ""}`;
+  if (state === "queued" && n > 0) return `queued for attempt ${n + 1}`;
+  return "";
+}
+
 function applyStatus(status) {
   batches.set(status.batch_id, status);
   for (const item of status.items) {
@@ -242,19 +262,26 @@ function applyStatus(status) {
       row = newRow({ name: item.filename, size: null, state: "queued", img_unique_id: item.img_unique_id, batch_id: status.batch_id });
       rowsById.set(item.img_unique_id, row);
     }
-    const state = item.next_attempt_at ? "waiting" : API_STATE[item.status];
-    const waiting = item.next_attempt_at
-      ? `waiting for model service, next attempt at ${formatTime(item.next_attempt_at)} (${item.error || "unreachable"})`
-      : "";
+    let state = item.next_attempt_at ? "waiting" : API_STATE[item.status];
+    let detail = attemptText(item, state);
+    // A retry this page started is running: the status may not show it yet (the agent
+    // marks the row when the retry begins), so never show it failed or finished meanwhile.
+    if (row.retrying && state === "failed") {
+      state = "running";
+      detail = `retrying (attempt ${(item.attempts || 0) + 1})`;
+    }
     update(row, {
       state,
       progress: state === "done" || state === "failed" ? 1 : state === "running" ? 0.5 : 0.05,
-      detail: state === "failed" ? (item.error || "failed") : state === "running" ? `attempt ${Math.max(item.attempts, 1)}` : waiting,
+      detail,
       total_defects: item.total_defects,
       defect_classes: item.defect_classes,
     });
   }
 }
+
+/** Rows still on their way: the batch is not finished while any of them is. */
+const UNFINISHED = new Set(["uploading", "queued", "waiting", "running"]);
 
 function drawSummary() {
   const known = [...batches.values()].filter(Boolean);
@@ -264,11 +291,13 @@ function drawSummary() {
   const running = known.reduce((s, b) => s + b.processing, 0);
   const queued = known.reduce((s, b) => s + b.pending - b.processing, 0);
   const rejected = rows.filter((r) => r.state === "rejected" || r.state === "skipped").length;
-  const done = known.length === batches.size && known.every((b) => b.done);
+  const done = known.length === batches.size && known.every((b) => b.done)
+    && !rows.some((r) => r.retrying || (r.img_unique_id && UNFINISHED.has(r.state)));
   const byClass = {};
   for (const b of known) for (const [k, v] of Object.entries(b.defects_by_class)) byClass[k] = (byClass[k] || 0) + v;
   $("summary").hidden = false;
   $("summary").dataset.done = String(done);
+  const waiting = known.reduce((s, b) => s + (b.waiting_for_model_service || 0), 0);
   $("overall-ok").style.width = total ? `${(100 * ok) / total}%` : "0%";
   $("overall-failed").style.width = total ? `${(100 * failed) / total}%` : "0%";
   $("overall-progress").setAttribute("aria-valuenow", String(total ? Math.round((100 * (ok + failed)) / total) : 0));
@@ -288,7 +317,9 @@ function drawSummary() {
       href="/api/download/batch/${encodeURIComponent(id)}" download ${done ? "" : 'aria-disabled="true" tabindex="-1"'}
       title="${escapeHtml(id)}">⤓ Download batch ZIP${batches.size > 1 ? ` ${i + 1}` : ""}</a>`
       + exportLinks(id, batches.size > 1 ? ` ${i + 1}` : "", done)).join("")
-    + (failed ? `<button type="button" class="btn btn-sm btn-outline-danger" id="retry-failed">Retry ${failed} failed</button>` : "")
+    + (failed || waiting
+      ? `<button type="button" class="btn btn-sm btn-outline-danger" id="retry-failed">${failed ? `Retry ${failed} failed` : "Try again now"}</button>`
+      : "")
     + `<a class="btn btn-sm btn-outline-secondary" href="/history?batch_id=${encodeURIComponent([...batches.keys()][0] || "")}">Open in history</a>`;
   return done;
 }
@@ -303,7 +334,8 @@ function exportLinks(id, suffix, done) {
 
 async function poll() {
   pollTimer = null;
-  const open = [...batches.entries()].filter(([, s]) => !s || !s.done).map(([id]) => id);
+  const retrying = new Set(rows.filter((r) => r.retrying).map((r) => r.batch_id));
+  const open = [...batches.entries()].filter(([id, s]) => !s || !s.done || retrying.has(id)).map(([id]) => id);
   try {
     const answers = await Promise.all(open.map((id) => api(`/api/batches/${encodeURIComponent(id)}`)));
     answers.forEach(applyStatus);
@@ -330,11 +362,19 @@ tbody.addEventListener("click", async (e) => {
   if (!btn) return;
   const row = rowsById.get(btn.dataset.id);
   btn.disabled = true;
+  row.retrying = true;
   update(row, { state: "running", progress: 0.5, detail: "retrying…" });
+  drawSummary();
+  // Follow the batch while the retry runs: the row shows the agent's attempt count and
+  // the summary does not say "finished" until the retry has ended.
+  if (row.batch_id) batches.set(row.batch_id, null);
+  schedulePoll(0);
   try {
     const answer = await api(`/api/images/${encodeURIComponent(row.img_unique_id)}/retry`, { method: "POST" });
+    row.retrying = false;
     update(row, { state: "done", progress: 1, detail: "", total_defects: answer.total_defects, defect_classes: answer.defect_classes });
   } catch (err) {
+    row.retrying = false;
     update(row, { state: "failed", progress: 1, detail: errorText(err) });
   }
   if (row.batch_id) batches.set(row.batch_id, null);

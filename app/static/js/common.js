@@ -35,11 +35,22 @@ export function classColor(name) {
   return hslToHex(hash % 360, 55 + ((hash >>> 9) % 25), 42 + ((hash >>> 17) % 12));
 }
 
-/** Black or white, whichever reads better on `hex`. */
-export function textColorOn(hex) {
+/** WCAG 2.1 relative luminance of `hex` (sRGB; the formula of the WCAG 2.1 definition
+ * "relative luminance"). */
+function luminance(hex) {
   const n = parseInt(hex.slice(1), 16);
-  const lum = (0.299 * (n >> 16) + 0.587 * ((n >> 8) & 255) + 0.114 * (n & 255)) / 255;
-  return lum > 0.6 ? "#000" : "#fff";
+  const lin = (c) => {
+    const v = c / 255;
+    return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  };
+  return 0.2126 * lin(n >> 16) + 0.7152 * lin((n >> 8) & 255) + 0.0722 * lin(n & 255);
+}
+
+/** Black or white, whichever has the higher WCAG contrast ratio on `hex` (white on the
+ * spur green #3cb44b is only 2.68:1; black is 7.8:1). */
+export function textColorOn(hex) {
+  const l = luminance(hex);
+  return (l + 0.05) / 0.05 >= 1.05 / (l + 0.05) ? "#000" : "#fff";
 }
 
 /** `hex` with an alpha channel, for fills. */

@@ -10,7 +10,9 @@ const HEAT_STOPS = [[255, 255, 255], [255, 243, 176], [252, 166, 54], [226, 48, 
 
 Chart.defaults.font.size = 12;
 Chart.defaults.maintainAspectRatio = false;
-Chart.defaults.animation = { duration: 250 };
+// Only the duration: assigning a whole object would drop Chart.js's easing and break the
+// tooltip animation ("this._fn is not a function" on the first hover).
+Chart.defaults.animation.duration = 250;
 
 function isoDay(d) { return d.toISOString().slice(0, 10); }
 

@@ -5,7 +5,9 @@
 import { api, classBadges, errorText, escapeHtml, formatTime, KNOWN_CLASSES, showAlert } from "./common.js";
 
 const PAGE_SIZE = 24;
-const FIELDS = ["status", "start_date", "end_date", "class_name", "min_defects", "batch_id"];
+const FIELDS = ["q", "status", "start_date", "end_date", "class_name", "min_defects", "batch_id"];
+// The viewer's previous/next image walks the gallery of the filters last shown here.
+const NAV_KEY = "aoi.historyNav"; // read by image_nav.js
 // Filters that only apply to images with a result.
 const RESULT_ONLY = ["class_name", "min_defects"];
 const form = document.getElementById("filters");
@@ -55,12 +57,14 @@ async function fillClasses() {
 
 function card(img) {
   const id = encodeURIComponent(img.img_unique_id);
+  const name = img.original_filename || img.img_unique_id;
   return `<div class="col"><a class="card h-100 thumb-card text-decoration-none text-body" href="/results/${id}"
-      data-img-id="${escapeHtml(img.img_unique_id)}" title="${escapeHtml(img.original_filename || img.img_unique_id)}">
+      data-img-id="${escapeHtml(img.img_unique_id)}" title="${escapeHtml(name)} (${escapeHtml(img.img_unique_id)})">
     <img class="card-img-top thumb" loading="lazy" decoding="async" width="256" height="256"
-      src="/api/images/${id}/thumbnail?size=256&kind=overlay" alt="Overlay of ${escapeHtml(img.img_unique_id)}">
+      src="/api/images/${id}/thumbnail?size=256&kind=overlay" alt="Overlay of ${escapeHtml(name)}">
     <div class="card-body">
-      <div class="small fw-semibold text-truncate"><code>${escapeHtml(img.img_unique_id)}</code></div>
+      <div class="small fw-semibold text-truncate file-name">${escapeHtml(name)}</div>
+      <div class="small text-truncate text-muted"><code class="text-muted">${escapeHtml(img.img_unique_id)}</code></div>
       <div class="small text-muted">${escapeHtml(formatTime(img.timestamp))}</div>
       <div class="small mb-1"><span class="badge text-bg-dark">${img.total_defects} defect${img.total_defects === 1 ? "" : "s"}</span></div>
       <div class="d-flex flex-wrap gap-1">${classBadges(img.defect_classes, { empty: "clean" })}</div>
@@ -132,6 +136,7 @@ async function load() {
       ? answer.images.map((img) => (img.status === "succeeded" ? card(img) : stateCard(img))).join("")
       : `<div class="col-12"><div class="alert alert-secondary mb-0">No image matches these filters.</div></div>`;
     drawPager(answer.total, page);
+    rememberForViewer(query, answer);
   } catch (err) {
     if (token !== loadToken) return;
     gallery.innerHTML = "";
@@ -143,6 +148,22 @@ async function load() {
       gallery.classList.remove("opacity-50");
     }
   }
+}
+
+/** Keeps this gallery's filters, page and ids for the viewer's previous/next image. */
+function rememberForViewer(query, answer) {
+  const filters = new URLSearchParams(query);
+  filters.delete("page");
+  filters.delete("limit");
+  try {
+    sessionStorage.setItem(NAV_KEY, JSON.stringify({
+      filters: filters.toString(),
+      page: answer.page,
+      limit: answer.limit,
+      total: answer.total,
+      ids: answer.images.map((img) => img.img_unique_id),
+    }));
+  } catch { /* storage may be disabled: the viewer then shows no previous/next */ }
 }
 
 function navigate(query) {

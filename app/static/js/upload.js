@@ -78,7 +78,8 @@ async function send(file, note = "") {
 }
 
 input.addEventListener("change", () => { if (input.files.length) send(input.files[0]); });
-zone.addEventListener("click", (e) => { if (e.target === zone) input.click(); });
+zone.addEventListener("click", () => input.click());
+document.getElementById("choose-file").addEventListener("click", () => input.click());
 zone.addEventListener("keydown", (e) => {
   if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); }
 });

@@ -2,9 +2,12 @@
 // (hover for properties, zoom and pan, a toggle per class), a sortable region table whose
 // rows highlight their box, the defect summary, downloads and delete.
 // Used by the viewer page and, inline, by the upload page.
+// Defects too small to see get numbered pins; `[`/`,` and `]`/`.` step through the defects
+// (also through `window.aoiViewer`, which the review mode drives); a minimap shows where a
+// zoomed view is.
 import {
   api, classBadges, classColor, downloadUrl, errorText, escapeHtml, formatNumber, formatTime,
-  KNOWN_CLASSES, showAlert, textColorOn, withAlpha,
+  KNOWN_CLASSES, messageFromBody, showAlert, textColorOn, withAlpha,
 } from "./common.js";
 
 const TABS = [
@@ -24,6 +27,11 @@ const COLUMNS = [
 ];
 const MAX_ZOOM = 16;
 const SVG_NS = "http://www.w3.org/2000/svg";
+// A region whose box is smaller than this on screen (pixels) also gets a numbered pin.
+const MIN_MARKER_PX = 12;
+// Keys that step through the defects (previous / next), wherever the focus is but in a field.
+const PREV_DEFECT_KEYS = new Set(["[", ","]);
+const NEXT_DEFECT_KEYS = new Set(["]", "."]);
 
 function classOrder(name) {
   const i = KNOWN_CLASSES.indexOf(name);
@@ -151,7 +159,9 @@ class ResultView {
     this.id = detail.img_unique_id;
     this.width = regionsAnswer.image_width;
     this.height = regionsAnswer.image_height;
-    this.rows = flattenRegions(regionsAnswer);
+    // The defect order of pins and of next/previous: class (model order), then region id.
+    this.rows = flattenRegions(regionsAnswer)
+      .sort((a, b) => compare(sortValue(a, "class_name"), sortValue(b, "class_name")));
     this.classes = regionsAnswer.classes
       .map((c) => ({ ...c, color: classColor(c.class_name) }))
       .sort((a, b) => classOrder(a.class_name) - classOrder(b.class_name));
@@ -193,9 +203,10 @@ class ResultView {
       </div>
       <div class="row g-3">
         <div class="col-lg-8">
-          <ul class="nav nav-tabs image-tabs" role="tablist">
+          <ul class="nav nav-tabs image-tabs" role="tablist" aria-label="Image">
             ${TABS.map(([kind, label]) => `<li class="nav-item" role="presentation">
               <button type="button" class="nav-link${kind === this.tab ? " active" : ""}" role="tab"
+                id="tab-${id}-${kind}" aria-controls="panel-${id}" tabindex="${kind === this.tab ? 0 : -1}"
                 data-tab="${kind}" aria-selected="${kind === this.tab}">${label}</button></li>`).join("")}
           </ul>
           <div class="d-flex flex-wrap align-items-center gap-2 py-2 viewer-toolbar">
@@ -205,6 +216,13 @@ class ResultView {
               <button type="button" class="btn btn-outline-secondary" data-zoom="in" title="Zoom in">+</button>
             </div>
             <span class="small text-muted zoom-level" aria-live="polite">100%</span>
+            <div class="btn-group btn-group-sm align-items-center" role="group" aria-label="Defects">
+              <button type="button" class="btn btn-outline-secondary" data-defect="prev"
+                aria-label="Previous defect" title="Previous defect ([ or ,)"${this.rows.length ? "" : " disabled"}>‹</button>
+              <span class="small px-2 text-center defect-position" aria-live="polite">${this.rows.length ? `– / ${this.rows.length}` : "no defects"}</span>
+              <button type="button" class="btn btn-outline-secondary" data-defect="next"
+                aria-label="Next defect" title="Next defect (] or .)"${this.rows.length ? "" : " disabled"}>›</button>
+            </div>
             <div class="form-check form-switch mb-0 ms-2">
               <input class="form-check-input" type="checkbox" id="boxes-${id}" checked data-toggle-boxes>
               <label class="form-check-label small" for="boxes-${id}">Boxes</label>
@@ -216,17 +234,21 @@ class ResultView {
                 ${escapeHtml(c.class_name)} (${c.total_regions})</label>`).join("")}
             </div>
           </div>
-          <div class="stage-viewport" tabindex="0" aria-label="Image with defect boxes; wheel or +/- to zoom, drag or arrow keys to pan">
+          <div class="stage-viewport" tabindex="0" role="tabpanel" id="panel-${id}" aria-labelledby="tab-${id}-${this.tab}"
+               aria-description="Image with defect boxes; wheel or +/- to zoom, drag or arrow keys to pan, [ and ] for the previous and next defect">
             <div class="stage">
               <img class="stage-image" alt="${id} input" draggable="false">
               <svg class="stage-boxes" xmlns="${SVG_NS}" viewBox="0 0 ${this.width} ${this.height}"
                    width="${this.width}" height="${this.height}"></svg>
             </div>
+            <div class="pin-layer" aria-hidden="true"></div>
+            <div class="minimap" hidden aria-hidden="true"><img alt="" draggable="false"><div class="minimap-view"></div></div>
             <div class="region-tooltip" role="tooltip" hidden></div>
             <div class="stage-loading small text-muted">loading image…</div>
           </div>
           <div class="small text-muted mt-1">Wheel or −/+ to zoom, drag to pan; hover a box for its
-            properties, click a box or a table row to select it.</div>
+            properties, click a box, a pin or a table row to select it; <kbd>[</kbd> <kbd>]</kbd>
+            previous / next defect.</div>
         </div>
         <div class="col-lg-4">
           <div class="card">
@@ -251,8 +273,8 @@ class ResultView {
       <div class="table-responsive regions-scroll">
         <table class="table table-sm table-hover align-middle regions-table mb-0">
           <thead class="table-light"><tr>
-            ${COLUMNS.map(([key, label]) => `<th scope="col" data-sort="${key}" role="button" tabindex="0"
-                aria-sort="none">${label} <span class="sort-mark"></span></th>`).join("")}
+            ${COLUMNS.map(([key, label]) => `<th scope="col" data-sort="${key}" aria-sort="none">
+                <button type="button" class="sort-btn">${label} <span class="sort-mark" aria-hidden="true"></span></button></th>`).join("")}
           </tr></thead>
           <tbody></tbody>
         </table>
@@ -264,10 +286,13 @@ class ResultView {
     this.img = this.q(".stage-image");
     this.svg = this.q(".stage-boxes");
     this.tooltip = this.q(".region-tooltip");
+    this.pinLayer = this.q(".pin-layer");
+    this.minimap = this.q(".minimap");
     this.drawBoxes();
     this.renderTable();
     this.bind();
     this.showTab("input");
+    exposeViewer(this);
   }
 
   drawBoxes() {
@@ -289,6 +314,78 @@ class ResultView {
       this.svg.appendChild(rect);
       this.boxes.set(r.key, rect);
     }
+    this.drawPins();
+  }
+
+  /** One numbered pin per region (its place in the defect order), shown by `placePins`
+   * only while the region's box is smaller than MIN_MARKER_PX on screen. */
+  drawPins() {
+    this.pins = new Map();
+    this.rows.forEach((r, i) => {
+      const pin = document.createElement("span");
+      pin.className = "region-pin";
+      pin.dataset.key = r.key;
+      pin.dataset.class = r.class_name;
+      pin.textContent = String(i + 1);
+      pin.dataset.style = `background:${r.color};color:${textColorOn(r.color)}`;
+      pin.hidden = true;
+      this.pinLayer.appendChild(pin);
+      this.pins.set(r.key, pin);
+    });
+  }
+
+  placePins() {
+    const { scale, tx, ty } = this.zoom;
+    for (const r of this.rows) {
+      const pin = this.pins.get(r.key);
+      const b = r.bounding_box;
+      const small = Math.max(b.width, b.height) * scale < MIN_MARKER_PX;
+      pin.hidden = !small;
+      if (!small) continue;
+      const x = tx + (b.x + b.width / 2) * scale;
+      const y = ty + (b.y + b.height / 2) * scale;
+      pin.style.transform = `translate(calc(${x}px - 50%), calc(${y}px - 50%))`;
+    }
+  }
+
+  /** The small whole image with a frame around the part on screen; shown when zoomed in. */
+  drawMinimap() {
+    const { scale, tx, ty, fit } = this.zoom;
+    const zoomed = scale > fit * 1.05 && this.stageW > 0;
+    this.minimap.hidden = !zoomed;
+    if (!zoomed) return;
+    const mw = this.minimap.clientWidth;
+    const k = mw / this.stageW; // minimap pixels per image pixel
+    const vw = this.viewport.clientWidth;
+    const vh = this.viewport.clientHeight;
+    const x0 = Math.max(0, -tx / scale);
+    const y0 = Math.max(0, -ty / scale);
+    const x1 = Math.min(this.stageW, (vw - tx) / scale);
+    const y1 = Math.min(this.stageH, (vh - ty) / scale);
+    const frame = this.minimap.querySelector(".minimap-view");
+    frame.style.transform = `translate(${x0 * k}px, ${y0 * k}px)`;
+    frame.style.width = `${Math.max(2, (x1 - x0) * k)}px`;
+    frame.style.height = `${Math.max(2, (y1 - y0) * k)}px`;
+  }
+
+  // -- defect navigation (also used by the review mode through window.aoiViewer) ------
+
+  /** Select defect `index` (0-based, in the defect order), zoomed to and highlighted. */
+  selectRegion(index) {
+    if (!this.rows.length) return null;
+    const i = ((index % this.rows.length) + this.rows.length) % this.rows.length;
+    this.select(this.rows[i].key, { center: true, scrollRow: true });
+    return this.rows[i];
+  }
+
+  /** The next (`step` 1) or previous (-1) defect after the selected one. */
+  stepRegion(step) {
+    const current = this.selectedIndex();
+    return this.selectRegion(current < 0 ? (step > 0 ? 0 : -1) : current + step);
+  }
+
+  selectedIndex() {
+    return this.rows.findIndex((r) => r.key === this.selected);
   }
 
   renderTable() {
@@ -324,6 +421,30 @@ class ResultView {
   bind() {
     this.root.querySelectorAll("[data-tab]").forEach((btn) =>
       btn.addEventListener("click", () => this.showTab(btn.dataset.tab)));
+    // The ARIA tabs pattern: arrows, Home and End move between the tabs and show theirs.
+    this.q(".image-tabs").addEventListener("keydown", (e) => {
+      const tabs = [...this.root.querySelectorAll("[data-tab]")];
+      const at = tabs.indexOf(e.target.closest("[data-tab]"));
+      if (at < 0) return;
+      const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: tabs.length - 1 }[e.key];
+      if (to === undefined) return;
+      e.preventDefault();
+      const tab = tabs[(to + tabs.length) % tabs.length];
+      tab.focus();
+      this.showTab(tab.dataset.tab);
+    });
+    this.root.querySelectorAll("[data-defect]").forEach((btn) =>
+      btn.addEventListener("click", () => this.stepRegion(btn.dataset.defect === "next" ? 1 : -1)));
+    this.minimap.addEventListener("pointerdown", (e) => {
+      // Centre the view on the clicked point of the whole image.
+      e.stopPropagation();
+      const box = this.minimap.getBoundingClientRect();
+      const x = ((e.clientX - box.left) / box.width) * this.stageW;
+      const y = ((e.clientY - box.top) / box.height) * this.stageH;
+      this.zoom.tx = this.viewport.clientWidth / 2 - x * this.zoom.scale;
+      this.zoom.ty = this.viewport.clientHeight / 2 - y * this.zoom.scale;
+      this.applyTransform();
+    });
     this.root.querySelectorAll("[data-zoom]").forEach((btn) =>
       btn.addEventListener("click", () => {
         const how = btn.dataset.zoom;
@@ -332,6 +453,7 @@ class ResultView {
       }));
     this.q("[data-toggle-boxes]").addEventListener("change", (e) => {
       this.svg.classList.toggle("d-none", !e.target.checked);
+      this.pinLayer.classList.toggle("d-none", !e.target.checked);
     });
     this.root.querySelectorAll("[data-class-toggle]").forEach((input) =>
       input.addEventListener("change", () => {
@@ -342,6 +464,9 @@ class ResultView {
         for (const rect of this.boxes.values()) {
           rect.classList.toggle("d-none", this.hidden.has(rect.dataset.class));
         }
+        for (const pin of this.pins.values()) {
+          pin.classList.toggle("hidden-class", this.hidden.has(pin.dataset.class));
+        }
         this.renderTable();
       }));
     this.root.querySelectorAll(".regions-table th[data-sort]").forEach((th) => {
@@ -350,8 +475,7 @@ class ResultView {
         this.sort = { column, dir: this.sort.column === column ? -this.sort.dir : 1 };
         this.renderTable();
       };
-      th.addEventListener("click", sortBy);
-      th.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(); } });
+      th.querySelector(".sort-btn").addEventListener("click", sortBy);
     });
     const tbody = this.q(".regions-table tbody");
     tbody.addEventListener("click", (e) => {
@@ -435,7 +559,7 @@ class ResultView {
     const end = (e) => {
       if (!drag) return;
       if (!drag.moved) {
-        const rect = drag.target.closest?.(".region-box");
+        const rect = drag.target.closest?.(".region-box, .region-pin");
         if (rect) this.select(rect.dataset.key, { scrollRow: true });
       }
       if (vp.hasPointerCapture(e.pointerId)) vp.releasePointerCapture(e.pointerId);
@@ -464,6 +588,8 @@ class ResultView {
       const active = btn.dataset.tab === kind;
       btn.classList.toggle("active", active);
       btn.setAttribute("aria-selected", String(active));
+      btn.tabIndex = active ? 0 : -1;
+      if (active) this.viewport.setAttribute("aria-labelledby", btn.id);
     });
     const loading = this.q(".stage-loading");
     loading.hidden = false;
@@ -472,24 +598,32 @@ class ResultView {
       loading.hidden = true;
       const w = this.img.naturalWidth;
       const h = this.img.naturalHeight;
-      const resized = w !== this.stageW || h !== this.stageH;
+      // A defect chosen before the first image arrived keeps its zoom (same pixel grid).
+      const resized = this.stageW !== undefined && (w !== this.stageW || h !== this.stageH);
       this.stageW = w;
       this.stageH = h;
       this.stage.style.width = `${w}px`;
       this.stage.style.height = `${h}px`;
+      this.minimap.querySelector("img").src = this.img.currentSrc || this.img.src;
       if (resized || this.autoFit !== false) this.fit();
+      else this.applyTransform();
     };
     this.img.onerror = async () => {
-      // An <img> cannot read the error body: ask the API again to show its message.
+      // An <img> cannot read the error body: fetch the same URL to show the API's message.
       try {
-        await api(downloadUrl(this.id, kind), { method: "GET" });
-        loading.textContent = `The ${kind} image could not be shown.`;
-      } catch (err) {
-        loading.textContent = `The ${kind} image could not be loaded: ${err.message}`;
+        const response = await fetch(src, { headers: { Accept: "application/json" } });
+        loading.textContent = response.ok
+          ? `The browser cannot show the ${kind} image (${response.headers.get("content-type") || "unknown type"}); use its download.`
+          : `The ${kind} image could not be loaded: ${messageFromBody(response.status, await response.text()).message}`;
+      } catch {
+        loading.textContent = `The ${kind} image could not be loaded: the agent cannot be reached.`;
       }
     };
     this.img.alt = `${this.id} ${kind} image`;
-    this.img.src = `${downloadUrl(this.id, kind)}?inline=true`;
+    // The input may be a TIFF or BMP, which browsers do not show: ask for a PNG rendition
+    // (JPEG and PNG inputs are answered as they are).
+    const src = `${downloadUrl(this.id, kind)}?inline=true${kind === "input" ? "&format=png" : ""}`;
+    this.img.src = src;
   }
 
   fit() {
@@ -519,15 +653,21 @@ class ResultView {
 
   applyTransform() {
     const { scale, tx, ty, fit } = this.zoom;
+    if (!(scale > 0) || !Number.isFinite(scale)) return; // no image size known yet
     this.stage.style.transform = `translate(${tx}px, ${ty}px) scale(${scale})`;
     this.stage.classList.toggle("pixelated", scale >= 3);
-    this.q(".zoom-level").textContent = `${Math.round((scale / fit) * 100)}%`;
+    this.q(".zoom-level").textContent = fit > 0 ? `${Math.round((scale / fit) * 100)}%` : "–";
+    this.placePins();
+    this.drawMinimap();
   }
 
   /** Highlight region `key` in the image and the table; optionally centre it. */
   select(key, { center = false, scrollRow = false } = {}) {
     this.selected = key;
     for (const rect of this.boxes.values()) rect.classList.toggle("selected", rect.dataset.key === key);
+    for (const pin of this.pins.values()) pin.classList.toggle("selected", pin.dataset.key === key);
+    const index = this.selectedIndex();
+    this.q(".defect-position").textContent = `${index + 1} / ${this.rows.length}`;
     const rect = this.boxes.get(key);
     if (rect) this.svg.appendChild(rect); // on top of its neighbours
     this.root.querySelectorAll(".region-row").forEach((tr) => {
@@ -546,8 +686,9 @@ class ResultView {
       const vw = this.viewport.clientWidth;
       const vh = this.viewport.clientHeight;
       const { fit } = this.zoom;
-      // Zoom in until the region is at least ~60 screen pixels, up to 6× the fitted size.
-      const wanted = Math.min(Math.max(this.zoom.scale, 60 / Math.max(b.width, b.height, 1)), fit * 6);
+      // Zoom in until the region is at least ~60 screen pixels (a 9 px defect on a 3900 px board
+      // needs far more than the fitted size), up to the zoom limit.
+      const wanted = Math.min(Math.max(this.zoom.scale, 60 / Math.max(b.width, b.height, 1)), fit * MAX_ZOOM);
       this.zoom.scale = Math.max(wanted, this.zoom.scale);
       this.zoom.tx = vw / 2 - (b.x + b.width / 2) * this.zoom.scale;
       this.zoom.ty = vh / 2 - (b.y + b.height / 2) * this.zoom.scale;
@@ -555,14 +696,18 @@ class ResultView {
       this.applyTransform();
       this.viewport.scrollIntoView({ block: "nearest", behavior: "smooth" });
     }
+    this.root.dispatchEvent(new CustomEvent("aoi:region-selected", {
+      bubbles: true, detail: { index, region: row },
+    }));
   }
 
   confirmDelete() {
     const modalEl = document.createElement("div");
     modalEl.className = "modal fade";
     modalEl.tabIndex = -1;
+    modalEl.setAttribute("aria-labelledby", `delete-title-${this.id}`);
     modalEl.innerHTML = `<div class="modal-dialog"><div class="modal-content">
-      <div class="modal-header"><h5 class="modal-title">Delete inspection?</h5>
+      <div class="modal-header"><h5 class="modal-title" id="delete-title-${escapeHtml(this.id)}">Delete inspection?</h5>
         <button type="button" class="btn-close" data-bs-dismiss="modal" aria-label="Close"></button></div>
       <div class="modal-body">Inspection <code>${escapeHtml(this.id)}</code>, its input, result images,
         analysis and regions will be deleted. This cannot be undone.<div class="modal-error mt-2"></div></div>
@@ -590,3 +735,36 @@ class ResultView {
     modal.show();
   }
 }
+
+// -- the page-wide handle of the viewer ---------------------------------------------------
+
+/** `window.aoiViewer`: the viewer shown now, for keys and for the review mode.
+ * `regions`: the defects in their order (class, then region id), each with `key`,
+ * `class_name`, `region_id`, `region_unique_id`, `bounding_box`…; `selectRegion(i)` zooms to
+ * and highlights defect i (0-based; wraps); `nextRegion()`, `prevRegion()`; `selectedIndex()`
+ * (-1 when none). Every selection dispatches `aoi:region-selected` ({index, region}) on
+ * the viewer's root, bubbling. */
+function exposeViewer(view) {
+  window.aoiViewer = {
+    view,
+    imgUniqueId: view.id,
+    regions: view.rows,
+    selectRegion: (i) => view.selectRegion(i),
+    nextRegion: () => view.stepRegion(1),
+    prevRegion: () => view.stepRegion(-1),
+    selectedIndex: () => view.selectedIndex(),
+  };
+}
+
+function typingIn(target) {
+  return target instanceof Element
+    && (target.closest("input, textarea, select, [contenteditable='true']") !== null);
+}
+
+document.addEventListener("keydown", (e) => {
+  const viewer = window.aoiViewer;
+  if (!viewer || e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || typingIn(e.target)) return;
+  if (!document.contains(viewer.view.root) || !viewer.view.root.querySelector(".result-view")) return;
+  if (PREV_DEFECT_KEYS.has(e.key)) { e.preventDefault(); viewer.prevRegion(); }
+  else if (NEXT_DEFECT_KEYS.has(e.key)) { e.preventDefault(); viewer.nextRegion(); }
+});
