@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import dashboard, download, exports, health, keys, query, upload
+from app.api import dashboard, download, exports, health, keys, query, review, upload
 from app.api.middleware import RequestContextMiddleware, current_request_id
 from app.api.routing import MethodsMiddleware, include_api
 from app.api.security import install_security
@@ -191,7 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for module in (upload, query, download, health, dashboard, keys, exports):
+    for module in (upload, query, download, health, dashboard, keys, exports, review):
         include_api(app, module.router)
     register_web(app, settings)
 

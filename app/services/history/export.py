@@ -29,6 +29,7 @@ from app.errors import (
 from app.models.database import Image, Inspection, InspectionStatus
 from app.services.database.repositories import ImageRepository, InspectionRepository
 from app.services.inspection.workflow import InspectionService
+from app.services.review.repository import ReviewRepository
 from app.services.storage.local import (
     ANALYSIS_FILE_NAME,
     RESULT_FILE_NAMES,
@@ -50,6 +51,8 @@ SUMMARY_COLUMNS = (
     "total_defects",
     "defect_classes",
     "error",
+    "verdicts",
+    "disposition",
 )
 
 
@@ -183,6 +186,8 @@ class _BatchMember:
     inspection: Inspection
     image: Image | None
     classes: dict[str, int] | None
+    verdicts: dict[str, int] | None = None
+    disposition: str | None = None
 
 
 async def batch_zip(
@@ -192,7 +197,8 @@ async def batch_zip(
 
     Holds, per image, `{id}/input.*` and, when it succeeded, `{id}/combined.png`,
     `mask.png`, `overlay.png` and `analysis.json`; plus `summary.csv` (one row per
-    image, failures with their error). Rows are read now; files while streaming.
+    image, failures with their error, review verdict counts and disposition). Rows are
+    read now; files while streaming.
 
     Raises:
         BatchNotFound: unknown batch id (raised before the first byte).
@@ -201,9 +207,18 @@ async def batch_zip(
     if await inspections.get_batch(batch_id) is None:
         raise BatchNotFound(f"no batch with id {batch_id}")
     items = await inspections.batch_items(batch_id)
-    images = await ImageRepository(session).get_many([i.img_unique_id for i, _ in items])
+    ids = [i.img_unique_id for i, _ in items]
+    images = await ImageRepository(session).get_many(ids)
+    reviews = ReviewRepository(session)
+    verdicts, dispositions = await reviews.verdict_counts(ids), await reviews.dispositions_of(ids)
     members = [
-        _BatchMember(inspection, images.get(inspection.img_unique_id), classes)
+        _BatchMember(
+            inspection,
+            images.get(inspection.img_unique_id),
+            classes,
+            verdicts.get(inspection.img_unique_id),
+            dispositions.get(inspection.img_unique_id),
+        )
         for inspection, classes in items
     ]
     return async_stream_zip(_zip_members(members, storage, service))
@@ -261,6 +276,8 @@ def _summary_csv(members: list[_BatchMember]) -> str:
                 sum(classes.values()) if succeeded else "",
                 ";".join(f"{k}={v}" for k, v in sorted(classes.items())),
                 m.inspection.last_error or "",
+                ";".join(f"{k}={v}" for k, v in sorted((m.verdicts or {}).items())),
+                m.disposition or "",
             ]
         )
     return csv_text(SUMMARY_COLUMNS, rows)
