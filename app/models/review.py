@@ -73,7 +73,7 @@ class RegionReview(BaseModel):
     model_config = _example(EXAMPLE_REGION_REVIEW)
 
     verdict: Verdict
-    comment: str | None
+    comment: str | None = None
     reviewer: str
     reviewed_at: datetime
 
@@ -84,7 +84,7 @@ class ImageReview(BaseModel):
     model_config = _example(EXAMPLE_IMAGE_REVIEW)
 
     disposition: Disposition
-    comment: str | None
+    comment: str | None = None
     reviewer: str
     reviewed_at: datetime
 
@@ -114,7 +114,9 @@ class VerdictOut(BaseModel):
     region_unique_id: int
     img_unique_id: str
     review: RegionReview | None
-    previous: Verdict | None = Field(description="The verdict before this change (null: none).")
+    previous: Verdict | None = Field(
+        default=None, description="The verdict before this change (null: none)."
+    )
     progress: ImageReviewProgress
 
 
@@ -128,7 +130,9 @@ class DispositionOut(BaseModel):
 
     img_unique_id: str
     review: ImageReview | None
-    previous: Disposition | None = Field(description="The disposition before (null: none).")
+    previous: Disposition | None = Field(
+        default=None, description="The disposition before (null: none)."
+    )
 
 
 class ReviewProgress(BaseModel):
@@ -160,9 +164,9 @@ class ReviewNext(BaseModel):
         }
     )
 
-    img_unique_id: str | None
-    timestamp: datetime | None
-    viewer_url: str | None = Field(description="The viewer in review mode, or null.")
+    img_unique_id: str | None = None
+    timestamp: datetime | None = None
+    viewer_url: str | None = Field(default=None, description="The viewer in review mode, or null.")
     progress: ReviewProgress
 
 
@@ -184,11 +188,13 @@ class ReviewEventOut(BaseModel):
 
     id: int
     kind: Literal["verdict", "disposition"]
-    region_unique_id: int | None
-    value: str | None = Field(description="The new verdict or disposition (null: withdrawn).")
-    previous: str | None
+    region_unique_id: int | None = None
+    value: str | None = Field(
+        default=None, description="The new verdict or disposition (null: withdrawn)."
+    )
+    previous: str | None = None
     reviewer: str
-    comment: str | None
+    comment: str | None = None
     created_at: datetime
 
 
@@ -216,7 +222,7 @@ class ReviewHistory(BaseModel):
     )
 
     img_unique_id: str
-    disposition: ImageReview | None
+    disposition: ImageReview | None = None
     progress: ImageReviewProgress
     events: list[ReviewEventOut]
 
@@ -303,7 +309,7 @@ class ReviewFigures(BaseModel):
 
     start_date: date
     end_date: date
-    class_name: str | None
+    class_name: str | None = None
     total: TotalReviewFigures
     classes: list[ClassReviewFigures] = Field(description="Most reviewed calls first.")
     dispositions: dict[str, int] = Field(description="Images per disposition.")
