@@ -403,8 +403,12 @@ class ReviewMode {
   }
 
   async refreshProgress() {
+    // Answers may come back out of order: only the newest request's is shown.
+    this.progressAsked = (this.progressAsked || 0) + 1;
+    const asked = this.progressAsked;
     try {
       const next = await api(`/api/review/next?${this.nextQuery()}`);
+      if (asked !== this.progressAsked) return;
       const p = next.progress;
       this.panel.querySelector(".review-progress").textContent =
         `${p.reviewed_images} of ${p.images} images reviewed (${filterText(this.filters)})`;
