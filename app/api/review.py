@@ -38,6 +38,7 @@ from app.models.review import (
     VerdictIn,
     VerdictOut,
 )
+from app.models.schemas import ErrorBody
 from app.services.review.repository import ReviewFilters
 from app.services.review.service import RegionNotFound, ReviewService
 from app.services.security.access import NotAuthenticated
@@ -103,13 +104,16 @@ def reviewer_name(
 
 
 ReviewerDep = Annotated[str, Depends(reviewer_name)]
+BAD_JSON: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorBody, "description": "The body is not valid JSON."}
+}
 
 
 @router.put(
     "/regions/{region_unique_id}/verdict",
     response_model=VerdictOut,
     summary="Set a region's verdict (real, false call, unsure)",
-    responses=responses(RegionNotFound),
+    responses={**BAD_JSON, **responses(RegionNotFound)},
 )
 async def put_verdict(
     region_unique_id: RegionUniqueId,
@@ -127,7 +131,7 @@ async def put_verdict(
     "/images/{img_unique_id}/disposition",
     response_model=DispositionOut,
     summary="Set a board's disposition (pass, repair, scrap)",
-    responses=responses(ImageNotFound),
+    responses={**BAD_JSON, **responses(ImageNotFound)},
 )
 async def put_disposition(
     img_unique_id: ImgUniqueId,
