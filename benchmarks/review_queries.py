@@ -50,9 +50,7 @@ from app.services.review.service import ReviewService
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--server-url", default=os.environ.get("AOI_TEST_DATABASE_URL", DEFAULT_SERVER_URL)
-    )
+    parser.add_argument("--server-url", default=DEFAULT_SERVER_URL)
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--reviewed", type=float, default=0.5, help="share of images reviewed")
     parser.add_argument("--requests", type=int, default=50)
