@@ -12,8 +12,9 @@ const LABELS = {
   real: "Real", false_call: "False call", unsure: "Unsure",
   pass: "Pass", repair: "Repair", scrap: "Scrap",
 };
-const VERDICT_STYLE = { real: "danger", false_call: "success", unsure: "warning" };
-const DISPOSITION_STYLE = { pass: "success", repair: "warning", scrap: "danger" };
+// Bootstrap colours whose outline buttons keep a 4.5:1 contrast on white (not "warning").
+const VERDICT_STYLE = { real: "danger", false_call: "success", unsure: "secondary" };
+const DISPOSITION_STYLE = { pass: "success", repair: "primary", scrap: "danger" };
 const FILTERS = ["batch_id", "class_name", "start_date", "end_date", "model_version"];
 const NAME_KEY = "aoi.reviewer";
 const NAME_PATTERN = /^[^\u0000-\u001f\u007f]{1,64}$/;
@@ -273,7 +274,8 @@ class ReviewMode {
     q(".review-defects").innerHTML = this.defects.map((d, i) => {
       const v = this.verdicts.get(d.region_unique_id);
       const style = v ? `text-bg-${VERDICT_STYLE[v]}` : "text-bg-light border";
-      const label = `${d.class_name} #${d.region_id}: ${v ? LABELS[v] : "no verdict"}`;
+      // The accessible name starts with the visible number (WCAG 2.5.3, label in name).
+      const label = `${i + 1}: ${d.class_name} #${d.region_id}, ${v ? LABELS[v] : "no verdict"}`;
       return `<li><button type="button" class="badge ${style} review-chip${i === this.index ? " current" : ""}"
         data-index="${i}" data-verdict="${v || ""}" aria-current="${i === this.index}" title="${escapeHtml(label)}"
         aria-label="${escapeHtml(label)}">${i + 1}</button></li>`;
