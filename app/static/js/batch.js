@@ -289,7 +289,8 @@ function drawSummary() {
       title="${escapeHtml(id)}">⤓ Download batch ZIP${batches.size > 1 ? ` ${i + 1}` : ""}</a>`
       + exportLinks(id, batches.size > 1 ? ` ${i + 1}` : "", done)).join("")
     + (failed ? `<button type="button" class="btn btn-sm btn-outline-danger" id="retry-failed">Retry ${failed} failed</button>` : "")
-    + `<a class="btn btn-sm btn-outline-secondary" href="/history?batch_id=${encodeURIComponent([...batches.keys()][0] || "")}">Open in history</a>`;
+    + `<a class="btn btn-sm btn-outline-secondary" href="/history?batch_id=${encodeURIComponent([...batches.keys()][0] || "")}">Open in history</a>`
+    + `<a class="btn btn-sm btn-outline-secondary review-batch-btn" href="/review?batch_id=${encodeURIComponent([...batches.keys()][0] || "")}">Review</a>`;
   return done;
 }
 
