@@ -76,7 +76,7 @@ class ReviewRepository:
         stmt = (
             select(Image.img_unique_id)
             .where(Image.img_unique_id == img_unique_id)
-            .with_for_update(key_share=True)
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE
         )
         return (await self.session.execute(stmt)).scalar_one_or_none() is not None
 

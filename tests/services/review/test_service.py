@@ -5,16 +5,19 @@ matter here; the API tests cover inspected DeepPCB boards)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 
 import pytest
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.models.database import DefectClass, Image, Region
 from app.models.review import DispositionIn, VerdictIn
-from app.services.database.session import create_engine, create_session_factory
+from app.services.database.session import create_engine, create_session_factory, unit_of_work
 from app.services.history.dashboard import BadDateRange
 from app.services.review.repository import ReviewFilters
 from app.services.review.service import RegionNotFound, ReviewService
@@ -168,3 +171,32 @@ async def test_each_change_is_kept_with_the_value_before(session: AsyncSession) 
     assert history.progress.reviewed_regions == 0
     with pytest.raises(RegionNotFound):
         await service.set_verdict(2**62, VerdictIn(verdict="real"), "anna")
+
+
+async def test_concurrent_verdicts_on_one_board_keep_a_true_history(database_url: str) -> None:
+    """Ten reviewers' changes to one region at once: each event's `previous` is the value
+    the event before it set (the board's row lock orders them)."""
+    engine = create_engine(Settings(_env_file=None), database_url)  # type: ignore[call-arg]
+    sessions = create_session_factory(engine)
+    img_id = "20260303_080000_CONCUR"
+    try:
+        async with unit_of_work(sessions) as session:
+            (region,) = await board(session, img_id, date(2026, 3, 3), 8, {"short": 1})
+
+        async def change(n: int) -> None:
+            async with unit_of_work(sessions) as session:
+                verdict = ("real", "false_call", "unsure")[n % 3]
+                await ReviewService(session).set_verdict(
+                    region, VerdictIn(verdict=verdict), f"r{n}"
+                )
+
+        await asyncio.gather(*(change(n) for n in range(10)))
+        async with unit_of_work(sessions) as session:
+            events = list(reversed((await ReviewService(session).history(img_id)).events))
+            await session.execute(delete(Image).where(Image.img_unique_id == img_id))
+    finally:
+        await engine.dispose()
+    assert len(events) == 10
+    assert events[0].previous is None
+    for before, after in itertools.pairwise(events):
+        assert after.previous == before.value
