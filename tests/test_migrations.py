@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from alembic.script import ScriptDirectory
 
@@ -257,3 +258,61 @@ def test_search_indexes_migration_and_its_downgrade(empty_database: str) -> None
     assert not added & set(indexes(empty_database, "inspections"))
     upgrade_database(empty_database)
     assert added <= set(indexes(empty_database, "inspections"))
+
+
+def test_review_migration_adds_its_tables_and_downgrades_on_its_own(empty_database: str) -> None:
+    upgrade_database(empty_database, "20261122_0006")
+    before = tables(empty_database)
+    db_execute(
+        empty_database,
+        "INSERT INTO images (img_unique_id, image_height, image_width,"
+        " processing_time_seconds, timestamp, input_image_path)"
+        " VALUES ('20261120_101010_OLD003', 10, 10, 0.1, now(), 'uploads/old.png')",
+    )
+    upgrade_database(empty_database, "20261202_0007")
+    assert tables(empty_database) == {
+        *before,
+        "region_verdicts",
+        "image_dispositions",
+        "review_events",
+    }
+    assert columns(empty_database, "region_verdicts") == [
+        "region_unique_id",
+        "img_unique_id",
+        "verdict",
+        "reviewer",
+        "comment",
+        "reviewed_at",
+    ]
+    assert columns(empty_database, "review_events") == [
+        "id",
+        "img_unique_id",
+        "region_unique_id",
+        "kind",
+        "value",
+        "previous",
+        "reviewer",
+        "comment",
+        "created_at",
+    ]
+    assert "ix_region_verdicts_img_unique_id" in indexes(empty_database, "region_verdicts")
+    assert "ix_review_events_img_unique_id_id" in indexes(empty_database, "review_events")
+    # The PRD's tables are untouched by it.
+    assert columns(empty_database, "images") == IMAGES
+    assert columns(empty_database, "classes") == CLASSES
+    assert columns(empty_database, "regions") == REGIONS
+    # A disposition outside the three is refused by the database itself.
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db_execute(
+            empty_database,
+            "INSERT INTO image_dispositions (img_unique_id, disposition, reviewer)"
+            " VALUES ('20261120_101010_OLD003', 'ship', 'anna')",
+        )
+
+    downgrade_database(empty_database, "20261122_0006")
+    assert tables(empty_database) == before
+    assert db_rows(empty_database, "SELECT img_unique_id FROM images") == [
+        ("20261120_101010_OLD003",)
+    ]
+    upgrade_database(empty_database)
+    assert "review_events" in tables(empty_database)

@@ -7,11 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import SessionDep
-from app.api.params import ClassName, EndDate, ModelVersion, StartDate
+from app.api.params import BatchIdFilter, ClassName, EndDate, ModelVersion, StartDate
 from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import VALIDATION_ERROR_RESPONSE
 from app.models.dashboard import DashboardSummary, DefectsPerDay, Heatmap
+from app.models.review import ReviewFigures
 from app.services.history.dashboard import DashboardService, Period
+from app.services.review.repository import ReviewFilters
+from app.services.review.service import ReviewService
 
 router = APIRouter(
     prefix="/dashboard",
@@ -78,3 +81,25 @@ async def heatmap(
     """Region centroids, normalised by their image's width and height, counted on a
     bins × bins grid (row 0 = top of the image)."""
     return await service.heatmap(Period(start_date, end_date, model_version), class_name, bins)
+
+
+@router.get(
+    "/review",
+    response_model=ReviewFigures,
+    summary="False-call rate, first-pass yield and reviewed share, per day and class",
+)
+async def review_figures(
+    session: SessionDep,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    class_name: ClassName = None,
+    batch_id: BatchIdFilter = None,
+    model_version: ModelVersion = None,
+) -> ReviewFigures:
+    """Over the images inspected in the range (default: the last 30 days, at most 731):
+    per class, false calls / reviewed calls; per UTC day and in total, first-pass yield
+    (reviewed images without a `real` verdict / reviewed images; an image is reviewed
+    when each of its regions has a verdict), reviewed share (reviewed images / images
+    with regions) and false-call rate; and images per disposition."""
+    filters = ReviewFilters(start_date, end_date, batch_id, class_name, model_version)
+    return await ReviewService(session).figures(filters)

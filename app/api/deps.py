@@ -38,7 +38,10 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the unit of work commits before the answer is sent (FastAPI's default
+# for a dependency with yield ends it after the answer), so a client that got its answer
+# to a change sees the change in its next request, and a failed commit is its answer.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 def get_links(request: Request, settings: SettingsDep) -> Links:

@@ -60,8 +60,9 @@ async def export_regions_csv(
     """Every region matching the filters of `/api/query/defects` (class, dates, area,
     image, batch) with its image (id, original file name, timestamp, batch, size) and
     class, and its geometry in pixels. Streamed (constant memory however many rows);
-    cells that a spreadsheet would run as a formula start with `'`. The `verdict` and
-    `disposition` columns are reserved for review results and are empty for now."""
+    cells that a spreadsheet would run as a formula start with `'`. The `verdict`
+    (`real`, `false_call`, `unsure`) and `disposition` (`pass`, `repair`, `scrap`) columns
+    are the review's, empty while the region or image is not reviewed."""
     body = regions_csv(runtime.sessions, filters)
     return _stream(request, body, "text/csv; charset=utf-8", f"regions_{_stamp()}.csv")
 

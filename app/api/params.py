@@ -37,6 +37,10 @@ ImgUniqueId = Annotated[
         examples=["20260225_103045_ABC123"],
     ),
 ]
+RegionUniqueId = Annotated[
+    int,
+    Path(ge=1, le=INT8_MAX, description="A defect region's `region_unique_id`.", examples=[1041]),
+]
 BatchId = Annotated[
     str,
     Path(

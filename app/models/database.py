@@ -269,3 +269,77 @@ class IdempotencyKey(Base):
     lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+VERDICTS = ("real", "false_call", "unsure")
+"""A reviewer's verdict on one region: a real defect, a false call of the model, unsure."""
+DISPOSITIONS = ("pass", "repair", "scrap")
+"""What happens to a reviewed board."""
+REVIEWER_LENGTH = 64
+
+
+class RegionVerdict(Base):
+    """The current verdict on one region (migration 20261202_0007); its history is in
+    `review_events`. `img_unique_id` repeats the region's image so one image's verdicts,
+    and the review queue, are read through one index."""
+
+    __tablename__ = "region_verdicts"
+    __table_args__ = (
+        CheckConstraint("verdict IN ('real', 'false_call', 'unsure')", name="verdict"),
+    )
+
+    region_unique_id: Mapped[int] = mapped_column(
+        ForeignKey("regions.region_unique_id", ondelete="CASCADE"), primary_key=True
+    )
+    img_unique_id: Mapped[str] = mapped_column(
+        ForeignKey("images.img_unique_id", ondelete="CASCADE"), index=True
+    )
+    verdict: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(REVIEWER_LENGTH))
+    comment: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+
+
+class ImageDisposition(Base):
+    """The current disposition of one inspected board (pass, repair, scrap)."""
+
+    __tablename__ = "image_dispositions"
+    __table_args__ = (
+        CheckConstraint("disposition IN ('pass', 'repair', 'scrap')", name="disposition"),
+    )
+
+    img_unique_id: Mapped[str] = mapped_column(
+        ForeignKey("images.img_unique_id", ondelete="CASCADE"), primary_key=True
+    )
+    disposition: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(REVIEWER_LENGTH))
+    comment: Mapped[str | None] = mapped_column(Text)
+    reviewed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+
+
+class ReviewEvent(Base):
+    """One change of a verdict or a disposition, append-only: who set what, when, and what
+    it was before (`value` null: the verdict or disposition was withdrawn, e.g. by undo)."""
+
+    __tablename__ = "review_events"
+    __table_args__ = (
+        CheckConstraint("kind IN ('verdict', 'disposition')", name="kind"),
+        Index("ix_review_events_img_unique_id_id", "img_unique_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    img_unique_id: Mapped[str] = mapped_column(
+        ForeignKey("images.img_unique_id", ondelete="CASCADE")
+    )
+    # No foreign key: the history outlives nothing but its image (cascade above).
+    region_unique_id: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str | None] = mapped_column(String(16))
+    previous: Mapped[str | None] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(REVIEWER_LENGTH))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

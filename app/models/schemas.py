@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.models.review import EXAMPLE_IMAGE_REVIEW, EXAMPLE_REGION_REVIEW, ImageReview, RegionReview
+
 ImageKind = Literal["input", "combined", "mask", "overlay"]
 
 # Examples shown in the OpenAPI document, after the PRD's "API Examples".
@@ -31,6 +33,7 @@ EXAMPLE_REGION = {
     "minor_axis": 4.2,
     "circularity": 0.75,
     "aspect_ratio": 1.47,
+    "review": EXAMPLE_REGION_REVIEW,
 }
 EXAMPLE_SUMMARY = {
     "status": "succeeded",
@@ -592,6 +595,7 @@ class ImageDetail(ImageSummary):
                 "model_version": "2026.02.1",
                 "agent_version": "0.1.0",
             },
+            "disposition": EXAMPLE_IMAGE_REVIEW,
         }
     )
 
@@ -609,6 +613,9 @@ class ImageDetail(ImageSummary):
     provenance: Provenance = Field(
         default_factory=Provenance,
         description="The model service, model name and version, and agent that produced it.",
+    )
+    disposition: ImageReview | None = Field(
+        default=None, description="The board's review disposition (null: none yet)."
     )
 
 
@@ -650,6 +657,9 @@ class RegionOut(BaseModel):
     minor_axis: float
     circularity: float
     aspect_ratio: float
+    review: RegionReview | None = Field(
+        default=None, description="The reviewer's verdict on this region (null: not reviewed)."
+    )
 
 
 class ClassRegions(BaseModel):

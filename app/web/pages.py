@@ -43,6 +43,7 @@ NAV = [
     ("upload", "/", "Upload"),
     ("batch", "/batch", "Batch"),
     ("history", "/history", "History"),
+    ("review", "/review", "Review"),
     ("dashboard", "/dashboard", "Dashboard"),
 ]
 
@@ -220,6 +221,12 @@ def build_router(settings: Settings) -> APIRouter:
     async def result_page(request: Request, img_unique_id: str) -> HTMLResponse:
         """The result viewer of one inspection."""
         return render(request, "viewer.html", "history", img_unique_id=img_unique_id)
+
+    @pages.get("/review")
+    async def review_page(request: Request) -> HTMLResponse:
+        """The review queue: choose a batch, class or days, see the progress and start
+        reviewing the oldest board with unreviewed defects (`?batch_id=` etc. preset)."""
+        return render(request, "review.html", "review")
 
     @pages.get("/dashboard")
     async def dashboard_page(request: Request) -> HTMLResponse:

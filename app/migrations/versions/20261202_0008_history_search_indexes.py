@@ -7,7 +7,7 @@ infix search but is not shipped by the embedded PostgreSQL of pixeltable-pgserve
 The PRD's `images`/`classes`/`regions` tables are unchanged.
 
 Revision ID: 20261202_0008
-Revises: 20261122_0006
+Revises: 20261202_0007
 Create Date: 2026-12-02 10:30:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "20261202_0008"
-down_revision: str | None = "20261122_0006"
+down_revision: str | None = "20261202_0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -34,9 +34,11 @@ from app.models.database import (
     Batch,
     DefectClass,
     Image,
+    ImageDisposition,
     Inspection,
     InspectionStatus,
     Region,
+    RegionVerdict,
 )
 from app.models.model_service import Analysis
 
@@ -750,13 +752,16 @@ class ImageRepository:
         constant however many rows match. Needs the session to itself while it runs.
 
         Yields:
-            Rows with the columns of `EXPORT_REGION_COLUMNS` (pixels; timestamp UTC).
+            Rows with the columns of `EXPORT_REGION_COLUMNS` (pixels; timestamp UTC), then
+            the region's verdict and its image's disposition (None when not reviewed).
         """
         stmt = (
-            select(*_EXPORT_COLUMNS)
+            select(*_EXPORT_COLUMNS, RegionVerdict.verdict, ImageDisposition.disposition)
             .join(DefectClass, DefectClass.class_unique_id == Region.class_unique_id)
             .join(Image, Image.img_unique_id == Region.img_unique_id)
             .outerjoin(Inspection, Inspection.img_unique_id == Image.img_unique_id)
+            .outerjoin(RegionVerdict, RegionVerdict.region_unique_id == Region.region_unique_id)
+            .outerjoin(ImageDisposition, ImageDisposition.img_unique_id == Image.img_unique_id)
             .where(*await self.defect_conditions(filters))
             .order_by(*_DEFECT_ORDER)
             .execution_options(yield_per=chunk_rows)
@@ -779,33 +784,36 @@ class ImageRepository:
 
     async def export_images_after(
         self, filters: DefectFilters, after: tuple[datetime, str] | None, limit: int
-    ) -> list[tuple[Image, str | None]]:
+    ) -> list[tuple[Image, str | None, str | None]]:
         """Up to `limit` images matching the image-level defect filters (dates, batch,
         image id), newest first, strictly after the (timestamp, img_unique_id) key `after`
         (keyset paging: each page costs the same however deep), with their original
-        file name."""
+        file name and review disposition (None: none)."""
         stmt = (
-            select(Image, Inspection.original_filename)
+            select(Image, Inspection.original_filename, ImageDisposition.disposition)
             .outerjoin(Inspection, Inspection.img_unique_id == Image.img_unique_id)
+            .outerjoin(ImageDisposition, ImageDisposition.img_unique_id == Image.img_unique_id)
             .where(*await self.defect_conditions(filters, image_level_only=True))
             .order_by(Image.timestamp.desc(), Image.img_unique_id.desc())
             .limit(limit)
         )
         if after is not None:
             stmt = stmt.where(tuple_(Image.timestamp, Image.img_unique_id) < tuple_(*after))
-        return [(row[0], row[1]) for row in (await self.session.execute(stmt)).all()]
+        return [(row[0], row[1], row[2]) for row in (await self.session.execute(stmt)).all()]
 
     async def regions_of_images(
         self, filters: DefectFilters, img_unique_ids: Sequence[str]
     ) -> list[tuple[Any, ...]]:
         """The regions matching `filters` of the images `img_unique_ids`, with their class
-        name, ordered by image, class and region: rows of (Region, class_name, class_id)."""
+        name, ordered by image, class and region: rows of (Region, class_name, class_id,
+        verdict or None)."""
         if not img_unique_ids:
             return []
         stmt = (
-            select(Region, DefectClass.class_name, DefectClass.class_id)
+            select(Region, DefectClass.class_name, DefectClass.class_id, RegionVerdict.verdict)
             .join(DefectClass, DefectClass.class_unique_id == Region.class_unique_id)
             .join(Image, Image.img_unique_id == Region.img_unique_id)
+            .outerjoin(RegionVerdict, RegionVerdict.region_unique_id == Region.region_unique_id)
             .where(*await self.defect_conditions(filters))
             .where(Region.img_unique_id.in_(list(img_unique_ids)))
             .order_by(Region.img_unique_id, DefectClass.class_id, Region.region_id)

@@ -159,7 +159,7 @@ async def coco_json(
             f'{{"info":{_json(info)},"licenses":[],"categories":{_json(categories)},"images":['
         ).encode()
         first = True
-        async for number, image, original_name in _images(repo, filters):
+        async for number, image, original_name, disposition in _images(repo, filters):
             entry = {
                 "id": number,
                 "file_name": f"{download_stem(original_name, image.img_unique_id)}"
@@ -169,14 +169,14 @@ async def coco_json(
                 "img_unique_id": image.img_unique_id,
                 "original_filename": original_name,
                 "date_captured": image.timestamp.isoformat(),
-                "disposition": None,  # reserved for the review feature (issue 7 §1)
+                "disposition": disposition,
             }
             yield (("" if first else ",") + _json(entry)).encode("utf-8")
             first = False
         yield b'],"annotations":['
         first, annotation_id = True, 0
         page: list[tuple[int, Image]] = []
-        async for number, image, _ in _images(repo, filters):
+        async for number, image, _, _ in _images(repo, filters):
             page.append((number, image))
             if len(page) < IMAGES_PER_PAGE:
                 continue
@@ -196,14 +196,15 @@ async def coco_json(
 
 async def _images(
     repo: ImageRepository, filters: DefectFilters
-) -> AsyncIterator[tuple[int, Image, str | None]]:
-    """(COCO image id 1.., image, original file name), newest first, page by page."""
+) -> AsyncIterator[tuple[int, Image, str | None, str | None]]:
+    """(COCO image id 1.., image, original file name, disposition), newest first, page by
+    page."""
     number, after = 0, None
     while True:
         rows = await repo.export_images_after(filters, after, IMAGES_PER_PAGE)
-        for image, original_name in rows:
+        for image, original_name, disposition in rows:
             number += 1
-            yield number, image, original_name
+            yield number, image, original_name, disposition
         if len(rows) < IMAGES_PER_PAGE:
             return
         last = rows[-1][0]
@@ -222,19 +223,19 @@ async def _annotations(
     if not page:
         return
     rows = await repo.regions_of_images(filters, [image.img_unique_id for _, image in page])
-    by_image: dict[str, list[tuple[Region, str]]] = {}
-    for region, class_name, _ in rows:
-        by_image.setdefault(region.img_unique_id, []).append((region, class_name))
+    by_image: dict[str, list[tuple[Region, str, str | None]]] = {}
+    for region, class_name, _, verdict in rows:
+        by_image.setdefault(region.img_unique_id, []).append((region, class_name, verdict))
     for number, image in page:
         regions = by_image.get(image.img_unique_id, [])
         if not regions:
             continue
         boxes = [
             RegionBox(r.bbox_x, r.bbox_y, r.bbox_width, r.bbox_height, r.area_pixels)
-            for r, _ in regions
+            for r, _, _ in regions
         ]
         rles = await _image_rles(storage, image, boxes, limiter)
-        for (region, class_name), rle in zip(regions, rles, strict=True):
+        for (region, class_name, verdict), rle in zip(regions, rles, strict=True):
             x, y, w, h = region.bbox_x, region.bbox_y, region.bbox_width, region.bbox_height
             polygon = [[x, y, x + w, y, x + w, y + h, x, y + h]]
             yield {
@@ -248,7 +249,7 @@ async def _annotations(
                 "img_unique_id": image.img_unique_id,
                 "region_id": region.region_id,
                 "region_unique_id": region.region_unique_id,
-                "verdict": None,  # reserved for the review feature (issue 7 §1)
+                "verdict": verdict,
             }
 
 

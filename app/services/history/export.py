@@ -31,6 +31,7 @@ from app.errors import (
 from app.models.database import Image, Inspection, InspectionStatus
 from app.services.database.repositories import ImageRepository, InspectionRepository
 from app.services.inspection.workflow import InspectionService
+from app.services.review.repository import ReviewRepository
 from app.services.storage import ANALYSIS_FILE_NAME, Storage, is_disk_full
 from app.utils.ids import download_stem
 from app.utils.spreadsheet import csv_text
@@ -47,6 +48,8 @@ SUMMARY_COLUMNS = (
     "defect_classes",
     "error",
     "folder",
+    "verdicts",
+    "disposition",
 )
 
 
@@ -262,6 +265,8 @@ class _BatchMember:
     inspection: Inspection
     image: Image | None
     classes: dict[str, int] | None
+    verdicts: dict[str, int] | None = None
+    disposition: str | None = None
 
 
 async def batch_zip(
@@ -272,7 +277,8 @@ async def batch_zip(
     Holds, per image, a folder `{original name without extension}_{id}` (see
     `download_stem`) with `input.*` and, when it succeeded, `combined.png`, `mask.png`,
     `overlay.png` and `analysis.json`; plus `summary.csv` (one row per image, failures
-    with their error, and its folder). Rows are read now; files while streaming.
+    with their error, review verdict counts and disposition, and its folder). Rows are read
+    now; files while streaming.
 
     Raises:
         BatchNotFound: unknown batch id (raised before the first byte).
@@ -281,9 +287,18 @@ async def batch_zip(
     if await inspections.get_batch(batch_id) is None:
         raise BatchNotFound(f"no batch with id {batch_id}")
     items = await inspections.batch_items(batch_id)
-    images = await ImageRepository(session).get_many([i.img_unique_id for i, _ in items])
+    ids = [i.img_unique_id for i, _ in items]
+    images = await ImageRepository(session).get_many(ids)
+    reviews = ReviewRepository(session)
+    verdicts, dispositions = await reviews.verdict_counts(ids), await reviews.dispositions_of(ids)
     members = [
-        _BatchMember(inspection, images.get(inspection.img_unique_id), classes)
+        _BatchMember(
+            inspection,
+            images.get(inspection.img_unique_id),
+            classes,
+            verdicts.get(inspection.img_unique_id),
+            dispositions.get(inspection.img_unique_id),
+        )
         for inspection, classes in items
     ]
     return async_stream_zip(_zip_members(members, storage, service))
@@ -354,6 +369,8 @@ def _summary_csv(members: list[_BatchMember]) -> str:
                 ";".join(f"{k}={v}" for k, v in sorted(classes.items())),
                 m.inspection.last_error or "",
                 download_stem(m.inspection.original_filename, m.inspection.img_unique_id),
+                ";".join(f"{k}={v}" for k, v in sorted((m.verdicts or {}).items())),
+                m.disposition or "",
             ]
         )
     return csv_text(SUMMARY_COLUMNS, rows)

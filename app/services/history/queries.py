@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import AgentError, BatchNotFound, ImageNotFound, StoredFileMissing
-from app.models.database import Image, Inspection, InspectionStatus, Region
+from app.models.database import Image, Inspection, InspectionStatus, Region, RegionVerdict
 from app.models.schemas import (
     AcceptedFile,
     BatchAccepted,
@@ -49,6 +49,8 @@ from app.services.database.repositories import (
     InspectionRepository,
 )
 from app.services.inspection.workflow import BatchAcceptance, InspectionOutcome
+from app.services.review.repository import ReviewRepository
+from app.services.review.service import image_review, region_review
 from app.services.security.signing import LinkSigner
 
 
@@ -172,8 +174,8 @@ def upload_response(
     )
 
 
-def region_out(region: Region) -> dict[str, Any]:
-    """The API form of a region row."""
+def region_out(region: Region, verdict: RegionVerdict | None = None) -> dict[str, Any]:
+    """The API form of a region row, with its verdict row if it has one."""
     return {
         "region_unique_id": region.region_unique_id,
         "region_id": region.region_id,
@@ -187,6 +189,7 @@ def region_out(region: Region) -> dict[str, Any]:
         "minor_axis": region.minor_axis,
         "circularity": region.circularity,
         "aspect_ratio": region.aspect_ratio,
+        "review": region_review(verdict),
     }
 
 
@@ -249,6 +252,7 @@ class QueryService:
     def __init__(self, session: AsyncSession, links: Links) -> None:
         self.images = ImageRepository(session)
         self.inspections = InspectionRepository(session)
+        self.reviews = ReviewRepository(session)
         self.links = links
 
     def _summary(
@@ -355,6 +359,7 @@ class QueryService:
             )
             if inspection
             else Provenance(),
+            disposition=image_review(await self.reviews.disposition(img_unique_id)),
         )
 
     async def image_classes(self, img_unique_id: str) -> list[DefectClassOut]:
@@ -375,13 +380,16 @@ class QueryService:
         if image is None:
             raise ImageNotFound(f"no inspection result with id {img_unique_id}")
         classes = await self.images.classes_with_regions(img_unique_id)
+        verdicts = await self.reviews.verdicts_of_image(img_unique_id)
         groups = [
             ClassRegions(
                 class_name=c.class_name,
                 class_id=c.class_id,
                 total_regions=c.total_regions,
                 total_area_pixels=c.total_area_pixels,
-                regions=[RegionOut(**region_out(r)) for r in c.regions],
+                regions=[
+                    RegionOut(**region_out(r, verdicts.get(r.region_unique_id))) for r in c.regions
+                ],
             )
             for c in classes
         ]
@@ -398,13 +406,14 @@ class QueryService:
     ) -> DefectQueryResult:
         """A page (1-based) of regions matching `filters`."""
         total, rows = await self.images.query_defects(filters, (page - 1) * limit, limit)
+        verdicts = await self.reviews.verdicts_of_regions([row[0].region_unique_id for row in rows])
         return DefectQueryResult(
             total=total,
             page=page,
             limit=limit,
             regions=[
                 DefectRow(
-                    **region_out(region),
+                    **region_out(region, verdicts.get(region.region_unique_id)),
                     img_unique_id=region.img_unique_id,
                     timestamp=timestamp,
                     class_name=class_name,

@@ -20,8 +20,7 @@ from app.services.database.repositories import (
 )
 from app.utils.spreadsheet import csv_line
 
-# Columns reserved for the review feature (issue 7, section 1): empty until verdicts
-# (per region) and dispositions (per image) are stored.
+# The region's verdict and its image's disposition; empty while not reviewed.
 REVIEW_COLUMNS = ("verdict", "disposition")
 REGION_CSV_COLUMNS = (*EXPORT_REGION_COLUMNS, *REVIEW_COLUMNS)
 ROWS_PER_CHUNK = 1000
@@ -42,7 +41,7 @@ async def regions_csv(
         lines: list[str] = []
         async for row in ImageRepository(session).stream_defects(filters, ROWS_PER_CHUNK):
             cells = [c.isoformat() if isinstance(c, datetime) else c for c in row]
-            lines.append(csv_line([*cells, *([""] * len(REVIEW_COLUMNS))]))
+            lines.append(csv_line(cells))
             if len(lines) >= ROWS_PER_CHUNK:
                 yield "".join(lines).encode("utf-8")
                 lines.clear()

@@ -320,7 +320,8 @@ function drawSummary() {
     + (failed || waiting
       ? `<button type="button" class="btn btn-sm btn-outline-danger" id="retry-failed">${failed ? `Retry ${failed} failed` : "Try again now"}</button>`
       : "")
-    + `<a class="btn btn-sm btn-outline-secondary" href="/history?batch_id=${encodeURIComponent([...batches.keys()][0] || "")}">Open in history</a>`;
+    + `<a class="btn btn-sm btn-outline-secondary" href="/history?batch_id=${encodeURIComponent([...batches.keys()][0] || "")}">Open in history</a>`
+    + `<a class="btn btn-sm btn-outline-secondary review-batch-btn" href="/review?batch_id=${encodeURIComponent([...batches.keys()][0] || "")}">Review</a>`;
   return done;
 }
 

@@ -1,0 +1,185 @@
+"""Review routes: a reviewer's verdict per defect region, disposition per board, the
+review queue and an image's review history.
+
+The reviewer is who the request authenticates as (the API key's name, or the key a web
+user signed in with); with AUTH_MODE off, the name in the `X-Reviewer` header (the web
+UI asks for it once).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.exceptions import RequestValidationError
+
+from app.api.deps import LinksDep, SessionDep
+from app.api.params import (
+    IMG_UNIQUE_ID_PATTERN,
+    BatchIdFilter,
+    ClassName,
+    DateRange,
+    EndDate,
+    ImgUniqueId,
+    ModelVersion,
+    RegionUniqueId,
+    StartDate,
+    resolve_dates,
+)
+from app.api.security import AUTH_ERRORS, MethodAccess, PrincipalDep
+from app.errors import VALIDATION_ERROR_RESPONSE, ImageNotFound, responses
+from app.models.database import REVIEWER_LENGTH
+from app.models.review import (
+    DispositionIn,
+    DispositionOut,
+    ReviewHistory,
+    ReviewNext,
+    VerdictIn,
+    VerdictOut,
+)
+from app.models.schemas import ErrorBody
+from app.services.review.repository import ReviewFilters
+from app.services.review.service import RegionNotFound, ReviewService
+from app.services.security.access import NotAuthenticated
+
+router = APIRouter(
+    tags=["Review"],
+    dependencies=[MethodAccess],
+    responses={**AUTH_ERRORS, **VALIDATION_ERROR_RESPONSE},
+)
+
+
+def get_review_service(session: SessionDep) -> ReviewService:
+    """Review operations over this request's session."""
+    return ReviewService(session)
+
+
+ReviewServiceDep = Annotated[ReviewService, Depends(get_review_service)]
+
+
+def _reviewer_problem(value: str | None, message: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("header", "X-Reviewer"), "msg": message, "input": value}]
+    )
+
+
+def reviewer_name(
+    principal: PrincipalDep,
+    x_reviewer: Annotated[
+        str | None,
+        Header(
+            max_length=3 * 4 * REVIEWER_LENGTH,  # percent-encoded UTF-8 of 64 characters
+            description="Who reviews, when AUTH_MODE is off (ignored otherwise: the key's"
+            " name is the reviewer): 1-64 printable characters, percent-encoded UTF-8"
+            " allowed (`encodeURIComponent`).",
+            examples=["line-3-qc"],
+        ),
+    ] = None,
+) -> str:
+    """The reviewer of this request: the authenticated key's name, or with auth off the
+    `X-Reviewer` header.
+
+    Raises:
+        RequestValidationError: (422) auth is off and X-Reviewer is missing or malformed.
+        NotAuthenticated: (401) no principal (the route's access check comes first).
+    """
+    if principal is None:
+        raise NotAuthenticated("a review needs an API key or a signed-in web session")
+    if principal.via != "open" and principal.key_name:
+        return principal.key_name
+    if x_reviewer is None:
+        raise _reviewer_problem(
+            None, "say who reviews: send an X-Reviewer header with your name (1-64 characters)"
+        )
+    try:
+        name = unquote(x_reviewer, errors="strict").strip()
+    except UnicodeDecodeError as exc:
+        raise _reviewer_problem(x_reviewer, "X-Reviewer is not percent-encoded UTF-8") from exc
+    if not 1 <= len(name) <= REVIEWER_LENGTH or not name.isprintable():
+        raise _reviewer_problem(
+            x_reviewer, f"X-Reviewer must be 1-{REVIEWER_LENGTH} printable characters"
+        )
+    return name
+
+
+ReviewerDep = Annotated[str, Depends(reviewer_name)]
+BAD_JSON: dict[int | str, dict[str, object]] = {
+    400: {"model": ErrorBody, "description": "The body is not valid JSON."}
+}
+
+
+@router.put(
+    "/regions/{region_unique_id}/verdict",
+    response_model=VerdictOut,
+    summary="Set a region's verdict (real, false call, unsure)",
+    responses={**BAD_JSON, **responses(RegionNotFound)},
+)
+async def put_verdict(
+    region_unique_id: RegionUniqueId,
+    change: VerdictIn,
+    reviewer: ReviewerDep,
+    service: ReviewServiceDep,
+) -> VerdictOut:
+    """Records the verdict on one defect region with the reviewer and time (the change is
+    kept in the image's review history); `"verdict": null` withdraws it. Answers the new
+    state, the verdict before, and how many of the image's regions have one."""
+    return await service.set_verdict(region_unique_id, change, reviewer)
+
+
+@router.put(
+    "/images/{img_unique_id}/disposition",
+    response_model=DispositionOut,
+    summary="Set a board's disposition (pass, repair, scrap)",
+    responses={**BAD_JSON, **responses(ImageNotFound)},
+)
+async def put_disposition(
+    img_unique_id: ImgUniqueId,
+    change: DispositionIn,
+    reviewer: ReviewerDep,
+    service: ReviewServiceDep,
+) -> DispositionOut:
+    """Records what happens to the board with the reviewer and time (kept in its review
+    history); `"disposition": null` withdraws it."""
+    return await service.set_disposition(img_unique_id, change, reviewer)
+
+
+@router.get(
+    "/images/{img_unique_id}/review",
+    response_model=ReviewHistory,
+    summary="An image's review: disposition, progress and history",
+    responses=responses(ImageNotFound),
+)
+async def get_review(img_unique_id: ImgUniqueId, service: ReviewServiceDep) -> ReviewHistory:
+    """The disposition, how many regions have a verdict, and every change of the review
+    (who changed what, when, and the value before), newest first (at most 500)."""
+    return await service.history(img_unique_id)
+
+
+@router.get("/review/next", response_model=ReviewNext, summary="The next image to review")
+async def review_next(
+    service: ReviewServiceDep,
+    links: LinksDep,
+    batch_id: BatchIdFilter = None,
+    class_name: ClassName = None,
+    date_range: DateRange = None,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    model_version: ModelVersion = None,
+    after: Annotated[
+        str | None,
+        Query(
+            pattern=IMG_UNIQUE_ID_PATTERN,
+            description="The image being reviewed now: answer the next one after it (oldest"
+            " first, wrapping round), not this one again.",
+        ),
+    ] = None,
+) -> ReviewNext:
+    """The oldest inspection (of the batch, class and inspection days asked for) that has
+    a defect region without a verdict, with its viewer link in review mode, and the
+    progress over the same filters (`null` id: nothing left to review)."""
+    start_date, end_date = resolve_dates(date_range, start_date, end_date)
+    filters = ReviewFilters(start_date, end_date, batch_id, class_name, model_version)
+    return await service.next_image(
+        filters, after, lambda img_id: links.viewer(img_id) + "?review=1"
+    )

@@ -1,0 +1,316 @@
+"""Request and response schemas of the review feature (verdicts, dispositions, queue)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Verdict = Literal["real", "false_call", "unsure"]
+Disposition = Literal["pass", "repair", "scrap"]
+
+EXAMPLE_ID = "20260225_103045_ABC123"
+EXAMPLE_TIME = "2026-02-25T11:02:13Z"
+COMMENT_MAX = 1000
+# Any text but NUL (PostgreSQL refuses it); line breaks are fine in a comment.
+COMMENT_PATTERN = r"^[^\x00]*$"
+
+EXAMPLE_REGION_REVIEW = {
+    "verdict": "false_call",
+    "comment": "dust on the lens",
+    "reviewer": "line-3-qc",
+    "reviewed_at": EXAMPLE_TIME,
+}
+_PROGRESS = {"images": 40, "reviewed_images": 12, "regions": 310, "reviewed_regions": 95}
+EXAMPLE_IMAGE_REVIEW = {
+    "disposition": "repair",
+    "comment": None,
+    "reviewer": "line-3-qc",
+    "reviewed_at": EXAMPLE_TIME,
+}
+
+
+def _example(example: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [example]}, extra="forbid")
+
+
+def _comment() -> Any:
+    return Field(
+        default=None,
+        max_length=COMMENT_MAX,
+        pattern=COMMENT_PATTERN,
+        description=f"Optional note, at most {COMMENT_MAX} characters.",
+    )
+
+
+class VerdictIn(BaseModel):
+    """A reviewer's verdict on one region; `null` withdraws it (the region is unreviewed
+    again: what undo sends when there was no verdict before)."""
+
+    model_config = _example({"verdict": "false_call", "comment": "dust on the lens"})
+
+    verdict: Verdict | None = Field(
+        description="`real` defect, `false_call` of the model, `unsure`; null withdraws it."
+    )
+    comment: str | None = _comment()
+
+
+class DispositionIn(BaseModel):
+    """What happens to a reviewed board; `null` withdraws the disposition."""
+
+    model_config = _example({"disposition": "repair", "comment": None})
+
+    disposition: Disposition | None = Field(
+        description="`pass`, `repair` or `scrap`; null withdraws it."
+    )
+    comment: str | None = _comment()
+
+
+class RegionReview(BaseModel):
+    """The current verdict on a region: who gave it and when (UTC)."""
+
+    model_config = _example(EXAMPLE_REGION_REVIEW)
+
+    verdict: Verdict
+    comment: str | None = None
+    reviewer: str
+    reviewed_at: datetime
+
+
+class ImageReview(BaseModel):
+    """The current disposition of a board: who gave it and when (UTC)."""
+
+    model_config = _example(EXAMPLE_IMAGE_REVIEW)
+
+    disposition: Disposition
+    comment: str | None = None
+    reviewer: str
+    reviewed_at: datetime
+
+
+class ImageReviewProgress(BaseModel):
+    """How far one board's review is."""
+
+    model_config = _example({"regions": 10, "reviewed_regions": 4})
+
+    regions: int = Field(description="Defect regions of the image.")
+    reviewed_regions: int = Field(description="Of them, those with a verdict.")
+
+
+class VerdictOut(BaseModel):
+    """A region's verdict after the change (`review` null: withdrawn) and the one before."""
+
+    model_config = _example(
+        {
+            "region_unique_id": 1041,
+            "img_unique_id": EXAMPLE_ID,
+            "review": EXAMPLE_REGION_REVIEW,
+            "previous": None,
+            "progress": {"regions": 10, "reviewed_regions": 4},
+        }
+    )
+
+    region_unique_id: int
+    img_unique_id: str
+    review: RegionReview | None
+    previous: Verdict | None = Field(
+        default=None, description="The verdict before this change (null: none)."
+    )
+    progress: ImageReviewProgress
+
+
+class DispositionOut(BaseModel):
+    """An image's disposition after the change (`review` null: withdrawn) and the one
+    before."""
+
+    model_config = _example(
+        {"img_unique_id": EXAMPLE_ID, "review": EXAMPLE_IMAGE_REVIEW, "previous": None}
+    )
+
+    img_unique_id: str
+    review: ImageReview | None
+    previous: Disposition | None = Field(
+        default=None, description="The disposition before (null: none)."
+    )
+
+
+class ReviewProgress(BaseModel):
+    """How far the review of the images matching the filters is. An image counts once it
+    has defect regions; it is reviewed when each of them has a verdict."""
+
+    model_config = _example(_PROGRESS)
+
+    images: int = Field(description="Images with defect regions (of the class asked for).")
+    reviewed_images: int = Field(description="Of them, those whose every region has a verdict.")
+    regions: int
+    reviewed_regions: int
+
+
+class ReviewNext(BaseModel):
+    """The next image to review (`img_unique_id` null: none left) and the progress."""
+
+    model_config = _example(
+        {
+            "img_unique_id": EXAMPLE_ID,
+            "timestamp": "2026-02-25T10:30:45Z",
+            "viewer_url": f"http://localhost:8000/results/{EXAMPLE_ID}?review=1",
+            "progress": {
+                "images": 40,
+                "reviewed_images": 12,
+                "regions": 310,
+                "reviewed_regions": 95,
+            },
+        }
+    )
+
+    img_unique_id: str | None = None
+    timestamp: datetime | None = None
+    viewer_url: str | None = Field(default=None, description="The viewer in review mode, or null.")
+    progress: ReviewProgress
+
+
+class ReviewEventOut(BaseModel):
+    """One change of a review: a region's verdict or the image's disposition."""
+
+    model_config = _example(
+        {
+            "id": 77,
+            "kind": "verdict",
+            "region_unique_id": 1041,
+            "value": "false_call",
+            "previous": "real",
+            "reviewer": "line-3-qc",
+            "comment": "dust on the lens",
+            "created_at": EXAMPLE_TIME,
+        }
+    )
+
+    id: int
+    kind: Literal["verdict", "disposition"]
+    region_unique_id: int | None = None
+    value: str | None = Field(
+        default=None, description="The new verdict or disposition (null: withdrawn)."
+    )
+    previous: str | None = None
+    reviewer: str
+    comment: str | None = None
+    created_at: datetime
+
+
+class ReviewHistory(BaseModel):
+    """The changes of one image's review, newest first."""
+
+    model_config = _example(
+        {
+            "img_unique_id": EXAMPLE_ID,
+            "disposition": EXAMPLE_IMAGE_REVIEW,
+            "progress": {"regions": 10, "reviewed_regions": 4},
+            "events": [
+                {
+                    "id": 77,
+                    "kind": "verdict",
+                    "region_unique_id": 1041,
+                    "value": "false_call",
+                    "previous": "real",
+                    "reviewer": "line-3-qc",
+                    "comment": "dust on the lens",
+                    "created_at": EXAMPLE_TIME,
+                }
+            ],
+        }
+    )
+
+    img_unique_id: str
+    disposition: ImageReview | None = None
+    progress: ImageReviewProgress
+    events: list[ReviewEventOut]
+
+
+_CLASS = {
+    "class_name": "PI_Particle",
+    "regions": 412,
+    "reviewed": 120,
+    "real": 30,
+    "false_call": 85,
+    "unsure": 5,
+    "false_call_rate": 0.708,
+}
+_DAY = {
+    "day": "2026-02-25",
+    "images": 40,
+    "reviewed_images": 12,
+    "passed_images": 9,
+    "reviewed_share": 0.3,
+    "first_pass_yield": 0.75,
+    "regions": 310,
+    "reviewed_regions": 95,
+    "false_calls": 70,
+    "false_call_rate": 0.737,
+}
+
+
+class ClassReviewFigures(BaseModel):
+    """One class's reviewed calls; `false_call_rate` = false calls / reviewed calls (null
+    when none is reviewed)."""
+
+    model_config = _example(_CLASS)
+
+    class_name: str
+    regions: int
+    reviewed: int = Field(description="Regions with a verdict (real, false_call or unsure).")
+    real: int
+    false_call: int
+    unsure: int
+    false_call_rate: float | None
+
+
+class DayReviewFigures(BaseModel):
+    """The review figures of the images inspected on one UTC day; rates are null when
+    their denominator is 0."""
+
+    model_config = _example(_DAY)
+
+    day: date
+    images: int = Field(description="Images with defect regions.")
+    reviewed_images: int = Field(description="Images whose every region has a verdict.")
+    passed_images: int = Field(description="Reviewed images without a `real` verdict.")
+    reviewed_share: float | None = Field(description="reviewed_images / images.")
+    first_pass_yield: float | None = Field(description="passed_images / reviewed_images.")
+    regions: int
+    reviewed_regions: int
+    false_calls: int
+    false_call_rate: float | None = Field(description="false_calls / reviewed_regions.")
+
+
+class TotalReviewFigures(DayReviewFigures):
+    """The figures of the whole range (`day` is null)."""
+
+    model_config = _example({**_DAY, "day": None})
+
+    day: date | None = None  # type: ignore[assignment]
+
+
+class ReviewFigures(BaseModel):
+    """False-call rate (per class), first-pass yield and reviewed share over a range of
+    inspection days (inclusive, UTC), per day and in total."""
+
+    model_config = _example(
+        {
+            "start_date": "2026-02-25",
+            "end_date": "2026-02-25",
+            "class_name": None,
+            "total": {**_DAY, "day": None},
+            "classes": [_CLASS],
+            "dispositions": {"pass": 9, "repair": 2, "scrap": 1},
+            "days": [_DAY],
+        }
+    )
+
+    start_date: date
+    end_date: date
+    class_name: str | None = None
+    total: TotalReviewFigures
+    classes: list[ClassReviewFigures] = Field(description="Most reviewed calls first.")
+    dispositions: dict[str, int] = Field(description="Images per disposition.")
+    days: list[DayReviewFigures]

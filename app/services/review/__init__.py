@@ -1,0 +1,1 @@
+"""Review of inspection results: verdicts, dispositions, the review queue, figures."""
