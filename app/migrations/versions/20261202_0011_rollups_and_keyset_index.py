@@ -46,10 +46,13 @@ CREATE FUNCTION aoi_utc_day(ts timestamptz) RETURNS date
 
 -- The 0-based cell (of 32) of a centroid coordinate over an image side, as the dashboard's
 -- direct query computes it: least(width_bucket(c / side, 0, 1, 32), 32) - 1, floored at 0.
+-- A NaN coordinate or a zero side (which width_bucket / the division would refuse, failing
+-- the whole insert) counts in cell 0.
 CREATE FUNCTION aoi_heat_cell(coordinate double precision, side integer) RETURNS smallint
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT greatest(least(width_bucket(coordinate / side, 0.0, 1.0, 32), 32) - 1, 0)
-              ::smallint $$;
+    AS $$ SELECT CASE WHEN side = 0 OR coordinate = 'NaN'::float8 THEN 0
+                 ELSE greatest(least(width_bucket(coordinate / side, 0.0, 1.0, 32), 32) - 1, 0)
+                 END::smallint $$;
 
 CREATE FUNCTION aoi_rollup_images_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
