@@ -41,8 +41,6 @@ from app.models.database import (
 from app.models.model_service import Analysis
 from app.models.rollups import (
     ClassesDaily,
-    HeatmapDaily,
-    HeatmapDailyAll,
     ImagesDaily,
     TimingsDaily,
 )
@@ -843,8 +841,10 @@ class ImageRepository:
     async def defects_total(self, filters: DefectFilters, rows: Any) -> tuple[int, bool]:
         """Regions matching `filters` (selected by `rows`) and whether that is exact.
 
-        Dates and one class name only: exact, the region rows counted in the daily heatmap
-        rollup. Otherwise `bounded_count`: exact up to TOTAL_EXACT_UP_TO, else estimated.
+        Dates and one class name only: exact, the daily rollup's sum of
+        `classes.total_regions` (which equals the class's region rows: checked before
+        insert; one row per day and class is read). Otherwise `bounded_count`: exact up to
+        TOTAL_EXACT_UP_TO, else estimated.
         """
         spellings = await self._spellings(filters.class_name)
         rollup_serves = (
@@ -856,12 +856,11 @@ class ImageRepository:
         )
         if not rollup_serves:
             return await bounded_count(self.session, rows)
-        table: Any = HeatmapDailyAll if spellings is None else HeatmapDaily
-        stmt = select(func.coalesce(func.sum(table.regions), 0)).where(
-            *_day_range(table.day, filters.start_date, filters.end_date)
+        stmt = select(func.coalesce(func.sum(ClassesDaily.regions), 0)).where(
+            *_day_range(ClassesDaily.day, filters.start_date, filters.end_date)
         )
         if spellings is not None:
-            stmt = stmt.where(HeatmapDaily.class_name.in_(spellings))
+            stmt = stmt.where(ClassesDaily.class_name.in_(spellings))
         return int((await self.session.execute(stmt)).scalar_one()), True
 
     async def stream_defects(
