@@ -261,3 +261,46 @@ async def test_dashboard_from_rollups_equals_the_direct_queries(db: str) -> None
             assert math.isclose(sum(c.share for c in summary.classes), 1.0)
     finally:
         await engine.dispose()
+
+
+def test_concurrent_writers_touching_the_same_rows_in_opposite_orders_never_deadlock(
+    db: str,
+) -> None:
+    """Two connections each store, per transaction, one image of each of two days, in
+    opposite day orders — on row locks alone the second upsert of each would wait for the
+    other's first: a deadlock. The advisory lock makes them take turns; every transaction
+    commits and the sums hold."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def writer(tag: str, days: list[datetime]) -> None:
+        try:
+            with _conn(db) as conn:
+                for n in range(20):
+                    with conn.transaction(), conn.cursor() as cur:
+                        for k, day in enumerate(days):
+                            add_image(
+                                cur,
+                                f"20260301_000000_{tag}{k}{n:03d}",
+                                day,
+                                {"open": [(float(n), 1.0)], "short": []},
+                                one_statement_per_class=True,
+                            )
+        except BaseException as exc:  # reported below, with the test's assertion
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=writer, args=("X", [DAY_1, DAY_2])),
+        threading.Thread(target=writer, args=("Y", [DAY_2, DAY_1])),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    kept = assert_rollups_match(db)
+    assert [r[:3] for r in kept["rollup_images_daily"]] == [
+        (date(2026, 3, 1), 40, 40),
+        (date(2026, 3, 2), 40, 40),
+    ]
