@@ -90,7 +90,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=30, help="days the timestamps spread over")
     parser.add_argument("--requests", type=int, default=300, help="timed requests per endpoint")
     parser.add_argument(
-        "--slow-requests", type=int, default=10, help="timed requests per untargeted endpoint"
+        "--slow-requests",
+        type=int,
+        default=10,
+        help="timed requests per untargeted endpoint (0: skip them)",
     )
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per endpoint")
     parser.add_argument("--limit", type=int, default=20, help="page size of /api/images")
@@ -622,6 +625,8 @@ def main() -> int:
             httpx2.Client(timeout=300.0) as client,
         ):
             for label, make_path, targeted in endpoints(seeded, args.limit, deep_page, rng):
+                if not targeted and args.slow_requests == 0:
+                    continue
                 warmup = args.warmup if targeted else 1
                 time_endpoint(client, stack.agent_url, make_path, warmup, deadline)
                 count = args.requests if targeted else args.slow_requests
