@@ -605,7 +605,8 @@ def main() -> int:
     args = parse_args()
     rng = random.Random(args.seed)
     deadline = Deadline(args.time_limit)
-    print(f"query latency: {args.images} images, {args.requests} requests each, {machine_line()}")
+    size = "a reused database" if args.reuse_database else f"{args.images} images"
+    print(f"query latency: {size}, {args.requests} requests each, {machine_line()}")
     rows = []
     with scratch_database(args) as database_url:
         if args.reuse_database:

@@ -318,16 +318,16 @@ class QueryService:
                 images=[inspection_state(row, self.links) for row in rows[:limit]],
             )
         (total, exact), found = await self.images.list_page(filters, offset, limit + 1, after)
-        newest = found[limit - 1][0] if len(found) > limit else None
+        last_shown = found[limit - 1][0] if len(found) > limit else None
         return ImageList(
             total=total,
             total_is_exact=exact,
             page=shown_page,
             limit=limit,
             next_cursor=encode_image_cursor(
-                status.value, ImageKey(newest.timestamp, newest.img_unique_id)
+                status.value, ImageKey(last_shown.timestamp, last_shown.img_unique_id)
             )
-            if newest is not None
+            if last_shown is not None
             else None,
             images=[ImageSummary(**self._summary(*row)) for row in found[:limit]],
         )
