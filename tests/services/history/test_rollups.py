@@ -268,8 +268,9 @@ def test_concurrent_writers_touching_the_same_rows_in_opposite_orders_never_dead
 ) -> None:
     """Two connections each store, per transaction, one image of each of two days, in
     opposite day orders — on row locks alone the second upsert of each would wait for the
-    other's first: a deadlock. The advisory lock makes them take turns; every transaction
-    commits and the sums hold."""
+    other's first: a deadlock (with the lock removed from the trigger functions this test
+    fails with DeadlockDetected; tried by hand). The advisory lock makes them take turns;
+    every transaction commits and the sums hold."""
     import threading
 
     errors: list[BaseException] = []
