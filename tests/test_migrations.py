@@ -316,3 +316,74 @@ def test_review_migration_adds_its_tables_and_downgrades_on_its_own(empty_databa
     ]
     upgrade_database(empty_database)
     assert "review_events" in tables(empty_database)
+
+
+ROLLUP_TABLES = {
+    "rollup_images_daily",
+    "rollup_classes_daily",
+    "rollup_heatmap_daily",
+    "rollup_heatmap_daily_all",
+    "rollup_timings_daily",
+}
+
+
+def test_rollup_migration_sums_old_rows_keeps_them_summed_and_downgrades(
+    empty_database: str,
+) -> None:
+    upgrade_database(empty_database, "20261202_0011-1")
+    assert not ROLLUP_TABLES & tables(empty_database)
+    # An image stored before the migration: 2 `open` regions, one `short` class with none.
+    db_execute(
+        empty_database,
+        "INSERT INTO images VALUES ('20261120_101010_OLD003', 480, 640, 0.5,"
+        " '2026-11-20 23:30:00+00', 'in', 'c', 'm', 'o')",
+    )
+    db_execute(
+        empty_database,
+        "INSERT INTO classes (class_unique_id, img_unique_id, class_id, class_name,"
+        " total_regions, total_area_pixels) VALUES (1, '20261120_101010_OLD003', 1, 'open',"
+        " 2, 30), (2, '20261120_101010_OLD003', 2, 'short', 0, 0)",
+    )
+    db_execute(
+        empty_database,
+        "INSERT INTO regions (class_unique_id, img_unique_id, region_id, centroid_x,"
+        " centroid_y, bbox_x, bbox_y, bbox_width, bbox_height, area_pixels, perimeter,"
+        " major_axis, minor_axis, circularity, aspect_ratio) VALUES"
+        " (1, '20261120_101010_OLD003', 1, 0, 0, 0, 0, 1, 1, 10, 4, 1, 1, 1, 1),"
+        " (1, '20261120_101010_OLD003', 2, 639, 479, 0, 0, 1, 1, 20, 4, 1, 1, 1, 1)",
+    )
+    add_ledger_row(empty_database, "20261120_101010_OLD003", "succeeded")
+
+    upgrade_database(empty_database, "20261202_0011")
+    assert tables(empty_database) >= ROLLUP_TABLES
+    assert "ix_images_timestamp_img_unique_id" in indexes(empty_database, "images")
+    assert columns(empty_database, "images") == IMAGES
+    assert columns(empty_database, "classes") == CLASSES
+    assert columns(empty_database, "regions") == REGIONS
+    day = "2026-11-20"
+    assert db_rows(
+        empty_database, "SELECT day::text, images, images_with_defects FROM rollup_images_daily"
+    ) == [(day, 1, 1)]
+    assert db_rows(
+        empty_database,
+        "SELECT class_name, images, regions FROM rollup_classes_daily ORDER BY 1",
+    ) == [("open", 1, 2), ("short", 1, 0)]
+    assert db_rows(
+        empty_database,
+        "SELECT cell_row, cell_col, regions FROM rollup_heatmap_daily_all ORDER BY 1",
+    ) == [(0, 0, 1), (31, 31, 1)]
+    assert db_rows(empty_database, "SELECT succeeded FROM rollup_timings_daily") == [(1,)]
+    # The triggers follow a delete from here on.
+    db_execute(empty_database, "DELETE FROM images")
+    assert db_rows(
+        empty_database, "SELECT images, images_with_defects FROM rollup_images_daily"
+    ) == [(0, 0)]
+
+    downgrade_database(empty_database, "20261202_0011-1")
+    assert not ROLLUP_TABLES & tables(empty_database)
+    assert "ix_images_timestamp_img_unique_id" not in indexes(empty_database, "images")
+    assert not db_rows(empty_database, "SELECT proname FROM pg_proc WHERE proname LIKE 'aoi_%%'")
+    assert not db_rows(empty_database, "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'aoi_%%'")
+    db_execute(empty_database, "DELETE FROM inspections")  # no trigger left to fire
+    upgrade_database(empty_database)
+    assert tables(empty_database) >= ROLLUP_TABLES

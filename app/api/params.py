@@ -16,6 +16,15 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator
 
 from app.services.database.repositories import DefectFilters
+from app.services.history.cursors import (
+    CURSOR_PATTERN,
+    MAX_CURSOR_LENGTH,
+    BadCursor,
+    DefectKey,
+    ImageKey,
+    decode_defect_cursor,
+    decode_image_cursor,
+)
 
 INT4_MAX = 2**31 - 1
 INT8_MAX = 2**63 - 1
@@ -88,7 +97,25 @@ SearchText = Annotated[
         examples=["00041000"],
     ),
 ]
-Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number.")]
+Page = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=MAX_PAGE,
+        description="1-based page number (OFFSET paging: a deep page costs more than page 1;"
+        " use `cursor` to walk far).",
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=MAX_CURSOR_LENGTH,
+        pattern=CURSOR_PATTERN,
+        description="The `next_cursor` of the previous page (same filters): the page after"
+        " it, at the cost of page 1 however deep. Give `cursor` or `page`, not both.",
+    ),
+]
 Limit = Annotated[int, Query(ge=1, le=100, description="Rows per page (at most 100).")]
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
@@ -166,6 +193,45 @@ def resolve_dates(
                 f"date_range {date_range} disagrees with {name}={given}; give one or the other",
             )
     return first, last
+
+
+def _cursor_problem(value: str, message: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", "cursor"), "msg": message, "input": value}]
+    )
+
+
+def image_cursor(cursor: str | None, page: int, status: str) -> ImageKey | None:
+    """The position `cursor` names in the `/api/images` listing of `status`.
+
+    Raises:
+        RequestValidationError: (422) the cursor is malformed or another listing's, or
+            `page` was given too.
+    """
+    if cursor is None:
+        return None
+    if page != 1:
+        raise _cursor_problem(cursor, "give page or cursor, not both")
+    try:
+        return decode_image_cursor(cursor, status)
+    except BadCursor as exc:
+        raise _cursor_problem(cursor, str(exc)) from exc
+
+
+def defect_cursor(cursor: str | None, page: int) -> DefectKey | None:
+    """The position `cursor` names in `/api/query/defects`.
+
+    Raises:
+        RequestValidationError: (422) as `image_cursor`.
+    """
+    if cursor is None:
+        return None
+    if page != 1:
+        raise _cursor_problem(cursor, "give page or cursor, not both")
+    try:
+        return decode_defect_cursor(cursor)
+    except BadCursor as exc:
+        raise _cursor_problem(cursor, str(exc)) from exc
 
 
 def defect_filters(

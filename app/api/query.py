@@ -10,6 +10,7 @@ from app.api.deps import InspectionServiceDep, QueryServiceDep
 from app.api.params import (
     BatchIdFilter,
     ClassName,
+    Cursor,
     DateRange,
     DefectFiltersDep,
     EndDate,
@@ -20,6 +21,8 @@ from app.api.params import (
     RegionCount,
     SearchText,
     StartDate,
+    defect_cursor,
+    image_cursor,
     resolve_dates,
 )
 from app.api.security import AUTH_ERRORS, MethodAccess
@@ -46,6 +49,7 @@ async def list_images(
     queries: QueryServiceDep,
     page: Page = 1,
     limit: Limit = 20,
+    cursor: Cursor = None,
     start_date: StartDate = None,
     end_date: EndDate = None,
     date_range: DateRange = None,
@@ -65,12 +69,17 @@ async def list_images(
     ] = "succeeded",
 ) -> ImageList:
     """Images of one status, newest first: stored inspections with defect counts by class,
-    or the failed (pending, processing) ones with their error and retry URL."""
+    or the failed (pending, processing) ones with their error and retry URL.
+
+    Page by `page` (as in the PRD) or, to walk far, by `cursor` = the previous answer's
+    `next_cursor`. `total` is exact up to 10,000 and for date and class filters at any
+    size; otherwise an estimate, and `total_is_exact` says so."""
     start_date, end_date = resolve_dates(date_range, start_date, end_date)
+    after = image_cursor(cursor, page, status)
     filters = ImageFilters(
         start_date, end_date, class_name, batch_id, min_defects, model_version, search=q
     )
-    return await queries.list_images(filters, page, limit, InspectionStatus(status))
+    return await queries.list_images(filters, page, limit, InspectionStatus(status), after)
 
 
 @router.get(
@@ -117,10 +126,15 @@ async def query_defects(
     filters: DefectFiltersDep,
     page: Page = 1,
     limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> DefectQueryResult:
     """Regions with their image and class, filtered by class, date (`date_range` as in the
-    PRD, or `start_date`/`end_date`), area, image and batch."""
-    return await queries.query_defects(filters, page, limit)
+    PRD, or `start_date`/`end_date`), area, image and batch; newest image first.
+
+    Page by `page` or by `cursor` (the previous answer's `next_cursor`). `total` is exact
+    up to 10,000 and for date and class filters at any size; otherwise an estimate, and
+    `total_is_exact` says so."""
+    return await queries.query_defects(filters, page, limit, defect_cursor(cursor, page))
 
 
 @router.delete(

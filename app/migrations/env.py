@@ -9,6 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+import app.models.rollups  # noqa: F401  (registers the rollup tables)
 from app.config import get_settings
 from app.models.database import Base
 from app.services.database.session import sqlalchemy_url

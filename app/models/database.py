@@ -50,6 +50,8 @@ class Image(Base):
     """One inspected image: its size, timing and the paths of its four files."""
 
     __tablename__ = "images"
+    # The listing's order as one index: a keyset page is a range scan with no sort.
+    __table_args__ = (Index("ix_images_timestamp_img_unique_id", "timestamp", "img_unique_id"),)
 
     img_unique_id: Mapped[str] = mapped_column(String(IMG_UNIQUE_ID_LENGTH), primary_key=True)
     image_height: Mapped[int] = mapped_column(Integer)

@@ -531,17 +531,44 @@ class InspectionState(BaseModel):
 ListedImage = Annotated[ImageSummary | InspectionState, Field(discriminator="status")]
 
 
+TOTAL_TEXT = (
+    "Rows matching the filters, over all pages. Exact when `total_is_exact`; otherwise"
+    " PostgreSQL's estimate (more than 10,000 rows matched and no rollup gives the"
+    " number for these filters)."
+)
+TOTAL_IS_EXACT_TEXT = (
+    "Whether `total` is an exact count (true) or an estimate of over 10,000 rows (false)."
+)
+PAGE_TEXT = "The page number asked for; null when the page was asked for by `cursor`."
+NEXT_CURSOR_TEXT = (
+    "Pass as `cursor` (with the same filters) for the next page; null on the last page."
+    " Keyset paging: every page costs the same, however deep."
+)
+
+
 class ImageList(BaseModel):
     """A page of images of one status, newest first: inspected ones (`succeeded`, the
     default) with their defects, or ledger rows (`failed`, `pending`, `processing`) with
     their error and retry URL."""
 
-    model_config = _example({"total": 145, "page": 1, "limit": 10, "images": [EXAMPLE_SUMMARY]})
+    model_config = _example(
+        {
+            "total": 145,
+            "total_is_exact": True,
+            "page": 1,
+            "limit": 10,
+            "next_cursor": "WzEsInN1Y2NlZWRlZCIsIjIwMjYtMDItMjVUMTA6MzA6NDUrMDA6MDAiLCIy"
+            "MDI2MDIyNV8xMDMwNDVfQUJDMTIzIl0",
+            "images": [EXAMPLE_SUMMARY],
+        }
+    )
 
-    total: int
-    page: int
+    total: int = Field(description=TOTAL_TEXT)
+    total_is_exact: bool = Field(default=True, description=TOTAL_IS_EXACT_TEXT)
+    page: int | None = Field(description=PAGE_TEXT)
     limit: int
     status: Literal["pending", "processing", "succeeded", "failed"] = "succeeded"
+    next_cursor: str | None = Field(default=None, description=NEXT_CURSOR_TEXT)
     images: list[ListedImage]
 
 
@@ -724,11 +751,22 @@ class DefectRow(RegionOut):
 class DefectQueryResult(BaseModel):
     """A page of defect regions."""
 
-    model_config = _example({"total": 1, "page": 1, "limit": 50, "regions": [EXAMPLE_DEFECT_ROW]})
+    model_config = _example(
+        {
+            "total": 1,
+            "total_is_exact": True,
+            "page": 1,
+            "limit": 50,
+            "next_cursor": None,
+            "regions": [EXAMPLE_DEFECT_ROW],
+        }
+    )
 
-    total: int
-    page: int
+    total: int = Field(description=TOTAL_TEXT)
+    total_is_exact: bool = Field(default=True, description=TOTAL_IS_EXACT_TEXT)
+    page: int | None = Field(description=PAGE_TEXT)
     limit: int
+    next_cursor: str | None = Field(default=None, description=NEXT_CURSOR_TEXT)
     regions: list[DefectRow]
 
 

@@ -8,7 +8,9 @@ before and after).
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import logging
 import struct
 import zlib
@@ -38,6 +40,17 @@ WHO = {"X-Reviewer": "qc-anna"}
 BIG = str(10**30)
 NUL = "%00"
 ID = "20260225_103045_ABC123"
+
+
+def forged_cursor(*values: Any) -> str:
+    """A cursor of the agent's form (base64url of a JSON array) holding any values."""
+    raw = json.dumps(list(values)).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+STAMP = "2026-02-25T10:30:45+00:00"
+IMAGES_CURSOR = forged_cursor(1, "succeeded", STAMP, ID)
+DEFECTS_CURSOR = forged_cursor(1, "defects", STAMP, ID, 1, 1, 1)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -194,6 +207,88 @@ CASES = [
     Case("min-area-huge", "GET", f"/api/query/defects?min_area={BIG}", 422, "invalid_request"),
     Case("max-area-huge", "GET", f"/api/query/defects?max_area={BIG}", 422, "invalid_request"),
     Case("max-area-negative", "GET", "/api/query/defects?max_area=-5", 422, "invalid_request"),
+    Case("cursor-symbols", "GET", "/api/images?cursor=%21%21%21", 422, "invalid_request"),
+    Case("cursor-nul", "GET", f"/api/images?cursor=a{NUL}b", 422, "invalid_request"),
+    Case("cursor-too-long", "GET", f"/api/images?cursor={'A' * 600}", 422, "invalid_request"),
+    Case(
+        "cursor-not-ours",
+        "GET",
+        "/api/images?cursor=abc",
+        422,
+        "invalid_request",
+        detail_has="next_cursor",
+    ),
+    Case(
+        "cursor-and-page",
+        "GET",
+        f"/api/images?page=2&cursor={IMAGES_CURSOR}",
+        422,
+        "invalid_request",
+        detail_has="page or cursor",
+    ),
+    Case(
+        "cursor-of-defects-on-images",
+        "GET",
+        f"/api/images?cursor={DEFECTS_CURSOR}",
+        422,
+        "invalid_request",
+        detail_has="another listing",
+    ),
+    Case(
+        "cursor-of-another-status",
+        "GET",
+        f"/api/images?status=failed&cursor={IMAGES_CURSOR}",
+        422,
+        "invalid_request",
+        detail_has="another listing",
+    ),
+    Case(
+        "cursor-forged-id",
+        "GET",
+        "/api/images?cursor=" + forged_cursor(1, "succeeded", STAMP, "x' OR '1'='1"),
+        422,
+        "invalid_request",
+        detail_has="img_unique_id",
+    ),
+    Case(
+        "cursor-forged-naive-time",
+        "GET",
+        f"/api/images?cursor={forged_cursor(1, 'succeeded', '2026-02-25T10:30:45', ID)}",
+        422,
+        "invalid_request",
+        detail_has="timestamp",
+    ),
+    Case(
+        "cursor-version-2",
+        "GET",
+        f"/api/images?cursor={forged_cursor(2, 'succeeded', STAMP, ID)}",
+        422,
+        "invalid_request",
+    ),
+    Case("defects-cursor-garbage", "GET", "/api/query/defects?cursor=zzzz", 422, "invalid_request"),
+    Case(
+        "defects-cursor-of-images",
+        "GET",
+        f"/api/query/defects?cursor={IMAGES_CURSOR}",
+        422,
+        "invalid_request",
+        detail_has="another listing",
+    ),
+    Case(
+        "defects-cursor-int8-overflow",
+        "GET",
+        f"/api/query/defects?cursor={forged_cursor(1, 'defects', STAMP, ID, 1, 1, 2**70)}",
+        422,
+        "invalid_request",
+        detail_has="out of range",
+    ),
+    Case(
+        "defects-cursor-bool",
+        "GET",
+        f"/api/query/defects?cursor={forged_cursor(1, 'defects', STAMP, ID, True, 1, 1)}",
+        422,
+        "invalid_request",
+    ),
     Case(
         "defects-id-nul", "GET", f"/api/query/defects?img_unique_id={NUL}", 422, "invalid_request"
     ),

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Select,
     and_,
     delete,
@@ -41,6 +42,12 @@ from app.models.database import (
     RegionVerdict,
 )
 from app.models.model_service import Analysis
+from app.models.rollups import (
+    ClassesDaily,
+    ImagesDaily,
+    TimingsDaily,
+)
+from app.services.history.cursors import DefectKey, ImageKey
 
 # First key of the advisory locks taken per input hash (the second is the hash's hashtext).
 INPUT_HASH_LOCK_SPACE = 0x414F49  # "AOI"
@@ -117,6 +124,48 @@ async def class_name_spellings(session: AsyncSession, name: str) -> list[str]:
     """
     rows = await session.execute(_CLASS_NAME_SPELLINGS, {"name": name})
     return list(rows.scalars())
+
+
+TOTAL_EXACT_UP_TO = 10_000
+"""A listing's `total` is counted exactly up to this many rows (a capped count: at most
+this many + 1 index entries read); above it, when no rollup gives the exact number, it
+is PostgreSQL's planner estimate and `total_is_exact` is false."""
+
+
+async def planner_rows(session: AsyncSession, stmt: Select[Any]) -> int:
+    """PostgreSQL's estimate of the rows `stmt` returns (`EXPLAIN`, no execution; the
+    statistics are ANALYZE's, kept by autovacuum), as the PostgreSQL wiki's
+    "count estimate" does."""
+    connection = await session.connection()
+    compiled = stmt.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    result = await connection.exec_driver_sql(
+        "EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params
+    )
+    plan = result.scalar_one()
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+async def bounded_count(session: AsyncSession, rows: Select[Any]) -> tuple[int, bool]:
+    """How many rows `rows` selects, and whether that number is exact.
+
+    Counts at most TOTAL_EXACT_UP_TO + 1 rows; past that, answers the planner's estimate
+    (never less than TOTAL_EXACT_UP_TO + 1, which is known) with False.
+    """
+    capped = select(func.count()).select_from(rows.limit(TOTAL_EXACT_UP_TO + 1).subquery())
+    counted = int((await session.execute(capped)).scalar_one())
+    if counted <= TOTAL_EXACT_UP_TO:
+        return counted, True
+    return max(await planner_rows(session, rows), TOTAL_EXACT_UP_TO + 1), False
+
+
+def _day_range(day: Any, start: date | None, end: date | None) -> list[ColumnElement[bool]]:
+    """WHERE conditions keeping rollup rows whose UTC `day` is in [start, end]."""
+    conditions: list[ColumnElement[bool]] = []
+    if start:
+        conditions.append(day >= start)
+    if end:
+        conditions.append(day <= end)
+    return conditions
 
 
 def day_start(day: date) -> datetime:
@@ -321,13 +370,33 @@ class InspectionRepository:
         )
         return int((await self.session.execute(stmt)).scalar_one())
 
+    async def total_by_status(
+        self, status: InspectionStatus, filters: ImageFilters
+    ) -> tuple[int, bool]:
+        """Ledger rows with `status` (and the batch / date filters of `filters`), and
+        whether that number is exact (see `bounded_count`)."""
+        rows = self._ledger_filter(select(Inspection.img_unique_id), status, filters)
+        return await bounded_count(self.session, rows)
+
     async def page_by_status(
-        self, status: InspectionStatus, filters: ImageFilters, offset: int, limit: int
+        self,
+        status: InspectionStatus,
+        filters: ImageFilters,
+        offset: int,
+        limit: int,
+        after: ImageKey | None = None,
     ) -> Sequence[Inspection]:
-        """A page of ledger rows with `status`, newest first (dates filter `created_at`)."""
+        """A page of ledger rows with `status`, newest first (dates filter `created_at`),
+        skipping `offset` rows or, with `after`, starting after that (created_at,
+        img_unique_id) key."""
+        stmt = self._ledger_filter(select(Inspection), status, filters)
+        if after is not None:
+            stmt = stmt.where(
+                tuple_(Inspection.created_at, Inspection.img_unique_id)
+                < tuple_(after.timestamp, after.img_unique_id)
+            )
         stmt = (
-            self._ledger_filter(select(Inspection), status, filters)
-            .order_by(Inspection.created_at.desc(), Inspection.img_unique_id.desc())
+            stmt.order_by(Inspection.created_at.desc(), Inspection.img_unique_id.desc())
             .offset(offset)
             .limit(limit)
         )
@@ -423,9 +492,16 @@ class InspectionRepository:
         )
 
     async def counts_by_status(self) -> dict[str, int]:
-        """Number of ledger rows per status."""
+        """Number of ledger rows per status other than `succeeded` (absent: none).
+
+        `succeeded` rows are the stored images (see `ImageRepository.totals`); leaving
+        them out keeps this an index scan of the few unfinished and failed rows.
+        """
+        unfinished = [s for s in InspectionStatus if s != InspectionStatus.SUCCEEDED]
         rows = await self.session.execute(
-            select(Inspection.status, func.count()).group_by(Inspection.status)
+            select(Inspection.status, func.count())
+            .where(Inspection.status.in_(unfinished))
+            .group_by(Inspection.status)
         )
         return {status.value: int(n) for status, n in rows.all()}
 
@@ -440,15 +516,19 @@ class InspectionRepository:
         return (await self.session.execute(stmt)).scalars().all()
 
     async def timing_means(self) -> tuple[float | None, float | None]:
-        """Mean model-service round trip and mean end-to-end time of successes, seconds."""
+        """Mean model-service round trip and mean end-to-end time of successes, seconds
+        (from the daily rollup: sums and counts of the non-null values)."""
         row = (
             await self.session.execute(
                 select(
-                    func.avg(Inspection.model_service_seconds), func.avg(Inspection.total_seconds)
-                ).where(Inspection.status == InspectionStatus.SUCCEEDED)
+                    func.sum(TimingsDaily.model_service_seconds),
+                    func.sum(TimingsDaily.model_service_n),
+                    func.sum(TimingsDaily.total_seconds),
+                    func.sum(TimingsDaily.total_n),
+                )
             )
         ).one()
-        return _float(row[0]), _float(row[1])
+        return _mean(row[0], row[1]), _mean(row[2], row[3])
 
     async def count_batches(self) -> int:
         """Number of batches."""
@@ -636,14 +716,36 @@ class ImageRepository:
         return stmt
 
     async def list_page(
-        self, filters: ImageFilters, offset: int, limit: int
-    ) -> tuple[int, list[tuple[Any, ...]]]:
+        self, filters: ImageFilters, offset: int, limit: int, after: ImageKey | None = None
+    ) -> tuple[tuple[int, bool], list[tuple[Any, ...]]]:
         """A page of images with the number of all matching ones.
 
         Returns:
-            (total matching, rows as `page` returns them).
+            ((total matching, whether exact) as `total`, rows as `page` returns them).
         """
-        return await self.count(filters), await self.page(filters, offset, limit)
+        return await self.total(filters), await self.page(filters, offset, limit, after)
+
+    async def total(self, filters: ImageFilters) -> tuple[int, bool]:
+        """Images matching `filters` and whether that number is exact.
+
+        Dates and one class name only: exact, summed from the daily rollups (one row per
+        day). Otherwise `bounded_count`: exact up to TOTAL_EXACT_UP_TO, else estimated.
+        """
+        spellings = await self._spellings(filters.class_name)
+        # Only the filters the rollups are keyed by (any filter added later falls back).
+        rollup_serves = replace(
+            filters, start_date=None, end_date=None, class_name=None
+        ) == ImageFilters() and (spellings is None or len(spellings) <= 1)
+        if rollup_serves:
+            table: Any = ImagesDaily if spellings is None else ClassesDaily
+            stmt = select(func.coalesce(func.sum(table.images), 0)).where(
+                *_day_range(table.day, filters.start_date, filters.end_date)
+            )
+            if spellings is not None:
+                stmt = stmt.where(ClassesDaily.class_name.in_(spellings))
+            return int((await self.session.execute(stmt)).scalar_one()), True
+        rows = self._image_filter(select(Image.img_unique_id), filters, spellings)
+        return await bounded_count(self.session, rows)
 
     async def count(self, filters: ImageFilters) -> int:
         """Images matching `filters`."""
@@ -651,16 +753,24 @@ class ImageRepository:
         total_stmt = self._image_filter(select(func.count()).select_from(Image), filters, spellings)
         return int((await self.session.execute(total_stmt)).scalar_one())
 
-    async def page(self, filters: ImageFilters, offset: int, limit: int) -> list[tuple[Any, ...]]:
-        """A page of images, newest first, with defect counts, batch and original name.
+    async def page(
+        self, filters: ImageFilters, offset: int, limit: int, after: ImageKey | None = None
+    ) -> list[tuple[Any, ...]]:
+        """A page of images, newest first, with defect counts, batch and original name:
+        `offset` rows skipped or, with `after` (keyset), the rows after that key.
 
         Returns:
             Rows of (Image, defect_classes dict | None, batch_id, original filename).
         """
         spellings = await self._spellings(filters.class_name)
+        ids = self._image_filter(select(Image.img_unique_id, Image.timestamp), filters, spellings)  # type: ignore[arg-type]
+        if after is not None:
+            ids = ids.where(
+                tuple_(Image.timestamp, Image.img_unique_id)
+                < tuple_(after.timestamp, after.img_unique_id)
+            )
         page_ids = (
-            self._image_filter(select(Image.img_unique_id, Image.timestamp), filters, spellings)  # type: ignore[arg-type]
-            .order_by(Image.timestamp.desc(), Image.img_unique_id.desc())
+            ids.order_by(Image.timestamp.desc(), Image.img_unique_id.desc())
             .offset(offset)
             .limit(limit)
             .subquery()
@@ -723,12 +833,14 @@ class ImageRepository:
         return conditions
 
     async def query_defects(
-        self, filters: DefectFilters, offset: int, limit: int
-    ) -> tuple[int, list[tuple[Any, ...]]]:
-        """A page of regions with their class and image time, newest image first.
+        self, filters: DefectFilters, offset: int, limit: int, after: DefectKey | None = None
+    ) -> tuple[tuple[int, bool], list[tuple[Any, ...]]]:
+        """A page of regions with their class and image time, newest image first:
+        `offset` rows skipped or, with `after` (keyset), the rows after that key.
 
         Returns:
-            (total matching, rows of (Region, class_name, class_id, timestamp)).
+            ((total matching, whether exact) as `defects_total`, rows of (Region,
+            class_name, class_id, timestamp)).
         """
         base = (
             select(Region, DefectClass.class_name, DefectClass.class_id, Image.timestamp)
@@ -736,13 +848,51 @@ class ImageRepository:
             .join(Image, Image.img_unique_id == Region.img_unique_id)
             .where(*await self.defect_conditions(filters))
         )
-        total = int(
-            (
-                await self.session.execute(select(func.count()).select_from(base.subquery()))
-            ).scalar_one()
+        stmt = base
+        if after is not None:
+            stmt = stmt.where(
+                Image.timestamp <= after.timestamp,
+                or_(
+                    Image.timestamp < after.timestamp,
+                    tuple_(
+                        Region.img_unique_id,
+                        DefectClass.class_id,
+                        Region.region_id,
+                        Region.region_unique_id,
+                    )
+                    > tuple_(
+                        after.img_unique_id,
+                        after.class_id,
+                        after.region_id,
+                        after.region_unique_id,
+                    ),
+                ),
+            )
+        stmt = stmt.order_by(*_DEFECT_ORDER).offset(offset).limit(limit)
+        rows = [tuple(row) for row in (await self.session.execute(stmt)).all()]
+        return await self.defects_total(filters, base), rows
+
+    async def defects_total(self, filters: DefectFilters, rows: Any) -> tuple[int, bool]:
+        """Regions matching `filters` (selected by `rows`) and whether that is exact.
+
+        Dates and one class name only: exact, the daily rollup's sum of
+        `classes.total_regions` (which equals the class's region rows: checked before
+        insert; one row per day and class is read). Otherwise `bounded_count`: exact up to
+        TOTAL_EXACT_UP_TO, else estimated.
+        """
+        spellings = await self._spellings(filters.class_name)
+        # Only the filters the rollups are keyed by (any filter added later falls back).
+        rollup_serves = replace(
+            filters, start_date=None, end_date=None, class_name=None
+        ) == DefectFilters() and (spellings is None or len(spellings) <= 1)
+        if not rollup_serves:
+            return await bounded_count(self.session, rows)
+        stmt = select(func.coalesce(func.sum(ClassesDaily.regions), 0)).where(
+            *_day_range(ClassesDaily.day, filters.start_date, filters.end_date)
         )
-        stmt = base.order_by(*_DEFECT_ORDER).offset(offset).limit(limit)
-        return total, [tuple(row) for row in (await self.session.execute(stmt)).all()]
+        if spellings is not None:
+            stmt = stmt.where(ClassesDaily.class_name.in_(spellings))
+        return int((await self.session.execute(stmt)).scalar_one()), True
 
     async def stream_defects(
         self, filters: DefectFilters, chunk_rows: int = 1000
@@ -825,30 +975,35 @@ class ImageRepository:
         await self.session.execute(delete(Image).where(Image.img_unique_id == img_unique_id))
 
     async def totals(self) -> tuple[int, int, float | None]:
-        """(images, regions, mean processing time in seconds) over all images."""
-        images, mean = (
+        """(images, regions, mean processing time in seconds) over all images, summed from
+        the daily rollups (regions: `classes.total_regions`)."""
+        images, seconds = (
             await self.session.execute(
-                select(func.count(), func.avg(Image.processing_time_seconds)).select_from(Image)
+                select(
+                    func.coalesce(func.sum(ImagesDaily.images), 0),
+                    func.sum(ImagesDaily.processing_seconds),
+                )
             )
         ).one()
         regions = (
-            await self.session.execute(
-                select(func.coalesce(func.sum(DefectClass.total_regions), 0))
-            )
+            await self.session.execute(select(func.coalesce(func.sum(ClassesDaily.regions), 0)))
         ).scalar_one()
-        return int(images), int(regions), _float(mean)
+        return int(images), int(regions), _mean(seconds, images)
 
     async def defects_by_class(self) -> list[tuple[Any, ...]]:
-        """Per class name: images with it, regions, total area (pixels); most regions first."""
+        """Per class name: images with it, regions, total area (pixels); most regions first
+        (from the daily rollup; an image has one `classes` row per class name)."""
+        regions = func.sum(ClassesDaily.regions)
         stmt = (
             select(
-                DefectClass.class_name,
-                func.count(func.distinct(DefectClass.img_unique_id)),
-                func.sum(DefectClass.total_regions),
-                func.sum(DefectClass.total_area_pixels),
+                ClassesDaily.class_name,
+                func.sum(ClassesDaily.images),
+                regions,
+                func.sum(ClassesDaily.area_pixels),
             )
-            .group_by(DefectClass.class_name)
-            .order_by(func.sum(DefectClass.total_regions).desc(), DefectClass.class_name)
+            .group_by(ClassesDaily.class_name)
+            .having(func.sum(ClassesDaily.images) > 0)
+            .order_by(regions.desc(), ClassesDaily.class_name)
         )
         return [tuple(row) for row in (await self.session.execute(stmt)).all()]
 
@@ -858,6 +1013,7 @@ _DEFECT_ORDER = (
     Region.img_unique_id,
     DefectClass.class_id,
     Region.region_id,
+    Region.region_unique_id,  # a total order, so keyset pages neither skip nor repeat
 )
 
 # The columns of the regions export, in order (see `stream_defects`).
@@ -888,5 +1044,6 @@ _EXPORT_COLUMNS = (
 EXPORT_REGION_COLUMNS = tuple(column.key for column in _EXPORT_COLUMNS)
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _mean(total: Any, count: Any) -> float | None:
+    """total / count, or None when nothing was counted."""
+    return float(total) / int(count) if total is not None and count else None

@@ -1,7 +1,12 @@
 """Dashboard aggregates: every number is computed in SQL (GROUP BY, window functions,
 width_bucket), never by loading rows into Python.
 
-Days are UTC days, as everywhere in the API.
+Days are UTC days, as everywhere in the API. Without a `model_version` filter the
+numbers are sums of the daily rollups (`app/models/rollups.py`, kept by triggers), so a
+query reads one row per day (and class, and heatmap cell) whatever the number of
+images; a `model_version` filter, which the rollups do not split by, and a heatmap
+grid the stored 32 × 32 one cannot be summed into, are computed from the inspection
+tables directly (the same numbers, read from every matching row).
 """
 
 from __future__ import annotations
@@ -22,6 +27,13 @@ from app.models.dashboard import (
     Heatmap,
 )
 from app.models.database import DefectClass, Image, Inspection, Region
+from app.models.rollups import (
+    HEATMAP_ROLLUP_BINS,
+    ClassesDaily,
+    HeatmapDaily,
+    HeatmapDailyAll,
+    ImagesDaily,
+)
 from app.services.database.repositories import class_name_spellings, day_end, day_start
 
 DEFAULT_DAYS = 30
@@ -85,8 +97,25 @@ class DashboardRepository:
             )
         return conditions
 
+    @staticmethod
+    def _days(day: Any, period: Period) -> list[ColumnElement[bool]]:
+        """WHERE conditions keeping rollup rows whose `day` falls in the period."""
+        conditions = []
+        if period.start_date:
+            conditions.append(day >= period.start_date)
+        if period.end_date:
+            conditions.append(day <= period.end_date)
+        return conditions
+
     async def image_totals(self, period: Period) -> tuple[int, int]:
         """(images inspected, images with at least one region) in the period."""
+        if not period.model_version:
+            stmt = select(
+                func.coalesce(func.sum(ImagesDaily.images), 0),
+                func.coalesce(func.sum(ImagesDaily.images_with_defects), 0),
+            ).where(*self._days(ImagesDaily.day, period))
+            images, with_defects = (await self.session.execute(stmt)).one()
+            return int(images), int(with_defects)
         has_defect = (
             select(func.coalesce(func.sum(DefectClass.total_regions), 0))
             .where(DefectClass.img_unique_id == Image.img_unique_id)
@@ -103,6 +132,22 @@ class DashboardRepository:
     async def class_shares(self, period: Period) -> list[tuple[Any, ...]]:
         """Per class: (name, images, regions, area px, running total of regions), most regions
         first; the running total is a window over the grouped sums (for the Pareto line)."""
+        if not period.model_version:
+            total = func.sum(ClassesDaily.regions)
+            rollup = (
+                select(
+                    ClassesDaily.class_name,
+                    func.sum(ClassesDaily.images),
+                    total,
+                    func.sum(ClassesDaily.area_pixels),
+                    func.sum(total).over(order_by=(total.desc(), ClassesDaily.class_name)),
+                )
+                .where(*self._days(ClassesDaily.day, period))
+                .group_by(ClassesDaily.class_name)
+                .having(func.sum(ClassesDaily.images) > 0)
+                .order_by(total.desc(), ClassesDaily.class_name)
+            )
+            return [tuple(row) for row in (await self.session.execute(rollup))]
         regions = func.sum(DefectClass.total_regions)
         stmt = (
             select(
@@ -121,6 +166,11 @@ class DashboardRepository:
 
     async def images_per_day(self, period: Period) -> dict[date, int]:
         """Images inspected on each UTC day of the period that has any."""
+        if not period.model_version:
+            rollup = select(ImagesDaily.day, ImagesDaily.images).where(
+                ImagesDaily.images > 0, *self._days(ImagesDaily.day, period)
+            )
+            return {d: int(n) for d, n in (await self.session.execute(rollup)).all()}
         day = _utc_day(Image.timestamp).label("day")
         stmt = select(day, func.count()).where(*self._in_period(period)).group_by(day)
         return {d: int(n) for d, n in (await self.session.execute(stmt)).all()}
@@ -129,6 +179,15 @@ class DashboardRepository:
         self, period: Period, class_name: str | None
     ) -> list[tuple[date, str, int]]:
         """(UTC day, class name, regions) for every day and class with regions."""
+        if not period.model_version:
+            rollup = select(ClassesDaily.day, ClassesDaily.class_name, ClassesDaily.regions).where(
+                ClassesDaily.images > 0, *self._days(ClassesDaily.day, period)
+            )
+            if class_name:
+                spellings = await class_name_spellings(self.session, class_name)
+                rollup = rollup.where(ClassesDaily.class_name.in_(spellings))
+            rows = await self.session.execute(rollup)
+            return [(d, name, int(n)) for d, name, n in rows.all()]
         day = _utc_day(Image.timestamp).label("day")
         stmt = (
             select(day, DefectClass.class_name, func.sum(DefectClass.total_regions))
@@ -145,7 +204,10 @@ class DashboardRepository:
         self, period: Period, class_name: str | None, bins: int
     ) -> list[tuple[int, int, int]]:
         """(row, col, regions) of the non-empty cells of a bins × bins grid of centroids
-        normalised by image width and height; rows and cols are 0-based."""
+        normalised by image width and height; rows and cols are 0-based (a centroid left of
+        or above the image counts as -1 here, as `width_bucket` puts it)."""
+        if not period.model_version and HEATMAP_ROLLUP_BINS % bins == 0:
+            return await self._rollup_grid(period, class_name, bins)
         col = (
             func.least(
                 func.width_bucket(Region.centroid_x / Image.image_width, 0.0, 1.0, bins), bins
@@ -171,6 +233,28 @@ class DashboardRepository:
                 DefectClass.class_name.in_(await class_name_spellings(self.session, class_name))
             )
         rows = await self.session.execute(stmt.where(*self._in_period(period)))
+        return [(int(r), int(c), int(n)) for r, c, n in rows.all()]
+
+    async def _rollup_grid(
+        self, period: Period, class_name: str | None, bins: int
+    ) -> list[tuple[int, int, int]]:
+        """`centroid_grid` summed from the stored 32 × 32 grid: a cell of a `bins` grid
+        (`bins` divides 32) is a square of (32 / bins)² stored cells. Exact: scaling by a
+        power of two changes no rounding, so floor(u·32) div k = floor(u·32/k)."""
+        step = HEATMAP_ROLLUP_BINS // bins
+        table: Any = HeatmapDaily if class_name else HeatmapDailyAll
+        row = (table.cell_row // step).label("row") if step > 1 else table.cell_row.label("row")
+        col = (table.cell_col // step).label("col") if step > 1 else table.cell_col.label("col")
+        stmt = (
+            select(row, col, func.sum(table.regions))
+            .where(*self._days(table.day, period))
+            .group_by("row", "col")
+            .having(func.sum(table.regions) > 0)
+        )
+        if class_name:
+            spellings = await class_name_spellings(self.session, class_name)
+            stmt = stmt.where(HeatmapDaily.class_name.in_(spellings))
+        rows = await self.session.execute(stmt)
         return [(int(r), int(c), int(n)) for r, c, n in rows.all()]
 
 

@@ -48,6 +48,12 @@ from app.services.database.repositories import (
     ImageRepository,
     InspectionRepository,
 )
+from app.services.history.cursors import (
+    DefectKey,
+    ImageKey,
+    encode_defect_cursor,
+    encode_image_cursor,
+)
 from app.services.inspection.workflow import BatchAcceptance, InspectionOutcome
 from app.services.review.repository import ReviewRepository
 from app.services.review.service import image_review, region_review
@@ -284,31 +290,49 @@ class QueryService:
         page: int,
         limit: int,
         status: InspectionStatus = InspectionStatus.SUCCEEDED,
+        after: ImageKey | None = None,
     ) -> ImageList:
-        """A page (1-based) of images of one status, newest first.
+        """A page of images of one status, newest first: page `page` (1-based, OFFSET) or,
+        with `after` (a decoded cursor), the `limit` rows after that key; `next_cursor`
+        names the last row when more follow.
 
         `succeeded`: stored inspections with their defects (every filter applies).
         `failed`, `pending`, `processing`: ledger rows with their error and retry URL
         (dates filter the acceptance time; `batch_id` applies; class and defect filters
         cannot match an image with no result and are ignored).
         """
-        offset = (page - 1) * limit
+        offset = 0 if after is not None else (page - 1) * limit
+        shown_page = None if after is not None else page
         if status != InspectionStatus.SUCCEEDED:
-            total = await self.inspections.count_by_status(status, filters)
-            rows = await self.inspections.page_by_status(status, filters, offset, limit)
+            total, exact = await self.inspections.total_by_status(status, filters)
+            rows = await self.inspections.page_by_status(status, filters, offset, limit + 1, after)
+            last = rows[limit - 1] if len(rows) > limit else None
             return ImageList(
                 total=total,
-                page=page,
+                total_is_exact=exact,
+                page=shown_page,
                 limit=limit,
                 status=status.value,
-                images=[inspection_state(row, self.links) for row in rows],
+                next_cursor=encode_image_cursor(
+                    status.value, ImageKey(last.created_at, last.img_unique_id)
+                )
+                if last is not None
+                else None,
+                images=[inspection_state(row, self.links) for row in rows[:limit]],
             )
-        total, found = await self.images.list_page(filters, offset, limit)
+        (total, exact), found = await self.images.list_page(filters, offset, limit + 1, after)
+        last_shown = found[limit - 1][0] if len(found) > limit else None
         return ImageList(
             total=total,
-            page=page,
+            total_is_exact=exact,
+            page=shown_page,
             limit=limit,
-            images=[ImageSummary(**self._summary(*row)) for row in found],
+            next_cursor=encode_image_cursor(
+                status.value, ImageKey(last_shown.timestamp, last_shown.img_unique_id)
+            )
+            if last_shown is not None
+            else None,
+            images=[ImageSummary(**self._summary(*row)) for row in found[:limit]],
         )
 
     async def image_or_inspection(self, img_unique_id: str) -> ImageDetail | InspectionState:
@@ -402,15 +426,32 @@ class QueryService:
         )
 
     async def query_defects(
-        self, filters: DefectFilters, page: int, limit: int
+        self, filters: DefectFilters, page: int, limit: int, after: DefectKey | None = None
     ) -> DefectQueryResult:
-        """A page (1-based) of regions matching `filters`."""
-        total, rows = await self.images.query_defects(filters, (page - 1) * limit, limit)
+        """A page of regions matching `filters`: page `page` (1-based, OFFSET) or, with
+        `after` (a decoded cursor), the `limit` rows after that key."""
+        offset = 0 if after is not None else (page - 1) * limit
+        (total, exact), found = await self.images.query_defects(filters, offset, limit + 1, after)
+        rows = found[:limit]
+        next_cursor = None
+        if len(found) > limit:
+            region, _, class_id, timestamp = rows[-1]
+            next_cursor = encode_defect_cursor(
+                DefectKey(
+                    timestamp,
+                    region.img_unique_id,
+                    class_id,
+                    region.region_id,
+                    region.region_unique_id,
+                )
+            )
         verdicts = await self.reviews.verdicts_of_regions([row[0].region_unique_id for row in rows])
         return DefectQueryResult(
             total=total,
-            page=page,
+            total_is_exact=exact,
+            page=None if after is not None else page,
             limit=limit,
+            next_cursor=next_cursor,
             regions=[
                 DefectRow(
                     **region_out(region, verdicts.get(region.region_unique_id)),

@@ -130,8 +130,10 @@ async function load() {
     if (token !== loadToken) return;
     const page = answer.page;
     const pages = Math.max(1, Math.ceil(answer.total / PAGE_SIZE));
+    // Over 10,000 matches with a filter no rollup serves, the total is an estimate.
+    const about = answer.total_is_exact === false ? "about " : "";
     document.getElementById("history-total").textContent =
-      `${answer.total} ${answer.status === "succeeded" ? "" : `${answer.status} `}image${answer.total === 1 ? "" : "s"} · page ${page} of ${pages}`;
+      `${about}${answer.total} ${answer.status === "succeeded" ? "" : `${answer.status} `}image${answer.total === 1 ? "" : "s"} · page ${page} of ${about}${pages}`;
     gallery.innerHTML = answer.images.length
       ? answer.images.map((img) => (img.status === "succeeded" ? card(img) : stateCard(img))).join("")
       : `<div class="col-12"><div class="alert alert-secondary mb-0">No image matches these filters.</div></div>`;

@@ -188,16 +188,15 @@ async def test_many_chunks_delete_the_same(made: Made, monkeypatch: pytest.Monke
 
 
 async def test_a_board_reviewed_as_pass_goes_after_the_pass_days(made: Made) -> None:
-    """The review feature's `image_dispositions` table (made here as it defines it) marks
-    a defect board as pass: retention treats it as a pass."""
+    """A defect board reviewed as pass (`image_dispositions`) goes after the pass days; a
+    board without defects dispositioned scrap is kept for the defect days."""
     url = made.settings.database_url or ""
-    db_execute(
-        url,
-        "CREATE TABLE image_dispositions (img_unique_id varchar(22) PRIMARY KEY"
-        " REFERENCES images ON DELETE CASCADE, disposition varchar(16) NOT NULL)",
+    insert = (
+        "INSERT INTO image_dispositions (img_unique_id, disposition, reviewer)"
+        " VALUES (%s, %s, 'anna')"
     )
-    db_execute(url, "INSERT INTO image_dispositions VALUES (%s, 'pass')", made.defects[0])
-    db_execute(url, "INSERT INTO image_dispositions VALUES (%s, 'scrap')", made.passes[0])
+    db_execute(url, insert, made.defects[0], "pass")
+    db_execute(url, insert, made.passes[0], "scrap")
 
     report = await run_retention(with_days(made, days_pass=30), now=utc_now() + LATER)
 
