@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx2
 import numpy as np
+import psutil
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
@@ -202,12 +203,14 @@ def pin_process(pid: int, cpus: set[int]) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process `pid` (Linux /proc; 0.0 elsewhere)."""
+    """User + system CPU seconds used so far by process `pid` alone (psutil `cpu_times`:
+    not its children; the reference service and the agent are separate processes);
+    0.0 once the process is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return float(times.user + times.system)
 
 
 @contextlib.contextmanager
