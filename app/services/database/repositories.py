@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     Select,
     and_,
@@ -38,6 +39,7 @@ from app.models.database import (
     Region,
 )
 from app.models.model_service import Analysis
+from app.services.database.region_copy import COPY_REGIONS_SQL, region_copy_data
 
 # First key of the advisory locks taken per input hash (the second is the hash's hashtext).
 INPUT_HASH_LOCK_SPACE = 0x414F49  # "AOI"
@@ -476,47 +478,41 @@ class ImageRepository:
         self.session = session
 
     async def add_result(self, image: Image, analysis: Analysis) -> None:
-        """Insert an image, its classes and their regions (bulk inserts, one round trip each)."""
+        """Insert an image, its classes and their regions in three round trips whatever
+        the number of regions: the image row, the class rows (one multi-row INSERT), and
+        every region in one binary COPY (`region_copy`), in class order then the model
+        service's order.
+        """
         self.session.add(image)
         await self.session.flush()
-        for class_name, found in analysis.classes.items():
-            class_unique_id = (
-                await self.session.execute(
-                    insert(DefectClass)
-                    .values(
-                        img_unique_id=image.img_unique_id,
-                        class_id=found.class_id,
-                        class_name=class_name,
-                        total_regions=found.total_regions,
-                        total_area_pixels=found.total_area_pixels,
-                    )
-                    .returning(DefectClass.class_unique_id)
-                )
-            ).scalar_one()
-            if found.regions:
-                await self.session.execute(
-                    insert(Region),
-                    [
-                        {
-                            "class_unique_id": class_unique_id,
-                            "img_unique_id": image.img_unique_id,
-                            "region_id": r.region_id,
-                            "centroid_x": r.centroid.x,
-                            "centroid_y": r.centroid.y,
-                            "bbox_x": r.bounding_box.x,
-                            "bbox_y": r.bounding_box.y,
-                            "bbox_width": r.bounding_box.width,
-                            "bbox_height": r.bounding_box.height,
-                            "area_pixels": r.area_pixels,
-                            "perimeter": r.perimeter,
-                            "major_axis": r.major_axis,
-                            "minor_axis": r.minor_axis,
-                            "circularity": r.circularity,
-                            "aspect_ratio": r.aspect_ratio,
-                        }
-                        for r in found.regions
-                    ],
-                )
+        if not analysis.classes:
+            return
+        inserted = await self.session.execute(
+            insert(DefectClass).returning(
+                DefectClass.class_unique_id, DefectClass.class_name, sort_by_parameter_order=True
+            ),
+            [
+                {
+                    "img_unique_id": image.img_unique_id,
+                    "class_id": found.class_id,
+                    "class_name": class_name,
+                    "total_regions": found.total_regions,
+                    "total_area_pixels": found.total_area_pixels,
+                }
+                for class_name, found in analysis.classes.items()
+            ],
+        )
+        ids = {name: class_unique_id for class_unique_id, name in inserted}
+        with_regions = [
+            (ids[name], found.regions) for name, found in analysis.classes.items() if found.regions
+        ]
+        if not with_regions:
+            return
+        data = region_copy_data(image.img_unique_id, with_regions)
+        connection = await (await self.session.connection()).get_raw_connection()
+        driver: psycopg.AsyncConnection[Any] = connection.driver_connection  # type: ignore[assignment]
+        async with driver.cursor() as cursor, cursor.copy(COPY_REGIONS_SQL) as copy:
+            await copy.write(data)
 
     async def get(self, img_unique_id: str) -> Image | None:
         """An image with its classes loaded."""
