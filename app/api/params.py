@@ -152,7 +152,7 @@ def resolve_dates(
     return first, last
 
 
-def defect_filters(
+async def defect_filters(
     class_name: ClassName = None,
     date_range: DateRange = None,
     start_date: StartDate = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from sqlalchemy import (
@@ -109,6 +109,32 @@ def day_end(day: date) -> datetime | None:
     return None if day == date.max else day_start(day + timedelta(days=1))
 
 
+def _class_counts(img_unique_id: Any) -> Any:
+    """`{class_name: total_regions}` of one image as a correlated scalar subquery (NULL
+    when it has no class row): an index lookup per image, never a scan of all classes."""
+    return (
+        select(func.jsonb_object_agg(DefectClass.class_name, DefectClass.total_regions))
+        .where(DefectClass.img_unique_id == img_unique_id)
+        .scalar_subquery()
+        .label("classes")
+    )
+
+
+class BatchProgressRow(NamedTuple):
+    """One image of a batch as `InspectionRepository.batch_progress` reads it (seconds)."""
+
+    img_unique_id: str
+    original_filename: str
+    status: InspectionStatus
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    total_seconds: float | None
+    repeat_of: str | None
+    processing_time_seconds: float | None
+    classes: dict[str, int] | None
+
+
 class InspectionRepository:
     """The upload ledger and batches."""
 
@@ -138,24 +164,36 @@ class InspectionRepository:
 
     async def batch_items(self, batch_id: str) -> list[tuple[Inspection, dict[str, int] | None]]:
         """The inspections of a batch in upload order, each with its defect counts by class."""
-        counts = (
-            select(
-                DefectClass.img_unique_id,
-                func.jsonb_object_agg(DefectClass.class_name, DefectClass.total_regions).label(
-                    "classes"
-                ),
-            )
-            .group_by(DefectClass.img_unique_id)
-            .subquery()
-        )
         stmt = (
-            select(Inspection, counts.c.classes)
-            .outerjoin(counts, counts.c.img_unique_id == Inspection.img_unique_id)
+            select(Inspection, _class_counts(Inspection.img_unique_id))
             .where(Inspection.batch_id == batch_id)
             .order_by(Inspection.batch_position, Inspection.img_unique_id)
         )
         rows = (await self.session.execute(stmt)).all()
         return [(row[0], row[1]) for row in rows]
+
+    async def batch_progress(self, batch_id: str) -> list[BatchProgressRow]:
+        """Where each image of a batch stands, in upload order, in one query: plain
+        rows (no ORM objects: this is what a client polling a batch asks for again and
+        again, so it is kept cheap), defect counts only for succeeded images."""
+        stmt = (
+            select(
+                Inspection.img_unique_id,
+                Inspection.original_filename,
+                Inspection.status,
+                Inspection.attempts,
+                Inspection.last_error,
+                Inspection.next_attempt_at,
+                Inspection.total_seconds,
+                Inspection.repeat_of,
+                Image.processing_time_seconds,
+                _class_counts(Inspection.img_unique_id),
+            )
+            .outerjoin(Image, Image.img_unique_id == Inspection.img_unique_id)
+            .where(Inspection.batch_id == batch_id)
+            .order_by(Inspection.batch_position, Inspection.img_unique_id)
+        )
+        return [BatchProgressRow(*row) for row in await self.session.execute(stmt)]
 
     async def mark(self, img_unique_id: str, **values: Any) -> None:
         """Update ledger fields of one inspection."""

@@ -9,7 +9,6 @@ and no result file or row left behind.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,6 +51,7 @@ from app.services.storage.local import (
     Storage,
     is_disk_full,
 )
+from app.utils import fastjson
 from app.utils.ids import new_batch_id, new_img_unique_id, utc_now
 from app.utils.images import validate_image
 from app.utils.logging import request_id_var
@@ -224,8 +224,11 @@ class InspectionService:
         """
         started = time.perf_counter()
         inspection = await self._accept(received, None, utc_now())
+        # Inserted already claimed by this process (what `process` would do in a second
+        # transaction): nobody else knows the row until the answer names it.
         inspection.status = InspectionStatus.PROCESSING
         inspection.owner_process_id = self.process_id
+        inspection.attempts = 1
         _, skipped = await self._insert_ledger([inspection], skip_duplicates=skip_duplicates)
         if skipped:
             existing = skipped[0].existing
@@ -243,7 +246,7 @@ class InspectionService:
                 self.read_result_images, outcome.image
             )
             return outcome
-        return await self.process(inspection.img_unique_id, started=started)
+        return await self._run_claimed(inspection, 1, started, wait_for_service=False)
 
     async def accept_batch(
         self, files: list[ReceivedFile], *, skip_duplicates: bool = False
@@ -404,6 +407,14 @@ class InspectionService:
                 owner_process_id=self.process_id,
                 next_attempt_at=None,
             )
+        return await self._run_claimed(inspection, attempts, started, wait_for_service)
+
+    async def _run_claimed(
+        self, inspection: Inspection, attempts: int, started: float, wait_for_service: bool
+    ) -> InspectionOutcome:
+        """Inference and storage of an inspection this process has marked `processing`
+        (attempt number `attempts`); failures end in the ledger (see `process`)."""
+        img_unique_id = inspection.img_unique_id
         try:
             outcome = await self._infer_and_store(inspection, started)
         except ModelServiceUnavailable as exc:
@@ -662,7 +673,7 @@ class InspectionService:
         """The stored analysis JSON of an image (blocking)."""
         path = self.analysis_path(image)
         try:
-            return dict(json.loads(path.read_text(encoding="utf-8")))
+            return dict(fastjson.loads(path.read_bytes()))
         except (OSError, ValueError) as exc:
             raise StoredFileMissing(
                 f"the analysis JSON of {image.img_unique_id} is missing from disk"

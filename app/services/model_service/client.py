@@ -41,6 +41,7 @@ from app.models.model_service import (
     ModelServiceAnswer,
     normalise_answer,
 )
+from app.utils import fastjson
 from app.utils.ids import utc_now
 
 logger = logging.getLogger(__name__)
@@ -440,7 +441,7 @@ class ModelServiceClient:
         """The validated answer and the analysis JSON as sent (parsed once: bodies carry
         three base64 PNGs)."""
         try:
-            body = response.json()
+            body = fastjson.loads(response.content)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ModelServiceBadAnswer(
                 f"model service at {self.base_url} answered with a body that is not JSON"
