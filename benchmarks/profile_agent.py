@@ -2,8 +2,9 @@
 
 Starts the reference model service and the agent (`python run.py`, fresh database and
 data folder) as separate processes, warms the agent up, then attaches py-spy
-(`py-spy record --pid`, on-CPU samples only: waiting threads are not sampled) to the
-agent alone and runs
+(`py-spy record --pid --gil --nonblocking`: the thread holding the GIL, i.e. Python-level
+CPU; C code that releases the GIL, such as zlib or file writes, is not seen) to the agent
+alone and runs
 
 * `--uploads` single uploads (`POST /api/upload`, one at a time), then
 * one `--batch`-image batch (`POST /api/upload/batch`, polled until done).
@@ -93,7 +94,11 @@ class Sampler:
                 str(rate),
                 "--format",
                 "raw",
+                # Only the thread holding the GIL: Python-level CPU. (Without it, py-spy
+                # here also counts threads idling in Condition.wait and epoll as active.)
                 "--gil",
+                # Read the process without pausing it 200 times a second.
+                "--nonblocking",
                 "--output",
                 str(out),
             ],
@@ -167,7 +172,8 @@ def main() -> int:
                 deadline.check("profile uploads")
                 post_image(client, upload_url, name, data)
             middle = cpu_seconds(stack.agent_pid)
-            run_agent_batch(client, stack.agent_url, images[: args.batch], 0.2, deadline)
+            if args.batch:
+                run_agent_batch(client, stack.agent_url, images[: args.batch], 0.2, deadline)
             after = cpu_seconds(stack.agent_pid)
             stacks = sampler.stop()
             cpu["single upload"] = (middle - before) / max(1, args.uploads)
@@ -181,7 +187,7 @@ def main() -> int:
     for path, seconds in cpu.items():
         print(f"  {path}: {seconds * 1000:.1f} ms")
     own, inclusive, total = top_functions(stacks, args.top)
-    print(f"\n{total} samples at {args.rate}/s (on-CPU only)\n\nby self time:\n")
+    print(f"\n{total} samples at {args.rate}/s (GIL holder)\n\nby self time:\n")
     print_table(["function", "samples", "%"], own)
     print("\nby inclusive time:\n")
     print_table(["function", "samples", "%"], inclusive)

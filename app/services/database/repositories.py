@@ -172,12 +172,16 @@ class InspectionRepository:
         rows = (await self.session.execute(stmt)).all()
         return [(row[0], row[1]) for row in rows]
 
-    async def batch_progress(self, batch_id: str) -> list[BatchProgressRow]:
-        """Where each image of a batch stands, in upload order, in one query: plain
-        rows (no ORM objects: this is what a client polling a batch asks for again and
-        again, so it is kept cheap), defect counts only for succeeded images."""
+    async def batch_progress(self, batch_id: str) -> tuple[Batch, list[BatchProgressRow]] | None:
+        """A batch and where each of its images stands, in upload order, in one query
+        (None: no such batch). Plain rows, no ORM objects: this is what a client polling
+        a batch asks for again and again, so it is kept cheap; defect counts by class
+        come per image from an index lookup."""
         stmt = (
             select(
+                Batch.created_at,
+                Batch.total_images,
+                Batch.rejected_files,
                 Inspection.img_unique_id,
                 Inspection.original_filename,
                 Inspection.status,
@@ -189,11 +193,24 @@ class InspectionRepository:
                 Image.processing_time_seconds,
                 _class_counts(Inspection.img_unique_id),
             )
+            .select_from(Batch)
+            .outerjoin(Inspection, Inspection.batch_id == Batch.batch_id)
             .outerjoin(Image, Image.img_unique_id == Inspection.img_unique_id)
-            .where(Inspection.batch_id == batch_id)
+            .where(Batch.batch_id == batch_id)
             .order_by(Inspection.batch_position, Inspection.img_unique_id)
         )
-        return [BatchProgressRow(*row) for row in await self.session.execute(stmt)]
+        rows = (await self.session.execute(stmt)).all()
+        if not rows:
+            return None
+        created_at, total_images, rejected_files = rows[0][:3]
+        batch = Batch(
+            batch_id=batch_id,
+            created_at=created_at,
+            total_images=total_images,
+            rejected_files=rejected_files,
+        )
+        items = [BatchProgressRow._make(row[3:]) for row in rows if row[3] is not None]
+        return batch, items
 
     async def mark(self, img_unique_id: str, **values: Any) -> None:
         """Update ledger fields of one inspection."""

@@ -422,12 +422,12 @@ class QueryService:
         Raises:
             BatchNotFound: no batch with this id.
         """
-        batch = await self.inspections.get_batch(batch_id)
-        if batch is None:
+        progress = await self.inspections.batch_progress(batch_id)
+        if progress is None:
             raise BatchNotFound(f"no batch with id {batch_id}")
+        batch, rows = progress
         items = [
-            batch_item(row, row.classes, self.links, row.processing_time_seconds)
-            for row in await self.inspections.batch_progress(batch_id)
+            batch_item(row, row.classes, self.links, row.processing_time_seconds) for row in rows
         ]
         by_status = {s.value: 0 for s in InspectionStatus}
         by_class: dict[str, int] = {}
