@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx2
 import numpy as np
+import psutil
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
@@ -43,6 +44,10 @@ DEFAULT_SERVER_URL = os.environ.get(
     "AOI_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 AGENT_STARTUP_TIMEOUT_S = 120.0
+# The checkout whose `run.py` is started as the agent (default: this one). Pointing it at
+# another checkout (e.g. the main branch) runs the same benchmark against that code, so a
+# change can be compared before/after under the same load of a shared machine.
+AGENT_ROOT = Path(os.environ.get("AOI_BENCH_AGENT_ROOT") or REPO_ROOT).resolve()
 
 
 class BenchmarkError(RuntimeError):
@@ -117,11 +122,13 @@ def _cell(value: Any) -> str:
 
 
 def machine_line() -> str:
-    """Date, CPU count, load average and Python version, for the report header."""
+    """Date, CPU count, load average, Python version and the agent's checkout (when it is
+    not this one), for the report header."""
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    agent = "" if AGENT_ROOT == REPO_ROOT else f", agent from {AGENT_ROOT}"
     return (
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}, {os.cpu_count()} cores (load {load}), "
-        f"Python {sys.version.split()[0]}"
+        f"Python {sys.version.split()[0]}{agent}"
     )
 
 
@@ -202,12 +209,14 @@ def pin_process(pid: int, cpus: set[int]) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process `pid` (Linux /proc; 0.0 elsewhere)."""
+    """User + system CPU seconds used so far by process `pid` alone (psutil `cpu_times`:
+    not its children; the reference service and the agent are separate processes);
+    0.0 once the process is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return float(times.user + times.system)
 
 
 @contextlib.contextmanager
@@ -241,7 +250,7 @@ def agent_process(
     with log_file.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "run.py"],
-            cwd=REPO_ROOT,
+            cwd=AGENT_ROOT,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

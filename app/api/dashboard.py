@@ -24,7 +24,7 @@ router = APIRouter(
 )
 
 
-def get_dashboard_service(session: SessionDep) -> DashboardService:
+async def get_dashboard_service(session: SessionDep) -> DashboardService:
     """Dashboard aggregates over this request's session."""
     return DashboardService(session)
 

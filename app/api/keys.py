@@ -21,7 +21,7 @@ router = APIRouter(
 )
 
 
-def get_key_service(session: SessionDep) -> KeyService:
+async def get_key_service(session: SessionDep) -> KeyService:
     """Key management over this request's session."""
     return KeyService(ApiKeyRepository(session))
 

@@ -234,7 +234,7 @@ def defect_cursor(cursor: str | None, page: int) -> DefectKey | None:
         raise _cursor_problem(cursor, str(exc)) from exc
 
 
-def defect_filters(
+async def defect_filters(
     class_name: ClassName = None,
     date_range: DateRange = None,
     start_date: StartDate = None,

@@ -83,7 +83,12 @@ def get_security(request: Request) -> SecurityContext:
     return context
 
 
-SecurityDep = Annotated[SecurityContext, Depends(get_security)]
+async def _security_dependency(request: Request) -> SecurityContext:
+    # `async`, so FastAPI does not run it in its thread pool (see app/api/deps.py).
+    return get_security(request)
+
+
+SecurityDep = Annotated[SecurityContext, Depends(_security_dependency)]
 
 
 def own_origins(request: Request, settings: Settings) -> set[str]:

@@ -9,8 +9,9 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
+import psycopg
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -47,6 +48,7 @@ from app.models.rollups import (
     ImagesDaily,
     TimingsDaily,
 )
+from app.services.database.region_copy import COPY_REGIONS_SQL, region_copy_data
 from app.services.history.cursors import DefectKey, ImageKey
 
 # First key of the advisory locks taken per input hash (the second is the hash's hashtext).
@@ -179,6 +181,32 @@ def day_end(day: date) -> datetime | None:
     return None if day == date.max else day_start(day + timedelta(days=1))
 
 
+def _class_counts(img_unique_id: Any) -> Any:
+    """`{class_name: total_regions}` of one image as a correlated scalar subquery (NULL
+    when it has no class row): an index lookup per image, never a scan of all classes."""
+    return (
+        select(func.jsonb_object_agg(DefectClass.class_name, DefectClass.total_regions))
+        .where(DefectClass.img_unique_id == img_unique_id)
+        .scalar_subquery()
+        .label("classes")
+    )
+
+
+class BatchProgressRow(NamedTuple):
+    """One image of a batch as `InspectionRepository.batch_progress` reads it (seconds)."""
+
+    img_unique_id: str
+    original_filename: str
+    status: InspectionStatus
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    total_seconds: float | None
+    repeat_of: str | None
+    processing_time_seconds: float | None
+    classes: dict[str, int] | None
+
+
 class InspectionRepository:
     """The upload ledger and batches."""
 
@@ -208,24 +236,53 @@ class InspectionRepository:
 
     async def batch_items(self, batch_id: str) -> list[tuple[Inspection, dict[str, int] | None]]:
         """The inspections of a batch in upload order, each with its defect counts by class."""
-        counts = (
-            select(
-                DefectClass.img_unique_id,
-                func.jsonb_object_agg(DefectClass.class_name, DefectClass.total_regions).label(
-                    "classes"
-                ),
-            )
-            .group_by(DefectClass.img_unique_id)
-            .subquery()
-        )
         stmt = (
-            select(Inspection, counts.c.classes)
-            .outerjoin(counts, counts.c.img_unique_id == Inspection.img_unique_id)
+            select(Inspection, _class_counts(Inspection.img_unique_id))
             .where(Inspection.batch_id == batch_id)
             .order_by(Inspection.batch_position, Inspection.img_unique_id)
         )
         rows = (await self.session.execute(stmt)).all()
         return [(row[0], row[1]) for row in rows]
+
+    async def batch_progress(self, batch_id: str) -> tuple[Batch, list[BatchProgressRow]] | None:
+        """A batch and where each of its images stands, in upload order, in one query
+        (None: no such batch). Plain rows, no ORM objects: this is what a client polling
+        a batch asks for again and again, so it is kept cheap; defect counts by class
+        come per image from an index lookup."""
+        stmt = (
+            select(
+                Batch.created_at,
+                Batch.total_images,
+                Batch.rejected_files,
+                Inspection.img_unique_id,
+                Inspection.original_filename,
+                Inspection.status,
+                Inspection.attempts,
+                Inspection.last_error,
+                Inspection.next_attempt_at,
+                Inspection.total_seconds,
+                Inspection.repeat_of,
+                Image.processing_time_seconds,
+                _class_counts(Inspection.img_unique_id),
+            )
+            .select_from(Batch)
+            .outerjoin(Inspection, Inspection.batch_id == Batch.batch_id)
+            .outerjoin(Image, Image.img_unique_id == Inspection.img_unique_id)
+            .where(Batch.batch_id == batch_id)
+            .order_by(Inspection.batch_position, Inspection.img_unique_id)
+        )
+        rows = (await self.session.execute(stmt)).all()
+        if not rows:
+            return None
+        created_at, total_images, rejected_files = rows[0][:3]
+        batch = Batch(
+            batch_id=batch_id,
+            created_at=created_at,
+            total_images=total_images,
+            rejected_files=rejected_files,
+        )
+        items = [BatchProgressRow._make(row[3:]) for row in rows if row[3] is not None]
+        return batch, items
 
     async def mark(self, img_unique_id: str, **values: Any) -> None:
         """Update ledger fields of one inspection."""
@@ -585,47 +642,41 @@ class ImageRepository:
         self.session = session
 
     async def add_result(self, image: Image, analysis: Analysis) -> None:
-        """Insert an image, its classes and their regions (bulk inserts, one round trip each)."""
+        """Insert an image, its classes and their regions in three round trips whatever
+        the number of regions: the image row, the class rows (one multi-row INSERT), and
+        every region in one binary COPY (`region_copy`), in class order then the model
+        service's order.
+        """
         self.session.add(image)
         await self.session.flush()
-        for class_name, found in analysis.classes.items():
-            class_unique_id = (
-                await self.session.execute(
-                    insert(DefectClass)
-                    .values(
-                        img_unique_id=image.img_unique_id,
-                        class_id=found.class_id,
-                        class_name=class_name,
-                        total_regions=found.total_regions,
-                        total_area_pixels=found.total_area_pixels,
-                    )
-                    .returning(DefectClass.class_unique_id)
-                )
-            ).scalar_one()
-            if found.regions:
-                await self.session.execute(
-                    insert(Region),
-                    [
-                        {
-                            "class_unique_id": class_unique_id,
-                            "img_unique_id": image.img_unique_id,
-                            "region_id": r.region_id,
-                            "centroid_x": r.centroid.x,
-                            "centroid_y": r.centroid.y,
-                            "bbox_x": r.bounding_box.x,
-                            "bbox_y": r.bounding_box.y,
-                            "bbox_width": r.bounding_box.width,
-                            "bbox_height": r.bounding_box.height,
-                            "area_pixels": r.area_pixels,
-                            "perimeter": r.perimeter,
-                            "major_axis": r.major_axis,
-                            "minor_axis": r.minor_axis,
-                            "circularity": r.circularity,
-                            "aspect_ratio": r.aspect_ratio,
-                        }
-                        for r in found.regions
-                    ],
-                )
+        if not analysis.classes:
+            return
+        inserted = await self.session.execute(
+            insert(DefectClass).returning(
+                DefectClass.class_unique_id, DefectClass.class_name, sort_by_parameter_order=True
+            ),
+            [
+                {
+                    "img_unique_id": image.img_unique_id,
+                    "class_id": found.class_id,
+                    "class_name": class_name,
+                    "total_regions": found.total_regions,
+                    "total_area_pixels": found.total_area_pixels,
+                }
+                for class_name, found in analysis.classes.items()
+            ],
+        )
+        ids = {name: class_unique_id for class_unique_id, name in inserted}
+        with_regions = [
+            (ids[name], found.regions) for name, found in analysis.classes.items() if found.regions
+        ]
+        if not with_regions:
+            return
+        data = region_copy_data(image.img_unique_id, with_regions)
+        connection = await (await self.session.connection()).get_raw_connection()
+        driver: psycopg.AsyncConnection[Any] = connection.driver_connection  # type: ignore[assignment]
+        async with driver.cursor() as cursor, cursor.copy(COPY_REGIONS_SQL) as copy:
+            await copy.write(data)
 
     async def get(self, img_unique_id: str) -> Image | None:
         """An image with its classes loaded."""

@@ -43,6 +43,7 @@ from app.models.schemas import (
     UploadResponse,
 )
 from app.services.database.repositories import (
+    BatchProgressRow,
     DefectFilters,
     ImageFilters,
     ImageRepository,
@@ -200,13 +201,13 @@ def region_out(region: Region, verdict: RegionVerdict | None = None) -> dict[str
 
 
 def batch_item(
-    inspection: Inspection,
+    inspection: Inspection | BatchProgressRow,
     classes: dict[str, int] | None,
     links: Links,
-    image: Image | None = None,
+    processing_time_seconds: float | None = None,
 ) -> BatchItem:
-    """The API form of one batch image; `image` (its stored result, if any) gives the model
-    service's inference time."""
+    """The API form of one batch image; `processing_time_seconds` is the model service's
+    inference time of its stored result, if any."""
     succeeded = inspection.status == InspectionStatus.SUCCEEDED
     failed = inspection.status == InspectionStatus.FAILED
     waiting = _waiting(inspection)
@@ -219,7 +220,7 @@ def batch_item(
         next_attempt_at=inspection.next_attempt_at if waiting else None,
         total_defects=sum((classes or {}).values()) if succeeded else None,
         defect_classes=(classes or {}) if succeeded else None,
-        processing_time_seconds=image.processing_time_seconds if image is not None else None,
+        processing_time_seconds=processing_time_seconds,
         agent_total_seconds=inspection.total_seconds if succeeded else None,
         viewer_url=links.viewer(inspection.img_unique_id),
         overlay_url=links.download(inspection.img_unique_id, "overlay") if succeeded else None,
@@ -228,7 +229,7 @@ def batch_item(
     )
 
 
-def _waiting(inspection: Inspection) -> bool:
+def _waiting(inspection: Inspection | BatchProgressRow) -> bool:
     """A batch image waiting for the model service to come back."""
     return inspection.status == InspectionStatus.PENDING and inspection.next_attempt_at is not None
 
@@ -470,16 +471,12 @@ class QueryService:
         Raises:
             BatchNotFound: no batch with this id.
         """
-        batch = await self.inspections.get_batch(batch_id)
-        if batch is None:
+        progress = await self.inspections.batch_progress(batch_id)
+        if progress is None:
             raise BatchNotFound(f"no batch with id {batch_id}")
-        rows = await self.inspections.batch_items(batch_id)
-        images = await self.images.get_many(
-            [i.img_unique_id for i, _ in rows if i.status == InspectionStatus.SUCCEEDED]
-        )
+        batch, rows = progress
         items = [
-            batch_item(inspection, classes, self.links, images.get(inspection.img_unique_id))
-            for inspection, classes in rows
+            batch_item(row, row.classes, self.links, row.processing_time_seconds) for row in rows
         ]
         by_status = {s.value: 0 for s in InspectionStatus}
         by_class: dict[str, int] = {}

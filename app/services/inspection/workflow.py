@@ -9,7 +9,6 @@ and no result file or row left behind.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,6 +46,7 @@ from app.services.inspection.receiver import ReceivedFile
 from app.services.model_service.pool import ModelServicePool
 from app.services.storage import RESULT_FILE_NAMES, Storage, is_disk_full
 from app.services.system import metrics
+from app.utils import fastjson
 from app.utils.ids import new_batch_id, new_img_unique_id, utc_now
 from app.utils.images import validate_image
 from app.utils.logging import request_id_var
@@ -217,8 +217,11 @@ class InspectionService:
         """
         started = time.perf_counter()
         inspection = await self._accept(received, None, utc_now())
+        # Inserted already claimed by this process (what `process` would do in a second
+        # transaction): nobody else knows the row until the answer names it.
         inspection.status = InspectionStatus.PROCESSING
         inspection.owner_process_id = self.process_id
+        inspection.attempts = 1
         _, skipped = await self._insert_ledger([inspection], skip_duplicates=skip_duplicates)
         if skipped:
             existing = skipped[0].existing
@@ -234,7 +237,7 @@ class InspectionService:
             # The answer may carry the result PNGs (include_images=base64), as for a new one.
             outcome.result_images = await self.read_result_images(outcome.image)
             return outcome
-        return await self.process(inspection.img_unique_id, started=started)
+        return await self._run_claimed(inspection, 1, started, wait_for_service=False)
 
     async def accept_batch(
         self, files: list[ReceivedFile], *, skip_duplicates: bool = False
@@ -393,6 +396,14 @@ class InspectionService:
                 owner_process_id=self.process_id,
                 next_attempt_at=None,
             )
+        return await self._run_claimed(inspection, attempts, started, wait_for_service)
+
+    async def _run_claimed(
+        self, inspection: Inspection, attempts: int, started: float, wait_for_service: bool
+    ) -> InspectionOutcome:
+        """Inference and storage of an inspection this process has marked `processing`
+        (attempt number `attempts`); failures end in the ledger (see `process`)."""
+        img_unique_id = inspection.img_unique_id
         try:
             outcome = await self._infer_and_store(inspection, started)
         except ModelServiceUnavailable as exc:
@@ -658,7 +669,7 @@ class InspectionService:
             StoredFileMissing: it is not in storage (or not JSON).
         """
         try:
-            return dict(json.loads(await self.storage.get(self.analysis_key(image))))
+            return dict(fastjson.loads(await self.storage.get(self.analysis_key(image))))
         except (OSError, ValueError) as exc:
             raise StoredFileMissing(
                 f"the analysis JSON of {image.img_unique_id} is missing from storage"
