@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import TABLET, RecordedContext, shoot, sign_in
+from tests.e2e.conftest import shoot
 from tests.support import AgentServer, db_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.deeppcb]
@@ -306,29 +306,3 @@ def test_dashboard_charts_render_with_data(
         name,
     )[0]
     expect(page.locator("#heatmap")).to_have_attribute("data-total-regions", str(of_class))
-
-
-def test_pages_fit_a_tablet(
-    browser: RecordedContext,
-    agent: AgentServer,
-    inspected: list[dict[str, Any]],
-    screenshot_dir: Path,
-) -> None:
-    page = browser.new_page()
-    sign_in(page, agent)
-    page.set_viewport_size(TABLET)
-    paths = {
-        "upload": "/",
-        "batch": "/batch",
-        "history": "/history",
-        "viewer": f"/results/{inspected[0]['img_unique_id']}",
-        "dashboard": "/dashboard",
-    }
-    for name, path in paths.items():
-        page.goto(agent.url + path)
-        page.wait_for_load_state("networkidle")
-        overflow = page.evaluate(
-            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert overflow <= 0, f"{name} scrolls sideways on a tablet by {overflow} px"
-        shoot(page, screenshot_dir, f"09-tablet-{name}")

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image as PILImage
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import RecordedContext, shoot, sign_in, viewer_ready
+from tests.e2e.conftest import TABLET, RecordedContext, shoot, sign_in, viewer_ready
 from tests.support import AgentServer, wait_until
 from tests.web.conftest import upload
 
@@ -177,15 +177,19 @@ def test_tiff_and_bmp_inputs_show_in_the_input_tab(
     shoot(page, screenshot_dir, f"22-{suffix}-input-tab")
 
 
-def test_no_page_scrolls_sideways_at_phone_width(
+@pytest.mark.parametrize("screen", ["tablet", "phone"])
+def test_no_page_scrolls_sideways(
     browser: RecordedContext,
     agent: AgentServer,
     inspected: list[dict[str, Any]],
     screenshot_dir: Path,
+    screen: str,
 ) -> None:
-    """Bug: the viewer scrolled sideways on a 390 px phone."""
+    """No page scrolls sideways on a tablet in portrait or on a 390 px phone (bug: the
+    viewer did on the phone)."""
+    size = {"tablet": TABLET, "phone": PHONE}[screen]
     page = browser.new_page()
-    page.set_viewport_size(PHONE)
+    page.set_viewport_size(size)
     page.goto(agent.url + "/signin")
     overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
     assert overflow <= 0, f"the sign-in page scrolls sideways by {overflow} px"
@@ -202,9 +206,10 @@ def test_no_page_scrolls_sideways_at_phone_width(
         page.goto(agent.url + path)
         page.wait_for_load_state("networkidle")
         overflow = page.evaluate("document.documentElement.scrollWidth - innerWidth")
-        shoot(page, screenshot_dir, f"23-phone-{name}")
+        shoot(page, screenshot_dir, f"23-{screen}-{name}")
         assert overflow <= 0, (
-            f"{name} scrolls sideways at 390 px by {overflow} px: {page.evaluate(WIDER)}"
+            f"{name} scrolls sideways on a {screen} ({size['width']} px) by {overflow} px:"
+            f" {page.evaluate(WIDER)}"
         )
 
 
