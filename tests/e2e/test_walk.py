@@ -131,6 +131,22 @@ def test_history_search_file_names_and_previous_next_image(
     page.press("#f-q", "Enter")
     expect(page.locator("#gallery")).to_contain_text("No image matches these filters.")
 
+    # The model version the model service reported filters the gallery (two versions can
+    # be compared on the same boards).
+    page.fill("#f-q", "")
+    page.fill("#f-model", "no-such-version")
+    page.press("#f-model", "Enter")
+    expect(page).to_have_url(re.compile("model_version=no-such-version"))
+    expect(page.locator("#gallery")).to_contain_text("No image matches these filters.")
+    version = page.evaluate(
+        f"fetch('/api/images/{target['img_unique_id']}').then((r) => r.json())"
+        ".then((d) => d.provenance.model_version)"
+    )
+    assert version, "the reference service reports its version"
+    page.fill("#f-model", version)
+    page.press("#f-model", "Enter")
+    expect(page.locator(f".thumb-card[data-img-id='{target['img_unique_id']}']")).to_be_visible()
+
     # Previous / next image walk the gallery the History page showed (newest first).
     page.click("#f-reset")
     expect(page).not_to_have_url(re.compile("q="))

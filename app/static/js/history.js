@@ -5,11 +5,11 @@
 import { api, classBadges, errorText, escapeHtml, formatTime, KNOWN_CLASSES, showAlert } from "./common.js";
 
 const PAGE_SIZE = 24;
-const FIELDS = ["q", "status", "start_date", "end_date", "class_name", "min_defects", "batch_id"];
+const FIELDS = ["q", "status", "start_date", "end_date", "class_name", "min_defects", "batch_id", "model_version"];
 // The viewer's previous/next image walks the gallery of the filters last shown here.
 const NAV_KEY = "aoi.historyNav"; // read by image_nav.js
 // Filters that only apply to images with a result.
-const RESULT_ONLY = ["class_name", "min_defects"];
+const RESULT_ONLY = ["class_name", "min_defects", "model_version"];
 const form = document.getElementById("filters");
 const gallery = document.getElementById("gallery");
 const pager = document.getElementById("pager");
