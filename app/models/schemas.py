@@ -779,6 +779,19 @@ class ComponentHealth(BaseModel):
     detail: str | None = None
 
 
+class StorageHealth(BaseModel):
+    """Whether the store of inputs and results (STORAGE_URL) answers."""
+
+    model_config = _example(
+        {"ok": True, "detail": None, "backend": "s3", "location": "s3://aoi-images/plant-1"}
+    )
+
+    ok: bool
+    detail: str | None = None
+    backend: Literal["local", "s3"] = Field(description="`local` (a folder) or `s3`.")
+    location: str = Field(description="The folder, or `s3://bucket/prefix`.")
+
+
 class LastInference(BaseModel):
     """How the agent's last inference ended (this process, since it started)."""
 
@@ -865,6 +878,7 @@ class HealthStatus(BaseModel):
             "status": "ok",
             "database": {"ok": True, "detail": None},
             "model_service": {"ok": True, "detail": None, "url": "http://140.96.77.124:8080/"},
+            "storage": {"ok": True, "backend": "local", "location": "/srv/aoi/data"},
             "disk": {
                 "path": "/srv/aoi/data",
                 "free_bytes": 412316860416,
@@ -888,6 +902,7 @@ class HealthStatus(BaseModel):
         description="Each model service of SEGFORMER_SERVICE_URLS (one entry for a single"
         " SEGFORMER_SERVICE_URL); `model_service` sums them up: ok while one works.",
     )
+    storage: StorageHealth
     disk: DiskHealth
     version: str
 

@@ -116,6 +116,15 @@ def test_an_upload_is_kept_in_the_store_and_downloads_from_it(
         assert [p for p in local_files(deployment.data_dir) if p.name != "secret_key"] == []
 
 
+def test_health_names_the_store_and_finds_it_answering(deployment: Deployment) -> None:
+    with httpx2.Client(base_url=deployment.agent.url, timeout=60) as client:
+        health = client.get("/api/health").json()
+    backend = "local" if deployment.bucket is None else "s3"
+    assert health["storage"]["backend"] == backend
+    assert health["storage"]["ok"] is True, health
+    assert health["status"] == "ok", health
+
+
 def test_presigned_downloads_redirect_only_when_enabled(deployment: Deployment) -> None:
     with httpx2.Client(base_url=deployment.agent.url, timeout=60) as client:
         img_id = client.post("/api/upload", files={"image": ("a.png", make_image())}).json()[

@@ -36,6 +36,7 @@ from typing import Any, ClassVar
 import anyio
 
 from app.config import Settings
+from app.errors import StorageUnavailable
 from app.utils.ids import safe_filename
 
 RESULT_FILE_NAMES = {
@@ -86,6 +87,10 @@ class DiskUsage:
     total: int
     used: int
     free: int
+
+
+# A key looked up (never written) by `Storage.check`.
+HEALTH_PROBE_KEY = "health/probe"
 
 
 class Storage(ABC):
@@ -291,6 +296,18 @@ class Storage(ABC):
     @abstractmethod
     async def exists(self, key: str) -> bool:
         """Whether an object is stored under `key`."""
+
+    async def check(self) -> str | None:
+        """Whether the store answers, for `/health`: None when it does, else a sentence
+        saying what failed. One existence check of a key that need not exist (one HEAD
+        on an object store, at most S3_TIMEOUT_S seconds)."""
+        try:
+            await self.exists(HEALTH_PROBE_KEY)
+        except StorageUnavailable as exc:
+            return exc.detail
+        except OSError as exc:
+            return f"{self.location}: {exc}"
+        return None
 
     @abstractmethod
     def local_file(self, key: str) -> Path | None:

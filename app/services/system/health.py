@@ -15,6 +15,7 @@ from app.models.schemas import (
     LastInference,
     ModelServiceHealth,
     ModelServiceInstance,
+    StorageHealth,
 )
 from app.runtime import AgentRuntime
 from app.services.model_service.client import InferenceRecord
@@ -93,9 +94,17 @@ def _summary(pool: ModelServicePool, services: list[ModelServiceInstance]) -> Mo
 
 async def check_health(runtime: AgentRuntime) -> HealthStatus:
     """Check every dependency at once; `down` when the database fails, `degraded` when the
-    model service does (its health probe, or the last inference) or the disk is nearly
-    full, with a sentence in `detail` saying which."""
-    database, probes = await asyncio.gather(_database(runtime), runtime.client.probe_all())
+    model service does (its health probe, or the last inference), the store does not answer
+    or the disk is nearly full, with a sentence in `detail` saying which."""
+    database, probes, storage_problem = await asyncio.gather(
+        _database(runtime), runtime.client.probe_all(), runtime.storage.check()
+    )
+    storage = StorageHealth(
+        ok=storage_problem is None,
+        detail=storage_problem,
+        backend=runtime.storage.backend,
+        location=runtime.storage.location,
+    )
     instances = [
         _model_service(s, ok, detail)
         for s, (ok, detail) in zip(runtime.client.services, probes, strict=True)
@@ -127,9 +136,14 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
         )
     elif any(not s.ok for s in instances):
         problems.append(f"a model service fails, the others take its work: {service.detail}")
+    if not storage.ok:
+        problems.append(
+            f"the store {storage.location} does not answer, so uploads and downloads fail:"
+            f" {storage.detail}"
+        )
     if not disk.ok:
         problems.append(f"the disk holding {disk.path} is nearly full")
-    all_ok = service.ok and disk.ok and all(s.ok for s in instances)
+    all_ok = service.ok and storage.ok and disk.ok and all(s.ok for s in instances)
     status = "down" if not database.ok else "ok" if all_ok else "degraded"
     return HealthStatus(
         status=status,
@@ -137,6 +151,7 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
         database=database,
         model_service=service,
         model_services=instances,
+        storage=storage,
         disk=disk,
         version=agent_version(),
     )

@@ -244,3 +244,7 @@ async def test_an_unreachable_object_store_is_storage_unavailable(tmp_path: Path
     assert caught.value.status_code == 503
     with pytest.raises(StorageUnavailable):
         await store.get("uploads/20261202/a.png")
+    # /health's check says so in a sentence instead of raising.
+    problem = await store.check()
+    assert problem is not None
+    assert "object store s3://bucket/aoi failed" in problem
