@@ -1,7 +1,7 @@
 """Queries of retention: which inspections are past their keeping time, and deleting them.
 
-An inspection is a *pass* when it was reviewed as pass (`image_dispositions`, when that
-table exists) or, not reviewed, found no defect region; every other finished inspection
+An inspection is a *pass* when it was reviewed as pass (`image_dispositions`) or, not
+reviewed, found no defect region; every other finished inspection
 (defects found, reviewed as repair or scrap, or failed) is a *defect* one. Inspections
 still pending or processing are never chosen.
 """
@@ -27,6 +27,7 @@ _REVIEWED = (
     "(SELECT d.disposition = 'pass' FROM image_dispositions d"
     " WHERE d.img_unique_id = i.img_unique_id)"
 )
+_IS_PASS = f"COALESCE({_REVIEWED}, {_NO_DEFECT})"
 
 
 @dataclass(frozen=True)
@@ -52,20 +53,11 @@ class RetentionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def has_dispositions(self) -> bool:
-        """Whether the review feature's `image_dispositions` table exists."""
-        found = await self.session.scalar(text("SELECT to_regclass('image_dispositions')"))
-        return found is not None
-
-    def _is_pass(self, reviewed: bool) -> str:
-        return f"COALESCE({_REVIEWED}, {_NO_DEFECT})" if reviewed else _NO_DEFECT
-
     async def expired(
         self,
         pass_before: datetime | None,
         defect_before: datetime | None,
         limit: int,
-        reviewed: bool,
         after: tuple[datetime, str] | None = None,
     ) -> list[Expired]:
         """Up to `limit` expired stored inspections and up to `limit` failed ones, oldest
@@ -74,7 +66,7 @@ class RetentionRepository:
         given, so a run walks past the old inspections it keeps only once."""
         if pass_before is None and defect_before is None:
             return []
-        is_pass = self._is_pass(reviewed)
+        is_pass = _IS_PASS
         after_at, after_id = after if after is not None else (None, None)
         query = text(
             f"""
@@ -113,10 +105,10 @@ class RetentionRepository:
         return [Expired(r[0], r[1], r[2], r[3]) for r in rows.all()]
 
     async def counts(
-        self, pass_before: datetime | None, defect_before: datetime | None, reviewed: bool
+        self, pass_before: datetime | None, defect_before: datetime | None
     ) -> dict[Kind, int]:
         """How many inspections of each kind are expired (for the dry run)."""
-        is_pass = self._is_pass(reviewed)
+        is_pass = _IS_PASS
         stored = await self.session.execute(
             text(
                 f"""

@@ -96,16 +96,13 @@ class RetentionService:
             return report
         async with self.sessions() as session:
             repo = RetentionRepository(session)
-            reviewed = await repo.has_dispositions()
             if dry_run:
-                report.counts = await repo.counts(pass_before, defect_before, reviewed)
-                self._note(report, await repo.expired(pass_before, defect_before, CHUNK, reviewed))
+                report.counts = await repo.counts(pass_before, defect_before)
+                self._note(report, await repo.expired(pass_before, defect_before, CHUNK))
         if not dry_run:
             after: tuple[datetime, str] | None = None
             while True:
-                chosen, after = await self._delete_chunk(
-                    report, pass_before, defect_before, reviewed, after
-                )
+                chosen, after = await self._delete_chunk(report, pass_before, defect_before, after)
                 if chosen < CHUNK:
                     break
         if report.total or dry_run:
@@ -132,7 +129,6 @@ class RetentionService:
         report: RetentionReport,
         pass_before: datetime | None,
         defect_before: datetime | None,
-        reviewed: bool,
         after: tuple[datetime, str] | None,
     ) -> tuple[int, tuple[datetime, str] | None]:
         """Delete up to CHUNK expired stored inspections after `after` and up to CHUNK
@@ -140,7 +136,7 @@ class RetentionService:
         expired) and where the next chunk starts."""
         async with unit_of_work(self.sessions) as session:
             repo = RetentionRepository(session)
-            expired = await repo.expired(pass_before, defect_before, CHUNK, reviewed, after)
+            expired = await repo.expired(pass_before, defect_before, CHUNK, after)
             gone = await repo.delete([e.img_unique_id for e in expired])
         stored = [e for e in expired if e.kind != "failed"]
         if stored:
