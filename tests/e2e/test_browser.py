@@ -306,3 +306,13 @@ def test_dashboard_charts_render_with_data(
         name,
     )[0]
     expect(page.locator("#heatmap")).to_have_attribute("data-total-regions", str(of_class))
+
+    # A model version no inspection names empties every figure; the reported one keeps them.
+    page.fill("#d-model", "no-such-version")
+    page.click("#range button[type=submit]")
+    expect(page.locator("[data-stat='Defect regions']")).to_have_text("0")
+    (version,) = db_rows(database_url, "SELECT max(model_version) FROM inspections")[0]
+    assert version, "the reference service reports its version"
+    page.fill("#d-model", version)
+    page.click("#range button[type=submit]")
+    expect(page.locator("[data-stat='Defect regions']")).to_have_text(str(regions))

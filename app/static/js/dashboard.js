@@ -27,6 +27,7 @@ function rangeQuery() {
   const q = new URLSearchParams();
   if (form.elements.start_date.value) q.set("start_date", form.elements.start_date.value);
   if (form.elements.end_date.value) q.set("end_date", form.elements.end_date.value);
+  if (form.elements.model_version.value.trim()) q.set("model_version", form.elements.model_version.value.trim());
   return q;
 }
 
