@@ -48,7 +48,7 @@ from app.services.storage import RESULT_FILE_NAMES, Storage, is_disk_full
 from app.services.system import metrics
 from app.utils import fastjson
 from app.utils.ids import new_batch_id, new_img_unique_id, utc_now
-from app.utils.images import validate_image
+from app.utils.images import ImageInfo, validate_image
 from app.utils.logging import request_id_var
 from app.utils.text import printable
 from app.utils.version import installed_version, without_userinfo
@@ -144,9 +144,17 @@ class InspectionService:
     # -- accepting -----------------------------------------------------------------------
 
     async def _accept(
-        self, received: ReceivedFile, batch_id: str | None, accepted_at: datetime
-    ) -> Inspection:
-        """Validate a received file and move it into place; returns its (unsaved) ledger row.
+        self,
+        received: ReceivedFile,
+        batch_id: str | None,
+        accepted_at: datetime,
+        *,
+        read: bool = False,
+    ) -> tuple[Inspection, bytes | None]:
+        """Validate a received file and move it into place; returns its (unsaved) ledger
+        row, and with `read` the file's bytes, read in the same worker-thread hop as the
+        validation (the single upload sends them to the model service next, without
+        reading them back from the store), else None.
 
         Raises:
             BadImage, UnsupportedImage, ImageTooLarge: the file is not a usable image.
@@ -159,18 +167,20 @@ class InspectionService:
                 f" {self.settings.max_file_size_mb:g} MB (MAX_FILE_SIZE_MB)"
             )
         incoming = received.path
-        info = await anyio.to_thread.run_sync(
-            validate_image,
-            incoming,
-            received.filename,
-            self.settings.max_image_pixels,
-            limiter=self.client.decode_limiter,
+        filename, max_pixels = received.filename, self.settings.max_image_pixels
+
+        def validate_and_read() -> tuple[ImageInfo, bytes | None]:
+            info = validate_image(incoming, filename, max_pixels)
+            return info, incoming.read_bytes() if read else None
+
+        info, data = await anyio.to_thread.run_sync(
+            validate_and_read, limiter=self.client.decode_limiter
         )
         img_unique_id = new_img_unique_id(accepted_at)
         key = self.storage.input_key(img_unique_id, accepted_at, received.filename, info.suffix)
         await self.storage.keep_input(incoming, key, info.media_type)
         received.path = None  # kept: no longer a scratch file to discard
-        return Inspection(
+        inspection = Inspection(
             img_unique_id=img_unique_id,
             batch_id=batch_id,
             original_filename=received.filename[:255],
@@ -183,6 +193,7 @@ class InspectionService:
             updated_at=accepted_at,
             input_sha256=received.sha256,
         )
+        return inspection, data
 
     async def ensure_disk_space(self) -> None:
         """Refuse new work while the disk holding DATA_DIR is below MIN_FREE_DISK_MB free.
@@ -216,7 +227,7 @@ class InspectionService:
                 as failed; the error carries its `img_unique_id` and a `retry_url`.
         """
         started = time.perf_counter()
-        inspection = await self._accept(received, None, utc_now())
+        inspection, image_bytes = await self._accept(received, None, utc_now(), read=True)
         # Inserted already claimed by this process (what `process` would do in a second
         # transaction): nobody else knows the row until the answer names it.
         inspection.status = InspectionStatus.PROCESSING
@@ -237,7 +248,9 @@ class InspectionService:
             # The answer may carry the result PNGs (include_images=base64), as for a new one.
             outcome.result_images = await self.read_result_images(outcome.image)
             return outcome
-        return await self._run_claimed(inspection, 1, started, wait_for_service=False)
+        return await self._run_claimed(
+            inspection, 1, started, wait_for_service=False, image_bytes=image_bytes
+        )
 
     async def accept_batch(
         self, files: list[ReceivedFile], *, skip_duplicates: bool = False
@@ -256,7 +269,7 @@ class InspectionService:
         rejected: list[RejectedFile] = []
         for position, received in enumerate(files):
             try:
-                inspection = await self._accept(received, batch.batch_id, accepted_at)
+                inspection, _ = await self._accept(received, batch.batch_id, accepted_at)
                 inspection.batch_position = position
                 accepted.append(inspection)
             except AgentError as exc:
@@ -399,13 +412,20 @@ class InspectionService:
         return await self._run_claimed(inspection, attempts, started, wait_for_service)
 
     async def _run_claimed(
-        self, inspection: Inspection, attempts: int, started: float, wait_for_service: bool
+        self,
+        inspection: Inspection,
+        attempts: int,
+        started: float,
+        wait_for_service: bool,
+        image_bytes: bytes | None = None,
     ) -> InspectionOutcome:
         """Inference and storage of an inspection this process has marked `processing`
-        (attempt number `attempts`); failures end in the ledger (see `process`)."""
+        (attempt number `attempts`); failures end in the ledger (see `process`).
+        `image_bytes`: the input's bytes when the caller has them (else read from the
+        store)."""
         img_unique_id = inspection.img_unique_id
         try:
-            outcome = await self._infer_and_store(inspection, started)
+            outcome = await self._infer_and_store(inspection, started, image_bytes)
         except ModelServiceUnavailable as exc:
             if wait_for_service and inspection.batch_id is not None:
                 next_attempt_at = await self._wait_for_service(inspection, attempts, exc, started)
@@ -480,15 +500,18 @@ class InspectionService:
         )
         return next_attempt_at
 
-    async def _infer_and_store(self, inspection: Inspection, started: float) -> InspectionOutcome:
+    async def _infer_and_store(
+        self, inspection: Inspection, started: float, image_bytes: bytes | None = None
+    ) -> InspectionOutcome:
         img_unique_id = inspection.img_unique_id
-        try:
-            image_bytes = await self.storage.get(inspection.input_image_path)
-        except (OSError, ValueError) as exc:
-            raise StoredFileMissing(
-                f"the input image of {img_unique_id} is missing from storage"
-                f" ({inspection.input_image_path}); upload it again"
-            ) from exc
+        if image_bytes is None:
+            try:
+                image_bytes = await self.storage.get(inspection.input_image_path)
+            except (OSError, ValueError) as exc:
+                raise StoredFileMissing(
+                    f"the input image of {img_unique_id} is missing from storage"
+                    f" ({inspection.input_image_path}); upload it again"
+                ) from exc
         result = await self.client.infer(
             image_bytes, inspection.original_filename, inspection.media_type
         )

@@ -336,6 +336,23 @@ class Storage(ABC):
         if keys:
             await self.delete(keys)
 
+    def result_objects(
+        self,
+        img_unique_id: str,
+        accepted_at: datetime,
+        images: Mapping[str, bytes],
+        analysis: Mapping[str, Any],
+    ) -> tuple[dict[str, str], list[tuple[str, bytes, str]]]:
+        """What `write_results` writes: the keys by kind (`combined`, `mask`, `overlay`,
+        `analysis`) and the objects as (key, bytes, media type), the three PNGs first and
+        the analysis JSON (UTF-8, indented by 2) last."""
+        keys = {kind: self.result_key(img_unique_id, accepted_at, kind) for kind in images}
+        keys["analysis"] = self.result_key(img_unique_id, accepted_at, "analysis")
+        body = json.dumps(analysis, ensure_ascii=False, indent=2).encode("utf-8")
+        objects = [(keys[kind], images[kind], "image/png") for kind in RESULT_FILE_NAMES]
+        objects.append((keys["analysis"], body, "application/json"))
+        return keys, objects
+
     async def write_results(
         self,
         img_unique_id: str,
@@ -354,14 +371,11 @@ class Storage(ABC):
         Raises:
             OSError: a write failed (e.g. a full disk: `is_disk_full`).
         """
-        keys = {kind: self.result_key(img_unique_id, accepted_at, kind) for kind in images}
-        keys["analysis"] = self.result_key(img_unique_id, accepted_at, "analysis")
-        body = json.dumps(analysis, ensure_ascii=False, indent=2).encode("utf-8")
+        keys, objects = self.result_objects(img_unique_id, accepted_at, images, analysis)
         try:
             async with anyio.create_task_group() as group:
-                for kind in RESULT_FILE_NAMES:
-                    group.start_soon(self.put, keys[kind], images[kind], "image/png")
-                group.start_soon(self.put, keys["analysis"], body, "application/json")
+                for key, data, media_type in objects:
+                    group.start_soon(self.put, key, data, media_type)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await self.delete_prefix(self.result_prefix(img_unique_id, accepted_at))

@@ -11,6 +11,7 @@ import httpx2
 import pytest
 
 from app.services.storage import LocalStorage, Storage, open_storage
+from app.services.storage import local as local_backend
 from app.services.storage.migrate import copy_store
 from tests.services.storage.conftest import storage_settings
 from tests.support import S3Emulator, local_files, make_image
@@ -81,17 +82,28 @@ async def test_results_are_written_together_under_the_inspection_prefix(storage:
     assert await storage.get(keys["analysis"]) == b'{\n  "classes": {}\n}'
 
 
-async def test_a_failed_result_write_leaves_nothing_behind(storage: Storage) -> None:
+async def test_a_failed_result_write_leaves_nothing_behind(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """One write fails (a wrapper raising for the overlay: a failure the real stores cannot
-    be made to show on demand); the objects already written are removed."""
+    be made to show on demand); the objects already written are removed. The folder
+    backend writes its files in one thread hop through `atomic_write`, the object store
+    through `put`: the wrapper goes around both."""
     real_put = storage.put
+    real_atomic_write = local_backend.atomic_write
 
     async def failing_put(key: str, data: bytes, media_type: str | None = None) -> None:
         if key.endswith("overlay.png"):
             raise OSError(28, "No space left on device")
         await real_put(key, data, media_type)
 
+    def failing_atomic_write(path: Path, data: bytes) -> None:
+        if path.name == "overlay.png":
+            raise OSError(28, "No space left on device")
+        real_atomic_write(path, data)
+
     storage.put = failing_put  # type: ignore[method-assign]
+    monkeypatch.setattr(local_backend, "atomic_write", failing_atomic_write)
     with pytest.raises(OSError, match="No space"):
         await storage.write_results(IMG_ID, ACCEPTED, _results(), {"classes": {}})
 
