@@ -128,16 +128,20 @@ def browser(
 
 @pytest.fixture(scope="module")
 def agent(
+    request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     database_url: str,
     reference_service: ReferenceService,
 ) -> Iterator[AgentServer]:
-    """The agent with API keys required; `agent.api_key` is an admin key."""
+    """The agent with API keys required; `agent.api_key` is an admin key. A test module
+    that sets `AGENT_AUTH_MODE = "off"` gets it with keys off (and no key)."""
+    auth_mode = getattr(request.module, "AGENT_AUTH_MODE", "required")
     settings = agent_settings(
-        tmp_path_factory.mktemp("data"), database_url, reference_service.url, auth_mode="required"
+        tmp_path_factory.mktemp("data"), database_url, reference_service.url, auth_mode=auth_mode
     )
     with serve_agent(settings) as server:
-        server.api_key = create_api_key(database_url, "e2e-admin", "admin")
+        if auth_mode == "required":
+            server.api_key = create_api_key(database_url, "e2e-admin", "admin")
         yield server
 
 

@@ -3,33 +3,18 @@ keeps it in the browser and sends it with every verdict (X-Reviewer)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from app.services.model_service.reference import ReferenceService
-from tests.conftest import agent_settings
 from tests.e2e.conftest import RecordedContext
-from tests.support import AgentServer, db_rows, serve_agent
+from tests.support import AgentServer, db_rows
 from tests.web.conftest import upload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.deeppcb]
-
-
-@pytest.fixture(scope="module")
-def agent(
-    tmp_path_factory: pytest.TempPathFactory,
-    database_url: str,
-    reference_service: ReferenceService,
-) -> Iterator[AgentServer]:
-    """The agent with API keys off."""
-    settings = agent_settings(
-        tmp_path_factory.mktemp("data"), database_url, reference_service.url, auth_mode="off"
-    )
-    with serve_agent(settings) as server:
-        yield server
+# The shared `agent` fixture (tests/e2e/conftest.py) then runs with API keys off.
+AGENT_AUTH_MODE = "off"
 
 
 def test_the_reviewer_is_asked_once_and_named_on_each_verdict(
