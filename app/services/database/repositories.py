@@ -26,6 +26,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -207,16 +208,29 @@ class BatchProgressRow(NamedTuple):
     classes: dict[str, int] | None
 
 
+# The ledger's column attributes (an object's state also holds relationships).
+_LEDGER_COLUMNS = frozenset(column.key for column in Inspection.__table__.columns)
+
+
 class InspectionRepository:
     """The upload ledger and batches."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, inspection: Inspection) -> None:
-        """Insert a ledger row."""
-        self.session.add(inspection)
-        await self.session.flush()
+    async def add_all(self, inspections: Sequence[Inspection]) -> None:
+        """Insert ledger rows, all in one statement (a 100-image batch is one round trip,
+        not 100 flushes).
+
+        An ORM bulk INSERT of the attributes each object has set: the objects stay
+        transient (not in this session), and a column left unset takes its default.
+        """
+        if inspections:
+            rows = [
+                {k: v for k, v in sa_inspect(row).dict.items() if k in _LEDGER_COLUMNS}
+                for row in inspections
+            ]
+            await self.session.execute(insert(Inspection), rows)
 
     async def add_batch(self, batch: Batch) -> None:
         """Insert a batch row."""
@@ -284,11 +298,18 @@ class InspectionRepository:
         items = [BatchProgressRow._make(row[3:]) for row in rows if row[3] is not None]
         return batch, items
 
-    async def mark(self, img_unique_id: str, **values: Any) -> None:
-        """Update ledger fields of one inspection."""
-        await self.session.execute(
-            update(Inspection).where(Inspection.img_unique_id == img_unique_id).values(**values)
-        )
+    async def mark(self, img_unique_id: str, *, sync_loaded: bool = True, **values: Any) -> None:
+        """Update ledger fields of one inspection.
+
+        Args:
+            sync_loaded: also set the new values on the row's object if this session has it
+                loaded (SQLAlchemy's `synchronize_session="auto"`). False skips that step,
+                which costs about 0.5 ms of CPU: for a session that has not loaded the row.
+        """
+        stmt = update(Inspection).where(Inspection.img_unique_id == img_unique_id).values(**values)
+        if not sync_loaded:
+            stmt = stmt.execution_options(synchronize_session=False)
+        await self.session.execute(stmt)
 
     async def unfinished_batch_items_without_job(self) -> list[str]:
         """Batch inspections still pending/processing that no queued or running job covers.

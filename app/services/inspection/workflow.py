@@ -326,8 +326,7 @@ class InspectionService:
                 if batch is not None and inserted:
                     batch.total_images = len(inserted)
                     await repo.add_batch(batch)
-                for row in inserted:
-                    await repo.add(row)
+                await repo.add_all(inserted)
         except BaseException:
             await self._remove_inputs(rows)
             raise
@@ -546,6 +545,7 @@ class InspectionService:
                 await ImageRepository(session).add_result(image, result.analysis)
                 await InspectionRepository(session).mark(
                     img_unique_id,
+                    sync_loaded=False,  # a new session: the ledger row is not loaded in it
                     status=InspectionStatus.SUCCEEDED,
                     completed_at=utc_now(),
                     model_service_seconds=round(result.round_trip_seconds, 6),

@@ -23,7 +23,6 @@ kept under their key; with the object store the scratch file is removed at once.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import uuid
 from abc import ABC, abstractmethod
@@ -37,6 +36,7 @@ import anyio
 
 from app.config import Settings
 from app.errors import StorageUnavailable
+from app.utils import fastjson
 from app.utils.ids import safe_filename
 
 RESULT_FILE_NAMES = {
@@ -348,7 +348,7 @@ class Storage(ABC):
         the analysis JSON (UTF-8, indented by 2) last."""
         keys = {kind: self.result_key(img_unique_id, accepted_at, kind) for kind in images}
         keys["analysis"] = self.result_key(img_unique_id, accepted_at, "analysis")
-        body = json.dumps(analysis, ensure_ascii=False, indent=2).encode("utf-8")
+        body = fastjson.dumps_indented(analysis)
         objects = [(keys[kind], images[kind], "image/png") for kind in RESULT_FILE_NAMES]
         objects.append((keys["analysis"], body, "application/json"))
         return keys, objects
