@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
+import psycopg.types.json
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -35,7 +37,14 @@ def libpq_conninfo(database_url: str) -> str:
 
 
 def create_engine(settings: Settings, database_url: str) -> AsyncEngine:
-    """An async engine with the configured pool (min = pool_size, max = pool_size + overflow)."""
+    """An async engine with the configured pool (min = pool_size, max = pool_size + overflow).
+
+    Also makes psycopg parse `json`/`jsonb` values with orjson (process-wide; PostgreSQL
+    only hands out valid JSON, which both parsers read alike): a batch's progress reads
+    one JSON object of class counts per image, about 1.2 ms per 100-image poll with the
+    standard library.
+    """
+    psycopg.types.json.set_json_loads(orjson.loads)
     return create_async_engine(
         sqlalchemy_url(database_url),
         pool_size=settings.db_pool_min_size,

@@ -207,11 +207,15 @@ def batch_item(
     processing_time_seconds: float | None = None,
 ) -> BatchItem:
     """The API form of one batch image; `processing_time_seconds` is the model service's
-    inference time of its stored result, if any."""
+    inference time of its stored result, if any.
+
+    Built without validation (`model_construct`): every value comes from the ledger's typed
+    columns, and a batch's progress, polled while it runs, builds one item per image.
+    """
     succeeded = inspection.status == InspectionStatus.SUCCEEDED
     failed = inspection.status == InspectionStatus.FAILED
     waiting = _waiting(inspection)
-    return BatchItem(
+    return BatchItem.model_construct(
         img_unique_id=inspection.img_unique_id,
         filename=inspection.original_filename,
         status=inspection.status.value,
