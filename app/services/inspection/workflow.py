@@ -47,7 +47,7 @@ from app.services.model_service.pool import ModelServicePool
 from app.services.storage import RESULT_FILE_NAMES, Storage, is_disk_full
 from app.services.system import metrics
 from app.utils import fastjson
-from app.utils.ids import new_batch_id, new_img_unique_id, utc_now
+from app.utils.ids import download_stem, new_batch_id, new_img_unique_id, utc_now
 from app.utils.images import ImageInfo, validate_image
 from app.utils.logging import request_id_var
 from app.utils.text import printable
@@ -178,12 +178,15 @@ class InspectionService:
         )
         img_unique_id = new_img_unique_id(accepted_at)
         key = self.storage.input_key(img_unique_id, accepted_at, received.filename, info.suffix)
-        await self.storage.keep_input(incoming, key, info.media_type)
+        original_filename = received.filename[:255]
+        # The name the input downloads under (`export.image_file`), kept with the object.
+        download_name = f"{download_stem(original_filename, img_unique_id)}{info.suffix.lower()}"
+        await self.storage.keep_input(incoming, key, info.media_type, download_name)
         received.path = None  # kept: no longer a scratch file to discard
         inspection = Inspection(
             img_unique_id=img_unique_id,
             batch_id=batch_id,
-            original_filename=received.filename[:255],
+            original_filename=original_filename,
             input_image_path=key,
             size_bytes=received.size_bytes,
             media_type=info.media_type,
@@ -518,7 +521,11 @@ class InspectionService:
         try:
             # All or nothing: a failed write removes what it wrote.
             keys = await self.storage.write_results(
-                img_unique_id, inspection.created_at, result.images, result.raw_analysis
+                img_unique_id,
+                inspection.created_at,
+                result.images,
+                result.raw_analysis,
+                download_stem(inspection.original_filename, img_unique_id),
             )
         except BaseException as exc:
             if is_disk_full(exc):
