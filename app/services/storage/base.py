@@ -439,27 +439,41 @@ class Storage(ABC):
 
     # -- orphans (objects a killed agent left behind) -------------------------------------
 
-    async def old_inputs_by_day(self, older_than: float) -> dict[str, list[str]]:
+    def _day_prefixes(self, root: str, days: Sequence[str] | None) -> list[str]:
+        """`root/` (the whole tree), or `root/YYYYMMDD/` for each of `days`."""
+        if days is None:
+            return [f"{root}/"]
+        return [f"{root}/{day}/" for day in sorted(set(days))]
+
+    async def old_inputs_by_day(
+        self, older_than: float, days: Sequence[str] | None = None
+    ) -> dict[str, list[str]]:
         """Keys of inputs last written before `older_than` (epoch seconds), by their day
-        prefix (`uploads/YYYYMMDD/`)."""
+        prefix (`uploads/YYYYMMDD/`); listing all of `uploads/`, or with `days`
+        (`YYYYMMDD`) only those days' folders."""
         out: dict[str, list[str]] = {}
-        async for obj in self.list_objects(f"{UPLOADS}/"):
-            parts = obj.key.split("/")
-            if len(parts) == 3 and obj.modified < older_than:
-                out.setdefault(f"{parts[0]}/{parts[1]}/", []).append(obj.key)
+        for prefix in self._day_prefixes(UPLOADS, days):
+            async for obj in self.list_objects(prefix):
+                parts = obj.key.split("/")
+                if len(parts) == 3 and obj.modified < older_than:
+                    out.setdefault(f"{parts[0]}/{parts[1]}/", []).append(obj.key)
         return out
 
-    async def old_result_folders(self, older_than: float) -> dict[str, str]:
+    async def old_result_folders(
+        self, older_than: float, days: Sequence[str] | None = None
+    ) -> dict[str, str]:
         """Result prefixes whose objects all changed before `older_than` (epoch seconds),
-        by the `img_unique_id` they are named after."""
+        by the `img_unique_id` they are named after; listing all of `results/`, or with
+        `days` (`YYYYMMDD`) only those days' folders."""
         newest: dict[str, tuple[str, float]] = {}
-        async for obj in self.list_objects(f"{RESULTS}/"):
-            parts = obj.key.split("/")
-            if len(parts) != 4:
-                continue
-            prefix = f"{parts[0]}/{parts[1]}/{parts[2]}/"
-            seen = newest.get(parts[2])
-            newest[parts[2]] = (prefix, max(obj.modified, seen[1] if seen else 0.0))
+        for day_prefix in self._day_prefixes(RESULTS, days):
+            async for obj in self.list_objects(day_prefix):
+                parts = obj.key.split("/")
+                if len(parts) != 4:
+                    continue
+                prefix = f"{parts[0]}/{parts[1]}/{parts[2]}/"
+                seen = newest.get(parts[2])
+                newest[parts[2]] = (prefix, max(obj.modified, seen[1] if seen else 0.0))
         return {img_id: prefix for img_id, (prefix, when) in newest.items() if when < older_than}
 
 
