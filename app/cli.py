@@ -559,5 +559,53 @@ def storage_migrate(
     )
 
 
+@storage_cli.command("sweep")
+def storage_sweep() -> None:
+    """Remove now the inputs and result folders no row names (older than
+    ORPHAN_FILE_GRACE_S), listing the whole store: what the agents' periodic sweep does,
+    which lists only recent day folders between its daily full listings. Skipped when an
+    agent is sweeping at this moment (run it again a little later)."""
+    from app.config import Settings
+    from app.errors import StorageUnavailable
+    from app.launcher import StartupError, prepared_database, use_selector_event_loop_on_windows
+    from app.services.database.session import create_engine, create_session_factory
+    from app.services.inspection.orphans import OrphanFileSweep, SweepRun
+    from app.services.storage import open_storage
+
+    use_selector_event_loop_on_windows()
+    settings = Settings()
+    storage = open_storage(settings)
+
+    async def run(database_url: str) -> SweepRun:
+        engine = create_engine(settings.model_copy(update={"db_pool_min_size": 1}), database_url)
+        try:
+            sweep = OrphanFileSweep(storage, create_session_factory(engine))
+            return await sweep.run_when_due(settings.orphan_file_grace_s, 0.0, full=True)
+        finally:
+            await storage.aclose()
+            await engine.dispose()
+
+    try:
+        with prepared_database(settings) as database_url:
+            outcome = asyncio.run(run(database_url))
+    except StartupError as exc:
+        console.print(f"[red]error: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    except (OSError, StorageUnavailable) as exc:
+        console.print(f"[red]error: {exc}; what was removed stays removed, run it again[/red]")
+        raise typer.Exit(1) from exc
+    if outcome.state == "busy":
+        console.print(
+            "[yellow]an agent is sweeping the store right now; run this again when it is"
+            " done (it logs `removed orphaned files` when it removes some)[/yellow]"
+        )
+        raise typer.Exit(1)
+    console.print(
+        f"listed {storage.location}: removed {outcome.removed['inputs']} inputs"
+        f" and {outcome.removed['result_folders']} result folders no row names (older than"
+        f" {settings.orphan_file_grace_s:g} s)"
+    )
+
+
 if __name__ == "__main__":
     main()

@@ -387,3 +387,19 @@ def test_rollup_migration_sums_old_rows_keeps_them_summed_and_downgrades(
     db_execute(empty_database, "DELETE FROM inspections")  # no trigger left to fire
     upgrade_database(empty_database)
     assert tables(empty_database) >= ROLLUP_TABLES
+
+
+def test_file_sweep_migration_and_its_downgrade(empty_database: str) -> None:
+    upgrade_database(empty_database)
+    assert columns(empty_database, "file_sweeps") == [
+        "name",
+        "started_at",
+        "horizon",
+        "full_started_at",
+    ]
+    db_execute(empty_database, "INSERT INTO file_sweeps (name, started_at) VALUES ('x', now())")
+    downgrade_database(empty_database, "20261202_0011")
+    assert "file_sweeps" not in tables(empty_database)
+    assert "rollup_images_daily" in tables(empty_database)
+    upgrade_database(empty_database)
+    assert db_rows(empty_database, "SELECT count(*) FROM file_sweeps") == [(0,)]

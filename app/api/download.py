@@ -24,6 +24,7 @@ from app.errors import (
 )
 from app.services.history import export
 from app.services.storage import Storage
+from app.utils.text import content_disposition
 
 router = APIRouter(
     tags=["Download"],
@@ -81,7 +82,7 @@ async def _send(
     except FileNotFoundError as exc:
         raise StoredFileMissing(f"{file.filename} is missing from storage") from exc
     headers = {
-        "Content-Disposition": f'{disposition}; filename="{file.filename}"',
+        "Content-Disposition": content_disposition(file.filename, disposition),
         "Content-Length": str(stream.size),
     }
     if is_head_request(request.scope):

@@ -231,6 +231,24 @@ class AgentProcess(Base):
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class FileSweep(Base):
+    """The deployment's orphan-file sweep (one row, `name` = `orphan_files`): when the last
+    one started and how far back it made sure, so that one process sweeps per interval
+    (`app.services.inspection.orphans`). Times are the database's clock."""
+
+    __tablename__ = "file_sweeps"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The last sweep's start, also of one that failed (so a failing store is not listed
+    # again at once by the next process).
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The cut-off of the last completed sweep: objects last changed before it were checked.
+    # Null: the next sweep lists the whole store.
+    horizon: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The start of the last completed full listing.
+    full_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class ApiKey(Base):
     """An API key: its name, scope and a salted scrypt hash; the key itself is never kept.
 

@@ -101,6 +101,14 @@ def test_an_upload_is_kept_in_the_store_and_downloads_from_it(
         assert PILImage.open(io.BytesIO(mask.content)).size == (96, 64)
         analysis = _get(client, f"/api/download/json/{img_id}")
         assert json.loads(analysis.content) == answer.json()["result"]
+        # The same file names whoever sends the file: the agent, or the store itself
+        # through a presigned URL (from the object's stored Content-Disposition).
+        for response, name in (
+            (downloaded, f"board_{img_id}.png"),
+            (mask, f"board_{img_id}_mask.png"),
+            (analysis, f"board_{img_id}_analysis.json"),
+        ):
+            assert response.headers["content-disposition"] == f'attachment; filename="{name}"'
         # Shown in the page (inline): always from the agent, never a redirect.
         inline = client.get(f"/api/download/image/{img_id}/overlay", params={"inline": "true"})
         assert inline.status_code == 200

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.config import Settings
 from app.launcher import storage_notice
-from tests.support import S3Emulator, make_image
+from tests.support import S3Emulator, db_rows, make_image
 
 
 def test_migrate_copies_the_local_store_and_says_what_it_did(
@@ -69,3 +69,30 @@ def test_start_up_names_the_store_and_asks_for_a_shared_secret() -> None:
     assert storage_notice(s3).startswith("storage: s3://bucket/aoi (s3); SECRET_KEY is unset")
     shared = s3.model_copy(update={"secret_key": "x" * 32})
     assert storage_notice(shared) == "storage: s3://bucket/aoi (s3)"
+
+
+def test_sweep_removes_what_no_row_names_from_the_whole_store(
+    tmp_path: Path, database_url: str
+) -> None:
+    """An input and a result folder of an old day, no row naming them (what a failed
+    deletion leaves): the periodic sweep lists recent days only; `storage sweep` lists all."""
+    day = tmp_path / "uploads" / "20260104"
+    day.mkdir(parents=True)
+    (day / "20260104_080000_X_a.png").write_bytes(make_image())
+    result_dir = tmp_path / "results" / "20260104" / "20260104_080000_ORPHAN"
+    result_dir.mkdir(parents=True)
+    (result_dir / "combined.png").write_bytes(b"r")
+    env = {
+        "DATA_DIR": str(tmp_path),
+        "DATABASE_URL": database_url,
+        "STORAGE_URL": "",
+        "ORPHAN_FILE_GRACE_S": "0",
+    }
+
+    done = CliRunner().invoke(cli, ["storage", "sweep"], env=env)
+
+    assert done.exit_code == 0, done.output
+    assert "removed 1 inputs and 1 result folders" in " ".join(done.output.split())
+    assert not (day / "20260104_080000_X_a.png").exists()
+    assert not result_dir.exists()
+    assert db_rows(database_url, "SELECT full_started_at IS NOT NULL FROM file_sweeps") == [(True,)]

@@ -134,6 +134,7 @@ async def input_png_file(
     if source.media_type not in BROWSER_UNSHOWABLE:
         return source
     key = storage.derived_key(img_unique_id, "input.png")
+    name = f"{Path(source.filename).stem}.png"
     if not await storage.exists(key):
         try:
             original = await storage.get(source.key)
@@ -142,15 +143,14 @@ async def input_png_file(
         png = await anyio.to_thread.run_sync(_make_png, original, limiter=limiter)
         try:
             # Two requests at once both write it: the same bytes, each write atomic.
-            await storage.put(key, png, "image/png")
+            await storage.put(key, png, "image/png", download_name=name)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
             raise InsufficientStorage(
                 "the disk holding DATA_DIR is full: no room for the PNG rendition; free some space"
             ) from exc
-    stem = Path(source.filename).stem
-    return FileToSend(key, "image/png", f"{stem}.png", storage.local_file(key))
+    return FileToSend(key, "image/png", name, storage.local_file(key))
 
 
 def _make_png(original: bytes) -> bytes:

@@ -108,8 +108,11 @@ async def defer_inspection_at(app: procrastinate.App, img_unique_id: str, when: 
 
 class StalledJobReaper:
     """Every `interval_s`, queues again the jobs of workers silent for `stalled_after_s`,
-    fails single uploads whose process died, and (at start and then every
-    `file_sweep_interval_s`) removes orphaned files older than `orphan_grace_s`.
+    fails single uploads whose process died, and removes orphaned files older than
+    `orphan_grace_s`: this machine's scratch files at start and then every
+    `file_sweep_interval_s`; the store's, once per `file_sweep_interval_s` for the whole
+    deployment (whichever process finds it due first; see `inspection.orphans`) and at
+    this process's start unless another process swept since.
 
     The job part is procrastinate's documented recipe for jobs left `doing` by a killed
     worker (`JobManager.get_stalled_jobs` + `retry_job`), run as a loop in each agent.
@@ -130,7 +133,10 @@ class StalledJobReaper:
         self.interval_s = interval_s
         self.orphan_grace_s = orphan_grace_s
         self.file_sweep_interval_s = file_sweep_interval_s
-        self._last_file_sweep: float | None = None
+        self._last_scratch_sweep: float | None = None
+        self._started = time.monotonic()
+        # Until this process's first sweep decision (not `busy`), a restart's sweep is due.
+        self._first_store_sweep = True
         self._task: asyncio.Task[None] | None = None
 
     async def sweep(self) -> int:
@@ -148,11 +154,19 @@ class StalledJobReaper:
             await self.app.job_manager.retry_job(job)
         await self.service.recover()
         now = time.monotonic()
-        if self._last_file_sweep is None or now - self._last_file_sweep >= (
+        if self._last_scratch_sweep is None or now - self._last_scratch_sweep >= (
             self.file_sweep_interval_s
         ):
-            self._last_file_sweep = now
-            await self.service.remove_orphan_files(self.orphan_grace_s)
+            self._last_scratch_sweep = now
+            await self.service.orphan_files.remove_old_scratch_files(self.orphan_grace_s)
+        # Each tick asks (one lock attempt and one row read); one process lists the store.
+        run = await self.service.sweep_orphan_files(
+            self.orphan_grace_s,
+            self.file_sweep_interval_s,
+            running_for_s=now - self._started if self._first_store_sweep else None,
+        )
+        if run.state != "busy":
+            self._first_store_sweep = False
         return len(stalled)
 
     async def _run(self) -> None:

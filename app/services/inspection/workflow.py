@@ -42,12 +42,13 @@ from app.services.database.repositories import (
     InspectionRepository,
 )
 from app.services.database.session import unit_of_work
+from app.services.inspection.orphans import OrphanFileSweep, SweepRun
 from app.services.inspection.receiver import ReceivedFile
 from app.services.model_service.pool import ModelServicePool
 from app.services.storage import RESULT_FILE_NAMES, Storage, is_disk_full
 from app.services.system import metrics
 from app.utils import fastjson
-from app.utils.ids import new_batch_id, new_img_unique_id, utc_now
+from app.utils.ids import download_stem, new_batch_id, new_img_unique_id, utc_now
 from app.utils.images import ImageInfo, validate_image
 from app.utils.logging import request_id_var
 from app.utils.text import printable
@@ -135,6 +136,7 @@ class InspectionService:
         self.storage = storage
         self.client = client
         self.sessions = sessions
+        self.orphan_files = OrphanFileSweep(storage, sessions)
         self.defer: Deferrer | None = None
         self.defer_at: ScheduledDeferrer | None = None
         # This process's id in `agent_processes` (set by the heartbeat); inspections it
@@ -178,12 +180,15 @@ class InspectionService:
         )
         img_unique_id = new_img_unique_id(accepted_at)
         key = self.storage.input_key(img_unique_id, accepted_at, received.filename, info.suffix)
-        await self.storage.keep_input(incoming, key, info.media_type)
+        original_filename = received.filename[:255]
+        # The name the input downloads under (`export.image_file`), kept with the object.
+        download_name = f"{download_stem(original_filename, img_unique_id)}{info.suffix.lower()}"
+        await self.storage.keep_input(incoming, key, info.media_type, download_name)
         received.path = None  # kept: no longer a scratch file to discard
         inspection = Inspection(
             img_unique_id=img_unique_id,
             batch_id=batch_id,
-            original_filename=received.filename[:255],
+            original_filename=original_filename,
             input_image_path=key,
             size_bytes=received.size_bytes,
             media_type=info.media_type,
@@ -517,7 +522,11 @@ class InspectionService:
         try:
             # All or nothing: a failed write removes what it wrote.
             keys = await self.storage.write_results(
-                img_unique_id, inspection.created_at, result.images, result.raw_analysis
+                img_unique_id,
+                inspection.created_at,
+                result.images,
+                result.raw_analysis,
+                download_stem(inspection.original_filename, img_unique_id),
             )
         except BaseException as exc:
             if is_disk_full(exc):
@@ -765,7 +774,8 @@ class InspectionService:
         return len(orphans), interrupted
 
     async def remove_orphan_files(self, grace_s: float) -> dict[str, int]:
-        """Delete files a killed agent left behind, once older than `grace_s` seconds:
+        """Delete files a killed agent left behind, once older than `grace_s` seconds, now
+        and listing the whole store (without the coordination of `sweep_orphan_files`):
         temporary upload files (`.part`), inputs that no ledger or image row names, and
         result folders that no `images` row names.
 
@@ -775,36 +785,23 @@ class InspectionService:
         Returns:
             Counts removed: `incoming`, `inputs`, `result_folders`.
         """
-        cutoff = time.time() - grace_s
-        removed = {"incoming": 0, "inputs": 0, "result_folders": 0}
-        for path in await self.storage.old_incoming_files(cutoff):
-            await self.storage.remove_scratch(path)
-            removed["incoming"] += 1
-        by_day = await self.storage.old_inputs_by_day(cutoff)
-        folders = await self.storage.old_result_folders(cutoff)
-        named_inputs: dict[str, set[str]] = {}
-        async with self.sessions() as session:
-            repo = InspectionRepository(session)
-            for prefix in by_day:
-                # Older rows may name the same file in another form: compare keys.
-                named_inputs[prefix] = {
-                    self.storage.key_of(stored)
-                    for form in self.storage.stored_forms(prefix)
-                    for stored in await repo.stored_input_paths(form)
-                }
-            named_results = await repo.existing_image_ids(list(folders))
-        for prefix, keys in by_day.items():
-            unnamed = [key for key in keys if key not in named_inputs[prefix]]
-            if unnamed:
-                await self.storage.delete(unnamed)
-                removed["inputs"] += len(unnamed)
-        for img_unique_id, folder in folders.items():
-            if img_unique_id not in named_results:
-                await self.storage.delete_prefix(folder)
-                removed["result_folders"] += 1
-        if any(removed.values()):
-            logger.warning("removed orphaned files", extra=removed)
-        return removed
+        incoming = await self.orphan_files.remove_old_scratch_files(grace_s)
+        removed = await self.orphan_files.remove_orphans(time.time() - grace_s)
+        return {"incoming": incoming, **removed}
+
+    async def sweep_orphan_files(
+        self, grace_s: float, interval_s: float, *, running_for_s: float | None = None
+    ) -> SweepRun:
+        """The periodic orphan-file sweep of the store, run by one process of the deployment
+        per `interval_s` (see `app.services.inspection.orphans`; scratch files are
+        this machine's: `orphan_files.remove_old_scratch_files`).
+
+        Raises:
+            OSError, StorageUnavailable, SQLAlchemyError: as `OrphanFileSweep.run_when_due`.
+        """
+        return await self.orphan_files.run_when_due(
+            grace_s, interval_s, running_for_s=running_for_s
+        )
 
 
 def _request_id_text() -> str:

@@ -3,8 +3,9 @@ rows and files together (docs/retention.md).
 
 Rows go first, in one transaction per chunk; their files are removed after the commit.
 A file that cannot be removed then is logged and left to the orphan-file sweep
-(`InspectionService.remove_orphan_files`, which removes files that no row names), so a
-failure leaves no row without its files and no file for ever without a row.
+(`app.services.inspection.orphans`, which removes files that no row names; its next run
+then lists the whole store), so a failure leaves no row without its files and no file for
+ever without a row.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.services.database.repositories import FileSweepRepository
 from app.services.database.session import unit_of_work
+from app.services.inspection.orphans import ORPHAN_FILES
 from app.services.retention.repository import Expired, Kind, RetentionRepository
 from app.services.storage import Storage
 from app.utils.ids import utc_now
@@ -105,6 +108,11 @@ class RetentionService:
                 chosen, after = await self._delete_chunk(report, pass_before, defect_before, after)
                 if chosen < CHUNK:
                     break
+            if report.file_errors:
+                # The files left lie in old day folders, which the sweep lists only in
+                # full: make its next run one.
+                async with unit_of_work(self.sessions) as session:
+                    await FileSweepRepository(session).forget_horizon(ORPHAN_FILES)
         if report.total or dry_run:
             logger.warning(
                 "retention: would delete" if dry_run else "retention: deleted",

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import anyio
 
@@ -60,6 +60,15 @@ class StoredObject:
     key: str
     size: int
     modified: float
+
+
+class ResultObject(NamedTuple):
+    """One result object to write: key, bytes, media type, download name (see `put`)."""
+
+    key: str
+    data: bytes
+    media_type: str
+    download_name: str | None
 
 
 @dataclass(frozen=True)
@@ -260,18 +269,31 @@ class Storage(ABC):
     # -- the backend's primitives -----------------------------------------------------------
 
     @abstractmethod
-    async def keep_input(self, incoming: Path, key: str, media_type: str) -> None:
+    async def keep_input(
+        self, incoming: Path, key: str, media_type: str, download_name: str | None = None
+    ) -> None:
         """Keep a received scratch file under `key`; the scratch file is gone afterwards
-        (moved, or uploaded and removed).
+        (moved, or uploaded and removed). `download_name`: see `put`.
 
         Raises:
             OSError: the write failed (the scratch file is kept; the caller removes it).
         """
 
     @abstractmethod
-    async def put(self, key: str, data: bytes, media_type: str | None = None) -> None:
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        media_type: str | None = None,
+        download_name: str | None = None,
+    ) -> None:
         """Write `data` under `key`, replacing what was there; readers see the old or the
         new object, never a part.
+
+        `download_name`: the file name a download of the object gets (the name the agent
+        gives when it sends the file itself); the object store keeps it as the object's
+        `Content-Disposition: attachment`, so a presigned download saves under that name.
+        The folder backend ignores it (the agent always sends its files).
 
         Raises:
             OSError: the write failed (e.g. a full disk: `is_disk_full`).
@@ -342,15 +364,26 @@ class Storage(ABC):
         accepted_at: datetime,
         images: Mapping[str, bytes],
         analysis: Mapping[str, Any],
-    ) -> tuple[dict[str, str], list[tuple[str, bytes, str]]]:
+        download_stem: str | None = None,
+    ) -> tuple[dict[str, str], list[ResultObject]]:
         """What `write_results` writes: the keys by kind (`combined`, `mask`, `overlay`,
-        `analysis`) and the objects as (key, bytes, media type), the three PNGs first and
-        the analysis JSON (UTF-8, indented by 2) last."""
+        `analysis`) and the objects, the three PNGs first and the analysis JSON (UTF-8,
+        indented by 2) last; with `download_stem`, each object's download name is
+        `{stem}_{kind}.png` / `{stem}_analysis.json`, as the download routes name them."""
         keys = {kind: self.result_key(img_unique_id, accepted_at, kind) for kind in images}
         keys["analysis"] = self.result_key(img_unique_id, accepted_at, "analysis")
         body = fastjson.dumps_indented(analysis)
-        objects = [(keys[kind], images[kind], "image/png") for kind in RESULT_FILE_NAMES]
-        objects.append((keys["analysis"], body, "application/json"))
+
+        def named(kind: str, extension: str) -> str | None:
+            return f"{download_stem}_{kind}.{extension}" if download_stem else None
+
+        objects = [
+            ResultObject(keys[kind], images[kind], "image/png", named(kind, "png"))
+            for kind in RESULT_FILE_NAMES
+        ]
+        objects.append(
+            ResultObject(keys["analysis"], body, "application/json", named("analysis", "json"))
+        )
         return keys, objects
 
     async def write_results(
@@ -359,8 +392,10 @@ class Storage(ABC):
         accepted_at: datetime,
         images: Mapping[str, bytes],
         analysis: Mapping[str, Any],
+        download_stem: str | None = None,
     ) -> dict[str, str]:
-        """Write the three result PNGs and the analysis JSON of an inspection.
+        """Write the three result PNGs and the analysis JSON of an inspection;
+        `download_stem` (see `app.utils.ids.download_stem`) names their downloads (`put`).
 
         All or nothing: when any write fails, what was written is deleted and the error
         raised. The objects are not visible to users until the rows naming them commit.
@@ -371,11 +406,13 @@ class Storage(ABC):
         Raises:
             OSError: a write failed (e.g. a full disk: `is_disk_full`).
         """
-        keys, objects = self.result_objects(img_unique_id, accepted_at, images, analysis)
+        keys, objects = self.result_objects(
+            img_unique_id, accepted_at, images, analysis, download_stem
+        )
         try:
             async with anyio.create_task_group() as group:
-                for key, data, media_type in objects:
-                    group.start_soon(self.put, key, data, media_type)
+                for key, data, media_type, download_name in objects:
+                    group.start_soon(self.put, key, data, media_type, download_name)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await self.delete_prefix(self.result_prefix(img_unique_id, accepted_at))
@@ -402,27 +439,41 @@ class Storage(ABC):
 
     # -- orphans (objects a killed agent left behind) -------------------------------------
 
-    async def old_inputs_by_day(self, older_than: float) -> dict[str, list[str]]:
+    def _day_prefixes(self, root: str, days: Sequence[str] | None) -> list[str]:
+        """`root/` (the whole tree), or `root/YYYYMMDD/` for each of `days`."""
+        if days is None:
+            return [f"{root}/"]
+        return [f"{root}/{day}/" for day in sorted(set(days))]
+
+    async def old_inputs_by_day(
+        self, older_than: float, days: Sequence[str] | None = None
+    ) -> dict[str, list[str]]:
         """Keys of inputs last written before `older_than` (epoch seconds), by their day
-        prefix (`uploads/YYYYMMDD/`)."""
+        prefix (`uploads/YYYYMMDD/`); listing all of `uploads/`, or with `days`
+        (`YYYYMMDD`) only those days' folders."""
         out: dict[str, list[str]] = {}
-        async for obj in self.list_objects(f"{UPLOADS}/"):
-            parts = obj.key.split("/")
-            if len(parts) == 3 and obj.modified < older_than:
-                out.setdefault(f"{parts[0]}/{parts[1]}/", []).append(obj.key)
+        for prefix in self._day_prefixes(UPLOADS, days):
+            async for obj in self.list_objects(prefix):
+                parts = obj.key.split("/")
+                if len(parts) == 3 and obj.modified < older_than:
+                    out.setdefault(f"{parts[0]}/{parts[1]}/", []).append(obj.key)
         return out
 
-    async def old_result_folders(self, older_than: float) -> dict[str, str]:
+    async def old_result_folders(
+        self, older_than: float, days: Sequence[str] | None = None
+    ) -> dict[str, str]:
         """Result prefixes whose objects all changed before `older_than` (epoch seconds),
-        by the `img_unique_id` they are named after."""
+        by the `img_unique_id` they are named after; listing all of `results/`, or with
+        `days` (`YYYYMMDD`) only those days' folders."""
         newest: dict[str, tuple[str, float]] = {}
-        async for obj in self.list_objects(f"{RESULTS}/"):
-            parts = obj.key.split("/")
-            if len(parts) != 4:
-                continue
-            prefix = f"{parts[0]}/{parts[1]}/{parts[2]}/"
-            seen = newest.get(parts[2])
-            newest[parts[2]] = (prefix, max(obj.modified, seen[1] if seen else 0.0))
+        for day_prefix in self._day_prefixes(RESULTS, days):
+            async for obj in self.list_objects(day_prefix):
+                parts = obj.key.split("/")
+                if len(parts) != 4:
+                    continue
+                prefix = f"{parts[0]}/{parts[1]}/{parts[2]}/"
+                seen = newest.get(parts[2])
+                newest[parts[2]] = (prefix, max(obj.modified, seen[1] if seen else 0.0))
         return {img_id: prefix for img_id, (prefix, when) in newest.items() if when < older_than}
 
 

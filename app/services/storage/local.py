@@ -86,12 +86,22 @@ class LocalStorage(Storage):
 
     # -- primitives ----------------------------------------------------------------------
 
-    async def keep_input(self, incoming: Path, key: str, media_type: str) -> None:
-        """Move the scratch file into place (a rename on the same disk, else a copy)."""
+    async def keep_input(
+        self, incoming: Path, key: str, media_type: str, download_name: str | None = None
+    ) -> None:
+        """Move the scratch file into place (a rename on the same disk, else a copy);
+        `download_name` is not kept (the agent sends its files itself)."""
         await anyio.to_thread.run_sync(_move, incoming, self.path_of(key))
 
-    async def put(self, key: str, data: bytes, media_type: str | None = None) -> None:
-        """Write through a temporary file in the same folder and a rename."""
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        media_type: str | None = None,
+        download_name: str | None = None,
+    ) -> None:
+        """Write through a temporary file in the same folder and a rename; `download_name`
+        is not kept (the agent sends its files itself)."""
         path = self.path_of(key)
 
         def write() -> None:
@@ -106,6 +116,7 @@ class LocalStorage(Storage):
         accepted_at: datetime,
         images: Mapping[str, bytes],
         analysis: Mapping[str, Any],
+        download_stem: str | None = None,
     ) -> dict[str, str]:
         """`Storage.write_results` in one worker-thread hop instead of one per file (each
         hop costs the event loop a thread hand-off; issue 8 §5): every file still goes
@@ -116,7 +127,7 @@ class LocalStorage(Storage):
             OSError: a write failed (e.g. a full disk: `is_disk_full`).
         """
         keys, objects = self.result_objects(img_unique_id, accepted_at, images, analysis)
-        files = [(self.path_of(key), data) for key, data, _ in objects]
+        files = [(self.path_of(obj.key), obj.data) for obj in objects]
 
         def write_all() -> None:
             for folder in {path.parent for path, _ in files}:

@@ -28,6 +28,7 @@ from obstore.store import S3Store
 from app.config import Settings
 from app.errors import StorageUnavailable
 from app.services.storage.base import CHUNK_BYTES, ObjectStream, Storage, StoredObject
+from app.utils.text import content_disposition
 
 if TYPE_CHECKING:
     from obstore import Attributes
@@ -98,7 +99,9 @@ class S3Storage(Storage):
 
     # -- primitives ----------------------------------------------------------------------
 
-    async def keep_input(self, incoming: Path, key: str, media_type: str) -> None:
+    async def keep_input(
+        self, incoming: Path, key: str, media_type: str, download_name: str | None = None
+    ) -> None:
         """Upload the scratch file (in parts when large), then remove it."""
         size = (await anyio.Path(incoming).stat()).st_size
         with _store_errors(self.location):
@@ -106,20 +109,26 @@ class S3Storage(Storage):
                 self.store,
                 self.key_of(key),
                 incoming,
-                attributes=_attributes(media_type),
+                attributes=_attributes(media_type, download_name),
                 use_multipart=size > MULTIPART_THRESHOLD_BYTES,
                 chunk_size=MULTIPART_THRESHOLD_BYTES,
             )
         await self.remove_scratch(incoming)
 
-    async def put(self, key: str, data: bytes, media_type: str | None = None) -> None:
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        media_type: str | None = None,
+        download_name: str | None = None,
+    ) -> None:
         """One PUT (atomic)."""
         with _store_errors(self.location):
             await obstore.put_async(
                 self.store,
                 self.key_of(key),
                 data,
-                attributes=_attributes(media_type),
+                attributes=_attributes(media_type, download_name),
                 use_multipart=False,
             )
 
@@ -199,5 +208,13 @@ def _store_errors(location: str) -> Iterator[None]:
         ) from exc
 
 
-def _attributes(media_type: str | None) -> Attributes | None:
-    return {"Content-Type": media_type} if media_type else None
+def _attributes(media_type: str | None, download_name: str | None) -> Attributes | None:
+    """The object's stored headers: its media type, and with a download name a
+    `Content-Disposition: attachment` the store answers a (presigned) GET with, since a
+    presigned URL of obstore cannot carry `response-content-disposition`."""
+    attributes: Attributes = {}
+    if media_type:
+        attributes["Content-Type"] = media_type
+    if download_name:
+        attributes["Content-Disposition"] = content_disposition(download_name)
+    return attributes or None

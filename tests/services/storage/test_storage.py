@@ -92,10 +92,12 @@ async def test_a_failed_result_write_leaves_nothing_behind(
     real_put = storage.put
     real_atomic_write = local_backend.atomic_write
 
-    async def failing_put(key: str, data: bytes, media_type: str | None = None) -> None:
+    async def failing_put(
+        key: str, data: bytes, media_type: str | None = None, download_name: str | None = None
+    ) -> None:
         if key.endswith("overlay.png"):
             raise OSError(28, "No space left on device")
-        await real_put(key, data, media_type)
+        await real_put(key, data, media_type, download_name)
 
     def failing_atomic_write(path: Path, data: bytes) -> None:
         if path.name == "overlay.png":
@@ -192,6 +194,47 @@ async def test_presigned_downloads_come_straight_from_the_store(
     assert answer.content == make_image("PNG")
     assert answer.headers["content-type"] == "image/png"
     assert await LocalStorage(settings).presigned_url("results/20261202/x/mask.png") is None
+
+
+async def test_a_presigned_download_saves_under_the_agents_download_name(
+    tmp_path: Path, s3_emulator: S3Emulator
+) -> None:
+    """The object store keeps the download name given at write time as the object's
+    `Content-Disposition`, and answers a GET of a presigned URL with it (a presigned URL
+    cannot ask for one). Names outside ASCII take the RFC 5987 form."""
+    settings = storage_settings(
+        tmp_path,
+        storage_url=f"s3://{s3_emulator.new_bucket()}/plant-7",
+        s3_endpoint_url=s3_emulator.url,
+        s3_presigned_downloads=True,
+    )
+    store = open_storage(settings)
+    stem = f"board_7_{IMG_ID}"
+    scratch = store.new_incoming_path()
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    scratch.write_bytes(make_image("PNG"))
+    input_key = store.input_key(IMG_ID, ACCEPTED, "board 7.png", ".png")
+    await store.keep_input(scratch, input_key, "image/png", f"{stem}.png")
+    keys = await store.write_results(IMG_ID, ACCEPTED, _results(), {}, download_stem=stem)
+    await store.put("thumbnails/x/input.png", b"png", "image/png", download_name="Prüfling.png")
+    await store.put("thumbnails/x/plain.png", b"png", "image/png")
+
+    async def disposition(key: str) -> str | None:
+        url = await store.presigned_url(key)
+        assert url is not None
+        answer = httpx2.get(url, timeout=10)
+        assert answer.status_code == 200
+        return answer.headers.get("content-disposition")
+
+    assert await disposition(input_key) == f'attachment; filename="{stem}.png"'
+    assert await disposition(keys["mask"]) == f'attachment; filename="{stem}_mask.png"'
+    assert await disposition(keys["analysis"]) == (f'attachment; filename="{stem}_analysis.json"')
+    assert await disposition("thumbnails/x/input.png") == (
+        "attachment; filename=\"Pr?fling.png\"; filename*=UTF-8''Pr%C3%BCfling.png"
+    )
+    # Written without a name (as before this version): the store sends none.
+    assert await disposition("thumbnails/x/plain.png") is None
+    await store.aclose()
 
 
 async def test_migrate_copies_a_folder_store_key_for_key_and_can_run_again(
