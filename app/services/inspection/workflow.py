@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
+import psycopg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -569,8 +570,9 @@ class InspectionService:
                     next_attempt_at=None,
                     waiting_since=None,
                 )
-        except IntegrityError:
+        except (IntegrityError, psycopg.IntegrityError):
             # Another worker stored this inspection first: its files are the same ones.
+            # (add_result writes through the driver: psycopg's error, not SQLAlchemy's.)
             async with self.sessions() as session:
                 if await ImageRepository(session).exists(img_unique_id):
                     return await self.load_outcome(img_unique_id)
