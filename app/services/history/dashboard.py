@@ -105,7 +105,7 @@ class DashboardRepository:
         return conditions
 
     @staticmethod
-    def _days(table: Any, period: Period) -> list[ColumnElement[bool]]:
+    def _rollup_rows(table: Any, period: Period) -> list[ColumnElement[bool]]:
         """WHERE conditions keeping rollup rows whose `day` falls in the period and, with a
         model version filter, that count that version."""
         conditions = []
@@ -123,7 +123,7 @@ class DashboardRepository:
             stmt = select(
                 func.coalesce(func.sum(ImagesDaily.images), 0),
                 func.coalesce(func.sum(ImagesDaily.images_with_defects), 0),
-            ).where(*self._days(ImagesDaily, period))
+            ).where(*self._rollup_rows(ImagesDaily, period))
             images, with_defects = (await self.session.execute(stmt)).one()
             return int(images), int(with_defects)
         has_defect = (
@@ -152,7 +152,7 @@ class DashboardRepository:
                     func.sum(ClassesDaily.area_pixels),
                     func.sum(total).over(order_by=(total.desc(), ClassesDaily.class_name)),
                 )
-                .where(*self._days(ClassesDaily, period))
+                .where(*self._rollup_rows(ClassesDaily, period))
                 .group_by(ClassesDaily.class_name)
                 .having(func.sum(ClassesDaily.images) > 0)
                 .order_by(total.desc(), ClassesDaily.class_name)
@@ -180,7 +180,7 @@ class DashboardRepository:
             images = func.sum(ImagesDaily.images)
             rollup = (
                 select(ImagesDaily.day, images)
-                .where(*self._days(ImagesDaily, period))
+                .where(*self._rollup_rows(ImagesDaily, period))
                 .group_by(ImagesDaily.day)
                 .having(images > 0)
             )
@@ -196,7 +196,7 @@ class DashboardRepository:
         if self.use_rollups:
             rollup = (
                 select(ClassesDaily.day, ClassesDaily.class_name, func.sum(ClassesDaily.regions))
-                .where(*self._days(ClassesDaily, period))
+                .where(*self._rollup_rows(ClassesDaily, period))
                 .group_by(ClassesDaily.day, ClassesDaily.class_name)
                 .having(func.sum(ClassesDaily.images) > 0)
             )
@@ -264,7 +264,7 @@ class DashboardRepository:
         col = (table.cell_col // step).label("col") if step > 1 else table.cell_col.label("col")
         stmt = (
             select(row, col, func.sum(table.regions))
-            .where(*self._days(table, period))
+            .where(*self._rollup_rows(table, period))
             .group_by("row", "col")
             .having(func.sum(table.regions) > 0)
         )
@@ -276,7 +276,8 @@ class DashboardRepository:
 
 
 class DashboardService:
-    """Builds the dashboard's response models from the repository's aggregates."""
+    """Builds the dashboard's response models from the repository's aggregates
+    (`use_rollups=False`: computed from the tables, see `DashboardRepository`)."""
 
     def __init__(self, session: AsyncSession, use_rollups: bool = True) -> None:
         self.repository = DashboardRepository(session, use_rollups)
