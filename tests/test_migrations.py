@@ -421,7 +421,7 @@ def test_rollups_by_model_version_migration_splits_old_rows_and_downgrades(
     unsplit = "SELECT images, images_with_defects FROM rollup_images_daily"
     assert db_rows(empty_database, unsplit) == [(2, 2)]
 
-    upgrade_database(empty_database, "20261202_0012")
+    upgrade_database(empty_database, "20261202_0013")
     for table in ROLLUP_TABLES:
         assert "model_version" in columns(empty_database, table)
     by_version = (

@@ -1,5 +1,5 @@
 """GET /api/dashboard/* and /api/images filtered by `model_version`, served from the
-rollups split by model version (migration 20261202_0012), against the same numbers
+rollups split by model version (migration 20261202_0013), against the same numbers
 computed from the tables.
 
 Two model versions come from two real reference model services: the second runs with a

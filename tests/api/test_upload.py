@@ -389,7 +389,7 @@ def test_a_result_stored_meanwhile_by_another_worker_is_returned_not_stored_twic
     client: httpx2.Client, agent: AgentServer, deeppcb: list[Path]
 ) -> None:
     """Another worker stored this inspection while this one ran it: the ledger row is
-    updated first (migration 20261202_0012 needs its model version there before the
+    updated first (migration 20261202_0013 needs its model version there before the
     result's rows), the images insert then fails on the primary key, the whole transaction
     rolls back and the stored result is answered. Simulated by marking a stored
     inspection failed and retrying it: the `images` row is there already."""

@@ -23,8 +23,8 @@ the writes:
 
 The PRD's `images`/`classes`/`regions` keep their columns.
 
-Revision ID: 20261202_0012
-Revises: 20261202_0011
+Revision ID: 20261202_0013
+Revises: 20261202_0012
 Create Date: 2026-12-02 14:00:00
 """
 
@@ -37,8 +37,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "20261202_0012"
-down_revision: str | None = "20261202_0011"
+revision: str = "20261202_0013"
+down_revision: str | None = "20261202_0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
