@@ -1,12 +1,14 @@
-"""What the rollup triggers (migration 20261202_0011) add to storing one inspection.
+"""What the rollup triggers (migrations 20261202_0011, 0012) add to storing one inspection.
 
 On a scratch database (created on --database-url's server, migrated, dropped at the
 end) it stores --rounds images of 7 regions (the average of the query benchmark) and
 of 5,000 regions (one class, centroids uniform over a 640 × 640 image) in one
-transaction each — an `images` row, one `classes` row, the regions in one INSERT — with
-the rollup triggers enabled, disabled (`ALTER TABLE … DISABLE TRIGGER USER`: the
-foreign-key checks stay on), and enabled again, and prints the median and p95
-milliseconds of each. Only the database's work is timed (no agent, no HTTP).
+transaction each, as the agent does — the ledger row (inserted `pending` beforehand,
+untimed) updated to `succeeded` with its model version, then an `images` row, one
+`classes` row, the regions in one INSERT — with the rollup triggers enabled, disabled
+(`ALTER TABLE … DISABLE TRIGGER USER`: the foreign-key checks stay on), and enabled
+again, and prints the median and p95 milliseconds of each. Only the database's work is
+timed (no agent, no HTTP).
 
 Usage::
 
@@ -40,8 +42,21 @@ def parse_args() -> argparse.Namespace:
 def store(conn: psycopg.Connection[Any], n: int, regions: int) -> float:
     """Store image number `n` with `regions` regions in one transaction; seconds."""
     img = f"20260301_000000_T{n:05d}"
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
+            " size_bytes, media_type, status, attempts) VALUES (%s, 'f.png', 'in', 1,"
+            " 'image/png', 'processing', 1)",
+            (img,),
+        )
     started = time.perf_counter()
     with conn.transaction():
+        conn.execute(
+            "UPDATE inspections SET status = 'succeeded', model_version = 'bench-1.0',"
+            " model_service_seconds = 0.2, total_seconds = 0.3, completed_at = now()"
+            " WHERE img_unique_id = %s",
+            (img,),
+        )
         conn.execute(
             "INSERT INTO images VALUES (%s, 640, 640, 0.2, now(), 'in', 'c', 'm', 'o')", (img,)
         )
@@ -69,7 +84,7 @@ def main() -> int:
     count = 0
     with temporary_database(args.server_url) as url, psycopg.connect(url) as conn:
         for label, action in (("on", "ENABLE"), ("off", "DISABLE"), ("on (again)", "ENABLE")):
-            for table in ("images", "classes", "regions"):
+            for table in ("inspections", "images", "classes", "regions"):
                 conn.execute(f"ALTER TABLE {table} {action} TRIGGER USER")
             conn.commit()
             for regions in (7, 5000):

@@ -403,3 +403,78 @@ def test_file_sweep_migration_and_its_downgrade(empty_database: str) -> None:
     assert "rollup_images_daily" in tables(empty_database)
     upgrade_database(empty_database)
     assert db_rows(empty_database, "SELECT count(*) FROM file_sweeps") == [(0,)]
+
+
+def test_rollups_by_model_version_migration_splits_old_rows_and_downgrades(
+    empty_database: str,
+) -> None:
+    upgrade_database(empty_database, "20261202_0011")
+    # Two images stored before the migration: one of model version old-1 (2 regions of
+    # `open`), one without a ledger row (1 region of `short`).
+    db_execute(
+        empty_database,
+        "INSERT INTO images VALUES ('20261120_101010_OLD001', 480, 640, 0.5,"
+        " '2026-11-20 10:10:10+00', 'in', 'c', 'm', 'o'), ('20261120_101010_OLD002', 480,"
+        " 640, 0.25, '2026-11-20 11:00:00+00', 'in', 'c', 'm', 'o')",
+    )
+    db_execute(
+        empty_database,
+        "INSERT INTO classes (class_unique_id, img_unique_id, class_id, class_name,"
+        " total_regions, total_area_pixels) VALUES (1, '20261120_101010_OLD001', 1, 'open',"
+        " 2, 30), (2, '20261120_101010_OLD002', 2, 'short', 1, 5)",
+    )
+    db_execute(
+        empty_database,
+        "INSERT INTO regions (class_unique_id, img_unique_id, region_id, centroid_x,"
+        " centroid_y, bbox_x, bbox_y, bbox_width, bbox_height, area_pixels, perimeter,"
+        " major_axis, minor_axis, circularity, aspect_ratio) VALUES"
+        " (1, '20261120_101010_OLD001', 1, 0, 0, 0, 0, 1, 1, 10, 4, 1, 1, 1, 1),"
+        " (1, '20261120_101010_OLD001', 2, 639, 479, 0, 0, 1, 1, 20, 4, 1, 1, 1, 1),"
+        " (2, '20261120_101010_OLD002', 1, 639, 0, 0, 0, 1, 1, 5, 4, 1, 1, 1, 1)",
+    )
+    add_ledger_row(empty_database, "20261120_101010_OLD001", "succeeded")
+    db_execute(empty_database, "UPDATE inspections SET model_version = 'old-1'")
+    unsplit = "SELECT images, images_with_defects FROM rollup_images_daily"
+    assert db_rows(empty_database, unsplit) == [(2, 2)]
+
+    upgrade_database(empty_database, "20261202_0013")
+    for table in ROLLUP_TABLES:
+        assert "model_version" in columns(empty_database, table)
+    by_version = (
+        "SELECT model_version, images, images_with_defects FROM rollup_images_daily ORDER BY 1"
+    )
+    assert db_rows(empty_database, by_version) == [("", 1, 1), ("old-1", 1, 1)]
+    assert db_rows(
+        empty_database,
+        "SELECT model_version, class_name, regions FROM rollup_classes_daily ORDER BY 1",
+    ) == [("", "short", 1), ("old-1", "open", 2)]
+    assert db_rows(
+        empty_database,
+        "SELECT model_version, cell_row, cell_col, regions FROM rollup_heatmap_daily_all"
+        " ORDER BY 1, 2, 3",
+    ) == [("", 0, 31, 1), ("old-1", 0, 0, 1), ("old-1", 31, 31, 1)]
+    assert db_rows(empty_database, "SELECT model_version, succeeded FROM rollup_timings_daily") == [
+        ("old-1", 1)
+    ]
+    # The triggers follow a new ledger row and a delete from here on.
+    add_ledger_row(empty_database, "20261120_101010_OLD002", "failed")
+    db_execute(
+        empty_database, "UPDATE inspections SET model_version = 'old-2' WHERE status = 'failed'"
+    )
+    assert db_rows(empty_database, by_version) == [("", 0, 0), ("old-1", 1, 1), ("old-2", 1, 1)]
+    db_execute(empty_database, "DELETE FROM images WHERE img_unique_id = '20261120_101010_OLD001'")
+    assert db_rows(empty_database, by_version) == [("", 0, 0), ("old-1", 0, 0), ("old-2", 1, 1)]
+
+    downgrade_database(empty_database, "20261202_0011")
+    for table in ROLLUP_TABLES:
+        assert "model_version" not in columns(empty_database, table)
+    assert not db_rows(
+        empty_database,
+        "SELECT proname FROM pg_proc WHERE proname IN ('aoi_rollup_add_images',"
+        " 'aoi_image_model_version') OR proname LIKE 'aoi_rollup_versions%%'",
+    )
+    assert db_rows(empty_database, unsplit) == [(1, 1)]  # rebuilt, unsplit
+    db_execute(empty_database, "DELETE FROM images")  # 0011's triggers are back
+    assert db_rows(empty_database, unsplit) == [(0, 0)]
+    upgrade_database(empty_database)
+    assert db_rows(empty_database, by_version) == []

@@ -72,8 +72,8 @@ async def list_images(
     or the failed (pending, processing) ones with their error and retry URL.
 
     Page by `page` (as in the PRD) or, to walk far, by `cursor` = the previous answer's
-    `next_cursor`. `total` is exact up to 10,000 and for date and class filters at any
-    size; otherwise an estimate, and `total_is_exact` says so."""
+    `next_cursor`. `total` is exact up to 10,000 and for date, class and model version
+    filters at any size; otherwise an estimate, and `total_is_exact` says so."""
     start_date, end_date = resolve_dates(date_range, start_date, end_date)
     after = image_cursor(cursor, page, status)
     filters = ImageFilters(

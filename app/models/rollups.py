@@ -1,10 +1,14 @@
 """Rollup tables: per-UTC-day sums of the inspection tables, kept up to date by triggers.
 
 The dashboard and `/api/stats` read these instead of scanning a million images and
-millions of regions. Triggers (migration 20261202_0011) keep them equal to the direct
-aggregates as rows of `images`, `classes`, `regions` and `inspections` are inserted or
-deleted (cascades included); `aoi_rollups_rebuild()` recomputes them from scratch. See
-`docs/database.md` ("Rollups").
+millions of regions. Triggers (migrations 20261202_0011 and 20261202_0012) keep them equal
+to the direct aggregates as rows of `images`, `classes`, `regions` and `inspections` are
+inserted or deleted (cascades included); `aoi_rollups_rebuild()` recomputes them from
+scratch. See `docs/database.md` ("Rollups").
+
+Every table is split by `model_version`: the version the image's `inspections` row names
+(for `TimingsDaily`, the ledger row's own), '' when there is none or it names none. A
+reader without a model version filter sums over it; one with a filter reads its rows.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class ImagesDaily(Base):
     __tablename__ = "rollup_images_daily"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(128), primary_key=True)
     images: Mapped[int] = mapped_column(BigInteger)
     images_with_defects: Mapped[int] = mapped_column(BigInteger)
     processing_seconds: Mapped[float] = mapped_column(Double)
@@ -41,6 +46,7 @@ class ClassesDaily(Base):
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     class_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(128), primary_key=True)
     images: Mapped[int] = mapped_column(BigInteger)
     regions: Mapped[int] = mapped_column(BigInteger)
     area_pixels: Mapped[int] = mapped_column(BigInteger)
@@ -56,6 +62,7 @@ class HeatmapDaily(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     cell_row: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     cell_col: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(128), primary_key=True)
     regions: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -68,6 +75,7 @@ class HeatmapDailyAll(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     cell_row: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     cell_col: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(128), primary_key=True)
     regions: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -78,6 +86,7 @@ class TimingsDaily(Base):
     __tablename__ = "rollup_timings_daily"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(128), primary_key=True)
     succeeded: Mapped[int] = mapped_column(BigInteger)
     model_service_n: Mapped[int] = mapped_column(BigInteger)
     model_service_seconds: Mapped[float] = mapped_column(Double)

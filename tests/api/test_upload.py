@@ -15,6 +15,7 @@ from tests.conftest import agent_settings
 from tests.support import (
     AgentServer,
     create_database,
+    db_execute,
     db_rows,
     drop_database,
     make_image,
@@ -382,6 +383,34 @@ def test_model_service_down_gives_503_keeps_input_and_retry_succeeds(
         again = c.post(f"/api/images/{img_id}/retry")
         assert again.status_code == 409
         assert again.json()["error"] == "not_retryable"
+
+
+def test_a_result_stored_meanwhile_by_another_worker_is_returned_not_stored_twice(
+    client: httpx2.Client, agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    """Another worker stored this inspection while this one ran it: the ledger row is
+    updated first (migration 20261202_0013 needs its model version there before the
+    result's rows), the images insert then fails on the primary key, the whole transaction
+    rolls back and the stored result is answered. Simulated by marking a stored
+    inspection failed and retrying it: the `images` row is there already."""
+    url = str(agent.settings.database_url)
+    image = deeppcb[15]
+    stored = client.post("/api/upload", files={"image": (image.name, image.read_bytes())})
+    assert stored.status_code == 200, stored.text
+    img_id = stored.json()["img_unique_id"]
+    db_execute(url, "UPDATE inspections SET status = 'failed' WHERE img_unique_id = %s", img_id)
+    again = client.post(f"/api/images/{img_id}/retry")
+    assert again.status_code == 200, again.text
+    assert again.json()["total_defects"] == stored.json()["total_defects"]
+    assert db_rows(url, "SELECT count(*) FROM images WHERE img_unique_id = %s", img_id) == [(1,)]
+    # Nothing counted twice: the rollups still sum to the tables.
+    counted = db_rows(
+        url,
+        "SELECT (SELECT count(*) FROM images), (SELECT count(*) FROM regions),"
+        " (SELECT sum(images)::bigint FROM rollup_images_daily),"
+        " (SELECT sum(regions)::bigint FROM rollup_heatmap_daily_all)",
+    )[0]
+    assert counted[2:] == counted[:2]
 
 
 def test_batch_wait_reports_each_failure_as_a_single_upload_would(

@@ -950,13 +950,14 @@ class ImageRepository:
     async def total(self, filters: ImageFilters) -> tuple[int, bool]:
         """Images matching `filters` and whether that number is exact.
 
-        Dates and one class name only: exact, summed from the daily rollups (one row per
-        day). Otherwise `bounded_count`: exact up to TOTAL_EXACT_UP_TO, else estimated.
+        Dates, one class name and a model version only: exact, summed from the daily
+        rollups (one row per day and model version). Otherwise `bounded_count`: exact up to
+        TOTAL_EXACT_UP_TO, else estimated.
         """
         spellings = await self._spellings(filters.class_name)
         # Only the filters the rollups are keyed by (any filter added later falls back).
         rollup_serves = replace(
-            filters, start_date=None, end_date=None, class_name=None
+            filters, start_date=None, end_date=None, class_name=None, model_version=None
         ) == ImageFilters() and (spellings is None or len(spellings) <= 1)
         if rollup_serves:
             table: Any = ImagesDaily if spellings is None else ClassesDaily
@@ -965,6 +966,8 @@ class ImageRepository:
             )
             if spellings is not None:
                 stmt = stmt.where(ClassesDaily.class_name.in_(spellings))
+            if filters.model_version:
+                stmt = stmt.where(table.model_version == filters.model_version)
             return int((await self.session.execute(stmt)).scalar_one()), True
         rows = self._image_filter(select(Image.img_unique_id), filters, spellings)
         return await bounded_count(self.session, rows)

@@ -1,12 +1,14 @@
 """Dashboard aggregates: every number is computed in SQL (GROUP BY, window functions,
 width_bucket), never by loading rows into Python.
 
-Days are UTC days, as everywhere in the API. Without a `model_version` filter the
-numbers are sums of the daily rollups (`app/models/rollups.py`, kept by triggers), so a
-query reads one row per day (and class, and heatmap cell) whatever the number of
-images; a `model_version` filter, which the rollups do not split by, and a heatmap
-grid the stored 32 × 32 one cannot be summed into, are computed from the inspection
-tables directly (the same numbers, read from every matching row).
+Days are UTC days, as everywhere in the API. The numbers are sums of the daily rollups
+(`app/models/rollups.py`, kept by triggers), so a query reads one row per day (and
+class, heatmap cell and model version) whatever the number of images: without a
+`model_version` filter summed over the versions, with one only that version's rows. A
+heatmap grid the stored 32 × 32 one cannot be summed into is computed from the
+inspection tables directly; so is everything when the repository is built with
+`use_rollups=False` (the reference the tests compare the rollups with: the same numbers,
+read from every matching row).
 """
 
 from __future__ import annotations
@@ -75,10 +77,15 @@ def _utc_day(column: Any) -> Any:
 
 
 class DashboardRepository:
-    """Aggregate queries over images, classes and regions."""
+    """Aggregate queries over images, classes and regions.
 
-    def __init__(self, session: AsyncSession) -> None:
+    `use_rollups=False` computes every answer from the inspection tables (seconds at a
+    million images): the reference for tests and benchmarks, never used by a route.
+    """
+
+    def __init__(self, session: AsyncSession, use_rollups: bool = True) -> None:
         self.session = session
+        self.use_rollups = use_rollups
 
     @staticmethod
     def _in_period(period: Period) -> list[ColumnElement[bool]]:
@@ -98,22 +105,25 @@ class DashboardRepository:
         return conditions
 
     @staticmethod
-    def _days(day: Any, period: Period) -> list[ColumnElement[bool]]:
-        """WHERE conditions keeping rollup rows whose `day` falls in the period."""
+    def _rollup_rows(table: Any, period: Period) -> list[ColumnElement[bool]]:
+        """WHERE conditions keeping rollup rows whose `day` falls in the period and, with a
+        model version filter, that count that version."""
         conditions = []
         if period.start_date:
-            conditions.append(day >= period.start_date)
+            conditions.append(table.day >= period.start_date)
         if period.end_date:
-            conditions.append(day <= period.end_date)
+            conditions.append(table.day <= period.end_date)
+        if period.model_version:
+            conditions.append(table.model_version == period.model_version)
         return conditions
 
     async def image_totals(self, period: Period) -> tuple[int, int]:
         """(images inspected, images with at least one region) in the period."""
-        if not period.model_version:
+        if self.use_rollups:
             stmt = select(
                 func.coalesce(func.sum(ImagesDaily.images), 0),
                 func.coalesce(func.sum(ImagesDaily.images_with_defects), 0),
-            ).where(*self._days(ImagesDaily.day, period))
+            ).where(*self._rollup_rows(ImagesDaily, period))
             images, with_defects = (await self.session.execute(stmt)).one()
             return int(images), int(with_defects)
         has_defect = (
@@ -132,7 +142,7 @@ class DashboardRepository:
     async def class_shares(self, period: Period) -> list[tuple[Any, ...]]:
         """Per class: (name, images, regions, area px, running total of regions), most regions
         first; the running total is a window over the grouped sums (for the Pareto line)."""
-        if not period.model_version:
+        if self.use_rollups:
             total = func.sum(ClassesDaily.regions)
             rollup = (
                 select(
@@ -142,7 +152,7 @@ class DashboardRepository:
                     func.sum(ClassesDaily.area_pixels),
                     func.sum(total).over(order_by=(total.desc(), ClassesDaily.class_name)),
                 )
-                .where(*self._days(ClassesDaily.day, period))
+                .where(*self._rollup_rows(ClassesDaily, period))
                 .group_by(ClassesDaily.class_name)
                 .having(func.sum(ClassesDaily.images) > 0)
                 .order_by(total.desc(), ClassesDaily.class_name)
@@ -166,9 +176,13 @@ class DashboardRepository:
 
     async def images_per_day(self, period: Period) -> dict[date, int]:
         """Images inspected on each UTC day of the period that has any."""
-        if not period.model_version:
-            rollup = select(ImagesDaily.day, ImagesDaily.images).where(
-                ImagesDaily.images > 0, *self._days(ImagesDaily.day, period)
+        if self.use_rollups:
+            images = func.sum(ImagesDaily.images)
+            rollup = (
+                select(ImagesDaily.day, images)
+                .where(*self._rollup_rows(ImagesDaily, period))
+                .group_by(ImagesDaily.day)
+                .having(images > 0)
             )
             return {d: int(n) for d, n in (await self.session.execute(rollup)).all()}
         day = _utc_day(Image.timestamp).label("day")
@@ -179,9 +193,12 @@ class DashboardRepository:
         self, period: Period, class_name: str | None
     ) -> list[tuple[date, str, int]]:
         """(UTC day, class name, regions) for every day and class with regions."""
-        if not period.model_version:
-            rollup = select(ClassesDaily.day, ClassesDaily.class_name, ClassesDaily.regions).where(
-                ClassesDaily.images > 0, *self._days(ClassesDaily.day, period)
+        if self.use_rollups:
+            rollup = (
+                select(ClassesDaily.day, ClassesDaily.class_name, func.sum(ClassesDaily.regions))
+                .where(*self._rollup_rows(ClassesDaily, period))
+                .group_by(ClassesDaily.day, ClassesDaily.class_name)
+                .having(func.sum(ClassesDaily.images) > 0)
             )
             if class_name:
                 spellings = await class_name_spellings(self.session, class_name)
@@ -206,7 +223,7 @@ class DashboardRepository:
         """(row, col, regions) of the non-empty cells of a bins × bins grid of centroids
         normalised by image width and height; rows and cols are 0-based (a centroid left of
         or above the image counts as -1 here, as `width_bucket` puts it)."""
-        if not period.model_version and HEATMAP_ROLLUP_BINS % bins == 0:
+        if self.use_rollups and HEATMAP_ROLLUP_BINS % bins == 0:
             return await self._rollup_grid(period, class_name, bins)
         col = (
             func.least(
@@ -247,7 +264,7 @@ class DashboardRepository:
         col = (table.cell_col // step).label("col") if step > 1 else table.cell_col.label("col")
         stmt = (
             select(row, col, func.sum(table.regions))
-            .where(*self._days(table.day, period))
+            .where(*self._rollup_rows(table, period))
             .group_by("row", "col")
             .having(func.sum(table.regions) > 0)
         )
@@ -259,10 +276,11 @@ class DashboardRepository:
 
 
 class DashboardService:
-    """Builds the dashboard's response models from the repository's aggregates."""
+    """Builds the dashboard's response models from the repository's aggregates
+    (`use_rollups=False`: computed from the tables, see `DashboardRepository`)."""
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.repository = DashboardRepository(session)
+    def __init__(self, session: AsyncSession, use_rollups: bool = True) -> None:
+        self.repository = DashboardRepository(session, use_rollups)
 
     async def summary(self, period: Period) -> DashboardSummary:
         """Image and region totals and each class's share, most regions first.

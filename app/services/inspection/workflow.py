@@ -552,7 +552,9 @@ class InspectionService:
         total_seconds = time.perf_counter() - started
         try:
             async with unit_of_work(self.sessions) as session:
-                await ImageRepository(session).add_result(image, result.analysis)
+                # The ledger row (with its model version) first, so the rollup triggers
+                # of the result's rows file them under that version at once; in the other
+                # order the ledger's trigger would move them there (same sums, more work).
                 await InspectionRepository(session).mark(
                     img_unique_id,
                     sync_loaded=False,  # a new session: the ledger row is not loaded in it
@@ -570,6 +572,7 @@ class InspectionService:
                     next_attempt_at=None,
                     waiting_since=None,
                 )
+                await ImageRepository(session).add_result(image, result.analysis)
         except (IntegrityError, psycopg.IntegrityError):
             # Another worker stored this inspection first: its files are the same ones.
             # (add_result writes through the driver: psycopg's error, not SQLAlchemy's.)

@@ -1,9 +1,10 @@
-"""The daily rollups (migration 20261202_0011) against the direct aggregates.
+"""The daily rollups (migrations 20261202_0011 and 0012) against the direct aggregates.
 
 Rows are written with plain SQL, as any writer could (bulk statements, one row per
-statement, cascaded deletes); after each step the trigger-kept rollups must equal what
-`aoi_rollups_rebuild()` computes from the tables, and the dashboard answers read from
-the rollups must equal the same answers computed from the tables directly.
+statement, cascaded deletes, the ledger row before or after the result's rows); after
+each step the trigger-kept rollups must equal what `aoi_rollups_rebuild()` computes from
+the tables, and the dashboard answers read from the rollups, with and without a model
+version filter, must equal the same answers computed from the tables directly.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from app.services.history.dashboard import DashboardService, Period
 from tests.support import create_database, drop_database
 
 ROLLUPS = {
-    "rollup_images_daily": "day",
-    "rollup_classes_daily": "day, class_name",
-    "rollup_heatmap_daily": "class_name, day, cell_row, cell_col",
-    "rollup_heatmap_daily_all": "day, cell_row, cell_col",
-    "rollup_timings_daily": "day",
+    "rollup_images_daily": "day, model_version",
+    "rollup_classes_daily": "day, class_name, model_version",
+    "rollup_heatmap_daily": "class_name, day, cell_row, cell_col, model_version",
+    "rollup_heatmap_daily_all": "day, cell_row, cell_col, model_version",
+    "rollup_timings_daily": "day, model_version",
 }
 DAY_1 = datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC)
 DAY_2 = datetime(2026, 3, 2, 0, 0, 1, tzinfo=UTC)
@@ -83,20 +84,46 @@ def add_image(
     width: int = 640,
     height: int = 480,
     one_statement_per_class: bool = False,
+    version: str | None = VERSION,
+    ledger: str = "after_image",
 ) -> None:
-    """An image, its ledger row (succeeded, model version v1) and its classes and regions
-    (centroids in pixels); total_regions is the number of centroids given."""
+    """An image, its ledger row (succeeded, model version `version`) and its classes and
+    regions (centroids in pixels); total_regions is the number of centroids given.
+
+    `ledger`: "after_image" (the ledger row inserted right after the image row),
+    "first" (before it, as the agent's order: the ledger row is there before the result),
+    "last" (after the regions) or "none" (no ledger row).
+    """
+
+    def ledger_row() -> None:
+        cur.execute(
+            "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
+            " size_bytes, media_type, status, attempts, created_at, updated_at,"
+            " model_service_seconds, total_seconds, model_version)"
+            " VALUES (%s, 'f.png', 'in', 1, 'image/png', 'succeeded', 1, %s, %s, 0.2, 0.3,"
+            " %s)",
+            (img_id, stamp, stamp, version),
+        )
+
+    if ledger == "first":
+        ledger_row()
     cur.execute(
         "INSERT INTO images VALUES (%s, %s, %s, %s, %s, 'in', 'c', 'm', 'o')",
         (img_id, height, width, 0.25, stamp),
     )
-    cur.execute(
-        "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
-        " size_bytes, media_type, status, attempts, created_at, updated_at,"
-        " model_service_seconds, total_seconds, model_version)"
-        " VALUES (%s, 'f.png', 'in', 1, 'image/png', 'succeeded', 1, %s, %s, 0.2, 0.3, %s)",
-        (img_id, stamp, stamp, VERSION),
-    )
+    if ledger == "after_image":
+        ledger_row()
+    _add_classes(cur, img_id, classes, one_statement_per_class)
+    if ledger == "last":
+        ledger_row()
+
+
+def _add_classes(
+    cur: psycopg.Cursor[Any],
+    img_id: str,
+    classes: dict[str, list[tuple[float, float]]],
+    one_statement_per_class: bool,
+) -> None:
     rows = [
         (img_id, class_id, name, len(points), 10 * len(points))
         for class_id, (name, points) in enumerate(classes.items(), start=1)
@@ -152,9 +179,9 @@ def test_rollups_follow_inserts_and_every_kind_of_delete(db: str) -> None:
         add_image(cur, "20260302_000001_AAAAA3", DAY_2, {})  # no defect
         add_image(cur, "20260302_000001_AAAAA4", DAY_2, {"Open": [(1, 1)]}, width=1)
     kept = assert_rollups_match(db)
-    assert kept["rollup_images_daily"][0][:3] == (date(2026, 3, 1), 1, 1)
-    assert kept["rollup_images_daily"][1][:3] == (date(2026, 3, 2), 3, 2)
-    assert sum(r[3] for r in kept["rollup_heatmap_daily_all"]) == 6  # region rows
+    assert kept["rollup_images_daily"][0][:4] == (date(2026, 3, 1), VERSION, 1, 1)
+    assert kept["rollup_images_daily"][1][:4] == (date(2026, 3, 2), VERSION, 3, 2)
+    assert sum(r[4] for r in kept["rollup_heatmap_daily_all"]) == 6  # region rows
 
     with _conn(db) as conn:  # a class on its own: its regions go by cascade
         conn.execute(
@@ -171,9 +198,9 @@ def test_rollups_follow_inserts_and_every_kind_of_delete(db: str) -> None:
         conn.execute("DELETE FROM images WHERE img_unique_id = '20260302_000001_AAAAA2'")
         conn.execute("DELETE FROM inspections WHERE img_unique_id = '20260302_000001_AAAAA2'")
     kept = assert_rollups_match(db)
-    assert [r[:3] for r in kept["rollup_images_daily"]] == [
-        (date(2026, 3, 1), 1, 1),
-        (date(2026, 3, 2), 2, 1),
+    assert [r[:4] for r in kept["rollup_images_daily"]] == [
+        (date(2026, 3, 1), VERSION, 1, 1),
+        (date(2026, 3, 2), VERSION, 2, 1),
     ]
     with _conn(db) as conn, conn.cursor() as cur:  # stored and deleted in one transaction
         add_image(cur, "20260302_000001_AAAAA5", DAY_2, {"open": [(5, 5)]})
@@ -186,7 +213,10 @@ def test_rollups_follow_inserts_and_every_kind_of_delete(db: str) -> None:
             (DAY_1,),
         )
     kept = assert_rollups_match(db)
-    assert kept["rollup_images_daily"][0][:3] == (date(2026, 3, 1), 31, 1)
+    assert [r[:4] for r in kept["rollup_images_daily"]][:2] == [
+        (date(2026, 3, 1), "", 30, 0),  # no ledger rows: no model version
+        (date(2026, 3, 1), VERSION, 1, 1),
+    ]
 
 
 def test_timing_rollup_follows_the_ledger(db: str) -> None:
@@ -207,17 +237,49 @@ def test_timing_rollup_follows_the_ledger(db: str) -> None:
             " WHERE img_unique_id = '20260301_000000_C00005'"
         )
     kept = assert_rollups_match(db)
-    assert kept["rollup_timings_daily"] == [(date(2026, 3, 1), 5, 4, 2.0, 5, 5.0)]
+    assert kept["rollup_timings_daily"] == [(date(2026, 3, 1), "", 5, 4, 2.0, 5, 5.0)]
     with _conn(db) as conn:
         conn.execute("UPDATE inspections SET status = 'failed' WHERE img_unique_id LIKE '%C00001'")
         conn.execute("DELETE FROM inspections WHERE img_unique_id LIKE '%C00002'")
     kept = assert_rollups_match(db)
-    assert kept["rollup_timings_daily"] == [(date(2026, 3, 1), 3, 2, 1.0, 3, 3.5)]
+    assert kept["rollup_timings_daily"] == [(date(2026, 3, 1), "", 3, 2, 1.0, 3, 3.5)]
+
+
+async def assert_dashboard_matches(url: str, versions: list[str | None]) -> None:
+    """Every dashboard answer read from the rollups equals the same answer computed from
+    the tables (`use_rollups=False`), for each model version filter of `versions`, three
+    date ranges, no class or two, and every heat map grid the rollup serves."""
+    engine = create_async_engine(sqlalchemy_url(url))
+    try:
+        async with AsyncSession(engine) as session:
+            rolled, direct = DashboardService(session), DashboardService(session, False)
+            for version in versions:
+                for start, end in [
+                    (None, None),
+                    (date(2026, 3, 2), None),
+                    (None, date(2026, 3, 1)),
+                ]:
+                    period = Period(start, end, version)
+                    a, b = await rolled.summary(period), await direct.summary(period)
+                    assert a.model_dump() == b.model_dump(), (version, start, end)
+                    for class_name in (None, "open", "short"):
+                        days = Period(start or date(2026, 2, 28), end or date(2026, 3, 3), version)
+                        a_days = await rolled.defects_per_day(days, class_name)
+                        b_days = await direct.defects_per_day(days, class_name)
+                        assert a_days.model_dump() == b_days.model_dump(), (version, class_name)
+                        for bins in (4, 8, 16, 32):
+                            heat = await rolled.heatmap(period, class_name, bins)
+                            assert (
+                                heat.model_dump()
+                                == (await direct.heatmap(period, class_name, bins)).model_dump()
+                            ), (version, class_name, bins)
+    finally:
+        await engine.dispose()
 
 
 async def test_dashboard_from_rollups_equals_the_direct_queries(db: str) -> None:
-    """Every inspection has model version v1, so filtering by it (computed from the
-    tables) must give the same numbers as no filter (summed from the rollups)."""
+    """Every inspection has model version v1, so filtering by it must give the same
+    numbers as no filter, and both the numbers computed from the tables."""
     with _conn(db) as conn, conn.cursor() as cur:
         add_image(
             cur,
@@ -228,28 +290,11 @@ async def test_dashboard_from_rollups_equals_the_direct_queries(db: str) -> None
         add_image(cur, "20260302_000001_AAAAA2", DAY_2, {"open": [(-3, 500)], "spur": []})
         add_image(cur, "20260302_000001_AAAAA3", DAY_2, {})
         add_image(cur, "20260302_000001_AAAAA4", DAY_2, {"SHORT": [(7, 9), (600, 10)]})
+    await assert_dashboard_matches(db, [None, VERSION, "v9"])
     engine = create_async_engine(sqlalchemy_url(db))
     try:
         async with AsyncSession(engine) as session:
             service = DashboardService(session)
-            for start, end in [(None, None), (date(2026, 3, 2), None), (None, date(2026, 3, 1))]:
-                rolled, direct = Period(start, end), Period(start, end, VERSION)
-                a, b = await service.summary(rolled), await service.summary(direct)
-                assert a.model_dump() == b.model_dump()
-                for class_name in (None, "open", "short"):
-                    a_days = await service.defects_per_day(
-                        Period(date(2026, 2, 28), date(2026, 3, 3)), class_name
-                    )
-                    b_days = await service.defects_per_day(
-                        Period(date(2026, 2, 28), date(2026, 3, 3), VERSION), class_name
-                    )
-                    assert a_days.model_dump() == b_days.model_dump()
-                    for bins in (4, 8, 16, 32):
-                        heat = await service.heatmap(rolled, class_name, bins)
-                        assert (
-                            heat.model_dump()
-                            == (await service.heatmap(direct, class_name, bins)).model_dump()
-                        )
             summary = await service.summary(Period())
             assert (summary.total_images, summary.images_with_defects) == (4, 3)
             assert {c.class_name: c.regions for c in summary.classes} == {
@@ -259,8 +304,94 @@ async def test_dashboard_from_rollups_equals_the_direct_queries(db: str) -> None
                 "spur": 0,
             }
             assert math.isclose(sum(c.share for c in summary.classes), 1.0)
+            assert (await service.summary(Period(model_version=VERSION))) == summary
+            nothing = await service.summary(Period(model_version="v9"))
+            assert (nothing.total_images, nothing.total_defects, nothing.classes) == (0, 0, [])
     finally:
         await engine.dispose()
+
+
+async def test_rollups_by_model_version_follow_the_ledger_in_any_order(db: str) -> None:
+    """Two model versions, the ledger row written before, between or after the result's
+    rows (or never), then versions changed, ledger rows and images deleted in every way:
+    after each step the rollups equal a rebuild and the dashboard filtered by each version
+    equals the direct computation."""
+    versions: list[str | None] = [None, "v1", "v2", "v3"]
+    with _conn(db) as conn, conn.cursor() as cur:
+        add_image(cur, "20260301_235959_AAAAA1", DAY_1, {"open": [(1, 1), (600, 400)]})
+        add_image(
+            cur,
+            "20260301_235959_AAAAA2",
+            DAY_1,
+            {"open": [(10, 10)], "short": [(300, 200), (5, 470)]},
+            version="v2",
+            ledger="first",
+        )
+        add_image(
+            cur,
+            "20260302_000001_AAAAA3",
+            DAY_2,
+            {"short": [(320, 240)], "spur": []},
+            version="v2",
+            ledger="last",
+            one_statement_per_class=True,
+        )
+        add_image(cur, "20260302_000001_AAAAA4", DAY_2, {"open": [(7, 7)]}, ledger="first")
+        add_image(cur, "20260302_000001_AAAAA5", DAY_2, {"open": [(8, 8)]}, version=None)
+        add_image(cur, "20260302_000001_AAAAA6", DAY_2, {"spur": [(9, 9)]}, ledger="none")
+        add_image(cur, "20260302_000001_AAAAA7", DAY_2, {}, version="v2", ledger="first")
+    kept = assert_rollups_match(db)
+    assert [r[:4] for r in kept["rollup_images_daily"]] == [
+        (date(2026, 3, 1), "v1", 1, 1),
+        (date(2026, 3, 1), "v2", 1, 1),
+        (date(2026, 3, 2), "", 2, 2),  # a ledger row without a version, and none
+        (date(2026, 3, 2), "v1", 1, 1),
+        (date(2026, 3, 2), "v2", 2, 1),
+    ]
+    assert [r[:3] for r in kept["rollup_timings_daily"]] == [
+        (date(2026, 3, 1), "v1", 1),
+        (date(2026, 3, 1), "v2", 1),
+        (date(2026, 3, 2), "", 1),
+        (date(2026, 3, 2), "v1", 1),
+        (date(2026, 3, 2), "v2", 2),
+    ]
+    await assert_dashboard_matches(db, versions)
+
+    steps = [
+        # A stored image's ledger row changes version; two swap in one statement.
+        "UPDATE inspections SET model_version = 'v3' WHERE img_unique_id LIKE '%AAAAA4'",
+        "UPDATE inspections SET model_version = CASE model_version WHEN 'v1' THEN 'v2'"
+        " ELSE 'v1' END WHERE img_unique_id IN ('20260301_235959_AAAAA1',"
+        " '20260301_235959_AAAAA2')",
+        # An update that changes no version moves nothing.
+        "UPDATE inspections SET attempts = attempts + 1",
+        # The ledger row goes first, the image stays (now of no version), then goes too.
+        "DELETE FROM inspections WHERE img_unique_id LIKE '%AAAAA3'",
+        "DELETE FROM images WHERE img_unique_id LIKE '%AAAAA3'",
+        # A class, then a region, of a v1 image on their own.
+        "DELETE FROM classes WHERE img_unique_id LIKE '%AAAAA2' AND class_name = 'short'",
+        "DELETE FROM regions WHERE img_unique_id LIKE '%AAAAA1'",
+        # The image first (as retention does), then its ledger row.
+        "DELETE FROM images WHERE img_unique_id LIKE '%AAAAA7'",
+        "DELETE FROM inspections WHERE img_unique_id LIKE '%AAAAA7'",
+        # A ledger row arrives for an image stored without one.
+        "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
+        " size_bytes, media_type, status, attempts, created_at, updated_at, model_version)"
+        " VALUES ('20260302_000001_AAAAA6', 'f.png', 'in', 1, 'image/png', 'failed', 1,"
+        " now(), now(), 'v3')",
+    ]
+    for step in steps:
+        with _conn(db) as conn:
+            conn.execute(step)
+        assert_rollups_match(db)
+        await assert_dashboard_matches(db, versions)
+    kept = assert_rollups_match(db)
+    assert [r[:4] for r in kept["rollup_images_daily"]] == [
+        (date(2026, 3, 1), "v1", 1, 1),
+        (date(2026, 3, 1), "v2", 1, 1),  # its region rows went, its class counts stay
+        (date(2026, 3, 2), "", 1, 1),
+        (date(2026, 3, 2), "v3", 2, 2),
+    ]
 
 
 def test_concurrent_writers_touching_the_same_rows_in_opposite_orders_never_deadlock(
@@ -301,7 +432,7 @@ def test_concurrent_writers_touching_the_same_rows_in_opposite_orders_never_dead
         thread.join(timeout=120)
     assert errors == []
     kept = assert_rollups_match(db)
-    assert [r[:3] for r in kept["rollup_images_daily"]] == [
-        (date(2026, 3, 1), 40, 40),
-        (date(2026, 3, 2), 40, 40),
+    assert [r[:4] for r in kept["rollup_images_daily"]] == [
+        (date(2026, 3, 1), VERSION, 40, 40),
+        (date(2026, 3, 2), VERSION, 40, 40),
     ]
