@@ -29,6 +29,7 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.supervisors import Multiprocess
 
+from app.api.http_protocol import protocol_class
 from app.config import Settings
 from app.services.database.embedded import EmbeddedPostgresError, start_embedded_postgres
 from app.services.database.migrations import upgrade_database
@@ -236,6 +237,7 @@ def serve_worker_processes(settings: Settings, sock: socket.socket) -> None:
     config = uvicorn.Config(
         "app.main:create_worker_app",
         factory=True,
+        http=protocol_class(),
         workers=settings.web_concurrency,
         host=settings.host,
         port=settings.port,
@@ -303,6 +305,7 @@ def main() -> int:
             server = AgentServer(
                 uvicorn.Config(
                     create_app(ready),
+                    http=protocol_class(),
                     host=ready.host,
                     port=ready.port,
                     log_config=None,

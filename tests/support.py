@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from app.api.http_protocol import protocol_class
 from app.config import Settings
 from app.main import create_app
 from app.services.model_service.reference import free_loopback_port
@@ -102,6 +103,7 @@ class AgentServer:
         self._server = uvicorn.Server(
             uvicorn.Config(
                 create_app(self.settings),
+                http=protocol_class(),
                 host="127.0.0.1",
                 port=self.settings.port,
                 log_config=None,

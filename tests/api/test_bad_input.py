@@ -749,3 +749,40 @@ def test_an_unexpected_error_is_json_500_with_its_traceback_in_error_log(
     line = next(line for line in error_log.splitlines() if body["request_id"] in line)
     assert "simulated bug" in line
     assert "Traceback" in line
+
+
+def _raw_exchange(agent: AgentServer, request: bytes) -> tuple[bytes, bytes]:
+    """Send `request` as raw bytes on a new connection; (head, body) of the answer."""
+    import socket
+    from urllib.parse import urlsplit
+
+    address = urlsplit(agent.url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /api/health HTTP/1.1\r\nHost: agent\r\nX-Line: scan\x01007\r\n\r\n",
+        b"THIS IS NOT HTTP\r\n\r\n",
+        b"POST /api/upload HTTP/1.1\r\nHost: agent\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["control-character-in-header", "garbage-request-line", "broken-chunked-body"],
+)
+def test_a_request_the_server_cannot_parse_gets_a_json_400(
+    agent: AgentServer, request_bytes: bytes
+) -> None:
+    """uvicorn answers these itself, before the application sees them: the agent's
+    protocol (app/api/http_protocol.py) makes that answer JSON like every other error."""
+    head, body = _raw_exchange(agent, request_bytes)
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert b"content-type: application/json" in head.lower()
+    error = json.loads(body)
+    assert error["error"] == "bad_request"
+    assert "send it again" in error["detail"]
