@@ -1,7 +1,7 @@
 """Rollup tables: per-UTC-day sums of the inspection tables, kept up to date by triggers.
 
 The dashboard and `/api/stats` read these instead of scanning a million images and
-millions of regions. Triggers (migrations 20261202_0011 and 20261202_0012) keep them equal
+millions of regions. Triggers (migrations 20261202_0011 and 20261202_0013) keep them equal
 to the direct aggregates as rows of `images`, `classes`, `regions` and `inspections` are
 inserted or deleted (cascades included); `aoi_rollups_rebuild()` recomputes them from
 scratch. See `docs/database.md` ("Rollups").
