@@ -5,9 +5,10 @@ Services call these and only `flush()`; the caller's unit of work commits.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
@@ -30,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
@@ -223,10 +225,27 @@ async def driver_connection(session: AsyncSession) -> psycopg.AsyncConnection[An
     statements through it directly: the same transaction, without SQLAlchemy's statement
     compilation, cache-key and greenlet hand-offs, which cost about 0.5 ms of CPU per
     statement (docs/performance.md). Statements sent here are plain SQL with psycopg
-    parameters; values must be plain Python (an enum as its `.value`).
+    parameters; values must be plain Python (an enum as its `.value`). Send them inside
+    `sqlalchemy_errors`, so that callers see the errors the session would raise.
     """
     connection = await (await session.connection()).get_raw_connection()
     return connection.driver_connection  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def sqlalchemy_errors(statement: str) -> Iterator[None]:
+    """Raise psycopg's errors as SQLAlchemy's (`DBAPIError.instance`: a unique violation
+    as `IntegrityError`, a lost server as `OperationalError`...), as the session does for
+    its own statements: the app's 503 for an unreachable database, the duplicate-store
+    path and the hot folder's retry all catch SQLAlchemy's classes.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError (a subclass): what psycopg raised, as `orig`.
+    """
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
 
 
 _INSERT_IMAGE_SQL = (
@@ -270,15 +289,13 @@ class InspectionRepository:
             columns = tuple(sorted(values))
             by_columns.setdefault(columns, []).append(tuple(_plain(values[c]) for c in columns))
         driver = await driver_connection(self.session)
-        async with driver.cursor() as cursor:
-            for columns, rows in by_columns.items():
-                statement = sql.SQL("INSERT INTO inspections ({}) VALUES ({})").format(
-                    sql.SQL(", ").join(map(sql.Identifier, columns)),
-                    sql.SQL(", ").join(sql.Placeholder() * len(columns)),
-                )
-                if len(rows) == 1:
-                    await cursor.execute(statement, rows[0])
-                else:
+        with sqlalchemy_errors("INSERT INTO inspections"):
+            async with driver.cursor() as cursor:
+                for columns, rows in by_columns.items():
+                    statement = sql.SQL("INSERT INTO inspections ({}) VALUES ({})").format(
+                        sql.SQL(", ").join(map(sql.Identifier, columns)),
+                        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+                    )
                     await cursor.executemany(statement, rows)
 
     async def add_batch(self, batch: Batch) -> None:
@@ -375,10 +392,11 @@ class InspectionRepository:
             sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns
         )
         driver = await driver_connection(self.session)
-        await driver.execute(
-            statement.format(assignments),
-            [*(_plain(values[c]) for c in columns), img_unique_id],
-        )
+        with sqlalchemy_errors("UPDATE inspections"):
+            await driver.execute(
+                statement.format(assignments),
+                [*(_plain(values[c]) for c in columns), img_unique_id],
+            )
 
     async def unfinished_batch_items_without_job(self) -> list[str]:
         """Batch inspections still pending/processing that no queued or running job covers.
@@ -810,44 +828,45 @@ class ImageRepository:
         stays transient (not in this session).
 
         Raises:
-            psycopg.IntegrityError: the image is stored already (psycopg's own error, not
-                SQLAlchemy's: the statement does not go through the session).
+            sqlalchemy.exc.IntegrityError: the image is stored already (see
+                `sqlalchemy_errors`).
         """
         driver = await driver_connection(self.session)
-        await driver.execute(
-            _INSERT_IMAGE_SQL,
-            (
-                image.img_unique_id,
-                image.image_height,
-                image.image_width,
-                image.processing_time_seconds,
-                image.timestamp,
-                image.input_image_path,
-                image.result_image_1_path,
-                image.result_image_2_path,
-                image.result_image_3_path,
-            ),
-        )
-        if not analysis.classes:
-            return
-        found = list(analysis.classes.items())
-        inserted = await driver.execute(
-            _INSERT_CLASSES_SQL,
-            (
-                image.img_unique_id,
-                [c.class_id for _, c in found],
-                [name for name, _ in found],
-                [c.total_regions for _, c in found],
-                [c.total_area_pixels for _, c in found],
-            ),
-        )
-        ids = {name: class_unique_id for class_unique_id, name in await inserted.fetchall()}
-        with_regions = [(ids[name], c.regions) for name, c in found if c.regions]
-        if not with_regions:
-            return
-        data = region_copy_data(image.img_unique_id, with_regions)
-        async with driver.cursor() as cursor, cursor.copy(COPY_REGIONS_SQL) as copy:
-            await copy.write(data)
+        with sqlalchemy_errors("INSERT INTO images, classes; COPY regions"):
+            await driver.execute(
+                _INSERT_IMAGE_SQL,
+                (
+                    image.img_unique_id,
+                    image.image_height,
+                    image.image_width,
+                    image.processing_time_seconds,
+                    image.timestamp,
+                    image.input_image_path,
+                    image.result_image_1_path,
+                    image.result_image_2_path,
+                    image.result_image_3_path,
+                ),
+            )
+            if not analysis.classes:
+                return
+            found = list(analysis.classes.items())
+            inserted = await driver.execute(
+                _INSERT_CLASSES_SQL,
+                (
+                    image.img_unique_id,
+                    [c.class_id for _, c in found],
+                    [name for name, _ in found],
+                    [c.total_regions for _, c in found],
+                    [c.total_area_pixels for _, c in found],
+                ),
+            )
+            ids = {name: class_unique_id for class_unique_id, name in await inserted.fetchall()}
+            with_regions = [(ids[name], c.regions) for name, c in found if c.regions]
+            if not with_regions:
+                return
+            data = region_copy_data(image.img_unique_id, with_regions)
+            async with driver.cursor() as cursor, cursor.copy(COPY_REGIONS_SQL) as copy:
+                await copy.write(data)
 
     async def get(self, img_unique_id: str) -> Image | None:
         """An image with its classes loaded."""

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-import psycopg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -573,9 +572,8 @@ class InspectionService:
                     waiting_since=None,
                 )
                 await ImageRepository(session).add_result(image, result.analysis)
-        except (IntegrityError, psycopg.IntegrityError):
+        except IntegrityError:
             # Another worker stored this inspection first: its files are the same ones.
-            # (add_result writes through the driver: psycopg's error, not SQLAlchemy's.)
             async with self.sessions() as session:
                 if await ImageRepository(session).exists(img_unique_id):
                     return await self.load_outcome(img_unique_id)

@@ -114,3 +114,57 @@ def test_every_region_value_survives_the_binary_copy(database_url: str) -> None:
             row.circularity,
             row.aspect_ratio,
         ) == (r.area_pixels, r.perimeter, r.major_axis, r.minor_axis, r.circularity, r.aspect_ratio)
+
+
+def test_the_driver_level_writes_raise_sqlalchemys_errors(database_url: str) -> None:
+    """`add_result` writes through psycopg directly; its errors still arrive as the
+    session's would: a second store of the same image as `IntegrityError` (the
+    duplicate-store path catches it), a lost server as `DBAPIError` with psycopg's
+    `OperationalError` inside (the app answers that with 503 `database_unavailable`)."""
+    import psycopg
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    def image() -> Image:
+        return Image(
+            img_unique_id="copytest0002",
+            image_height=640,
+            image_width=640,
+            processing_time_seconds=0.1,
+            timestamp=datetime.now(UTC),
+            input_image_path="inputs/copytest0002.jpg",
+        )
+
+    async def run() -> tuple[BaseException | None, BaseException | None]:
+        engine = create_async_engine(sqlalchemy_url(database_url))
+        sessions = create_session_factory(engine)
+        duplicate = lost = None
+        try:
+            async with unit_of_work(sessions) as session:
+                await ImageRepository(session).add_result(image(), _analysis())
+            try:
+                async with unit_of_work(sessions) as session:
+                    await ImageRepository(session).add_result(image(), _analysis())
+            except IntegrityError as exc:
+                duplicate = exc
+            try:
+                async with unit_of_work(sessions) as session:
+                    pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+                    async with engine.connect() as other:
+                        await other.execute(text(f"SELECT pg_terminate_backend({int(pid)})"))
+                    try:
+                        await ImageRepository(session).add_result(image(), _analysis())
+                    except DBAPIError as exc:
+                        lost = exc
+                        raise
+            except DBAPIError:
+                pass  # the rollback on the dead connection fails too: also a DBAPIError
+        finally:
+            await engine.dispose()
+        return duplicate, lost
+
+    duplicate, lost = asyncio.run(run())
+    assert isinstance(duplicate, IntegrityError)
+    assert isinstance(duplicate.orig, psycopg.errors.UniqueViolation)
+    assert isinstance(lost, DBAPIError)
+    assert isinstance(lost.orig, psycopg.OperationalError)
