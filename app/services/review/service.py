@@ -46,26 +46,12 @@ class RegionNotFound(AgentError):
 
 def region_review(row: RegionVerdict | None) -> RegionReview | None:
     """The API form of a verdict row (None: the region has no verdict)."""
-    if row is None:
-        return None
-    return RegionReview(
-        verdict=cast(Verdict, row.verdict),
-        comment=row.comment,
-        reviewer=row.reviewer,
-        reviewed_at=row.reviewed_at,
-    )
+    return None if row is None else RegionReview.model_validate(row, from_attributes=True)
 
 
 def image_review(row: ImageDisposition | None) -> ImageReview | None:
     """The API form of a disposition row (None: the image has no disposition)."""
-    if row is None:
-        return None
-    return ImageReview(
-        disposition=cast(Disposition, row.disposition),
-        comment=row.comment,
-        reviewer=row.reviewer,
-        reviewed_at=row.reviewed_at,
-    )
+    return None if row is None else ImageReview.model_validate(row, from_attributes=True)
 
 
 def _rate(part: int, whole: int) -> float | None:
