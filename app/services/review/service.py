@@ -3,6 +3,7 @@ with who and when), the review queue and the review figures of the dashboard."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
@@ -161,7 +162,7 @@ class ReviewService:
         )
 
     async def next_image(
-        self, filters: ReviewFilters, after: str | None, viewer_url: Any
+        self, filters: ReviewFilters, after: str | None, viewer_url: Callable[[str], str]
     ) -> ReviewNext:
         """The oldest image matching `filters` with an unreviewed region (the first after
         `after`, wrapping round), and the progress over the same filters.
