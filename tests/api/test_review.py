@@ -73,15 +73,20 @@ def test_a_verdict_is_stored_with_reviewer_time_and_history(
 
 
 def test_the_reviewer_name_is_required_and_bounded_when_auth_is_off(
-    client: httpx2.Client, boards: list[dict[str, Any]]
+    client: httpx2.Client, agent: AgentServer, boards: list[dict[str, Any]]
 ) -> None:
     url = f"/api/regions/{boards[0]['regions'][0]}/verdict"
+    db = agent.settings.database_url or ""
+    events = db_rows(db, "SELECT count(*) FROM review_events")
     missing = client.put(url, json={"verdict": "real"})
     assert missing.status_code == 422
     assert "X-Reviewer" in missing.json()["detail"]
     for bad in ("%00x", "a" * 65, "%FF", "%20%20"):
         response = client.put(url, json={"verdict": "real"}, headers={"X-Reviewer": bad})
         assert response.status_code == 422, bad
+    # A refused reviewer stores nothing: no verdict, no history.
+    assert db_rows(db, "SELECT count(*) FROM review_events") == events
+    assert db_rows(db, "SELECT count(*) FROM region_verdicts") == [(0,)]
     # Percent-encoded UTF-8, as the web UI sends it.
     named = client.put(
         url, json={"verdict": "unsure"}, headers={"X-Reviewer": "%E6%9D%8E%E5%9B%9B"}
@@ -90,8 +95,12 @@ def test_the_reviewer_name_is_required_and_bounded_when_auth_is_off(
     assert _verdict(client, boards[0]["regions"][0], None).status_code == 200
 
 
-def test_bad_verdicts_and_unknown_ids(client: httpx2.Client, boards: list[dict[str, Any]]) -> None:
+def test_bad_verdicts_and_unknown_ids(
+    client: httpx2.Client, agent: AgentServer, boards: list[dict[str, Any]]
+) -> None:
     region = boards[0]["regions"][0]
+    db = agent.settings.database_url or ""
+    events = db_rows(db, "SELECT count(*) FROM review_events")
     assert _verdict(client, region, "maybe").status_code == 422
     assert _verdict(client, region, "real", comment="x" * 1001).status_code == 422
     assert _verdict(client, region, "real", extra_field=1).status_code == 422
@@ -103,6 +112,10 @@ def test_bad_verdicts_and_unknown_ids(client: httpx2.Client, boards: list[dict[s
     )
     assert nope.status_code == 404
     assert nope.json()["error"] == "image_not_found"
+    # Every refused change left the tables as they were (nothing half-stored).
+    assert db_rows(db, "SELECT count(*) FROM review_events") == events
+    assert db_rows(db, "SELECT count(*) FROM region_verdicts") == [(0,)]
+    assert db_rows(db, "SELECT count(*) FROM image_dispositions") == [(0,)]
 
 
 def test_the_queue_walks_the_boards_oldest_first_and_counts_progress(

@@ -3,6 +3,7 @@ with who and when), the review queue and the review figures of the dashboard."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, cast
@@ -46,26 +47,12 @@ class RegionNotFound(AgentError):
 
 def region_review(row: RegionVerdict | None) -> RegionReview | None:
     """The API form of a verdict row (None: the region has no verdict)."""
-    if row is None:
-        return None
-    return RegionReview(
-        verdict=cast(Verdict, row.verdict),
-        comment=row.comment,
-        reviewer=row.reviewer,
-        reviewed_at=row.reviewed_at,
-    )
+    return None if row is None else RegionReview.model_validate(row, from_attributes=True)
 
 
 def image_review(row: ImageDisposition | None) -> ImageReview | None:
     """The API form of a disposition row (None: the image has no disposition)."""
-    if row is None:
-        return None
-    return ImageReview(
-        disposition=cast(Disposition, row.disposition),
-        comment=row.comment,
-        reviewer=row.reviewer,
-        reviewed_at=row.reviewed_at,
-    )
+    return None if row is None else ImageReview.model_validate(row, from_attributes=True)
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -175,7 +162,7 @@ class ReviewService:
         )
 
     async def next_image(
-        self, filters: ReviewFilters, after: str | None, viewer_url: Any
+        self, filters: ReviewFilters, after: str | None, viewer_url: Callable[[str], str]
     ) -> ReviewNext:
         """The oldest image matching `filters` with an unreviewed region (the first after
         `after`, wrapping round), and the progress over the same filters.

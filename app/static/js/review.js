@@ -414,7 +414,6 @@ class ReviewMode {
       const p = next.progress;
       this.panel.querySelector(".review-progress").textContent =
         `${p.reviewed_images} of ${p.images} images reviewed (${filterText(this.filters)})`;
-      this.next = next;
     } catch (err) {
       this.status(errorText(err), true);
     }
