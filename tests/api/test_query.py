@@ -72,6 +72,8 @@ def test_images_search_by_file_name_or_id_prefix(
     assert [i["img_unique_id"] for i in by_id["images"]] == [target["img_unique_id"]]
     # LIKE wildcards are matched literally: `%` finds nothing, and so does a name's middle.
     assert client.get("/api/images", params={"q": "%"}).json()["total"] == 0
+    # `_` too: as a wildcard, name[:2] + "_" would find the target (no name has `_` there).
+    assert client.get("/api/images", params={"q": name[:2] + "_"}).json()["total"] == 0
     assert client.get("/api/images", params={"q": name[3:]}).json()["total"] == 0
     # The search applies to the failed / pending lists too (none here).
     assert client.get("/api/images", params={"q": name, "status": "failed"}).json()["total"] == 0

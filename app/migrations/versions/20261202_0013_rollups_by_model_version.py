@@ -116,6 +116,22 @@ def _previous() -> ModuleType:
     return module
 
 
+# The end of one statement of `aoi_rollup_add_images` and one of the regions insert trigger,
+# after their CTE `cells` (class_name, day, cell_row, cell_col, version, n): adds the cells
+# to both heat map rollups.
+_UPSERT_CELLS = """), by_class AS (
+        INSERT INTO rollup_heatmap_daily AS r
+            (class_name, day, cell_row, cell_col, model_version, regions)
+        SELECT * FROM cells ORDER BY 1, 2, 3, 4, 5
+        ON CONFLICT (class_name, day, cell_row, cell_col, model_version) DO UPDATE SET
+            regions = r.regions + EXCLUDED.regions
+    )
+    INSERT INTO rollup_heatmap_daily_all AS r (day, cell_row, cell_col, model_version, regions)
+    SELECT day, cell_row, cell_col, version, sum(n) FROM cells
+    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (day, cell_row, cell_col, model_version) DO UPDATE SET
+        regions = r.regions + EXCLUDED.regions;"""
+
 _FUNCTIONS = f"""
 -- The model version an image's rows count under: its ledger row's, '' when none.
 CREATE FUNCTION aoi_image_model_version(image_id text) RETURNS text
@@ -165,18 +181,7 @@ BEGIN
         JOIN regions g ON g.img_unique_id = m.id
         JOIN classes c ON c.class_unique_id = g.class_unique_id
         GROUP BY 1, 2, 3, 4, 5
-    ), by_class AS (
-        INSERT INTO rollup_heatmap_daily AS r
-            (class_name, day, cell_row, cell_col, model_version, regions)
-        SELECT * FROM cells ORDER BY 1, 2, 3, 4, 5
-        ON CONFLICT (class_name, day, cell_row, cell_col, model_version) DO UPDATE SET
-            regions = r.regions + EXCLUDED.regions
-    )
-    INSERT INTO rollup_heatmap_daily_all AS r (day, cell_row, cell_col, model_version, regions)
-    SELECT day, cell_row, cell_col, version, sum(n) FROM cells
-    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (day, cell_row, cell_col, model_version) DO UPDATE SET
-        regions = r.regions + EXCLUDED.regions;
+    {_UPSERT_CELLS}
 END $$;
 
 CREATE FUNCTION aoi_rollup_images_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -250,18 +255,7 @@ BEGIN
         JOIN classes_of c ON c.class_unique_id = n.class_unique_id
         JOIN images_of i ON i.img_unique_id = n.img_unique_id
         GROUP BY 1, 2, 3, 4, 5
-    ), by_class AS (
-        INSERT INTO rollup_heatmap_daily AS r
-            (class_name, day, cell_row, cell_col, model_version, regions)
-        SELECT * FROM cells ORDER BY 1, 2, 3, 4, 5
-        ON CONFLICT (class_name, day, cell_row, cell_col, model_version) DO UPDATE SET
-            regions = r.regions + EXCLUDED.regions
-    )
-    INSERT INTO rollup_heatmap_daily_all AS r (day, cell_row, cell_col, model_version, regions)
-    SELECT day, cell_row, cell_col, version, sum(n) FROM cells
-    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (day, cell_row, cell_col, model_version) DO UPDATE SET
-        regions = r.regions + EXCLUDED.regions;
+    {_UPSERT_CELLS}
     RETURN NULL;
 END $$;
 

@@ -167,7 +167,7 @@ async def bounded_count(session: AsyncSession, rows: Select[Any]) -> tuple[int, 
     return max(await planner_rows(session, rows), TOTAL_EXACT_UP_TO + 1), False
 
 
-def _day_range(day: Any, start: date | None, end: date | None) -> list[ColumnElement[bool]]:
+def rollup_day_range(day: Any, start: date | None, end: date | None) -> list[ColumnElement[bool]]:
     """WHERE conditions keeping rollup rows whose UTC `day` is in [start, end]."""
     conditions: list[ColumnElement[bool]] = []
     if start:
@@ -981,7 +981,7 @@ class ImageRepository:
         if rollup_serves:
             table: Any = ImagesDaily if spellings is None else ClassesDaily
             stmt = select(func.coalesce(func.sum(table.images), 0)).where(
-                *_day_range(table.day, filters.start_date, filters.end_date)
+                *rollup_day_range(table.day, filters.start_date, filters.end_date)
             )
             if spellings is not None:
                 stmt = stmt.where(ClassesDaily.class_name.in_(spellings))
@@ -1132,7 +1132,7 @@ class ImageRepository:
         if not rollup_serves:
             return await bounded_count(self.session, rows)
         stmt = select(func.coalesce(func.sum(ClassesDaily.regions), 0)).where(
-            *_day_range(ClassesDaily.day, filters.start_date, filters.end_date)
+            *rollup_day_range(ClassesDaily.day, filters.start_date, filters.end_date)
         )
         if spellings is not None:
             stmt = stmt.where(ClassesDaily.class_name.in_(spellings))

@@ -36,7 +36,12 @@ from app.models.rollups import (
     HeatmapDailyAll,
     ImagesDaily,
 )
-from app.services.database.repositories import class_name_spellings, day_end, day_start
+from app.services.database.repositories import (
+    class_name_spellings,
+    day_end,
+    day_start,
+    rollup_day_range,
+)
 
 DEFAULT_DAYS = 30
 """Length of the defects-per-day range when no start date is given, days."""
@@ -108,11 +113,7 @@ class DashboardRepository:
     def _rollup_rows(table: Any, period: Period) -> list[ColumnElement[bool]]:
         """WHERE conditions keeping rollup rows whose `day` falls in the period and, with a
         model version filter, that count that version."""
-        conditions = []
-        if period.start_date:
-            conditions.append(table.day >= period.start_date)
-        if period.end_date:
-            conditions.append(table.day <= period.end_date)
+        conditions = rollup_day_range(table.day, period.start_date, period.end_date)
         if period.model_version:
             conditions.append(table.model_version == period.model_version)
         return conditions

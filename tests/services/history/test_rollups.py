@@ -1,4 +1,4 @@
-"""The daily rollups (migrations 20261202_0011 and 0012) against the direct aggregates.
+"""The daily rollups (migrations 20261202_0011 and 0013) against the direct aggregates.
 
 Rows are written with plain SQL, as any writer could (bulk statements, one row per
 statement, cascaded deletes, the ledger row before or after the result's rows); after
