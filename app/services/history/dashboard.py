@@ -76,9 +76,27 @@ class Period:
         return self
 
 
-def _utc_day(column: Any) -> Any:
+def utc_day(column: Any) -> Any:
     """The UTC calendar day of a timestamptz column, as SQL `date`."""
     return cast(func.timezone("UTC", column), Date)
+
+
+def daily_range(start: date | None, end: date | None) -> tuple[date, date, int]:
+    """The days of a per-day chart: (first, last, number of days). Without an end, today
+    (UTC); without a start, the DEFAULT_DAYS days up to the end (clamped at year 1, so an
+    end date in year 1 does not overflow `date`).
+
+    Raises:
+        BadDateRange: the start is after the end, or the range is over MAX_DAYS days.
+    """
+    end = end or datetime.now(UTC).date()
+    start = start or end - timedelta(days=min(DEFAULT_DAYS - 1, end.toordinal() - 1))
+    if start > end:
+        raise BadDateRange(f"start_date {start} is after end_date {end}")
+    span = (end - start).days + 1
+    if span > MAX_DAYS:
+        raise BadDateRange(f"the range is {span} days; at most {MAX_DAYS} are shown per day")
+    return start, end, span
 
 
 class DashboardRepository:
@@ -186,7 +204,7 @@ class DashboardRepository:
                 .having(images > 0)
             )
             return {d: int(n) for d, n in (await self.session.execute(rollup)).all()}
-        day = _utc_day(Image.timestamp).label("day")
+        day = utc_day(Image.timestamp).label("day")
         stmt = select(day, func.count()).where(*self._in_period(period)).group_by(day)
         return {d: int(n) for d, n in (await self.session.execute(stmt)).all()}
 
@@ -206,7 +224,7 @@ class DashboardRepository:
                 rollup = rollup.where(ClassesDaily.class_name.in_(spellings))
             rows = await self.session.execute(rollup)
             return [(d, name, int(n)) for d, name, n in rows.all()]
-        day = _utc_day(Image.timestamp).label("day")
+        day = utc_day(Image.timestamp).label("day")
         stmt = (
             select(day, DefectClass.class_name, func.sum(DefectClass.total_regions))
             .join(Image, Image.img_unique_id == DefectClass.img_unique_id)
@@ -321,15 +339,8 @@ class DashboardService:
         Raises:
             BadDateRange: the start is after the end, or the range is over 731 days.
         """
-        end = period.end_date or datetime.now(UTC).date()
-        # Clamped so an end date in year 1 does not overflow `date`.
-        start = period.start_date or end - timedelta(
-            days=min(DEFAULT_DAYS - 1, end.toordinal() - 1)
-        )
-        period = replace(period, start_date=start, end_date=end).check()
-        span = (end - start).days + 1
-        if span > MAX_DAYS:
-            raise BadDateRange(f"the range is {span} days; at most {MAX_DAYS} are shown per day")
+        start, end, span = daily_range(period.start_date, period.end_date)
+        period = replace(period, start_date=start, end_date=end)
         images = await self.repository.images_per_day(period)
         by_day: dict[date, dict[str, int]] = {}
         for day, name, regions in await self.repository.regions_per_day_and_class(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, cast, delete, exists, func, select, tuple_
+from sqlalchemy import ColumnElement, delete, exists, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,7 @@ from app.models.database import (
     ReviewEvent,
 )
 from app.services.database.repositories import class_name_spellings, day_end, day_start
+from app.services.history.dashboard import utc_day
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,6 @@ class Progress:
     reviewed_images: int
     regions: int
     reviewed_regions: int
-
-
-def _utc_day(column: Any) -> Any:
-    return cast(func.timezone("UTC", column), Date)
 
 
 class ReviewRepository:
@@ -302,7 +299,7 @@ class ReviewRepository:
         calls = (
             select(
                 DefectClass.img_unique_id.label("img_unique_id"),
-                _utc_day(Image.timestamp).label("day"),
+                utc_day(Image.timestamp).label("day"),
                 func.sum(DefectClass.total_regions).label("regions"),
             )
             .join(Image, Image.img_unique_id == DefectClass.img_unique_id)
@@ -376,7 +373,7 @@ class ReviewRepository:
     ) -> list[tuple[date, str, int, int, int, int]]:
         """Per UTC day and class: (day, class, regions, real, false_call, unsure)."""
         spellings = await self._spellings(filters)
-        day = _utc_day(Image.timestamp).label("day")
+        day = utc_day(Image.timestamp).label("day")
         regions = (
             select(day, DefectClass.class_name, func.sum(DefectClass.total_regions))
             .join(Image, Image.img_unique_id == DefectClass.img_unique_id)

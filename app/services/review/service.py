@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,7 +31,7 @@ from app.models.review import (
     VerdictIn,
     VerdictOut,
 )
-from app.services.history.dashboard import DEFAULT_DAYS, MAX_DAYS, BadDateRange
+from app.services.history.dashboard import daily_range
 from app.services.review.repository import ReviewFilters, ReviewRepository
 
 HISTORY_LIMIT = 500
@@ -192,15 +192,7 @@ class ReviewService:
         Raises:
             BadDateRange: the start is after the end, or the range is over 731 days.
         """
-        end = filters.end_date or datetime.now(UTC).date()
-        start = filters.start_date or end - timedelta(
-            days=min(DEFAULT_DAYS - 1, end.toordinal() - 1)
-        )
-        if start > end:
-            raise BadDateRange(f"start_date {start} is after end_date {end}")
-        span = (end - start).days + 1
-        if span > MAX_DAYS:
-            raise BadDateRange(f"the range is {span} days; at most {MAX_DAYS} are shown per day")
+        start, end, span = daily_range(filters.start_date, filters.end_date)
         filters = replace(filters, start_date=start, end_date=end)
         images = {d: (n, r, p) for d, n, r, p in await self.reviews.images_per_day(filters)}
         calls: dict[date, list[int]] = {}
