@@ -195,3 +195,16 @@ async def test_a_rendition_reads_its_source_only_while_holding_a_decode_token(
     with PILImage.open(io.BytesIO(made[0])) as png:
         assert (png.format, png.size) == ("PNG", (40, 20))
     assert limiter.borrowed_tokens == 0
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I"])
+def test_a_16_bit_grey_tiff_has_an_8_bit_png_rendition(mode: str) -> None:
+    """Uploads take any TIFF Pillow reads, including big-endian 16-bit grey (`MM` TIFFs):
+    its PNG rendition (`?format=png`) scales it to 8 bits instead of failing with a 500."""
+    source = PILImage.new(mode, (3, 1))
+    source.putdata([0, 256 * 100, 65535])
+    buffer = io.BytesIO()
+    source.save(buffer, "TIFF")
+    with PILImage.open(io.BytesIO(export._make_png(buffer.getvalue()))) as png:
+        assert png.mode == "L"
+        assert [png.getpixel((x, 0)) for x in range(3)] == [0, 100, 255]

@@ -195,9 +195,10 @@ def _make_png(original: bytes) -> bytes:
 
 
 def _to_8bit(img: PILImage.Image) -> PILImage.Image:
-    """16-bit grey (I;16, I) scaled to 8-bit L; anything else (CMYK, YCbCr, F) to RGB."""
+    """16-bit grey (I;16, I;16B, I) scaled to 8-bit L; anything else (CMYK, YCbCr, F) to
+    RGB. Pillow's `point` takes no big-endian I;16B, so 16-bit modes go through I first."""
     if img.mode.startswith("I"):
-        return img.point(lambda v: v / 256).convert("L")
+        return img.convert("I").point(lambda v: v / 256).convert("L")
     return img.convert("RGB")
 
 
