@@ -528,6 +528,7 @@ def storage_migrate(
     under the same keys; nothing else is changed. Objects already there are skipped, so it
     can run again. Then set STORAGE_URL to the same s3:// URL on every agent and worker."""
     from app.config import Settings
+    from app.errors import StorageUnavailable
     from app.services.storage import LocalStorage, open_storage
     from app.services.storage.migrate import MigrationReport, copy_store
 
@@ -545,11 +546,18 @@ def storage_migrate(
         if done % 500 == 0:
             console.print(f"{done} objects: {report.copied} copied, {report.skipped} already there")
 
+    async def run() -> MigrationReport:
+        try:
+            return await copy_store(
+                source, target, concurrency=concurrency, dry_run=dry_run, progress=show
+            )
+        finally:
+            await target.aclose()
+            await source.aclose()
+
     try:
-        report = asyncio.run(
-            copy_store(source, target, concurrency=concurrency, dry_run=dry_run, progress=show)
-        )
-    except OSError as exc:
+        report = asyncio.run(run())
+    except (OSError, StorageUnavailable) as exc:
         console.print(f"[red]error: {exc}; what was copied stays, run again to go on[/red]")
         raise typer.Exit(1) from exc
     verb = "would copy" if dry_run else "copied"

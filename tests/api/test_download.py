@@ -8,10 +8,14 @@ import json
 import zipfile
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from PIL import Image as PILImage
 
+from app.config import Settings
+from app.services.history import export
+from app.services.storage import LocalStorage
 from tests.support import wait_until
 
 
@@ -152,3 +156,55 @@ def test_a_tiff_input_is_shown_through_a_png_rendition(
     assert client.delete(f"/api/images/{img_id}").status_code == 204
     gone = client.get(f"/api/download/image/{img_id}/input", params={"format": "png"})
     assert gone.status_code == 404
+
+
+async def test_a_rendition_reads_its_source_only_while_holding_a_decode_token(
+    tmp_path: Path,
+) -> None:
+    """Thumbnails and PNG renditions read the whole original into memory: a gallery of big
+    images must read at most MAX_CONCURRENT_DECODES of them at once, so the read waits for
+    a token of the decode limiter like the decode. (Service-level: an HTTP test cannot
+    show the order of a read and a token; `get` is wrapped only to record the read.)"""
+    store = LocalStorage(Settings(_env_file=None, data_dir=tmp_path))  # type: ignore[call-arg]
+    key = "uploads/20261202/board.bmp"
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (40, 20), "red").save(buffer, "BMP")
+    await store.put(key, buffer.getvalue())
+    reads: list[str] = []
+    real_get = store.get
+
+    async def recording_get(wanted: str) -> bytes:
+        reads.append(wanted)
+        return await real_get(wanted)
+
+    store.get = recording_get  # type: ignore[method-assign]
+    limiter = anyio.CapacityLimiter(1)
+    holder = object()
+    await limiter.acquire_on_behalf_of(holder)
+    made: list[bytes] = []
+
+    async def render() -> None:
+        made.append(await export._render(store, key, "the input", limiter, export._make_png))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(render)
+        await anyio.wait_all_tasks_blocked()
+        assert reads == []  # waiting for the token, nothing read yet
+        limiter.release_on_behalf_of(holder)
+    assert reads == [key]
+    with PILImage.open(io.BytesIO(made[0])) as png:
+        assert (png.format, png.size) == ("PNG", (40, 20))
+    assert limiter.borrowed_tokens == 0
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I"])
+def test_a_16_bit_grey_tiff_has_an_8_bit_png_rendition(mode: str) -> None:
+    """Uploads take any TIFF Pillow reads, including big-endian 16-bit grey (`MM` TIFFs):
+    its PNG rendition (`?format=png`) scales it to 8 bits instead of failing with a 500."""
+    source = PILImage.new(mode, (3, 1))
+    source.putdata([0, 256 * 100, 65535])
+    buffer = io.BytesIO()
+    source.save(buffer, "TIFF")
+    with PILImage.open(io.BytesIO(export._make_png(buffer.getvalue()))) as png:
+        assert png.mode == "L"
+        assert [png.getpixel((x, 0)) for x in range(3)] == [0, 100, 255]

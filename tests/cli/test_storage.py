@@ -3,6 +3,7 @@ server, an emulator of the S3 API, on loopback), rows untouched."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -59,6 +60,35 @@ def test_migrate_refuses_what_is_not_an_object_store(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "s3://bucket/prefix" in result.output
+
+
+def test_migrate_to_a_store_that_is_down_says_so_without_a_traceback(tmp_path: Path) -> None:
+    """The copy runs in a task group, which wraps errors: the store's error must still
+    reach the CLI's message (exit 1), not a traceback; nothing local is touched."""
+    day = tmp_path / "uploads" / "20261202"
+    day.mkdir(parents=True)
+    (day / "20261202_093005_X_a.png").write_bytes(make_image())
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        "DATA_DIR": str(tmp_path),
+        "STORAGE_URL": "",
+        "S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "S3_TIMEOUT_S": "2",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+    }
+
+    result = CliRunner().invoke(cli, ["storage", "migrate", "--to", "s3://bucket/aoi"], env=env)
+
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert output.startswith("error: the object store s3://bucket/aoi failed")
+    assert "run again to go on" in output
+    assert "Traceback" not in output
+    assert (day / "20261202_093005_X_a.png").read_bytes() == make_image()
 
 
 def test_start_up_names_the_store_and_asks_for_a_shared_secret() -> None:

@@ -9,9 +9,11 @@ a whole member is ever held in memory or written to a temporary file.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import stat
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -136,21 +138,51 @@ async def input_png_file(
     key = storage.derived_key(img_unique_id, "input.png")
     name = f"{Path(source.filename).stem}.png"
     if not await storage.exists(key):
-        try:
-            original = await storage.get(source.key)
-        except FileNotFoundError as exc:
-            raise StoredFileMissing(f"the input image of {img_unique_id} is missing") from exc
-        png = await anyio.to_thread.run_sync(_make_png, original, limiter=limiter)
-        try:
-            # Two requests at once both write it: the same bytes, each write atomic.
-            await storage.put(key, png, "image/png", download_name=name)
-        except OSError as exc:
-            if not is_disk_full(exc):
-                raise
-            raise InsufficientStorage(
-                "the disk holding DATA_DIR is full: no room for the PNG rendition; free some space"
-            ) from exc
+        what = f"the input image of {img_unique_id}"
+        png = await _render(storage, source.key, what, limiter, _make_png)
+        await _keep_rendition(storage, key, png, "image/png", name, "the PNG rendition")
     return FileToSend(key, "image/png", name, storage.local_file(key))
+
+
+async def _render(
+    storage: Storage,
+    key: str,
+    what: str,
+    limiter: anyio.CapacityLimiter | None,
+    make: Callable[[bytes], bytes],
+) -> bytes:
+    """`make` applied to the stored object `key`, in a thread. Reading and decoding both
+    hold a token of `limiter`, so a gallery of big images holds at most that many
+    originals in memory at once.
+
+    Raises:
+        StoredFileMissing: the object is gone (`what` names it in the message).
+    """
+    async with limiter if limiter is not None else contextlib.nullcontext():
+        try:
+            original = await storage.get(key)
+        except FileNotFoundError as exc:
+            raise StoredFileMissing(f"{what} is missing") from exc
+        return await anyio.to_thread.run_sync(make, original)
+
+
+async def _keep_rendition(
+    storage: Storage, key: str, data: bytes, media_type: str, name: str | None, what: str
+) -> None:
+    """Store a rendition made from a stored file (thumbnail, PNG of a TIFF). Two requests
+    at once both write it: the same bytes, each write atomic.
+
+    Raises:
+        InsufficientStorage: the disk is full (folder backend).
+    """
+    try:
+        await storage.put(key, data, media_type, download_name=name)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise InsufficientStorage(
+            f"the disk holding DATA_DIR is full: no room for {what}; free some space"
+        ) from exc
 
 
 def _make_png(original: bytes) -> bytes:
@@ -163,9 +195,10 @@ def _make_png(original: bytes) -> bytes:
 
 
 def _to_8bit(img: PILImage.Image) -> PILImage.Image:
-    """16-bit grey (I;16, I) scaled to 8-bit L; anything else (CMYK, YCbCr, F) to RGB."""
+    """16-bit grey (I;16, I;16B, I) scaled to 8-bit L; anything else (CMYK, YCbCr, F) to
+    RGB. Pillow's `point` takes no big-endian I;16B, so 16-bit modes go through I first."""
     if img.mode.startswith("I"):
-        return img.point(lambda v: v / 256).convert("L")
+        return img.convert("I").point(lambda v: v / 256).convert("L")
     return img.convert("RGB")
 
 
@@ -210,20 +243,11 @@ async def thumbnail_file(
     source = await image_file(session, storage, img_unique_id, kind, verify=False)
     key = storage.thumbnail_key(img_unique_id, kind, size)
     if not await storage.exists(key):
-        try:
-            original = await storage.get(source.key)
-        except FileNotFoundError as exc:
-            raise StoredFileMissing(f"the {kind} image of {img_unique_id} is missing") from exc
-        thumb = await anyio.to_thread.run_sync(_make_thumbnail, original, size, limiter=limiter)
-        try:
-            # Two requests at once both write it: the same bytes, each write atomic.
-            await storage.put(key, thumb, "image/jpeg")
-        except OSError as exc:
-            if not is_disk_full(exc):
-                raise
-            raise InsufficientStorage(
-                "the disk holding DATA_DIR is full: no room for the thumbnail; free some space"
-            ) from exc
+        what = f"the {kind} image of {img_unique_id}"
+        thumb = await _render(
+            storage, source.key, what, limiter, functools.partial(_make_thumbnail, size=size)
+        )
+        await _keep_rendition(storage, key, thumb, "image/jpeg", None, "the thumbnail")
     name = f"{img_unique_id}_{kind}_thumb.jpg"
     return FileToSend(key, "image/jpeg", name, storage.local_file(key))
 

@@ -410,17 +410,27 @@ class Storage(ABC):
             img_unique_id, accepted_at, images, analysis, download_stem
         )
         try:
+            await self.put_results(objects)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self.delete_prefix(self.result_prefix(img_unique_id, accepted_at))
+            raise
+        return keys
+
+    async def put_results(self, objects: Sequence[ResultObject]) -> None:
+        """Write the objects of `write_results`, which removes them all when this raises;
+        by default one concurrent `put` each.
+
+        Raises:
+            OSError: a write failed (the first failure, not an exception group).
+        """
+        try:
             async with anyio.create_task_group() as group:
                 for key, data, media_type, download_name in objects:
                     group.start_soon(self.put, key, data, media_type, download_name)
-        except BaseException as exc:
-            with anyio.CancelScope(shield=True):
-                await self.delete_prefix(self.result_prefix(img_unique_id, accepted_at))
+        except BaseExceptionGroup as exc:
             # The task group wraps errors in a group; callers look at the first one.
-            if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) >= 1:
-                raise exc.exceptions[0] from exc
-            raise
-        return keys
+            raise exc.exceptions[0] from exc
 
     async def remove_inspection_files(
         self, input_stored: str | None, img_unique_id: str, accepted_at: datetime | None

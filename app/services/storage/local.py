@@ -13,10 +13,9 @@ import errno
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import anyio
 
@@ -28,6 +27,7 @@ from app.services.storage.base import (
     THUMBNAILS,
     UPLOADS,
     ObjectStream,
+    ResultObject,
     Storage,
     StoredObject,
 )
@@ -110,23 +110,14 @@ class LocalStorage(Storage):
 
         await anyio.to_thread.run_sync(write)
 
-    async def write_results(
-        self,
-        img_unique_id: str,
-        accepted_at: datetime,
-        images: Mapping[str, bytes],
-        analysis: Mapping[str, Any],
-        download_stem: str | None = None,
-    ) -> dict[str, str]:
-        """`Storage.write_results` in one worker-thread hop instead of one per file (each
-        hop costs the event loop a thread hand-off; issue 8 §5): every file still goes
-        through `atomic_write` (temporary file, fsync, rename); when one fails, the result
-        folder is removed and the error raised.
+    async def put_results(self, objects: Sequence[ResultObject]) -> None:
+        """All the files in one worker-thread hop instead of one per file (each hop costs
+        the event loop a thread hand-off; issue 8 §5); each goes through `atomic_write`
+        (temporary file, fsync, rename).
 
         Raises:
             OSError: a write failed (e.g. a full disk: `is_disk_full`).
         """
-        keys, objects = self.result_objects(img_unique_id, accepted_at, images, analysis)
         files = [(self.path_of(obj.key), obj.data) for obj in objects]
 
         def write_all() -> None:
@@ -135,13 +126,7 @@ class LocalStorage(Storage):
             for path, data in files:
                 atomic_write(path, data)
 
-        try:
-            await anyio.to_thread.run_sync(write_all)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self.delete_prefix(self.result_prefix(img_unique_id, accepted_at))
-            raise
-        return keys
+        await anyio.to_thread.run_sync(write_all)
 
     async def get(self, key: str) -> bytes:
         """The file's bytes (FileNotFoundError when missing)."""

@@ -50,7 +50,8 @@ async def copy_store(
         The counts.
 
     Raises:
-        OSError: a read or write failed (what was copied stays; run again to resume).
+        OSError, StorageUnavailable: a read or write failed (what was copied stays; run
+            again to resume).
     """
     report = MigrationReport()
     send, receive = anyio.create_memory_object_stream[StoredObject](concurrency)
@@ -69,11 +70,15 @@ async def copy_store(
                 if progress is not None:
                     progress(report)
 
-    async with anyio.create_task_group() as group:
-        for _ in range(concurrency):
-            group.start_soon(copier, receive.clone())
-        async with send, receive:
-            for prefix in COPIED_PREFIXES:
-                async for obj in source.list_objects(prefix):
-                    await send.send(obj)
+    try:
+        async with anyio.create_task_group() as group:
+            for _ in range(concurrency):
+                group.start_soon(copier, receive.clone())
+            async with send, receive:
+                for prefix in COPIED_PREFIXES:
+                    async for obj in source.list_objects(prefix):
+                        await send.send(obj)
+    except BaseExceptionGroup as exc:
+        # The task group wraps errors in a group; callers look at the first one.
+        raise exc.exceptions[0] from exc
     return report
