@@ -404,7 +404,8 @@ class Storage(ABC):
             Keys by kind: `combined`, `mask`, `overlay`, `analysis`.
 
         Raises:
-            OSError: a write failed (e.g. a full disk: `is_disk_full`).
+            OSError: a write to a folder failed (e.g. a full disk: `is_disk_full`).
+            StorageUnavailable: the object store refused or did not answer.
         """
         keys, objects = self.result_objects(
             img_unique_id, accepted_at, images, analysis, download_stem
