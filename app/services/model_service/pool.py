@@ -37,6 +37,9 @@ from app.utils.version import without_userinfo
 
 logger = logging.getLogger(__name__)
 
+# 2 ** 64 times any sane SEGFORMER_FAILOVER_BACKOFF_S is past any back-off maximum.
+_MAX_DOUBLINGS = 64
+
 
 @dataclass
 class ServiceState:
@@ -267,7 +270,10 @@ class ModelServicePool:
             # end now too; one outage lengthens the back-off once.
             return
         service.failures += 1
-        backoff = min(self._backoff_s * 2 ** (service.failures - 1), self._backoff_max_s)
+        # The exponent is capped: a service down for a day fails over a thousand times,
+        # and 2 ** 1024 times a float overflows (OverflowError, a 500 for every upload).
+        doublings = min(service.failures - 1, _MAX_DOUBLINGS)
+        backoff = min(self._backoff_s * 2**doublings, self._backoff_max_s)
         service.down_until = now + backoff
         metrics.MODEL_SERVICE_UP.labels(service=service.url).set(0)
         logger.warning(

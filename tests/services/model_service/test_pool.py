@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,27 @@ async def test_every_service_down_still_tries_one_and_reports_its_error() -> Non
             await pool.infer(PNG, "y.png", "image/png")
     finally:
         await pool.aclose()
+
+
+async def test_a_service_down_for_a_day_still_fails_with_its_own_error() -> None:
+    # 1024 failures in a row (about 17 h of outage at the default 60 s maximum back-off)
+    # made the doubling overflow a float: OverflowError, a 500 for every upload.
+    async def broken() -> Response:
+        return JSONResponse({"detail": "GPU fell over"}, status_code=500)
+
+    with ScriptedService() as a:
+        a.script = [broken]
+        pool = ModelServicePool(pool_settings([a.url], segformer_failover_backoff_max_s=60))
+        service = pool.services[0]
+        service.failures = 1100
+        try:
+            with pytest.raises(ModelServiceBadAnswer, match="GPU fell over"):
+                await pool.infer(PNG, "x.png", "image/png")
+            assert service.failures == 1101
+            assert service.down_until is not None
+            assert 59 < service.down_until - time.monotonic() <= 60.5
+        finally:
+            await pool.aclose()
 
 
 @pytest.mark.deeppcb
