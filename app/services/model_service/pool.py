@@ -50,7 +50,8 @@ class ServiceState:
         url: the base URL without credentials (shown in /health, metrics and the ledger).
         limit: requests in flight at most.
         in_flight: requests in flight now.
-        failures: failures in a row (0 while the service is in).
+        failures: failures since its last successful inference (a probe that lets it
+            back in keeps the count, so the next failure doubles the back-off).
         down_until: monotonic time its back-off ends; None while it is in.
         last_error: what its last failure was, for people.
         probing: a health probe is running.
@@ -259,8 +260,8 @@ class ModelServicePool:
         metrics.MODEL_SERVICE_REQUESTS.labels(service=service.url, outcome=outcome).inc()
 
     def _succeeded(self, service: ServiceState) -> None:
-        if not service.up or service.failures:
-            self._back_in(service)
+        service.failures = 0
+        self._back_in(service)
 
     def _failed(self, service: ServiceState, detail: str) -> None:
         now = time.monotonic()
@@ -282,13 +283,16 @@ class ModelServicePool:
         )
 
     def _back_in(self, service: ServiceState) -> None:
-        was_down = not service.up
-        service.failures = 0
+        """Let a left-out service take requests again. Its count of failures stays until
+        an inference succeeds: a service whose `/health` passes but whose inferences fail
+        (a lie, or a hang) is left out twice as long each time, not for the base back-off
+        again after every probe."""
+        if service.up:
+            return
         service.down_until = None
         metrics.MODEL_SERVICE_UP.labels(service=service.url).set(1)
-        if was_down:
-            logger.info("model service back in", extra={"service": service.url})
-            self._notify()
+        logger.info("model service back in", extra={"service": service.url})
+        self._notify()
 
     def _start_probe(self, service: ServiceState) -> None:
         if service.probing:
