@@ -128,24 +128,6 @@ class ModelServicePool:
                     await service._probe
             await service.client.aclose()
 
-    async def health(self) -> tuple[bool, str | None]:
-        """Probe every service at once (see `ModelServiceClient.health`).
-
-        Returns:
-            (at least one service is healthy, a sentence per service that is not, or the
-            first one's sentence when there is one service).
-        """
-        results = await self.probe_all()
-        if len(results) == 1:
-            return results[0]
-        failing = [
-            f"{s.url}: {d}" for s, (ok, d) in zip(self.services, results, strict=True) if not ok
-        ]
-        healthy = len(failing) < len(results)
-        if not failing:
-            return True, f"all {len(results)} model services passed the health check"
-        return healthy, "; ".join(failing)
-
     async def probe_all(self) -> list[tuple[bool, str | None]]:
         """Each service's health probe, in the order of the URLs; a service that passes
         while backing off is let back in."""
