@@ -159,16 +159,9 @@ class Settings(BaseSettings):
             return [Path(part.strip()) for part in parts if part.strip()]
         return value
 
-    @field_validator("segformer_service_urls", mode="before")
+    @field_validator("segformer_service_urls", "segformer_service_max_concurrency", mode="before")
     @classmethod
-    def _split_urls(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
-
-    @field_validator("segformer_service_max_concurrency", mode="before")
-    @classmethod
-    def _split_limits(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

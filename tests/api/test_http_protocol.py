@@ -47,8 +47,13 @@ def test_the_agent_serves_with_the_httptools_protocol_when_it_is_installed() -> 
 
 @pytest.mark.parametrize(
     "request_bytes",
-    [b"GET / HTTP/1.1\r\nHost: a\r\nNo colon here\r\n\r\n", b"THIS IS NOT HTTP\r\n\r\n"],
-    ids=["header-without-colon", "garbage-request-line"],
+    [
+        b"GET / HTTP/1.1\r\nHost: a\r\nNo colon here\r\n\r\n",
+        b"THIS IS NOT HTTP\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nIdempotency-Key: a\x00b\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1" + b"0" * 30 + b"\r\n\r\n",
+    ],
+    ids=["header-without-colon", "garbage-request-line", "nul-in-header", "length-10e30"],
 )
 def test_an_unparsable_request_gets_the_json_400(server_port: int, request_bytes: bytes) -> None:
     with socket.create_connection(("127.0.0.1", server_port), timeout=10) as sock:
@@ -60,6 +65,7 @@ def test_an_unparsable_request_gets_the_json_400(server_port: int, request_bytes
     assert head.startswith(b"HTTP/1.1 400"), head
     assert b"content-type: application/json" in head.lower()
     assert json.loads(body)["error"] == "bad_request"
+    assert int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) == len(body)
 
 
 def test_a_good_request_is_served_as_before(server_port: int) -> None:

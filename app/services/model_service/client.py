@@ -43,6 +43,7 @@ from app.models.model_service import (
 )
 from app.utils import fastjson
 from app.utils.ids import utc_now
+from app.utils.text import printable
 
 logger = logging.getLogger(__name__)
 
@@ -110,13 +111,15 @@ def _is_retryable(exc: BaseException) -> bool:
 
 
 def _error_text(response: httpx2.Response) -> str:
+    """The service's own reason, shortened and with control characters (NUL, escape
+    sequences) replaced: it goes into the agent's JSON answers and its logs."""
     try:
         body = response.json()
     except ValueError:
-        return response.text[:300]
+        return printable(response.text, 300)
     if isinstance(body, dict):
-        return str(body.get("detail") or body.get("error") or body)[:300]
-    return str(body)[:300]
+        body = body.get("detail") or body.get("error") or body
+    return printable(str(body), 300)
 
 
 def _attempts(retrying: AsyncRetrying) -> str:

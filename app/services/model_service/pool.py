@@ -37,6 +37,9 @@ from app.utils.version import without_userinfo
 
 logger = logging.getLogger(__name__)
 
+# 2 ** 64 times any sane SEGFORMER_FAILOVER_BACKOFF_S is past any back-off maximum.
+_MAX_DOUBLINGS = 64
+
 
 @dataclass
 class ServiceState:
@@ -47,7 +50,8 @@ class ServiceState:
         url: the base URL without credentials (shown in /health, metrics and the ledger).
         limit: requests in flight at most.
         in_flight: requests in flight now.
-        failures: failures in a row (0 while the service is in).
+        failures: failures since its last successful inference (a probe that lets it
+            back in keeps the count, so the next failure doubles the back-off).
         down_until: monotonic time its back-off ends; None while it is in.
         last_error: what its last failure was, for people.
         probing: a health probe is running.
@@ -123,24 +127,6 @@ class ModelServicePool:
                 with contextlib.suppress(asyncio.CancelledError):
                     await service._probe
             await service.client.aclose()
-
-    async def health(self) -> tuple[bool, str | None]:
-        """Probe every service at once (see `ModelServiceClient.health`).
-
-        Returns:
-            (at least one service is healthy, a sentence per service that is not, or the
-            first one's sentence when there is one service).
-        """
-        results = await self.probe_all()
-        if len(results) == 1:
-            return results[0]
-        failing = [
-            f"{s.url}: {d}" for s, (ok, d) in zip(self.services, results, strict=True) if not ok
-        ]
-        healthy = len(failing) < len(results)
-        if not failing:
-            return True, f"all {len(results)} model services passed the health check"
-        return healthy, "; ".join(failing)
 
     async def probe_all(self) -> list[tuple[bool, str | None]]:
         """Each service's health probe, in the order of the URLs; a service that passes
@@ -256,8 +242,8 @@ class ModelServicePool:
         metrics.MODEL_SERVICE_REQUESTS.labels(service=service.url, outcome=outcome).inc()
 
     def _succeeded(self, service: ServiceState) -> None:
-        if not service.up or service.failures:
-            self._back_in(service)
+        service.failures = 0
+        self._back_in(service)
 
     def _failed(self, service: ServiceState, detail: str) -> None:
         now = time.monotonic()
@@ -267,7 +253,10 @@ class ModelServicePool:
             # end now too; one outage lengthens the back-off once.
             return
         service.failures += 1
-        backoff = min(self._backoff_s * 2 ** (service.failures - 1), self._backoff_max_s)
+        # The exponent is capped: a service down for a day fails over a thousand times,
+        # and 2 ** 1024 times a float overflows (OverflowError, a 500 for every upload).
+        doublings = min(service.failures - 1, _MAX_DOUBLINGS)
+        backoff = min(self._backoff_s * 2**doublings, self._backoff_max_s)
         service.down_until = now + backoff
         metrics.MODEL_SERVICE_UP.labels(service=service.url).set(0)
         logger.warning(
@@ -276,13 +265,16 @@ class ModelServicePool:
         )
 
     def _back_in(self, service: ServiceState) -> None:
-        was_down = not service.up
-        service.failures = 0
+        """Let a left-out service take requests again. Its count of failures stays until
+        an inference succeeds: a service whose `/health` passes but whose inferences fail
+        (a lie, or a hang) is left out twice as long each time, not for the base back-off
+        again after every probe."""
+        if service.up:
+            return
         service.down_until = None
         metrics.MODEL_SERVICE_UP.labels(service=service.url).set(1)
-        if was_down:
-            logger.info("model service back in", extra={"service": service.url})
-            self._notify()
+        logger.info("model service back in", extra={"service": service.url})
+        self._notify()
 
     def _start_probe(self, service: ServiceState) -> None:
         if service.probing:

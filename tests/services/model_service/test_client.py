@@ -139,6 +139,25 @@ async def test_4xx_is_never_retried(scripted: ScriptedService) -> None:
     assert scripted.calls == 1
 
 
+async def test_the_services_reason_reaches_the_error_without_control_characters(
+    scripted: ScriptedService,
+) -> None:
+    # The reason goes into the agent's JSON answer and its logs: a NUL or a terminal
+    # escape sequence from a lying service must not.
+    scripted.script = [
+        lambda: JSONResponse({"detail": "bad\x00image\x1b[31m" + "x" * 500}, status_code=400),
+        lambda: Response(b"plain\x00text", status_code=400),
+    ]
+    client = make_client(scripted.url)
+    for expected in ("HTTP 400: bad?image?[31mxxx", "HTTP 400: plain?text"):
+        with pytest.raises(ModelServiceBadAnswer) as caught:
+            await client.infer(PNG, "a.png", "image/png")
+        assert expected in caught.value.detail
+        assert not any(ord(c) < 32 for c in caught.value.detail)
+        assert len(caught.value.detail) < 400
+    await client.aclose()
+
+
 async def test_unreachable_service_names_its_url() -> None:
     url = f"http://127.0.0.1:{free_loopback_port()}/"
     client = make_client(url)

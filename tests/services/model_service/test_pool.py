@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,34 @@ async def test_a_failing_service_is_left_out_then_probed_back_in() -> None:
     assert {r.service_url for r in results} == {a.url, b.url}
 
 
+async def test_a_service_whose_health_passes_but_inference_fails_backs_off_longer() -> None:
+    # /health answers ok (a lie): each probe lets it back in, but only a successful
+    # inference resets its failures, so the back-off doubles as documented.
+    with ScriptedService() as a, ScriptedService() as b:
+        a.script = [lambda: JSONResponse({"detail": "GPU fell over"}, status_code=500)]
+        b.script = [lambda: JSONResponse(ANSWER)]
+        pool = ModelServicePool(pool_settings([a.url, b.url]))
+        lying = pool.services[0]
+        try:
+            await pool.infer(PNG, "1.png", "image/png")
+            assert (lying.up, lying.failures) == (False, 1)
+            await pool.probe_all()
+            assert (lying.up, lying.failures) == (True, 1)
+            while a.calls < 2:
+                assert (await pool.infer(PNG, "n.png", "image/png")).service_url == b.url
+            assert (lying.up, lying.failures) == (False, 2)
+            assert lying.down_until is not None
+            assert 0.45 < lying.down_until - time.monotonic() <= 0.6
+
+            a.script = [lambda: JSONResponse(ANSWER)]
+            await pool.probe_all()
+            while a.calls < 3:
+                await pool.infer(PNG, "ok.png", "image/png")
+            assert (lying.up, lying.failures) == (True, 0), "a success resets the count"
+        finally:
+            await pool.aclose()
+
+
 async def test_requests_failing_together_lengthen_the_back_off_once() -> None:
     async def broken() -> Response:
         await asyncio.sleep(0.1)
@@ -191,6 +220,27 @@ async def test_every_service_down_still_tries_one_and_reports_its_error() -> Non
             await pool.infer(PNG, "y.png", "image/png")
     finally:
         await pool.aclose()
+
+
+async def test_a_service_down_for_a_day_still_fails_with_its_own_error() -> None:
+    # 1024 failures in a row (about 17 h of outage at the default 60 s maximum back-off)
+    # made the doubling overflow a float: OverflowError, a 500 for every upload.
+    async def broken() -> Response:
+        return JSONResponse({"detail": "GPU fell over"}, status_code=500)
+
+    with ScriptedService() as a:
+        a.script = [broken]
+        pool = ModelServicePool(pool_settings([a.url], segformer_failover_backoff_max_s=60))
+        service = pool.services[0]
+        service.failures = 1100
+        try:
+            with pytest.raises(ModelServiceBadAnswer, match="GPU fell over"):
+                await pool.infer(PNG, "x.png", "image/png")
+            assert service.failures == 1101
+            assert service.down_until is not None
+            assert 59 < service.down_until - time.monotonic() <= 60.5
+        finally:
+            await pool.aclose()
 
 
 @pytest.mark.deeppcb
