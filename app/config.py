@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     # UPLOAD_DIR/.incoming with a folder store, DATA_DIR/scratch with an object store.
     scratch_dir: Path | None = None
 
+    # Largest accepted upload in MiB (1,048,576 bytes), the PRD's "50 MB".
     max_file_size_mb: float = Field(default=50, gt=0)
     max_batch_size: int = Field(default=100, ge=1)
     # Largest accepted width x height, pixels; the reference model service started by

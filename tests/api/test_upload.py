@@ -163,7 +163,7 @@ def test_a_60_mb_upload_is_refused_while_streaming(
     except httpx2.WriteError:
         pytest.skip("server closed the connection before the answer could be read")
     assert response.status_code == 413
-    assert "50 MB" in response.json()["detail"]
+    assert "50 MiB" in response.json()["detail"]
     assert list((agent.settings.resolved_upload_dir / ".incoming").iterdir()) == []
 
 

@@ -299,7 +299,7 @@ async def discard(files: list[ReceivedFile]) -> None:
 def _too_large_text(filename: str | None, limit: int) -> str:
     what = f"'{filename}'" if filename else "the upload"
     return (
-        f"{what} is larger than the limit of {limit / (1024 * 1024):.0f} MB (MAX_FILE_SIZE_MB);"
+        f"{what} is larger than the limit of {limit / (1024 * 1024):.0f} MiB (MAX_FILE_SIZE_MB);"
         " upload a smaller image"
     )
 

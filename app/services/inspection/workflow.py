@@ -166,7 +166,7 @@ class InspectionService:
         if received.too_large or received.path is None:
             raise ImageTooLarge(
                 f"'{received.filename}' is larger than the limit of"
-                f" {self.settings.max_file_size_mb:g} MB (MAX_FILE_SIZE_MB)"
+                f" {self.settings.max_file_size_mb:g} MiB (MAX_FILE_SIZE_MB)"
             )
         incoming = received.path
         filename, max_pixels = received.filename, self.settings.max_image_pixels

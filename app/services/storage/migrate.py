@@ -42,7 +42,7 @@ async def copy_store(
     """Copy every input, result and thumbnail of `source` to `target` under the same key.
 
     Args:
-        concurrency: objects copied at once (each is read whole: at most 50 MB).
+        concurrency: objects copied at once (each is read whole: at most MAX_FILE_SIZE_MB, 50 MiB).
         dry_run: count what would be copied; write nothing.
         progress: called after each object with the report so far.
 

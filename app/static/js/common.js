@@ -192,15 +192,15 @@ export function checkFile(file, limits) {
   }
   if (file.size === 0) return `"${file.name}" is empty.`;
   if (file.size > limits.max_file_size_bytes) {
-    return `"${file.name}" is ${formatBytes(file.size)}; the limit is ${limits.max_file_size_mb} MB.`;
+    return `"${file.name}" is ${formatBytes(file.size)}; the limit is ${limits.max_file_size_mb} MiB.`;
   }
   return null;
 }
 
 export function formatBytes(n) {
   if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
 export function formatTime(iso) {
