@@ -1,5 +1,5 @@
 // The review queue page, /review: filters, progress, and the first board to review.
-import { api, errorText, escapeHtml, showAlert } from "./common.js";
+import { api, errorText, escapeHtml, fillClassPicker, showAlert } from "./common.js";
 import { reviewUrl } from "./review.js";
 
 const form = document.getElementById("review-filters");
@@ -42,5 +42,6 @@ document.getElementById("review-begin").addEventListener("click", async () => {
 });
 
 const preset = new URLSearchParams(location.search);
+await fillClassPicker(form.elements.class_name, preset.get("class_name") || "");
 for (const name of FIELDS) if (preset.get(name)) form.elements[name].value = preset.get(name);
 show();
