@@ -316,15 +316,35 @@ def test_axe_finds_nothing_on_the_review_states(
     assert blocking == {}, "\n".join(f"{s}: {v}" for s, v in blocking.items())
 
 
-def test_the_queue_filters_are_pickers(page: Page, agent: AgentServer, boards: list[str]) -> None:
-    """The class field offers the classes there are (no free text that silently finds
-    nothing, e.g. "pinhole" for pin_hole)."""
+def test_the_queue_filters_are_pickers(
+    page: Page, agent: AgentServer, boards: list[str], deeppcb: list[Path]
+) -> None:
+    """The class and batch fields offer what there is (no free text that silently finds
+    nothing, e.g. "pinhole" for pin_hole, or a mistyped batch id)."""
+    image = deeppcb[40]
+    with httpx2.Client(
+        base_url=agent.url, timeout=120, headers={"X-API-Key": agent.api_key or ""}
+    ) as c:
+        answer = c.post(
+            "/api/upload/batch",
+            params={"wait": "true"},
+            files=[("images", (image.name, image.read_bytes()))],
+        )
+    assert answer.status_code == 200, answer.text
+    batch_id = answer.json()["batch_id"]
     page.goto(f"{agent.url}/review")
     picker = page.locator("#r-class")
     expect(picker).to_have_js_property("tagName", "SELECT")
     expect(picker.locator("option[value='pin_hole']")).to_have_count(1)
     assert "pinhole" not in picker.locator("option").all_inner_texts()
+    batches = page.locator("#r-batch")
+    expect(batches).to_have_js_property("tagName", "SELECT")
+    expect(batches.locator(f"option[value='{batch_id}']")).to_contain_text("1 image")
+    batches.select_option(batch_id)
+    page.locator("#review-filters button[type=submit]").click()
+    expect(page.locator(".queue-progress")).to_have_text("0 of 1 images reviewed")
     cls = next(iter(regions(agent, boards[0]))).split(":")[0]
     picker.select_option(cls)
+    batches.select_option("")
     page.locator("#review-filters button[type=submit]").click()
     expect(page.locator(".queue-progress")).to_have_text(re.compile(r"\d+ of \d+ images reviewed"))
