@@ -189,7 +189,7 @@ def test_the_class_filter_steps_through_its_class_only(
 
 
 def test_review_keys_zoom_hide_help_comment_and_leaving(
-    page: Page, agent: AgentServer, boards: list[str], database_url: str
+    page: Page, agent: AgentServer, boards: list[str]
 ) -> None:
     img_id = boards[1]
     open_review(page, agent, img_id)

@@ -297,6 +297,9 @@ class ResultView {
     this.drawBoxes();
     this.renderTable();
     this.bind();
+    // The fitted size from the image's known size, before the image arrives: a defect
+    // selected at once (review mode) is zoomed relative to the true fit, not to 1:1.
+    this.fit();
     this.showTab("input");
     exposeViewer(this);
   }
@@ -670,6 +673,7 @@ class ResultView {
     const w = this.stageW || this.width;
     const h = this.stageH || this.height;
     const scale = Math.min(vw / w, vh / h);
+    if (!(scale > 0) || !Number.isFinite(scale)) return; // not laid out (yet)
     this.zoom = { scale, fit: scale, tx: (vw - w * scale) / 2, ty: (vh - h * scale) / 2 };
     this.autoFit = true;
     this.applyTransform();
