@@ -33,6 +33,7 @@ from app.models.database import REVIEWER_LENGTH
 from app.models.review import (
     DispositionIn,
     DispositionOut,
+    ReviewBatches,
     ReviewHistory,
     ReviewNext,
     VerdictIn,
@@ -183,3 +184,17 @@ async def review_next(
     return await service.next_image(
         filters, after, lambda img_id: links.viewer(img_id) + "?review=1"
     )
+
+
+@router.get(
+    "/review/batches",
+    response_model=ReviewBatches,
+    summary="The newest batches, for the review queue's batch picker",
+)
+async def review_batches(
+    service: ReviewServiceDep,
+    limit: Annotated[int, Query(ge=1, le=500, description="How many batches.")] = 100,
+) -> ReviewBatches:
+    """The `limit` newest batches (id, when accepted, images accepted), newest first: the
+    review queue offers them to pick from instead of a typed batch id."""
+    return await service.recent_batches(limit)

@@ -147,6 +147,34 @@ class ReviewProgress(BaseModel):
     reviewed_regions: int
 
 
+class ReviewBatch(BaseModel):
+    """A batch the review queue can be narrowed to."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    batch_id: str
+    created_at: datetime = Field(description="When the batch was accepted (UTC).")
+    total_images: int = Field(description="Images the batch request accepted.")
+
+
+class ReviewBatches(BaseModel):
+    """The newest batches first, for the review queue's batch picker."""
+
+    model_config = _example(
+        {
+            "batches": [
+                {
+                    "batch_id": "B_20260225_103045_ABC123",
+                    "created_at": "2026-02-25T10:30:45Z",
+                    "total_images": 24,
+                }
+            ]
+        }
+    )
+
+    batches: list[ReviewBatch]
+
+
 class ReviewNext(BaseModel):
     """The next image to review (`img_unique_id` null: none left) and the progress."""
 

@@ -415,6 +415,7 @@ CASES = [
     ),
     Case("review-history-unknown", "GET", f"/api/images/{ID}/review", 404, "image_not_found"),
     Case("review-next-batch-bad", "GET", "/api/review/next?batch_id=x", 422, "invalid_request"),
+    Case("review-batches-limit", "GET", "/api/review/batches?limit=abc", 422, "invalid_request"),
     Case(
         "review-next-after-sql",
         "GET",

@@ -246,3 +246,20 @@ def test_deleting_an_image_takes_its_review_with_it(
         assert db_rows(
             db, f"SELECT count(*) FROM {table} WHERE img_unique_id = %s", board["id"]
         ) == [(0,)]
+
+
+def test_the_batch_picker_lists_the_newest_batches_first(
+    client: httpx2.Client, boards: list[dict[str, Any]]
+) -> None:
+    listed = client.get("/api/review/batches").json()["batches"]
+    mine = [b for b in listed if b["batch_id"] == boards[0]["batch_id"]]
+    assert [b["total_images"] for b in mine] == [3]
+    stamps = [b["created_at"] for b in listed]
+    assert stamps == sorted(stamps, reverse=True)
+    newest = client.get("/api/review/batches", params={"limit": 1})
+    assert newest.status_code == 200, newest.text
+    assert newest.json()["batches"] == listed[:1]
+    assert client.get("/api/review/batches", params={"limit": 0}).status_code == 422
+    assert client.get("/api/review/batches", params={"limit": 501}).json()["error"] == (
+        "invalid_request"
+    )

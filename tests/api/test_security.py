@@ -109,6 +109,7 @@ ROUTES = [
     ("GET", "/api/dashboard/heatmap", "read"),
     ("GET", "/api/dashboard/review", "read"),
     ("GET", "/api/review/next", "read"),
+    ("GET", "/api/review/batches", "read"),
     ("GET", "/api/images/{id}/review", "read"),
     ("PUT", "/api/images/{id}/disposition", "write"),
     ("PUT", "/api/regions/1/verdict", "write"),

@@ -33,8 +33,9 @@ def axe_source() -> str:
     return AXE.read_text(encoding="utf-8")
 
 
-def violations(page: Page, axe_source: str) -> list[str]:
-    """The critical and serious axe violations of the page as it is now, one line each."""
+def violations(page: Page, axe_source: str, impacts: tuple[str, ...] = BLOCKING) -> list[str]:
+    """The axe violations of the page as it is now with one of `impacts` (by default the
+    critical and serious ones), one line each."""
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.evaluate(axe_source)
     found: list[dict[str, Any]] = page.evaluate(
@@ -44,7 +45,7 @@ def violations(page: Page, axe_source: str) -> list[str]:
         f"{v['impact']} {v['id']}: {v['help']} at "
         + "; ".join(" ".join(n["target"]) for n in v["nodes"][:4])
         for v in found
-        if v["impact"] in BLOCKING
+        if v["impact"] in impacts
     ]
 
 

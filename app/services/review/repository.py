@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.database import (
+    Batch,
     DefectClass,
     Image,
     ImageDisposition,
@@ -111,6 +112,11 @@ class ReviewRepository:
             .execution_options(populate_existing=True)
         )
         return (await self.session.execute(stmt)).scalar_one()
+
+    async def recent_batches(self, limit: int) -> Sequence[Batch]:
+        """The `limit` newest batches, newest first (walks `ix_batches_created_at`)."""
+        stmt = select(Batch).order_by(Batch.created_at.desc(), Batch.batch_id.desc()).limit(limit)
+        return (await self.session.execute(stmt)).scalars().all()
 
     async def remove_verdict(self, region_unique_id: int) -> None:
         """Withdraws a region's verdict (the region is unreviewed again)."""

@@ -21,6 +21,8 @@ from app.models.review import (
     ImageReview,
     ImageReviewProgress,
     RegionReview,
+    ReviewBatch,
+    ReviewBatches,
     ReviewEventOut,
     ReviewFigures,
     ReviewHistory,
@@ -160,6 +162,11 @@ class ReviewService:
             progress=ImageReviewProgress(regions=regions, reviewed_regions=reviewed),
             events=[ReviewEventOut.model_validate(e, from_attributes=True) for e in events],
         )
+
+    async def recent_batches(self, limit: int) -> ReviewBatches:
+        """The `limit` newest batches (id, acceptance time, image count), newest first."""
+        rows = await self.reviews.recent_batches(limit)
+        return ReviewBatches(batches=[ReviewBatch.model_validate(b) for b in rows])
 
     async def next_image(
         self, filters: ReviewFilters, after: str | None, viewer_url: Callable[[str], str]

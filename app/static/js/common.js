@@ -258,3 +258,19 @@ export function downloadUrl(id, kind) {
 window.addEventListener("unhandledrejection", (event) => {
   showAlert(errorText(event.reason));
 });
+
+/** Fills `select` with the defect classes a filter can offer ("Any" first, then the
+ * model's known classes in class-id order, then any other class the stored results have,
+ * from /api/dashboard/summary, then `wanted` if it is none of them) and selects `wanted`.
+ * A picker, not free text: a typed "pinhole" for pin_hole would silently find nothing. */
+export async function fillClassPicker(select, wanted = "") {
+  const names = [...KNOWN_CLASSES];
+  try {
+    const stats = await api("/api/dashboard/summary");
+    for (const c of stats.classes) if (!names.includes(c.class_name)) names.push(c.class_name);
+  } catch { /* the known classes still work as filters */ }
+  if (wanted && !names.includes(wanted)) names.push(wanted);
+  select.innerHTML = `<option value="">Any</option>` +
+    names.map((n) => `<option value="${escapeHtml(n)}">${escapeHtml(n)}</option>`).join("");
+  select.value = wanted;
+}

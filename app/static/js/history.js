@@ -2,7 +2,7 @@
 // kept in the URL (so back/forward and shared links work). The status filter shows the
 // images with no result instead (failed, pending, processing), with their error and a
 // Retry button for failed ones.
-import { api, classBadges, errorText, escapeHtml, formatTime, KNOWN_CLASSES, showAlert } from "./common.js";
+import { api, classBadges, errorText, escapeHtml, fillClassPicker, formatTime, showAlert } from "./common.js";
 
 const PAGE_SIZE = 24;
 const FIELDS = ["q", "status", "start_date", "end_date", "class_name", "min_defects", "batch_id", "model_version"];
@@ -40,19 +40,6 @@ function fillForm(query) {
   for (const f of FIELDS) form.elements[f].value = query.get(f) || "";
   const withResults = !query.get("status") || query.get("status") === "succeeded";
   for (const f of RESULT_ONLY) form.elements[f].disabled = !withResults;
-}
-
-async function fillClasses() {
-  const select = form.elements.class_name;
-  const wanted = new URLSearchParams(location.search).get("class_name") || "";
-  let names = [...KNOWN_CLASSES];
-  try {
-    const stats = await api("/api/dashboard/summary");
-    for (const c of stats.classes) if (!names.includes(c.class_name)) names.push(c.class_name);
-  } catch { /* the known classes still work as filters */ }
-  if (wanted && !names.includes(wanted)) names.push(wanted);
-  select.innerHTML = `<option value="">Any</option>` + names.map((n) => `<option value="${escapeHtml(n)}">${escapeHtml(n)}</option>`).join("");
-  select.value = wanted;
 }
 
 function card(img) {
@@ -230,5 +217,5 @@ pager.addEventListener("click", (e) => {
 });
 window.addEventListener("popstate", load);
 
-fillClasses();
+fillClassPicker(form.elements.class_name, new URLSearchParams(location.search).get("class_name") || "");
 load();

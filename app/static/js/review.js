@@ -2,8 +2,11 @@
 // disposition per board (pass, repair, scrap), the next board of the review queue, undo,
 // and the progress of the batch or filter — keyboard first, every key also a button.
 //
-// It drives the viewer only through what `renderResult` returns (its `rows`, `boxes` and
-// `select()`), and lives in a panel above it, so the viewer itself needs no change.
+// The current defect is the viewer's one selection (region_state.js): `[`/`]`, J/K, a click
+// on a box, a pin, a table row or a chip all move it, and a verdict key stores its verdict
+// on exactly the defect the screen highlights at the moment the key is pressed. Defects are
+// numbered in the model's order, as on the pins and the toolbar. With the queue's class
+// filter, stepping keeps to the regions of that class.
 import { api, errorText, escapeHtml } from "./common.js";
 
 const VERDICT_KEYS = { r: "real", f: "false_call", u: "unsure" };
@@ -80,23 +83,41 @@ export function attachReview(root, view) {
   return review;
 }
 
+// The key map shown by `?` (and its button): [keys, what they do].
+const KEY_MAP = [
+  ["J / K", "next / previous defect (of the chosen class, with a class filter)"],
+  ["] / [  (or . / ,)", "next / previous defect, as in the viewer"],
+  ["R", "verdict: real"], ["F", "verdict: false call"], ["U", "verdict: unsure"],
+  ["P or 1", "board: pass"], ["E or 2", "board: repair"], ["S or 3", "board: scrap"],
+  ["Z or Ctrl+Z", "undo the last verdict or disposition"],
+  ["C", "write a comment (Enter keeps it for the next verdict, Escape drops it)"],
+  ["N", "next board (asks once while defects have no verdict)"],
+  ["+ / − / 0", "zoom in / zoom out / fit the image"],
+  ["H", "hide or show every box and pin"],
+  ["?", "this key map (Escape closes it)"],
+];
+
 class ReviewMode {
   constructor(root, view) {
     this.root = root;
     this.view = view;
     this.id = view.id;
     this.filters = queueFilters(view.detail);
-    this.defects = [...view.rows].sort((a, b) =>
-      a.class_name.localeCompare(b.class_name) || a.region_id - b.region_id);
+    // The viewer's own order and selection: one numbering, one current defect.
+    this.selection = view.selection;
+    this.defects = view.rows;
     this.verdicts = new Map(this.defects.map((r) => [r.region_unique_id, r.review?.verdict || null]));
     this.comments = new Map(this.defects.map((r) => [r.region_unique_id, r.review?.comment || null]));
     this.disposition = view.detail.disposition?.disposition || null;
     this.dispositionComment = view.detail.disposition?.comment || null;
-    this.index = 0;
     this.undo = [];
     this.active = false;
+    this.askedToLeave = false;
     this.busy = Promise.resolve();
     this.onKey = (e) => this.key(e);
+    this.selection.addEventListener("change", () => {
+      if (this.active) this.paint();
+    });
   }
 
   mount() {
@@ -131,16 +152,20 @@ class ReviewMode {
       params.set("review", "1");
       history.replaceState(null, "", `${location.pathname}?${params}`);
     }
-    const first = this.defects.findIndex((r) => !this.verdicts.get(r.region_unique_id));
-    this.index = first < 0 ? 0 : first;
+    // The queue's class filter: step through that class's regions only (if the board has any).
+    const scoped = this.selection.setScope(this.filters.class_name || null);
+    if (!scoped) this.selection.setScope(null);
     this.render();
-    window.addEventListener("keydown", this.onKey, true);
-    if (!reviewerName()) {
-      this.askName();
-    } else {
-      this.panel.focus({ preventScroll: true });
-      this.focusDefect();
+    if (this.filters.class_name && !scoped) {
+      this.status(`No ${this.filters.class_name} region on this board: every defect is stepped through.`);
     }
+    window.addEventListener("keydown", this.onKey, true);
+    const first = this.selection.findFrom((r) => !this.verdicts.get(r.region_unique_id));
+    const steps = this.selection.steps();
+    const to = first >= 0 ? first : (steps[0] ?? -1);
+    if (to >= 0) this.selection.select(to, { center: true });
+    if (!reviewerName()) this.askName();
+    else this.panel.focus({ preventScroll: true });
     this.refreshProgress();
   }
 
@@ -183,23 +208,36 @@ class ReviewMode {
         </div>
         <div class="input-group input-group-sm review-comment-group">
           <label class="input-group-text" for="review-comment">Comment <kbd class="ms-1">C</kbd></label>
-          <input class="form-control" id="review-comment" maxlength="1000" placeholder="optional, sent with the next verdict">
+          <input class="form-control" id="review-comment" maxlength="1000" placeholder="sent with the next verdict; Esc drops it">
         </div>
+        <button type="button" class="btn btn-sm btn-outline-secondary review-keys-btn" aria-keyshortcuts="Shift+?">Keys <kbd>?</kbd></button>
       </div>
       <ol class="review-defects list-unstyled d-flex flex-wrap gap-1 mb-1" aria-label="Defects of this board"></ol>
       <div class="small text-muted">Keys: <kbd>J</kbd>/<kbd>K</kbd> next/previous defect ·
         <kbd>R</kbd> real · <kbd>F</kbd> false call · <kbd>U</kbd> unsure ·
         <kbd>P</kbd>/<kbd>1</kbd> pass · <kbd>E</kbd>/<kbd>2</kbd> repair · <kbd>S</kbd>/<kbd>3</kbd> scrap ·
-        <kbd>Z</kbd> or <kbd>Ctrl</kbd>+<kbd>Z</kbd> undo · <kbd>N</kbd> next board · <kbd>C</kbd> comment</div>
+        <kbd>Z</kbd> or <kbd>Ctrl</kbd>+<kbd>Z</kbd> undo · <kbd>N</kbd> next board · <kbd>C</kbd> comment ·
+        <kbd>−</kbd>/<kbd>0</kbd>/<kbd>+</kbd> zoom · <kbd>H</kbd> hide boxes · <kbd>?</kbd> all keys</div>
       <div class="review-status small mt-1" role="status" aria-live="polite"></div>
-    </div>`;
+    </div>
+    <dialog class="review-keymap" aria-labelledby="review-keymap-title">
+      <h2 class="h6" id="review-keymap-title">Review keys</h2>
+      <table class="table table-sm mb-2"><tbody>
+        ${KEY_MAP.map(([keys, what]) => `<tr><th scope="row"><kbd>${escapeHtml(keys)}</kbd></th><td>${escapeHtml(what)}</td></tr>`).join("")}
+      </tbody></table>
+      <button type="button" class="btn btn-sm btn-primary review-keymap-close">Close <kbd>Esc</kbd></button>
+    </dialog>`;
     const q = (sel) => this.panel.querySelector(sel);
+    this.keymap = q(".review-keymap");
+    this.keymap.addEventListener("close", () => this.panel.focus({ preventScroll: true }));
+    q(".review-keys-btn").addEventListener("click", () => this.toggleKeymap());
+    q(".review-keymap-close").addEventListener("click", () => this.keymap.close());
     this.panel.querySelectorAll("[data-move]").forEach((b) =>
       b.addEventListener("click", () => this.move(Number(b.dataset.move))));
     this.panel.querySelectorAll("[data-verdict]").forEach((b) =>
-      b.addEventListener("click", () => this.queue(() => this.setVerdict(b.dataset.verdict))));
+      b.addEventListener("click", () => this.verdictKey(b.dataset.verdict)));
     this.panel.querySelectorAll("[data-disposition]").forEach((b) =>
-      b.addEventListener("click", () => this.queue(() => this.setDisposition(b.dataset.disposition))));
+      b.addEventListener("click", () => this.dispositionKey(b.dataset.disposition)));
     q(".review-undo").addEventListener("click", () => this.queue(() => this.undoLast()));
     q(".review-next-image").addEventListener("click", () => this.queue(() => this.nextImage()));
     q(".review-rename")?.addEventListener("click", () => this.askName());
@@ -211,19 +249,28 @@ class ReviewMode {
       q(".review-name-form").hidden = true;
       q(".reviewer-name").textContent = name;
       this.panel.focus({ preventScroll: true });
-      this.focusDefect();
     });
     q("#review-comment").addEventListener("keydown", (e) => {
       if (e.key === "Enter" || e.key === "Escape") {
         e.preventDefault();
+        // Escape cancels the comment: it must not ride along with the next verdict.
+        if (e.key === "Escape") {
+          e.target.value = "";
+          this.status("Comment dropped.");
+        }
         this.panel.focus({ preventScroll: true });
       }
     });
     q(".review-defects").addEventListener("click", (e) => {
       const chip = e.target.closest("[data-index]");
-      if (chip) { this.index = Number(chip.dataset.index); this.focusDefect(); }
+      if (chip) this.selection.select(Number(chip.dataset.index), { center: true });
     });
     this.paint();
+  }
+
+  toggleKeymap() {
+    if (this.keymap.open) this.keymap.close();
+    else this.keymap.showModal();
   }
 
   askName() {
@@ -247,21 +294,36 @@ class ReviewMode {
   }
 
   current() {
-    return this.defects[this.index] || null;
+    return this.selection.current;
   }
 
-  /** Repaints the panel's state and the boxes' verdict colours. */
+  /** The regions a verdict is asked for: those of the class filter, else all. */
+  inScope() {
+    return this.defects.filter((_, i) => this.selection.inScope(i));
+  }
+
+  /** Repaints the panel's state and the boxes' verdict colours from the selection. */
   paint() {
     const r = this.current();
     const q = (sel) => this.panel.querySelector(sel);
-    const reviewed = this.defects.filter((d) => this.verdicts.get(d.region_unique_id)).length;
-    q(".board-progress").textContent = `this board: ${reviewed} of ${this.defects.length} defects reviewed` +
+    const scope = this.selection.scope;
+    const reviewed = (list) => list.filter((d) => this.verdicts.get(d.region_unique_id)).length;
+    const inScope = this.inScope();
+    q(".board-progress").textContent = (scope
+      ? `this board: ${reviewed(inScope)} of ${inScope.length} ${scope} defects reviewed (${reviewed(this.defects)} of ${this.defects.length} in all)`
+      : `this board: ${reviewed(this.defects)} of ${this.defects.length} defects reviewed`) +
       (this.disposition ? ` · disposition: ${LABELS[this.disposition]}` : "");
     const verdict = r ? this.verdicts.get(r.region_unique_id) : null;
+    const index = this.selection.index;
+    const ofScope = r && scope && r.class_name === scope
+      ? ` (${inScope.indexOf(r) + 1} of ${inScope.length} ${escapeHtml(scope)})` : "";
     q(".review-current").innerHTML = r
-      ? `Defect <strong>${this.index + 1}</strong> of ${this.defects.length}: ${escapeHtml(r.class_name)} #${r.region_id}
+      ? `Defect <strong>${index + 1}</strong> of ${this.defects.length}: ${escapeHtml(r.class_name)} #${r.region_id}${ofScope}
          — <span class="review-verdict">${verdict ? escapeHtml(LABELS[verdict]) : "no verdict yet"}</span>`
-      : "No defect on this board: give its disposition (P, E, S) or go to the next board (N).";
+      : this.defects.length
+        ? "No defect selected: J, ] or a click on a box selects one."
+        : "No defect on this board: give its disposition (P, E, S) or go to the next board (N).";
+    q(".review-current").dataset.regionUniqueId = r?.region_unique_id ?? "";
     this.panel.querySelectorAll("[data-verdict]").forEach((b) => {
       b.setAttribute("aria-pressed", String(b.dataset.verdict === verdict));
       b.classList.toggle("active", b.dataset.verdict === verdict);
@@ -274,10 +336,12 @@ class ReviewMode {
     q(".review-defects").innerHTML = this.defects.map((d, i) => {
       const v = this.verdicts.get(d.region_unique_id);
       const style = v ? `text-bg-${VERDICT_STYLE[v]}` : "text-bg-light border";
+      const out = this.selection.inScope(i) ? "" : " out-of-scope";
       // The accessible name starts with the visible number (WCAG 2.5.3, label in name).
       const label = `${i + 1}: ${d.class_name} #${d.region_id}, ${v ? LABELS[v] : "no verdict"}`;
-      return `<li><button type="button" class="badge ${style} review-chip${i === this.index ? " current" : ""}"
-        data-index="${i}" data-verdict="${v || ""}" aria-current="${i === this.index}" title="${escapeHtml(label)}"
+      return `<li><button type="button" class="badge ${style} review-chip${i === index ? " current" : ""}${out}"
+        data-index="${i}" data-verdict="${v || ""}" data-region-unique-id="${escapeHtml(d.region_unique_id)}"
+        aria-current="${i === index}" title="${escapeHtml(label)}"
         aria-label="${escapeHtml(label)}">${i + 1}</button></li>`;
     }).join("");
     for (const d of this.defects) {
@@ -287,25 +351,20 @@ class ReviewMode {
       rect.classList.toggle("verdict-real", v === "real");
       rect.classList.toggle("verdict-false_call", v === "false_call");
       rect.classList.toggle("verdict-unsure", v === "unsure");
-      rect.classList.toggle("review-current-box", d === r);
     }
   }
 
-  /** Zooms to the current defect and highlights it in the image and the table. */
-  focusDefect() {
-    const r = this.current();
-    if (r) this.view.select(r.key, { center: true, scrollRow: false });
-    this.paint();
-  }
-
   move(step) {
-    if (!this.defects.length) return;
-    this.index = (this.index + step + this.defects.length) % this.defects.length;
-    this.focusDefect();
+    this.selection.step(step, { center: true });
   }
 
   key(e) {
     if (!this.active || typingIn(e.target)) return;
+    if (this.keymap?.open) {
+      // The key map is modal: only `?` (and its own Escape) close it.
+      if (e.key === "?") { e.preventDefault(); this.keymap.close(); }
+      return;
+    }
     const k = e.key.toLowerCase();
     if ((e.ctrlKey || e.metaKey) && k === "z") {
       e.preventDefault();
@@ -317,16 +376,36 @@ class ReviewMode {
     let handled = true;
     if (k === "j") this.move(1);
     else if (k === "k") this.move(-1);
-    else if (VERDICT_KEYS[k]) this.queue(() => this.setVerdict(VERDICT_KEYS[k]));
-    else if (DISPOSITION_KEYS[k]) this.queue(() => this.setDisposition(DISPOSITION_KEYS[k]));
+    else if (VERDICT_KEYS[k]) this.verdictKey(VERDICT_KEYS[k]);
+    else if (DISPOSITION_KEYS[k]) this.dispositionKey(DISPOSITION_KEYS[k]);
     else if (k === "z") this.queue(() => this.undoLast());
     else if (k === "n") this.queue(() => this.nextImage());
     else if (k === "c") this.panel.querySelector("#review-comment").focus();
+    else if (k === "?") this.toggleKeymap();
     else handled = false;
     if (handled) {
       e.preventDefault();
       e.stopPropagation();
     }
+  }
+
+  /** A verdict key or button: the defect highlighted *now* and the comment typed *now*
+   * go with it, whatever moves while earlier requests are still on their way. */
+  verdictKey(verdict) {
+    const region = this.current();
+    if (!region) {
+      this.status("No defect selected: J, ] or a click on a box selects one.", true);
+      return;
+    }
+    if (!reviewerName()) { this.askName(); return; }
+    const comment = this.takeComment();
+    this.queue(() => this.setVerdict(region, verdict, comment));
+  }
+
+  dispositionKey(disposition) {
+    if (!reviewerName()) { this.askName(); return; }
+    const comment = this.takeComment();
+    this.queue(() => this.setDisposition(disposition, comment));
   }
 
   takeComment() {
@@ -345,24 +424,26 @@ class ReviewMode {
     return answer;
   }
 
-  async setVerdict(verdict) {
-    const r = this.current();
-    if (!r) return;
-    if (!reviewerName()) { this.askName(); return; }
-    const before = { verdict: this.verdicts.get(r.region_unique_id), comment: this.comments.get(r.region_unique_id) };
-    await this.putVerdict(r, verdict, this.takeComment());
-    this.undo.push({ kind: "verdict", index: this.index, ...before });
-    this.status(`${r.class_name} #${r.region_id}: ${LABELS[verdict]}.`);
-    // On to the next defect without a verdict (or stay on the last one).
-    const n = this.defects.length;
-    for (let step = 1; step <= n; step += 1) {
-      const i = (this.index + step) % n;
-      if (!this.verdicts.get(this.defects[i].region_unique_id)) { this.index = i; break; }
+  async setVerdict(region, verdict, comment) {
+    const before = {
+      verdict: this.verdicts.get(region.region_unique_id), comment: this.comments.get(region.region_unique_id),
+    };
+    await this.putVerdict(region, verdict, comment);
+    this.undo.push({ kind: "verdict", key: region.key, ...before });
+    this.status(`${region.class_name} #${region.region_id}: ${LABELS[verdict]}.`);
+    const open = (r) => !this.verdicts.get(r.region_unique_id);
+    if (this.selection.current === region) {
+      // On to the next defect without a verdict (or stay on this one), unless the reviewer
+      // has moved on already.
+      const next = this.selection.findFrom(open, { after: true });
+      if (next >= 0) this.selection.select(next, { center: true });
+      else this.paint();
+    } else {
+      this.paint();
     }
-    if (this.defects.every((d) => this.verdicts.get(d.region_unique_id))) {
-      this.status("Every defect of this board has a verdict: give its disposition (P pass, E repair, S scrap), then N for the next board.");
+    if (!this.inScope().some(open)) {
+      this.status("Every defect to review on this board has a verdict: give its disposition (P pass, E repair, S scrap), then N for the next board.");
     }
-    this.focusDefect();
     this.refreshProgress();
   }
 
@@ -374,10 +455,9 @@ class ReviewMode {
     this.dispositionComment = answer.review?.comment || null;
   }
 
-  async setDisposition(disposition) {
-    if (!reviewerName()) { this.askName(); return; }
+  async setDisposition(disposition, comment) {
     const before = { disposition: this.disposition, comment: this.dispositionComment };
-    await this.putDisposition(disposition, this.takeComment());
+    await this.putDisposition(disposition, comment);
     this.undo.push({ kind: "disposition", ...before });
     this.status(`Board: ${LABELS[disposition]}. N for the next board.`);
     this.paint();
@@ -387,11 +467,10 @@ class ReviewMode {
     const last = this.undo.pop();
     if (!last) { this.status("Nothing to undo."); return; }
     if (last.kind === "verdict") {
-      this.index = last.index;
-      const r = this.current();
+      const r = this.defects[this.selection.indexOf(last.key)];
       await this.putVerdict(r, last.verdict || null, last.comment || null);
       this.status(`Undone: ${r.class_name} #${r.region_id} is ${last.verdict ? LABELS[last.verdict] : "without verdict"} again.`);
-      this.focusDefect();
+      this.selection.selectKey(last.key, { center: true });
       this.refreshProgress();
     } else {
       await this.putDisposition(last.disposition || null, last.comment || null);
@@ -420,6 +499,14 @@ class ReviewMode {
   }
 
   async nextImage() {
+    const open = this.inScope().filter((r) => !this.verdicts.get(r.region_unique_id)).length;
+    if (open && !this.askedToLeave) {
+      // Asked once: a second N leaves the board half reviewed, on purpose.
+      this.askedToLeave = true;
+      this.status(`${open} defect${open === 1 ? " has" : "s have"} no verdict yet on this board. ` +
+        "Press N again to leave it as it is.", true);
+      return;
+    }
     const next = await api(`/api/review/next?${this.nextQuery()}`);
     if (!next.img_unique_id || next.img_unique_id === this.id) {
       const p = next.progress;

@@ -1,5 +1,5 @@
 // The review queue page, /review: filters, progress, and the first board to review.
-import { api, errorText, escapeHtml, showAlert } from "./common.js";
+import { api, errorText, escapeHtml, fillClassPicker, formatTime, showAlert } from "./common.js";
 import { reviewUrl } from "./review.js";
 
 const form = document.getElementById("review-filters");
@@ -41,6 +41,26 @@ document.getElementById("review-begin").addEventListener("click", async () => {
   if (next?.img_unique_id) location.assign(reviewUrl(next.img_unique_id, filters()));
 });
 
+/** The batch picker: the newest batches (GET /api/review/batches), and the one in the URL
+ * even when it is older. */
+async function fillBatches(wanted) {
+  const select = form.elements.batch_id;
+  let batches = [];
+  try {
+    batches = (await api("/api/review/batches")).batches;
+  } catch (err) {
+    showAlert(`The batches could not be listed: ${errorText(err)}`, "warning", state);
+  }
+  if (wanted && !batches.some((b) => b.batch_id === wanted)) batches.unshift({ batch_id: wanted });
+  select.innerHTML = `<option value="">Any</option>` + batches.map((b) => {
+    const about = b.created_at ? ` (${b.total_images} image${b.total_images === 1 ? "" : "s"}, ${formatTime(b.created_at)})` : "";
+    return `<option value="${escapeHtml(b.batch_id)}">${escapeHtml(b.batch_id + about)}</option>`;
+  }).join("");
+  select.value = wanted;
+}
+
 const preset = new URLSearchParams(location.search);
+await fillBatches(preset.get("batch_id") || "");
+await fillClassPicker(form.elements.class_name, preset.get("class_name") || "");
 for (const name of FIELDS) if (preset.get(name)) form.elements[name].value = preset.get(name);
 show();

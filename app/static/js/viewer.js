@@ -9,6 +9,7 @@ import {
   api, classBadges, classColor, downloadUrl, errorText, escapeHtml, formatNumber, formatTime,
   KNOWN_CLASSES, messageFromBody, showAlert, textColorOn, withAlpha,
 } from "./common.js";
+import { RegionSelection } from "./region_state.js";
 
 const TABS = [
   ["input", "Input"],
@@ -29,6 +30,10 @@ const MAX_ZOOM = 16;
 const SVG_NS = "http://www.w3.org/2000/svg";
 // A region whose box is smaller than this on screen (pixels) also gets a numbered pin.
 const MIN_MARKER_PX = 12;
+// Markers are drawn on screen, outside the region's box: this many screen pixels of the
+// image stay clear between the box and the inner edge of its outline, at any zoom.
+const MARKER_GAP_PX = 2;
+const MARKER_STROKE_PX = { normal: 1.5, selected: 2.5 };
 // Keys that step through the defects (previous / next), wherever the focus is but in a field.
 const PREV_DEFECT_KEYS = new Set(["[", ","]);
 const NEXT_DEFECT_KEYS = new Set(["]", "."]);
@@ -167,7 +172,9 @@ class ResultView {
       .sort((a, b) => classOrder(a.class_name) - classOrder(b.class_name));
     this.hidden = new Set();
     this.sort = { column: "class_name", dir: 1 };
-    this.selected = null;
+    // The one current defect; every way of moving goes through it (region_state.js).
+    this.selection = new RegionSelection(this.rows);
+    this.selection.addEventListener("change", (e) => this.showSelection(e.detail));
     this.zoom = { scale: 1, tx: 0, ty: 0, fit: 1 };
     this.tab = "input";
     this.options = options;
@@ -224,8 +231,8 @@ class ResultView {
                 aria-label="Next defect" title="Next defect (] or .)"${this.rows.length ? "" : " disabled"}>›</button>
             </div>
             <div class="form-check form-switch mb-0 ms-2">
-              <input class="form-check-input" type="checkbox" id="boxes-${id}" checked data-toggle-boxes>
-              <label class="form-check-label small" for="boxes-${id}">Boxes</label>
+              <input class="form-check-input" type="checkbox" id="boxes-${id}" checked data-toggle-boxes aria-keyshortcuts="H">
+              <label class="form-check-label small" for="boxes-${id}">Boxes <kbd>H</kbd></label>
             </div>
             <div class="d-flex flex-wrap gap-1 class-toggles" aria-label="Show classes">
               ${this.classes.map((c) => `<label class="btn btn-sm class-toggle active" data-class="${escapeHtml(c.class_name)}"
@@ -235,20 +242,19 @@ class ResultView {
             </div>
           </div>
           <div class="stage-viewport" tabindex="0" role="tabpanel" id="panel-${id}" aria-labelledby="tab-${id}-${this.tab}"
-               aria-description="Image with defect boxes; wheel or +/- to zoom, drag or arrow keys to pan, [ and ] for the previous and next defect">
+               aria-description="Image with defect boxes; wheel or +/- to zoom, 0 to fit, drag or arrow keys to pan, [ and ] for the previous and next defect, H to hide the boxes">
             <div class="stage">
               <img class="stage-image" alt="${id} input" draggable="false">
-              <svg class="stage-boxes" xmlns="${SVG_NS}" viewBox="0 0 ${this.width} ${this.height}"
-                   width="${this.width}" height="${this.height}"></svg>
             </div>
+            <svg class="stage-boxes" xmlns="${SVG_NS}" aria-hidden="true"></svg>
             <div class="pin-layer" aria-hidden="true"></div>
             <div class="minimap" hidden aria-hidden="true"><img alt="" draggable="false"><div class="minimap-view"></div></div>
             <div class="region-tooltip" role="tooltip" hidden></div>
             <div class="stage-loading small text-muted">loading image…</div>
           </div>
-          <div class="small text-muted mt-1">Wheel or −/+ to zoom, drag to pan; hover a box for its
-            properties, click a box, a pin or a table row to select it; <kbd>[</kbd> <kbd>]</kbd>
-            previous / next defect.</div>
+          <div class="small text-muted mt-1">Wheel or <kbd>−</kbd>/<kbd>+</kbd> to zoom, <kbd>0</kbd> to fit,
+            drag to pan; hover a box for its properties, click a box, a pin or a table row to select it;
+            <kbd>[</kbd> <kbd>]</kbd> previous / next defect; <kbd>H</kbd> hides the boxes.</div>
         </div>
         <div class="col-lg-4">
           <div class="card">
@@ -291,30 +297,57 @@ class ResultView {
     this.drawBoxes();
     this.renderTable();
     this.bind();
+    // The fitted size from the image's known size, before the image arrives: a defect
+    // selected at once (review mode) is zoomed relative to the true fit, not to 1:1.
+    this.fit();
     this.showTab("input");
     exposeViewer(this);
   }
 
+  /** One outline per region, in screen coordinates (`placeBoxes` puts them): drawn outside
+   * the region's box with a constant screen width and no fill, so at any zoom the defect
+   * itself stays in sight. */
   drawBoxes() {
-    const pad = Math.max(1.5, Math.max(this.width, this.height) / 400);
     this.boxes = new Map();
     for (const r of this.rows) {
-      const b = r.bounding_box;
       const rect = document.createElementNS(SVG_NS, "rect");
-      rect.setAttribute("x", b.x - pad);
-      rect.setAttribute("y", b.y - pad);
-      rect.setAttribute("width", b.width + 2 * pad);
-      rect.setAttribute("height", b.height + 2 * pad);
       rect.setAttribute("stroke", r.color);
-      rect.setAttribute("fill", withAlpha(r.color, 0.12));
+      rect.setAttribute("fill", "none");
       rect.setAttribute("class", "region-box");
-      rect.setAttribute("vector-effect", "non-scaling-stroke");
       rect.dataset.key = r.key;
       rect.dataset.class = r.class_name;
       this.svg.appendChild(rect);
       this.boxes.set(r.key, rect);
     }
+    this.ring = document.createElementNS(SVG_NS, "rect");
+    this.ring.setAttribute("class", "selection-ring");
+    this.ring.setAttribute("visibility", "hidden");
+    this.svg.appendChild(this.ring);
     this.drawPins();
+  }
+
+  /** Puts every region's outline around its box as the image is on screen now. */
+  placeBoxes() {
+    const { scale, tx, ty } = this.zoom;
+    for (const r of this.rows) {
+      const rect = this.boxes.get(r.key);
+      const b = r.bounding_box;
+      const stroke = rect.classList.contains("selected") ? MARKER_STROKE_PX.selected : MARKER_STROKE_PX.normal;
+      const out = MARKER_GAP_PX + stroke / 2; // from the box's edge to the stroke's centre line
+      rect.setAttribute("x", (tx + b.x * scale - out).toFixed(1));
+      rect.setAttribute("y", (ty + b.y * scale - out).toFixed(1));
+      rect.setAttribute("width", (b.width * scale + 2 * out).toFixed(1));
+      rect.setAttribute("height", (b.height * scale + 2 * out).toFixed(1));
+      rect.setAttribute("stroke-width", String(stroke));
+    }
+    const current = this.selection.current;
+    const rect = current && this.boxes.get(current.key);
+    this.ring.setAttribute("visibility", rect && !rect.classList.contains("d-none") ? "visible" : "hidden");
+    if (!rect) return;
+    const grow = MARKER_STROKE_PX.selected / 2 + 0.5; // just outside the coloured line
+    for (const [attr, by] of [["x", -grow], ["y", -grow], ["width", 2 * grow], ["height", 2 * grow]]) {
+      this.ring.setAttribute(attr, (Number(rect.getAttribute(attr)) + by).toFixed(1));
+    }
   }
 
   /** One numbered pin per region (its place in the defect order), shown by `placePins`
@@ -372,20 +405,29 @@ class ResultView {
 
   /** Select defect `index` (0-based, in the defect order), zoomed to and highlighted. */
   selectRegion(index) {
-    if (!this.rows.length) return null;
-    const i = ((index % this.rows.length) + this.rows.length) % this.rows.length;
-    this.select(this.rows[i].key, { center: true, scrollRow: true });
-    return this.rows[i];
+    return this.selection.select(index, { center: true, scrollRow: true });
   }
 
-  /** The next (`step` 1) or previous (-1) defect after the selected one. */
+  /** The next (`step` 1) or previous (-1) defect after the selected one (within the
+   * selection's class scope, when it has one). */
   stepRegion(step) {
-    const current = this.selectedIndex();
-    return this.selectRegion(current < 0 ? (step > 0 ? 0 : -1) : current + step);
+    return this.selection.step(step, { center: true, scrollRow: true });
   }
 
   selectedIndex() {
-    return this.rows.findIndex((r) => r.key === this.selected);
+    return this.selection.index;
+  }
+
+  /** The key of the current defect, or null. */
+  get selected() {
+    return this.selection.current?.key ?? null;
+  }
+
+  /** Shows or hides every box and pin (the Boxes switch, key H). */
+  toggleMarkers(show = null) {
+    const input = this.q("[data-toggle-boxes]");
+    input.checked = show ?? !input.checked;
+    input.dispatchEvent(new Event("change"));
   }
 
   renderTable() {
@@ -467,6 +509,7 @@ class ResultView {
         for (const pin of this.pins.values()) {
           pin.classList.toggle("hidden-class", this.hidden.has(pin.dataset.class));
         }
+        this.placeBoxes();
         this.renderTable();
       }));
     this.root.querySelectorAll(".regions-table th[data-sort]").forEach((th) => {
@@ -576,9 +619,7 @@ class ResultView {
         this.zoom.tx += moves[e.key][0];
         this.zoom.ty += moves[e.key][1];
         this.applyTransform();
-      } else if (e.key === "+" || e.key === "=") this.zoomAt(1.5);
-      else if (e.key === "-") this.zoomAt(1 / 1.5);
-      else if (e.key === "0") this.fit();
+      }
     });
   }
 
@@ -632,6 +673,7 @@ class ResultView {
     const w = this.stageW || this.width;
     const h = this.stageH || this.height;
     const scale = Math.min(vw / w, vh / h);
+    if (!(scale > 0) || !Number.isFinite(scale)) return; // not laid out (yet)
     this.zoom = { scale, fit: scale, tx: (vw - w * scale) / 2, ty: (vh - h * scale) / 2 };
     this.autoFit = true;
     this.applyTransform();
@@ -657,30 +699,35 @@ class ResultView {
     this.stage.style.transform = `translate(${tx}px, ${ty}px) scale(${scale})`;
     this.stage.classList.toggle("pixelated", scale >= 3);
     this.q(".zoom-level").textContent = fit > 0 ? `${Math.round((scale / fit) * 100)}%` : "–";
+    this.placeBoxes();
     this.placePins();
     this.drawMinimap();
   }
 
-  /** Highlight region `key` in the image and the table; optionally centre it. */
-  select(key, { center = false, scrollRow = false } = {}) {
-    this.selected = key;
+  /** Makes region `key` the current defect (through the selection, which repaints). */
+  select(key, how = {}) {
+    return this.selection.selectKey(key, how);
+  }
+
+  /** Paints the selection's current defect in the image, the pins, the table and the
+   * toolbar; `how.center` zooms to it, `how.scrollRow` brings its table row into view. */
+  showSelection({ index, region: row, how: { center = false, scrollRow = false } = {} }) {
+    const key = row.key;
     for (const rect of this.boxes.values()) rect.classList.toggle("selected", rect.dataset.key === key);
     for (const pin of this.pins.values()) pin.classList.toggle("selected", pin.dataset.key === key);
-    const index = this.selectedIndex();
     this.q(".defect-position").textContent = `${index + 1} / ${this.rows.length}`;
     const rect = this.boxes.get(key);
-    if (rect) this.svg.appendChild(rect); // on top of its neighbours
+    if (rect) this.svg.insertBefore(rect, this.ring); // on top of its neighbours, under its ring
     this.root.querySelectorAll(".region-row").forEach((tr) => {
       const on = tr.dataset.key === key;
       tr.classList.toggle("table-primary", on);
       tr.classList.toggle("selected", on);
       if (on && scrollRow) tr.scrollIntoView({ block: "nearest", behavior: "smooth" });
     });
-    const row = this.rows.find((r) => r.key === key);
-    if (!row) return;
     if (this.hidden.has(row.class_name)) {
       this.root.querySelector(`[data-class-toggle="${CSS.escape(row.class_name)}"]`)?.click();
     }
+    if (!center) this.placeBoxes();
     if (center) {
       const b = row.bounding_box;
       const vw = this.viewport.clientWidth;
@@ -739,8 +786,9 @@ class ResultView {
 // -- the page-wide handle of the viewer ---------------------------------------------------
 
 /** `window.aoiViewer`: the viewer shown now, for keys and for the review mode.
- * `regions`: the defects in their order (class, then region id), each with `key`,
- * `class_name`, `region_id`, `region_unique_id`, `bounding_box`…; `selectRegion(i)` zooms to
+ * `regions`: the defects in the model's order (class id, then region id), each with `key`,
+ * `class_name`, `region_id`, `region_unique_id`, `bounding_box`…; `selection`: the one
+ * current defect (a `RegionSelection`, region_state.js); `selectRegion(i)` zooms to
  * and highlights defect i (0-based; wraps); `nextRegion()`, `prevRegion()`; `selectedIndex()`
  * (-1 when none). Every selection dispatches `aoi:region-selected` ({index, region}) on
  * the viewer's root, bubbling. */
@@ -749,6 +797,7 @@ function exposeViewer(view) {
     view,
     imgUniqueId: view.id,
     regions: view.rows,
+    selection: view.selection,
     selectRegion: (i) => view.selectRegion(i),
     nextRegion: () => view.stepRegion(1),
     prevRegion: () => view.stepRegion(-1),
@@ -765,6 +814,13 @@ document.addEventListener("keydown", (e) => {
   const viewer = window.aoiViewer;
   if (!viewer || e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || typingIn(e.target)) return;
   if (!document.contains(viewer.view.root) || !viewer.view.root.querySelector(".result-view")) return;
-  if (PREV_DEFECT_KEYS.has(e.key)) { e.preventDefault(); viewer.prevRegion(); }
-  else if (NEXT_DEFECT_KEYS.has(e.key)) { e.preventDefault(); viewer.nextRegion(); }
+  const view = viewer.view;
+  if (PREV_DEFECT_KEYS.has(e.key)) viewer.prevRegion();
+  else if (NEXT_DEFECT_KEYS.has(e.key)) viewer.nextRegion();
+  else if (e.key === "+" || e.key === "=") view.zoomAt(1.5);
+  else if (e.key === "-") view.zoomAt(1 / 1.5);
+  else if (e.key === "0") view.fit();
+  else if (e.key.toLowerCase() === "h") view.toggleMarkers();
+  else return;
+  e.preventDefault();
 });
