@@ -19,7 +19,12 @@ REFERENCE_ENV_PREFIX = "REFERENCE_SERVICE_"
 
 
 class ReferenceServiceError(RuntimeError):
-    """The reference model service would not start."""
+    """The reference model service would not start; `exit_code` is its exit status when
+    it exited (None when it did not answer or the start was cancelled)."""
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -131,7 +136,8 @@ def _wait_until_healthy(
         if service.process.poll() is not None:
             raise ReferenceServiceError(
                 f"the reference model service exited with code {service.process.returncode};"
-                f" see {log_file}"
+                f" see {log_file}",
+                exit_code=service.process.returncode,
             )
         try:
             if httpx2.get(service.url + "health", timeout=1.0).status_code == 200:

@@ -36,7 +36,9 @@ class ServiceExited(RuntimeError):
     """The reference model service exited soon after it started."""
 
     def __init__(self, exit_code: int, uptime_s: float) -> None:
-        super().__init__(f"exited with code {exit_code} after {uptime_s:.1f} s")
+        super().__init__(
+            f"the reference model service exited with code {exit_code} after {uptime_s:.1f} s"
+        )
         self.exit_code = exit_code
 
 
@@ -72,6 +74,7 @@ class ReferenceSupervisor:
         self._thread: threading.Thread | None = None
         self._counter: Counter | None = None
         self._last_exit_code: int | None = None
+        self._started_at = time.monotonic()
 
     @property
     def url(self) -> str:
@@ -104,6 +107,7 @@ class ReferenceSupervisor:
             max_image_pixels=self.max_image_pixels,
             cancel=self._stopping,
         )
+        self._started_at = time.monotonic()
         self._thread = threading.Thread(
             target=self._watch, name="reference-service-supervisor", daemon=True
         )
@@ -153,13 +157,12 @@ class ReferenceSupervisor:
         if self._service is None or self._service.process.poll() is not None:
             self._restart()
         assert self._service is not None
-        started = time.monotonic()
         while not self._stopping.is_set():
             try:
                 code = self._service.process.wait(timeout=0.5)
             except subprocess.TimeoutExpired:
                 continue
-            uptime_s = time.monotonic() - started
+            uptime_s = time.monotonic() - self._started_at
             self._last_exit_code = code
             logger.warning(
                 "reference model service exited with code %s after %.1f s",
@@ -187,9 +190,17 @@ class ReferenceSupervisor:
             self._last_exit_code,
             extra={"restart": self.restarts, "exit_code": self._last_exit_code, "url": self.url},
         )
-        self._service = start_reference_service(
-            self.log_file, port=port, max_image_pixels=self.max_image_pixels, cancel=self._stopping
-        )
+        try:
+            self._service = start_reference_service(
+                self.log_file,
+                port=port,
+                max_image_pixels=self.max_image_pixels,
+                cancel=self._stopping,
+            )
+        except ReferenceServiceError as exc:
+            self._last_exit_code = exc.exit_code
+            raise
+        self._started_at = time.monotonic()
         logger.info("reference model service is back", extra={"url": self.url})
 
     def _sleep(self, seconds: float) -> None:
@@ -203,7 +214,7 @@ class ReferenceSupervisor:
         error = retry_state.outcome.exception() if retry_state.outcome else None
         wait_s = retry_state.next_action.sleep if retry_state.next_action else 0.0
         logger.warning(
-            "reference model service: %s; next restart in %.1f s",
+            "%s; next restart in %.1f s",
             error,
             wait_s,
             extra={"wait_s": wait_s},
