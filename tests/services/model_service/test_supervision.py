@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx2
 import psutil
@@ -56,9 +57,8 @@ def test_restarts_with_growing_waits_then_comes_back_on_the_same_port(
     finally:
         supervisor.stop()
     assert running.process.poll() is not None
-    assert not [
-        p for p in psutil.Process().children(recursive=True) if "segformer_service" in p.cmdline()
-    ]
+    port = str(urlsplit(url).port)
+    assert not [p for p in psutil.Process().children(recursive=True) if port in p.cmdline()]
     assert not answers(url)
 
 
