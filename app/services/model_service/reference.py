@@ -6,9 +6,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from dotenv import dotenv_values
@@ -17,7 +19,12 @@ REFERENCE_ENV_PREFIX = "REFERENCE_SERVICE_"
 
 
 class ReferenceServiceError(RuntimeError):
-    """The reference model service would not start."""
+    """The reference model service would not start; `exit_code` is its exit status when
+    it exited (None when it did not answer or the start was cancelled)."""
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass
@@ -27,7 +34,7 @@ class ReferenceService:
     process: subprocess.Popen[bytes]
     url: str
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 5.0) -> None:
         """Terminate the child process (kill it if it does not stop in `timeout_s`)."""
         if self.process.poll() is None:
             self.process.terminate()
@@ -64,8 +71,12 @@ def start_reference_service(
     port: int | None = None,
     startup_timeout_s: float = 60.0,
     max_image_pixels: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> ReferenceService:
     """Start `python -m segformer_service` on 127.0.0.1 and wait until `/health` answers.
+
+    The child runs in a process group of its own, so that a Ctrl-C in the terminal
+    reaches only the agent, which then stops the child in its turn (after the API).
 
     Args:
         log_file: where the child's output goes.
@@ -73,9 +84,10 @@ def start_reference_service(
         startup_timeout_s: how long to wait for it to answer, seconds.
         max_image_pixels: the service's pixel limit (the agent's MAX_IMAGE_PIXELS, so both
             refuse the same images); None keeps the service's own setting.
+        cancel: when set while waiting, the child is stopped and the start abandoned.
 
     Raises:
-        ReferenceServiceError: it exited or did not answer in time.
+        ReferenceServiceError: it exited, did not answer in time, or `cancel` was set.
     """
     port = port or free_loopback_port()
     url = f"http://127.0.0.1:{port}/"
@@ -90,22 +102,51 @@ def start_reference_service(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            **own_process_group(),
         )
     service = ReferenceService(process, url)
-    deadline = time.monotonic() + startup_timeout_s
+    try:
+        _wait_until_healthy(service, log_file, startup_timeout_s, cancel or threading.Event())
+    except BaseException:  # also Ctrl-C / SIGTERM while waiting: no orphan is left
+        service.stop()
+        raise
+    return service
+
+
+def own_process_group() -> dict[str, Any]:
+    """`subprocess.Popen` arguments that start the child in a process group of its own
+    (a new session on POSIX, CREATE_NEW_PROCESS_GROUP on Windows), out of reach of the
+    terminal's Ctrl-C."""
+    if sys.platform == "win32":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
+
+
+def _wait_until_healthy(
+    service: ReferenceService, log_file: Path, timeout_s: float, cancel: threading.Event
+) -> None:
+    """Return once `service` answers `/health` with 200.
+
+    Raises:
+        ReferenceServiceError: it exited, did not answer within `timeout_s`, or `cancel`
+            was set.
+    """
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if service.process.poll() is not None:
             raise ReferenceServiceError(
-                f"the reference model service exited with code {process.returncode}; see {log_file}"
+                f"the reference model service exited with code {service.process.returncode};"
+                f" see {log_file}",
+                exit_code=service.process.returncode,
             )
         try:
-            if httpx2.get(url + "health", timeout=1.0).status_code == 200:
-                return service
+            if httpx2.get(service.url + "health", timeout=1.0).status_code == 200:
+                return
         except httpx2.HTTPError:
             pass
-        time.sleep(0.2)
-    service.stop()
+        if cancel.wait(0.2):
+            raise ReferenceServiceError("the reference model service start was cancelled")
     raise ReferenceServiceError(
-        f"the reference model service did not answer on {url} within {startup_timeout_s:.0f} s;"
-        f" see {log_file}"
+        f"the reference model service did not answer on {service.url} within"
+        f" {timeout_s:.0f} s; see {log_file}"
     )

@@ -73,6 +73,10 @@ MODEL_SERVICE_IN_FLIGHT = Gauge(
     ["service"],
     multiprocess_mode="livesum",
 )
+REFERENCE_SERVICE_RESTARTS = Counter(
+    "aoi_reference_service_restarts",
+    "Times `run.py` started the reference model service again after it exited on its own.",
+)
 
 # HTTP request counts and durations by route template (prometheus-fastapi-instrumentator),
 # built once per process: the library does not register the same metric names twice, so a
