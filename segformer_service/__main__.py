@@ -9,7 +9,9 @@ import argparse
 import os
 import socket
 import sys
+import threading
 
+import psutil
 import uvicorn
 
 from segformer_service.engines import available_engines
@@ -31,6 +33,35 @@ class _Server(uvicorn.Server):
             print(READY_MESSAGE.format(host=host, port=port), flush=True)
 
 
+PARENT_POLL_S = 1.0
+"""How often a service started with ``--exit-with-parent`` checks its parent, seconds."""
+
+
+def exit_with_parent(server: uvicorn.Server, parent_pid: int) -> threading.Thread:
+    """Stop `server` (as SIGTERM would: in-flight requests finish) once process
+    `parent_pid` has ended, however it ended (``kill -9`` included, which leaves the parent
+    no chance to stop its children). Polls every ``PARENT_POLL_S`` seconds in a daemon
+    thread; the parent is recognised by its pid and start time, so a recycled pid does not
+    count as the parent. Returns the started thread.
+
+    Raises:
+        psutil.NoSuchProcess: `parent_pid` is not running now.
+    """
+    parent = psutil.Process(parent_pid)
+
+    def watch() -> None:
+        while not server.should_exit:
+            if not parent.is_running():
+                print(f"parent process {parent_pid} has ended: stopping", flush=True)
+                server.should_exit = True
+                return
+            threading.Event().wait(PARENT_POLL_S)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and run the service until interrupted; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m segformer_service", description=__doc__)
@@ -41,12 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+    parser.add_argument(
+        "--exit-with-parent",
+        type=int,
+        metavar="PID",
+        default=None,
+        help="stop when process PID ends (run.py passes its own pid; needs --workers 1)",
+    )
     args = parser.parse_args(argv)
     if args.engine:
         # Through the environment, so that every worker process sees it.
         os.environ["REFERENCE_SERVICE_ENGINE"] = args.engine
 
     if args.workers > 1:
+        if args.exit_with_parent is not None:
+            parser.error("--exit-with-parent needs --workers 1")
         if args.port == 0:
             parser.error("--port 0 needs --workers 1 (workers must share one known port)")
         # uvicorn's supervisor offers no ready hook; its own log line reports readiness.
@@ -67,7 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         log_level=args.log_level,
     )
-    _Server(config).run()
+    server = _Server(config)
+    if args.exit_with_parent is not None:
+        try:
+            exit_with_parent(server, args.exit_with_parent)
+        except psutil.NoSuchProcess:
+            parser.error(f"--exit-with-parent: no process {args.exit_with_parent} is running")
+    server.run()
     return 0
 
 

@@ -97,7 +97,10 @@ def start_reference_service(
         env["REFERENCE_SERVICE_MAX_IMAGE_PIXELS"] = str(max_image_pixels)
     with log_file.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "segformer_service", "--host", "127.0.0.1", "--port", str(port)],
+            [
+                *(sys.executable, "-m", "segformer_service", "--host", "127.0.0.1"),
+                *("--port", str(port), "--exit-with-parent", str(os.getpid())),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
