@@ -442,6 +442,10 @@ class S3Emulator:
         self._client().create_bucket(Bucket=name)
         return name
 
+    def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket (as an operator might, behind the agent's back)."""
+        self._client().delete_bucket(Bucket=name)
+
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         """Every key in `bucket` under `prefix`, sorted."""
         client, keys = self._client(), []
