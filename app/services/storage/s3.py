@@ -263,8 +263,8 @@ def _s3_error_code(exc: BaseException) -> str | None:
 def _bucket_missing(location: str, endpoint: str) -> StorageMisconfigured:
     bucket = urlsplit(location).netloc
     return StorageMisconfigured(
-        f"the bucket {bucket!r} does not exist at {endpoint}: create it, or correct"
-        f" STORAGE_URL ({location}) or S3_ENDPOINT_URL"
+        f"the bucket {bucket!r} of {location} does not exist at {endpoint}: create it, or"
+        " correct the bucket's name or S3_ENDPOINT_URL"
     )
 
 
