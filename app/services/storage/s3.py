@@ -51,6 +51,8 @@ REFUSED_CODES = frozenset(
     }
 )
 _ERROR_CODE = re.compile(r"<Code>(\w+)</Code>")
+# Where obstore asks for an instance role's credentials when none are configured.
+INSTANCE_METADATA_HOST = "169.254.169.254"
 # The object `verify(write=True)` writes and deletes at start-up.
 WRITE_PROBE_KEY = "health/write-probe"
 
@@ -237,6 +239,13 @@ def _store_errors(location: str, endpoint: str) -> Iterator[None]:
         code = _s3_error_code(exc)
         if code == "NoSuchBucket":
             raise _bucket_missing(location, endpoint) from exc
+        if INSTANCE_METADATA_HOST in str(exc):
+            # No credentials were given, so obstore asked the machine's instance role.
+            raise StorageMisconfigured(
+                f"no AWS credentials for the object store {location}: set AWS_ACCESS_KEY_ID"
+                " and AWS_SECRET_ACCESS_KEY (environment or .env), or run where an instance"
+                " role provides them"
+            ) from exc
         if code in REFUSED_CODES or isinstance(
             exc,
             obstore.exceptions.PermissionDeniedError | obstore.exceptions.UnauthenticatedError,
