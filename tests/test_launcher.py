@@ -147,6 +147,27 @@ def test_missing_bucket(tmp_path: Path, s3_emulator: S3Emulator) -> None:
     assert "create it" in line
 
 
+def test_credentials_the_store_refuses(tmp_path: Path) -> None:
+    store = S3Emulator(tmp_path / "moto.log", check_credentials=True).start()
+    try:
+        done = run_agent(
+            tmp_path,
+            STORAGE_URL="s3://aoi-images/line-1",
+            S3_ENDPOINT_URL=store.url,
+            AWS_ACCESS_KEY_ID="not-a-key",
+            AWS_SECRET_ACCESS_KEY="wrong",
+            AWS_REGION="us-east-1",
+        )
+    finally:
+        store.stop()
+    assert_refused(
+        done,
+        "s3://aoi-images/line-1",
+        "refuses the agent (InvalidAccessKeyId)",
+        "AWS_ACCESS_KEY_ID",
+    )
+
+
 def test_a_store_that_does_not_answer_is_waited_for_not_refused(tmp_path: Path) -> None:
     """Nothing listens on the store's port: the agent warns and goes on (here to the
     next check, a closed database port, which does refuse)."""

@@ -335,7 +335,10 @@ async def test_a_missing_bucket_is_named_as_such_not_a_missing_file(
             await call()
         assert caught.value.status_code == 503, name
         assert caught.value.error == "storage_misconfigured", name
-        assert "the bucket 'aoi-no-such-bucket' does not exist" in caught.value.detail, name
+        assert (
+            "the bucket 'aoi-no-such-bucket' of s3://aoi-no-such-bucket/plant-7 does not exist"
+            in (caught.value.detail)
+        ), name
         assert s3_emulator.url in caught.value.detail, name
     # The upload's scratch file stays for the caller to discard; nothing was kept.
     assert incoming.exists()
