@@ -528,7 +528,7 @@ def storage_migrate(
     under the same keys; nothing else is changed. Objects already there are skipped, so it
     can run again. Then set STORAGE_URL to the same s3:// URL on every agent and worker."""
     from app.config import Settings
-    from app.errors import StorageUnavailable
+    from app.errors import StorageMisconfigured, StorageUnavailable
     from app.services.storage import LocalStorage, open_storage
     from app.services.storage.migrate import MigrationReport, copy_store
 
@@ -557,6 +557,9 @@ def storage_migrate(
 
     try:
         report = asyncio.run(run())
+    except StorageMisconfigured as exc:
+        console.print(f"[red]error: {exc.detail}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from exc
     except (OSError, StorageUnavailable) as exc:
         console.print(f"[red]error: {exc}; what was copied stays, run again to go on[/red]")
         raise typer.Exit(1) from exc

@@ -71,11 +71,26 @@ class InsufficientStorage(AgentError):
     error = "insufficient_storage"
 
 
+# Seconds a client is asked to wait before sending again what the store could not take.
+STORAGE_RETRY_AFTER_S = 15
+
+
 class StorageUnavailable(AgentError):
-    """The object store (STORAGE_URL=s3://...) did not answer, or refused the agent."""
+    """The object store (STORAGE_URL=s3://...) is down or overloaded (refused, timed out,
+    5xx, throttled); nothing of the request was kept, send it again later (Retry-After).
+    Batch images wait for it and resume by themselves (BATCH_RETRY_WINDOW_S)."""
 
     status_code = 503
     error = "storage_unavailable"
+    headers: ClassVar[dict[str, str]] = {"Retry-After": str(STORAGE_RETRY_AFTER_S)}
+
+
+class StorageMisconfigured(StorageUnavailable):
+    """The object store answers but refuses the agent: its bucket does not exist, or the
+    credentials are wrong or may not use it; an operator must fix STORAGE_URL, the bucket
+    or the AWS credentials (the detail says which). Treated as an outage otherwise."""
+
+    error = "storage_misconfigured"
 
 
 class ImageNotFound(AgentError):

@@ -2,6 +2,7 @@
 
 1. settings from the environment and `.env`; logging; storage folders;
 2. the listening socket on HOST:PORT (so a busy port is reported before anything starts);
+   the object store's bucket and credentials (a probe object written and deleted);
 3. the embedded PostgreSQL when DATABASE_URL is unset, else a first connection to it;
 4. Alembic migrations;
 5. the reference model service on a loopback port when SEGFORMER_SERVICE_URL(S) is unset;
@@ -41,6 +42,7 @@ from uvicorn.supervisors import Multiprocess
 
 from app.api.http_protocol import protocol_class
 from app.config import Settings
+from app.errors import StorageMisconfigured, StorageUnavailable
 from app.services.database.embedded import EmbeddedPostgresError, start_embedded_postgres
 from app.services.database.migrations import upgrade_database
 from app.services.database.preflight import DatabaseNotReady, check_database
@@ -128,10 +130,14 @@ def prepared(settings: Settings) -> Iterator[Settings]:
     """Start the database and model service the settings lack; yield the completed settings.
 
     Raises:
-        StartupError: a part would not start or the database would not migrate.
+        StartupError: a part would not start, the database would not migrate, or the
+            object store refuses the agent (`check_storage`).
     """
     with contextlib.ExitStack() as stack:
         updates: dict[str, str] = {}
+        warning = check_storage(settings)
+        if warning:
+            print(warning, file=sys.stderr)
         database_url = stack.enter_context(prepared_database(settings, announce=True))
         if settings.database_url is None:
             updates["database_url"] = database_url
@@ -214,6 +220,36 @@ async def _active_key_count(database_url: str) -> int:
             return await KeyService(ApiKeyRepository(session)).count_active()
     finally:
         await engine.dispose()
+
+
+def check_storage(settings: Settings) -> str | None:
+    """Check that the store lets the agent list, write and delete (with an object store:
+    its bucket exists and the credentials are accepted), with a probe object written and
+    deleted. Returns a warning line when the store does not answer now: the agent starts
+    anyway, since an outage is waited out (uploads get 503, batch images wait).
+
+    Raises:
+        StartupError: the bucket is missing or the credentials are refused; the message
+            names the bucket and what to do.
+    """
+
+    async def verify() -> None:
+        storage = open_storage(settings)
+        try:
+            await storage.verify(write=True)
+        finally:
+            await storage.aclose()
+
+    try:
+        asyncio.run(verify())
+    except StorageMisconfigured as exc:
+        raise StartupError(exc.detail) from exc
+    except StorageUnavailable as exc:
+        return (
+            f"warning: {exc.detail}; starting anyway: uploads get 503 and batch images wait"
+            " until the store answers (GET /api/health shows it)"
+        )
+    return None
 
 
 def storage_notice(settings: Settings) -> str:

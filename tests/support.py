@@ -382,19 +382,26 @@ class S3Emulator:
     SECRET_KEY = "testing"
     REGION = "us-east-1"
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, *, check_credentials: bool = False) -> None:
         self.port = free_loopback_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
+        # moto accepts any credentials unless told to check them from the first request
+        # (then only its IAM users' keys pass, and this class's own do not).
+        self.check_credentials = check_credentials
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> S3Emulator:
         """Start the server; waits until it answers."""
+        env = {**os.environ}
+        if self.check_credentials:
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                env=env,
             )
 
         def ready() -> bool:
@@ -402,11 +409,16 @@ class S3Emulator:
             if self.process.poll() is not None:
                 raise RuntimeError(f"moto server exited: {self.log.read_text()[-2000:]}")
             try:
-                return httpx2.get(self.url + "/", timeout=1).status_code < 500
+                # moto's own API: answers whether or not credentials are checked.
+                return httpx2.get(self.url + "/moto-api/", timeout=1).status_code < 500
             except httpx2.HTTPError:
                 return False
 
-        wait_until(ready, timeout_s=60)
+        try:
+            wait_until(ready, timeout_s=60)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -441,6 +453,10 @@ class S3Emulator:
         name = f"aoi-test-{secrets.token_hex(4)}"
         self._client().create_bucket(Bucket=name)
         return name
+
+    def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket (as an operator might, behind the agent's back)."""
+        self._client().delete_bucket(Bucket=name)
 
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         """Every key in `bucket` under `prefix`, sorted."""

@@ -18,7 +18,7 @@ import pytest
 
 from app.services.database.embedded import start_embedded_postgres
 from app.services.model_service.reference import free_loopback_port
-from tests.support import REPO_ROOT, database_url
+from tests.support import REPO_ROOT, S3Emulator, database_url
 
 
 def run_agent(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -130,3 +130,59 @@ def test_several_api_processes_get_a_fresh_shared_metrics_folder(
     assert folder == tmp_path.resolve() / "prometheus"
     assert os.environ[METRICS_DIR_ENV] == str(folder)
     assert not stale.exists(), "the last run's counts are not added to this run's"
+
+
+def test_missing_bucket(tmp_path: Path, s3_emulator: S3Emulator) -> None:
+    """Checked before the database: no database is needed to refuse."""
+    line = assert_refused(
+        run_agent(
+            tmp_path,
+            STORAGE_URL="s3://aoi-no-such-bucket/line-1",
+            S3_ENDPOINT_URL=s3_emulator.url,
+        ),
+        "the bucket 'aoi-no-such-bucket'",
+        "does not exist",
+        s3_emulator.url,
+    )
+    assert "create it" in line
+
+
+def test_credentials_the_store_refuses(tmp_path: Path) -> None:
+    store = S3Emulator(tmp_path / "moto.log", check_credentials=True).start()
+    try:
+        done = run_agent(
+            tmp_path,
+            STORAGE_URL="s3://aoi-images/line-1",
+            S3_ENDPOINT_URL=store.url,
+            AWS_ACCESS_KEY_ID="not-a-key",
+            AWS_SECRET_ACCESS_KEY="wrong",
+            AWS_REGION="us-east-1",
+        )
+    finally:
+        store.stop()
+    assert_refused(
+        done,
+        "s3://aoi-images/line-1",
+        "refuses the agent (InvalidAccessKeyId)",
+        "AWS_ACCESS_KEY_ID",
+    )
+
+
+def test_a_store_that_does_not_answer_is_waited_for_not_refused(tmp_path: Path) -> None:
+    """Nothing listens on the store's port: the agent warns and goes on (here to the
+    next check, a closed database port, which does refuse)."""
+    done = run_agent(
+        tmp_path,
+        STORAGE_URL="s3://aoi-images/line-1",
+        S3_ENDPOINT_URL=f"http://127.0.0.1:{free_loopback_port()}",
+        S3_TIMEOUT_S="2",
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_REGION="us-east-1",
+        DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_loopback_port()}/postgres",
+    )
+    warning, error = done.stderr.strip().splitlines()
+    assert warning.startswith("warning: the object store s3://aoi-images/line-1 failed")
+    assert "starting anyway" in warning
+    assert error.startswith("error: ")
+    assert "DATABASE_URL" in error

@@ -30,6 +30,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 IMG_UNIQUE_ID_LENGTH = 22  # 20260225_103045_ABC123
 MODEL_TEXT_LENGTH = 128  # model name / version as the model service reports them
+# The `last_error` of a batch image waiting for the object store (not the model service)
+# starts with this: what tells the two waits apart (`waiting_for` in the API).
+STORAGE_WAIT_PREFIX = "storage: "
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -198,9 +201,9 @@ class Inspection(Base):
     # `processing` row only when this process has stopped beating (or is unknown). No
     # foreign key: a missing `agent_processes` row means the same as a stopped process.
     owner_process_id: Mapped[str | None] = mapped_column(String(32), index=True)
-    # A batch image waiting for the model service: when it is tried next, and since when
-    # the service has been failing for it (the automatic retries stop BATCH_RETRY_WINDOW_S
-    # after that).
+    # A batch image waiting for the model service (or the store: `last_error` then starts
+    # with STORAGE_WAIT_PREFIX): when it is tried next, and since when the outage has been
+    # failing it (the automatic retries stop BATCH_RETRY_WINDOW_S after that).
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     waiting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Hex SHA-256 of the input's bytes, computed while they streamed in (null on rows

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.models.review import EXAMPLE_IMAGE_REVIEW, EXAMPLE_REGION_REVIEW, ImageReview, RegionReview
 
 ImageKind = Literal["input", "combined", "mask", "overlay"]
+# What a batch image waiting to be tried again waits for.
+WaitingFor = Literal["model_service", "storage"]
 
 # Examples shown in the OpenAPI document, after the PRD's "API Examples".
 EXAMPLE_ID = "20260225_103045_ABC123"
@@ -103,6 +105,7 @@ EXAMPLE_BATCH_STATUS = {
     "done": True,
     "rejected_files": 1,
     "waiting_for_model_service": 0,
+    "waiting_for_storage": 0,
     "next_attempt_at": None,
     "message": None,
     "retry_url": f"{_BASE}/api/batches/{EXAMPLE_BATCH_ID}/retry",
@@ -336,7 +339,11 @@ class BatchItem(BaseModel):
     retry_url: str | None = None
     next_attempt_at: datetime | None = Field(
         default=None,
-        description="Waiting for the model service (status `pending`): when it is tried next.",
+        description="Waiting for the model service or the store (status `pending`): when it"
+        " is tried next.",
+    )
+    waiting_for: WaitingFor | None = Field(
+        default=None, description="What it waits for, when `next_attempt_at` is set."
     )
     repeat_of: str | None = None
 
@@ -357,6 +364,11 @@ class BatchStatus(BaseModel):
     rejected_files: int
     waiting_for_model_service: int = Field(
         default=0, description="Images that could not reach the model service, to be retried."
+    )
+    waiting_for_storage: int = Field(
+        default=0,
+        description="Images the object store could not take or give (down, or refusing the"
+        " agent), to be retried.",
     )
     next_attempt_at: datetime | None = Field(
         default=None, description="The earliest automatic retry of those images."
@@ -522,7 +534,11 @@ class InspectionState(BaseModel):
     error_status_code: int | None = Field(default=None, examples=[503])
     next_attempt_at: datetime | None = Field(
         default=None,
-        description="A batch image waiting for the model service: when it is tried next.",
+        description="A batch image waiting for the model service or the store: when it is"
+        " tried next.",
+    )
+    waiting_for: WaitingFor | None = Field(
+        default=None, description="What it waits for, when `next_attempt_at` is set."
     )
     input_url: str
     retry_url: str | None = Field(default=None, description="`POST` it to inspect again.")
@@ -790,6 +806,12 @@ class StorageHealth(BaseModel):
     detail: str | None = None
     backend: Literal["local", "s3"] = Field(description="`local` (a folder) or `s3`.")
     location: str = Field(description="The folder, or `s3://bucket/prefix`.")
+    state: Literal["ok", "unavailable", "misconfigured"] = Field(
+        default="ok",
+        description="`unavailable`: down or overloaded (uploads get 503, batch images wait"
+        " and resume by themselves); `misconfigured`: the bucket is missing or the"
+        " credentials are refused (an operator must fix it; `detail` says what).",
+    )
 
 
 class LastInference(BaseModel):

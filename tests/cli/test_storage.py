@@ -91,6 +91,26 @@ def test_migrate_to_a_store_that_is_down_says_so_without_a_traceback(tmp_path: P
     assert (day / "20261202_093005_X_a.png").read_bytes() == make_image()
 
 
+def test_migrate_to_a_missing_bucket_says_so_in_one_line(
+    tmp_path: Path, s3_emulator: S3Emulator
+) -> None:
+    day = tmp_path / "uploads" / "20261202"
+    day.mkdir(parents=True)
+    for n in range(40):
+        (day / f"20261202_093005_X{n}_a.png").write_bytes(make_image())
+    env = {"DATA_DIR": str(tmp_path), "S3_ENDPOINT_URL": s3_emulator.url, "STORAGE_URL": ""}
+
+    for dry_run in ([], ["--dry-run"]):
+        result = CliRunner().invoke(
+            cli, ["storage", "migrate", "--to", "s3://aoi-missing/line-1", *dry_run], env=env
+        )
+        assert result.exit_code == 1, result.output
+        assert result.output.splitlines() == [
+            "error: the bucket 'aoi-missing' of s3://aoi-missing/line-1 does not exist at"
+            f" {s3_emulator.url}: create it, or correct the bucket's name or S3_ENDPOINT_URL"
+        ]
+
+
 def test_start_up_names_the_store_and_asks_for_a_shared_secret() -> None:
     local = Settings(_env_file=None, data_dir=Path("d"))  # type: ignore[call-arg]
     assert storage_notice(local).startswith("storage: ")

@@ -14,7 +14,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import AgentError, BatchNotFound, ImageNotFound, StoredFileMissing
-from app.models.database import Image, Inspection, InspectionStatus, Region, RegionVerdict
+from app.models.database import (
+    STORAGE_WAIT_PREFIX,
+    Image,
+    Inspection,
+    InspectionStatus,
+    Region,
+    RegionVerdict,
+)
 from app.models.schemas import (
     AcceptedFile,
     BatchAccepted,
@@ -41,6 +48,7 @@ from app.models.schemas import (
     SkippedFile,
     Stats,
     UploadResponse,
+    WaitingFor,
 )
 from app.services.database.repositories import (
     BatchProgressRow,
@@ -216,6 +224,7 @@ def batch_item(
     failed = inspection.status == InspectionStatus.FAILED
     waiting = _waiting(inspection)
     return BatchItem.model_construct(
+        waiting_for=_waiting_for(inspection),
         img_unique_id=inspection.img_unique_id,
         filename=inspection.original_filename,
         status=inspection.status.value,
@@ -234,8 +243,17 @@ def batch_item(
 
 
 def _waiting(inspection: Inspection | BatchProgressRow) -> bool:
-    """A batch image waiting for the model service to come back."""
+    """A batch image waiting for the model service or the store to come back."""
     return inspection.status == InspectionStatus.PENDING and inspection.next_attempt_at is not None
+
+
+def _waiting_for(inspection: Inspection | BatchProgressRow) -> WaitingFor | None:
+    """What a waiting batch image waits for (None when it is not waiting)."""
+    if not _waiting(inspection):
+        return None
+    if (inspection.last_error or "").startswith(STORAGE_WAIT_PREFIX):
+        return "storage"
+    return "model_service"
 
 
 def inspection_state(inspection: Inspection, links: Links) -> InspectionState:
@@ -252,6 +270,7 @@ def inspection_state(inspection: Inspection, links: Links) -> InspectionState:
         error=inspection.last_error if failed or _waiting(inspection) else None,
         error_status_code=inspection.error_status_code if failed else None,
         next_attempt_at=inspection.next_attempt_at if _waiting(inspection) else None,
+        waiting_for=_waiting_for(inspection),
         input_url=links.download(inspection.img_unique_id, "input"),
         retry_url=links.retry(inspection.img_unique_id) if failed else None,
     )
@@ -491,6 +510,12 @@ class QueryService:
         pending = by_status["pending"] + by_status["processing"]
         waits = [i.next_attempt_at for i in items if i.next_attempt_at is not None]
         next_attempt_at = min(waits) if waits else None
+        on_storage = sum(1 for i in items if i.waiting_for == "storage")
+        what = " and ".join(
+            name
+            for name, count in (("model service", len(waits) - on_storage), ("storage", on_storage))
+            if count
+        )
         return BatchStatus(
             batch_id=batch_id,
             created_at=batch.created_at,
@@ -501,10 +526,11 @@ class QueryService:
             processing=by_status["processing"],
             done=pending == 0,
             rejected_files=batch.rejected_files,
-            waiting_for_model_service=len(waits),
+            waiting_for_model_service=len(waits) - on_storage,
+            waiting_for_storage=on_storage,
             next_attempt_at=next_attempt_at,
             message=(
-                f"waiting for model service, next attempt at {next_attempt_at:%Y-%m-%d %H:%M:%S}"
+                f"waiting for {what}, next attempt at {next_attempt_at:%Y-%m-%d %H:%M:%S}"
                 f" UTC ({len(waits)} image{'s' if len(waits) != 1 else ''})"
                 if next_attempt_at is not None
                 else None

@@ -9,6 +9,7 @@ and no result file or row left behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,9 +32,10 @@ from app.errors import (
     InsufficientStorage,
     ModelServiceUnavailable,
     NotRetryable,
+    StorageUnavailable,
     StoredFileMissing,
 )
-from app.models.database import Batch, Image, Inspection, InspectionStatus
+from app.models.database import STORAGE_WAIT_PREFIX, Batch, Image, Inspection, InspectionStatus
 from app.models.model_service import Analysis
 from app.models.schemas import RejectedFile
 from app.services.database.repositories import (
@@ -59,15 +61,16 @@ logger = logging.getLogger(__name__)
 Deferrer = Callable[[Sequence[str]], Awaitable[None]]
 ScheduledDeferrer = Callable[[str, datetime], Awaitable[None]]
 
-# The automatic retries of a batch image waiting for the model service: at most this far
-# apart, seconds.
+# The automatic retries of a batch image waiting for the model service or the store: at
+# most this far apart, seconds.
 BATCH_RETRY_MAX_DELAY_S = 300.0
 # Rows of processes silent this long are deleted (their work was swept long before), seconds.
 FORGET_PROCESS_AFTER_S = 86_400.0
 
 
 class WaitingForModelService(Exception):
-    """A batch image could not reach the model service and is queued again for later."""
+    """A batch image could not reach the model service or the store (an outage) and is
+    queued again for later."""
 
     def __init__(self, img_unique_id: str, next_attempt_at: datetime) -> None:
         super().__init__(f"{img_unique_id}: next attempt at {next_attempt_at.isoformat()}")
@@ -267,6 +270,7 @@ class InspectionService:
 
         Raises:
             BadImage: no file of the batch is usable (the error lists why, per file).
+            StorageUnavailable: the store could not keep a file; nothing is accepted.
         """
         accepted_at = utc_now()
         batch = Batch(batch_id=new_batch_id(accepted_at), created_at=accepted_at)
@@ -277,6 +281,12 @@ class InspectionService:
                 inspection, _ = await self._accept(received, batch.batch_id, accepted_at)
                 inspection.batch_position = position
                 accepted.append(inspection)
+            except StorageUnavailable:
+                # Not the file's fault: the whole batch is refused (503, send it again),
+                # without the inputs kept so far (the orphan sweep takes any it cannot).
+                with contextlib.suppress(StorageUnavailable):
+                    await self._remove_inputs(accepted)
+                raise
             except AgentError as exc:
                 rejected.append(
                     RejectedFile(filename=received.filename, error=exc.error, detail=exc.detail)
@@ -364,9 +374,9 @@ class InspectionService:
         Args:
             require_failed: refuse (409) unless the inspection is `failed`, checked under the
                 row lock, so two retries never run the same image twice at once.
-            wait_for_service: a batch image: when the model service is unreachable, queue
-                it again for later (`WaitingForModelService`) instead of failing it, within
-                BATCH_RETRY_WINDOW_S.
+            wait_for_service: a batch image: when the model service or the store is
+                unreachable, queue it again for later (`WaitingForModelService`) instead of
+                failing it, within BATCH_RETRY_WINDOW_S.
 
         Raises:
             ImageNotFound: no ledger row with this id.
@@ -374,8 +384,8 @@ class InspectionService:
                 live process is inspecting it now.
             WaitingForModelService: see `wait_for_service`; the row is `pending` with
                 `next_attempt_at`.
-            ModelServiceUnavailable, ModelServiceBadAnswer, StoredFileMissing: the ledger
-                row is marked failed, the input is kept.
+            ModelServiceUnavailable, ModelServiceBadAnswer, StoredFileMissing,
+                StorageUnavailable: the ledger row is marked failed, the input is kept.
         """
         started = time.perf_counter() if started is None else started
         async with unit_of_work(self.sessions) as session:
@@ -430,7 +440,7 @@ class InspectionService:
         img_unique_id = inspection.img_unique_id
         try:
             outcome = await self._infer_and_store(inspection, started, image_bytes)
-        except ModelServiceUnavailable as exc:
+        except (ModelServiceUnavailable, StorageUnavailable) as exc:
             if wait_for_service and inspection.batch_id is not None:
                 next_attempt_at = await self._wait_for_service(inspection, attempts, exc, started)
                 if next_attempt_at is not None:
@@ -461,14 +471,21 @@ class InspectionService:
         return outcome
 
     async def _wait_for_service(
-        self, inspection: Inspection, attempts: int, exc: ModelServiceUnavailable, started: float
+        self,
+        inspection: Inspection,
+        attempts: int,
+        exc: ModelServiceUnavailable | StorageUnavailable,
+        started: float,
     ) -> datetime | None:
-        """Mark a batch image as waiting for the model service; returns when it is tried
-        next, or None when BATCH_RETRY_WINDOW_S has run out (the caller fails it).
+        """Mark a batch image as waiting for the model service or the store (`exc` says
+        which; a store outage's `last_error` starts with STORAGE_WAIT_PREFIX); returns when
+        it is tried next, or None when BATCH_RETRY_WINDOW_S has run out (the caller fails
+        it). One window and back-off for both outages, counted from the first failure.
 
         Back-off: BATCH_RETRY_BACKOFF_BASE_S x 2^(attempts-1), at most 5 minutes, and never
         past the end of the window (the last attempt is at the window's end).
         """
+        storage = isinstance(exc, StorageUnavailable)
         now = utc_now()
         since = inspection.waiting_since or now
         window_end = since + timedelta(seconds=self.settings.batch_retry_window_s)
@@ -487,7 +504,7 @@ class InspectionService:
             await InspectionRepository(session).mark(
                 inspection.img_unique_id,
                 status=InspectionStatus.PENDING,
-                last_error=exc.detail,
+                last_error=f"{STORAGE_WAIT_PREFIX}{exc.detail}" if storage else exc.detail,
                 error_status_code=exc.status_code,
                 owner_process_id=None,
                 waiting_since=since,
@@ -495,7 +512,9 @@ class InspectionService:
                 total_seconds=round(time.perf_counter() - started, 6),
             )
         logger.warning(
-            "model service unreachable; batch image queued again",
+            "store unreachable; batch image queued again"
+            if storage
+            else "model service unreachable; batch image queued again",
             extra={
                 "img_unique_id": inspection.img_unique_id,
                 "next_attempt_at": next_attempt_at.isoformat(),
@@ -627,8 +646,8 @@ class InspectionService:
     async def process_queued(self, img_unique_id: str) -> None:
         """The queue job: process one batch image; failures are ledgered, not raised.
 
-        An image that cannot reach the model service is queued again for later (growing
-        back-off within BATCH_RETRY_WINDOW_S) rather than failed.
+        An image that cannot reach the model service or the store is queued again for
+        later (growing back-off within BATCH_RETRY_WINDOW_S) rather than failed.
         """
         try:
             await self.process(img_unique_id, wait_for_service=True)

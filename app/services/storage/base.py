@@ -24,18 +24,19 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import anyio
 
 from app.config import Settings
-from app.errors import StorageUnavailable
+from app.errors import StorageMisconfigured, StorageUnavailable
 from app.utils import fastjson
 from app.utils.ids import safe_filename
 
@@ -100,6 +101,20 @@ class DiskUsage:
 
 # A key looked up (never written) by `Storage.check`.
 HEALTH_PROBE_KEY = "health/probe"
+# `Storage.check` answers from its last look this long, so /health stays cheap, seconds.
+STORE_CHECK_CACHE_S = 5.0
+
+StoreState = Literal["ok", "unavailable", "misconfigured"]
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    """What `Storage.check` found: `ok`; `unavailable` (down, overloaded: waited out);
+    or `misconfigured` (missing bucket, refused credentials: an operator must act), with
+    a sentence in `detail` saying what failed and what to do."""
+
+    state: StoreState
+    detail: str | None = None
 
 
 class Storage(ABC):
@@ -107,7 +122,9 @@ class Storage(ABC):
 
     Methods are async (the folder backend runs file I/O in threads). Reads of a missing
     object raise `FileNotFoundError`; a stored path that is not a valid key raises
-    `ValueError`.
+    `ValueError`. The object store raises `StorageUnavailable` (503) when it is down and
+    `StorageMisconfigured` (a subclass) when its bucket is missing or it refuses the
+    credentials, from every method.
     """
 
     backend: ClassVar[str]
@@ -118,6 +135,7 @@ class Storage(ABC):
         self.upload_dir = settings.resolved_upload_dir
         self.result_dir = settings.resolved_result_dir
         self.scratch_dir = self.default_scratch_dir(settings)
+        self._last_check: tuple[float, StoreCheck] | None = None
 
     @staticmethod
     @abstractmethod
@@ -319,17 +337,37 @@ class Storage(ABC):
     async def exists(self, key: str) -> bool:
         """Whether an object is stored under `key`."""
 
-    async def check(self) -> str | None:
-        """Whether the store answers, for `/health`: None when it does, else a sentence
-        saying what failed. One existence check of a key that need not exist (one HEAD
-        on an object store, at most S3_TIMEOUT_S seconds)."""
+    async def verify(self, *, write: bool = False) -> None:
+        """Check that the store answers and lets the agent in: by default one existence
+        check of a key that need not exist; a backend may look further (the object store
+        lists its prefix, which a missing bucket fails). With `write` (at start-up), also
+        write and delete a probe object.
+
+        Raises:
+            StorageMisconfigured: the bucket is missing or the credentials are refused.
+            StorageUnavailable: the store is down or does not answer within S3_TIMEOUT_S.
+        """
         try:
             await self.exists(HEALTH_PROBE_KEY)
-        except StorageUnavailable as exc:
-            return exc.detail
         except OSError as exc:
-            return f"{self.location}: {exc}"
-        return None
+            raise StorageUnavailable(f"{self.location}: {exc}") from exc
+
+    async def check(self) -> StoreCheck:
+        """Whether the store answers, for `/health` (`verify`, without writing); the last
+        answer is reused for STORE_CHECK_CACHE_S seconds, so frequent health probes cost
+        the store nothing more."""
+        now = time.monotonic()
+        if self._last_check is not None and now - self._last_check[0] < STORE_CHECK_CACHE_S:
+            return self._last_check[1]
+        try:
+            await self.verify()
+            found = StoreCheck("ok")
+        except StorageMisconfigured as exc:
+            found = StoreCheck("misconfigured", exc.detail)
+        except StorageUnavailable as exc:
+            found = StoreCheck("unavailable", exc.detail)
+        self._last_check = (time.monotonic(), found)
+        return found
 
     @abstractmethod
     def local_file(self, key: str) -> Path | None:

@@ -50,9 +50,12 @@ async def copy_store(
         The counts.
 
     Raises:
+        StorageMisconfigured: the target's bucket is missing or refuses the credentials
+            (checked first, with a probe object unless `dry_run`: nothing is read before).
         OSError, StorageUnavailable: a read or write failed (what was copied stays; run
             again to resume).
     """
+    await target.verify(write=not dry_run)
     report = MigrationReport()
     send, receive = anyio.create_memory_object_stream[StoredObject](concurrency)
 

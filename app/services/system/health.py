@@ -1,4 +1,4 @@
-"""Health checks of the database, the model service and the disk."""
+"""Health checks of the database, the model service, the store and the disk."""
 
 from __future__ import annotations
 
@@ -96,14 +96,15 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
     """Check every dependency at once; `down` when the database fails, `degraded` when the
     model service does (its health probe, or the last inference), the store does not answer
     or the disk is nearly full, with a sentence in `detail` saying which."""
-    database, probes, storage_problem = await asyncio.gather(
+    database, probes, store = await asyncio.gather(
         _database(runtime), runtime.client.probe_all(), runtime.storage.check()
     )
     storage = StorageHealth(
-        ok=storage_problem is None,
-        detail=storage_problem,
+        ok=store.state == "ok",
+        detail=store.detail,
         backend=runtime.storage.backend,
         location=runtime.storage.location,
+        state=store.state,
     )
     instances = [
         _model_service(s, ok, detail)
@@ -136,10 +137,15 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
         )
     elif any(not s.ok for s in instances):
         problems.append(f"a model service fails, the others take its work: {service.detail}")
-    if not storage.ok:
+    if storage.state == "misconfigured":
         problems.append(
-            f"the store {storage.location} does not answer, so uploads and downloads fail:"
-            f" {storage.detail}"
+            f"the store {storage.location} refuses the agent, so uploads and downloads fail"
+            f" until it is fixed: {storage.detail}"
+        )
+    elif not storage.ok:
+        problems.append(
+            f"the store {storage.location} does not answer, so uploads and downloads fail"
+            f" and batch images wait for it: {storage.detail}"
         )
     if not disk.ok:
         problems.append(f"the disk holding {disk.path} is nearly full")

@@ -15,7 +15,7 @@ const tbody = document.querySelector("#queue tbody");
 const errorBox = $("batch-error");
 
 /** One row of the queue. `state`: selected, skipped, uploading, queued, waiting (for the
- * model service), running, done, failed, rejected. */
+ * model service or the store), running, done, failed, rejected. */
 const rows = [];
 const rowsById = new Map();
 const batches = new Map(); // batch_id -> last status answer (or null before the first)
@@ -247,7 +247,8 @@ function attemptText(item, state) {
   const n = item.attempts || 0;
   if (state === "running") return `attempt ${Math.max(n, 1)}`;
   if (state === "waiting") {
-    return `attempt ${n} failed; waiting for model service, next attempt at ${formatTime(item.next_attempt_at)} (${item.error || "unreachable"})`;
+    const what = item.waiting_for === "storage" ? "storage" : "model service";
+    return `attempt ${n} failed; waiting for ${what}, next attempt at ${formatTime(item.next_attempt_at)} (${item.error || "unreachable"})`;
   }
   if (state === "failed") return `${item.error || "failed"}${n > 1 ? ` (after ${n} attempts)` : ""}`;
   if (state === "queued" && n > 0) return `queued for attempt ${n + 1}`;
@@ -297,7 +298,7 @@ function drawSummary() {
   for (const b of known) for (const [k, v] of Object.entries(b.defects_by_class)) byClass[k] = (byClass[k] || 0) + v;
   $("summary").hidden = false;
   $("summary").dataset.done = String(done);
-  const waiting = known.reduce((s, b) => s + (b.waiting_for_model_service || 0), 0);
+  const waiting = known.reduce((s, b) => s + (b.waiting_for_model_service || 0) + (b.waiting_for_storage || 0), 0);
   $("overall-ok").style.width = total ? `${(100 * ok) / total}%` : "0%";
   $("overall-failed").style.width = total ? `${(100 * failed) / total}%` : "0%";
   $("overall-progress").setAttribute("aria-valuenow", String(total ? Math.round((100 * (ok + failed)) / total) : 0));

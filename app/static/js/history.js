@@ -63,7 +63,7 @@ const STATUS_BADGE = { failed: "text-bg-danger", pending: "text-bg-secondary", p
 /** A card for an image with no result: its status, error, and Retry when it failed. */
 function stateCard(img) {
   const waiting = img.next_attempt_at
-    ? `<div class="small text-body-secondary">waiting for model service, next attempt at ${escapeHtml(formatTime(img.next_attempt_at))}</div>`
+    ? `<div class="small text-body-secondary">waiting for ${img.waiting_for === "storage" ? "storage" : "model service"}, next attempt at ${escapeHtml(formatTime(img.next_attempt_at))}</div>`
     : "";
   const retry = img.retry_url
     ? `<button type="button" class="btn btn-sm btn-outline-danger retry-btn mt-2" data-id="${escapeHtml(img.img_unique_id)}">Retry</button>`

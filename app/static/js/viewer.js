@@ -120,7 +120,7 @@ export async function renderResult(root, id, { onDeleted = null, compact = false
  * failed, a Retry button; `reload()` renders the result once the retry succeeds. */
 function renderState(root, state, reload) {
   const waiting = state.next_attempt_at
-    ? `<p class="mb-1">Waiting for the model service; next attempt at ${escapeHtml(formatTime(state.next_attempt_at))}.</p>`
+    ? `<p class="mb-1">Waiting for the ${state.waiting_for === "storage" ? "object store" : "model service"}; next attempt at ${escapeHtml(formatTime(state.next_attempt_at))}.</p>`
     : "";
   root.innerHTML = `<div class="card state-panel" data-status="${escapeHtml(state.status)}"><div class="card-body">
       <h2 class="h5">${escapeHtml(state.original_filename)} <span class="badge text-bg-${state.status === "failed" ? "danger" : "secondary"}">${escapeHtml(state.status)}</span></h2>

@@ -4,6 +4,7 @@ S3 server — an emulator of the S3 API — on loopback)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import httpx2
 import pytest
 
 from app.services.storage import LocalStorage, Storage, open_storage
+from app.services.storage import base as storage_base
 from app.services.storage import local as local_backend
 from app.services.storage.migrate import copy_store
 from tests.services.storage.conftest import storage_settings
@@ -299,7 +301,70 @@ async def test_an_unreachable_object_store_is_storage_unavailable(tmp_path: Path
     assert caught.value.status_code == 503
     with pytest.raises(StorageUnavailable):
         await store.get("uploads/20261202/a.png")
-    # /health's check says so in a sentence instead of raising.
-    problem = await store.check()
-    assert problem is not None
-    assert "object store s3://bucket/aoi failed" in problem
+    # /health's check says so in a sentence instead of raising: an outage to wait out.
+    found = await store.check()
+    assert found.state == "unavailable"
+    assert found.detail is not None
+    assert "object store s3://bucket/aoi failed" in found.detail
+
+
+async def test_a_missing_bucket_is_named_as_such_not_a_missing_file(
+    tmp_path: Path, s3_emulator: S3Emulator
+) -> None:
+    """Every call on a bucket that does not exist says so (StorageMisconfigured, 503),
+    never FileNotFoundError (which the API would answer as a missing file or a 500)."""
+    from app.errors import StorageMisconfigured
+
+    settings = storage_settings(
+        tmp_path,
+        storage_url="s3://aoi-no-such-bucket/plant-7",
+        s3_endpoint_url=s3_emulator.url,
+    )
+    store = open_storage(settings)
+    incoming = tmp_path / "in.part"
+    incoming.write_bytes(b"png")
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "verify": lambda: store.verify(write=True),
+        "keep_input": lambda: store.keep_input(incoming, "uploads/20261202/a.png", "image/png"),
+        "put": lambda: store.put("results/20261202/x/mask.png", b"x"),
+        "get": lambda: store.get("uploads/20261202/a.png"),
+        "delete": lambda: store.delete(["uploads/20261202/a.png"]),
+    }
+    for name, call in calls.items():
+        with pytest.raises(StorageMisconfigured) as caught:
+            await call()
+        assert caught.value.status_code == 503, name
+        assert caught.value.error == "storage_misconfigured", name
+        assert (
+            "the bucket 'aoi-no-such-bucket' of s3://aoi-no-such-bucket/plant-7 does not exist"
+            in (caught.value.detail)
+        ), name
+        assert s3_emulator.url in caught.value.detail, name
+    # The upload's scratch file stays for the caller to discard; nothing was kept.
+    assert incoming.exists()
+    found = await store.check()
+    assert found.state == "misconfigured"
+    assert found.detail is not None
+    assert "aoi-no-such-bucket" in found.detail
+    await store.aclose()
+
+
+async def test_verify_writes_and_removes_its_probe_and_check_is_cached(
+    tmp_path: Path, s3_emulator: S3Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = s3_emulator.new_bucket()
+    store = open_storage(
+        storage_settings(
+            tmp_path, storage_url=f"s3://{bucket}/plant-7", s3_endpoint_url=s3_emulator.url
+        )
+    )
+    await store.verify(write=True)
+    assert s3_emulator.keys(bucket) == []
+    assert (await store.check()).state == "ok"
+    # Deleted behind the agent's back: /health's cached answer holds for a few seconds,
+    # then says what is wrong.
+    s3_emulator.delete_bucket(bucket)
+    assert (await store.check()).state == "ok"
+    monkeypatch.setattr(storage_base, "STORE_CHECK_CACHE_S", 0.0)  # its seconds have passed
+    assert (await store.check()).state == "misconfigured"
+    await store.aclose()
