@@ -173,21 +173,23 @@ def collect_images(paths: list[Path]) -> Selection:
     from app.services.ingestion.folder import readable_now
 
     found: dict[Path, None] = {}
-    selection = Selection()
+    skipped: dict[Path, tuple[Path, str]] = {}  # by absolute path: each file named once
     for path in paths:
         if not path.exists():
             raise typer.BadParameter(f"{path} does not exist")
         for candidate, linked in _walk(path) if path.is_dir() else [(path, False)]:
+            readable: tuple[bool, str | None] = (True, None)
             if linked:
-                selection.skipped.append((candidate, LINK_IN_FOLDER))
+                why = LINK_IN_FOLDER
             elif candidate.suffix.lower() not in IMAGE_SUFFIXES:
-                selection.skipped.append((candidate, NOT_AN_IMAGE))
+                why = NOT_AN_IMAGE
             elif not (readable := readable_now(candidate))[0]:
-                selection.skipped.append((candidate, readable[1] or "cannot be read now"))
+                why = readable[1] or "cannot be read now (another program holds it open)"
             else:
                 found[candidate.resolve()] = None
-    selection.images = list(found)
-    return selection
+                continue
+            skipped.setdefault(candidate.absolute(), (candidate, why))
+    return Selection(images=list(found), skipped=list(skipped.values()))
 
 
 def _walk(folder: Path) -> Iterator[tuple[Path, bool]]:
