@@ -52,12 +52,21 @@ class StartupError(RuntimeError):
 def error_message(exc: BaseException) -> str | None:
     """The one-line message (without `error: `) for what an operator must fix, shared by
     `run.py` and every `aoi-agent` command; None for anything else (a bug: let it raise).
+    A message of several lines (some libraries add a debug dump) is cut to its first.
 
     Covers: invalid settings (pydantic `ValidationError`, every refused setting named by
     its variable, never its value, which may be a secret), `StartupError`, the agent's
     domain errors (`AgentError`: their `detail`), `OSError` (what and which file), and
     exception groups made only of these (their messages joined with `; `).
     """
+    message = _operator_message(exc)
+    if message is None:
+        return None
+    lines = message.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _operator_message(exc: BaseException) -> str | None:
     from app.errors import AgentError
 
     if isinstance(exc, ValidationError):
@@ -349,7 +358,7 @@ def main() -> int:
                     f" {ready.resolved_log_dir / 'error.log'}"
                 )
     except StartupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {error_message(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
