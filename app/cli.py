@@ -114,7 +114,13 @@ class AgentCommands(TyperGroup):
             raise typer.Exit(1) from exc
 
 
-cli = typer.Typer(cls=AgentCommands, add_completion=False, help="AOI Inference Agent command line.")
+cli = typer.Typer(
+    cls=AgentCommands,
+    add_completion=False,
+    help="AOI Inference Agent command line. Exit status: 0 all done; 1 an error (one `error:`"
+    " line on stderr), or a file skipped, refused, failed or unfinished; 2 bad arguments."
+    " `--json` on a command prints its results as JSON (docs/cli.md).",
+)
 
 
 def _show_version(value: bool) -> None:
@@ -134,9 +140,7 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    """AOI Inference Agent command line. Exit status: 0 all done; 1 an error, or a file
-    skipped, refused, failed or unfinished; 2 bad arguments. `--json` prints results as
-    JSON; errors are one `error:` line on stderr."""
+    """Options of `aoi-agent` itself (before the command)."""
 
 
 def print_json(document: Any) -> None:
@@ -418,17 +422,22 @@ def watch(
         tick_s=min(0.5, settle_s / 2),
     )
     counts = {"processed": 0, "failed": 0, "skipped": 0}
+    stop = asyncio.Event()
+    unreachable: list[str] = []
 
     def report(event: FolderEvent) -> None:
         if event.kind in counts:
             counts[event.kind] += 1
+        if once and event.kind == "waiting":  # as `upload`: give up, the files stay
+            unreachable.append(event.reason or "")
+            stop.set()
+            return
         if as_json:
             print_json(event.as_json())
         else:
             console.print(event.text())
 
     async def run() -> None:
-        stop = asyncio.Event()
         headers = {"X-API-Key": api_key} if api_key else {}
         async with httpx2.AsyncClient(
             base_url=url.rstrip("/"), timeout=300, headers=headers
@@ -445,6 +454,8 @@ def watch(
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+    if unreachable:
+        raise CliError(f"{unreachable[0]}; the files stay where they are, run again")
     if once:
         if as_json:
             print_json({"event": "done", **counts})

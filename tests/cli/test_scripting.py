@@ -178,6 +178,21 @@ def test_watch_once_exits_as_upload_does_for_the_same_outcome(
     assert "SECRET" not in note
 
 
+def test_watch_once_gives_up_on_an_unreachable_agent_as_upload_does(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(make_image())
+    url = "http://127.0.0.1:9"  # nothing listens on the discard port
+    uploaded = one_error_line(run_cli("upload", str(tmp_path), "--url", url))
+    assert uploaded.startswith(f"error: cannot reach the agent at {url}")
+    result = run_cli("watch", str(tmp_path), "--url", url, "--once", "--settle-s", "0.2")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1
+    assert errors[0].startswith("error: cannot send to the agent")
+    assert errors[0].endswith("the files stay where they are, run again")
+    assert (tmp_path / "a.png").exists()
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need a privilege on Windows")
 def test_watch_never_follows_a_link_and_never_quotes_its_target(
     tmp_path: Path, agent: AgentServer
