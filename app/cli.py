@@ -1,24 +1,46 @@
 """`aoi-agent`: serve the API, run queue workers, upload files or folders to a running agent
-as batches, manage API keys and the file storage."""
+as batches, manage API keys and the file storage.
+
+Made to be scripted (docs/cli.md has the details):
+
+- results go to stdout, one per line, never wrapped, styled or coloured when stdout is
+  not a terminal (ids and paths stay whole on one line); progress bars only on a
+  terminal, on stderr;
+- `--json` on every command that prints results: one JSON document on stdout (`watch`:
+  JSON lines, one object per event);
+- every error an operator can fix (an invalid setting, a database or store that is not
+  there, a refused key...) is one `error: ...` line on stderr and exit status 1;
+- exit status: 0 everything done; 1 an error, or any file skipped, refused, failed or
+  unfinished; 2 bad arguments (usage).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx2
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    from app.services.ingestion.watcher import FolderEvent
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+NOT_AN_IMAGE = "not a JPEG, PNG, TIFF or BMP file (by its name)"
+LINK_IN_FOLDER = "a link: links found in folders are not followed (name the file itself)"
+# Width when not writing to a terminal: wide enough that no id, path or table row wraps.
+UNWRAPPED_WIDTH = 10_000
 
 ApiKeyOption = Annotated[
     str | None,
@@ -30,43 +52,161 @@ ApiKeyOption = Annotated[
 ]
 """`--api-key` of the commands that talk to a running agent over HTTP."""
 
-cli = typer.Typer(add_completion=False, help="AOI Inference Agent command line.")
-console = Console()
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the results as JSON on stdout (see docs/cli.md).")
+]
+"""`--json` of every command that prints results."""
+
+
+class ScriptConsole(Console):
+    """A rich Console that writes to a pipe or a file as a script wants it: no wrapping at
+    any width (ids and paths stay on one line). Colour follows rich's own detection (none
+    when not a terminal); give text with `markup=False` so `[...]` in names is kept."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        """The terminal's size; when not writing to a terminal, `UNWRAPPED_WIDTH` wide."""
+        if self.is_terminal:
+            return super().size
+        return ConsoleDimensions(UNWRAPPED_WIDTH, 25)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+console = ScriptConsole(soft_wrap=True, markup=False, highlight=False, emoji=False)
+"""Results (stdout)."""
+err_console = ScriptConsole(stderr=True, soft_wrap=True, markup=False, highlight=False, emoji=False)
+"""`error:` lines, warnings and progress (stderr)."""
+
+
+class CliError(Exception):
+    """A problem the command itself found (an unknown key, a busy store...); printed as one
+    `error:` line, exit status 1."""
+
+
+def error_text(exc: BaseException) -> str | None:
+    """The `error:` line's message for `exc` (the one formatting shared with `run.py`,
+    `app.launcher.error_message`), or None when `exc` is a bug and must propagate."""
+    if isinstance(exc, CliError):
+        return str(exc)
+    from app.launcher import error_message
+
+    return error_message(exc)
+
+
+class AgentCommands(TyperGroup):
+    """The root command group: every sub-command runs inside `invoke`, so an invalid
+    setting, a start-up problem (`StartupError`), a domain error (`AgentError`), a file
+    system error or a `CliError` becomes one `error: ...` line on stderr and exit status 1,
+    never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer vendors click: its Context is private
+        """Run the command; see the class."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            message = error_text(exc)
+            if message is None:
+                raise
+            err_console.print(f"error: {message}", markup=False)
+            raise typer.Exit(1) from exc
+
+
+cli = typer.Typer(
+    cls=AgentCommands,
+    add_completion=False,
+    help="AOI Inference Agent command line. Exit status: 0 all done; 1 an error (one `error:`"
+    " line on stderr), or a file skipped, refused, failed or unfinished; 2 bad arguments."
+    " `--json` on a command prints its results as JSON (docs/cli.md).",
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from app.utils.version import installed_version
+
+        typer.echo(f"aoi-agent {installed_version()}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options of `aoi-agent` itself (before the command)."""
+
+
+def print_json(document: Any) -> None:
+    """Write `document` as one line of JSON on stdout (datetimes as ISO 8601 text)."""
+    typer.echo(json.dumps(document, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 @dataclass
 class Selection:
-    """What `upload` will send: image files, and what it leaves out."""
+    """What `upload` will send: image files, and every file it leaves out, with why."""
 
     images: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-    """Files named on the command line that are not images (by extension)."""
-    ignored_in_folders: int = 0
-    """Other files found in the folders given (not reported one by one)."""
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    """Every file named or found in a folder that is not sent, with the reason: not an
+    image by its name, a link inside a folder, unreadable."""
 
 
 def collect_images(paths: list[Path]) -> Selection:
-    """Image files among `paths`, folders searched recursively, in name order, no repeats.
+    """Image files among `paths`, folders searched recursively, in name order, no repeats;
+    every other file named or found is in `skipped` with the reason. Links found inside
+    folders are not followed (a file named on the command line is taken as named).
 
     Raises:
         typer.BadParameter: a path does not exist.
     """
+    from app.services.ingestion.folder import readable_now
+
     found: dict[Path, None] = {}
-    selection = Selection()
+    skipped: dict[Path, tuple[Path, str]] = {}  # by absolute path: each file named once
     for path in paths:
         if not path.exists():
             raise typer.BadParameter(f"{path} does not exist")
-        if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
-            selection.skipped.append(path)
-            continue
-        candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
-        for candidate in candidates:
-            if candidate.is_file() and candidate.suffix.lower() in IMAGE_SUFFIXES:
+        for candidate, linked in _walk(path) if path.is_dir() else [(path, False)]:
+            readable: tuple[bool, str | None] = (True, None)
+            if linked:
+                why = LINK_IN_FOLDER
+            elif candidate.suffix.lower() not in IMAGE_SUFFIXES:
+                why = NOT_AN_IMAGE
+            elif not (readable := readable_now(candidate))[0]:
+                why = readable[1] or "cannot be read now (another program holds it open)"
+            else:
                 found[candidate.resolve()] = None
-            elif candidate.is_file():
-                selection.ignored_in_folders += 1
-    selection.images = list(found)
-    return selection
+                continue
+            skipped.setdefault(candidate.absolute(), (candidate, why))
+    return Selection(images=list(found), skipped=list(skipped.values()))
+
+
+def _walk(folder: Path) -> Iterator[tuple[Path, bool]]:
+    """(file, is a link) for every file and every link under `folder`, in name order,
+    never entering a linked folder (nor a Windows junction)."""
+    from app.services.ingestion.folder import is_link
+
+    for here, dirs, files in os.walk(folder):  # os.walk does not enter symbolic links
+        base = Path(here)
+        linked = [d for d in dirs if is_link(base / d)]
+        dirs[:] = sorted(d for d in dirs if d not in linked)
+        for name in sorted([*files, *linked]):
+            yield base / name, name in linked or is_link(base / name)
 
 
 def _chunks(items: list[Path], size: int) -> Iterator[list[Path]]:
@@ -89,29 +229,34 @@ def upload(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch request.")] = 100,
     timeout_s: Annotated[float, typer.Option(help="Give up waiting after this long.")] = 3600,
     api_key: ApiKeyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Upload images as batches and follow their progress until every image is done.
 
-    Prints each file it skipped and why, each batch's id and ZIP link. Exit status: 0 when
-    every image was inspected; 1 when any file was skipped or rejected, any inspection
-    failed or was unfinished at --timeout-s, or the agent could not be reached; 2 for bad
-    arguments.
+    Prints every file it skipped and why (named or found in a folder), each batch's id and
+    ZIP link. Exit status: 0 when every file was inspected; 1 when any file was skipped or
+    refused, any inspection failed or was unfinished at --timeout-s, or the agent could not
+    be reached; 2 for bad arguments or no image at all.
     """
     selection = collect_images(paths)
-    for path in selection.skipped:
-        console.print(f"[yellow]skipped {path.name}: not a JPEG, PNG, TIFF or BMP file[/yellow]")
-    if selection.ignored_in_folders:
-        console.print(
-            f"left out {selection.ignored_in_folders} other file(s) found in the folders"
-            f" (not {', '.join(sorted(IMAGE_SUFFIXES))})"
-        )
+    skipped = [{"file": str(path), "reason": why} for path, why in selection.skipped]
+    report: dict[str, Any] = {
+        "batches": [],
+        "counts": {"succeeded": 0, "failed": 0, "unfinished": 0, "skipped": 0},
+        "skipped": skipped,
+        "failed": [],
+        "defects_by_class": {},
+    }
+    if not as_json:
+        for item in skipped:
+            console.print(f"skipped {item['file']}: {item['reason']}")
     images = selection.images
     if not images:
-        console.print("[red]no JPEG, PNG, TIFF or BMP files found[/red]")
+        report["counts"]["skipped"] = len(skipped)
+        if as_json:
+            print_json(report)
+        err_console.print("error: no JPEG, PNG, TIFF or BMP files found")
         raise typer.Exit(2)
-    batch_ids: list[str] = []
-    zip_urls: dict[str, str] = {}
-    rejected = len(selection.skipped)
     headers = {"X-API-Key": api_key} if api_key else {}
     with httpx2.Client(base_url=url.rstrip("/"), timeout=300, headers=headers) as client:
         for chunk in _chunks(images, batch_size):
@@ -120,40 +265,66 @@ def upload(
                 try:
                     response = client.post("/api/upload/batch", files=files)
                 except httpx2.HTTPError as exc:
-                    console.print(f"[red]cannot reach the agent at {url}: {exc}[/red]")
-                    raise typer.Exit(1) from exc
+                    raise CliError(f"cannot reach the agent at {url}: {exc}") from exc
             if response.status_code >= 400:
-                console.print(f"[red]batch refused: {_error_text(response)}[/red]")
+                err_console.print(f"batch refused: {_error_text(response)}")
                 refused = _rejected_files(response) or [
                     {"filename": p.name, "detail": "refused with the batch"} for p in chunk
                 ]
-                for item in refused:
-                    rejected += 1
-                    console.print(f"[yellow]skipped {item['filename']}: {item['detail']}[/yellow]")
-                continue
-            body = response.json()
-            batch_ids.append(body["batch_id"])
-            zip_urls[body["batch_id"]] = body["zip_url"]
-            console.print(
-                f"batch {body['batch_id']}: {len(body['accepted'])} image(s) accepted,"
-                f" {len(body['rejected'])} rejected"
-            )
-            for item in body["rejected"]:
-                rejected += 1
-                console.print(f"[yellow]skipped {item['filename']}: {item['detail']}[/yellow]")
-        if not batch_ids:
-            raise typer.Exit(1)
-        summary = _follow(client, batch_ids, timeout_s)
-    console.print(
-        f"done: {summary['succeeded']} succeeded, {summary['failed']} failed,"
-        f" {summary['pending']} unfinished, {rejected} skipped;"
-        f" batches: {', '.join(batch_ids)}"
-    )
-    for name, count in sorted(summary["defects"].items(), key=lambda kv: -kv[1]):
-        console.print(f"  {name}: {count}")
-    for batch_id in batch_ids:
-        console.print(f"ZIP of {batch_id}: {zip_urls[batch_id]}", soft_wrap=True)
-    raise typer.Exit(1 if summary["failed"] or summary["pending"] or rejected else 0)
+                new = [_refused(chunk, item) for item in refused]
+            else:
+                body = response.json()
+                report["batches"].append(
+                    {
+                        "batch_id": body["batch_id"],
+                        "zip_url": body["zip_url"],
+                        "accepted": len(body["accepted"]),
+                        "rejected": len(body["rejected"]),
+                    }
+                )
+                if not as_json:
+                    console.print(
+                        f"batch {body['batch_id']}: {len(body['accepted'])} image(s) accepted,"
+                        f" {len(body['rejected'])} rejected"
+                    )
+                new = [_refused(chunk, item) for item in body["rejected"]]
+            skipped.extend(new)
+            if not as_json:
+                for item in new:
+                    console.print(f"skipped {item['file']}: {item['reason']}")
+        batch_ids = [b["batch_id"] for b in report["batches"]]
+        if batch_ids:
+            _follow(client, batch_ids, timeout_s, report)
+    counts = report["counts"]
+    counts["skipped"] = len(skipped)
+    if as_json:
+        print_json(report)
+    else:
+        for item in report["failed"]:
+            console.print(f"failed {item['file']}: {item['error']}")
+        console.print(
+            f"done: {counts['succeeded']} succeeded, {counts['failed']} failed,"
+            f" {counts['unfinished']} unfinished, {counts['skipped']} skipped;"
+            f" batches: {', '.join(batch_ids) or 'none'}"
+        )
+        for name, count in report["defects_by_class"].items():
+            console.print(f"  {name}: {count}")
+        for batch in report["batches"]:
+            console.print(f"ZIP of {batch['batch_id']}: {batch['zip_url']}")
+    raise typer.Exit(outcome_status(counts))
+
+
+def outcome_status(counts: dict[str, int]) -> int:
+    """The exit status of `upload` and `watch --once` for the same outcome: 0 when no
+    file was skipped, refused, failed or left unfinished, else 1."""
+    return 1 if any(counts.get(k, 0) for k in ("failed", "unfinished", "skipped")) else 0
+
+
+def _refused(chunk: list[Path], item: dict[str, str]) -> dict[str, str]:
+    """A file the agent refused, named by its path when its name is unique in the batch."""
+    matches = [p for p in chunk if p.name == item["filename"]]
+    name = str(matches[0]) if len(matches) == 1 else item["filename"]
+    return {"file": name, "reason": item["detail"]}
 
 
 def _rejected_files(response: httpx2.Response) -> list[dict[str, str]]:
@@ -165,7 +336,11 @@ def _rejected_files(response: httpx2.Response) -> list[dict[str, str]]:
     return list(rejected) if isinstance(rejected, list) else []
 
 
-def _follow(client: httpx2.Client, batch_ids: list[str], timeout_s: float) -> dict[str, Any]:
+def _follow(
+    client: httpx2.Client, batch_ids: list[str], timeout_s: float, report: dict[str, Any]
+) -> None:
+    """Wait for the batches (a progress bar on a terminal's stderr); fill `report`'s
+    counts, failed files and defects by class."""
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -173,7 +348,9 @@ def _follow(client: httpx2.Client, batch_ids: list[str], timeout_s: float) -> di
         TimeElapsedColumn(),
     )
     deadline = time.monotonic() + timeout_s
-    with Progress(*columns, console=console) as progress:
+    with Progress(
+        *columns, console=err_console, disable=not err_console.is_terminal, transient=True
+    ) as progress:
         task = progress.add_task("inspecting", total=None)
         while True:
             statuses = [client.get(f"/api/batches/{b}").json() for b in batch_ids]
@@ -183,20 +360,25 @@ def _follow(client: httpx2.Client, batch_ids: list[str], timeout_s: float) -> di
             if all(s["done"] for s in statuses) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
+    defects: dict[str, int] = {}
     for status in statuses:
         for item in status["items"]:
             if item["status"] == "failed":
-                console.print(f"[red]failed {item['filename']}: {item['error']}[/red]")
-    defects: dict[str, int] = {}
-    for status in statuses:
+                report["failed"].append(
+                    {
+                        "file": item["filename"],
+                        "img_unique_id": item["img_unique_id"],
+                        "error": item["error"],
+                    }
+                )
         for name, count in status["defects_by_class"].items():
             defects[name] = defects.get(name, 0) + count
-    return {
-        "succeeded": sum(s["succeeded"] for s in statuses),
-        "failed": sum(s["failed"] for s in statuses),
-        "pending": sum(s["pending"] for s in statuses),
-        "defects": defects,
-    }
+    report["defects_by_class"] = dict(sorted(defects.items(), key=lambda kv: -kv[1]))
+    report["counts"].update(
+        succeeded=sum(s["succeeded"] for s in statuses),
+        failed=sum(s["failed"] for s in statuses),
+        unfinished=sum(s["pending"] for s in statuses),
+    )
 
 
 @cli.command()
@@ -217,10 +399,15 @@ def watch(
         bool, typer.Option(help="Ingest what is there now, wait for it, then exit.")
     ] = False,
     api_key: ApiKeyOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Send every complete image file that appears in FOLDERS to the agent, as batches, and
     move it to processed/YYYYMMDD/ or failed/ (with the reason) when its inspection ends.
-    Bytes the agent already inspected are not inspected again. See docs/ingestion.md."""
+    Bytes the agent already inspected are not inspected again; links are never followed
+    (left in place, with a note in failed/). Prints one line per batch and per file moved
+    or left (`--json`: one JSON object per line). With --once the exit status is upload's
+    for the same outcome: 1 when any file failed or was left in place. See
+    docs/ingestion.md."""
     from app.services.ingestion.remote import HttpSubmitter
     from app.services.ingestion.watcher import HotFolder, WatchOptions
 
@@ -234,26 +421,50 @@ def watch(
         polling=polling,
         tick_s=min(0.5, settle_s / 2),
     )
+    counts = {"processed": 0, "failed": 0, "skipped": 0}
+    stop = asyncio.Event()
+    unreachable: list[str] = []
+
+    def report(event: FolderEvent) -> None:
+        if event.kind in counts:
+            counts[event.kind] += 1
+        if once and event.kind == "waiting":  # as `upload`: give up, the files stay
+            unreachable.append(event.reason or "")
+            stop.set()
+            return
+        if as_json:
+            print_json(event.as_json())
+        else:
+            console.print(event.text())
 
     async def run() -> None:
-        stop = asyncio.Event()
         headers = {"X-API-Key": api_key} if api_key else {}
         async with httpx2.AsyncClient(
             base_url=url.rstrip("/"), timeout=300, headers=headers
         ) as client:
             submitter = HttpSubmitter(client)
             watchers = [
-                HotFolder(folder.resolve(), submitter, options, report=console.print)
-                for folder in folders
+                HotFolder(folder.resolve(), submitter, options, report=report) for folder in folders
             ]
             await asyncio.gather(*(w.run(stop, once=once) for w in watchers))
 
-    console.print(
+    err_console.print(
         f"watching {', '.join(str(f) for f in folders)} for {url}"
         + ("" if once else "; Ctrl-C stops")
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+    if unreachable:
+        raise CliError(f"{unreachable[0]}; the files stay where they are, run again")
+    if once:
+        if as_json:
+            print_json({"event": "done", **counts})
+        else:
+            console.print(
+                f"done: {counts['processed']} processed, {counts['failed']} failed,"
+                f" {counts['skipped']} left in place"
+            )
+        raise typer.Exit(outcome_status(counts))
 
 
 @cli.command()
@@ -297,7 +508,7 @@ def worker(
     Prometheus scrape them (on the API's host, a shared PROMETHEUS_MULTIPROC_DIR adds them
     to the API's `/metrics`). See docs/metrics.md."""
     from app.config import Settings
-    from app.launcher import StartupError, prepared, use_selector_event_loop_on_windows
+    from app.launcher import prepared, use_selector_event_loop_on_windows
     from app.runtime import agent_runtime, run_worker
     from app.utils.logging import configure_logging
 
@@ -313,14 +524,10 @@ def worker(
         async with agent_runtime(ready, run_worker_in_process=False) as runtime:
             await run_worker(runtime, concurrency or ready.effective_worker_concurrency)
 
-    try:
-        with prepared(settings) as ready:
-            console.print(f"worker on {', '.join(ready.model_service_urls)}; Ctrl-C stops it")
-            with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(serve(ready))
-    except StartupError as exc:
-        console.print(f"[red]error: {exc}[/red]")
-        raise typer.Exit(1) from exc
+    with prepared(settings) as ready:
+        err_console.print(f"worker on {', '.join(ready.model_service_urls)}; Ctrl-C stops it")
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(ready))
 
 
 @cli.command()
@@ -331,11 +538,12 @@ def retention(
             "--dry-run", help="Only report what would be deleted (RETENTION_DRY_RUN too)."
         ),
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Delete the inspections past RETENTION_DAYS_PASS / RETENTION_DAYS_DEFECT now, files
     and rows (what the periodic job does); see docs/retention.md."""
     from app.config import Settings
-    from app.launcher import StartupError, prepared_database, use_selector_event_loop_on_windows
+    from app.launcher import prepared_database, use_selector_event_loop_on_windows
     from app.services.database.session import create_engine, create_session_factory
     from app.services.retention.repository import Kind
     from app.services.retention.service import RetentionReport, RetentionService
@@ -344,6 +552,9 @@ def retention(
     use_selector_event_loop_on_windows()
     settings = Settings()
     if not settings.retention_enabled:
+        if as_json:
+            print_json({"enabled": False})
+            return
         console.print(
             "retention is off: neither RETENTION_DAYS_PASS nor RETENTION_DAYS_DEFECT is set,"
             " so every inspection is kept"
@@ -360,18 +571,31 @@ def retention(
         finally:
             await engine.dispose()
 
-    try:
-        with prepared_database(settings) as database_url:
-            report = asyncio.run(run(database_url))
-    except StartupError as exc:
-        console.print(f"[red]error: {exc}[/red]")
-        raise typer.Exit(1) from exc
-    verb = "would delete" if report.dry_run else "deleted"
+    with prepared_database(settings) as database_url:
+        report = asyncio.run(run(database_url))
     kinds: list[tuple[Kind, datetime | None]] = [
         ("pass", report.pass_before),
         ("defect", report.defect_before),
         ("failed", report.defect_before),
     ]
+    if as_json:
+        print_json(
+            {
+                "enabled": True,
+                "dry_run": report.dry_run,
+                "kinds": {
+                    kind: {
+                        "accepted_before": before,
+                        "count": report.counts[kind] if before else 0,
+                        "examples": report.examples[kind] if before else [],
+                    }
+                    for kind, before in kinds
+                },
+                "file_errors": report.file_errors,
+            }
+        )
+        return
+    verb = "would delete" if report.dry_run else "deleted"
     for kind, before in kinds:
         if before is None:
             console.print(f"{kind}: kept (no retention set)")
@@ -383,9 +607,9 @@ def retention(
             f" {before:%Y-%m-%d %H:%M} UTC{shown}"
         )
     if report.file_errors:
-        console.print(
-            f"[yellow]{report.file_errors} inspections' files could not be removed; the"
-            " orphan-file sweep of the running agent removes them[/yellow]"
+        err_console.print(
+            f"warning: {report.file_errors} inspections' files could not be removed; the"
+            " orphan-file sweep of the running agent removes them"
         )
 
 
@@ -402,9 +626,14 @@ cli.add_typer(keys_cli, name="keys")
 
 
 def _with_keys(action: Any) -> Any:
-    """Run `action(KeyService)` in one committed transaction on the agent's database."""
+    """Run `action(KeyService)` in one committed transaction on the agent's database.
+
+    Raises:
+        StartupError: the database would not start, connect or migrate.
+        AgentError: what `action` raises (the transaction is rolled back).
+    """
     from app.config import Settings
-    from app.launcher import StartupError, prepared_database, use_selector_event_loop_on_windows
+    from app.launcher import prepared_database, use_selector_event_loop_on_windows
     from app.services.database.session import (
         create_engine,
         create_session_factory,
@@ -424,17 +653,19 @@ def _with_keys(action: Any) -> Any:
         finally:
             await engine.dispose()
 
-    try:
-        with prepared_database(settings) as database_url:
-            return asyncio.run(run(database_url))
-    except StartupError as exc:
-        console.print(f"[red]error: {exc}[/red]")
-        raise typer.Exit(1) from exc
+    with prepared_database(settings) as database_url:
+        return asyncio.run(run(database_url))
 
 
-def _agent_error_exit(exc: Exception) -> typer.Exit:
-    console.print(f"[red]error: {getattr(exc, 'detail', exc)}[/red]")
-    return typer.Exit(1)
+def _key_json(row: Any) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "prefix": row.prefix,
+        "scope": row.scope,
+        "created_at": row.created_at,
+        "last_used_at": row.last_used_at,
+        "revoked_at": row.revoked_at,
+    }
 
 
 @keys_cli.command("create")
@@ -443,9 +674,10 @@ def keys_create(
     scope: Annotated[
         str, typer.Option(help="read (queries, downloads), write (+ uploads), admin (+ all).")
     ] = "read",
+    as_json: JsonOption = False,
 ) -> None:
-    """Create a key. The key is printed alone on the last line, once: store it now."""
-    from app.errors import AgentError
+    """Create a key. The key is printed alone on the last line, once: store it now
+    (`--json`: {"name", "scope", "prefix", "key"})."""
     from app.services.security.keys import KeyService, Scope
 
     if scope not in {s.value for s in Scope}:
@@ -455,21 +687,22 @@ def keys_create(
         row, key = await keys.create(name, Scope(scope))
         return row.prefix, key
 
-    try:
-        prefix, key = _with_keys(create)
-    except AgentError as exc:
-        raise _agent_error_exit(exc) from exc
+    prefix, key = _with_keys(create)
+    if as_json:
+        print_json({"name": name, "scope": scope, "prefix": prefix, "key": key})
+        return
     console.print(
         f"created key {name!r} (scope {scope}, prefix {prefix}); it is shown only now, store"
-        " it safely. Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>':",
-        soft_wrap=True,
+        " it safely. Send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>':"
     )
-    print(key)
+    typer.echo(key)
 
 
 @keys_cli.command("list")
-def keys_list() -> None:
-    """List keys: name, prefix, scope, created, last used, revoked (never the keys)."""
+def keys_list(as_json: JsonOption = False) -> None:
+    """List keys: name, prefix, scope, created, last used, revoked (never the keys);
+    `--json`: {"keys": [{"name", "prefix", "scope", "created_at", "last_used_at",
+    "revoked_at"}]}, times in ISO 8601 or null."""
     from rich.table import Table
 
     from app.services.security.keys import KeyService
@@ -477,12 +710,15 @@ def keys_list() -> None:
     async def rows(keys: KeyService) -> list[Any]:
         return await keys.list()
 
-    table = Table("name", "prefix", "scope", "created", "last used", "revoked")
+    found = _with_keys(rows)
+    if as_json:
+        print_json({"keys": [_key_json(row) for row in found]})
+        return
 
     def when(value: Any) -> str:
         return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
-    found = _with_keys(rows)
+    table = Table("name", "prefix", "scope", "created", "last used", "revoked")
     for row in found:
         table.add_row(
             row.name,
@@ -499,18 +735,26 @@ def keys_list() -> None:
 
 
 @keys_cli.command("revoke")
-def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
-    """Revoke a key now: requests with it are refused from then on."""
-    from app.errors import AgentError
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="The key's name.")], as_json: JsonOption = False
+) -> None:
+    """Revoke a key now: requests with it are refused from then on. An unknown or already
+    revoked key is an error (exit status 1), so a script knows nothing changed."""
     from app.services.security.keys import KeyService
 
-    async def revoke(keys: KeyService) -> None:
-        await keys.revoke(name)
+    async def revoke(keys: KeyService) -> Any:
+        earlier = next((row for row in await keys.list() if row.name == name), None)
+        if earlier is not None and earlier.revoked_at is not None:
+            raise CliError(
+                f"key {name!r} was already revoked on {earlier.revoked_at:%Y-%m-%d %H:%M}"
+                " UTC; nothing changed"
+            )
+        return await keys.revoke(name)
 
-    try:
-        _with_keys(revoke)
-    except AgentError as exc:
-        raise _agent_error_exit(exc) from exc
+    row = _with_keys(revoke)
+    if as_json:
+        print_json(_key_json(row))
+        return
     console.print(f"revoked key {name!r}")
 
 
@@ -518,17 +762,27 @@ storage_cli = typer.Typer(help="The agent's file storage (STORAGE_URL; docs/stor
 cli.add_typer(storage_cli, name="storage")
 
 
+def _storage_failed(exc: Exception, hint: str) -> Exception:
+    """`exc` as a `CliError` with `hint` after its message, or `exc` itself when it is a
+    bug (no operator message)."""
+    message = error_text(exc)
+    return exc if message is None else CliError(f"{message}; {hint}")
+
+
 @storage_cli.command("migrate")
 def storage_migrate(
     to: Annotated[str, typer.Option(help="The object store: s3://bucket/prefix.")],
     concurrency: Annotated[int, typer.Option(min=1, max=128, help="Objects at once.")] = 16,
     dry_run: Annotated[bool, typer.Option(help="Count what would be copied only.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Copy the local store (DATA_DIR, or the folder STORAGE_URL names) to an object store,
     under the same keys; nothing else is changed. Objects already there are skipped, so it
-    can run again. Then set STORAGE_URL to the same s3:// URL on every agent and worker."""
+    can run again. Then set STORAGE_URL to the same s3:// URL on every agent and worker.
+    Progress goes to stderr; `--json`: {"dry_run", "copied", "skipped", "bytes_copied",
+    "source", "target"}."""
     from app.config import Settings
-    from app.errors import StorageMisconfigured, StorageUnavailable
+    from app.errors import StorageMisconfigured
     from app.services.storage import LocalStorage, open_storage
     from app.services.storage.migrate import MigrationReport, copy_store
 
@@ -537,14 +791,15 @@ def storage_migrate(
         raise typer.BadParameter("give the object store as s3://bucket/prefix", param_hint="--to")
     source = open_storage(settings)
     if not isinstance(source, LocalStorage):
-        console.print(f"[red]error: STORAGE_URL is already an object store ({source.location})")
-        raise typer.Exit(1)
+        raise CliError(f"STORAGE_URL is already an object store ({source.location})")
     target = open_storage(settings, to)
 
     def show(report: MigrationReport) -> None:
         done = report.copied + report.skipped
         if done % 500 == 0:
-            console.print(f"{done} objects: {report.copied} copied, {report.skipped} already there")
+            err_console.print(
+                f"{done} objects: {report.copied} copied, {report.skipped} already there"
+            )
 
     async def run() -> MigrationReport:
         try:
@@ -558,11 +813,21 @@ def storage_migrate(
     try:
         report = asyncio.run(run())
     except StorageMisconfigured as exc:
-        console.print(f"[red]error: {exc.detail}[/red]", soft_wrap=True)
-        raise typer.Exit(1) from exc
-    except (OSError, StorageUnavailable) as exc:
-        console.print(f"[red]error: {exc}; what was copied stays, run again to go on[/red]")
-        raise typer.Exit(1) from exc
+        raise CliError(exc.detail) from exc
+    except Exception as exc:
+        raise _storage_failed(exc, "what was copied stays, run again to go on") from exc
+    if as_json:
+        print_json(
+            {
+                "dry_run": dry_run,
+                "copied": report.copied,
+                "skipped": report.skipped,
+                "bytes_copied": report.bytes_copied,
+                "source": source.location,
+                "target": target.location,
+            }
+        )
+        return
     verb = "would copy" if dry_run else "copied"
     console.print(
         f"{verb} {report.copied} objects ({report.bytes_copied / 2**20:.1f} MB) from"
@@ -571,14 +836,14 @@ def storage_migrate(
 
 
 @storage_cli.command("sweep")
-def storage_sweep() -> None:
+def storage_sweep(as_json: JsonOption = False) -> None:
     """Remove now the inputs and result folders no row names (older than
     ORPHAN_FILE_GRACE_S), listing the whole store: what the agents' periodic sweep does,
-    which lists only recent day folders between its daily full listings. Skipped when an
-    agent is sweeping at this moment (run it again a little later)."""
+    which lists only recent day folders between its daily full listings. An error (exit
+    status 1) when an agent is sweeping at this moment (run it again a little later).
+    `--json`: {"store", "removed_inputs", "removed_result_folders", "grace_s"}."""
     from app.config import Settings
-    from app.errors import StorageUnavailable
-    from app.launcher import StartupError, prepared_database, use_selector_event_loop_on_windows
+    from app.launcher import prepared_database, use_selector_event_loop_on_windows
     from app.services.database.session import create_engine, create_session_factory
     from app.services.inspection.orphans import OrphanFileSweep, SweepRun
     from app.services.storage import open_storage
@@ -596,21 +861,26 @@ def storage_sweep() -> None:
             await storage.aclose()
             await engine.dispose()
 
-    try:
-        with prepared_database(settings) as database_url:
+    with prepared_database(settings) as database_url:
+        try:
             outcome = asyncio.run(run(database_url))
-    except StartupError as exc:
-        console.print(f"[red]error: {exc}[/red]")
-        raise typer.Exit(1) from exc
-    except (OSError, StorageUnavailable) as exc:
-        console.print(f"[red]error: {exc}; what was removed stays removed, run it again[/red]")
-        raise typer.Exit(1) from exc
+        except Exception as exc:
+            raise _storage_failed(exc, "what was removed stays removed, run it again") from exc
     if outcome.state == "busy":
-        console.print(
-            "[yellow]an agent is sweeping the store right now; run this again when it is"
-            " done (it logs `removed orphaned files` when it removes some)[/yellow]"
+        raise CliError(
+            "an agent is sweeping the store right now; run this again when it is done (it"
+            " logs `removed orphaned files` when it removes some)"
         )
-        raise typer.Exit(1)
+    if as_json:
+        print_json(
+            {
+                "store": storage.location,
+                "removed_inputs": outcome.removed["inputs"],
+                "removed_result_folders": outcome.removed["result_folders"],
+                "grace_s": settings.orphan_file_grace_s,
+            }
+        )
+        return
     console.print(
         f"listed {storage.location}: removed {outcome.removed['inputs']} inputs"
         f" and {outcome.removed['result_folders']} result folders no row names (older than"

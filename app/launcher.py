@@ -68,6 +68,47 @@ class StartupError(RuntimeError):
     """Something the agent needs is missing; the message says what to do."""
 
 
+def error_message(exc: BaseException) -> str | None:
+    """The one-line message (without `error: `) for what an operator must fix, shared by
+    `run.py` and every `aoi-agent` command; None for anything else (a bug: let it raise).
+    A message of several lines (some libraries add a debug dump) is cut to its first.
+
+    Covers: invalid settings (pydantic `ValidationError`, every refused setting named by
+    its variable, never its value, which may be a secret), `StartupError`, the agent's
+    domain errors (`AgentError`: their `detail`), `OSError` (what and which file), and
+    exception groups made only of these (their messages joined with `; `).
+    """
+    message = _operator_message(exc)
+    if message is None:
+        return None
+    lines = message.strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _operator_message(exc: BaseException) -> str | None:
+    from app.errors import AgentError
+
+    if isinstance(exc, ValidationError):
+        problems = [
+            f"{'.'.join(str(part) for part in e['loc']).upper() or 'settings'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        return f"invalid setting {'; '.join(problems)} (check your environment and .env)"
+    if isinstance(exc, StartupError):
+        return str(exc)
+    if isinstance(exc, AgentError):
+        return exc.detail
+    if isinstance(exc, OSError):
+        if exc.strerror and exc.filename is not None:
+            return f"{exc.strerror}: {exc.filename}"
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, BaseExceptionGroup):
+        messages = [error_message(inner) for inner in exc.exceptions]
+        if all(messages):
+            return "; ".join(dict.fromkeys(m for m in messages if m))
+    return None
+
+
 # errno of "address in use" / "access denied" / "address not available", POSIX and Windows.
 _IN_USE = {errno.EADDRINUSE, 10048}
 _DENIED = {errno.EACCES, 10013}
@@ -381,13 +422,8 @@ def main() -> int:
     try:
         settings = Settings()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        print(
-            f"error: invalid setting {first['loc'][0] if first['loc'] else ''}: {first['msg']}"
-            " (check your environment and .env)",
-            file=sys.stderr,
-        )
-        return 2
+        print(f"error: {error_message(exc)}", file=sys.stderr)
+        return 1
     configure_logging(settings.log_level, settings.resolved_log_dir)
     open_storage(settings).ensure_directories()
     prepare_metrics_dir(settings)
@@ -423,7 +459,7 @@ def main() -> int:
                     f" {ready.resolved_log_dir / 'error.log'}"
                 )
     except StartupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {error_message(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass

@@ -474,3 +474,20 @@ class S3Emulator:
 def local_files(folder: Path) -> list[Path]:
     """Every file under `folder` (none when it does not exist)."""
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout_s: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`aoi-agent ARGS` as a script runs it: a process of its own (`python -m app.cli`, this
+    checkout first on the path), stdout and stderr captured through pipes (not a terminal),
+    `env` added to this process's environment. Never raises for a non-zero exit status."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+        cwd=cwd or REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )

@@ -92,7 +92,7 @@ EXAMPLE_BATCH_ITEM = {
 EXAMPLE_REJECTED = {
     "filename": "notes.txt",
     "error": "unsupported_media_type",
-    "detail": "'notes.txt' is not a JPEG, PNG, TIFF or BMP image (it starts with 'hello')",
+    "detail": "'notes.txt' is not a JPEG, PNG, TIFF or BMP image by its content",
 }
 EXAMPLE_BATCH_STATUS = {
     "batch_id": EXAMPLE_BATCH_ID,
@@ -159,14 +159,14 @@ class ErrorBody(BaseModel):
     model_config = _example(
         {
             "error": "unsupported_media_type",
-            "detail": "'notes.png' is not a JPEG, PNG, TIFF or BMP image (it starts with 'hello')",
+            "detail": "'notes.png' is not a JPEG, PNG, TIFF or BMP image by its content",
             "request_id": "0f8e5c2b9a7d4e61b3c2a1d0e9f8a7b6",
         }
     )
 
     error: str = Field(examples=["unsupported_media_type"])
     detail: str = Field(
-        examples=["'notes.png' is not a JPEG, PNG, TIFF or BMP image (it starts with 'hello')"]
+        examples=["'notes.png' is not a JPEG, PNG, TIFF or BMP image by its content"]
     )
     request_id: str | None = Field(examples=["0f8e5c2b9a7d4e61b3c2a1d0e9f8a7b6"])
     errors: list[FieldProblem] | None = Field(

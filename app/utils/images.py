@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +46,11 @@ def sniff_format(head: bytes, filename: str) -> tuple[str, str, str]:
     for signature, fmt, media_type, suffix in SIGNATURES:
         if head.startswith(signature):
             return fmt, media_type, suffix
-    shown = head[:8].decode("ascii", "replace").replace("\ufffd", "?")
+    # Never quote the bytes: the message reaches clients, logs and hot-folder notes, and
+    # the file may be anything (a link's target, a secret).
     raise UnsupportedImage(
-        f"'{filename}' is not a {ACCEPTED_FORMATS_TEXT} image (its content starts with"
-        f" {shown!r}); the file name's extension is not what counts, the content is"
+        f"'{filename}' is not a {ACCEPTED_FORMATS_TEXT} image by its content; the file name's"
+        " extension is not what counts, the content is"
     )
 
 
@@ -123,6 +125,11 @@ def validate_image(path: Path, filename: str, max_pixels: int) -> ImageInfo:
     return ImageInfo(format=fmt, media_type=media_type, suffix=suffix, width=width, height=height)
 
 
+_QUOTED = re.compile(r"b?'[^']*'|b?\"[^\"]*\"")
+
+
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    """The decoder's reason, without anything it quotes: Pillow quotes bytes of the file
+    in some messages (`broken PNG file (chunk b'...')`), and no message quotes input."""
+    text = _QUOTED.sub("...", str(exc).strip()) or type(exc).__name__
     return "".join(ch if ch.isprintable() else "?" for ch in text)[:200]

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import cli, collect_images
+from app.cli import LINK_IN_FOLDER, NOT_AN_IMAGE, cli, collect_images
 from tests.support import AgentServer, db_rows, make_image
 
 
-def test_collect_images_walks_folders_and_skips_other_files(tmp_path: Path) -> None:
+def test_collect_images_walks_folders_and_names_every_file_it_leaves_out(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "a.JPG").write_bytes(b"x")
     (tmp_path / "sub" / "b.png").write_bytes(b"x")
@@ -20,8 +21,31 @@ def test_collect_images_walks_folders_and_skips_other_files(tmp_path: Path) -> N
     (tmp_path / "readme.md").write_text("x")
     found = collect_images([tmp_path, tmp_path / "a.JPG", tmp_path / "readme.md"])
     assert [p.name for p in found.images] == ["a.JPG", "b.png"]
-    assert [p.name for p in found.skipped] == ["readme.md"]
-    assert found.ignored_in_folders == 2  # notes.txt and readme.md inside the folder
+    assert [(p.relative_to(tmp_path).as_posix(), why) for p, why in found.skipped] == [
+        ("readme.md", NOT_AN_IMAGE),  # found in the folder and named: listed once
+        ("sub/notes.txt", NOT_AN_IMAGE),
+    ]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need a privilege on Windows")
+def test_collect_images_does_not_follow_links_found_in_folders(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "boards").mkdir(parents=True)
+    (outside / "board.png").write_bytes(make_image())
+    (outside / "boards" / "c.png").write_bytes(make_image())
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "real.png").write_bytes(make_image())
+    (folder / "link.png").symlink_to(outside / "board.png")
+    (folder / "linked-dir").symlink_to(outside / "boards", target_is_directory=True)
+
+    found = collect_images([folder, outside / "board.png"])
+
+    assert found.images == [(folder / "real.png").resolve(), (outside / "board.png").resolve()]
+    assert [(p.name, why) for p, why in found.skipped] == [
+        ("link.png", LINK_IN_FOLDER),
+        ("linked-dir", LINK_IN_FOLDER),
+    ]
 
 
 def test_upload_command_sends_a_folder_as_a_batch_and_waits(
@@ -37,8 +61,8 @@ def test_upload_command_sends_a_folder_as_a_batch_and_waits(
     )
     assert result.exit_code == 1, result.output  # two files were not inspected
     assert "4 succeeded, 0 failed, 0 unfinished, 2 skipped" in result.output
-    assert "skipped broken.png: " in result.output
-    assert "skipped notes.txt: not a JPEG, PNG, TIFF or BMP file" in result.output
+    assert f"skipped {tmp_path / 'broken.png'}: " in result.output
+    assert f"skipped {tmp_path / 'notes.txt'}: {NOT_AN_IMAGE}" in result.output
     (batch_id,) = {
         line.split()[1].rstrip(":")
         for line in result.output.splitlines()
@@ -83,4 +107,4 @@ def test_upload_command_exits_1_when_the_agent_refuses_every_file(
     (tmp_path / "empty.png").write_bytes(b"")
     result = CliRunner().invoke(cli, ["upload", str(tmp_path), "--url", agent.url])
     assert result.exit_code == 1, result.output
-    assert "skipped empty.png: " in result.output
+    assert f"skipped {tmp_path / 'empty.png'}: " in result.output

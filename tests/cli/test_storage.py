@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.config import Settings
 from app.launcher import storage_notice
-from tests.support import S3Emulator, db_rows, make_image
+from tests.support import S3Emulator, db_rows, make_image, run_cli
 
 
 def test_migrate_copies_the_local_store_and_says_what_it_did(
@@ -146,3 +146,22 @@ def test_sweep_removes_what_no_row_names_from_the_whole_store(
     assert not (day / "20260104_080000_X_a.png").exists()
     assert not result_dir.exists()
     assert db_rows(database_url, "SELECT full_started_at IS NOT NULL FROM file_sweeps") == [(True,)]
+
+
+def test_migrate_to_a_missing_bucket_is_one_error_line(
+    tmp_path: Path, s3_emulator: S3Emulator
+) -> None:
+    """Whatever the store says of a bucket that does not exist reaches a script as one
+    `error:` line on stderr and exit status 1 (a process of its own, output piped)."""
+    day = tmp_path / "uploads" / "20261202"
+    day.mkdir(parents=True)
+    (day / "20261202_093005_X_a.png").write_bytes(make_image())
+    env = {**s3_emulator.env, "DATA_DIR": str(tmp_path), "STORAGE_URL": ""}
+
+    result = run_cli("storage", "migrate", "--to", "s3://no-such-bucket-4711/aoi", env=env)
+
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ")
+    assert line.endswith("; what was copied stays, run again to go on")

@@ -48,7 +48,7 @@ def test_watch_once_sends_the_folder_skips_known_bytes_and_sorts_the_files(
         ],
         env={"COLUMNS": "300"},
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # log.csv failed: as `upload` would say
     assert f"already inspected as {earlier['img_unique_id']}" in result.output
     assert "failed log.csv" in result.output
     assert "4 file(s) queued (/batch?batch=B_" in result.output
@@ -58,9 +58,9 @@ def test_watch_once_sends_the_folder_skips_known_bytes_and_sorts_the_files(
         [f"lot9/{b.name}" for b in boards] + ["label.bmp", "rescan.jpg", "rescan.jpg.duplicate.txt"]
     )
     assert earlier["img_unique_id"] in (day / "rescan.jpg.duplicate.txt").read_text()
-    assert (
-        "is not a JPEG, PNG, TIFF or BMP" in (tmp_path / "failed" / "log.csv.error.txt").read_text()
-    )
+    note = (tmp_path / "failed" / "log.csv.error.txt").read_text()
+    assert "is not a JPEG, PNG, TIFF or BMP" in note
+    assert "time,board" not in note  # the note never quotes the file's content
     assert not [p for p in tmp_path.iterdir() if p.is_file()]
     # One inspection per content, each succeeded; the known bytes not inspected again.
     hashes = [sha256(b.read_bytes()) for b in boards] + [sha256(known)]

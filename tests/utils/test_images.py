@@ -84,3 +84,21 @@ def test_a_truncated_jpeg_is_a_bad_image_although_decoded_at_reduced_scale(
     path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
     with pytest.raises(BadImage, match="truncated"):
         validate_image(path, "a.jpg", 1_000_000)
+
+
+def test_no_message_quotes_the_files_bytes(tmp_path: Path) -> None:
+    """Messages reach clients, logs and hot-folder notes, and the file may be anything (a
+    secret behind a link): what it holds is never quoted."""
+    path = tmp_path / "key.png"
+    path.write_bytes(b"SECRET-KEY-0123456789")
+    with pytest.raises(UnsupportedImage) as refused:
+        validate_image(path, "key.png", 10_000)
+    assert "SECRET" not in str(refused.value)
+    assert "'key.png' is not a JPEG, PNG, TIFF or BMP image by its content" in str(refused.value)
+    whole = make_image("PNG", (40, 40))
+    # The last chunk's type replaced: Pillow's message quotes it (`chunk b'S3C!'`), ours not.
+    path.write_bytes(whole[:-8] + b"S3C!" + whole[-4:])
+    with pytest.raises(BadImage) as damaged:
+        validate_image(path, "key.png", 10_000)
+    assert "broken PNG file (chunk ...)" in str(damaged.value)
+    assert "S3C" not in str(damaged.value)

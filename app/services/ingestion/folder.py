@@ -11,13 +11,19 @@ A watched folder `DIR` is laid out as:
 Nothing is ever deleted or overwritten: a name already taken gets `_1`, `_2`, ...
 Moves use `os.replace` within `DIR` (one file system, so atomic on Windows and
 POSIX alike). Every function here blocks: call them from a worker thread.
+
+Links are never followed (`link_on_the_way`): a symbolic link, a Windows junction or
+any other reparse point in `DIR` is left where it is, with a note in `failed/` naming it.
+No note ever quotes a file's content.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -28,6 +34,12 @@ FAILED_DIR = "failed"
 TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".filepart", "~")
 TEMPORARY_PREFIXES = (".", "~$")
 NOTE_KINDS = ("error", "duplicate")
+LINK_REASON = (
+    "a link (symbolic link, junction or other reparse point): the hot folder never follows"
+    " links, so it is left where it is; put the file itself in the folder instead"
+)
+# Windows: another process holds the file open without sharing (a writer still busy).
+_SHARING_VIOLATIONS = {32, 33}  # ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION
 
 
 def relative_name(root: Path, path: Path) -> str:
@@ -52,16 +64,71 @@ def is_candidate(root: Path, path: Path) -> bool:
     return not path.name.lower().endswith(TEMPORARY_SUFFIXES)
 
 
-def scan(root: Path, start: Path | None = None) -> Iterator[Path]:
+def is_link(path: Path) -> bool:
+    """Whether `path` itself is a symbolic link, or on Windows a junction or another reparse
+    point (checked with `lstat`, never following it). False when it does not exist."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    if stat.S_ISLNK(info.st_mode):
+        return True
+    attributes = getattr(info, "st_file_attributes", 0)  # Windows only
+    return bool(attributes & getattr(stat, "FILE_ATTRIBUTE_REPARSE_POINT", 0))
+
+
+def link_on_the_way(root: Path, path: Path) -> Path | None:
+    """The hot folder's one rule on links: the first link (`is_link`) among the folders
+    between `root` and `path` and `path` itself, or None when there is none and `path`
+    may be taken. `root` itself is not checked (the operator chose it). A path outside
+    `root` counts as a link to outside: `path` itself is returned."""
+    try:
+        parts = path.relative_to(root).parts
+    except ValueError:
+        return path
+    here = root
+    for part in parts:
+        here = here / part
+        if is_link(here):
+            return here
+    return None
+
+
+def scan(
+    root: Path, start: Path | None = None, on_link: Callable[[Path], None] | None = None
+) -> Iterator[Path]:
     """Every candidate file under `start` (default: the whole hot folder `root`;
-    recursive; `processed/` and `failed/` skipped)."""
-    for folder, dirs, files in os.walk(start or root):
+    recursive; `processed/` and `failed/` skipped), never through a link: a file or
+    folder that is a link (`is_link`) is not yielded nor entered, and is passed to
+    `on_link` instead (a `start` that is or lies behind a link yields nothing)."""
+    start = start or root
+    link = link_on_the_way(root, start) if start != root else None
+    if link is not None:
+        if on_link is not None:
+            on_link(link)
+        return
+    for folder, dirs, files in os.walk(start):  # os.walk never enters symbolic links
         here = Path(folder)
-        dirs[:] = sorted(d for d in dirs if is_candidate(root, here / d))
+        kept = []
+        for name in sorted(dirs):
+            path = here / name
+            if not is_candidate(root, path):
+                continue
+            if is_link(path):  # also Windows junctions, which os.walk may enter
+                if on_link is not None:
+                    on_link(path)
+                continue
+            kept.append(name)
+        dirs[:] = kept
         for name in sorted(files):
             path = here / name
-            if is_candidate(root, path):
-                yield path
+            if not is_candidate(root, path):
+                continue
+            if is_link(path):
+                if on_link is not None:
+                    on_link(path)
+                continue
+            yield path
 
 
 @dataclass
@@ -77,35 +144,58 @@ class Observed:
 def look(path: Path) -> tuple[int, int] | None:
     """(size in bytes, mtime in ns) of a regular file, or None if it is gone or not a file."""
     try:
-        stat = path.stat()
+        info = path.stat()
     except OSError:
         return None
     if not path.is_file():
         return None
-    return stat.st_size, stat.st_mtime_ns
+    return info.st_size, info.st_mtime_ns
 
 
-def is_readable(path: Path) -> bool:
-    """Whether the file can be opened for reading now (on Windows a writer that holds it
-    open without sharing makes this fail)."""
+def readable_now(path: Path) -> tuple[bool, str | None]:
+    """Whether the file can be opened and read now, and if not, why, when that lasts.
+
+    Returns:
+        (True, None): readable. (False, None): not now, but not for a lasting reason: it
+        vanished, or another process holds it open without sharing (Windows: a writer
+        still busy); look again later. (False, reason): it cannot be read (permissions,
+        an I/O error); the reason names the problem, never anything of the content.
+    """
     try:
         with path.open("rb") as fh:
             fh.read(1)
-    except OSError:
-        return False
-    return True
+    except FileNotFoundError:
+        return False, None
+    except OSError as exc:
+        if getattr(exc, "winerror", None) in _SHARING_VIOLATIONS or exc.errno == errno.EBUSY:
+            return False, None
+        why = exc.strerror or type(exc).__name__
+        return False, (
+            f"cannot be read ({why}); it is left where it is and taken once it can be read"
+            " (check its permissions)"
+        )
+    return True, None
 
 
 class SettleTracker:
     """Decides when a dropped file is complete: its size and mtime unchanged for `settle_s`
     seconds and the file openable. An empty file must stay so for `EMPTY_FACTOR` x longer
-    (a writer may have created it and not yet written)."""
+    (a writer may have created it and not yet written). A settled file that cannot be
+    read for a lasting reason (permissions) is dropped into `unreadable` with the reason,
+    for the caller to report (`take_unreadable`)."""
 
     EMPTY_FACTOR = 5
 
     def __init__(self, settle_s: float) -> None:
         self.settle_s = settle_s
         self.files: dict[Path, Observed] = {}
+        self.unreadable: dict[Path, str] = {}
+
+    def take_unreadable(self) -> dict[Path, str]:
+        """The files found unreadable since the last call, with the reason (no longer
+        followed: a later listing follows them again)."""
+        found, self.unreadable = self.unreadable, {}
+        return found
 
     def observe(self, path: Path, now: float | None = None) -> None:
         """Start (or keep) following `path`."""
@@ -135,9 +225,15 @@ class SettleTracker:
                 self.files[path] = Observed(current[0], current[1], now)
                 continue
             needed = self.settle_s * (self.EMPTY_FACTOR if seen.size_bytes == 0 else 1)
-            if now - seen.unchanged_since >= needed and is_readable(path):
+            if now - seen.unchanged_since < needed:
+                continue
+            readable, problem = readable_now(path)
+            if readable:
                 del self.files[path]
                 done.append(path)
+            elif problem is not None:
+                del self.files[path]
+                self.unreadable[path] = problem
         return sorted(done)
 
 
@@ -158,6 +254,27 @@ def _write_note(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8", newline="\n")
     os.replace(tmp, path)
+
+
+def note_left_in_place(root: Path, path: Path, reason: str) -> Path | None:
+    """Write `root/failed/<path under root>.error.txt` (file, time, reason) for a file the
+    hot folder leaves where it is (a link, an unreadable file); the note names the file
+    and never quotes anything of its content or of a link's target.
+
+    Returns:
+        The note, or None when a note of that name exists already (it is never
+        overwritten, so a restart does not pile up notes).
+
+    Raises:
+        OSError: the note could not be written.
+    """
+    note = _note_for(root / FAILED_DIR / path.relative_to(root))
+    if note.exists():
+        return None
+    note.parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+    _write_note(note, f"file: {relative_name(root, path)}\ntime: {stamp}\nreason: {reason}\n")
+    return note
 
 
 def move_to_processed(

@@ -15,20 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import anyio
 from watchfiles import Change, awatch
 
 from app.services.ingestion.folder import (
+    LINK_REASON,
     SettleTracker,
     is_candidate,
+    link_on_the_way,
     move_to_failed,
     move_to_processed,
+    note_left_in_place,
     relative_name,
     scan,
 )
@@ -64,6 +68,51 @@ class Handed:
     note: str | None = None
     settled: Settled | None = None
     batch_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FolderEvent:
+    """One thing the hot folder did, for a console (`HotFolder(report=...)`).
+
+    Attributes:
+        kind: `queued` (a batch handed over), `processed` (a file moved to processed/),
+            `failed` (moved to failed/ with its note), `skipped` (left where it is: a link,
+            an unreadable file; reported once), `waiting` (the agent cannot take files now).
+        file: the file, relative to the watched folder, `/`-separated.
+        reason: why it failed, was skipped, or why sending waits.
+        batch_id: the batch (queued).
+        files: how many files (queued, waiting).
+        img_unique_id: the inspection that settled the file (processed).
+        moved_to: where the file now is, relative to the watched folder (processed).
+        duplicate: processed without a new inspection (the same bytes were inspected).
+    """
+
+    kind: Literal["queued", "processed", "failed", "skipped", "waiting"]
+    file: str | None = None
+    reason: str | None = None
+    batch_id: str | None = None
+    files: int | None = None
+    img_unique_id: str | None = None
+    moved_to: str | None = None
+    duplicate: bool | None = None
+
+    def text(self) -> str:
+        """The event as one line of text."""
+        if self.kind == "queued":
+            return (
+                f"batch {self.batch_id}: {self.files} file(s) queued (/batch?batch={self.batch_id})"
+            )
+        if self.kind == "processed":
+            how = "already inspected as" if self.duplicate else "inspected as"
+            return f"processed {self.file}: {how} {self.img_unique_id} -> {self.moved_to}"
+        if self.kind == "waiting":
+            return f"waiting to send {self.files} file(s): {self.reason}"
+        return f"{self.kind} {self.file}: {self.reason}"
+
+    def as_json(self) -> dict[str, Any]:
+        """The event as a JSON object: `event` (the kind) and the fields that are set."""
+        fields = {k: v for k, v in asdict(self).items() if v is not None and k != "kind"}
+        return {"event": self.kind, **fields}
 
 
 class SubmitLater(Exception):
@@ -118,9 +167,10 @@ class HotFolder:
         root: Path,
         submitter: Submitter,
         options: WatchOptions,
-        report: Callable[[str], None] | None = None,
+        report: Callable[[FolderEvent], None] | None = None,
     ) -> None:
-        """`report`, if given, gets one line of text per file moved (for a console)."""
+        """`report`, if given, gets one `FolderEvent` per batch handed over, file moved
+        and file left in place (for a console)."""
         self.root = root
         self.submitter = submitter
         self.options = options
@@ -133,6 +183,7 @@ class HotFolder:
         self.next_submit = 0.0
         self.last_rescan = float("-inf")
         self.last_poll = float("-inf")
+        self.left: dict[Path, str] = {}  # left in place (links, unreadable), reported once
 
     @property
     def idle(self) -> bool:
@@ -179,18 +230,24 @@ class HotFolder:
         """One turn of the loop: follow new files, gather complete ones, hand a batch over,
         and move the files whose inspections ended."""
         now = time.monotonic()
+        links: list[Path] = []
         for change, name in changes:
             path = Path(name)
             if change == Change.deleted:
                 self.tracker.forget(path)
             elif path not in self.busy and path not in self.ready:
-                await anyio.to_thread.run_sync(self._follow, path, now)
+                await anyio.to_thread.run_sync(self._follow, path, now, links)
         if now - self.last_rescan >= self.options.rescan_s:
             self.last_rescan = now
-            for path in await anyio.to_thread.run_sync(lambda: list(scan(self.root))):
+            found = await anyio.to_thread.run_sync(self._rescan, links)
+            for path in found:
                 if path not in self.busy and path not in self.ready:
                     self.tracker.observe(path, now)
-        complete = await anyio.to_thread.run_sync(self.tracker.complete, now)
+        complete = await anyio.to_thread.run_sync(self._complete, now, links)
+        for link in links:
+            await self._leave(link, LINK_REASON)
+        for path, reason in self.tracker.take_unreadable().items():
+            await self._leave(path, reason)
         if complete and not self.ready:
             self.ready_since = now
         self.ready.extend(complete)
@@ -199,15 +256,65 @@ class HotFolder:
             self.last_poll = now
             await self._finish_settled()
 
-    def _follow(self, path: Path, now: float) -> None:
+    def _follow(self, path: Path, now: float, links: list[Path]) -> None:
         """Follow a file an event named; for a new folder, every file already in it (they
-        may have been written before the folder itself was being watched). Blocking."""
-        if path.is_dir():
-            for inner in scan(self.root, path):
+        may have been written before the folder itself was being watched). Links found
+        are added to `links`, never followed. Blocking."""
+        link = link_on_the_way(self.root, path)
+        if link is not None:
+            if os.path.lexists(link):
+                links.append(link)
+        elif path.is_dir():
+            for inner in scan(self.root, path, on_link=links.append):
                 if inner not in self.busy and inner not in self.ready:
                     self.tracker.observe(inner, now)
         else:
             self.tracker.observe(path, now)
+
+    def _rescan(self, links: list[Path]) -> list[Path]:
+        """Every candidate file now; links found go to `links`. Files left in place that
+        are gone are forgotten (reported again if they come back). Blocking."""
+        self.left = {p: why for p, why in self.left.items() if os.path.lexists(p)}
+        return list(scan(self.root, on_link=links.append))
+
+    def _complete(self, now: float, links: list[Path]) -> list[Path]:
+        """The followed files complete now; one turned into a link meanwhile goes to
+        `links` instead. Blocking."""
+        complete = []
+        for path in self.tracker.complete(now):
+            link = link_on_the_way(self.root, path)
+            if link is None:
+                complete.append(path)
+                self.left.pop(path, None)
+            elif os.path.lexists(link):
+                links.append(link)
+        return complete
+
+    async def _leave(self, path: Path, reason: str) -> None:
+        """Leave a file where it is (a link, an unreadable file): one log line, one note in
+        failed/ and one event, the first time only."""
+        if self.left.get(path) == reason:
+            return
+        self.left[path] = reason
+        name = relative_name(self.root, path)
+        try:
+            note = await anyio.to_thread.run_sync(note_left_in_place, self.root, path, reason)
+        except OSError as exc:
+            logger.warning(
+                "hot folder file left in place; no note could be written",
+                extra={"file": name, "reason": reason, "error": str(exc)},
+            )
+        else:
+            logger.warning(
+                "hot folder file left in place",
+                extra={
+                    "file": name,
+                    "reason": reason,
+                    "note": relative_name(self.root, note) if note else None,
+                },
+            )
+        if self.report is not None:
+            self.report(FolderEvent("skipped", file=name, reason=reason))
 
     async def _hand_over(self, now: float) -> None:
         if not self.ready or now < self.next_submit:
@@ -227,7 +334,7 @@ class HotFolder:
             )
             self.next_submit = now + self.options.retry_s
             if self.report is not None:
-                self.report(f"waiting to send {len(files)} file(s): {exc}")
+                self.report(FolderEvent("waiting", files=len(files), reason=str(exc)))
             return
         del self.ready[: len(files)]
         self.ready_since = now if self.ready else None
@@ -239,7 +346,7 @@ class HotFolder:
         if self.report is not None:
             for batch_id in batch_ids:
                 queued = sum(h.batch_id == batch_id for h in handed)
-                self.report(f"batch {batch_id}: {queued} file(s) queued (/batch?batch={batch_id})")
+                self.report(FolderEvent("queued", batch_id=batch_id, files=queued))
         for item in handed:
             if item.rejection is not None:
                 await self._move_failed(item.source, item.rejection)
@@ -280,10 +387,14 @@ class HotFolder:
             extra={"file": relative_name(self.root, target), "img_unique_id": item.img_unique_id},
         )
         if self.report is not None:
-            how = "already inspected as" if item.note else "inspected as"
             self.report(
-                f"processed {relative_name(self.root, item.source)}: {how} {item.img_unique_id}"
-                f" -> {relative_name(self.root, target)}"
+                FolderEvent(
+                    "processed",
+                    file=relative_name(self.root, item.source),
+                    img_unique_id=item.img_unique_id,
+                    moved_to=relative_name(self.root, target),
+                    duplicate=item.note is not None,
+                )
             )
 
     async def _move_failed(self, source: Path, reason: str) -> None:
@@ -296,7 +407,7 @@ class HotFolder:
             return
         logger.warning("hot folder file failed", extra={"file": str(source), "reason": reason})
         if self.report is not None:
-            self.report(f"failed {relative_name(self.root, source)}: {reason}")
+            self.report(FolderEvent("failed", file=relative_name(self.root, source), reason=reason))
 
     @staticmethod
     async def _sleep(stop: asyncio.Event, seconds: float) -> None:

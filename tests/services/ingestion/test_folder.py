@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from app.services.ingestion.folder import (
     SettleTracker,
     is_candidate,
+    link_on_the_way,
     move_to_failed,
     move_to_processed,
     scan,
 )
+from app.services.ingestion.watcher import FolderEvent, Handed, HotFolder, Settled, WatchOptions
 
 
 def test_candidates_skip_result_folders_hidden_and_partial_files(tmp_path: Path) -> None:
@@ -88,3 +100,109 @@ def test_moves_keep_sub_folders_never_overwrite_and_explain_failures(tmp_path: P
     bad.write_text("again")
     assert move_to_failed(tmp_path, bad, "still not").name == "notes_1.txt"
     assert failed.read_text() == "hello"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need a privilege on Windows")
+def test_scan_never_follows_a_link_and_names_each_one(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "boards").mkdir(parents=True)
+    (outside / "secret_key").write_text("secret")
+    (outside / "boards" / "c.jpg").write_bytes(b"x")
+    root = tmp_path / "hot"
+    (root / "lot1").mkdir(parents=True)
+    (root / "lot1" / "real.jpg").write_bytes(b"x")
+    (root / "key.jpg").symlink_to(outside / "secret_key")
+    (root / "inside.jpg").symlink_to(root / "lot1" / "real.jpg")  # even within the folder
+    (root / "more").symlink_to(outside / "boards", target_is_directory=True)
+    (root / "dangling.jpg").symlink_to(outside / "gone.jpg")
+    links: list[Path] = []
+
+    found = list(scan(root, on_link=links.append))
+
+    assert found == [root / "lot1" / "real.jpg"]
+    assert sorted(p.relative_to(root).as_posix() for p in links) == [
+        "dangling.jpg",
+        "inside.jpg",
+        "key.jpg",
+        "more",
+    ]
+    # An event naming a file behind a linked folder: the link is what counts.
+    assert link_on_the_way(root, root / "more" / "c.jpg") == root / "more"
+    assert link_on_the_way(root, root / "lot1" / "real.jpg") is None
+    assert list(scan(root, root / "more", on_link=links.append)) == []
+    assert links[-1] == root / "more"
+
+
+class NothingHandedOver:
+    """A submitter for folders that must hand nothing over (every file is left in place)."""
+
+    async def submit(self, root: Path, files: Sequence[Path]) -> list[Handed]:
+        raise AssertionError(f"nothing should be handed over, got {files}")
+
+    async def settled(self, img_unique_ids: Sequence[str]) -> dict[str, Settled]:
+        raise AssertionError("nothing is in flight")
+
+
+def make_unreadable(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Take the right to read `path` away: `chmod 000` where permissions apply. As root
+    (or on Windows) they do not, so there `Path.open` is patched to raise the
+    PermissionError the system would (this file only): a mock, for lack of a real part
+    that can refuse root."""
+    if sys.platform != "win32" and os.geteuid() != 0:
+        path.chmod(0)
+        return
+    real_open = Path.open
+
+    def refusing(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", refusing)
+
+
+async def run_steps(folder: HotFolder, seconds: float) -> None:
+    """Turn the loop for `seconds` (every turn lists the whole folder again)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await folder.step(set())
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("note_writable", [True, False])
+async def test_an_unreadable_file_is_noted_and_logged_once_and_the_folder_goes_on(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    note_writable: bool,
+) -> None:
+    locked = tmp_path / "locked.png"
+    locked.write_bytes(b"SECRET-BYTES")
+    make_unreadable(locked, monkeypatch)
+    if not note_writable:
+        (tmp_path / "failed").write_text("a file where the failed/ folder should be")
+    events: list[FolderEvent] = []
+    folder = HotFolder(
+        tmp_path,
+        NothingHandedOver(),
+        WatchOptions(settle_s=0.1, tick_s=0.05, rescan_s=0),
+        report=events.append,
+    )
+    caplog.set_level(logging.INFO, logger="app.services.ingestion.watcher")
+
+    await run_steps(folder, 1.5)  # many turns, each finding the file again
+
+    (event,) = events
+    assert (event.kind, event.file) == ("skipped", "locked.png")
+    assert event.reason is not None
+    assert event.reason.startswith("cannot be read (Permission denied)")
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("hot folder file left")]
+    assert getattr(record, "file", None) == "locked.png"
+    assert locked.exists()  # left in place
+    if note_writable:
+        note = (tmp_path / "failed" / "locked.png.error.txt").read_text()
+        assert "file: locked.png\n" in note
+        assert "cannot be read (Permission denied)" in note
+        assert "SECRET" not in note
+    else:
+        assert record.getMessage() == "hot folder file left in place; no note could be written"
