@@ -508,7 +508,7 @@ def worker(
     Prometheus scrape them (on the API's host, a shared PROMETHEUS_MULTIPROC_DIR adds them
     to the API's `/metrics`). See docs/metrics.md."""
     from app.config import Settings
-    from app.launcher import prepared, use_selector_event_loop_on_windows
+    from app.launcher import prepared, stop_on_signals, use_selector_event_loop_on_windows
     from app.runtime import agent_runtime, run_worker
     from app.utils.logging import configure_logging
 
@@ -524,8 +524,11 @@ def worker(
         async with agent_runtime(ready, run_worker_in_process=False) as runtime:
             await run_worker(runtime, concurrency or ready.effective_worker_concurrency)
 
+    stop_on_signals()
     with prepared(settings) as ready:
-        err_console.print(f"worker on {', '.join(ready.model_service_urls)}; Ctrl-C stops it")
+        err_console.print(
+            f"worker on {', '.join(ready.model_service_urls)}; Ctrl-C or SIGTERM stops it"
+        )
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(ready))
 

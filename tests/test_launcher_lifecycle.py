@@ -36,7 +36,7 @@ class RunPy:
     """`python run.py` with the defaults: embedded PostgreSQL and reference model service
     under a temporary DATA_DIR, on a free port."""
 
-    def __init__(self, data_dir: Path, **env: str) -> None:
+    def __init__(self, data_dir: Path, command: tuple[str, ...] = ("run.py",), **env: str) -> None:
         unset = ("DATABASE_URL", "SEGFORMER_SERVICE_URL", "SEGFORMER_SERVICE_URLS", "HOST")
         self.env = {k: v for k, v in os.environ.items() if k not in unset}
         self.env.update(DATA_DIR=str(data_dir), PORT=str(free_loopback_port()), **env)
@@ -46,7 +46,10 @@ class RunPy:
         data_dir.mkdir(parents=True, exist_ok=True)
         with self.output.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, str(REPO_ROOT / "run.py")],
+                [
+                    sys.executable,
+                    *(str(REPO_ROOT / "run.py") if c == "run.py" else c for c in command),
+                ],
                 cwd=data_dir,  # no .env here
                 env=self.env,
                 stdout=out,
@@ -175,3 +178,21 @@ def test_ctrl_c_with_several_api_processes_leaves_nothing(data_dir: Path) -> Non
     finally:
         agent.kill()
     print(f"run.py with 2 API processes stopped on SIGINT in {took_s:.2f} s")
+
+
+def test_sigterm_of_a_worker_leaves_nothing(data_dir: Path) -> None:
+    """`aoi-agent worker` with the defaults starts its own embedded PostgreSQL and reference
+    model service, as run.py does, and must stop them the same way on SIGTERM (systemd's
+    default KillSignal)."""
+    worker = RunPy(data_dir, command=("-m", "app.cli", "worker"))
+    try:
+        wait_until(
+            lambda: "SIGTERM stops it" in worker.output.read_text(),
+            timeout_s=START_TIMEOUT_S,
+            interval_s=0.5,
+        )
+        worker.reference_service()
+        took_s = worker.stop_leaving_nothing(signal.SIGTERM)
+    finally:
+        worker.kill()
+    print(f"aoi-agent worker stopped on SIGTERM in {took_s:.2f} s")
