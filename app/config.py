@@ -121,7 +121,7 @@ class Settings(BaseSettings):
 
     # Security (docs/security.md). auto: API keys required unless HOST is a loopback address.
     auth_mode: Literal["auto", "required", "off"] = "auto"
-    # Signs download links and web sessions; default: DATA_DIR/secret_key, made on first use.
+    # Signs download links; default: DATA_DIR/secret_key, made on first use.
     secret_key: str | None = None
     download_link_ttl_s: int = Field(default=86400, ge=1, le=366 * 86400)
     session_ttl_s: int = Field(default=12 * 3600, ge=60, le=366 * 86400)

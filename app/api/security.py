@@ -96,8 +96,9 @@ def own_origins(request: Request, settings: Settings) -> set[str]:
 
 
 def client_address(request: Request) -> str:
-    """The address of the client: the TCP peer, or the address a trusted proxy named when
-    uvicorn's proxy headers are on (FORWARDED_ALLOW_IPS); never a header taken on trust."""
+    """The address of the client: the TCP peer, or the client a proxy named in
+    X-Forwarded-For when uvicorn trusts that proxy (FORWARDED_ALLOW_IPS, default
+    127.0.0.1); never a header read here on trust."""
     return request.client.host if request.client else "unknown"
 
 
