@@ -106,7 +106,7 @@ class AuthThrottle:
             return
         wait_s = await self._retry_after_s(self._quota, "key", str(key_id))
         raise RateLimited(
-            f"the key {key_name!r} has made its {self._quota} requests (KEY_RATE_LIMIT);"
-            f" try again in {wait_s} s",
+            f"the key {key_name!r} is over its quota of {self._quota} requests"
+            f" (KEY_RATE_LIMIT); try again in {wait_s} s",
             retry_after_s=wait_s,
         )
