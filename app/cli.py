@@ -500,7 +500,7 @@ def keys_list() -> None:
 
 @keys_cli.command("revoke")
 def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
-    """Revoke a key now: requests with it are refused from then on."""
+    """Revoke a key now: requests with it, or with its web sessions, are refused from then on."""
     from app.errors import AgentError
     from app.services.security.keys import KeyService
 
@@ -511,7 +511,7 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
         _with_keys(revoke)
     except AgentError as exc:
         raise _agent_error_exit(exc) from exc
-    console.print(f"revoked key {name!r}")
+    console.print(f"revoked key {name!r}; its web sessions are ended too")
 
 
 storage_cli = typer.Typer(help="The agent's file storage (STORAGE_URL; docs/storage.md).")

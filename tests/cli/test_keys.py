@@ -91,6 +91,7 @@ def test_revoke_ends_the_keys_web_sessions_at_once(
                 assert browser.get("/api/images").status_code == 200
             code, output = _keys(env, "revoke", "tablet-3")
             assert code == 0, output
+            assert "web sessions are ended" in output
             assert browsers["tablet-3"].get("/api/images").status_code == 401
             assert browsers["tablet-3"].get("/history").headers["location"].startswith("/signin")
             assert browsers["tablet-4"].get("/api/images").status_code == 200
