@@ -742,7 +742,8 @@ def keys_revoke(
     name: Annotated[str, typer.Argument(help="The key's name.")], as_json: JsonOption = False
 ) -> None:
     """Revoke a key now: requests with it are refused from then on. An unknown or already
-    revoked key is an error (exit status 1), so a script knows nothing changed."""
+    revoked key is an error (exit status 1), so a script knows nothing changed. Its web
+    sessions end with it."""
     from app.services.security.keys import KeyService
 
     async def revoke(keys: KeyService) -> Any:
@@ -758,7 +759,7 @@ def keys_revoke(
     if as_json:
         print_json(_key_json(row))
         return
-    console.print(f"revoked key {name!r}")
+    console.print(f"revoked key {name!r}; its web sessions are ended too")
 
 
 storage_cli = typer.Typer(help="The agent's file storage (STORAGE_URL; docs/storage.md).")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from croniter import croniter
+from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -121,10 +122,16 @@ class Settings(BaseSettings):
 
     # Security (docs/security.md). auto: API keys required unless HOST is a loopback address.
     auth_mode: Literal["auto", "required", "off"] = "auto"
-    # Signs download links and web sessions; default: DATA_DIR/secret_key, made on first use.
+    # Signs download links; default: DATA_DIR/secret_key, made on first use.
     secret_key: str | None = None
     download_link_ttl_s: int = Field(default=86400, ge=1, le=366 * 86400)
     session_ttl_s: int = Field(default=12 * 3600, ge=60, le=366 * 86400)
+    # Wrong API keys (header or sign-in form) allowed per client address in any 60 s; more
+    # are answered 429 with Retry-After before any key check. 0: no limit. Per process.
+    auth_failures_per_minute: int = Field(default=10, ge=0)
+    # Requests per key (header or web session), in the `limits` syntax: `600/minute`,
+    # `20/second`; over it, 429 with Retry-After. Unset: no quota. Per process.
+    key_rate_limit: str | None = None
     # Origins allowed to call the API from their pages (CORS), comma-separated; default none.
     cors_origins: str = ""
 
@@ -171,6 +178,20 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_days_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("key_rate_limit", mode="before")
+    @classmethod
+    def _check_key_rate_limit(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str):
+            try:
+                parse_rate_limit(value)
+            except ValueError as exc:
+                raise ValueError(
+                    f"KEY_RATE_LIMIT {value!r} is not a rate such as 600/minute or 20/second"
+                ) from exc
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -24,6 +24,11 @@ class AgentError(Exception):
         self.detail = detail
         self.extra = extra
 
+    def response_headers(self) -> dict[str, str]:
+        """The headers sent with the answer: the class's `headers` unless overridden
+        (e.g. a `Retry-After` that depends on the instance)."""
+        return self.headers
+
     def to_body(self) -> dict[str, Any]:
         """The JSON body sent to the client."""
         return {"error": self.error, "detail": self.detail, **self.extra}

@@ -97,7 +97,7 @@ async def _agent_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentError)
     if exc.status_code >= 500:
         logger.warning("request failed", extra={"path": request.url.path, "error": exc.detail})
-    return _error_response(exc.to_body(), exc.status_code, exc.headers or None)
+    return _error_response(exc.to_body(), exc.status_code, exc.response_headers() or None)
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:

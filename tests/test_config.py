@@ -28,3 +28,11 @@ def test_storage_url_is_a_folder_or_an_s3_url(url: str) -> None:
         Settings(_env_file=None, storage_url=url)  # type: ignore[call-arg]
     assert Settings(_env_file=None, storage_url="s3://b/p").uses_object_store  # type: ignore[call-arg]
     assert not Settings(_env_file=None, storage_url="/srv/aoi").uses_object_store  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("rate", ["600 a minute", "fast", "10/fortnight"])
+def test_key_rate_limit_must_be_a_rate(rate: str) -> None:
+    with pytest.raises(ValueError, match=r"KEY_RATE_LIMIT .* is not a rate such as 600/minute"):
+        Settings(_env_file=None, key_rate_limit=rate)  # type: ignore[call-arg]
+    assert Settings(_env_file=None, key_rate_limit="20/second").key_rate_limit == "20/second"  # type: ignore[call-arg]
+    assert Settings(_env_file=None, key_rate_limit=" ").key_rate_limit is None  # type: ignore[call-arg]

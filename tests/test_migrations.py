@@ -151,6 +151,7 @@ def test_api_keys_table_and_its_downgrade(empty_database: str) -> None:
         "created_at",
         "last_used_at",
         "revoked_at",
+        "key_check",  # added by 20261207_0014
     ]
     downgrade_database(empty_database, "20261121_0002")
     assert "api_keys" not in tables(empty_database)
@@ -478,3 +479,49 @@ def test_rollups_by_model_version_migration_splits_old_rows_and_downgrades(
     assert db_rows(empty_database, unsplit) == [(0, 0)]
     upgrade_database(empty_database)
     assert db_rows(empty_database, by_version) == []
+
+
+def test_web_sessions_migration_keeps_keys_and_downgrades_on_its_own(empty_database: str) -> None:
+    upgrade_database(empty_database, "20261202_0013")
+    db_execute(
+        empty_database,
+        "INSERT INTO api_keys (name, prefix, key_hash, scope) VALUES ('old', 'aoi_0000aaaa',"
+        " 'scrypt$x', 'read')",
+    )
+    upgrade_database(empty_database, "20261207_0014")
+    assert columns(empty_database, "api_keys")[-1] == "key_check"
+    # A key made before the migration has no check value (it is verified by scrypt alone).
+    assert db_rows(empty_database, "SELECT name, key_check FROM api_keys") == [("old", None)]
+    assert columns(empty_database, "web_sessions") == [
+        "id",
+        "token_sha256",
+        "key_id",
+        "created_at",
+        "expires_at",
+        "last_seen_at",
+        "ended_at",
+    ]
+    assert {
+        "uq_web_sessions_token_sha256",
+        "ix_web_sessions_key_id",
+        "ix_web_sessions_expires_at",
+    } <= indexes(empty_database, "web_sessions")
+    db_execute(
+        empty_database,
+        "INSERT INTO web_sessions (token_sha256, key_id, expires_at)"
+        " SELECT sha256('t'), id, now() + interval '1 hour' FROM api_keys",
+    )
+    # Two sessions cannot share a token.
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        db_execute(
+            empty_database,
+            "INSERT INTO web_sessions (token_sha256, key_id, expires_at)"
+            " SELECT sha256('t'), id, now() FROM api_keys",
+        )
+
+    downgrade_database(empty_database, "20261202_0013")
+    assert "web_sessions" not in tables(empty_database)
+    assert "key_check" not in columns(empty_database, "api_keys")
+    assert db_rows(empty_database, "SELECT name FROM api_keys") == [("old",)]
+    upgrade_database(empty_database)
+    assert "web_sessions" in tables(empty_database)

@@ -30,9 +30,16 @@ def secured(
     tmp_path_factory: pytest.TempPathFactory, database_url: str, reference_service: ReferenceService
 ) -> Iterator[AgentServer]:
     """The agent as a factory runs it: API keys required (so schemathesis also checks that
-    every operation but health refuses a missing or wrong key)."""
+    every operation but health refuses a missing or wrong key). No limit on failed
+    authentications: schemathesis sends a wrong key to every operation from one address,
+    and once throttled even its valid key would be answered 429 (tests/api/
+    test_auth_throttle.py tests the limit)."""
     settings = agent_settings(
-        tmp_path_factory.mktemp("data"), database_url, reference_service.url, auth_mode="required"
+        tmp_path_factory.mktemp("data"),
+        database_url,
+        reference_service.url,
+        auth_mode="required",
+        auth_failures_per_minute=0,
     )
     with serve_agent(settings) as server:
         yield server

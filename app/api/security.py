@@ -28,15 +28,11 @@ from app.services.security.access import (
     origin_of,
     require_scope,
 )
-from app.services.security.keys import KeyService, Scope
+from app.services.security.keys import KeyIdentity, KeyService, Scope
 from app.services.security.repository import ApiKeyRepository
-from app.services.security.signing import (
-    LinkExpired,
-    LinkInvalid,
-    LinkSigner,
-    SessionTokens,
-    load_secret,
-)
+from app.services.security.sessions import WebSessionService
+from app.services.security.signing import LinkExpired, LinkInvalid, LinkSigner, load_secret
+from app.services.security.throttle import AuthThrottle, RateLimited, TooManyFailedAuthentications
 
 SESSION_COOKIE = "aoi_session"
 
@@ -55,11 +51,11 @@ api_key_scheme = APIKeyHeader(
 
 @dataclass(frozen=True)
 class SecurityContext:
-    """The agent's security settings and signers, built once per app."""
+    """The agent's security settings, link signer and throttle, built once per app."""
 
     settings: Settings
     links: LinkSigner
-    sessions: SessionTokens
+    throttle: AuthThrottle
 
     @property
     def required(self) -> bool:
@@ -73,7 +69,7 @@ def build_security(settings: Settings) -> SecurityContext:
     return SecurityContext(
         settings,
         LinkSigner(secret, settings.download_link_ttl_s),
-        SessionTokens(secret, settings.session_ttl_s),
+        AuthThrottle(settings.auth_failures_per_minute, settings.key_rate_limit),
     )
 
 
@@ -99,16 +95,41 @@ def own_origins(request: Request, settings: Settings) -> set[str]:
     return {o for o in origins if o}
 
 
-async def session_principal(request: Request, security: SecurityContext) -> Principal | None:
-    """The principal of the request's web-session cookie, or None (no, bad or stale cookie,
-    or its key was revoked)."""
+def client_address(request: Request) -> str:
+    """The address of the client: the TCP peer, or the client a proxy named in
+    X-Forwarded-For when uvicorn trusts that proxy (FORWARDED_ALLOW_IPS, default
+    127.0.0.1); never a header read here on trust."""
+    return request.client.host if request.client else "unknown"
+
+
+async def session_principal(request: Request) -> Principal | None:
+    """The principal of the request's web-session cookie, or None (no cookie, or one whose
+    session is unknown, ended, expired, or whose key was revoked): one indexed select."""
     token = request.cookies.get(SESSION_COOKIE)
-    key_id = security.sessions.read(token) if token else None
-    if key_id is None:
+    if not token:
         return None
     async with unit_of_work(request.app.state.runtime.sessions) as session:
-        identity = await KeyService(ApiKeyRepository(session)).identity(key_id)
-    return Principal(identity.scope, "session", identity.name) if identity else None
+        identity = await WebSessionService(session).identity(token)
+    if identity is None:
+        return None
+    return Principal(identity.scope, "session", identity.name, identity.key_id)
+
+
+async def check_key(request: Request, security: SecurityContext, key: str) -> KeyIdentity | None:
+    """The identity of a presented API key, or None when it is wrong (counted as a failed
+    authentication of the client's address).
+
+    Raises:
+        TooManyFailedAuthentications: the address is over AUTH_FAILURES_PER_MINUTE; raised
+            before the key is looked up or hashed, so a throttled guess costs microseconds.
+    """
+    address = client_address(request)
+    await security.throttle.check_address(address)
+    async with unit_of_work(request.app.state.runtime.sessions) as session:
+        identity = await KeyService(ApiKeyRepository(session)).authenticate(key.strip())
+    if identity is None:
+        await security.throttle.failed(address)
+    return identity
 
 
 async def current_principal(
@@ -122,19 +143,26 @@ async def current_principal(
 
     Raises:
         NotAuthenticated: a key was sent but is malformed, unknown or revoked.
+        TooManyFailedAuthentications: a key was sent from an address over the limit of
+            failed authentications.
+        RateLimited: the key (or the session's key) is over KEY_RATE_LIMIT.
     """
     if not security.required:
         return OPEN
     key = (bearer.credentials if bearer else None) or header_key
+    principal: Principal | None
     if key:
-        async with unit_of_work(request.app.state.runtime.sessions) as session:
-            identity = await KeyService(ApiKeyRepository(session)).authenticate(key.strip())
+        identity = await check_key(request, security, key)
         if identity is None:
             raise NotAuthenticated(
                 "the API key is not valid (unknown, mistyped or revoked); " + HOW_TO_GET_A_KEY
             )
-        return Principal(identity.scope, "key", identity.name)
-    return await session_principal(request, security)
+        principal = Principal(identity.scope, "key", identity.name, identity.key_id)
+    else:
+        principal = await session_principal(request)
+    if principal is not None and principal.key_id is not None:
+        await security.throttle.spend(principal.key_id, principal.key_name)
+    return principal
 
 
 PrincipalDep = Annotated[Principal | None, Depends(current_principal)]
@@ -192,8 +220,17 @@ class Access:
         return Principal(Scope.READ, "link")
 
 
-AUTH_ERRORS = responses(NotAuthenticated, ScopeTooSmall, CrossSiteRequest)
-LINK_ERRORS = responses(NotAuthenticated, ScopeTooSmall, LinkInvalid, LinkExpired)
+AUTH_ERRORS = responses(
+    NotAuthenticated, ScopeTooSmall, CrossSiteRequest, TooManyFailedAuthentications, RateLimited
+)
+LINK_ERRORS = responses(
+    NotAuthenticated,
+    ScopeTooSmall,
+    LinkInvalid,
+    LinkExpired,
+    TooManyFailedAuthentications,
+    RateLimited,
+)
 
 # On a router: each of its routes needs the scope of its method, unless it says otherwise.
 MethodAccess = Depends(Access(None))

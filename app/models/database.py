@@ -257,6 +257,9 @@ class ApiKey(Base):
 
     `prefix` is the key's visible start (`aoi_` + 8 characters), shown in listings so a
     person can tell which key is which, and used to find the row a presented key claims.
+    `key_check` is the first 8 hex digits (32 bits) of the key's SHA-256: a wrong key that
+    reuses a real prefix is refused by it in microseconds, before any scrypt (NULL for keys
+    made before it existed, which go straight to scrypt).
     """
 
     __tablename__ = "api_keys"
@@ -270,6 +273,30 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    key_check: Mapped[str | None] = mapped_column(String(8))
+
+
+class WebSession(Base):
+    """A web-UI session, opened by signing in with an API key.
+
+    The cookie carries a random token; only its SHA-256 is stored. A session is valid until
+    `expires_at` unless `ended_at` is set (signed out, or its key revoked); rows past
+    `expires_at` are deleted when someone signs in.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    token_sha256: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    key_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class IdempotencyKey(Base):

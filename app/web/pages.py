@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from app.api.security import (
     SESSION_COOKIE,
     SecurityContext,
+    check_key,
     get_security,
     own_origins,
     session_principal,
@@ -23,8 +24,8 @@ from app.config import Settings
 from app.errors import AgentError
 from app.services.database.session import unit_of_work
 from app.services.security.access import Principal, check_same_origin
-from app.services.security.keys import KeyService
-from app.services.security.repository import ApiKeyRepository
+from app.services.security.sessions import WebSessionService
+from app.services.security.throttle import TooManyFailedAuthentications
 from app.services.system.health import agent_version
 
 APP_DIR = Path(__file__).resolve().parents[1]
@@ -110,7 +111,7 @@ async def page_session(
     """
     if not security.required:
         return None
-    principal = await session_principal(request, security)
+    principal = await session_principal(request)
     if principal is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(target)
@@ -163,12 +164,19 @@ def build_router(settings: Settings) -> APIRouter:
         key: Annotated[str, Form(max_length=200)] = "",
         next: Annotated[str, Form(max_length=2000)] = "/",
     ) -> HTMLResponse:
-        """Check the key; on success set the session cookie and go to `next`."""
+        """Check the key (throttled per client address, as API keys are); on success open a
+        server-side session, set its cookie and go to `next`."""
         security: SecurityContext = get_security(request)
         if (refused := cross_site_refusal(request)) is not None:
             return refused
-        async with unit_of_work(request.app.state.runtime.sessions) as session:
-            identity = await KeyService(ApiKeyRepository(session)).authenticate(key.strip())
+        try:
+            identity = await check_key(request, security, key)
+        except TooManyFailedAuthentications as exc:
+            page = render(
+                request, "signin.html", "signin", 429, error=exc.detail, next_path=safe_next(next)
+            )
+            page.headers.update(exc.response_headers())
+            return page
         if identity is None:
             return render(
                 request,
@@ -179,10 +187,12 @@ def build_router(settings: Settings) -> APIRouter:
                 " key: aoi-agent keys create --name NAME --scope write",
                 next_path=safe_next(next),
             )
+        async with unit_of_work(request.app.state.runtime.sessions) as session:
+            token = await WebSessionService(session).open(identity.key_id, settings.session_ttl_s)
         response = RedirectResponse(safe_next(next), status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
-            security.sessions.issue(identity.key_id),
+            token,
             max_age=settings.session_ttl_s,
             httponly=True,
             samesite="strict",
@@ -194,9 +204,13 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.post("/signout")
     async def signout(request: Request) -> HTMLResponse:
-        """End the web session (clears the cookie)."""
+        """End the web session: its record at once (a copy of the cookie no longer opens
+        anything) and the cookie."""
         if (refused := cross_site_refusal(request)) is not None:
             return refused
+        if token := request.cookies.get(SESSION_COOKIE):
+            async with unit_of_work(request.app.state.runtime.sessions) as session:
+                await WebSessionService(session).end(token)
         response = RedirectResponse("/signin", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response  # type: ignore[return-value]

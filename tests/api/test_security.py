@@ -4,6 +4,7 @@ an agent that requires keys (AUTH_MODE=required), over real HTTP and real Postgr
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 import time
@@ -21,7 +22,14 @@ from app.main import create_app
 from app.services.model_service.reference import ReferenceService
 from app.services.security.signing import LinkSigner, load_secret
 from tests.conftest import agent_settings
-from tests.support import AgentServer, create_api_key, db_rows, make_image, serve_agent
+from tests.support import (
+    AgentServer,
+    create_api_key,
+    db_execute,
+    db_rows,
+    make_image,
+    serve_agent,
+)
 
 OPEN = "open"
 
@@ -327,6 +335,84 @@ def test_pages_ask_to_sign_in_and_a_session_opens_them(
         out = browser.post("/signout", headers={"Origin": secured.url})
         assert out.status_code == 303
         assert browser.get("/dashboard").status_code == 303
+
+
+def _session_cookie(agent: AgentServer, key: str) -> str:
+    """The `aoi_session` cookie value the sign-in form gives for `key`."""
+    response = httpx2.post(
+        agent.url + "/signin", data={"key": key, "next": "/"}, headers={"Origin": agent.url}
+    )
+    assert response.status_code == 303, response.text
+    return response.cookies["aoi_session"]
+
+
+def _with_cookie(agent: AgentServer, cookie: str, path: str) -> httpx2.Response:
+    """GET `path` with the session cookie `cookie`, as a copy of it in another browser."""
+    with httpx2.Client(base_url=agent.url, cookies={"aoi_session": cookie}) as c:
+        return c.get(path)
+
+
+def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(
+    secured: AgentServer, keys: dict[str, str]
+) -> None:
+    database = secured.settings.database_url or ""
+    with _signed_in(secured, keys["read"]) as browser:
+        copied = browser.cookies["aoi_session"]
+        assert _with_cookie(secured, copied, "/api/images").status_code == 200
+        # Only the token's SHA-256 is stored, never the token.
+        stored = db_rows(
+            database,
+            "SELECT encode(token_sha256, 'hex'), ended_at FROM web_sessions"
+            " WHERE token_sha256 = sha256(convert_to(%s, 'UTF8'))",
+            copied,
+        )
+        assert stored == [(hashlib.sha256(copied.encode()).hexdigest(), None)]
+        assert browser.post("/signout", headers={"Origin": secured.url}).status_code == 303
+    refused = _with_cookie(secured, copied, "/api/images")
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "not_authenticated"
+    page = _with_cookie(secured, copied, "/dashboard")
+    assert page.status_code == 303
+    assert page.headers["location"] == "/signin?next=/dashboard"
+    ((ended,),) = db_rows(
+        database,
+        "SELECT ended_at FROM web_sessions WHERE token_sha256 = sha256(convert_to(%s, 'UTF8'))",
+        copied,
+    )
+    assert ended is not None
+
+
+def test_revoking_a_key_ends_its_sessions_at_once(
+    secured: AgentServer, keys: dict[str, str]
+) -> None:
+    made = _request(
+        secured, "POST", "/api/keys", keys["admin"], json={"name": "tablet", "scope": "read"}
+    )
+    assert made.status_code == 201
+    cookies = [_session_cookie(secured, made.json()["key"]) for _ in range(2)]
+    other = _session_cookie(secured, keys["read"])
+    assert all(_with_cookie(secured, c, "/api/images").status_code == 200 for c in cookies)
+    assert _request(secured, "DELETE", "/api/keys/tablet", keys["admin"]).status_code == 200
+    assert [_with_cookie(secured, c, "/api/images").status_code for c in cookies] == [401, 401]
+    assert _with_cookie(secured, other, "/api/images").status_code == 200
+
+
+def test_expired_sessions_are_refused_and_deleted_at_the_next_sign_in(
+    secured: AgentServer, keys: dict[str, str]
+) -> None:
+    database = secured.settings.database_url or ""
+    old = _session_cookie(secured, keys["read"])
+    db_execute(
+        database,
+        "UPDATE web_sessions SET expires_at = now() - interval '1 second'"
+        " WHERE token_sha256 = sha256(convert_to(%s, 'UTF8'))",
+        old,
+    )
+    assert _with_cookie(secured, old, "/api/images").status_code == 401
+    _session_cookie(secured, keys["read"])
+    assert db_rows(database, "SELECT count(*) FROM web_sessions WHERE expires_at <= now()") == [
+        (0,)
+    ]
 
 
 def test_sign_in_refuses_to_redirect_elsewhere(secured: AgentServer, keys: dict[str, str]) -> None:

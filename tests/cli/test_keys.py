@@ -15,7 +15,16 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.config import Settings
 from app.launcher import auth_notice
-from tests.support import REPO_ROOT, AgentServer, create_database, db_rows, drop_database
+from app.services.model_service.reference import ReferenceService
+from tests.conftest import agent_settings
+from tests.support import (
+    REPO_ROOT,
+    AgentServer,
+    create_database,
+    db_rows,
+    drop_database,
+    serve_agent,
+)
 
 
 def _keys(env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -59,6 +68,38 @@ def test_create_list_revoke_against_the_agents_database(
     assert "no key named 'nobody'" in output
 
 
+def test_revoke_ends_the_keys_web_sessions_at_once(
+    database_url: str, reference_service: ReferenceService, tmp_path: Path
+) -> None:
+    """A browser signed in with a key is signed out by `aoi-agent keys revoke` at its next
+    request, while the agent keeps running; another key's session stays open."""
+    env = {"DATABASE_URL": database_url, "DATA_DIR": str(tmp_path)}
+    made = {}
+    for name in ("tablet-3", "tablet-4"):
+        code, output = _keys(env, "create", "--name", name, "--scope", "read")
+        assert code == 0, output
+        made[name] = output.strip().splitlines()[-1]
+    settings = agent_settings(tmp_path, database_url, reference_service.url, auth_mode="required")
+    with serve_agent(settings) as agent:
+        browsers = {name: httpx2.Client(base_url=agent.url) for name in made}
+        try:
+            for name, browser in browsers.items():
+                signin = browser.post(
+                    "/signin", data={"key": made[name]}, headers={"Origin": agent.url}
+                )
+                assert signin.status_code == 303
+                assert browser.get("/api/images").status_code == 200
+            code, output = _keys(env, "revoke", "tablet-3")
+            assert code == 0, output
+            assert "web sessions are ended" in output
+            assert browsers["tablet-3"].get("/api/images").status_code == 401
+            assert browsers["tablet-3"].get("/history").headers["location"].startswith("/signin")
+            assert browsers["tablet-4"].get("/api/images").status_code == 200
+        finally:
+            for browser in browsers.values():
+                browser.close()
+
+
 def _keys_process(env: dict[str, str], *args: str) -> tuple[int, str]:
     """`aoi-agent keys ...` in a process of its own, as an operator would run it."""
     result = subprocess.run(
@@ -97,8 +138,6 @@ def test_keys_with_the_embedded_database_while_the_agent_uses_it(tmp_path: Path)
     like `run.py`; a key it makes opens the API of an agent on that same database."""
     from app.launcher import prepared_database
     from app.services.model_service.reference import start_reference_service
-    from tests.conftest import agent_settings
-    from tests.support import serve_agent
 
     env = {"DATA_DIR": str(tmp_path), "DATABASE_URL": ""}
     code, output = _keys_process(env, "create", "--name", "first", "--scope", "admin")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx2
 import pytest
 from playwright.sync_api import expect
 
@@ -40,6 +41,9 @@ def test_sign_in_refuses_a_wrong_key_then_signs_in_and_out(
     expect(page).to_have_url(agent.url + "/signin")
     page.goto(agent.url + "/dashboard")
     expect(page).to_have_url(agent.url + "/signin?next=/dashboard")
+    # A copy of the cookie taken before signing out opens nothing any more.
+    copied = httpx2.get(agent.url + "/api/images", cookies={"aoi_session": cookie["value"]})
+    assert copied.status_code == 401
 
 
 def test_swagger_ui_renders_under_the_policy(

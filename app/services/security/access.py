@@ -43,12 +43,14 @@ class Principal:
     """Who is asking and how they proved it.
 
     `via`: `open` (auth off), `key` (a header), `session` (the web UI's cookie) or `link`
-    (a signed download link, read-only and for its one resource).
+    (a signed download link, read-only and for its one resource). `key_id`: the row id of
+    the key (of a key or a session), which request quotas count by.
     """
 
     scope: Scope
     via: Literal["open", "key", "session", "link"]
     key_name: str | None = None
+    key_id: int | None = None
 
 
 OPEN = Principal(Scope.ADMIN, "open")

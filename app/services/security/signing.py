@@ -1,7 +1,8 @@
-"""Signed, expiring download links and web-session tokens (itsdangerous, HMAC-SHA256).
+"""Signed, expiring download links (itsdangerous, HMAC-SHA256).
 
 The secret comes from SECRET_KEY, or else from `DATA_DIR/secret_key`, made on first use,
-so links and sessions survive a restart and every process of one agent agrees.
+so links survive a restart and every process of one agent agrees. (Web sessions are
+records in the database: `app/services/security/sessions.py`.)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from itsdangerous import BadSignature, Signer, URLSafeTimedSerializer
+from itsdangerous import Signer
 
 from app.errors import AgentError
 
@@ -91,24 +92,3 @@ class LinkSigner:
                 f"this download link expired at {when}; ask the API again (e.g. GET"
                 " /api/images/{id}) for a fresh link, or send an API key"
             )
-
-
-class SessionTokens:
-    """Web-session cookie values: the key's row id, signed and timestamped."""
-
-    def __init__(self, secret: bytes, max_age_s: int) -> None:
-        self._serializer = URLSafeTimedSerializer(secret, salt="aoi-web-session")
-        self.max_age_s = max_age_s
-
-    def issue(self, key_id: int) -> str:
-        """A token naming `key_id`."""
-        return self._serializer.dumps({"key": key_id})
-
-    def read(self, token: str) -> int | None:
-        """The key id of a valid, unexpired token, else None."""
-        try:
-            data = self._serializer.loads(token, max_age=self.max_age_s)
-        except BadSignature:
-            return None
-        key = data.get("key") if isinstance(data, dict) else None
-        return key if isinstance(key, int) else None

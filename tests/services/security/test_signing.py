@@ -1,4 +1,4 @@
-"""Signed download links and session tokens (no database needed)."""
+"""Signed download links (no database needed)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from app.services.security.signing import (
     LinkExpired,
     LinkInvalid,
     LinkSigner,
-    SessionTokens,
     load_secret,
 )
 
@@ -68,12 +67,3 @@ def test_secret_file_is_made_once_and_kept(tmp_path: Path) -> None:
     assert len(first) == 64
     assert load_secret(None, tmp_path) == first
     assert load_secret("configured", tmp_path) == b"configured"
-
-
-def test_session_tokens_name_their_key_and_expire() -> None:
-    tokens = SessionTokens(b"s" * 32, max_age_s=60)
-    token = tokens.issue(42)
-    assert tokens.read(token) == 42
-    assert tokens.read(token + "x") is None
-    assert SessionTokens(b"t" * 32, max_age_s=60).read(token) is None
-    assert SessionTokens(b"s" * 32, max_age_s=-1).read(token) is None
