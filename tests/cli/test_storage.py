@@ -164,4 +164,5 @@ def test_migrate_to_a_missing_bucket_is_one_error_line(
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: ")
-    assert "'no-such-bucket-4711'" in line and "does not exist" in line
+    assert "'no-such-bucket-4711'" in line
+    assert "does not exist" in line
