@@ -56,10 +56,11 @@ _SHIFT_STEP_PX = (37, 23)  # rows, columns
 
 
 def board_variant(source: Path, number: int) -> bytes:
-    """Variant `number` (0 to 31) of a sample board, as JPEG bytes: turned or mirrored by
-    one of the square's eight symmetries (`number % 8`), then shifted down and right by
+    """Variant `number` (0 to 31) of a board image file, as JPEG bytes: turned or mirrored
+    by one of the square's eight symmetries (`number % 8`), then shifted down and right by
     `number // 8` times (37, 23) pixels with the board mirrored into the gap, so the image
-    stays a whole 640 x 640 board with its defects; number 0 is the file's own bytes.
+    stays a whole board of the same size with all its defects; number 0 is the file's own
+    bytes.
 
     Raises:
         ValueError: `number` is outside 0 to 31.
@@ -74,7 +75,8 @@ def board_variant(source: Path, number: int) -> bytes:
     pixels = np.asarray(board)
     rows, cols = (steps * step for step in _SHIFT_STEP_PX)
     height, width = pixels.shape[:2]
-    shifted = np.pad(pixels, ((rows, 0), (cols, 0)), mode="reflect")[:height, :width]
+    gap = ((rows, 0), (cols, 0), *[(0, 0)] * (pixels.ndim - 2))  # colour planes unpadded
+    shifted = np.pad(pixels, gap, mode="reflect")[:height, :width]
     buffer = io.BytesIO()
     PILImage.fromarray(shifted).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
@@ -84,9 +86,9 @@ def board_images(
     folder: Path, count: int = BOARD_COUNT, sources: list[Path] | None = None
 ) -> list[Path]:
     """`count` distinct real boards written to `folder`, for tests that upload more boards
-    than the six samples: the `sources` (default: `sample_images()`) themselves first (own
-    names and bytes), then their variants (`board_variant`), one source after the other so
-    that neighbours in the list are different boards; variant names are
+    than the six samples: the `sources` (JPEG files; default: `sample_images()`) themselves
+    first (own names and bytes), then their variants (`board_variant`), one source after
+    the other so that neighbours in the list are different boards; variant names are
     `v<index>_<source name>`.
 
     Returns:

@@ -1,7 +1,8 @@
-"""End-to-end review by keyboard only: three real DeepPCB boards of ten defects each are
-inspected through the API (reference model service), then a reviewer walks the queue in
-Chromium without touching the mouse — verdicts, undo, dispositions, next board — and the
-dashboard's review figures move accordingly."""
+"""End-to-end review by keyboard only: three DeepPCB boards of ten defects or more (a
+shipped sample and two turned copies of it) are inspected through the API (reference
+model service), then a reviewer walks the queue in Chromium without touching the mouse —
+verdicts, undo, dispositions, next board — and the dashboard's review figures move
+accordingly."""
 
 from __future__ import annotations
 
