@@ -1,6 +1,8 @@
 """Smoke test of the README's first command: start `python run.py` with the defaults,
-check health, upload one DeepPCB image at the PRD's path, download its overlay, check that
-a second `run.py` on the same port refuses with one `error:` line, stop with SIGTERM."""
+check health, upload the README's sample DeepPCB board (samples/) at the PRD's path,
+download its overlay, check that a second `run.py` on the same port refuses with one
+`error:` line, stop with SIGTERM
+and check that nothing it started still runs."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import httpx2
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGE = ROOT.parent / "shared/datasets/deeppcb/images/00041201.jpg"
+IMAGE = ROOT / "samples/deeppcb/images/00041201.jpg"  # the README's first upload
 PORT = "8765"
 
 
@@ -61,8 +63,9 @@ def main() -> int:
             return 1
         print(f"smoke: a second run.py on the same port says: {refusal[0]}")
         if not IMAGE.is_file():
-            print(f"smoke: {IMAGE} missing; upload skipped")
-            return stop(agent, data_dir)
+            print(f"smoke: {IMAGE} missing (the repository ships it)")
+            stop(agent, data_dir)
+            return 1
         with IMAGE.open("rb") as fh:
             upload = httpx2.post(f"{base}/upload", files={"image": (IMAGE.name, fh)}, timeout=60)
         upload.raise_for_status()

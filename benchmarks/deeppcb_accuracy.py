@@ -273,7 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if not (args.deeppcb / "images").is_dir():
-        parser.error(f"no DeepPCB images folder under {args.deeppcb}")
+        parser.error(
+            f"no DeepPCB images folder under {args.deeppcb} (the 150-pair test split;"
+            " set DEEPPCB_DIR or --deeppcb; --deeppcb samples/deeppcb scores the six samples)"
+        )
     overrides: dict[str, Any] = dict(item.split("=", 1) for item in args.set)
     overrides["engine"] = args.engine
     if args.engine == "template":

@@ -19,13 +19,12 @@ from app.services.database.embedded import start_embedded_postgres
 from app.services.database.migrations import upgrade_database
 from app.services.model_service.reference import ReferenceService, start_reference_service
 from tests.support import (
-    DEEPPCB_DIR,
     TEMPLATE_DB,
     AgentServer,
     S3Emulator,
     admin_connect,
+    board_images,
     create_database,
-    deeppcb_images,
     drop_database,
     serve_agent,
 )
@@ -113,12 +112,10 @@ def client(agent: AgentServer) -> Iterator[httpx2.Client]:
 
 
 @pytest.fixture(scope="session")
-def deeppcb() -> list[Path]:
-    """The DeepPCB tested images; skips when the data set is absent."""
-    images = deeppcb_images()
-    if not images:
-        pytest.skip(f"DeepPCB sample not found at {DEEPPCB_DIR} (set DEEPPCB_DIR)")
-    return images
+def deeppcb(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """150 distinct real boards: the six DeepPCB samples shipped in samples/deeppcb, then
+    flipped, turned and shifted copies of them (`tests.support.board_images`)."""
+    return board_images(tmp_path_factory.mktemp("boards"))
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import numpy as np
 import psycopg
 import uvicorn
 from PIL import Image as PILImage
@@ -34,16 +35,79 @@ from app.main import create_app
 from app.services.model_service.reference import free_loopback_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEEPPCB_DIR = Path(os.environ.get("DEEPPCB_DIR", REPO_ROOT.parent / "shared/datasets/deeppcb"))
+SAMPLES_DIR = REPO_ROOT / "samples" / "deeppcb"
+"""The real boards every test uses: six DeepPCB pairs shipped with the repository, in
+DeepPCB's layout (`images/`, `templates/`, `annotations/`; samples/deeppcb/README.md)."""
+BOARD_COUNT = 150
+"""How many distinct boards `board_images` makes: as many as the DeepPCB test split has."""
 # One per test run, so that several runs can share a server (CI, parallel worktrees).
 TEMPLATE_DB = f"aoi_test_template_{os.getpid()}"
 
 
-def deeppcb_images(count: int | None = None) -> list[Path]:
-    """DeepPCB tested images, sorted by name (empty when the data set is absent)."""
-    folder = DEEPPCB_DIR / "images"
-    images = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
-    return images[:count] if count else images
+def sample_images() -> list[Path]:
+    """The shipped DeepPCB tested images (640 x 640 greyscale JPEGs), sorted by name."""
+    return sorted((SAMPLES_DIR / "images").glob("*.jpg"))
+
+
+# The eight symmetries of the square (None: as scanned); with a shift, a sample makes
+# 8 x 4 distinct real-looking boards.
+_TURNS: tuple[PILImage.Transpose | None, ...] = (None, *PILImage.Transpose)
+_SHIFT_STEP_PX = (37, 23)  # rows, columns
+
+
+def board_variant(source: Path, number: int) -> bytes:
+    """Variant `number` (0 to 31) of a board image file, as JPEG bytes: turned or mirrored
+    by one of the square's eight symmetries (`number % 8`), then shifted down and right by
+    `number // 8` times (37, 23) pixels with the board mirrored into the gap, so the image
+    stays a whole board of the same size with all its defects; number 0 is the file's own
+    bytes.
+
+    Raises:
+        ValueError: `number` is outside 0 to 31.
+    """
+    if not 0 <= number < 4 * len(_TURNS):
+        raise ValueError(f"variant {number} of {source.name}: 0 to {4 * len(_TURNS) - 1}")
+    if number == 0:
+        return source.read_bytes()
+    turn, steps = _TURNS[number % len(_TURNS)], number // len(_TURNS)
+    with PILImage.open(source) as img:
+        board = img.transpose(turn) if turn is not None else img.copy()
+    pixels = np.asarray(board)
+    rows, cols = (steps * step for step in _SHIFT_STEP_PX)
+    height, width = pixels.shape[:2]
+    gap = ((rows, 0), (cols, 0), *[(0, 0)] * (pixels.ndim - 2))  # colour planes unpadded
+    shifted = np.pad(pixels, gap, mode="reflect")[:height, :width]
+    buffer = io.BytesIO()
+    PILImage.fromarray(shifted).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def board_images(
+    folder: Path, count: int = BOARD_COUNT, sources: list[Path] | None = None
+) -> list[Path]:
+    """`count` distinct real boards written to `folder`, for tests that upload more boards
+    than the six samples: the `sources` (JPEG files; default: `sample_images()`) themselves
+    first (own names and bytes), then their variants (`board_variant`), one source after
+    the other so that neighbours in the list are different boards; variant names are
+    `v<index>_<source name>`.
+
+    Returns:
+        The paths, in that order; no two files have the same bytes.
+
+    Raises:
+        ValueError: more boards asked for than 32 variants of each sample make.
+    """
+    samples = sources or sample_images()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for index in range(count):
+        number, source = divmod(index, len(samples))
+        sample = samples[source]
+        path = folder / (sample.name if number == 0 else f"v{index:03d}_{sample.name}")
+        path.write_bytes(board_variant(sample, number))
+        paths.append(path)
+    assert len({p.read_bytes() for p in paths}) == len(paths), "two boards have the same bytes"
+    return paths
 
 
 def database_url(server_url: str, name: str) -> str:

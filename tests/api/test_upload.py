@@ -119,7 +119,8 @@ def test_bad_images_get_a_clear_4xx_and_nothing_is_stored(
     phrase: str,
 ) -> None:
     if name == "half.jpg":
-        content = deeppcb[2].read_bytes()[:20_000]
+        whole = deeppcb[2].read_bytes()
+        content = whole[: len(whole) // 2]
     elif name == "huge.png":
         buffer = io.BytesIO()
         PILImage.new("1", (20_000, 10_000)).save(buffer, "PNG")

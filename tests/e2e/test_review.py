@@ -1,7 +1,8 @@
-"""End-to-end review by keyboard only: three real DeepPCB boards of ten defects each are
-inspected through the API (reference model service), then a reviewer walks the queue in
-Chromium without touching the mouse — verdicts, undo, dispositions, next board — and the
-dashboard's review figures move accordingly."""
+"""End-to-end review by keyboard only: three DeepPCB boards of ten defects or more (a
+shipped sample and two turned copies of it) are inspected through the API (reference
+model service), then a reviewer walks the queue in Chromium without touching the mouse —
+verdicts, undo, dispositions, next board — and the dashboard's review figures move
+accordingly."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from tests.support import AgentServer, db_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.deeppcb]
 
-# DeepPCB test boards on which the reference service finds ten defects each.
-TEN_DEFECT_BOARDS = (25, 27, 37)
+# Sample 90100013 and two turned copies of it (tests.support.board_images), on which the
+# reference service finds at least ten defects each (19).
+TEN_DEFECT_BOARDS = (5, 11, 17)
 
 
 @pytest.fixture(scope="module")

@@ -17,24 +17,17 @@ from typing import Any
 
 import pytest
 
+from tests.support import SAMPLES_DIR
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_PREFIX = "reference model service listening on "
 START_TIMEOUT_S = 30.0
 
 
-def deeppcb_dir() -> Path:
-    """DeepPCB sample folder: ``$DEEPPCB_DIR`` or ``../shared/datasets/deeppcb`` beside the repo."""
-    env = os.environ.get("DEEPPCB_DIR")
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "datasets" / "deeppcb"
-
-
 @pytest.fixture(scope="session")
 def deeppcb() -> Path:
-    """The DeepPCB sample folder; skips the test when it is absent."""
-    folder = deeppcb_dir()
-    if not (folder / "images").is_dir() or not (folder / "annotations").is_dir():
-        pytest.skip(f"DeepPCB sample not found at {folder} (set DEEPPCB_DIR to its folder)")
-    return folder
+    """The six DeepPCB pairs shipped in samples/deeppcb (images, templates, annotations)."""
+    return SAMPLES_DIR
 
 
 def _start_service(log_path: Path, extra_env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:

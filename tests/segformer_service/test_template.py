@@ -19,6 +19,7 @@ from scipy import ndimage as ndi
 from segformer_service.config import ServiceSettings
 from segformer_service.engines import TemplateEngine, create_engine
 from segformer_service.engines.template import dilate, load_templates, square_max
+from tests.support import board_images
 
 WHITE, BLACK = 255, 0
 OPEN, SHORT, MOUSEBITE, SPUR, SPURIOUS, PIN_HOLE = 1, 2, 3, 4, 5, 6
@@ -144,10 +145,12 @@ def test_missing_or_empty_templates_folder_is_a_clear_error(tmp_path: Path) -> N
         load_templates(tmp_path, 8)
 
 
-def test_deeppcb_pairs_are_matched_and_defects_found(deeppcb: Path) -> None:
-    """Five real pairs: each image finds its own template among all 150 and its defects."""
-    engine = _engine(deeppcb / "templates")
-    for path in sorted((deeppcb / "images").glob("*.jpg"))[::30]:
+def test_deeppcb_pairs_are_matched_and_defects_found(deeppcb: Path, tmp_path: Path) -> None:
+    """The six real pairs: each image finds its own template among 150 (the six golden
+    boards and 144 turned, mirrored and shifted copies of them) and its defects."""
+    board_images(tmp_path, sources=sorted((deeppcb / "templates").glob("*.jpg")))
+    engine = _engine(tmp_path)
+    for path in sorted((deeppcb / "images").glob("*.jpg")):
         with Image.open(path) as img:
             pixels = np.asarray(img.convert("L"))
         result = engine.segment_with_provenance(pixels)
