@@ -1,8 +1,7 @@
 """Smoke test of the README's first command: start `python run.py` with the defaults,
 check health, upload the README's sample DeepPCB board (samples/) at the PRD's path,
 download its overlay, check that a second `run.py` on the same port refuses with one
-`error:` line, stop with SIGTERM
-and check that nothing it started still runs."""
+`error:` line, stop with SIGTERM and check that nothing it started still runs."""
 
 from __future__ import annotations
 
