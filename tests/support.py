@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.api.http_protocol import protocol_class
+from app.api.http_protocol import AgentServerConfig, RequestLimits
 from app.config import Settings
 from app.main import create_app
 from app.services.model_service.reference import free_loopback_port
@@ -101,9 +101,9 @@ class AgentServer:
         self.url = f"http://127.0.0.1:{self.settings.port}"
         self.api_key: str | None = None  # a key for tests of an agent that requires keys
         self._server = uvicorn.Server(
-            uvicorn.Config(
+            AgentServerConfig(
                 create_app(self.settings),
-                http=protocol_class(),
+                RequestLimits.from_settings(self.settings),
                 host="127.0.0.1",
                 port=self.settings.port,
                 log_config=None,
