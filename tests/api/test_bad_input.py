@@ -140,6 +140,28 @@ def raw_multipart(body: bytes, boundary: str = "XyZ") -> dict[str, Any]:
     }
 
 
+def framed(boundary: bytes, *parts: bytes, close: bool = True) -> dict[str, Any]:
+    """A multipart body with `boundary` (sent as is, quoted) around `parts` (each a part's
+    header lines and content), closed with `--boundary--` unless `close` is False."""
+    body = b"".join(b"--" + boundary + b"\r\n" + part + b"\r\n" for part in parts)
+    if close:
+        body += b"--" + boundary + b"--\r\n"
+    header = b'multipart/form-data; boundary="' + boundary + b'"'
+    return {"content": body, "headers": {"content-type": header.decode("latin-1")}}
+
+
+def image_part(field_name: str = "image", *extra_headers: bytes) -> bytes:
+    """One well-formed image part (with `extra_headers` lines before its blank line)."""
+    head = b'Content-Disposition: form-data; name="%s"; filename="a.png"\r\n' % (
+        field_name.encode()
+    )
+    return head + b"".join(h + b"\r\n" for h in extra_headers) + b"\r\n" + make_image()
+
+
+def text_part(name: str) -> bytes:
+    return b'Content-Disposition: form-data; name="%s"\r\n\r\nvalue' % name.encode()
+
+
 CASES = [
     # -- ids in the path: NUL bytes, injection, traversal, wrong shape -------------------
     Case("image-id-nul", "GET", f"/api/images/{NUL}", 422, "invalid_request"),
@@ -607,6 +629,101 @@ CASES = [
         400,
         "bad_request",
         {"content": b"x", "headers": {"content-type": "multipart/form-data"}},
+    ),
+    # -- multipart framing: every malformed shape is a 400, never a 500 --------------------
+    Case(
+        "upload-boundary-71-chars",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"b" * 71, image_part()),
+        detail_has="RFC 2046",
+    ),
+    Case(
+        "upload-boundary-300-chars",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"x" * 300, image_part()),
+    ),
+    Case(
+        "batch-boundary-4000-chars",
+        "POST",
+        "/api/upload/batch",
+        400,
+        "bad_request",
+        framed(b"-" * 4000, image_part("images")),
+    ),
+    Case(
+        "upload-boundary-illegal-characters",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"a<b>{c}[d]", image_part()),
+    ),
+    Case(
+        "upload-boundary-ends-in-space",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"abc ", image_part()),
+    ),
+    Case(
+        "upload-boundary-empty",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"", image_part()),
+    ),
+    Case(
+        "upload-no-closing-boundary",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        {
+            "content": framed(b"XyZ", image_part(), close=False)["content"] + b"--XyZ\r\n",
+            "headers": {"content-type": "multipart/form-data; boundary=XyZ"},
+        },
+        detail_has="closing boundary",
+    ),
+    Case(
+        "batch-no-closing-boundary",
+        "POST",
+        "/api/upload/batch",
+        400,
+        "bad_request",
+        framed(b"XyZ", image_part("images"), image_part("images"), close=False),
+    ),
+    Case(
+        "upload-part-header-line-too-long",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"XyZ", image_part("image", b"X-Pad: " + b"a" * 5000)),
+    ),
+    Case(
+        "upload-part-with-many-headers",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"XyZ", image_part("image", *(b"X-H%d: v" % i for i in range(20)))),
+    ),
+    Case(
+        "batch-too-many-parts",
+        "POST",
+        "/api/upload/batch",
+        400,
+        "bad_request",
+        framed(b"XyZ", *(text_part(f"f{i}") for i in range(150)), image_part("images")),
+        detail_has="parts",
     ),
     Case(
         "batch-all-bad",
