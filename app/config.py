@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     request_head_max_kb: float = Field(default=64, ge=1, le=1024)
     request_min_rate_kb_s: float = Field(default=16, gt=0)
     request_grace_s: float = Field(default=30.0, gt=0)
+    # The largest body of any request but an upload (JSON, forms), KB (413 beyond).
+    max_request_body_kb: float = Field(default=1024, ge=1)
 
     # Queue: images of batches processed at once by one in-process worker.
     run_worker_in_process: bool = True

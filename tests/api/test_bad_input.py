@@ -371,6 +371,40 @@ CASES = [
         {"json": {"verdict": "real"}, "headers": WHO},
     ),
     Case(
+        "verdict-body-over-max-request-body",
+        "PUT",
+        "/api/regions/1/verdict",
+        413,
+        "request_too_large",
+        {
+            "content": b'{"verdict": "real", "note": "' + b"a" * (2 * 1024 * 1024) + b'"}',
+            "headers": {**WHO, "content-type": "application/json"},
+        },
+        detail_has="MAX_REQUEST_BODY_KB",
+    ),
+    Case(
+        "verdict-body-chunked-over-max-request-body",
+        "PUT",
+        "/api/regions/1/verdict",
+        413,
+        "request_too_large",
+        {
+            "content": iter([b'{"verdict": "real", "note": "'] + [b"a" * 65536] * 32 + [b'"}']),
+            "headers": {**WHO, "content-type": "application/json"},
+        },
+    ),
+    Case(
+        "verdict-body-nested-100000-deep",
+        "PUT",
+        "/api/regions/1/verdict",
+        400,
+        "http_error",
+        {
+            "content": b"[" * 100_000 + b"]" * 100_000,
+            "headers": {**WHO, "content-type": "application/json"},
+        },
+    ),
+    Case(
         "verdict-value-unknown",
         "PUT",
         "/api/regions/1/verdict",
