@@ -9,6 +9,7 @@ import inspect
 import io
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -127,6 +128,18 @@ class AgentServer:
         """Stop serving and wait for the lifespan to finish."""
         self._server.should_exit = True
         self._thread.join(timeout=30)
+
+
+def raw_exchange(port: int, request: bytes, host: str = "127.0.0.1") -> tuple[bytes, bytes]:
+    """Send `request` as raw bytes on a new connection and read until the server closes;
+    returns (head, body) of the answer."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
 
 
 @contextlib.contextmanager

@@ -9,10 +9,13 @@ before and after).
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import logging
+import socket
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +26,10 @@ import pytest
 from PIL import Image as PILImage
 
 from app.services.history.queries import QueryService
+from app.services.model_service.reference import ReferenceService
 from app.utils.logging import configure_logging
-from tests.support import AgentServer, db_rows, make_image
+from tests.conftest import agent_settings
+from tests.support import AgentServer, db_rows, make_image, raw_exchange, serve_agent
 
 TABLES = (
     "images",
@@ -904,17 +909,7 @@ def test_an_unexpected_error_is_json_500_with_its_traceback_in_error_log(
 
 def _raw_exchange(agent: AgentServer, request: bytes) -> tuple[bytes, bytes]:
     """Send `request` as raw bytes on a new connection; (head, body) of the answer."""
-    import socket
-    from urllib.parse import urlsplit
-
-    address = urlsplit(agent.url)
-    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return head, body
+    return raw_exchange(agent.settings.port, request)
 
 
 @pytest.mark.parametrize(
@@ -923,8 +918,16 @@ def _raw_exchange(agent: AgentServer, request: bytes) -> tuple[bytes, bytes]:
         b"GET /api/health HTTP/1.1\r\nHost: agent\r\nX-Line: scan\x01007\r\n\r\n",
         b"THIS IS NOT HTTP\r\n\r\n",
         b"POST /api/upload HTTP/1.1\r\nHost: agent\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /api/health HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"POST /api/upload HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 0\r\n\r\n",
     ],
-    ids=["control-character-in-header", "garbage-request-line", "broken-chunked-body"],
+    ids=[
+        "control-character-in-header",
+        "garbage-request-line",
+        "broken-chunked-body",
+        "http-1-1-without-host",
+        "two-hosts",
+    ],
 )
 def test_a_request_the_server_cannot_parse_gets_a_json_400(
     agent: AgentServer, request_bytes: bytes
@@ -937,3 +940,60 @@ def test_a_request_the_server_cannot_parse_gets_a_json_400(
     error = json.loads(body)
     assert error["error"] == "bad_request"
     assert "send it again" in error["detail"]
+
+
+def test_a_request_head_over_the_bound_gets_a_json_431(agent: AgentServer) -> None:
+    """REQUEST_HEAD_MAX_KB (64 KB by default) bounds the request line and headers."""
+    cookie = b"Cookie: " + b"a" * 70_000 + b"\r\n"
+    head, body = _raw_exchange(agent, b"GET /api/health HTTP/1.1\r\nHost: a\r\n" + cookie + b"\r\n")
+    assert head.startswith(b"HTTP/1.1 431"), head
+    assert json.loads(body)["error"] == "request_header_too_large"
+    within, _ = _raw_exchange(
+        agent,
+        b"GET /api/health/live HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+        + b"Cookie: "
+        + b"a" * 60_000
+        + b"\r\n\r\n",
+    )
+    assert within.startswith(b"HTTP/1.1 200"), within
+
+
+def test_an_upload_trickled_at_1_byte_per_second_gets_a_json_408(
+    tmp_path: Path, database_url: str, reference_service: ReferenceService
+) -> None:
+    """The agent itself, with REQUEST_GRACE_S=1 and REQUEST_MIN_RATE_KB_S=1: an upload
+    whose body comes at 1 byte/s (never idle for UPLOAD_IDLE_TIMEOUT_S) is answered 408
+    within seconds, and nothing of it is kept."""
+    settings = agent_settings(
+        tmp_path / "data",
+        database_url,
+        reference_service.url,
+        request_grace_s=1,
+        request_min_rate_kb_s=1,
+    )
+    with serve_agent(settings) as slow_agent:
+        before = _snapshot(slow_agent)
+        began = time.monotonic()
+        with socket.create_connection(("127.0.0.1", slow_agent.settings.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /api/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n"
+                b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n--XyZ\r\n"
+            )
+            answer = b""
+            sock.settimeout(1)
+            while time.monotonic() - began < 10:
+                try:
+                    piece = sock.recv(65536)
+                except TimeoutError:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(b"C")
+                    continue
+                if not piece:
+                    break
+                answer += piece
+        took_s = time.monotonic() - began
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert json.loads(body)["error"] == "request_timeout"
+        assert took_s < 5
+        assert _snapshot(slow_agent) == before

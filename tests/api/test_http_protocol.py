@@ -25,6 +25,7 @@ from app.api.http_protocol import (
 )
 from app.config import Settings
 from app.services.model_service.reference import free_loopback_port
+from tests.support import raw_exchange
 
 # Short bounds, so that the tests of the rate take seconds.
 LIMITS = RequestLimits(max_head_bytes=16 * 1024, min_rate_bytes_per_s=1024, grace_s=1.0)
@@ -85,17 +86,6 @@ def server_port(request: pytest.FixtureRequest) -> Iterator[int]:
         yield port
 
 
-def _exchange(port: int, request_bytes: bytes) -> tuple[bytes, bytes]:
-    """Send `request_bytes`, read until the agent closes; returns (head, body)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request_bytes)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return head, body
-
-
 def _assert_json_error(head: bytes, body: bytes, status: int, error: str) -> dict:
     assert head.startswith(b"HTTP/1.1 %d" % status), head
     assert b"content-type: application/json" in head.lower()
@@ -128,7 +118,7 @@ def test_the_limits_are_the_settings() -> None:
     ids=["header-without-colon", "garbage-request-line", "nul-in-header", "length-10e30"],
 )
 def test_an_unparsable_request_gets_the_json_400(server_port: int, request_bytes: bytes) -> None:
-    head, body = _exchange(server_port, request_bytes)
+    head, body = raw_exchange(server_port, request_bytes)
     _assert_json_error(head, body, 400, "bad_request")
 
 
@@ -146,13 +136,13 @@ def test_an_http_1_1_request_without_one_host_gets_the_json_400(
 ) -> None:
     """RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1 request without a
     Host header, or with more than one."""
-    head, body = _exchange(server_port, request_bytes)
+    head, body = raw_exchange(server_port, request_bytes)
     error = _assert_json_error(head, body, 400, "bad_request")
     assert "Host" in error["detail"]
 
 
 def test_an_http_1_0_request_needs_no_host(server_port: int) -> None:
-    head, body = _exchange(server_port, b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc")
+    head, body = raw_exchange(server_port, b"POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc")
     assert head.startswith(b"HTTP/1.1 200"), head
     assert body == b"3"
 
@@ -212,7 +202,7 @@ def test_a_head_over_the_bound_is_answered_431_before_it_is_read_whole(
 
 def test_a_request_within_the_head_bound_is_served(server_port: int) -> None:
     headers = b"".join(b"X-Line-%d: %s\r\n" % (i, b"v" * 100) for i in range(100))  # ~11 KB
-    head, body = _exchange(
+    head, body = raw_exchange(
         server_port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n" + headers + b"\r\n"
     )
     assert head.startswith(b"HTTP/1.1 200"), head
@@ -300,6 +290,8 @@ def test_time_the_application_is_not_reading_is_not_the_clients(protocol: type) 
 
 
 def test_a_good_request_is_served_as_before(server_port: int) -> None:
-    head, body = _exchange(server_port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    head, body = raw_exchange(
+        server_port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
     assert head.startswith(b"HTTP/1.1 200")
     assert body == b"0"
