@@ -10,7 +10,8 @@ the agent's JSON error for every answer uvicorn would write itself.
   `grace_s + bytes_received / min_rate_bytes_per_s` seconds of the time the agent was
   reading (Apache's mod_reqtimeout rule, "MinRate": each byte received buys the client
   more time). Time the agent itself is not reading (the application is busy with the
-  bytes it has, uvicorn paused reading) does not count. A request too slow is answered
+  bytes it has, uvicorn paused reading; or the client waits for the `100 Continue` it
+  asked for) does not count. A request too slow is answered
   408 (or, once its answer has begun, its connection is closed); a connection that sends
   nothing at all for `grace_s` is closed without an answer.
 """
@@ -211,7 +212,7 @@ class RequestGuard:
         if not self._reading or self.transport.is_closing():
             return
         now = self.loop.time()
-        if not self.flow.read_paused:  # the agent was reading: the client's time
+        if not self._agent_holds_back():  # the agent was reading: the client's time
             self._waited_s += now - self._last_tick
         self._last_tick = now
         allowed_s = self._limits.grace_s + self._request_bytes / self._limits.min_rate_bytes_per_s
@@ -229,6 +230,15 @@ class RequestGuard:
             f" after a grace of {self._limits.grace_s:g} s (REQUEST_MIN_RATE_KB_S,"
             " REQUEST_GRACE_S); nothing was kept, send it again on a faster connection",
         )
+
+    def _agent_holds_back(self) -> bool:
+        """Whether the client waits for the agent: uvicorn paused reading (the application
+        is busy with what it has), or the client asked `Expect: 100-continue` and the
+        application has not yet asked for the body (RFC 9110 section 10.1.1)."""
+        if self.flow.read_paused:
+            return True
+        cycle = self.cycle if self._head_complete() else None
+        return bool(cycle is not None and cycle.waiting_for_100_continue)
 
     def _refuse(self, status: int, error: str, detail: str) -> None:
         """Answer `status` with the JSON error and close, or only close when this request's

@@ -289,6 +289,20 @@ def test_time_the_application_is_not_reading_is_not_the_clients(protocol: type) 
     assert answer.endswith(b"2097152")
 
 
+def test_a_client_waiting_for_100_continue_is_not_blamed(server_port: int) -> None:
+    """`Expect: 100-continue`: the client sends its body only once the application asks
+    for it (here after 3 s, three times the grace); that wait is the agent's."""
+    with socket.create_connection(("127.0.0.1", server_port), timeout=20) as sock:
+        sock.sendall(
+            b"POST /busy HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100")
+        sock.sendall(b"hello")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert answer.endswith(b"5")
+
+
 def test_a_good_request_is_served_as_before(server_port: int) -> None:
     head, body = raw_exchange(
         server_port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
