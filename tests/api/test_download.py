@@ -21,7 +21,7 @@ from app.services.history import export
 from app.services.model_service.reference import ReferenceService
 from app.services.storage import LocalStorage
 from tests.conftest import agent_settings
-from tests.support import AgentServer, serve_agent, wait_until
+from tests.support import AgentServer, S3Emulator, serve_agent, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -286,3 +286,37 @@ def test_a_store_gone_while_a_batch_zip_streams_breaks_the_transfer(
     assert len(received) < 16 * 1024 * 1024 + 1024 * 1024
     with pytest.raises(zipfile.BadZipFile):
         zipfile.ZipFile(io.BytesIO(received))
+
+
+def test_a_batch_zip_from_an_object_store_that_is_down_is_a_503(
+    tmp_path: Path,
+    database_url: str,
+    reference_service: ReferenceService,
+    deeppcb: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moto's S3 server (an emulator of the S3 API, not AWS) of this test alone, stopped
+    after the batch is stored: the ZIP is refused with a JSON 503 before any byte."""
+    emulator = S3Emulator(tmp_path / "moto.log").start()
+    try:
+        for name, value in emulator.env.items():
+            monkeypatch.setenv(name, value)
+        settings = agent_settings(
+            tmp_path / "data",
+            database_url,
+            reference_service.url,
+            storage_url=f"s3://{emulator.new_bucket()}/line-9",
+            s3_endpoint_url=emulator.url,
+            s3_timeout_s=3,
+        )
+        with serve_agent(settings) as agent:
+            batch_id = _inspected_batch(agent, deeppcb[44:45])
+            emulator.stop()
+            with httpx2.Client(base_url=agent.url, timeout=60) as client:
+                refused = client.get(f"/api/download/batch/{batch_id}")
+    finally:
+        emulator.stop()
+    assert refused.status_code == 503
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.json()["error"] == "storage_unavailable"
+    assert "object store" in refused.json()["detail"]
