@@ -183,29 +183,32 @@ class RequestGuard:
             self._timer = None
 
     def _guard_feed(self, data: bytes, feed: Any) -> None:
-        """Hand `data` to `feed` (the parser), never more than the head bound allows."""
+        """Hand `data` to `feed` (the parser), never more of a request's head than the
+        bound allows (in slices while a head is incomplete: a slice may also finish the
+        request and begin the next one, pipelined, whose count then starts afresh)."""
         if self._discarding:
             return
         self._request_begins()
         self._request_bytes += len(data)
-        if self._head_complete():
-            feed(data)
-            return
-        room = self._limits.max_head_bytes - self._head_bytes
-        head, rest = data[:room], data[room:]
-        self._head_bytes += len(head)
-        feed(head)
-        if not rest or self.transport.is_closing():
-            return
-        if not self._head_complete():
-            self._refuse(
-                431,
-                "request_header_too_large",
-                f"the request line and headers are longer than {self._limits.max_head_bytes}"
-                " bytes (REQUEST_HEAD_MAX_KB); send fewer or shorter headers",
-            )
-            return
-        feed(rest)
+        while data:
+            if self._head_complete():
+                feed(data)
+                return
+            room = self._limits.max_head_bytes - self._head_bytes
+            if room <= 0:
+                self._refuse(
+                    431,
+                    "request_header_too_large",
+                    "the request line and headers are longer than"
+                    f" {self._limits.max_head_bytes} bytes (REQUEST_HEAD_MAX_KB); send fewer"
+                    " or shorter headers",
+                )
+                return
+            piece, data = data[:room], data[room:]
+            self._head_bytes += len(piece)
+            feed(piece)
+            if self._discarding or self.transport.is_closing():
+                return
 
     def _tick(self) -> None:
         self._timer = None

@@ -209,6 +209,22 @@ def test_a_request_within_the_head_bound_is_served(server_port: int) -> None:
     assert body == b"0"
 
 
+def test_pipelined_requests_longer_together_than_the_head_bound_are_served(
+    server_port: int,
+) -> None:
+    """2,000 small requests in one write (54 KB, over the 16 KB head bound): each head is
+    counted on its own, every request is answered."""
+    one = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    last = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server_port), timeout=20) as sock:
+        sock.sendall(one * 1999 + last)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 200 OK") == 2000
+    assert b"HTTP/1.1 431" not in answer
+
+
 def _trickle(port: int, head: bytes, pace_s: float, limit_s: float) -> tuple[float, bytes]:
     """Send `head`, then one byte every `pace_s` seconds until the agent answers or
     `limit_s` passes; returns (seconds until the answer, the answer)."""
