@@ -142,6 +142,27 @@ def raw_exchange(port: int, request: bytes, host: str = "127.0.0.1") -> tuple[by
     return head, body
 
 
+def trickle(port: int, head: bytes, pace_s: float, limit_s: float) -> tuple[float, bytes]:
+    """Send `head`, then one byte every `pace_s` seconds until the server answers and
+    closes, or `limit_s` passes; returns (seconds until then, the answer)."""
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=limit_s) as sock:
+        sock.sendall(head)
+        sock.settimeout(pace_s)
+        answer = b""
+        while time.monotonic() - began < limit_s:
+            try:
+                piece = sock.recv(65536)
+            except TimeoutError:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"x")
+                continue
+            if not piece:
+                break
+            answer += piece
+    return time.monotonic() - began, answer
+
+
 @contextlib.contextmanager
 def serve_agent(settings: Settings) -> Iterator[AgentServer]:
     """Serve the agent for the duration of the block."""

@@ -9,13 +9,10 @@ before and after).
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import logging
-import socket
 import struct
-import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +26,14 @@ from app.services.history.queries import QueryService
 from app.services.model_service.reference import ReferenceService
 from app.utils.logging import configure_logging
 from tests.conftest import agent_settings
-from tests.support import AgentServer, db_rows, make_image, raw_exchange, serve_agent
+from tests.support import (
+    AgentServer,
+    db_rows,
+    make_image,
+    raw_exchange,
+    serve_agent,
+    trickle,
+)
 
 TABLES = (
     "images",
@@ -973,25 +977,13 @@ def test_an_upload_trickled_at_1_byte_per_second_gets_a_json_408(
     )
     with serve_agent(settings) as slow_agent:
         before = _snapshot(slow_agent)
-        began = time.monotonic()
-        with socket.create_connection(("127.0.0.1", slow_agent.settings.port), timeout=10) as sock:
-            sock.sendall(
-                b"POST /api/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n"
-                b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n--XyZ\r\n"
-            )
-            answer = b""
-            sock.settimeout(1)
-            while time.monotonic() - began < 10:
-                try:
-                    piece = sock.recv(65536)
-                except TimeoutError:
-                    with contextlib.suppress(OSError):
-                        sock.sendall(b"C")
-                    continue
-                if not piece:
-                    break
-                answer += piece
-        took_s = time.monotonic() - began
+        took_s, answer = trickle(
+            slow_agent.settings.port,
+            b"POST /api/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n"
+            b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n--XyZ\r\n",
+            pace_s=1.0,
+            limit_s=10,
+        )
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 408"), head
         assert json.loads(body)["error"] == "request_timeout"

@@ -25,7 +25,7 @@ from app.api.http_protocol import (
 )
 from app.config import Settings
 from app.services.model_service.reference import free_loopback_port
-from tests.support import raw_exchange
+from tests.support import raw_exchange, trickle
 
 # Short bounds, so that the tests of the rate take seconds.
 LIMITS = RequestLimits(max_head_bytes=16 * 1024, min_rate_bytes_per_s=1024, grace_s=1.0)
@@ -225,27 +225,6 @@ def test_pipelined_requests_longer_together_than_the_head_bound_are_served(
     assert b"HTTP/1.1 431" not in answer
 
 
-def _trickle(port: int, head: bytes, pace_s: float, limit_s: float) -> tuple[float, bytes]:
-    """Send `head`, then one byte every `pace_s` seconds until the agent answers or
-    `limit_s` passes; returns (seconds until the answer, the answer)."""
-    began = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port), timeout=limit_s) as sock:
-        sock.sendall(head)
-        sock.settimeout(pace_s)
-        answer = b""
-        while time.monotonic() - began < limit_s:
-            try:
-                piece = sock.recv(65536)
-            except TimeoutError:
-                with contextlib.suppress(OSError):
-                    sock.sendall(b"x")
-                continue
-            if not piece:
-                break
-            answer += piece
-    return time.monotonic() - began, answer
-
-
 @pytest.mark.parametrize(
     "head",
     [
@@ -260,7 +239,7 @@ def test_a_request_trickled_at_1_byte_per_second_is_answered_408(
 ) -> None:
     """With a grace of 1 s and 1 KB/s, a 1 byte/s request is answered 408 after about
     1 s (the idle timeout alone would never fire: a byte comes every second)."""
-    took_s, answer = _trickle(server_port, head, pace_s=1.0, limit_s=8)
+    took_s, answer = trickle(server_port, head, pace_s=1.0, limit_s=8)
     head_part, _, body = answer.partition(b"\r\n\r\n")
     error = _assert_json_error(head_part, body, 408, "request_timeout")
     assert "REQUEST_MIN_RATE_KB_S" in error["detail"]
