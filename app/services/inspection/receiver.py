@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import anyio
-from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
@@ -181,7 +180,7 @@ async def receive_files(
                 raise ImageTooLarge(_too_long_body_text(max_files, max_file_bytes))
             try:
                 parser.write(chunk)
-            except FormParserError as exc:
+            except ValueError as exc:  # python-multipart's FormParserError and its kin
                 raise BadUploadRequest(f"the multipart body is malformed: {exc}") from exc
             for kind, payload in events:
                 if kind == "part":
