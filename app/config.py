@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     min_free_disk_mb: float = Field(default=500, ge=0)
     # An upload whose body sends nothing for this long is answered 408, seconds.
     upload_idle_timeout_s: float = Field(default=30.0, gt=0)
+    # Every request (line, headers, body) must arrive at REQUEST_MIN_RATE_KB_S or faster
+    # after REQUEST_GRACE_S seconds, else 408; its line + headers may hold REQUEST_HEAD_MAX_KB
+    # (431 beyond). docs/security.md gives the arithmetic.
+    request_head_max_kb: float = Field(default=64, ge=1, le=1024)
+    request_min_rate_kb_s: float = Field(default=16, gt=0)
+    request_grace_s: float = Field(default=30.0, gt=0)
+    # The largest body of any request but an upload (JSON, forms), KB (413 beyond).
+    max_request_body_kb: float = Field(default=1024, ge=1)
 
     # Queue: images of batches processed at once by one in-process worker.
     run_worker_in_process: bool = True

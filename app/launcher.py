@@ -40,7 +40,7 @@ import uvicorn
 from pydantic import ValidationError
 from uvicorn.supervisors import Multiprocess
 
-from app.api.http_protocol import protocol_class
+from app.api.http_protocol import AgentServerConfig, RequestLimits
 from app.config import Settings
 from app.errors import StorageMisconfigured, StorageUnavailable
 from app.services.database.embedded import EmbeddedPostgresError, start_embedded_postgres
@@ -328,10 +328,10 @@ def serve_worker_processes(settings: Settings, sock: socket.socket) -> None:
     if settings.segformer_service_url:
         os.environ["SEGFORMER_SERVICE_URL"] = settings.segformer_service_url
     os.environ["WEB_CONCURRENCY"] = str(settings.web_concurrency)
-    config = uvicorn.Config(
+    config = AgentServerConfig(
         "app.main:create_worker_app",
+        RequestLimits.from_settings(settings),
         factory=True,
-        http=protocol_class(),
         workers=settings.web_concurrency,
         host=settings.host,
         port=settings.port,
@@ -440,9 +440,9 @@ def main() -> int:
                 serve_worker_processes(ready, sock)
                 return 0
             server = AgentServer(
-                uvicorn.Config(
+                AgentServerConfig(
                     create_app(ready),
-                    http=protocol_class(),
+                    RequestLimits.from_settings(ready),
                     host=ready.host,
                     port=ready.port,
                     log_config=None,

@@ -18,8 +18,12 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api import dashboard, download, exports, health, keys, metrics, query, review, upload
-from app.api.middleware import RequestContextMiddleware, current_request_id
-from app.api.routing import MethodsMiddleware, include_api
+from app.api.middleware import (
+    RequestBodyLimitMiddleware,
+    RequestContextMiddleware,
+    current_request_id,
+)
+from app.api.routing import API_PREFIX, MethodsMiddleware, include_api
 from app.api.security import install_security
 from app.config import Settings, get_settings
 from app.errors import AgentError, DatabaseUnavailable
@@ -133,6 +137,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         detail = (
             "the body is not valid JSON; send a JSON object as the route's schema in /docs shows"
         )
+    if exc.status_code == 413:  # RequestBodyLimitMiddleware
+        return _error_response({"error": "request_too_large", "detail": str(detail)}, 413)
     if exc.status_code == 404 and detail == "Not Found":
         detail = (
             f"no such endpoint: {request.method} {printable(request.url.path, 200)}; the API"
@@ -205,6 +211,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["Content-Disposition"],
             max_age=600,
         )
+    app.add_middleware(
+        RequestBodyLimitMiddleware,
+        max_bytes=int(settings.max_request_body_kb * 1024),
+        exempt_paths=frozenset(p for u in upload.UPLOAD_PATHS for p in (u, API_PREFIX + u)),
+    )
     # Outermost: ids, security headers and the request line for every answer, a crash's too.
     app.add_middleware(RequestContextMiddleware)
     install_security(app, settings)

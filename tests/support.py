@@ -9,6 +9,7 @@ import inspect
 import io
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.api.http_protocol import protocol_class
+from app.api.http_protocol import AgentServerConfig, RequestLimits
 from app.config import Settings
 from app.main import create_app
 from app.services.model_service.reference import free_loopback_port
@@ -165,9 +166,9 @@ class AgentServer:
         self.url = f"http://127.0.0.1:{self.settings.port}"
         self.api_key: str | None = None  # a key for tests of an agent that requires keys
         self._server = uvicorn.Server(
-            uvicorn.Config(
+            AgentServerConfig(
                 create_app(self.settings),
-                http=protocol_class(),
+                RequestLimits.from_settings(self.settings),
                 host="127.0.0.1",
                 port=self.settings.port,
                 log_config=None,
@@ -191,6 +192,39 @@ class AgentServer:
         """Stop serving and wait for the lifespan to finish."""
         self._server.should_exit = True
         self._thread.join(timeout=30)
+
+
+def raw_exchange(port: int, request: bytes, host: str = "127.0.0.1") -> tuple[bytes, bytes]:
+    """Send `request` as raw bytes on a new connection and read until the server closes;
+    returns (head, body) of the answer."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
+def trickle(port: int, head: bytes, pace_s: float, limit_s: float) -> tuple[float, bytes]:
+    """Send `head`, then one byte every `pace_s` seconds until the server answers and
+    closes, or `limit_s` passes; returns (seconds until then, the answer)."""
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=limit_s) as sock:
+        sock.sendall(head)
+        sock.settimeout(pace_s)
+        answer = b""
+        while time.monotonic() - began < limit_s:
+            try:
+                piece = sock.recv(65536)
+            except TimeoutError:
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"x")
+                continue
+            if not piece:
+                break
+            answer += piece
+    return time.monotonic() - began, answer
 
 
 @contextlib.contextmanager

@@ -1,31 +1,53 @@
-"""uvicorn's httptools protocol with a JSON 400 (see `app.api.http_protocol`); a module
-of its own because importing it needs httptools, which uvicorn treats as optional."""
+"""uvicorn's httptools protocol with the agent's bounds and JSON errors (see
+`app.api._protocol_guard`); a module of its own because importing it needs httptools,
+which uvicorn treats as optional."""
 
 from __future__ import annotations
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.api.http_protocol import unparsable_request_body
+from app.api._protocol_guard import RequestGuard
+
+MISSING_HOST_DETAIL = (
+    "an HTTP/1.1 request must carry exactly one Host header (RFC 9112 section 3.2); fix the"
+    " client and send it again"
+)
 
 
-class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a JSON 400 for a request it cannot parse."""
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing a request already answered."""
 
-    def send_400_response(self, msg: str) -> None:
-        """Answer 400 with the agent's JSON error and close (`msg`, uvicorn's plain text,
-        is logged by uvicorn already)."""
-        body = unparsable_request_body()
-        content = [STATUS_LINE[400]]
-        for name, value in self.server_state.default_headers:
-            content.extend([name, b": ", value, b"\r\n"])
-        content.extend(
-            [
-                b"content-type: application/json\r\n",
-                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
-                b"connection: close\r\n",
-                b"\r\n",
-                body,
-            ]
-        )
-        self.transport.write(b"".join(content))
-        self.transport.close()
+
+class JsonErrorHttpToolsProtocol(RequestGuard, HttpToolsProtocol):
+    """uvicorn's httptools protocol, bounded (head size, rate), that refuses an HTTP/1.1
+    request without exactly one Host header, and answers a request it cannot parse with
+    the agent's JSON 400."""
+
+    _head_done = False  # the current request's line and headers are parsed
+
+    def _head_complete(self) -> bool:
+        return self._head_done
+
+    def data_received(self, data: bytes) -> None:
+        """Parse `data` as uvicorn does, within the head-size bound."""
+        self._guard_feed(data, super().data_received)
+
+    def on_message_begin(self) -> None:
+        """A request begins (also one pipelined behind another)."""
+        self._head_done = False
+        self._request_begins()
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        """Refuse an HTTP/1.1 request without exactly one Host; else as uvicorn does."""
+        hosts = sum(1 for name, _ in self.headers if name == b"host")
+        if self.parser.get_http_version() == "1.1" and hosts != 1:
+            self._refuse(400, "bad_request", MISSING_HOST_DETAIL)
+            raise _Refused
+        self._head_done = True
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        """The request has arrived whole: as uvicorn does, and its rate clock stops."""
+        super().on_message_complete()
+        self._request_read()

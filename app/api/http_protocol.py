@@ -1,56 +1,57 @@
-"""The HTTP/1.1 protocol the agent is served with: uvicorn's own, except for the one answer
-uvicorn writes itself, without the application. A request it cannot parse (a malformed
-request line, a control character in a header value, a broken chunked body) gets a 400
-whose body is the agent's JSON error, like every other error, instead of uvicorn's
-plain-text "Invalid HTTP request received.".
+"""The HTTP/1.1 protocol the agent is served with: uvicorn's own, plus bounds on what a
+client may send before the application sees it, and the agent's JSON error for every
+answer uvicorn would otherwise write itself (`app.api._protocol_guard`):
 
-`protocol_class()` picks the httptools-based protocol when httptools is installed (as
-uvicorn's `auto` does), else the h11-based one.
+- a request line and headers over REQUEST_HEAD_MAX_KB: 431, after at most that many bytes;
+- a request (head and body) arriving slower than REQUEST_MIN_RATE_KB_S after a grace of
+  REQUEST_GRACE_S: 408;
+- an HTTP/1.1 request without exactly one Host header (RFC 9112 section 3.2): 400;
+- a request it cannot parse (a malformed request line, a control character in a header
+  value, a broken chunked body): 400 with the agent's JSON error instead of uvicorn's
+  plain-text "Invalid HTTP request received.".
+
+`AgentServerConfig` is uvicorn's `Config` with these limits and `protocol_class()`, which
+picks the httptools-based protocol when httptools is installed (as uvicorn's `auto`
+does), else the h11-based one.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import h11
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from app.utils import fastjson
-
-UNPARSABLE_REQUEST_DETAIL = (
-    "the agent could not read this HTTP request (a malformed request line or header, e.g."
-    " a control character in a header value, or a broken body); fix the client and send"
-    " it again"
+from app.api._protocol_guard import (
+    RequestGuard,
+    RequestLimits,
+    unparsable_request_body,
 )
 
+__all__ = [
+    "AgentServerConfig",
+    "JsonErrorH11Protocol",
+    "RequestLimits",
+    "protocol_class",
+    "unparsable_request_body",
+]
 
-def unparsable_request_body() -> bytes:
-    """The JSON body of the 400 for a request that cannot be parsed (UTF-8 bytes).
 
-    No `request_id`: the request was never read, so it has none.
-    """
-    return fastjson.dumps({"error": "bad_request", "detail": UNPARSABLE_REQUEST_DETAIL})
+class JsonErrorH11Protocol(RequestGuard, H11Protocol):
+    """uvicorn's h11 protocol, bounded (head size, rate), with a JSON 400 for a request it
+    cannot parse (h11 itself refuses an HTTP/1.1 request without a Host header)."""
 
+    def _head_complete(self) -> bool:
+        return self.conn.their_state is not h11.IDLE
 
-class JsonErrorH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a JSON 400 for a request it cannot parse."""
-
-    def send_400_response(self, msg: str) -> None:
-        """Answer 400 with the agent's JSON error and close (`msg`, uvicorn's plain text,
-        is logged by uvicorn already)."""
-        body = unparsable_request_body()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode("ascii")),
-            (b"connection", b"close"),
-        ]
-        for event in (
-            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
-            h11.Data(data=body),
-            h11.EndOfMessage(),
-        ):
-            self.transport.write(self.conn.send(event) or b"")
-        self.transport.close()
+    def data_received(self, data: bytes) -> None:
+        """Parse `data` as uvicorn does, within the head-size bound; the rate clock stops
+        once the request has arrived whole."""
+        self._guard_feed(data, super().data_received)
+        if self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
+            self._request_read()
 
 
 def protocol_class() -> type[asyncio.Protocol]:
@@ -61,3 +62,15 @@ def protocol_class() -> type[asyncio.Protocol]:
     except ImportError:  # httptools is optional in uvicorn
         return JsonErrorH11Protocol
     return JsonErrorHttpToolsProtocol
+
+
+class AgentServerConfig(uvicorn.Config):
+    """uvicorn's `Config` for serving the agent: its protocol (`protocol_class()` unless
+    `http` is given) with `limits` (module-level, so uvicorn can pickle it to worker
+    processes)."""
+
+    def __init__(self, app: Any, limits: RequestLimits | None = None, **kwargs: Any) -> None:
+        self.request_limits = limits or RequestLimits()
+        kwargs.setdefault("http", protocol_class())
+        kwargs.setdefault("h11_max_incomplete_event_size", self.request_limits.max_head_bytes)
+        super().__init__(app, **kwargs)

@@ -15,6 +15,7 @@ import re
 import time
 import uuid
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.utils.logging import request_id_var
@@ -136,3 +137,56 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+class RequestBodyLimitMiddleware:
+    """Bounds the body of every request but the uploads (whose receiver bounds theirs by
+    MAX_BATCH_SIZE x MAX_FILE_SIZE_MB) to `max_bytes`: a declared Content-Length over it is
+    answered 413 before the application runs; a body that grows over it while streamed
+    (chunked) ends the read with a 413 (`request_too_large`, JSON either way)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt_paths: frozenset[str]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.exempt_paths = exempt_paths
+
+    def _detail(self) -> str:
+        return (
+            f"the request body is larger than {self.max_bytes // 1024} KB"
+            " (MAX_REQUEST_BODY_KB); send a smaller one (images go to the upload routes,"
+            " which take MAX_FILE_SIZE_MB each)"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            error = {
+                "error": "request_too_large",
+                "detail": self._detail(),
+                "request_id": current_request_id(),
+            }
+            body = json.dumps(error).encode("utf-8")
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode("ascii")),
+                (b"connection", b"close"),
+            ]
+            await send({"type": "http.response.start", "status": 413, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        received = 0
+
+        async def receive_bounded() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException: FastAPI passes it on from its body reading.
+                    raise HTTPException(413, self._detail())
+            return message
+
+        await self.app(scope, receive_bounded, send)

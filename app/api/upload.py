@@ -46,6 +46,8 @@ router = APIRouter(
 )
 
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/tiff", "image/bmp")
+# Paths (also under /api) whose bodies the receiver bounds, not MAX_REQUEST_BODY_KB.
+UPLOAD_PATHS = ("/upload", "/upload/batch")
 
 IncludeImages = Annotated[
     Literal["base64"] | None,

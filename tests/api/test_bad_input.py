@@ -23,8 +23,17 @@ import pytest
 from PIL import Image as PILImage
 
 from app.services.history.queries import QueryService
+from app.services.model_service.reference import ReferenceService
 from app.utils.logging import configure_logging
-from tests.support import AgentServer, db_rows, make_image
+from tests.conftest import agent_settings
+from tests.support import (
+    AgentServer,
+    db_rows,
+    make_image,
+    raw_exchange,
+    serve_agent,
+    trickle,
+)
 
 TABLES = (
     "images",
@@ -138,6 +147,28 @@ def raw_multipart(body: bytes, boundary: str = "XyZ") -> dict[str, Any]:
         "content": body,
         "headers": {"content-type": f"multipart/form-data; boundary={boundary}"},
     }
+
+
+def framed(boundary: bytes, *parts: bytes, close: bool = True) -> dict[str, Any]:
+    """A multipart body with `boundary` (sent as is, quoted) around `parts` (each a part's
+    header lines and content), closed with `--boundary--` unless `close` is False."""
+    body = b"".join(b"--" + boundary + b"\r\n" + part + b"\r\n" for part in parts)
+    if close:
+        body += b"--" + boundary + b"--\r\n"
+    header = b'multipart/form-data; boundary="' + boundary + b'"'
+    return {"content": body, "headers": {"content-type": header.decode("latin-1")}}
+
+
+def image_part(field_name: str = "image", *extra_headers: bytes) -> bytes:
+    """One well-formed image part (with `extra_headers` lines before its blank line)."""
+    head = b'Content-Disposition: form-data; name="%s"; filename="a.png"\r\n' % (
+        field_name.encode()
+    )
+    return head + b"".join(h + b"\r\n" for h in extra_headers) + b"\r\n" + make_image()
+
+
+def text_part(name: str) -> bytes:
+    return b'Content-Disposition: form-data; name="%s"\r\n\r\nvalue' % name.encode()
 
 
 CASES = [
@@ -347,6 +378,40 @@ CASES = [
         404,
         "region_not_found",
         {"json": {"verdict": "real"}, "headers": WHO},
+    ),
+    Case(
+        "verdict-body-over-max-request-body",
+        "PUT",
+        "/api/regions/1/verdict",
+        413,
+        "request_too_large",
+        {
+            "content": b'{"verdict": "real", "note": "' + b"a" * (2 * 1024 * 1024) + b'"}',
+            "headers": {**WHO, "content-type": "application/json"},
+        },
+        detail_has="MAX_REQUEST_BODY_KB",
+    ),
+    Case(
+        "verdict-body-chunked-over-max-request-body",
+        "PUT",
+        "/api/regions/1/verdict",
+        413,
+        "request_too_large",
+        {
+            "content": iter([b'{"verdict": "real", "note": "'] + [b"a" * 65536] * 32 + [b'"}']),
+            "headers": {**WHO, "content-type": "application/json"},
+        },
+    ),
+    Case(
+        "verdict-body-nested-100000-deep",
+        "PUT",
+        "/api/regions/1/verdict",
+        400,
+        "http_error",
+        {
+            "content": b"[" * 100_000 + b"]" * 100_000,
+            "headers": {**WHO, "content-type": "application/json"},
+        },
     ),
     Case(
         "verdict-value-unknown",
@@ -609,6 +674,101 @@ CASES = [
         "bad_request",
         {"content": b"x", "headers": {"content-type": "multipart/form-data"}},
     ),
+    # -- multipart framing: every malformed shape is a 400, never a 500 --------------------
+    Case(
+        "upload-boundary-71-chars",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"b" * 71, image_part()),
+        detail_has="RFC 2046",
+    ),
+    Case(
+        "upload-boundary-300-chars",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"x" * 300, image_part()),
+    ),
+    Case(
+        "batch-boundary-4000-chars",
+        "POST",
+        "/api/upload/batch",
+        400,
+        "bad_request",
+        framed(b"-" * 4000, image_part("images")),
+    ),
+    Case(
+        "upload-boundary-illegal-characters",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"a<b>{c}[d]", image_part()),
+    ),
+    Case(
+        "upload-boundary-ends-in-space",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"abc ", image_part()),
+    ),
+    Case(
+        "upload-boundary-empty",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"", image_part()),
+    ),
+    Case(
+        "upload-no-closing-boundary",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        {
+            "content": framed(b"XyZ", image_part(), close=False)["content"] + b"--XyZ\r\n",
+            "headers": {"content-type": "multipart/form-data; boundary=XyZ"},
+        },
+        detail_has="closing boundary",
+    ),
+    Case(
+        "batch-no-closing-boundary",
+        "POST",
+        "/api/upload/batch",
+        400,
+        "bad_request",
+        framed(b"XyZ", image_part("images"), image_part("images"), close=False),
+    ),
+    Case(
+        "upload-part-header-line-too-long",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"XyZ", image_part("image", b"X-Pad: " + b"a" * 5000)),
+    ),
+    Case(
+        "upload-part-with-many-headers",
+        "POST",
+        "/api/upload",
+        400,
+        "bad_request",
+        framed(b"XyZ", image_part("image", *(b"X-H%d: v" % i for i in range(20)))),
+    ),
+    Case(
+        "batch-too-many-parts",
+        "POST",
+        "/api/upload/batch",
+        400,
+        "bad_request",
+        framed(b"XyZ", *(text_part(f"f{i}") for i in range(150)), image_part("images")),
+        detail_has="parts",
+    ),
     Case(
         "batch-all-bad",
         "POST",
@@ -754,17 +914,7 @@ def test_an_unexpected_error_is_json_500_with_its_traceback_in_error_log(
 
 def _raw_exchange(agent: AgentServer, request: bytes) -> tuple[bytes, bytes]:
     """Send `request` as raw bytes on a new connection; (head, body) of the answer."""
-    import socket
-    from urllib.parse import urlsplit
-
-    address = urlsplit(agent.url)
-    with socket.create_connection((address.hostname, address.port), timeout=10) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return head, body
+    return raw_exchange(agent.settings.port, request)
 
 
 @pytest.mark.parametrize(
@@ -773,8 +923,16 @@ def _raw_exchange(agent: AgentServer, request: bytes) -> tuple[bytes, bytes]:
         b"GET /api/health HTTP/1.1\r\nHost: agent\r\nX-Line: scan\x01007\r\n\r\n",
         b"THIS IS NOT HTTP\r\n\r\n",
         b"POST /api/upload HTTP/1.1\r\nHost: agent\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /api/health HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"POST /api/upload HTTP/1.1\r\nHost: a\r\nHost: b\r\nContent-Length: 0\r\n\r\n",
     ],
-    ids=["control-character-in-header", "garbage-request-line", "broken-chunked-body"],
+    ids=[
+        "control-character-in-header",
+        "garbage-request-line",
+        "broken-chunked-body",
+        "http-1-1-without-host",
+        "two-hosts",
+    ],
 )
 def test_a_request_the_server_cannot_parse_gets_a_json_400(
     agent: AgentServer, request_bytes: bytes
@@ -787,3 +945,48 @@ def test_a_request_the_server_cannot_parse_gets_a_json_400(
     error = json.loads(body)
     assert error["error"] == "bad_request"
     assert "send it again" in error["detail"]
+
+
+def test_a_request_head_over_the_bound_gets_a_json_431(agent: AgentServer) -> None:
+    """REQUEST_HEAD_MAX_KB (64 KB by default) bounds the request line and headers."""
+    cookie = b"Cookie: " + b"a" * 70_000 + b"\r\n"
+    head, body = _raw_exchange(agent, b"GET /api/health HTTP/1.1\r\nHost: a\r\n" + cookie + b"\r\n")
+    assert head.startswith(b"HTTP/1.1 431"), head
+    assert json.loads(body)["error"] == "request_header_too_large"
+    within, _ = _raw_exchange(
+        agent,
+        b"GET /api/health/live HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+        + b"Cookie: "
+        + b"a" * 60_000
+        + b"\r\n\r\n",
+    )
+    assert within.startswith(b"HTTP/1.1 200"), within
+
+
+def test_an_upload_trickled_at_1_byte_per_second_gets_a_json_408(
+    tmp_path: Path, database_url: str, reference_service: ReferenceService
+) -> None:
+    """The agent itself, with REQUEST_GRACE_S=1 and REQUEST_MIN_RATE_KB_S=1: an upload
+    whose body comes at 1 byte/s (never idle for UPLOAD_IDLE_TIMEOUT_S) is answered 408
+    within seconds, and nothing of it is kept."""
+    settings = agent_settings(
+        tmp_path / "data",
+        database_url,
+        reference_service.url,
+        request_grace_s=1,
+        request_min_rate_kb_s=1,
+    )
+    with serve_agent(settings) as slow_agent:
+        before = _snapshot(slow_agent)
+        took_s, answer = trickle(
+            slow_agent.settings.port,
+            b"POST /api/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n"
+            b"Content-Type: multipart/form-data; boundary=XyZ\r\n\r\n--XyZ\r\n",
+            pace_s=1.0,
+            limit_s=10,
+        )
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert json.loads(body)["error"] == "request_timeout"
+        assert took_s < 5
+        assert _snapshot(slow_agent) == before

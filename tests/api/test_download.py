@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -15,8 +18,10 @@ from PIL import Image as PILImage
 
 from app.config import Settings
 from app.services.history import export
+from app.services.model_service.reference import ReferenceService
 from app.services.storage import LocalStorage
-from tests.support import wait_until
+from tests.conftest import agent_settings
+from tests.support import AgentServer, S3Emulator, serve_agent, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +213,110 @@ def test_a_16_bit_grey_tiff_has_an_8_bit_png_rendition(mode: str) -> None:
     with PILImage.open(io.BytesIO(export._make_png(buffer.getvalue()))) as png:
         assert png.mode == "L"
         assert [png.getpixel((x, 0)) for x in range(3)] == [0, 100, 255]
+
+
+@pytest.fixture
+def own_agent(
+    tmp_path: Path, database_url: str, reference_service: ReferenceService
+) -> Iterator[AgentServer]:
+    """An agent of this test alone (its storage folder is taken away), on the module's
+    database."""
+    settings = agent_settings(tmp_path / "data", database_url, reference_service.url)
+    with serve_agent(settings) as server:
+        yield server
+
+
+def _inspected_batch(agent: AgentServer, images: list[Path]) -> str:
+    with httpx2.Client(base_url=agent.url, timeout=120) as client:
+        files = [("images", (p.name, p.read_bytes())) for p in images]
+        answer = client.post("/api/upload/batch?wait=true", files=files)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["batch_id"])
+
+
+def test_a_batch_zip_of_a_store_that_is_gone_is_a_503_before_any_byte(
+    own_agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    """The storage folder goes away (a share unmounted): the ZIP is refused with a JSON
+    503 rather than started; once the folder is back, the same link works."""
+    batch_id = _inspected_batch(own_agent, deeppcb[40:42])
+    data_dir = own_agent.settings.resolved_data_dir
+    away = data_dir.with_name("data-away")
+    with httpx2.Client(base_url=own_agent.url, timeout=60) as client:
+        data_dir.rename(away)
+        try:
+            refused = client.get(f"/api/download/batch/{batch_id}")
+        finally:
+            away.rename(data_dir)
+        served = client.get(f"/api/download/batch/{batch_id}")
+    assert refused.status_code == 503
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.json()["error"] == "storage_unavailable"
+    assert "missing" in refused.json()["detail"]
+    assert served.status_code == 200
+    assert zipfile.ZipFile(io.BytesIO(served.content)).testzip() is None
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="renames a folder holding an open file")
+def test_a_store_gone_while_a_batch_zip_streams_breaks_the_transfer(
+    own_agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    """The storage folder goes away after the ZIP has begun: the client must not see a
+    clean end of a 200 (a truncated ZIP that looks whole), but an incomplete transfer.
+    The first member is made 16 MB so that the folder goes while it streams."""
+    batch_id = _inspected_batch(own_agent, deeppcb[42:44])
+    data_dir = own_agent.settings.resolved_data_dir
+    for stored_input in (data_dir / "uploads").rglob("*.jpg"):
+        stored_input.write_bytes(os.urandom(16 * 1024 * 1024))
+    away = data_dir.with_name("data-away")
+    received = b""
+    with (
+        httpx2.Client(base_url=own_agent.url, timeout=60) as client,
+        client.stream("GET", f"/api/download/batch/{batch_id}") as response,
+    ):
+        assert response.status_code == 200
+        chunks = response.iter_raw()
+        received += next(chunks)
+        data_dir.rename(away)
+        try:
+            with pytest.raises(httpx2.RemoteProtocolError, match="incomplete"):
+                received += b"".join(chunks)
+        finally:
+            away.rename(data_dir)
+    assert len(received) < 16 * 1024 * 1024 + 1024 * 1024
+    with pytest.raises(zipfile.BadZipFile):
+        zipfile.ZipFile(io.BytesIO(received))
+
+
+def test_a_batch_zip_from_an_object_store_that_is_down_is_a_503(
+    tmp_path: Path,
+    database_url: str,
+    reference_service: ReferenceService,
+    deeppcb: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moto's S3 server (an emulator of the S3 API, not AWS) of this test alone, stopped
+    after the batch is stored: the ZIP is refused with a JSON 503 before any byte."""
+    emulator = S3Emulator(tmp_path / "moto.log").start()
+    try:
+        for name, value in emulator.env.items():
+            monkeypatch.setenv(name, value)
+        settings = agent_settings(
+            tmp_path / "data",
+            database_url,
+            reference_service.url,
+            storage_url=f"s3://{emulator.new_bucket()}/line-9",
+            s3_endpoint_url=emulator.url,
+            s3_timeout_s=3,
+        )
+        with serve_agent(settings) as agent:
+            batch_id = _inspected_batch(agent, deeppcb[44:45])
+            emulator.stop()
+            with httpx2.Client(base_url=agent.url, timeout=60) as client:
+                refused = client.get(f"/api/download/batch/{batch_id}")
+    finally:
+        emulator.stop()
+    assert refused.status_code == 503
+    assert refused.headers["content-type"] == "application/json"
+    assert refused.json()["error"] == "storage_unavailable"
+    assert "object store" in refused.json()["detail"]

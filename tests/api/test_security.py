@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import re
 import time
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx2
 import pytest
+from PIL import Image as PILImage
 from pythonjsonlogger.json import JsonFormatter
 
 from app.config import Settings
@@ -287,6 +289,37 @@ def test_tampered_links_are_refused(secured: AgentServer, stored: dict[str, Any]
         assert "fresh link" in response.json()["detail"]
     unsigned = httpx2.get(overlay.split("?")[0])
     assert unsigned.status_code == 401
+
+
+def test_a_signed_thumbnail_link_serves_only_its_own_rendition(
+    secured: AgentServer, stored: dict[str, Any], keys: dict[str, str]
+) -> None:
+    """The signature covers the whole query: one parameter more, changed or repeated (a
+    bigger thumbnail, the input instead of the overlay) is refused, not served."""
+    listing = _request(secured, "GET", "/api/images?limit=1", keys["read"])
+    thumbnail = listing.json()["images"][0]["thumbnail_url"]
+    assert "signature=" in thumbnail
+    served = httpx2.get(thumbnail)
+    assert served.status_code == 200
+    assert served.content.startswith(b"\xff\xd8")  # a JPEG
+    signature = thumbnail.rsplit("signature=", 1)[1]
+    for link in (
+        thumbnail + "&kind=input",
+        thumbnail + "&size=1024",
+        thumbnail.replace("?", "?size=1024&"),
+        thumbnail + "&signature=" + signature,
+        re.sub(r"expires=\d+&", "", thumbnail),
+    ):
+        response = httpx2.get(link)
+        assert response.status_code == 403, link
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["error"] == "link_invalid"
+        assert "parameter" in response.json()["detail"]
+    signer = LinkSigner(load_secret(None, secured.settings.resolved_data_dir), ttl_s=60)
+    path = urlsplit(thumbnail).path
+    small = httpx2.get(secured.url + signer.sign(path, {"kind": "input", "size": "32"}))
+    assert small.status_code == 200  # a link made for that rendition serves it
+    assert PILImage.open(io.BytesIO(small.content)).size == (32, 24)
 
 
 def test_expired_links_are_refused(secured: AgentServer, stored: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ from app.errors import (
     ImageNotFound,
     InsufficientStorage,
     ResultNotReady,
+    StorageUnavailable,
     StoredFileMissing,
 )
 from app.models.database import Image, Inspection, InspectionStatus
@@ -304,12 +305,23 @@ async def batch_zip(
     with their error, review verdict counts and disposition, and its folder). Rows are read
     now; files while streaming.
 
+    The store is checked before the first byte; a file missing while streaming is left
+    out (deleted meanwhile: the summary still lists it) unless the store itself is gone.
+    A failure while streaming ends the stream with `StorageUnavailable`: the answer has
+    begun, so the server breaks the connection and the client sees an incomplete
+    transfer, never a clean end of a truncated ZIP (docs/exports.md).
+
     Raises:
         BatchNotFound: unknown batch id (raised before the first byte).
+        StorageUnavailable: the store does not answer (before the first byte; or, from
+            the stream, while it streams).
     """
     inspections = InspectionRepository(session)
     if await inspections.get_batch(batch_id) is None:
         raise BatchNotFound(f"no batch with id {batch_id}")
+    problem = await storage.check()
+    if problem is not None:
+        raise StorageUnavailable(f"the batch ZIP cannot be read now: {problem}")
     items = await inspections.batch_items(batch_id)
     ids = [i.img_unique_id for i, _ in items]
     images = await ImageRepository(session).get_many(ids)
@@ -365,6 +377,9 @@ async def _zip_members(
             try:
                 stream = await storage.open_stream(key)
             except FileNotFoundError:
+                problem = await storage.check()
+                if problem is not None:  # not one file deleted: the whole store is gone
+                    raise StorageUnavailable(problem) from None
                 continue  # deleted meanwhile: the summary still lists the image
             yield name, now, mode, ZIP_AUTO(stream.size), stream.chunks
     summary = _summary_csv(members).encode("utf-8")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import anyio
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from app.errors import (
@@ -32,7 +33,16 @@ from app.utils.text import has_control_characters, printable
 
 FLUSH_BYTES = 1024 * 1024
 MAX_FILENAME_LENGTH = 255
+# Bytes of a request besides its files' contents (boundaries, part headers, other fields).
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# The multipart framing a client may send (400 beyond): RFC 2046 section 5.1.1 boundary
+# (1 to 70 `bchars`, the last not a space); per part, at most MAX_PART_HEADERS header
+# lines of at most MAX_PART_HEADER_BYTES each (python-multipart enforces both); besides
+# the file parts, at most MAX_OTHER_PARTS other parts (form fields, ignored).
+BOUNDARY_PATTERN = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]")
+MAX_PART_HEADERS = 8
+MAX_PART_HEADER_BYTES = 4096
+MAX_OTHER_PARTS = 16
 
 
 @dataclass
@@ -86,9 +96,11 @@ async def receive_files(
         The file parts in request order. Other fields are ignored.
 
     Raises:
-        BadUploadRequest: not multipart, no boundary, broken body, too many files, or no
-            file in `field_name`.
-        ImageTooLarge: with `fail_fast`, a part went over `max_file_bytes`.
+        BadUploadRequest: not multipart; a boundary that is missing or not RFC 2046's;
+            broken framing (a part header line too long, too many header lines or parts, no
+            closing boundary, ...); too many files; or no file in `field_name`.
+        ImageTooLarge: with `fail_fast`, a part went over `max_file_bytes`; or the body
+            is longer than `max_files` files of `max_file_bytes` (plus framing) can be.
         UploadTimeout: nothing arrived for `idle_timeout_s` seconds (408).
         InsufficientStorage: the disk filled up while the file was written (507).
     Every temporary file is removed when an error is raised.
@@ -99,14 +111,21 @@ async def receive_files(
             f"send the image as multipart/form-data with the file in the field '{field_name}'"
             f" (e.g. curl -F {field_name}=@board.jpg ...)"
         )
+    boundary = params[b"boundary"]
+    if not BOUNDARY_PATTERN.fullmatch(boundary):
+        raise BadUploadRequest(
+            "the multipart boundary must be 1 to 70 letters, digits or '()+_,-./:=? (RFC 2046"
+            " section 5.1.1); send the form with a standard client (e.g. curl -F)"
+        )
+    max_body_bytes = max_files * (max_file_bytes + MULTIPART_OVERHEAD_BYTES)
     declared = request.headers.get("content-length")
-    too_long = (
-        declared is not None
-        and declared.isdigit()
-        and (int(declared) > max_file_bytes + MULTIPART_OVERHEAD_BYTES)
+    declared_bytes = (
+        int(declared) if declared is not None and declared.isascii() and declared.isdigit() else 0
     )
-    if fail_fast and too_long:
+    if fail_fast and declared_bytes > max_file_bytes + MULTIPART_OVERHEAD_BYTES:
         raise ImageTooLarge(_too_large_text(None, max_file_bytes))
+    if declared_bytes > max_body_bytes:
+        raise ImageTooLarge(_too_long_body_text(max_files, max_file_bytes))
 
     files: list[ReceivedFile] = []
     events: list[tuple[str, bytes]] = []
@@ -138,7 +157,7 @@ async def receive_files(
         events.append(("end", b""))
 
     parser = MultipartParser(
-        params[b"boundary"],
+        boundary,
         {
             "on_part_begin": on_part_begin,
             "on_part_data": on_part_data,
@@ -148,16 +167,29 @@ async def receive_files(
             "on_header_end": on_header_end,
             "on_headers_finished": on_headers_finished,
         },
+        max_header_count=MAX_PART_HEADERS,
+        max_header_size=MAX_PART_HEADER_BYTES,
     )
     current: ReceivedFile | None = None
+    parts = 0
+    received_bytes = 0
     try:
         async for chunk in _chunks(request, idle_timeout_s):
+            received_bytes += len(chunk)
+            if received_bytes > max_body_bytes:
+                raise ImageTooLarge(_too_long_body_text(max_files, max_file_bytes))
             try:
                 parser.write(chunk)
-            except Exception as exc:  # python-multipart raises its own and ValueError
+            except ValueError as exc:  # python-multipart's FormParserError and its kin
                 raise BadUploadRequest(f"the multipart body is malformed: {exc}") from exc
             for kind, payload in events:
                 if kind == "part":
+                    parts += 1
+                    if parts > max_files + MAX_OTHER_PARTS:
+                        raise BadUploadRequest(
+                            f"the multipart body has more than {max_files + MAX_OTHER_PARTS}"
+                            f" parts: send at most {max_files} files and no other fields"
+                        )
                     current = _start_part(
                         payload, field_name, files, max_files, incoming_path, fail_fast
                     )
@@ -177,6 +209,12 @@ async def receive_files(
     if current is not None:  # body ended inside a part
         await discard(files)
         raise BadUploadRequest("the multipart body ended in the middle of a file; send it again")
+    if parser.state != MultipartState.END:
+        await discard(files)
+        raise BadUploadRequest(
+            "the multipart body has no closing boundary (--BOUNDARY--); it may have been cut"
+            " short: send it again"
+        )
     if not files:
         raise BadUploadRequest(
             f"no file in the form field '{field_name}'; send the image as"
@@ -301,6 +339,14 @@ def _too_large_text(filename: str | None, limit: int) -> str:
     return (
         f"{what} is larger than the limit of {limit / (1024 * 1024):.0f} MiB (MAX_FILE_SIZE_MB);"
         " upload a smaller image"
+    )
+
+
+def _too_long_body_text(max_files: int, limit: int) -> str:
+    return (
+        f"the request body is longer than {max_files} file(s) of at most"
+        f" {limit / (1024 * 1024):.0f} MB can be (MAX_BATCH_SIZE, MAX_FILE_SIZE_MB); send"
+        " fewer or smaller images"
     )
 
 

@@ -153,6 +153,22 @@ class LocalStorage(Storage):
             return False
         return await anyio.to_thread.run_sync(path.is_file)
 
+    async def check(self) -> str | None:
+        """Whether the store's folders are there: None when they are, else a sentence
+        naming the one missing (e.g. a network share gone, a disk unmounted)."""
+
+        def missing() -> Path | None:
+            folders = (self.data_dir, self.upload_dir, self.result_dir)
+            return next((folder for folder in folders if not folder.is_dir()), None)
+
+        folder = await anyio.to_thread.run_sync(missing)
+        if folder is not None:
+            return (
+                f"the storage folder {folder} is missing (a share or disk gone?); bring it back"
+                " or check DATA_DIR, UPLOAD_DIR and RESULT_DIR"
+            )
+        return await super().check()
+
     def local_file(self, key: str) -> Path | None:
         """The file itself."""
         return self.path_of(key)
