@@ -319,9 +319,9 @@ async def batch_zip(
     inspections = InspectionRepository(session)
     if await inspections.get_batch(batch_id) is None:
         raise BatchNotFound(f"no batch with id {batch_id}")
-    problem = await storage.check()
-    if problem is not None:
-        raise StorageUnavailable(f"the batch ZIP cannot be read now: {problem}")
+    store = await storage.check()
+    if store.state != "ok":
+        raise StorageUnavailable(f"the batch ZIP cannot be read now: {store.detail}")
     items = await inspections.batch_items(batch_id)
     ids = [i.img_unique_id for i, _ in items]
     images = await ImageRepository(session).get_many(ids)
@@ -377,9 +377,9 @@ async def _zip_members(
             try:
                 stream = await storage.open_stream(key)
             except FileNotFoundError:
-                problem = await storage.check()
-                if problem is not None:  # not one file deleted: the whole store is gone
-                    raise StorageUnavailable(problem) from None
+                store = await storage.check()
+                if store.state != "ok":  # not one file deleted: the whole store is gone
+                    raise StorageUnavailable(store.detail or "the store is gone") from None
                 continue  # deleted meanwhile: the summary still lists the image
             yield name, now, mode, ZIP_AUTO(stream.size), stream.chunks
     summary = _summary_csv(members).encode("utf-8")

@@ -29,6 +29,7 @@ from app.services.storage.base import (
     ObjectStream,
     ResultObject,
     Storage,
+    StoreCheck,
     StoredObject,
 )
 
@@ -153,9 +154,10 @@ class LocalStorage(Storage):
             return False
         return await anyio.to_thread.run_sync(path.is_file)
 
-    async def check(self) -> str | None:
-        """Whether the store's folders are there: None when they are, else a sentence
-        naming the one missing (e.g. a network share gone, a disk unmounted)."""
+    async def check(self) -> StoreCheck:
+        """As `Storage.check`, and first (never cached) whether the store's folders are
+        there: `unavailable`, naming the one missing, when one is not (e.g. a network
+        share gone, a disk unmounted)."""
 
         def missing() -> Path | None:
             folders = (self.data_dir, self.upload_dir, self.result_dir)
@@ -163,9 +165,10 @@ class LocalStorage(Storage):
 
         folder = await anyio.to_thread.run_sync(missing)
         if folder is not None:
-            return (
-                f"the storage folder {folder} is missing (a share or disk gone?); bring it back"
-                " or check DATA_DIR, UPLOAD_DIR and RESULT_DIR"
+            return StoreCheck(
+                "unavailable",
+                f"the storage folder {folder} is missing (a share or disk gone?); bring it"
+                " back or check DATA_DIR, UPLOAD_DIR and RESULT_DIR",
             )
         return await super().check()
 
