@@ -121,7 +121,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         if not limiters:
             limiters.append(anyio.CapacityLimiter(settings.max_concurrent_inferences))
         # At most `max_concurrent_inferences` in worker threads at once: each may take
-        # about 25 bytes per pixel, so memory stays bounded under load.
+        # about 21 bytes per pixel, so memory stays bounded under load.
         result = await anyio.to_thread.run_sync(
             service.inspect, data, image.filename or "upload", limiter=limiters[0]
         )

@@ -58,7 +58,7 @@ class ServiceSettings(BaseSettings):
         ge=1,
         le=64,
         description="Inferences run at once; the others wait for a slot. Each takes up to "
-        "about 25 bytes per pixel (1.2 GB at 50 Mpx), so this bounds the service's memory.",
+        "about 21 bytes per pixel (1 GB at 49 Mpx), so this bounds the service's memory.",
     )
 
     # --- classical engine (all lengths and areas in pixels) ------------------

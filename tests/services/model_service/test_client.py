@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -324,3 +326,26 @@ async def test_last_inference_is_recorded(scripted: ScriptedService) -> None:
         assert client.last_inference.ok
     finally:
         await client.aclose()
+
+
+async def test_a_health_answer_that_is_a_gzip_bomb_is_read_only_in_part(
+    scripted: ScriptedService,
+) -> None:
+    """Scripted: a `/health` answering 64 MB of gzip-compressed spaces (64 KB sent). The
+    probe reads at most 64 KiB of it and reports the service unhealthy."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = b"".join([*(compressor.compress(b" " * 2**20) for _ in range(64)), compressor.flush()])
+    scripted.health = lambda: Response(
+        bomb, media_type="application/json", headers={"content-encoding": "gzip"}
+    )
+    client = make_client(scripted.url)
+    tracemalloc.start()
+    try:
+        healthy, detail = await client.health()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        await client.aclose()
+    assert not healthy
+    assert '{"status": "ok"' in (detail or "")
+    assert peak < 8 * 2**20
