@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import time
 import tracemalloc
 import zlib
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from PIL import Image as PILImage
 from starlette.responses import JSONResponse, Response
 
 from app.config import Settings
@@ -349,3 +351,22 @@ async def test_a_health_answer_that_is_a_gzip_bomb_is_read_only_in_part(
     assert not healthy
     assert '{"status": "ok"' in (detail or "")
     assert peak < 8 * 2**20
+
+
+async def test_result_images_fetched_by_url_count_against_the_answer_limit() -> None:
+    """Scripted: the answer is small, but the image it names by URL is larger than what
+    is left of MODEL_SERVICE_MAX_ANSWER_MB (here 0.05 MB): refused, the fetch cut."""
+    big = PILImage.frombytes("L", (300, 300), bytes(range(256)) * 352)
+    buffer = io.BytesIO()
+    big.save(buffer, "PNG", compress_level=0)
+    assert len(buffer.getvalue()) > 0.05 * 2**20
+    with ScriptedService(file_image=buffer.getvalue()) as service:
+        body = {**ANALYSIS, "images": {"combined": B64, "mask": "/files/m.png", "overlay": B64}}
+        service.script = [ok(body)]
+        client = make_client(service.url, model_service_max_answer_mb=0.05)
+        try:
+            with pytest.raises(ModelServiceBadAnswer, match="MODEL_SERVICE_MAX_ANSWER_MB"):
+                await client.infer(PNG, "a.png", "image/png")
+        finally:
+            await client.aclose()
+        assert service.file_calls == 1
