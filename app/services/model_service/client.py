@@ -59,6 +59,8 @@ MAX_ANSWER_DEPTH = 32
 # at most about 120 MB of Python objects (measured for `{"a":{}},` repeated); an answer
 # of 128 MB of `[],` would cost 2.4 GB.
 MAX_ANSWER_VALUES = 1_000_000
+# Base64 images shorter than this are decoded on the event loop (well under 1 ms).
+_INLINE_DECODE_BYTES = 1 << 20
 RETRYABLE_STATUS = frozenset({502, 503, 504})
 # The contract's refusals of an input file (bad image, too large, wrong type, no file): the
 # service works, the file is the problem. Any other status means the service fails.
@@ -685,7 +687,10 @@ class ModelServiceClient:
     ) -> bytes:
         ref = answer.images[kind]  # type: ignore[index]
         if ref.data is not None:
-            return decode_image_data(kind, ref.data)
+            if len(ref.data) < _INLINE_DECODE_BYTES:
+                return decode_image_data(kind, ref.data)
+            # Large (up to MODEL_SERVICE_MAX_ANSWER_MB): decoded off the event loop.
+            return await anyio.to_thread.run_sync(decode_image_data, kind, ref.data)
         assert ref.url is not None
         try:
             url = self._same_origin_url(kind, ref.url)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import random
 import time
 import tracemalloc
 import zlib
@@ -370,3 +371,26 @@ async def test_result_images_fetched_by_url_count_against_the_answer_limit() -> 
         finally:
             await client.aclose()
         assert service.file_calls == 1
+
+
+async def test_a_large_inline_image_is_decoded_whole(scripted: ScriptedService) -> None:
+    """Scripted: base64 images over 1 MB are decoded in a worker thread; the PNG arrives
+    byte for byte (1000 x 1000 pixels of noise, about 1.3 MB of base64)."""
+    noise = PILImage.frombytes("L", (1000, 1000), random.Random(7).randbytes(1000 * 1000))
+    buffer = io.BytesIO()
+    noise.save(buffer, "PNG")
+    big = buffer.getvalue()
+    data = base64.b64encode(big).decode()
+    assert len(data) > 2**20
+    scripted.script = [
+        ok({"result_json": sample_analysis(1000, 1000), "images": dict.fromkeys(_KINDS, data)})
+    ]
+    client = make_client(scripted.url)
+    try:
+        result = await client.infer(big, "big.png", "image/png")
+    finally:
+        await client.aclose()
+    assert result.images == dict.fromkeys(_KINDS, big)
+
+
+_KINDS = ("combined", "mask", "overlay")
