@@ -149,6 +149,28 @@ def test_a_compressed_bomb_is_refused_after_reading_at_most_the_limit(
     assert peak < MEMORY_BOUND_BYTES, f"{peak / 2**20:.0f} MB"
 
 
+def test_a_gzip_bomb_inside_a_gzip_bomb_is_refused_after_reading_at_most_the_limit(
+    bounded_agent: AgentServer, service: ScriptedModelService
+) -> None:
+    """`Content-Encoding: gzip, gzip`: a few KB on the wire, 512 MB after both layers."""
+    bomb = gzip.compress(_compressed("gzip", BOMB_DECODED_BYTES), 9)
+    assert len(bomb) < 64 * 1024
+    service.handler = _raw(bomb, **{"content-encoding": "gzip, gzip"})
+    response, peak = _upload_measured(bounded_agent)
+    _assert_refused(bounded_agent, response)
+    assert "MODEL_SERVICE_MAX_ANSWER_MB" in response.json()["detail"]
+    assert peak < MEMORY_BOUND_BYTES, f"{peak / 2**20:.0f} MB"
+
+
+def test_a_body_that_is_not_what_its_content_encoding_says_is_a_bad_answer(
+    bounded_agent: AgentServer, service: ScriptedModelService
+) -> None:
+    service.handler = _raw(b"\x1f\x8b\x08\x00 not gzip at all", **{"content-encoding": "gzip"})
+    response = _upload(bounded_agent)
+    _assert_refused(bounded_agent, response)
+    assert "does not decode as its Content-Encoding (gzip)" in response.json()["detail"]
+
+
 def test_a_huge_body_declared_by_its_length_is_refused_unread(
     bounded_agent: AgentServer, service: ScriptedModelService
 ) -> None:
