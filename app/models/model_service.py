@@ -7,6 +7,7 @@ plausible layout into one `Analysis` plus three image references before validati
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -240,11 +241,12 @@ _REGION_CLASS_KEYS = ("class_name", "class", "label", "category")
 CENTROID_TOLERANCE_PX = 1.0
 
 
-def answer_problems(analysis: Analysis, width: int, height: int) -> list[str]:
-    """What in a validated analysis does not fit the input image of `width` x `height`
-    pixels, in words (an empty list: it fits). Checked before anything is stored:
+def answer_problems(analysis: Analysis, sizes: Sequence[tuple[int, int]]) -> list[str]:
+    """What in a validated analysis does not fit the input image, whose (width, height)
+    in pixels may be any of `sizes` (its own first; transposed for an EXIF rotation), in
+    words (an empty list: it fits). Checked before anything is stored:
 
-    - `image_shape` is exactly `width` x `height`;
+    - `image_shape` is exactly one of `sizes`;
     - every region's bounding box lies inside the image, at least 1 x 1 pixel;
     - its area is at most its box's area (and so at most the image's), at least 1 pixel;
     - its centroid lies inside its box, within CENTROID_TOLERANCE_PX;
@@ -258,10 +260,11 @@ def answer_problems(analysis: Analysis, width: int, height: int) -> list[str]:
     """
     problems: list[str] = []
     shape = analysis.image_shape
-    if (shape.width, shape.height) != (width, height):
+    width, height = shape.width, shape.height
+    if (width, height) not in sizes:
         problems.append(
-            f"image_shape is {shape.width} x {shape.height} pixels, but the image sent is"
-            f" {width} x {height}"
+            f"image_shape is {width} x {height} pixels, but the image sent is"
+            f" {sizes[0][0]} x {sizes[0][1]}"
         )
         return problems
     image_area = width * height

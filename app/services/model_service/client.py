@@ -12,6 +12,7 @@ import binascii
 import io
 import json
 import logging
+import struct
 import time
 import warnings
 from dataclasses import dataclass
@@ -164,9 +165,15 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
-def input_size(image: bytes) -> tuple[int, int]:
-    """(width, height) in pixels of an encoded input image, from its header (no pixel is
-    decoded).
+# EXIF orientations that turn the image by 90 degrees (5 to 8): a service that applies
+# them (Pillow's `ImageOps.exif_transpose`) analyses an image of height x width.
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+
+def input_sizes(image: bytes) -> list[tuple[int, int]]:
+    """The (width, height) pixel sizes a model service may analyse an encoded input image
+    as: its header's size, then the transposed size when its EXIF orientation turns it by
+    90 degrees (no pixel is decoded).
 
     Raises:
         BadImage: the header cannot be read (the input was validated when accepted, so
@@ -176,10 +183,16 @@ def input_size(image: bytes) -> tuple[int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
             with PILImage.open(io.BytesIO(image)) as img:
-                width, height = img.size
+                width, height = (int(n) for n in img.size)
+                try:
+                    orientation = img.getexif().get(0x0112)  # EXIF Orientation
+                except (OSError, SyntaxError, ValueError, struct.error):
+                    orientation = None
     except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as exc:
         raise BadImage("the stored input image cannot be read any more; upload it again") from exc
-    return int(width), int(height)
+    if orientation in _TRANSPOSING_ORIENTATIONS and width != height:
+        return [(width, height), (height, width)]
+    return [(width, height)]
 
 
 class _RetryableStatus(Exception):
@@ -420,7 +433,7 @@ class ModelServiceClient:
         self, image: bytes, filename: str, media_type: str, started: float
     ) -> InferenceResult:
         deadline = asyncio.get_running_loop().time() + self._deadline_s
-        width, height = input_size(image)
+        sizes = input_sizes(image)
         budget = ReadBudget(self._max_answer_bytes)
         try:
             async with asyncio.timeout_at(deadline):
@@ -439,7 +452,7 @@ class ModelServiceClient:
                     )
                 content_type = response.headers.get("content-type", "none")
                 answer, raw_analysis = await anyio.to_thread.run_sync(
-                    self._parse, response.content, content_type, width, height
+                    self._parse, response.content, content_type, sizes
                 )
                 del response  # its body: up to MODEL_SERVICE_MAX_ANSWER_MB
                 images: dict[str, bytes] = {
@@ -607,10 +620,11 @@ class ModelServiceClient:
         )
 
     def _parse(
-        self, content: bytes | bytearray, content_type: str, width: int, height: int
+        self, content: bytes | bytearray, content_type: str, sizes: list[tuple[int, int]]
     ) -> tuple[ModelServiceAnswer, dict[str, Any]]:
         """The validated answer and the analysis JSON as sent (parsed once: bodies carry
-        three base64 PNGs), checked against the input image of `width` x `height` pixels.
+        three base64 PNGs), checked against the input image, whose (width, height) in
+        pixels is one of `sizes` (`input_sizes`).
 
         Blocking (parses up to MODEL_SERVICE_MAX_ANSWER_MB): run it in a worker thread.
         """
@@ -650,7 +664,7 @@ class ModelServiceClient:
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5]
             )
             raise ModelServiceBadAnswer(f"model service answer is malformed: {problems}") from exc
-        misfits = answer_problems(answer.analysis, width, height)
+        misfits = answer_problems(answer.analysis, sizes)
         if misfits:
             shown = "; ".join(printable(p, 300) for p in misfits[:5])
             more = f" (and {len(misfits) - 5} more)" if len(misfits) > 5 else ""

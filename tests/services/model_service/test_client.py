@@ -394,3 +394,40 @@ async def test_a_large_inline_image_is_decoded_whole(scripted: ScriptedService) 
 
 
 _KINDS = ("combined", "mask", "overlay")
+
+
+def _rotated_jpeg(size: tuple[int, int], orientation: int | None) -> bytes:
+    exif = PILImage.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    PILImage.new("L", size, 200).save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("orientation", "accepted"), [(None, False), (1, False), (6, True), (8, True)]
+)
+async def test_an_analysis_of_the_exif_rotated_image_fits_only_a_rotated_input(
+    scripted: ScriptedService, orientation: int | None, accepted: bool
+) -> None:
+    """A 16 x 8 JPEG whose EXIF orientation turns it (6, 8) may be analysed as 8 x 16 (a
+    service that applies `exif_transpose`); without such an orientation that is a lie."""
+    upright = make_image("PNG", (8, 16))
+    images = {"combined": b64_of(make_image("PNG", (16, 16))), "mask": b64_of(upright)}
+    images["overlay"] = images["mask"]
+    scripted.script = [ok({"result_json": sample_analysis(8, 16), "images": images})]
+    client = make_client(scripted.url)
+    try:
+        if accepted:
+            result = await client.infer(_rotated_jpeg((16, 8), orientation), "r.jpg", "image/jpeg")
+            assert result.analysis.image_shape.width == 8
+        else:
+            with pytest.raises(ModelServiceBadAnswer, match="image sent is 16 x 8"):
+                await client.infer(_rotated_jpeg((16, 8), orientation), "r.jpg", "image/jpeg")
+    finally:
+        await client.aclose()
+
+
+def b64_of(data: bytes) -> str:
+    return base64.b64encode(data).decode()
