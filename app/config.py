@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     segformer_backoff_base_s: float = Field(default=1.0, ge=0)
     # One inference, every attempt and back-off included, ends after this long (seconds).
     segformer_deadline_s: float = Field(default=60.0, gt=0)
+    # Most bytes the agent reads from a model service for one inference (the answer and
+    # any result image it fetches), counted raw and decompressed (gzip/deflate): more is a
+    # bad answer (502). Memory per call in flight is about 3 x this at most (MB).
+    model_service_max_answer_mb: float = Field(default=128.0, gt=0)
     # Batch images that fail because the model service is unreachable are tried again,
     # after BATCH_RETRY_BACKOFF_BASE_S, then twice as long each time (at most 5 min), until
     # the service has been failing for them this long (seconds).
@@ -250,6 +254,11 @@ class Settings(BaseSettings):
     def max_file_size_bytes(self) -> int:
         """The largest accepted image, in bytes."""
         return int(self.max_file_size_mb * 1024 * 1024)
+
+    @property
+    def model_service_max_answer_bytes(self) -> int:
+        """MODEL_SERVICE_MAX_ANSWER_MB in bytes."""
+        return int(self.model_service_max_answer_mb * 1024 * 1024)
 
     @property
     def min_free_disk_bytes(self) -> int:

@@ -12,10 +12,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from segformer_service.config import ServiceSettings
 from segformer_service.errors import ServiceError, UploadTooLarge
@@ -70,6 +70,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings if settings is not None else ServiceSettings()
     inspection = InspectionService(settings)
     limit_bytes = settings.max_upload_size_bytes
+    # Made on first use, in the event loop that serves the requests.
+    limiters: list[anyio.CapacityLimiter] = []
 
     app = FastAPI(
         title="AOI reference model service",
@@ -116,7 +118,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     ) -> UploadResponse:
         """Segment the defects of one image; see docs/model-service-contract.md."""
         data = await read_limited(image, limit_bytes)
-        result = await run_in_threadpool(service.inspect, data, image.filename or "upload")
+        if not limiters:
+            limiters.append(anyio.CapacityLimiter(settings.max_concurrent_inferences))
+        # At most `max_concurrent_inferences` in worker threads at once: each may take
+        # about 21 bytes per pixel, so memory stays bounded under load.
+        result = await anyio.to_thread.run_sync(
+            service.inspect, data, image.filename or "upload", limiter=limiters[0]
+        )
         logger.info(
             "inspected %s in %.3f s: %s",
             result.filename,

@@ -53,6 +53,13 @@ class ServiceSettings(BaseSettings):
         gt=0,
         description="Decompression-bomb guard: largest accepted width x height, pixels.",
     )
+    max_concurrent_inferences: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Inferences run at once; the others wait for a slot. Each takes up to "
+        "about 21 bytes per pixel (1 GB at 49 Mpx), so this bounds the service's memory.",
+    )
 
     # --- classical engine (all lengths and areas in pixels) ------------------
     copper_polarity: Literal["dark", "bright"] = Field(

@@ -52,16 +52,25 @@ def colour_mask(label_mask: NDArray[np.integer[Any]], colors: dict[int, str]) ->
     lut = np.zeros((int(max(colors, default=0)) + 1, 3), dtype=np.uint8)
     for class_id, color in colors.items():
         lut[class_id] = hex_to_rgb(color)
-    ids = np.where((label_mask >= 0) & (label_mask < len(lut)), label_mask, 0)
-    return lut[ids]
+    if label_mask.size and (label_mask.min() < 0 or label_mask.max() >= len(lut)):
+        label_mask = np.where((label_mask >= 0) & (label_mask < len(lut)), label_mask, 0)
+    return lut[label_mask]
 
 
 def overlay(image: RGBImage, mask_rgb: RGBImage, label_mask: NDArray[np.integer[Any]]) -> RGBImage:
-    """Blend ``mask_rgb`` over ``image`` with weight ``OVERLAY_ALPHA`` where ``label_mask > 0``."""
-    blended = image.astype(np.float32)
+    """Blend ``mask_rgb`` over ``image`` with weight ``OVERLAY_ALPHA`` where ``label_mask > 0``.
+
+    Only the defect pixels are converted to float32 (elsewhere the input is copied as is):
+    a whole-image float32 copy would cost 12 bytes per pixel.
+    """
+    out = image.copy()
     defect = label_mask > 0
-    blended[defect] = (1 - OVERLAY_ALPHA) * blended[defect] + OVERLAY_ALPHA * mask_rgb[defect]
-    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    blended = np.empty(out[defect].shape, dtype=np.float32)
+    blended[...] = (1 - OVERLAY_ALPHA) * image[defect].astype(np.float32) + (
+        OVERLAY_ALPHA * mask_rgb[defect]
+    )
+    out[defect] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out
 
 
 def png_bytes(image: RGBImage) -> bytes:
@@ -90,10 +99,14 @@ def render_pngs(
     rgb = to_rgb(image)
     if label_mask.shape != rgb.shape[:2]:
         raise ValueError(f"mask shape {label_mask.shape} != image shape {rgb.shape[:2]}")
+    # One image array at a time beside the input and the overlay: each is freed once
+    # encoded (at 50 Mpx an RGB array is 150 MB, Pillow's copy of it 200 MB).
     mask_rgb = colour_mask(label_mask, colors)
     over = overlay(rgb, mask_rgb, label_mask)
-    return {
-        "combined": png_bytes(np.concatenate([rgb, over], axis=1)),
-        "mask": png_bytes(mask_rgb),
-        "overlay": png_bytes(over),
-    }
+    pngs = {"mask": png_bytes(mask_rgb)}
+    del mask_rgb
+    pngs["overlay"] = png_bytes(over)
+    combined = np.concatenate([rgb, over], axis=1)
+    del rgb, over
+    pngs["combined"] = png_bytes(combined)
+    return {key: pngs[key] for key in ("combined", "mask", "overlay")}

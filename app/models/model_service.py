@@ -7,6 +7,7 @@ plausible layout into one `Analysis` plus three image references before validati
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -230,3 +231,106 @@ def normalise_answer(body: Any) -> dict[str, Any]:
         if isinstance(processing_time, int | float)
         else None,
     }
+
+
+# A region may name its class itself; the keys the agent reads for that.
+_REGION_CLASS_KEYS = ("class_name", "class", "label", "category")
+# How far a centroid may lie outside its region's bounding box, pixels: a centre of mass
+# lies within the box's pixels (0.5 px inside its edges, pixel-centre coordinates); a
+# service that rounds, or counts coordinates from pixel corners, may shift it by up to this.
+CENTROID_TOLERANCE_PX = 1.0
+
+
+def answer_problems(analysis: Analysis, sizes: Sequence[tuple[int, int]]) -> list[str]:
+    """What in a validated analysis does not fit the input image, whose (width, height)
+    in pixels may be any of `sizes` (its own first; transposed for an EXIF rotation), in
+    words (an empty list: it fits). Checked before anything is stored:
+
+    - `image_shape` is exactly one of `sizes`;
+    - every region's bounding box lies inside the image, at least 1 x 1 pixel;
+    - its area is at most its box's area (and so at most the image's), at least 1 pixel;
+    - its centroid lies inside its box, within CENTROID_TOLERANCE_PX;
+    - a class's regions' areas, and all classes' together, are at most the image's area
+      (regions are disjoint pixel sets of one label mask);
+    - a region that names its class (`class_name`, `class`, `label`, `category`, or a
+      `class_id`) names the class it is listed under, one of the answer's classes.
+
+    Source of the geometry: segformer_service/analysis.py (scikit-image `regionprops`:
+    `bbox`, `area`, `centroid`), docs/model-service-contract.md.
+    """
+    problems: list[str] = []
+    shape = analysis.image_shape
+    width, height = shape.width, shape.height
+    if (width, height) not in sizes:
+        problems.append(
+            f"image_shape is {width} x {height} pixels, but the image sent is"
+            f" {sizes[0][0]} x {sizes[0][1]}"
+        )
+        return problems
+    image_area = width * height
+    all_areas = 0
+    ids = {c.class_id: name for name, c in analysis.classes.items()}
+    for name, found in analysis.classes.items():
+        all_areas += found.total_area_pixels
+        if found.total_area_pixels > image_area:
+            problems.append(
+                f"class {name!r}: total_area_pixels {found.total_area_pixels} is more than"
+                f" the image's {image_area} pixels"
+            )
+        for region in found.regions:
+            where = f"class {name!r} region {region.region_id}"
+            problems.extend(
+                f"{where}: {p}" for p in _region_problems(region, name, found, ids, width, height)
+            )
+    if all_areas > image_area:
+        problems.append(
+            f"the regions' areas add up to {all_areas} pixels, more than the image's {image_area}"
+        )
+    return problems
+
+
+def _region_problems(
+    region: RegionAnalysis,
+    class_name: str,
+    found: ClassAnalysis,
+    ids: dict[int, str],
+    width: int,
+    height: int,
+) -> list[str]:
+    problems: list[str] = []
+    box = region.bounding_box
+    if box.width < 1 or box.height < 1:
+        problems.append(f"bounding_box is {box.width} x {box.height} pixels (at least 1 x 1)")
+    if box.x < 0 or box.y < 0 or box.x + box.width > width or box.y + box.height > height:
+        problems.append(
+            f"bounding_box ({box.x}, {box.y}, {box.width} x {box.height}) lies outside the"
+            f" {width} x {height} image"
+        )
+    if region.area_pixels < 1 or region.area_pixels > box.width * box.height:
+        problems.append(
+            f"area_pixels {region.area_pixels} is not between 1 and its bounding box's"
+            f" {box.width * box.height}"
+        )
+    tol = CENTROID_TOLERANCE_PX
+    c = region.centroid
+    if not (
+        box.x - tol <= c.x <= box.x + box.width + tol - 1
+        and box.y - tol <= c.y <= box.y + box.height + tol - 1
+    ):
+        problems.append(f"centroid ({c.x:g}, {c.y:g}) lies outside its bounding box")
+    extra = region.model_extra or {}
+    for key in _REGION_CLASS_KEYS:
+        named = extra.get(key)
+        if named is not None and named != class_name:
+            problems.append(
+                f"{key} {str(named)[:60]!r} is not the class it is listed under"
+                f" ({'another' if named in ids.values() else 'not one'} of the answer's classes)"
+            )
+    named_id = extra.get("class_id")
+    if named_id is not None and named_id != found.class_id:
+        problems.append(
+            f"class_id {str(named_id)[:20]} is not its class's {found.class_id}"
+            f" ({'another' if isinstance(named_id, int) and named_id in ids else 'not one'}"
+            " of the answer's classes)"
+        )
+    return problems

@@ -10,21 +10,33 @@ from typing import Any
 import orjson
 
 
-def loads(data: bytes | str) -> Any:
+def loads(data: bytes | bytearray | str) -> Any:
     """Parse JSON text.
 
     orjson first; on what it refuses, the standard library, which also reads `NaN` and
     `Infinity` (a careless model service writes them; they are then refused by
     validation with a message naming the field, not as "not JSON").
 
+    Text nested deeper than orjson's limit (1024 arrays or objects) is refused without
+    the fallback, whose recursion would end in a RecursionError; an integer of more than
+    4300 digits (Python's conversion limit) is refused too.
+
     Raises:
-        json.JSONDecodeError (a ValueError): not JSON for either parser.
+        json.JSONDecodeError (a ValueError): not JSON for either parser, nested too deeply,
+            or an integer too long to convert.
         UnicodeDecodeError: bytes that are not UTF-8.
     """
     try:
         return orjson.loads(data)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc):
+            raise
+    try:
         return json.loads(data)
+    except json.JSONDecodeError:
+        raise
+    except (RecursionError, ValueError) as exc:
+        raise json.JSONDecodeError(f"not usable JSON ({exc})"[:200], "", 0) from exc
 
 
 def dumps(value: Any) -> bytes:

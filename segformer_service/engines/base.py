@@ -22,6 +22,9 @@ from numpy.typing import NDArray
 
 from segformer_service.config import ServiceSettings
 
+_BAND_PIXELS = 1 << 20
+"""Pixels per band of rows in :func:`as_grey` (bounds its float32 scratch memory)."""
+
 LabelMask = NDArray[np.int32]
 """``(H, W)`` array of class ids, 0 = background."""
 
@@ -120,6 +123,14 @@ def as_grey(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
     if image.ndim == 2:
         return image.astype(np.uint8, copy=False)
     if image.ndim == 3 and image.shape[2] == 3:
-        luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+        # Converted in bands of rows: a whole-image float32 copy is 12 bytes per pixel
+        # (600 MB for 50 Mpx); a band of ~1 Mpx costs 12 MB. Each pixel's arithmetic is
+        # the same, so the result is the same bytes.
+        weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        grey = np.empty(image.shape[:2], dtype=np.uint8)
+        rows = max(1, _BAND_PIXELS // max(1, image.shape[1]))
+        for top in range(0, image.shape[0], rows):
+            luma = image[top : top + rows].astype(np.float32) @ weights
+            grey[top : top + rows] = np.clip(np.rint(luma), 0, 255)
+        return grey
     raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {image.shape}")

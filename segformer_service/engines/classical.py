@@ -172,7 +172,8 @@ class ClassicalEngine:
         """Label the components of ``mask`` with at least ``bridge_part_min_area_px`` pixels."""
         labels, count = _label(mask, _EIGHT)
         big = _area_band(labels, count, self._settings.bridge_part_min_area_px, labels.size)
-        return np.where(big[labels], labels, 0).astype(np.int32)
+        labels[~big[labels]] = 0  # in place: no second int32 image
+        return labels
 
     def defect_masks(self, image: NDArray[np.uint8]) -> dict[str, BoolMask]:
         """One boolean ``(H, W)`` mask per defect kind (keys: the six DeepPCB class names).
@@ -189,6 +190,9 @@ class ClassicalEngine:
         keep &= ~_touching_border(cu_labels, cu_count)
         spurious = _select(cu_labels, self._not_round(cu_labels, keep))
         conductors = copper & ~spurious
+        # Each int32 label image is 4 bytes per pixel (200 MB at 50 Mpx): freed as soon as
+        # its masks are made, so at most two are alive at once.
+        del cu_labels
 
         # Pin-holes: small, not round substrate regions enclosed by copper.
         bg_labels, bg_count = _label(~copper, _FOUR)
@@ -196,6 +200,7 @@ class ClassicalEngine:
         keep &= ~_touching_border(bg_labels, bg_count)
         pin_hole = _select(bg_labels, self._not_round(bg_labels, keep))
         solid = conductors | pin_hole
+        del bg_labels, copper
 
         # Spur / short: short, thin copper features removed by an opening.
         opened = morphology.opening(solid, morphology.disk(s.spur_opening_radius_px))
@@ -205,10 +210,12 @@ class ClassicalEngine:
         bridges = _neighbour_counts(th_labels, th_count, self._large_parts(opened))
         short = _select(th_labels, keep & (bridges >= 2))
         spur = _select(th_labels, keep & (bridges == 1))
+        del th_labels, opened, conductors
 
         # Mousebite / open: short, thin gaps in copper filled by a closing.
         closed = morphology.closing(solid, morphology.disk(s.mousebite_closing_radius_px))
         gp_labels, gp_count = _label(closed & ~solid, _EIGHT)
+        del closed
         keep = _area_band(gp_labels, gp_count, s.mousebite_min_area_px, s.mousebite_max_area_px)
         keep = self._short_enough(gp_labels, keep)
         cuts = _neighbour_counts(gp_labels, gp_count, self._large_parts(solid))

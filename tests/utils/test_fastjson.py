@@ -47,3 +47,17 @@ def test_dumps_indented_falls_back_for_integers_beyond_64_bits() -> None:
 
 def test_dumps_indented_writes_nan_as_null_which_is_json() -> None:
     assert json.loads(fastjson.dumps_indented({"x": float("nan")})) == {"x": None}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(b"[" * 5000 + b"]" * 5000, id="deeper-than-orjson-allows"),
+        pytest.param(b"[NaN, " + b"[" * 1000 + b"]" * 1000 + b"]", id="deep-with-nan"),
+        pytest.param(b'{"n": ' + b"9" * 5000 + b"}", id="integer-of-5000-digits"),
+    ],
+)
+def test_loads_refuses_what_would_exhaust_the_standard_library(text: bytes) -> None:
+    # A RecursionError or the integer-conversion ValueError would escape as a 500.
+    with pytest.raises(json.JSONDecodeError):
+        fastjson.loads(text)

@@ -12,6 +12,7 @@ import binascii
 import io
 import json
 import logging
+import struct
 import time
 import warnings
 from dataclasses import dataclass
@@ -33,12 +34,13 @@ from tenacity import (
 )
 
 from app.config import Settings
-from app.errors import ModelServiceBadAnswer, ModelServiceUnavailable
+from app.errors import BadImage, ModelServiceBadAnswer, ModelServiceUnavailable
 from app.models.model_service import (
     RESULT_IMAGE_KINDS,
     Analysis,
     ImageShape,
     ModelServiceAnswer,
+    answer_problems,
     normalise_answer,
 )
 from app.utils import fastjson
@@ -48,14 +50,153 @@ from app.utils.text import printable
 logger = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A refusal's or a health answer's body: only its first words are shown, so no more is read.
+ERROR_BODY_MAX_BYTES = 64 * 1024
+# The contract's answer nests 7 levels deep (body, result_json, classes, a class, regions,
+# a region, its centroid); anything deeper than this is not a model answer.
+MAX_ANSWER_DEPTH = 32
+# JSON arrays, objects and separators in one answer (its base64 images hold none): a
+# region takes about 15, so this allows ~65,000 regions, while 10^6 tiny containers cost
+# at most about 120 MB of Python objects (measured for `{"a":{}},` repeated); an answer
+# of 128 MB of `[],` would cost 2.4 GB.
+MAX_ANSWER_VALUES = 1_000_000
+# Base64 images shorter than this are decoded on the event loop (well under 1 ms).
+_INLINE_DECODE_BYTES = 1 << 20
 RETRYABLE_STATUS = frozenset({502, 503, 504})
 # The contract's refusals of an input file (bad image, too large, wrong type, no file): the
 # service works, the file is the problem. Any other status means the service fails.
 REFUSED_INPUT_STATUS = frozenset({400, 413, 415, 422})
 
 
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer of the model service, its body read within a bound.
+
+    Attributes:
+        status_code: the HTTP status.
+        headers: the answer's headers.
+        content: the decoded body (Content-Encoding undone); for a status other than 200
+            at most ERROR_BODY_MAX_BYTES of it.
+    """
+
+    status_code: int
+    headers: httpx2.Headers
+    content: bytes | bytearray
+
+
+class ReadBudget:
+    """The bytes the agent still reads from the model service for one inference
+    (MODEL_SERVICE_MAX_ANSWER_MB): each accepted body (the answer, a fetched result image)
+    takes its share."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.remaining = limit_bytes
+
+    def too_large(self, what: str) -> ModelServiceBadAnswer:
+        """The error for a body that would pass the limit."""
+        return ModelServiceBadAnswer(
+            f"model service answer: {what} is larger than the agent reads for one inference"
+            f" ({self.limit_bytes / 2**20:g} MB, MODEL_SERVICE_MAX_ANSWER_MB, counted raw and"
+            " decompressed); refused without reading the rest"
+        )
+
+
+async def read_bounded(
+    response: httpx2.Response, limit_bytes: int, *, refuse: ReadBudget | None
+) -> bytes | bytearray:
+    """The body of a streamed `response`, decoded (gzip/deflate undone piece by piece, at
+    most 1 MiB at a time by httpx2's decoders), reading at most `limit_bytes` bytes raw and
+    `limit_bytes` decoded: a compressed bomb costs at most the limit in memory.
+
+    Returns:
+        The decoded body; without `refuse`, cut at `limit_bytes` when longer.
+
+    Raises:
+        ModelServiceBadAnswer: with `refuse`, the body is longer than `limit_bytes` (raw,
+            decoded or as its Content-Length declares), or its Content-Encoding does not
+            decode.
+        httpx2.TransportError: the connection failed while reading (a timeout included).
+    """
+    declared = response.headers.get("content-length", "")
+    if refuse is not None and declared.isdigit() and int(declared) > limit_bytes:
+        raise refuse.too_large(f"its declared length of {int(declared):,} bytes")
+    body = bytearray()
+    try:
+        async for chunk in response.aiter_bytes():
+            if len(body) + len(chunk) > limit_bytes or response.num_bytes_downloaded > limit_bytes:
+                if refuse is not None:
+                    raise refuse.too_large("its body")
+                body += chunk[: max(0, limit_bytes - len(body))]
+                break
+            body += chunk
+    except httpx2.DecodingError as exc:
+        raise ModelServiceBadAnswer(
+            "model service answer does not decode as its Content-Encoding"
+            f" ({printable(response.headers.get('content-encoding', 'none'), 40)}) says"
+        ) from exc
+    return body
+
+
+def json_value_bound(body: bytes | bytearray) -> int:
+    """How many JSON containers and separators `body` may hold: the count of `{`, `[`
+    and `,` bytes, an upper bound counted at C speed before parsing (base64 holds none).
+    """
+    return body.count(b"{") + body.count(b"[") + body.count(b",")
+
+
+def json_depth(value: Any) -> int:
+    """How deeply `value` (parsed JSON) nests arrays and objects (a scalar: 0), counted
+    without recursion, so no depth raises RecursionError."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        depth += 1
+        if depth > deepest:
+            deepest = depth
+            if depth > MAX_ANSWER_DEPTH:
+                return depth
+        stack.extend((child, depth) for child in item if isinstance(child, dict | list))
+    return deepest
+
+
+# EXIF orientations that turn the image by 90 degrees (5 to 8): a service that applies
+# them (Pillow's `ImageOps.exif_transpose`) analyses an image of height x width.
+_TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+
+def input_sizes(image: bytes) -> list[tuple[int, int]]:
+    """The (width, height) pixel sizes a model service may analyse an encoded input image
+    as: its header's size, then the transposed size when its EXIF orientation turns it by
+    90 degrees (no pixel is decoded).
+
+    Raises:
+        BadImage: the header cannot be read (the input was validated when accepted, so
+            only a store that changed the file gets here).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(image)) as img:
+                width, height = (int(n) for n in img.size)
+                try:
+                    orientation = img.getexif().get(0x0112)  # EXIF Orientation
+                except (OSError, SyntaxError, ValueError, struct.error):
+                    orientation = None
+    except (OSError, SyntaxError, ValueError, PILImage.DecompressionBombError) as exc:
+        raise BadImage("the stored input image cannot be read any more; upload it again") from exc
+    if orientation in _TRANSPOSING_ORIENTATIONS and width != height:
+        return [(width, height), (height, width)]
+    return [(width, height)]
+
+
 class _RetryableStatus(Exception):
-    def __init__(self, response: httpx2.Response) -> None:
+    def __init__(self, response: Reply) -> None:
         super().__init__(f"HTTP {response.status_code}")
         self.response = response
 
@@ -110,13 +251,13 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, httpx2.TransportError | _RetryableStatus)
 
 
-def _error_text(response: httpx2.Response) -> str:
+def _error_text(response: Reply) -> str:
     """The service's own reason, shortened and with control characters (NUL, escape
     sequences) replaced: it goes into the agent's JSON answers and its logs."""
     try:
-        body = response.json()
+        body = fastjson.loads(response.content)
     except ValueError:
-        return printable(response.text, 300)
+        return printable(bytes(response.content[:2000]).decode("utf-8", "replace"), 300)
     if isinstance(body, dict):
         body = body.get("detail") or body.get("error") or body
     return printable(str(body), 300)
@@ -221,6 +362,7 @@ class ModelServiceClient:
         self._deadline_s = settings.segformer_deadline_s
         self._semaphore = asyncio.Semaphore(settings.segformer_max_concurrency)
         self._max_image_pixels = settings.max_image_pixels
+        self._max_answer_bytes = settings.model_service_max_answer_bytes
         self._max_concurrent_decodes = settings.max_concurrent_decodes
         self._decode_limiter: anyio.CapacityLimiter | None = None
         self._client = httpx2.AsyncClient(
@@ -261,7 +403,10 @@ class ModelServiceClient:
                 (not retried), 502/503/504 after all attempts, or SEGFORMER_DEADLINE_S ran
                 out; the message says how long the agent waited (`waited_seconds`).
             ModelServiceBadAnswer: any other non-200 answer, or an answer that lacks
-                the analysis or an image (message names what is missing).
+                the analysis or an image (message names what is missing), is larger than
+                MODEL_SERVICE_MAX_ANSWER_MB, nests too deeply, or does not fit the image
+                (`check_against_image`).
+            BadImage: `image`'s header cannot be read.
         """
         async with self._semaphore:
             started = time.perf_counter()
@@ -288,12 +433,15 @@ class ModelServiceClient:
         self, image: bytes, filename: str, media_type: str, started: float
     ) -> InferenceResult:
         deadline = asyncio.get_running_loop().time() + self._deadline_s
+        sizes = input_sizes(image)
+        budget = ReadBudget(self._max_answer_bytes)
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self._send(
                     "POST",
                     "upload",
                     deadline=deadline,
+                    budget=budget,
                     files={"image": (filename, image, media_type)},
                 )
                 if response.status_code != 200:
@@ -302,9 +450,13 @@ class ModelServiceClient:
                         f"{response.status_code}: {_error_text(response)}",
                         _service_status=response.status_code,
                     )
-                answer, raw_analysis = self._parse(response)
+                content_type = response.headers.get("content-type", "none")
+                answer, raw_analysis = await anyio.to_thread.run_sync(
+                    self._parse, response.content, content_type, sizes
+                )
+                del response  # its body: up to MODEL_SERVICE_MAX_ANSWER_MB
                 images: dict[str, bytes] = {
-                    kind: await self._image_bytes(kind, answer, deadline)
+                    kind: await self._image_bytes(kind, answer, deadline, budget)
                     for kind in RESULT_IMAGE_KINDS
                 }
         except TimeoutError as exc:
@@ -334,8 +486,10 @@ class ModelServiceClient:
             (healthy, a sentence saying what the probe found).
         """
         try:
-            response = await self._client.get("health", timeout=3.0)
-        except httpx2.HTTPError as exc:
+            async with self._client.stream("GET", "health", timeout=3.0) as streamed:
+                content = await read_bounded(streamed, ERROR_BODY_MAX_BYTES, refuse=None)
+                response = Reply(streamed.status_code, streamed.headers, content)
+        except (httpx2.HTTPError, ModelServiceBadAnswer) as exc:
             return False, (
                 f"GET {self.base_url}health failed ({type(exc).__name__}: {exc}); check"
                 " SEGFORMER_SERVICE_URL and that the model service is running"
@@ -346,7 +500,7 @@ class ModelServiceClient:
                 " model service's health answer; is SEGFORMER_SERVICE_URL the model service?"
             )
         try:
-            body = response.json()
+            body = fastjson.loads(response.content)
         except ValueError:
             body = None
         if not isinstance(body, dict) or body.get("status") != "ok":
@@ -358,13 +512,19 @@ class ModelServiceClient:
         return True, f"health check passed (engine {engine})" if engine else "health check passed"
 
     async def _send(
-        self, method: str, url: str, *, deadline: float | None = None, **kwargs: Any
-    ) -> httpx2.Response:
+        self,
+        method: str,
+        url: str,
+        *,
+        deadline: float | None = None,
+        budget: ReadBudget,
+        **kwargs: Any,
+    ) -> Reply:
         loop = asyncio.get_running_loop()
-        budget = self._deadline_s if deadline is None else max(0.0, deadline - loop.time())
+        time_left = self._deadline_s if deadline is None else max(0.0, deadline - loop.time())
         retrying = AsyncRetrying(
             # Never start a back-off sleep that would end past the deadline.
-            stop=stop_after_attempt(self._attempts) | stop_before_delay(budget),
+            stop=stop_after_attempt(self._attempts) | stop_before_delay(time_left),
             wait=wait_exponential(multiplier=self._backoff_s, min=self._backoff_s),
             retry=retry_if_exception(_is_retryable),
             before_sleep=self._log_retry,
@@ -374,7 +534,7 @@ class ModelServiceClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._call(method, url, **kwargs)
+                    return await self._call(method, url, budget, **kwargs)
         except _RetryableStatus as exc:
             raise ModelServiceUnavailable(
                 f"model service at {self.base_url} kept answering HTTP"
@@ -403,11 +563,27 @@ class ModelServiceClient:
             ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> httpx2.Response:
+    async def _call(self, method: str, url: str, budget: ReadBudget, **kwargs: Any) -> Reply:
+        """One attempt: send, then read the body as a stream within its bound (a 200's
+        within `budget`, which it then takes from; any other status's first
+        ERROR_BODY_MAX_BYTES)."""
         started = time.perf_counter()
         full_url = urljoin(self.base_url, url)
         try:
-            response = await self._client.request(method, url, **kwargs)
+            request = self._client.build_request(method, url, **kwargs)
+            streamed = await self._client.send(request, stream=True)
+            try:
+                ok = streamed.status_code == 200
+                content = await read_bounded(
+                    streamed,
+                    budget.remaining if ok else ERROR_BODY_MAX_BYTES,
+                    refuse=budget if ok else None,
+                )
+            finally:
+                await streamed.aclose()
+            if ok:
+                budget.remaining -= len(content)
+            response = Reply(streamed.status_code, streamed.headers, content)
         except httpx2.TransportError as exc:
             logger.warning(
                 "model service call failed",
@@ -443,16 +619,33 @@ class ModelServiceClient:
             },
         )
 
-    def _parse(self, response: httpx2.Response) -> tuple[ModelServiceAnswer, dict[str, Any]]:
+    def _parse(
+        self, content: bytes | bytearray, content_type: str, sizes: list[tuple[int, int]]
+    ) -> tuple[ModelServiceAnswer, dict[str, Any]]:
         """The validated answer and the analysis JSON as sent (parsed once: bodies carry
-        three base64 PNGs)."""
+        three base64 PNGs), checked against the input image, whose (width, height) in
+        pixels is one of `sizes` (`input_sizes`).
+
+        Blocking (parses up to MODEL_SERVICE_MAX_ANSWER_MB): run it in a worker thread.
+        """
+        if json_value_bound(content) > MAX_ANSWER_VALUES:
+            raise ModelServiceBadAnswer(
+                f"model service answer holds more than {MAX_ANSWER_VALUES:,} JSON values"
+                " (arrays, objects and separators); not a model answer"
+            )
         try:
-            body = fastjson.loads(response.content)
+            body = fastjson.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ModelServiceBadAnswer(
                 f"model service at {self.base_url} answered with a body that is not JSON"
-                f" (content type {response.headers.get('content-type', 'none')})"
+                f" (content type {printable(content_type, 80)}"
+                f"{'; nested too deeply' if 'depth' in str(exc) else ''})"
             ) from exc
+        if json_depth(body) > MAX_ANSWER_DEPTH:
+            raise ModelServiceBadAnswer(
+                f"model service answer nests arrays and objects more than {MAX_ANSWER_DEPTH}"
+                " levels deep; not a model answer"
+            )
         normalised = normalise_answer(body)
         missing = [k for k in RESULT_IMAGE_KINDS if k not in normalised["images"]]
         if normalised["analysis"] is None or "image_shape" not in normalised["analysis"]:
@@ -465,12 +658,20 @@ class ModelServiceClient:
                 f"model service answer has no {', '.join(repr(m) for m in missing)} image"
             )
         try:
-            return ModelServiceAnswer.model_validate(normalised), normalised["analysis"]
+            answer = ModelServiceAnswer.model_validate(normalised)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:5]
             )
             raise ModelServiceBadAnswer(f"model service answer is malformed: {problems}") from exc
+        misfits = answer_problems(answer.analysis, sizes)
+        if misfits:
+            shown = "; ".join(printable(p, 300) for p in misfits[:5])
+            more = f" (and {len(misfits) - 5} more)" if len(misfits) > 5 else ""
+            raise ModelServiceBadAnswer(
+                f"model service answer does not fit the image: {shown}{more}"
+            )
+        return answer, normalised["analysis"]
 
     async def _check_images(self, images: dict[str, bytes], shape: ImageShape) -> None:
         # No pixel buffer is allocated (see `check_result_image`), so the decode limiter,
@@ -496,11 +697,14 @@ class ModelServiceClient:
         return full
 
     async def _image_bytes(
-        self, kind: str, answer: ModelServiceAnswer, deadline: float | None = None
+        self, kind: str, answer: ModelServiceAnswer, deadline: float, budget: ReadBudget
     ) -> bytes:
         ref = answer.images[kind]  # type: ignore[index]
         if ref.data is not None:
-            return decode_image_data(kind, ref.data)
+            if len(ref.data) < _INLINE_DECODE_BYTES:
+                return decode_image_data(kind, ref.data)
+            # Large (up to MODEL_SERVICE_MAX_ANSWER_MB): decoded off the event loop.
+            return await anyio.to_thread.run_sync(decode_image_data, kind, ref.data)
         assert ref.url is not None
         try:
             url = self._same_origin_url(kind, ref.url)
@@ -508,10 +712,10 @@ class ModelServiceClient:
             raise ModelServiceBadAnswer(
                 f"model service answer: the '{kind}' image URL is malformed"
             ) from exc
-        response = await self._send("GET", url, deadline=deadline)
+        response = await self._send("GET", url, deadline=deadline, budget=budget)
         if response.status_code != 200:
             raise ModelServiceBadAnswer(
                 f"model service answered HTTP {response.status_code} for the '{kind}' image"
                 f" at {urljoin(self.base_url, ref.url)}"
             )
-        return _check_png(kind, response.content)
+        return _check_png(kind, bytes(response.content))

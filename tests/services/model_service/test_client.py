@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
+import random
 import time
+import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from PIL import Image as PILImage
 from starlette.responses import JSONResponse, Response
 
 from app.config import Settings
@@ -324,3 +329,105 @@ async def test_last_inference_is_recorded(scripted: ScriptedService) -> None:
         assert client.last_inference.ok
     finally:
         await client.aclose()
+
+
+async def test_a_health_answer_that_is_a_gzip_bomb_is_read_only_in_part(
+    scripted: ScriptedService,
+) -> None:
+    """Scripted: a `/health` answering 64 MB of gzip-compressed spaces (64 KB sent). The
+    probe reads at most 64 KiB of it and reports the service unhealthy."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = b"".join([*(compressor.compress(b" " * 2**20) for _ in range(64)), compressor.flush()])
+    scripted.health = lambda: Response(
+        bomb, media_type="application/json", headers={"content-encoding": "gzip"}
+    )
+    client = make_client(scripted.url)
+    tracemalloc.start()
+    try:
+        healthy, detail = await client.health()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        await client.aclose()
+    assert not healthy
+    assert '{"status": "ok"' in (detail or "")
+    assert peak < 8 * 2**20
+
+
+async def test_result_images_fetched_by_url_count_against_the_answer_limit() -> None:
+    """Scripted: the answer is small, but the image it names by URL is larger than what
+    is left of MODEL_SERVICE_MAX_ANSWER_MB (here 0.05 MB): refused, the fetch cut."""
+    big = PILImage.frombytes("L", (300, 300), bytes(range(256)) * 352)
+    buffer = io.BytesIO()
+    big.save(buffer, "PNG", compress_level=0)
+    assert len(buffer.getvalue()) > 0.05 * 2**20
+    with ScriptedService(file_image=buffer.getvalue()) as service:
+        body = {**ANALYSIS, "images": {"combined": B64, "mask": "/files/m.png", "overlay": B64}}
+        service.script = [ok(body)]
+        client = make_client(service.url, model_service_max_answer_mb=0.05)
+        try:
+            with pytest.raises(ModelServiceBadAnswer, match="MODEL_SERVICE_MAX_ANSWER_MB"):
+                await client.infer(PNG, "a.png", "image/png")
+        finally:
+            await client.aclose()
+        assert service.file_calls == 1
+
+
+async def test_a_large_inline_image_is_decoded_whole(scripted: ScriptedService) -> None:
+    """Scripted: base64 images over 1 MB are decoded in a worker thread; the PNG arrives
+    byte for byte (1000 x 1000 pixels of noise, about 1.3 MB of base64)."""
+    noise = PILImage.frombytes("L", (1000, 1000), random.Random(7).randbytes(1000 * 1000))
+    buffer = io.BytesIO()
+    noise.save(buffer, "PNG")
+    big = buffer.getvalue()
+    data = base64.b64encode(big).decode()
+    assert len(data) > 2**20
+    scripted.script = [
+        ok({"result_json": sample_analysis(1000, 1000), "images": dict.fromkeys(_KINDS, data)})
+    ]
+    client = make_client(scripted.url)
+    try:
+        result = await client.infer(big, "big.png", "image/png")
+    finally:
+        await client.aclose()
+    assert result.images == dict.fromkeys(_KINDS, big)
+
+
+_KINDS = ("combined", "mask", "overlay")
+
+
+def _rotated_jpeg(size: tuple[int, int], orientation: int | None) -> bytes:
+    exif = PILImage.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    PILImage.new("L", size, 200).save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("orientation", "accepted"), [(None, False), (1, False), (6, True), (8, True)]
+)
+async def test_an_analysis_of_the_exif_rotated_image_fits_only_a_rotated_input(
+    scripted: ScriptedService, orientation: int | None, accepted: bool
+) -> None:
+    """A 16 x 8 JPEG whose EXIF orientation turns it (6, 8) may be analysed as 8 x 16 (a
+    service that applies `exif_transpose`); without such an orientation that is a lie."""
+    upright = make_image("PNG", (8, 16))
+    images = {"combined": b64_of(make_image("PNG", (16, 16))), "mask": b64_of(upright)}
+    images["overlay"] = images["mask"]
+    scripted.script = [ok({"result_json": sample_analysis(8, 16), "images": images})]
+    client = make_client(scripted.url)
+    try:
+        if accepted:
+            result = await client.infer(_rotated_jpeg((16, 8), orientation), "r.jpg", "image/jpeg")
+            assert result.analysis.image_shape.width == 8
+        else:
+            with pytest.raises(ModelServiceBadAnswer, match="image sent is 16 x 8"):
+                await client.infer(_rotated_jpeg((16, 8), orientation), "r.jpg", "image/jpeg")
+    finally:
+        await client.aclose()
+
+
+def b64_of(data: bytes) -> str:
+    return base64.b64encode(data).decode()
