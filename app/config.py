@@ -310,6 +310,13 @@ class Settings(BaseSettings):
             return list(dict.fromkeys(self.segformer_service_urls))
         return [self.segformer_service_url] if self.segformer_service_url else []
 
+    @property
+    def model_service_url_setting(self) -> str:
+        """The name of the setting the model services' URLs come from, for messages that
+        tell an operator what to check: SEGFORMER_SERVICE_URLS when it is set, else
+        SEGFORMER_SERVICE_URL."""
+        return "SEGFORMER_SERVICE_URLS" if self.segformer_service_urls else "SEGFORMER_SERVICE_URL"
+
     def model_service_limit(self, index: int) -> int:
         """Requests in flight at once to the `index`-th model service (0-based)."""
         limits = self.segformer_service_max_concurrency

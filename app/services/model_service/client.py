@@ -356,6 +356,8 @@ class ModelServiceClient:
 
     def __init__(self, settings: Settings, base_url: str) -> None:
         self.base_url = base_url.rstrip("/") + "/"
+        # The setting an operator corrects when this service is wrong or unreachable.
+        self._url_setting = settings.model_service_url_setting
         self._timeout_s = settings.segformer_timeout_s
         self._attempts = settings.segformer_max_retries
         self._backoff_s = settings.segformer_backoff_base_s
@@ -492,12 +494,12 @@ class ModelServiceClient:
         except (httpx2.HTTPError, ModelServiceBadAnswer) as exc:
             return False, (
                 f"GET {self.base_url}health failed ({type(exc).__name__}: {exc}); check"
-                " SEGFORMER_SERVICE_URL and that the model service is running"
+                f" {self._url_setting} and that the model service is running"
             )
         if response.status_code != 200:
             return False, (
                 f"GET {self.base_url}health answered HTTP {response.status_code}, not the"
-                " model service's health answer; is SEGFORMER_SERVICE_URL the model service?"
+                f" model service's health answer; is {self._url_setting} the model service?"
             )
         try:
             body = fastjson.loads(response.content)
@@ -506,7 +508,7 @@ class ModelServiceClient:
         if not isinstance(body, dict) or body.get("status") != "ok":
             return False, (
                 f"GET {self.base_url}health answered 200 but not"
-                ' {"status": "ok", ...}; is SEGFORMER_SERVICE_URL the model service?'
+                f' {{"status": "ok", ...}}; is {self._url_setting} the model service?'
             )
         engine = body.get("engine")
         return True, f"health check passed (engine {engine})" if engine else "health check passed"
@@ -559,7 +561,7 @@ class ModelServiceClient:
                 f"model service at {self.base_url} is unreachable after"
                 f" {_attempts(retrying)} in"
                 f" {time.perf_counter() - started:.0f} s ({type(exc).__name__}: {exc}); check"
-                " SEGFORMER_SERVICE_URL and that the service is running"
+                f" {self._url_setting} and that the service is running"
             ) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -431,3 +431,27 @@ async def test_an_analysis_of_the_exif_rotated_image_fits_only_a_rotated_input(
 
 def b64_of(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+@pytest.mark.parametrize(
+    ("configured", "named"),
+    [
+        ({"segformer_service_url": "{url}"}, "check SEGFORMER_SERVICE_URL and"),
+        ({"segformer_service_urls": ["{url}"]}, "check SEGFORMER_SERVICE_URLS and"),
+    ],
+)
+async def test_an_unreachable_service_names_the_setting_in_use(
+    configured: dict[str, Any], named: str
+) -> None:
+    """The health detail tells the operator which setting to correct: the list
+    (SEGFORMER_SERVICE_URLS) when the URLs come from it, not the single URL's setting."""
+    url = f"http://127.0.0.1:{free_loopback_port()}/"  # nothing listens there
+    values = {k: [url] if isinstance(v, list) else url for k, v in configured.items()}
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    client = ModelServiceClient(settings, url)
+    try:
+        healthy, detail = await client.health()
+    finally:
+        await client.aclose()
+    assert not healthy
+    assert named in (detail or "")
