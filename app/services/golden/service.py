@@ -41,11 +41,11 @@ from app.services.golden.errors import CropOutsideImage, GoldenNotFound, Invalid
 from app.services.golden.repository import FolderGolden, GoldenRepository
 from app.services.inspection.workflow import InspectionService
 from app.services.storage import Storage
+from app.services.storage.base import GOLDEN
 from app.utils.images import sniff_format, validate_image
 
 logger = logging.getLogger(__name__)
 
-GOLDEN_PREFIX = "golden"
 GOLDEN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _GOLDEN_ID = re.compile(GOLDEN_ID_PATTERN)
 FOLDER_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
@@ -236,7 +236,7 @@ class GoldenService:
         await self.library.ensure_indexed(self.repository)
         before = await self.repository.get(golden_id)
         digest = hashlib.sha256(data).hexdigest()
-        key = f"{GOLDEN_PREFIX}/{golden_id}/{digest[:16]}{info.suffix}"
+        key = f"{GOLDEN}/{golden_id}/{digest[:16]}{info.suffix}"
         await self.library.storage.put(key, data, info.media_type, download_name=file_name)
         board = await self.repository.save(
             GoldenBoard(
