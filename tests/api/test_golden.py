@@ -19,10 +19,12 @@ from tests.conftest import agent_settings
 from tests.support import (
     DEEPPCB_DIR,
     AgentServer,
+    S3Emulator,
     create_api_key,
     create_database,
     db_rows,
     drop_database,
+    local_files,
     make_image,
     serve_agent,
 )
@@ -184,7 +186,7 @@ def test_a_board_without_golden_board_answers_404(client: httpx2.Client, library
 
 
 def test_replacing_and_deleting_a_golden_board(
-    client: httpx2.Client, library: dict[str, Any], deeppcb: list[Path]
+    client: httpx2.Client, library: dict[str, Any], deeppcb: list[Path], agent: AgentServer
 ) -> None:
     listed = client.get("/api/golden").json()
     assert [g["golden_id"] for g in listed] == [
@@ -207,6 +209,10 @@ def test_replacing_and_deleting_a_golden_board(
     # Replacing it (200, not 201) forgets the registration: shifted again, found again.
     replaced = put_golden(client, "plain", png(library["golden"]), "plain.png")
     assert replaced.status_code == 200
+    # One file per golden image: the replaced one is gone from the store.
+    files = local_files(agent.settings.resolved_data_dir / "golden" / "plain")
+    assert len(files) == 1
+    assert np.array_equal(grey(files[0].read_bytes()), library["golden"])
     found = client.get(f"/api/images/{library['img_id']}/golden").json()
     assert found["offset"]["dx"] == pytest.approx(DX, abs=0.5)
     assert found["offset"]["dy"] == pytest.approx(DY, abs=0.5)
@@ -354,3 +360,52 @@ def test_the_model_services_template_and_offset_are_used(
             assert np.array_equal(
                 grey(crop.content), expected_crop(template, 300, 300, 32, 32, dx, dy)
             )
+
+
+def test_golden_images_live_in_an_s3_store_too(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_server_url: str,
+    migrated_template: str,
+    reference_service: ReferenceService,
+    s3_emulator: S3Emulator,
+    deeppcb: list[Path],
+) -> None:
+    """STORAGE_URL=s3://… (moto's S3 emulator): the golden image is an object under
+    `golden/`, read back for registration, crops and its link; replacing it removes the
+    old object."""
+    bucket = s3_emulator.new_bucket()
+    url = create_database(postgres_server_url, template=migrated_template)
+    settings = agent_settings(
+        tmp_path_factory.mktemp("s3data"),
+        url,
+        reference_service.url,
+        storage_url=f"s3://{bucket}/plant",
+        s3_endpoint_url=s3_emulator.url,
+    )
+    board = deeppcb[90]
+    pixels = grey(board.read_bytes())
+    golden = shifted(pixels, DX, DY)
+    try:
+        with serve_agent(settings) as agent, httpx2.Client(base_url=agent.url, timeout=60) as c:
+            assert put_golden(c, "s3-board", png(pixels), "s3-board.png").status_code == 201
+            first = s3_emulator.keys(bucket, "plant/golden/")
+            assert len(first) == 1
+            assert put_golden(c, "s3-board", png(golden), "s3-board.png").status_code == 200
+            keys = s3_emulator.keys(bucket, "plant/golden/")
+            assert len(keys) == 1
+            assert keys != first
+            assert np.array_equal(grey(s3_emulator.read(bucket, keys[0])), golden)
+            img_id = upload(c, board.name, board.read_bytes())
+            found = c.get(f"/api/images/{img_id}/golden").json()
+            assert found["offset"]["dx"] == pytest.approx(DX, abs=0.5)
+            assert found["offset"]["dy"] == pytest.approx(DY, abs=0.5)
+            crop = c.get(
+                f"/api/images/{img_id}/golden/crop",
+                params={"x": 100, "y": 100, "width": 40, "height": 40},
+            )
+            assert np.array_equal(
+                grey(crop.content), expected_crop(golden, 100, 100, 40, 40, DX, DY)
+            )
+            assert np.array_equal(grey(httpx2.get(found["image_url"]).content), golden)
+    finally:
+        drop_database(url)

@@ -235,6 +235,9 @@ class GoldenService:
         info = await self._validate(data, file_name)
         await self.library.ensure_indexed(self.repository)
         before = await self.repository.get(golden_id)
+        # Read now: the row object is refreshed in place by the save.
+        old_key = before.image_path if before is not None and before.source == "api" else None
+        created = before is None
         digest = hashlib.sha256(data).hexdigest()
         key = f"{GOLDEN}/{golden_id}/{digest[:16]}{info.suffix}"
         await self.library.storage.put(key, data, info.media_type, download_name=file_name)
@@ -253,9 +256,9 @@ class GoldenService:
                 source="api",
             )
         )
-        if before is not None and before.source == "api" and before.image_path != key:
-            await self.library.storage.delete([before.image_path])
-        return board, before is None
+        if old_key is not None and old_key != key:
+            await self.library.storage.delete([old_key])
+        return board, created
 
     async def _validate(self, data: bytes, file_name: str) -> Any:
         scratch = self.library.storage.new_incoming_path()
