@@ -239,6 +239,25 @@ def test_bad_golden_images_and_ids_are_refused(
     assert golden_id not in {g["golden_id"] for g in client.get("/api/golden").json()}
 
 
+def test_file_names_are_kept_printable(client: httpx2.Client) -> None:
+    """The file name is the last part of a client's path, with control characters (here
+    a raw NUL byte in the multipart header, which httpx would escape) made visible."""
+    body = (
+        b'--x\r\nContent-Disposition: form-data; name="image";'
+        b' filename="C:\\line\\gold\x00en.png"\r\nContent-Type: image/png\r\n\r\n'
+        + make_image("PNG")
+        + b"\r\n--x--\r\n"
+    )
+    answer = client.put(
+        "/api/golden/oddname",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["file_name"] == "gold?en.png"
+    assert client.delete("/api/golden/oddname").status_code == 200
+
+
 def test_bad_form_fields_are_refused(client: httpx2.Client) -> None:
     for form in ({"product": "a\x00b"}, {"side": "s" * 33}):
         answer = put_golden(client, "formtest", make_image("PNG"), "g.png", **form)

@@ -43,6 +43,7 @@ from app.services.inspection.workflow import InspectionService
 from app.services.storage import Storage
 from app.services.storage.base import GOLDEN
 from app.utils.images import sniff_format, validate_image
+from app.utils.text import printable
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +233,11 @@ class GoldenService:
                 f"'{file_name}' is larger than {self.settings.max_file_size_mb:g} MiB"
                 " (MAX_FILE_SIZE_MB)"
             )
-        info = await self._validate(data, file_name)
+        # The name the model service's `provenance.template` is matched to: its last path
+        # part, printable (PostgreSQL text holds no NUL).
+        file_name = printable(file_name.replace("\\", "/").rsplit("/", 1)[-1], 255)
+        info = await self._validate(data, file_name or golden_id)
+        file_name = file_name or f"{golden_id}{info.suffix}"
         await self.library.ensure_indexed(self.repository)
         before = await self.repository.get(golden_id)
         # Read now: the row object is refreshed in place by the save.
