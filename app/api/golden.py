@@ -45,7 +45,9 @@ async def get_golden_service(
     """Golden-board operations over this request's session, with the process's library."""
     library: GoldenLibrary | None = getattr(request.app.state, "golden_library", None)
     if library is None or library.storage is not runtime.storage:
-        library = GoldenLibrary(runtime.settings, runtime.storage, runtime.client.decode_limiter)
+        library = GoldenLibrary(
+            runtime.settings, runtime.storage, runtime.client.decode_limiter, runtime.sessions
+        )
         request.app.state.golden_library = library
     return GoldenService(session, library, runtime.inspections)
 

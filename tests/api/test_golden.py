@@ -174,12 +174,20 @@ def test_bad_crop_boxes_are_refused_with_422(
     assert body["errors"]
 
 
-def test_a_board_without_golden_board_answers_404(client: httpx2.Client, library: Any) -> None:
+def test_a_board_without_golden_board_answers_404(
+    client: httpx2.Client, library: Any, agent: AgentServer
+) -> None:
     img_id = upload(client, "odd.png", make_image("PNG", (64, 48)))
     for path in (f"/api/images/{img_id}/golden", f"/api/images/{img_id}/golden/crop"):
         answer = client.get(path, params={"x": 0, "y": 0, "width": 8, "height": 8})
         assert answer.status_code == 404, answer.text
         assert answer.json()["error"] == "golden_not_found"
+    # "None matched" is kept too (the search is not repeated), despite the 404.
+    assert db_rows(
+        agent.settings.database_url or "",
+        "SELECT golden_id, method FROM golden_registrations WHERE img_unique_id = %s",
+        img_id,
+    ) == [(None, "none")]
     unknown = client.get("/api/images/20990101_000000_NOPE00/golden")
     assert unknown.status_code == 404
     assert unknown.json()["error"] == "image_not_found"

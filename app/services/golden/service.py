@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.errors import (
@@ -36,6 +36,7 @@ from app.errors import (
 )
 from app.models.database import GoldenBoard, GoldenRegistration, Image
 from app.services.database.repositories import InspectionRepository
+from app.services.database.session import unit_of_work
 from app.services.golden import imaging
 from app.services.golden.errors import CropOutsideImage, GoldenNotFound, InvalidGoldenImage
 from app.services.golden.repository import FolderGolden, GoldenRepository
@@ -78,17 +79,23 @@ class GoldenLibrary:
     version) and whether GOLDEN_DIR was indexed yet."""
 
     def __init__(
-        self, settings: Settings, storage: Storage, limiter: anyio.CapacityLimiter
+        self,
+        settings: Settings,
+        storage: Storage,
+        limiter: anyio.CapacityLimiter,
+        sessions: async_sessionmaker[AsyncSession],
     ) -> None:
         self.settings = settings
         self.storage = storage
         self.limiter = limiter
+        self.sessions = sessions
         self._pixels: OrderedDict[tuple[str, str], imaging.GoldenPixels] = OrderedDict()
         self._indexed = False
         self._index_lock = asyncio.Lock()
 
-    async def ensure_indexed(self, repository: GoldenRepository, *, again: bool = False) -> None:
-        """Index GOLDEN_DIR into the library (once per process, or `again`)."""
+    async def ensure_indexed(self, *, again: bool = False) -> None:
+        """Index GOLDEN_DIR into the library (once per process, or `again`), in a
+        transaction of its own: committed whatever the request that asked answers."""
         folder = self.settings.golden_dir
         if folder is None or (self._indexed and not again):
             return
@@ -98,8 +105,15 @@ class GoldenLibrary:
             found = await anyio.to_thread.run_sync(
                 scan_folder, folder, self.settings.max_image_pixels
             )
-            await repository.sync_folder(found)
+            async with unit_of_work(self.sessions) as session:
+                await GoldenRepository(session).sync_folder(found)
             self._indexed = True
+
+    async def remember(self, registration: GoldenRegistration) -> None:
+        """Keep a registration in a transaction of its own: one that found no golden board
+        is answered 404, which rolls the request's own transaction back."""
+        async with unit_of_work(self.sessions) as session:
+            await GoldenRepository(session).save_registration(registration)
 
     async def read_bytes(self, board: GoldenBoard) -> bytes:
         """The golden image file's bytes.
@@ -195,7 +209,7 @@ class GoldenService:
 
     async def list(self) -> list[GoldenBoard]:
         """Every golden board (GOLDEN_DIR indexed again first, so new files show), by id."""
-        await self.library.ensure_indexed(self.repository, again=True)
+        await self.library.ensure_indexed(again=True)
         return list(await self.repository.list())
 
     async def get(self, golden_id: str) -> GoldenBoard:
@@ -204,7 +218,7 @@ class GoldenService:
         Raises:
             GoldenNotFound: no such golden id.
         """
-        await self.library.ensure_indexed(self.repository)
+        await self.library.ensure_indexed()
         board = await self.repository.get(golden_id)
         if board is None:
             raise GoldenNotFound(f"no golden image with id {golden_id}")
@@ -238,7 +252,7 @@ class GoldenService:
         file_name = printable(file_name.replace("\\", "/").rsplit("/", 1)[-1], 255)
         info = await self._validate(data, file_name or golden_id)
         file_name = file_name or f"{golden_id}{info.suffix}"
-        await self.library.ensure_indexed(self.repository)
+        await self.library.ensure_indexed()
         before = await self.repository.get(golden_id)
         # Read now: the row object is refreshed in place by the save.
         old_key = before.image_path if before is not None and before.source == "api" else None
@@ -287,7 +301,7 @@ class GoldenService:
         Raises:
             GoldenNotFound: no such golden id.
         """
-        await self.library.ensure_indexed(self.repository)
+        await self.library.ensure_indexed()
         board = await self.repository.delete(golden_id)
         if board is None:
             raise GoldenNotFound(f"no golden image with id {golden_id}")
@@ -318,9 +332,12 @@ class GoldenService:
         assert cached is not None
         width, height, registration, board = cached
         if registration is None:
-            await self.library.ensure_indexed(self.repository)
+            await self.library.ensure_indexed()
             registration, board = await self._register(img_unique_id)
-            await self.repository.save_registration(registration)
+            if board is None:
+                await self.library.remember(registration)
+            else:
+                await self.repository.save_registration(registration)
         if board is None or registration.dx is None or registration.dy is None:
             raise GoldenNotFound(f"no golden image matches the board of {img_unique_id}")
         return GoldenMatch(
