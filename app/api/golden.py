@@ -5,18 +5,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from app.api.deps import LinksDep, RuntimeDep, SessionDep
 from app.api.params import PLAIN_TEXT_PATTERN, ImgUniqueId
 from app.api.security import AUTH_ERRORS, LINK_ERRORS, AdminAccess, DownloadAccess, ReadAccess
+from app.api.upload import _multipart_body
 from app.errors import (
     VALIDATION_ERROR_RESPONSE,
+    BadUploadRequest,
     ImageNotFound,
     ImageTooLarge,
+    InsufficientStorage,
     ResultNotReady,
+    StorageUnavailable,
     StoredFileMissing,
     UnsupportedImage,
+    UploadTimeout,
     responses,
 )
 from app.models.database import GoldenBoard
@@ -24,6 +29,7 @@ from app.models.golden import GoldenOffset, GoldenOut, ImageGolden
 from app.services.golden.errors import CropOutsideImage, GoldenNotFound, InvalidGoldenImage
 from app.services.golden.service import GOLDEN_ID_PATTERN, GoldenLibrary, GoldenService
 from app.services.history.queries import Links
+from app.services.inspection.receiver import discard, receive_files
 
 router = APIRouter(tags=["Golden boards"], responses={**VALIDATION_ERROR_RESPONSE})
 
@@ -92,35 +98,54 @@ async def list_golden(service: GoldenServiceDep, links: LinksDep) -> list[Golden
     response_model=GoldenOut,
     summary="Add or replace a golden image (admin)",
     dependencies=[AdminAccess],
+    openapi_extra=_multipart_body("image", many=False),
     responses={
         **AUTH_ERRORS,
-        **responses(UnsupportedImage, ImageTooLarge, InvalidGoldenImage),
+        **responses(
+            BadUploadRequest,
+            UnsupportedImage,
+            ImageTooLarge,
+            InvalidGoldenImage,
+            UploadTimeout,
+            InsufficientStorage,
+            StorageUnavailable,
+        ),
         201: {"model": GoldenOut, "description": "A new golden image was added."},
     },
 )
 async def put_golden(
     golden_id: GoldenId,
+    request: Request,
     response: Response,
+    runtime: RuntimeDep,
     service: GoldenServiceDep,
     links: LinksDep,
-    image: Annotated[UploadFile, File(description="The golden image: JPEG, PNG, TIFF or BMP.")],
     product: Annotated[
         str | None,
-        Form(max_length=128, pattern=PLAIN_TEXT_PATTERN, description="The board's product."),
+        Query(max_length=128, pattern=PLAIN_TEXT_PATTERN, description="The board's product."),
     ] = None,
     side: Annotated[
         str | None,
-        Form(max_length=32, pattern=PLAIN_TEXT_PATTERN, description="The board side, e.g. top."),
+        Query(max_length=32, pattern=PLAIN_TEXT_PATTERN, description="The board side, e.g. top."),
     ] = None,
 ) -> GoldenOut:
-    """Kept in the agent's storage; answers 201 when new, 200 when it replaced one. The
-    registrations made against the old image (and the boards that had none) are made
-    again on their next request."""
-    limit = service.settings.max_file_size_bytes
-    data = await image.read(limit + 1)
-    board, created = await service.put(
-        golden_id, data, image.filename or f"{golden_id}", product or None, side or None
+    """The image in the multipart field `image` (at most MAX_FILE_SIZE_MB), kept in the
+    agent's storage; `product` and `side` in the query. Answers 201 when new, 200 when it
+    replaced one. The registrations made against the old image (and the boards that had
+    none) are made again on their next request."""
+    files = await receive_files(
+        request,
+        "image",
+        runtime.storage.new_incoming_path,
+        runtime.settings.max_file_size_bytes,
+        max_files=1,
+        fail_fast=True,
+        idle_timeout_s=runtime.settings.upload_idle_timeout_s,
     )
+    try:
+        board, created = await service.put(golden_id, files[0], product or None, side or None)
+    finally:
+        await discard(files)
     if created:
         response.status_code = 201
     return golden_out(board, links)

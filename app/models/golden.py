@@ -35,8 +35,12 @@ class GoldenOut(BaseModel):
     )
 
     golden_id: str
-    product: str | None = Field(description="The product (null until the line sends it).")
-    side: str | None = Field(description="The board side (null until the line sends it).")
+    product: str | None = Field(
+        default=None, description="The product (null until the line sends it)."
+    )
+    side: str | None = Field(
+        default=None, description="The board side (null until the line sends it)."
+    )
     file_name: str = Field(
         description="The file's name; a model service's `provenance.template` is matched to it."
     )
@@ -54,6 +58,8 @@ class GoldenOut(BaseModel):
 
 class GoldenOffset(BaseModel):
     """Golden pixel (x, y) lies at (x + dx, y + dy) in the inspected image, pixels."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"dx": -0.16, "dy": -0.28}]})
 
     dx: float
     dy: float
@@ -83,8 +89,8 @@ class ImageGolden(BaseModel):
 
     img_unique_id: str
     golden_id: str
-    product: str | None
-    side: str | None
+    product: str | None = None
+    side: str | None = None
     offset: GoldenOffset
     score: float | None = Field(
         description="Normalised cross-correlation of the inspected image and the registered"

@@ -10,8 +10,6 @@ the golden image, which each process keeps decoded in memory (`GoldenLibrary`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
 import math
 import re
@@ -40,11 +38,11 @@ from app.services.database.session import unit_of_work
 from app.services.golden import imaging
 from app.services.golden.errors import CropOutsideImage, GoldenNotFound, InvalidGoldenImage
 from app.services.golden.repository import FolderGolden, GoldenRepository
+from app.services.inspection.receiver import ReceivedFile
 from app.services.inspection.workflow import InspectionService
 from app.services.storage import Storage
 from app.services.storage.base import GOLDEN
-from app.utils.images import sniff_format, validate_image
-from app.utils.text import printable
+from app.utils.images import ImageInfo, sniff_format, validate_image
 
 logger = logging.getLogger(__name__)
 
@@ -225,41 +223,38 @@ class GoldenService:
         return board
 
     async def put(
-        self,
-        golden_id: str,
-        data: bytes,
-        file_name: str,
-        product: str | None,
-        side: str | None,
+        self, golden_id: str, received: ReceivedFile, product: str | None, side: str | None
     ) -> tuple[GoldenBoard, bool]:
-        """Add or replace the golden image `golden_id`: validated as an upload is (format
-        by content, whole decode, MAX_IMAGE_PIXELS), kept in the storage, its row written;
-        registrations that used it, or found none, are forgotten. Returns the row and
-        whether it was new.
+        """Add or replace the golden image `golden_id` from an upload received to a scratch
+        file: validated as an upload is (format by content, whole decode,
+        MAX_IMAGE_PIXELS), moved into the storage, its row written; registrations that used
+        it, or found none, are forgotten. Returns the row and whether it was new.
 
         Raises:
+            BadUploadRequest: the file part was refused (e.g. control characters in its name).
             ImageTooLarge: over MAX_FILE_SIZE_MB or MAX_IMAGE_PIXELS.
             UnsupportedImage: not JPEG, PNG, TIFF or BMP by content.
             InvalidGoldenImage: empty, truncated, corrupt or several pages.
         """
-        if len(data) > self.settings.max_file_size_bytes:
+        if received.problem is not None:
+            raise received.problem
+        if received.too_large or received.path is None or received.sha256 is None:
             raise ImageTooLarge(
-                f"'{file_name}' is larger than {self.settings.max_file_size_mb:g} MiB"
+                f"'{received.filename}' is larger than {self.settings.max_file_size_mb:g} MiB"
                 " (MAX_FILE_SIZE_MB)"
             )
-        # The name the model service's `provenance.template` is matched to: its last path
-        # part, printable (PostgreSQL text holds no NUL).
-        file_name = printable(file_name.replace("\\", "/").rsplit("/", 1)[-1], 255)
-        info = await self._validate(data, file_name or golden_id)
-        file_name = file_name or f"{golden_id}{info.suffix}"
+        # The name a model service's `provenance.template` is matched to: the last part of
+        # the client's path.
+        file_name = received.filename.replace("\\", "/").rsplit("/", 1)[-1] or golden_id
+        info = await self._validate(received.path, file_name)
         await self.library.ensure_indexed()
         before = await self.repository.get(golden_id)
         # Read now: the row object is refreshed in place by the save.
         old_key = before.image_path if before is not None and before.source == "api" else None
         created = before is None
-        digest = hashlib.sha256(data).hexdigest()
-        key = f"{GOLDEN}/{golden_id}/{digest[:16]}{info.suffix}"
-        await self.library.storage.put(key, data, info.media_type, download_name=file_name)
+        key = f"{GOLDEN}/{golden_id}/{received.sha256[:16]}{info.suffix}"
+        await self.library.storage.keep_input(received.path, key, info.media_type, file_name)
+        received.path = None  # moved into the storage: no scratch file to discard
         board = await self.repository.save(
             GoldenBoard(
                 golden_id=golden_id,
@@ -270,8 +265,8 @@ class GoldenService:
                 media_type=info.media_type,
                 image_width=info.width,
                 image_height=info.height,
-                size_bytes=len(data),
-                version=digest,
+                size_bytes=received.size_bytes,
+                version=received.sha256,
                 source="api",
             )
         )
@@ -279,20 +274,20 @@ class GoldenService:
             await self.library.storage.delete([old_key])
         return board, created
 
-    async def _validate(self, data: bytes, file_name: str) -> Any:
-        scratch = self.library.storage.new_incoming_path()
+    async def _validate(self, path: Path, file_name: str) -> ImageInfo:
+        """`validate_image` in a thread, through the decode limiter.
+
+        Raises:
+            InvalidGoldenImage: empty, truncated, corrupt or several pages (as 422).
+            UnsupportedImage, ImageTooLarge: as `validate_image`.
+        """
         try:
             async with self.library.limiter:
-                await anyio.Path(scratch.parent).mkdir(parents=True, exist_ok=True)
-                await anyio.Path(scratch).write_bytes(data)
                 return await anyio.to_thread.run_sync(
-                    validate_image, scratch, file_name, self.settings.max_image_pixels
+                    validate_image, path, file_name, self.settings.max_image_pixels
                 )
         except BadImage as exc:
             raise InvalidGoldenImage(exc.detail) from exc
-        finally:
-            with contextlib.suppress(OSError):
-                await anyio.Path(scratch).unlink(missing_ok=True)
 
     async def delete(self, golden_id: str) -> GoldenBoard:
         """Remove the golden image `golden_id` (row and stored file; a GOLDEN_DIR file stays
