@@ -171,6 +171,13 @@ class Settings(BaseSettings):
     # Files complete within this long of the first one are inspected as one batch.
     watch_batch_window_s: float = Field(default=2.0, ge=0)
 
+    # Golden boards (docs/golden.md): a folder of golden images (JPEG, PNG, TIFF, BMP; the
+    # file name's stem is the golden id), indexed on first use; unset: only those added
+    # through the API. A board whose best golden image correlates less than this (-1..1)
+    # is shown without one.
+    golden_dir: Path | None = None
+    golden_min_match_score: float = Field(default=0.5, ge=-1, le=1)
+
     @field_validator("watch_dirs", mode="before")
     @classmethod
     def _split_watch_dirs(cls, value: object) -> object:
@@ -204,6 +211,11 @@ class Settings(BaseSettings):
                     f"KEY_RATE_LIMIT {value!r} is not a rate such as 600/minute or 20/second"
                 ) from exc
         return value
+
+    @field_validator("golden_dir", mode="before")
+    @classmethod
+    def _blank_golden_dir_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -525,3 +525,28 @@ def test_web_sessions_migration_keeps_keys_and_downgrades_on_its_own(empty_datab
     assert db_rows(empty_database, "SELECT name FROM api_keys") == [("old",)]
     upgrade_database(empty_database)
     assert "web_sessions" in tables(empty_database)
+
+
+def test_golden_boards_migration_and_its_downgrade(empty_database: str) -> None:
+    upgrade_database(empty_database)
+    assert columns(empty_database, "golden_boards")[:3] == ["golden_id", "product", "side"]
+    assert columns(empty_database, "golden_registrations") == [
+        "img_unique_id",
+        "golden_id",
+        "dx",
+        "dy",
+        "score",
+        "method",
+        "registered_at",
+    ]
+    db_execute(
+        empty_database,
+        "INSERT INTO golden_boards (golden_id, file_name, image_path, media_type, image_width,"
+        " image_height, size_bytes, version, source)"
+        " VALUES ('g', 'g.png', 'golden/g/x.png', 'image/png', 8, 8, 10, 'v', 'api')",
+    )
+    downgrade_database(empty_database, "20261207_0014")
+    assert not {"golden_boards", "golden_registrations"} & tables(empty_database)
+    assert columns(empty_database, "images") == IMAGES
+    upgrade_database(empty_database)
+    assert db_rows(empty_database, "SELECT count(*) FROM golden_boards") == [(0,)]

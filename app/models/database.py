@@ -393,3 +393,60 @@ class ReviewEvent(Base):
     reviewer: Mapped[str] = mapped_column(String(REVIEWER_LENGTH))
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+GOLDEN_ID_LENGTH = 128
+
+
+class GoldenBoard(Base):
+    """One golden (defect-free) board image of the agent's library (migration
+    20261207_0015): added through the API (kept in the storage under `golden/`) or found in
+    GOLDEN_DIR (`source` `folder`, `image_path` the file's absolute path). `product` and
+    `side` are null until the line sends its board context; `version` changes whenever the
+    image does (SHA-256 of the bytes, or size and mtime of a folder file)."""
+
+    __tablename__ = "golden_boards"
+    __table_args__ = (
+        CheckConstraint("source IN ('api', 'folder')", name="source"),
+        Index("ix_golden_boards_image_height_image_width", "image_height", "image_width"),
+    )
+
+    golden_id: Mapped[str] = mapped_column(String(GOLDEN_ID_LENGTH), primary_key=True)
+    product: Mapped[str | None] = mapped_column(String(128), index=True)
+    side: Mapped[str | None] = mapped_column(String(32))
+    file_name: Mapped[str] = mapped_column(Text, index=True)
+    image_path: Mapped[str] = mapped_column(Text)
+    media_type: Mapped[str] = mapped_column(String(32))
+    image_width: Mapped[int] = mapped_column(Integer)
+    image_height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class GoldenRegistration(Base):
+    """The golden board of one stored inspection and where it lies in the image, computed
+    once and kept (migration 20261207_0015). `golden_id` null: no golden board matched (kept
+    too, so the search is not repeated; cleared whenever the library gains an image)."""
+
+    __tablename__ = "golden_registrations"
+    __table_args__ = (CheckConstraint("method IN ('model', 'agent', 'none')", name="method"),)
+
+    img_unique_id: Mapped[str] = mapped_column(
+        ForeignKey("images.img_unique_id", ondelete="CASCADE"), primary_key=True
+    )
+    golden_id: Mapped[str | None] = mapped_column(
+        ForeignKey("golden_boards.golden_id", ondelete="CASCADE"), index=True
+    )
+    # Golden pixel (x, y) lies at (x + dx, y + dy) in the inspected image, pixels.
+    dx: Mapped[float | None] = mapped_column(Double)
+    dy: Mapped[float | None] = mapped_column(Double)
+    score: Mapped[float | None] = mapped_column(Double)
+    # `model`: the model service's template and offset; `agent`: the agent's own phase
+    # correlation; `none`: no golden board.
+    method: Mapped[str] = mapped_column(String(8))
+    registered_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

@@ -13,21 +13,28 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from app.api.routing import include_api
 from app.main import create_app
-from tests.support import AgentServer
+from tests.support import DEEPPCB_DIR, AgentServer
 
 PAGES = ["/", "/batch", "/history", "/dashboard"]
 
 
 @pytest.fixture(scope="module")
 def inspected(agent: AgentServer, deeppcb: list[Path]) -> dict[str, str]:
-    """A DeepPCB image inspected in a batch: its id and batch id."""
+    """A DeepPCB image inspected in a batch: its id and batch id; its DeepPCB template is
+    the golden image `golden_id`."""
     with httpx2.Client(base_url=agent.url, timeout=60) as c:
         files = [("images", (deeppcb[30].name, deeppcb[30].read_bytes()))]
         body = c.post("/api/upload/batch", params={"wait": "true"}, files=files).json()
+        template = DEEPPCB_DIR / "templates" / deeppcb[30].name
+        golden = c.put(
+            "/api/golden/routing", files={"image": (template.name, template.read_bytes())}
+        )
+        assert golden.status_code == 201, golden.text
     return {
         "img_unique_id": body["accepted"][0]["img_unique_id"],
         "batch_id": body["batch_id"],
         "kind": "overlay",
+        "golden_id": "routing",
     }
 
 
@@ -99,6 +106,8 @@ def test_both_copies_of_every_get_route_answer_the_same(
         if not route.path.startswith("/api/") or "GET" not in route.methods:
             continue
         path = _concrete(route.path, inspected)
+        if path.endswith("/golden/crop"):
+            path += "?x=0&y=0&width=16&height=16"
         under_api, at_root = client.get(path), client.get(path.removeprefix("/api"))
         assert under_api.status_code == at_root.status_code == 200, (path, under_api.text)
         assert under_api.headers["content-type"] == at_root.headers["content-type"]

@@ -131,6 +131,12 @@ ROUTES = [
     ("GET", "/api/keys", "admin"),
     ("POST", "/api/keys", "admin"),
     ("DELETE", "/api/keys/nosuchkey", "admin"),
+    ("GET", "/api/images/{id}/golden", "read"),
+    ("GET", "/api/images/{id}/golden/crop", "read"),
+    ("GET", "/api/golden/nosuchgolden/image", "read"),
+    ("GET", "/api/golden", "admin"),
+    ("PUT", "/api/golden/nosuchgolden", "admin"),
+    ("DELETE", "/api/golden/nosuchgolden", "admin"),
 ]
 RANK = {None: -1, "read": 0, "write": 1, "admin": 2}
 

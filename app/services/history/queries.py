@@ -98,6 +98,10 @@ class Links:
         """`/images/{id}/thumbnail` (signed when keys are required)."""
         return self._download_url(f"/images/{img_unique_id}/thumbnail")
 
+    def golden_image(self, golden_id: str) -> str:
+        """`/api/golden/{golden_id}/image` (signed when keys are required)."""
+        return self._download_url(f"/api/golden/{golden_id}/image")
+
     def viewer(self, img_unique_id: str) -> str:
         """The web page of one result."""
         return self._url(f"/results/{img_unique_id}")

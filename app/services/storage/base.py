@@ -50,6 +50,8 @@ INCOMING_DIR_NAME = ".incoming"
 UPLOADS = "uploads"
 RESULTS = "results"
 THUMBNAILS = "thumbnails"
+# Golden images added through the API (app/services/golden); not swept as orphans.
+GOLDEN = "golden"
 # Read streams hand out chunks of about this size, bytes.
 CHUNK_BYTES = 64 * 1024
 

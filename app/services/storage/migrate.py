@@ -16,10 +16,17 @@ from dataclasses import dataclass
 import anyio
 import anyio.abc
 
-from app.services.storage.base import RESULTS, THUMBNAILS, UPLOADS, Storage, StoredObject
+from app.services.storage.base import (
+    GOLDEN,
+    RESULTS,
+    THUMBNAILS,
+    UPLOADS,
+    Storage,
+    StoredObject,
+)
 
-# The key prefixes copied: inputs, results, cached thumbnails.
-COPIED_PREFIXES = (f"{UPLOADS}/", f"{RESULTS}/", f"{THUMBNAILS}/")
+# The key prefixes copied: inputs, results, cached thumbnails, golden images.
+COPIED_PREFIXES = (f"{UPLOADS}/", f"{RESULTS}/", f"{THUMBNAILS}/", f"{GOLDEN}/")
 
 
 @dataclass

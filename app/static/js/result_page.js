@@ -1,4 +1,5 @@
 // The result viewer page, /results/{img_unique_id} (review mode with ?review=1).
+import { attachGoldenCompare } from "./golden_compare.js";
 import { drawImageNav } from "./image_nav.js";
 import { attachReview } from "./review.js";
 import { renderResult } from "./viewer.js";
@@ -17,4 +18,8 @@ if (window.aoiViewer && imageNav) {
   window.aoiViewer.nextImage = imageNav.next;
   window.aoiViewer.previousImage = imageNav.previous;
 }
-if (view) attachReview(root, view);
+if (view) {
+  attachReview(root, view);
+  // The golden board beside the current defect, when the board has one.
+  attachGoldenCompare(view);
+}

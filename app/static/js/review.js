@@ -94,6 +94,7 @@ const KEY_MAP = [
   ["N", "next board (asks once while defects have no verdict)"],
   ["+ / − / 0", "zoom in / zoom out / fit the image"],
   ["H", "hide or show every box and pin"],
+  ["G", "flick between the test crop and the golden board's crop (when the board has one)"],
   ["?", "this key map (Escape closes it)"],
 ];
 
