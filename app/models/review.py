@@ -150,7 +150,18 @@ class ReviewProgress(BaseModel):
 class ReviewBatch(BaseModel):
     """A batch the review queue can be narrowed to."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "batch_id": "B_20260225_103045_ABC123",
+                    "created_at": "2026-02-25T10:30:45Z",
+                    "total_images": 24,
+                }
+            ]
+        },
+    )
 
     batch_id: str
     created_at: datetime = Field(description="When the batch was accepted (UTC).")
