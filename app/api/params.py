@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
@@ -142,6 +142,19 @@ RegionCount = Annotated[
     int | None, Query(ge=0, le=INT4_MAX, description="At least this many regions.")
 ]
 AreaPixels = Annotated[int | None, Query(ge=0, le=INT8_MAX)]
+ReviewState = Annotated[
+    Literal["unreviewed", "reviewed", "has_false_calls"] | None,
+    Query(
+        description="Only images in this review state: `unreviewed` (at least one region"
+        " without a verdict), `reviewed` (at least one region, and every region has a"
+        " verdict), `has_false_calls` (at least one region judged `false_call`). A board"
+        " with no region is neither unreviewed nor reviewed."
+    ),
+]
+DispositionFilter = Annotated[
+    Literal["pass", "repair", "scrap"] | None,
+    Query(description="Only images with this current disposition."),
+]
 
 
 DateRange = Annotated[
@@ -243,16 +256,26 @@ async def defect_filters(
     max_area: Annotated[AreaPixels, Query(description="Largest area, pixels.")] = None,
     img_unique_id: ImgUniqueIdFilter = None,
     batch_id: BatchIdFilter = None,
+    review_state: ReviewState = None,
+    disposition: DispositionFilter = None,
 ) -> DefectFilters:
     """The filters of `/api/query/defects`, shared with the exports so both select the
-    same regions.
+    same regions (`review_state` and `disposition` select the regions' images).
 
     Raises:
         RequestValidationError: (422) as `resolve_dates`.
     """
     start_date, end_date = resolve_dates(date_range, start_date, end_date)
     return DefectFilters(
-        class_name, start_date, end_date, min_area, max_area, img_unique_id, batch_id
+        class_name,
+        start_date,
+        end_date,
+        min_area,
+        max_area,
+        img_unique_id,
+        batch_id,
+        review_state,
+        disposition,
     )
 
 

@@ -306,6 +306,12 @@ class RegionVerdict(Base):
     __tablename__ = "region_verdicts"
     __table_args__ = (
         CheckConstraint("verdict IN ('real', 'false_call', 'unsure')", name="verdict"),
+        # The images with a false call (review_state filter; migration 20261207_0016).
+        Index(
+            "ix_region_verdicts_false_calls",
+            "img_unique_id",
+            postgresql_where=text("verdict = 'false_call'"),
+        ),
     )
 
     region_unique_id: Mapped[int] = mapped_column(
@@ -328,6 +334,8 @@ class ImageDisposition(Base):
     __tablename__ = "image_dispositions"
     __table_args__ = (
         CheckConstraint("disposition IN ('pass', 'repair', 'scrap')", name="disposition"),
+        # The disposition filter (migration 20261207_0016).
+        Index("ix_image_dispositions_disposition_img_unique_id", "disposition", "img_unique_id"),
     )
 
     img_unique_id: Mapped[str] = mapped_column(

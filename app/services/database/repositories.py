@@ -74,6 +74,58 @@ class ImageFilters:
     model_version: str | None = None
     # Prefix of the original file name or of the image id, any letter case.
     search: str | None = None
+    # `unreviewed`, `reviewed`, `has_false_calls` (see `review_conditions`).
+    review_state: str | None = None
+    # `pass`, `repair`, `scrap`: the image's current disposition.
+    disposition: str | None = None
+
+
+REVIEW_STATES = ("unreviewed", "reviewed", "has_false_calls")
+
+
+def review_conditions(
+    review_state: str | None, disposition: str | None, img_unique_id: Any
+) -> list[ColumnElement[bool]]:
+    """WHERE conditions keeping the images (`img_unique_id`: the outer query's image id
+    column) in a review state and/or with a disposition:
+
+    - `unreviewed`: at least one region has no verdict;
+    - `reviewed`: at least one region, and every region has a verdict (`real`,
+      `false_call` or `unsure`);
+    - `has_false_calls`: at least one region has the verdict `false_call`;
+    - a disposition: the board's current disposition is that one.
+
+    A board with no region is neither unreviewed nor reviewed (there is nothing to
+    verify); it can still have a disposition. Each is an EXISTS / NOT EXISTS subquery
+    on an index (`ix_regions_img_unique_id`, the verdicts' primary key,
+    `ix_region_verdicts_img_unique_id`, the partial `ix_region_verdicts_false_calls` and
+    `ix_image_dispositions_disposition_img_unique_id`), so PostgreSQL can run it as a
+    semi- or anti-join. The tables are aliased: the outer query may join `regions`,
+    `region_verdicts` or `image_dispositions` itself.
+    """
+    region = aliased(Region)
+    verdict, region_verdict = aliased(RegionVerdict), aliased(RegionVerdict)
+    conditions: list[ColumnElement[bool]] = []
+    unverified = exists().where(
+        region.img_unique_id == img_unique_id,
+        ~exists().where(region_verdict.region_unique_id == region.region_unique_id),
+    )
+    if review_state == "unreviewed":
+        conditions.append(unverified)
+    elif review_state == "reviewed":
+        conditions += [exists().where(verdict.img_unique_id == img_unique_id), ~unverified]
+    elif review_state == "has_false_calls":
+        conditions.append(
+            exists().where(verdict.img_unique_id == img_unique_id, verdict.verdict == "false_call")
+        )
+    elif review_state is not None:
+        raise ValueError(f"unknown review state {review_state!r}")
+    if disposition is not None:
+        board = aliased(ImageDisposition)
+        conditions.append(
+            exists().where(board.img_unique_id == img_unique_id, board.disposition == disposition)
+        )
+    return conditions
 
 
 def _like_prefix(value: str) -> str:
@@ -105,6 +157,9 @@ class DefectFilters:
     max_area: int | None = None
     img_unique_id: str | None = None
     batch_id: str | None = None
+    # Of the regions' images, as in `ImageFilters` (see `review_conditions`).
+    review_state: str | None = None
+    disposition: str | None = None
 
 
 _CLASS_NAME_SPELLINGS = text(
@@ -954,7 +1009,9 @@ class ImageRepository:
                 .scalar_subquery()
             )
             stmt = stmt.where(total >= filters.min_defects)
-        return stmt
+        return stmt.where(
+            *review_conditions(filters.review_state, filters.disposition, Image.img_unique_id)
+        )
 
     async def list_page(
         self, filters: ImageFilters, offset: int, limit: int, after: ImageKey | None = None
@@ -1047,8 +1104,9 @@ class ImageRepository:
         page and the exports use it).
 
         Args:
-            image_level_only: only the conditions on the image (dates, batch, image id),
-                for a query over `images` alone (the COCO export's image list).
+            image_level_only: only the conditions on the image (dates, batch, image id,
+                review state, disposition), for a query over `images` alone (the COCO
+                export's image list).
         """
         conditions: list[Any] = []
         if filters.start_date:
@@ -1065,6 +1123,9 @@ class ImageRepository:
                     ledger.batch_id == filters.batch_id,
                 )
             )
+        conditions += review_conditions(
+            filters.review_state, filters.disposition, Image.img_unique_id
+        )
         if image_level_only:
             return conditions
         spellings = await self._spellings(filters.class_name)
