@@ -79,6 +79,9 @@ def test_history_shows_a_failed_inspection_and_retries_it(
     outage.start()
     card.get_by_role("button", name="Retry").click()
     expect(card.locator(".retry-result")).to_contain_text("Inspected:")
+    # The card and the count no longer call it failed.
+    expect(card.locator(".status-badge")).to_have_text("succeeded")
+    expect(page.locator("#history-total")).to_contain_text("1 failed image ·")
     expect(card.get_by_role("link", name="View result")).to_have_attribute(
         "href", f"/results/{img_unique_id}"
     )
