@@ -306,12 +306,6 @@ class RegionVerdict(Base):
     __tablename__ = "region_verdicts"
     __table_args__ = (
         CheckConstraint("verdict IN ('real', 'false_call', 'unsure')", name="verdict"),
-        # The images with a false call (review_state filter; migration 20261207_0016).
-        Index(
-            "ix_region_verdicts_false_calls",
-            "img_unique_id",
-            postgresql_where=text("verdict = 'false_call'"),
-        ),
     )
 
     region_unique_id: Mapped[int] = mapped_column(
@@ -334,8 +328,6 @@ class ImageDisposition(Base):
     __tablename__ = "image_dispositions"
     __table_args__ = (
         CheckConstraint("disposition IN ('pass', 'repair', 'scrap')", name="disposition"),
-        # The disposition filter (migration 20261207_0016).
-        Index("ix_image_dispositions_disposition_img_unique_id", "disposition", "img_unique_id"),
     )
 
     img_unique_id: Mapped[str] = mapped_column(
@@ -347,6 +339,45 @@ class ImageDisposition(Base):
     reviewed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )
+
+
+class ReviewBoard(Base):
+    """Where one board's review stands, kept by triggers on `region_verdicts` and
+    `image_dispositions` (migration 20261207_0016): a row per board with a verdict or a
+    disposition, with its image's `timestamp` so that each review-state filter is a walk
+    of one partial index in the listing's order. Read it, never write it."""
+
+    __tablename__ = "review_boards"
+    __table_args__ = (
+        Index(
+            "ix_review_boards_reviewed",
+            "timestamp",
+            "img_unique_id",
+            postgresql_where=text("regions > 0 AND reviewed >= regions"),
+        ),
+        Index(
+            "ix_review_boards_false_calls",
+            "timestamp",
+            "img_unique_id",
+            postgresql_where=text("false_calls > 0"),
+        ),
+        Index(
+            "ix_review_boards_disposition",
+            "disposition",
+            "timestamp",
+            "img_unique_id",
+            postgresql_where=text("disposition IS NOT NULL"),
+        ),
+    )
+
+    img_unique_id: Mapped[str] = mapped_column(
+        ForeignKey("images.img_unique_id", ondelete="CASCADE"), primary_key=True
+    )
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    regions: Mapped[int] = mapped_column(Integer)
+    reviewed: Mapped[int] = mapped_column(Integer, server_default="0")
+    false_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    disposition: Mapped[str | None] = mapped_column(String(16))
 
 
 class ReviewEvent(Base):

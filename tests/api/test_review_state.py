@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import psycopg
 import pytest
 from PIL import Image
 
-from tests.support import AgentServer
+from app.services.database import repositories
+from tests.support import AgentServer, db_rows
 
 WHO = {"X-Reviewer": "qc-ben"}
 
@@ -208,3 +210,64 @@ def test_an_unknown_review_state_or_disposition_is_a_clear_422(
     assert body["detail"].startswith(f"{name}:")
     allowed = ("unreviewed", "has_false_calls") if name == "review_state" else ("repair",)
     assert all(word in body["detail"] for word in allowed)
+
+
+def test_changing_and_withdrawing_keeps_every_filter_true(
+    client: httpx2.Client, agent: AgentServer, boards: dict[str, dict[str, Any]]
+) -> None:
+    """The per-board review state is kept by triggers: a false call turned real, a
+    withdrawn disposition and a deleted board each show at once in the filters."""
+    region = boards["partial"]["regions"][0]
+    _verdict(client, region, "real")
+    try:
+        assert boards["partial"]["id"] not in _listed(client, review_state="has_false_calls")
+        assert _listed(client)[boards["partial"]["id"]]["review"]["false_calls"] == 0
+    finally:
+        _verdict(client, region, "false_call")
+    assert boards["partial"]["id"] in _listed(client, review_state="has_false_calls")
+
+    withdrawn = client.put(
+        f"/api/images/{boards['clean']['id']}/disposition", json={"disposition": None}, headers=WHO
+    )
+    assert withdrawn.status_code == 200
+    try:
+        assert set(_listed(client, disposition="pass")) == _ids(boards, "false_done")
+    finally:
+        _disposition(client, boards["clean"]["id"], "pass")
+
+    db = agent.settings.database_url or ""
+    rebuilt = db_rows(
+        db,
+        "SELECT img_unique_id, regions, reviewed, false_calls, disposition FROM review_boards"
+        " ORDER BY 1",
+    )
+    # What the triggers kept is what a rebuild from the verdicts computes.
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("SELECT aoi_review_boards_rebuild()")
+    assert (
+        db_rows(
+            db,
+            "SELECT img_unique_id, regions, reviewed, false_calls, disposition"
+            " FROM review_boards ORDER BY 1",
+        )
+        == rebuilt
+    )
+    assert len(rebuilt) == 4  # every board with a verdict or a disposition; not `untouched`
+
+
+def test_a_review_filter_counts_exactly_up_to_its_cap_then_says_about(
+    client: httpx2.Client, boards: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cap is lowered to 1 (the agent runs in this process) so two boards stand for
+    the 1,000 past which a review-filtered total is an estimate."""
+    monkeypatch.setattr(repositories, "REVIEW_EXACT_UP_TO", 1)
+    for path, params in [
+        ("/api/images", {"review_state": "unreviewed"}),
+        ("/api/images", {"review_state": "reviewed"}),
+        ("/api/query/defects", {"disposition": "pass"}),
+    ]:
+        answer = client.get(path, params=params).json()
+        assert answer["total_is_exact"] is False, (path, params)
+        assert answer["total"] >= 2, (path, params)
+    answer = client.get("/api/images", params={"disposition": "repair"}).json()
+    assert (answer["total"], answer["total_is_exact"]) == (1, True)
