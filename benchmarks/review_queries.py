@@ -142,6 +142,7 @@ async def run(database_url: str, ids: list[str], args: argparse.Namespace) -> li
             "PUT verdict",
             lambda s: s.set_verdict(rng.choice(regions), VerdictIn(verdict="unsure"), "bench"),
         ),
+        ("images, no filter (baseline)", history()),
         ("images review_state=unreviewed", history(review_state="unreviewed")),
         ("images review_state=reviewed", history(review_state="reviewed")),
         ("images review_state=has_false_calls", history(review_state="has_false_calls")),
