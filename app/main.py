@@ -34,6 +34,7 @@ from app.api.middleware import (
     RequestContextMiddleware,
     current_request_id,
 )
+from app.api.params import validation_message
 from app.api.routing import API_PREFIX, MethodsMiddleware, include_api
 from app.api.security import install_security
 from app.config import Settings, get_settings
@@ -131,7 +132,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # Only where, what and which rule: the offending input is not echoed back.
     errors = [
-        {"loc": [str(p) for p in err["loc"]], "msg": str(err["msg"]), "type": str(err["type"])}
+        {
+            "loc": [str(p) for p in err["loc"]],
+            "msg": validation_message(err),
+            "type": str(err["type"]),
+        }
         for err in exc.errors()
     ]
     problems = "; ".join(

@@ -11,6 +11,13 @@ agent's own service code and one connection pool, --requests calls (default 50) 
 * `review/next` of one day
 * `dashboard/review` of the last 30 days
 * `PUT verdict` (one verdict, its history row and the board's progress)
+* History's review filters: `GET /api/images?review_state=unreviewed|reviewed|
+  has_false_calls` and `disposition=pass` (page 1 of 24, with the review badges), and
+  `GET /api/query/defects?review_state=has_false_calls` (page 1 of 50)
+
+The reviewed boards also get a disposition: `pass` without a `real` verdict, else
+`repair`. Verdicts and dispositions are loaded without their triggers, then
+`review_boards` is rebuilt (`aoi_review_boards_rebuild()`).
 
 and prints p50/p95/max in milliseconds and the load average. No targets: the figures
 show how the queue's cost follows the filter (docs/review.md, "Cost at scale").
@@ -43,7 +50,9 @@ from query_latency import seed
 
 from app.config import Settings
 from app.models.review import VerdictIn
+from app.services.database.repositories import DefectFilters, ImageFilters
 from app.services.database.session import create_engine, create_session_factory, unit_of_work
+from app.services.history.queries import Links, QueryService
 from app.services.review.repository import ReviewFilters
 from app.services.review.service import ReviewService
 
@@ -63,6 +72,8 @@ def review_oldest(database_url: str, share: float) -> tuple[int, float]:
     one in four a real defect); returns (verdicts, seconds)."""
     started = time.perf_counter()
     with psycopg.connect(database_url, autocommit=True) as conn:
+        # Without the per-row triggers; `review_boards` is rebuilt in one pass after.
+        conn.execute("SET session_replication_role = replica")
         conn.execute(
             """
             WITH oldest AS (
@@ -77,6 +88,16 @@ def review_oldest(database_url: str, share: float) -> tuple[int, float]:
             (share,),
         )
         count = conn.execute("SELECT count(*) FROM region_verdicts").fetchone()
+        conn.execute(
+            """
+            INSERT INTO image_dispositions (img_unique_id, disposition, reviewer)
+            SELECT img_unique_id,
+                   CASE WHEN bool_or(verdict = 'real') THEN 'repair' ELSE 'pass' END, 'bench'
+            FROM region_verdicts GROUP BY img_unique_id
+            """
+        )
+        conn.execute("SET session_replication_role = DEFAULT")
+        conn.execute("SELECT aoi_review_boards_rebuild()")
         conn.execute("VACUUM ANALYZE")
     return int(count[0] if count else 0), time.perf_counter() - started
 
@@ -93,6 +114,13 @@ async def run(database_url: str, ids: list[str], args: argparse.Namespace) -> li
 
     def viewer(img_id: str) -> str:
         return img_id
+
+    def history(**filters: str) -> Callable[[ReviewService], Awaitable[Any]]:
+        return lambda s: QueryService(s.reviews.session, Links("http://agent")).list_images(
+            ImageFilters(**filters),  # type: ignore[arg-type]
+            1,
+            24,
+        )
 
     cases: list[tuple[str, Callable[[ReviewService], Awaitable[Any]]]] = [
         ("review/next, no filter", lambda s: s.next_image(ReviewFilters(), None, viewer)),
@@ -113,6 +141,17 @@ async def run(database_url: str, ids: list[str], args: argparse.Namespace) -> li
         (
             "PUT verdict",
             lambda s: s.set_verdict(rng.choice(regions), VerdictIn(verdict="unsure"), "bench"),
+        ),
+        ("images, no filter (baseline)", history()),
+        ("images review_state=unreviewed", history(review_state="unreviewed")),
+        ("images review_state=reviewed", history(review_state="reviewed")),
+        ("images review_state=has_false_calls", history(review_state="has_false_calls")),
+        ("images disposition=pass", history(disposition="pass")),
+        (
+            "query/defects has_false_calls",
+            lambda s: QueryService(s.reviews.session, Links("http://agent")).query_defects(
+                DefectFilters(review_state="has_false_calls"), 1, 50
+            ),
         ),
     ]
     rows = []
@@ -135,8 +174,9 @@ def main() -> int:
     args = parse_args()
     print(f"review queries: {args.images} images, {args.reviewed:.0%} reviewed, {machine_line()}")
     with temporary_database(args.server_url) as database_url:
-        ids, region_count, seconds = seed(database_url, args.images, random.Random(args.seed))
-        print(f"seeded {len(ids)} images, {region_count} regions by COPY in {seconds:.1f} s")
+        seeded, seconds = seed(database_url, args.images, 30, random.Random(args.seed))
+        ids = seeded.ids
+        print(f"seeded {len(ids)} images, {seeded.regions} regions by COPY in {seconds:.1f} s")
         verdicts, seconds = review_oldest(database_url, args.reviewed)
         print(
             f"{verdicts} verdicts on the oldest {args.reviewed:.0%} of the images"

@@ -550,3 +550,51 @@ def test_golden_boards_migration_and_its_downgrade(empty_database: str) -> None:
     assert columns(empty_database, "images") == IMAGES
     upgrade_database(empty_database)
     assert db_rows(empty_database, "SELECT count(*) FROM golden_boards") == [(0,)]
+
+
+def test_review_boards_migration_counts_old_reviews_and_downgrades(empty_database: str) -> None:
+    upgrade_database(empty_database, "20261207_0015")
+    before = tables(empty_database)
+    board = "20261120_101010_OLD004"
+    db_execute(
+        empty_database,
+        "INSERT INTO images (img_unique_id, image_height, image_width,"
+        f" processing_time_seconds, timestamp, input_image_path) VALUES ('{board}', 10, 10,"
+        " 0.1, '2026-11-20T10:10:10Z', 'uploads/old.png');"
+        " INSERT INTO classes (img_unique_id, class_id, class_name, total_regions,"
+        f" total_area_pixels) VALUES ('{board}', 1, 'short', 3, 3);"
+        " INSERT INTO regions (class_unique_id, img_unique_id, region_id, centroid_x,"
+        " centroid_y, bbox_x, bbox_y, bbox_width, bbox_height, area_pixels, perimeter,"
+        " major_axis, minor_axis, circularity, aspect_ratio)"
+        f" SELECT c.class_unique_id, '{board}', n, 1, 1, 1, 1, 1, 1, 1, 4, 1, 1, 1, 1"
+        " FROM classes c, generate_series(1, 3) n;"
+        " INSERT INTO region_verdicts (region_unique_id, img_unique_id, verdict, reviewer)"
+        f" SELECT region_unique_id, '{board}', 'false_call', 'anna' FROM regions"
+        " WHERE region_id <= 2;"
+        " INSERT INTO image_dispositions (img_unique_id, disposition, reviewer)"
+        f" VALUES ('{board}', 'repair', 'anna')",
+    )
+    upgrade_database(empty_database, "20261207_0016")
+    assert tables(empty_database) == {*before, "review_boards"}
+    state = "SELECT regions, reviewed, false_calls, disposition FROM review_boards"
+    assert db_rows(empty_database, state) == [(3, 2, 2, "repair")]
+    # From now on the triggers keep it.
+    db_execute(
+        empty_database,
+        "INSERT INTO region_verdicts (region_unique_id, img_unique_id, verdict, reviewer)"
+        f" SELECT region_unique_id, '{board}', 'real', 'anna' FROM regions WHERE region_id = 3;"
+        " UPDATE region_verdicts SET verdict = 'unsure' WHERE verdict = 'false_call'"
+        " AND region_unique_id = (SELECT min(region_unique_id) FROM regions);"
+        " DELETE FROM image_dispositions",
+    )
+    assert db_rows(empty_database, state) == [(3, 3, 1, None)]
+    assert {"ix_review_boards_reviewed", "ix_review_boards_false_calls"} <= set(
+        indexes(empty_database, "review_boards")
+    )
+    assert columns(empty_database, "images") == IMAGES
+
+    downgrade_database(empty_database, "20261207_0015")
+    assert tables(empty_database) == before
+    db_execute(empty_database, "DELETE FROM region_verdicts")  # no trigger left behind
+    upgrade_database(empty_database)
+    assert db_rows(empty_database, state) == []

@@ -8,8 +8,9 @@ within the columns they are compared with (PostgreSQL `integer` / `bigint`).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
@@ -34,6 +35,30 @@ IMG_UNIQUE_ID_PATTERN = r"^[0-9]{8}_[0-9]{6}_[A-Z0-9]{6}$"
 BATCH_ID_PATTERN = r"^B_[0-9]{8}_[0-9]{6}_[A-Z0-9]{6}$"
 # Printable text only: no C0 control characters (NUL, tab, CR, LF ...) and no DEL.
 PLAIN_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+# What a value that breaks a pattern is told, instead of the regular expression itself.
+_PATTERN_PROBLEMS = {
+    IMG_UNIQUE_ID_PATTERN: "not a full inspection id: an inspection id is the UTC date and"
+    " time of upload and six letters or digits, e.g. 20260225_103045_ABC123",
+    BATCH_ID_PATTERN: "not a full batch id: a batch id is B_, the UTC date and time of upload"
+    " and six letters or digits, e.g. B_20260225_103045_ABC123",
+    PLAIN_TEXT_PATTERN: "must be printable text (no tab, line break or other control character)",
+    CURSOR_PATTERN: "not a cursor of this listing: give the next_cursor of the previous page",
+    r"^[A-Za-z0-9._-]+$": "may hold only letters, digits, '.', '_' and '-'",  # app/api/keys.py
+}
+
+
+def validation_message(error: Mapping[str, Any]) -> str:
+    """The message of one request validation error (pydantic's `ErrorDetails`) for the
+    client: pydantic's own, except that a value breaking a pattern is told what the value
+    should look like (with an example) rather than shown the regular expression."""
+    if error.get("type") == "string_pattern_mismatch":
+        pattern = str((error.get("ctx") or {}).get("pattern"))
+        return _PATTERN_PROBLEMS.get(
+            pattern, "does not have the form this parameter takes (see /docs)"
+        )
+    return str(error.get("msg"))
+
 
 _IMG_ID_TEXT = "An inspection id: UTC date and time of upload and six letters or digits."
 _BATCH_ID_TEXT = "A batch id: `B_` and the UTC date and time of upload and six letters or digits."
@@ -142,6 +167,19 @@ RegionCount = Annotated[
     int | None, Query(ge=0, le=INT4_MAX, description="At least this many regions.")
 ]
 AreaPixels = Annotated[int | None, Query(ge=0, le=INT8_MAX)]
+ReviewState = Annotated[
+    Literal["unreviewed", "reviewed", "has_false_calls"] | None,
+    Query(
+        description="Only images in this review state: `unreviewed` (at least one region"
+        " without a verdict), `reviewed` (at least one region, and every region has a"
+        " verdict), `has_false_calls` (at least one region judged `false_call`). A board"
+        " with no region is neither unreviewed nor reviewed."
+    ),
+]
+DispositionFilter = Annotated[
+    Literal["pass", "repair", "scrap"] | None,
+    Query(description="Only images with this current disposition."),
+]
 
 
 DateRange = Annotated[
@@ -243,16 +281,26 @@ async def defect_filters(
     max_area: Annotated[AreaPixels, Query(description="Largest area, pixels.")] = None,
     img_unique_id: ImgUniqueIdFilter = None,
     batch_id: BatchIdFilter = None,
+    review_state: ReviewState = None,
+    disposition: DispositionFilter = None,
 ) -> DefectFilters:
     """The filters of `/api/query/defects`, shared with the exports so both select the
-    same regions.
+    same regions (`review_state` and `disposition` select the regions' images).
 
     Raises:
         RequestValidationError: (422) as `resolve_dates`.
     """
     start_date, end_date = resolve_dates(date_range, start_date, end_date)
     return DefectFilters(
-        class_name, start_date, end_date, min_area, max_area, img_unique_id, batch_id
+        class_name,
+        start_date,
+        end_date,
+        min_area,
+        max_area,
+        img_unique_id,
+        batch_id,
+        review_state,
+        disposition,
     )
 
 

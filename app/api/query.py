@@ -13,12 +13,14 @@ from app.api.params import (
     Cursor,
     DateRange,
     DefectFiltersDep,
+    DispositionFilter,
     EndDate,
     ImgUniqueId,
     Limit,
     ModelVersion,
     Page,
     RegionCount,
+    ReviewState,
     SearchText,
     StartDate,
     defect_cursor,
@@ -58,18 +60,21 @@ async def list_images(
     min_defects: RegionCount = None,
     model_version: ModelVersion = None,
     q: SearchText = None,
+    review_state: ReviewState = None,
+    disposition: DispositionFilter = None,
     status: Annotated[
         Literal["succeeded", "failed", "pending", "processing"],
         Query(
             description="`succeeded` (default): stored inspections with their defects."
             " `failed`, `pending`, `processing`: accepted images with no result, with their"
-            " error and retry URL (class, defect and model filters do not apply to them;"
+            " error and retry URL (class, defect, model and review filters do not apply to them;"
             " dates, batch and `q` do)."
         ),
     ] = "succeeded",
 ) -> ImageList:
     """Images of one status, newest first: stored inspections with defect counts by class,
-    or the failed (pending, processing) ones with their error and retry URL.
+    or the failed (pending, processing) ones with their error and retry URL. Each stored
+    inspection carries its `review` (regions, reviewed regions, false calls, disposition).
 
     Page by `page` (as in the PRD) or, to walk far, by `cursor` = the previous answer's
     `next_cursor`. `total` is exact up to 10,000 and for date, class and model version
@@ -77,7 +82,15 @@ async def list_images(
     start_date, end_date = resolve_dates(date_range, start_date, end_date)
     after = image_cursor(cursor, page, status)
     filters = ImageFilters(
-        start_date, end_date, class_name, batch_id, min_defects, model_version, search=q
+        start_date,
+        end_date,
+        class_name,
+        batch_id,
+        min_defects,
+        model_version,
+        search=q,
+        review_state=review_state,
+        disposition=disposition,
     )
     return await queries.list_images(filters, page, limit, InspectionStatus(status), after)
 
@@ -129,7 +142,8 @@ async def query_defects(
     cursor: Cursor = None,
 ) -> DefectQueryResult:
     """Regions with their image and class, filtered by class, date (`date_range` as in the
-    PRD, or `start_date`/`end_date`), area, image and batch; newest image first.
+    PRD, or `start_date`/`end_date`), area, image, batch, and their image's review state
+    and disposition; newest image first.
 
     Page by `page` or by `cursor` (the previous answer's `next_cursor`). `total` is exact
     up to 10,000 and for date and class filters at any size; otherwise an estimate, and

@@ -283,7 +283,7 @@ async def batch_status(batch_id: BatchId, queries: QueryServiceDep) -> BatchStat
     responses=responses(BatchNotFound),
 )
 async def retry_batch(
-    batch_id: str, service: InspectionServiceDep, links: LinksDep
+    batch_id: BatchId, service: InspectionServiceDep, links: LinksDep
 ) -> BatchRetried:
     """Queues every failed image of the batch again, and moves the next attempt of images
     waiting for the model service to now. Progress: `GET /api/batches/{batch_id}`."""

@@ -371,6 +371,45 @@ class ImageDisposition(Base):
     )
 
 
+class ReviewBoard(Base):
+    """Where one board's review stands, kept by triggers on `region_verdicts` and
+    `image_dispositions` (migration 20261207_0016): a row per board with a verdict or a
+    disposition, with its image's `timestamp` so that each review-state filter is a walk
+    of one partial index in the listing's order. Read it, never write it."""
+
+    __tablename__ = "review_boards"
+    __table_args__ = (
+        Index(
+            "ix_review_boards_reviewed",
+            "timestamp",
+            "img_unique_id",
+            postgresql_where=text("regions > 0 AND reviewed >= regions"),
+        ),
+        Index(
+            "ix_review_boards_false_calls",
+            "timestamp",
+            "img_unique_id",
+            postgresql_where=text("false_calls > 0"),
+        ),
+        Index(
+            "ix_review_boards_disposition",
+            "disposition",
+            "timestamp",
+            "img_unique_id",
+            postgresql_where=text("disposition IS NOT NULL"),
+        ),
+    )
+
+    img_unique_id: Mapped[str] = mapped_column(
+        ForeignKey("images.img_unique_id", ondelete="CASCADE"), primary_key=True
+    )
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    regions: Mapped[int] = mapped_column(Integer)
+    reviewed: Mapped[int] = mapped_column(Integer, server_default="0")
+    false_calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    disposition: Mapped[str | None] = mapped_column(String(16))
+
+
 class ReviewEvent(Base):
     """One change of a verdict or a disposition, append-only: who set what, when, and what
     it was before (`value` null: the verdict or disposition was withdrawn, e.g. by undo)."""

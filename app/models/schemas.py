@@ -51,6 +51,13 @@ EXAMPLE_SUMMARY = {
     "original_filename": "segformer_input.jpeg",
     "thumbnail_url": f"{_BASE}/images/{EXAMPLE_ID}/thumbnail",
     "viewer_url": f"http://localhost:8000/results/{EXAMPLE_ID}",
+    "review": {
+        "state": "unreviewed",
+        "regions": 7,
+        "reviewed_regions": 3,
+        "false_calls": 1,
+        "disposition": None,
+    },
 }
 EXAMPLE_CLASS_ROW = {
     "class_unique_id": 311,
@@ -476,6 +483,21 @@ class BatchUploadResult(BatchAccepted):
     )
 
 
+class ImageReviewState(BaseModel):
+    """Where one board's review stands (the `review_state` filter's terms)."""
+
+    state: Literal["unreviewed", "reviewed"] | None = Field(
+        description="`unreviewed`: a region has no verdict; `reviewed`: every region has"
+        " one; null: the board has no region (nothing to review)."
+    )
+    regions: int = Field(description="Defect regions of the image.")
+    reviewed_regions: int = Field(description="Of them, those with a verdict.")
+    false_calls: int = Field(description="Of them, those judged `false_call`.")
+    disposition: Literal["pass", "repair", "scrap"] | None = Field(
+        default=None, description="The board's current disposition (null: none)."
+    )
+
+
 class ImageSummary(BaseModel):
     """One inspected image in a listing."""
 
@@ -496,6 +518,9 @@ class ImageSummary(BaseModel):
     original_filename: str | None = None
     thumbnail_url: str
     viewer_url: str
+    review: ImageReviewState | None = Field(
+        default=None, description="Its review's progress and disposition (in `/images`)."
+    )
 
 
 class InspectionState(BaseModel):

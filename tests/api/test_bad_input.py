@@ -1059,3 +1059,36 @@ def test_an_upload_trickled_at_1_byte_per_second_gets_a_json_408(
         assert json.loads(body)["error"] == "request_timeout"
         assert took_s < 5
         assert _snapshot(slow_agent) == before
+
+
+def test_a_partial_id_in_any_route_is_told_what_a_full_id_looks_like(agent: AgentServer) -> None:
+    """Every path parameter with a pattern (inspection and batch ids, key names), in every
+    route of the OpenAPI, answered with a wrong value: a 422 that says what the value
+    should look like, never the regular expression."""
+    with httpx2.Client(base_url=agent.url, timeout=60) as client:
+        spec = client.get("/openapi.json").json()
+        checked = 0
+        for template, operations in spec["paths"].items():
+            for method, operation in operations.items():
+                params = [
+                    p
+                    for p in operation.get("parameters", [])
+                    if p["in"] == "path" and "pattern" in p["schema"]
+                ]
+                if not params:
+                    continue
+                path = template
+                for p in params:
+                    wrong = "B_20260225" if "batch" in p["name"] else "20260225_1030"
+                    path = path.replace(
+                        "{" + p["name"] + "}", wrong if "id" in p["name"] else "a b"
+                    )
+                path = path.replace("{kind}", "input").replace("{region_unique_id}", "1")
+                response = client.request(method.upper(), path, json={}, headers=WHO)
+                assert response.status_code == 422, (method, path, response.text)
+                detail = response.json()["detail"]
+                assert "pattern" not in detail, (path, detail)
+                assert "^" not in detail, (path, detail)
+                assert "e.g." in detail or "letters, digits" in detail, (path, detail)
+                checked += 1
+    assert checked >= 12

@@ -242,7 +242,7 @@ def test_deleting_an_image_takes_its_review_with_it(
         0
     ][0]
     assert client.delete(f"/api/images/{board['id']}").status_code == 204
-    for table in ("region_verdicts", "review_events", "image_dispositions"):
+    for table in ("region_verdicts", "review_events", "image_dispositions", "review_boards"):
         assert db_rows(
             db, f"SELECT count(*) FROM {table} WHERE img_unique_id = %s", board["id"]
         ) == [(0,)]

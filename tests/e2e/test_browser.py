@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -316,3 +317,45 @@ def test_dashboard_charts_render_with_data(
     page.fill("#d-model", version)
     page.click("#range button[type=submit]")
     expect(page.locator("[data-stat='Defect regions']")).to_have_text(str(regions))
+
+
+def test_history_filters_and_badges_by_review_state(
+    page: Page, agent: AgentServer, inspected: list[dict[str, Any]], screenshot_dir: Path
+) -> None:
+    """A board with one false call out of several defects, dispositioned `repair`: History's
+    Review filter finds it, its card says "1/N reviewed", "1 false call" and "repair",
+    and the export links carry the filter. The verdicts are withdrawn at the end."""
+    board = max(inspected, key=lambda a: a["total_defects"])
+    img_id = board["img_unique_id"]
+    headers = {"X-API-Key": agent.api_key or "", "X-Reviewer": "e2e"}
+    with httpx2.Client(base_url=agent.url, timeout=60, headers=headers) as c:
+        regions = c.get(f"/api/images/{img_id}/regions").json()
+        region = regions["classes"][0]["regions"][0]["region_unique_id"]
+        n = regions["total_regions"]
+        assert n >= 2
+        put = c.put(f"/api/regions/{region}/verdict", json={"verdict": "false_call"})
+        assert put.status_code == 200, put.text
+        put = c.put(f"/api/images/{img_id}/disposition", json={"disposition": "repair"})
+        assert put.status_code == 200, put.text
+        try:
+            page.goto(agent.url + "/history")
+            expect(page.locator(".thumb-card").first).to_be_visible()
+            page.select_option("#f-review", "has_false_calls")
+            expect(page).to_have_url(re.compile("review_state=has_false_calls"))
+            expect(page.locator("#history-total")).to_contain_text("1 image")
+            card = page.locator(f'.thumb-card[data-img-id="{img_id}"]')
+            expect(card.locator(".review-badge")).to_have_text(f"1/{n} reviewed")
+            expect(card.locator(".false-call-badge")).to_have_text("1 false call")
+            expect(card.locator(".disposition-badge")).to_have_text("repair")
+            href = page.locator("#export-csv").get_attribute("href") or ""
+            assert "review_state=has_false_calls" in href
+            shoot(page, screenshot_dir, "history-review-badges")
+            page.select_option("#f-review", "reviewed")
+            expect(page.locator("#history-total")).to_contain_text("0 images")
+            page.select_option("#f-review", "")
+            page.select_option("#f-disposition", "repair")
+            expect(page).to_have_url(re.compile("disposition=repair"))
+            expect(page.locator(".thumb-card")).to_have_count(1)
+        finally:
+            c.put(f"/api/regions/{region}/verdict", json={"verdict": None})
+            c.put(f"/api/images/{img_id}/disposition", json={"disposition": None})

@@ -8,6 +8,7 @@ cannot fail on demand.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,6 +80,9 @@ def test_history_shows_a_failed_inspection_and_retries_it(
     outage.start()
     card.get_by_role("button", name="Retry").click()
     expect(card.locator(".retry-result")).to_contain_text("Inspected:")
+    # The card and the count no longer call it failed.
+    expect(card.locator(".status-badge")).to_have_text("succeeded")
+    expect(page.locator("#history-total")).to_contain_text("1 failed image ·")
     expect(card.get_by_role("link", name="View result")).to_have_attribute(
         "href", f"/results/{img_unique_id}"
     )
@@ -112,6 +116,23 @@ def test_batch_page_says_it_waits_for_the_model_service(
     )
     expect(page.locator("tr.queue-row").first).to_contain_text("waiting for model service")
     shoot(page, screenshot_dir, "10-batch-waiting")
+    # The summary and the rows give the next attempt in the same (the browser's) time.
+    summary = page.locator("#summary-state").inner_text()
+    assert "UTC" not in summary
+    rows = page.locator("tr.queue-row").all_inner_texts()
+    at = re.search(r"next attempt at (.+?) \(", summary)
+    assert at is not None, summary
+    assert any(f"next attempt at {at.group(1)} (" in row for row in rows), (summary, rows)
+
+    # "Try again now" sends the batch's retry though no image has failed yet.
+    button = page.get_by_role("button", name="Try again now")
+    with page.expect_response(f"**/api/batches/{batch['batch_id']}/retry") as sent:
+        button.click()
+    assert sent.value.request.method == "POST"
+    assert sent.value.status == 202
+    assert sorted(sent.value.json()["retried"]) == sorted(
+        a["img_unique_id"] for a in batch["accepted"]
+    )
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    literal_column,
     or_,
     select,
     text,
@@ -46,6 +47,7 @@ from app.models.database import (
     InspectionStatus,
     Region,
     RegionVerdict,
+    ReviewBoard,
 )
 from app.models.model_service import Analysis
 from app.models.rollups import (
@@ -74,6 +76,107 @@ class ImageFilters:
     model_version: str | None = None
     # Prefix of the original file name or of the image id, any letter case.
     search: str | None = None
+    # `unreviewed`, `reviewed`, `has_false_calls` (see `review_conditions`).
+    review_state: str | None = None
+    # `pass`, `repair`, `scrap`: the image's current disposition.
+    disposition: str | None = None
+
+
+REVIEW_STATES = ("unreviewed", "reviewed", "has_false_calls")
+_ZERO: ColumnElement[int] = literal_column(
+    "0"
+)  # inline, so the planner matches the partial indexes' predicates
+
+
+def _board_conditions(
+    board: Any, review_state: str | None, disposition: str | None
+) -> list[ColumnElement[bool]]:
+    """The review filters as conditions on a `review_boards` row (written as the partial
+    indexes of migration 20261207_0016 are, so that they serve them)."""
+    conditions: list[ColumnElement[bool]] = []
+    if review_state == "unreviewed":
+        conditions += [board.regions > _ZERO, board.reviewed < board.regions]
+    elif review_state == "reviewed":
+        conditions += [board.regions > _ZERO, board.reviewed >= board.regions]
+    elif review_state == "has_false_calls":
+        conditions.append(board.false_calls > _ZERO)
+    elif review_state is not None:
+        raise ValueError(f"unknown review state {review_state!r}")
+    if disposition is not None:
+        conditions.append(board.disposition == disposition)
+    return conditions
+
+
+def review_conditions(
+    review_state: str | None, disposition: str | None, img_unique_id: Any
+) -> list[ColumnElement[bool]]:
+    """WHERE conditions keeping the images (`img_unique_id`: the outer query's image id
+    column) in a review state and/or with a disposition:
+
+    - `unreviewed`: at least one region has no verdict;
+    - `reviewed`: at least one region, and every region has a verdict (`real`,
+      `false_call` or `unsure`);
+    - `has_false_calls`: at least one region has the verdict `false_call`;
+    - a disposition: the board's current disposition is that one.
+
+    A board with no region is neither unreviewed nor reviewed (there is nothing to
+    verify); it can still have a disposition. Read from `review_boards` (one primary-key
+    probe per image; a board without a row has no verdict and no disposition) and, for
+    `unreviewed`, `ix_regions_img_unique_id`. The tables are aliased: the outer query may
+    join them itself. A listing should rather start from `review_driver`.
+    """
+    if review_state is None and disposition is None:
+        return []
+    board = aliased(ReviewBoard)
+    if review_state != "unreviewed":
+        return [
+            exists().where(
+                board.img_unique_id == img_unique_id,
+                *_board_conditions(board, review_state, disposition),
+            )
+        ]
+    region = aliased(Region)
+    done = [board.regions > _ZERO, board.reviewed >= board.regions]
+    conditions = [
+        exists().where(region.img_unique_id == img_unique_id),
+        ~exists().where(board.img_unique_id == img_unique_id, *done),
+    ]
+    if disposition is not None:
+        other = aliased(ReviewBoard)
+        conditions.append(
+            exists().where(other.img_unique_id == img_unique_id, other.disposition == disposition)
+        )
+    return conditions
+
+
+@dataclass(frozen=True)
+class ReviewDriver:
+    """Where a listing filtered by `reviewed`, `has_false_calls` or a disposition starts:
+    the `review_boards` rows of that state (`board`, narrowed by `conditions`), walked by
+    their partial index in the listing's order (`board.timestamp` equals the image's).
+    Walking the images instead and testing each would pass every image of another state
+    first: all the unreviewed boards newer than the first reviewed one."""
+
+    board: Any
+    conditions: list[ColumnElement[bool]]
+
+    def days(self, start: date | None, end: date | None) -> list[ColumnElement[bool]]:
+        """The inclusive UTC days as conditions on the board's timestamp."""
+        conditions: list[ColumnElement[bool]] = []
+        if start:
+            conditions.append(self.board.timestamp >= day_start(start))
+        if end and (bound := day_end(end)) is not None:
+            conditions.append(self.board.timestamp < bound)
+        return conditions
+
+
+def review_driver(review_state: str | None, disposition: str | None) -> ReviewDriver | None:
+    """The `ReviewDriver` of these filters, or None when the listing should walk the images
+    (no review filter, or `unreviewed` alone: most boards are, in practice the newest)."""
+    if review_state in (None, "unreviewed") and disposition is None:
+        return None
+    board = aliased(ReviewBoard)
+    return ReviewDriver(board, _board_conditions(board, review_state, disposition))
 
 
 def _like_prefix(value: str) -> str:
@@ -105,6 +208,9 @@ class DefectFilters:
     max_area: int | None = None
     img_unique_id: str | None = None
     batch_id: str | None = None
+    # Of the regions' images, as in `ImageFilters` (see `review_conditions`).
+    review_state: str | None = None
+    disposition: str | None = None
 
 
 _CLASS_NAME_SPELLINGS = text(
@@ -154,17 +260,37 @@ async def planner_rows(session: AsyncSession, stmt: Select[Any]) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-async def bounded_count(session: AsyncSession, rows: Select[Any]) -> tuple[int, bool]:
+REVIEW_EXACT_UP_TO = 1_000
+"""With a `review_state` or `disposition` filter, `total` is counted exactly up to this
+many rows only: each candidate image costs a few index probes (no rollup holds review
+states), so 10,000 of them would take far longer than a page."""
+
+
+async def bounded_count(
+    session: AsyncSession, rows: Select[Any], up_to: int | None = None
+) -> tuple[int, bool]:
     """How many rows `rows` selects, and whether that number is exact.
 
-    Counts at most TOTAL_EXACT_UP_TO + 1 rows; past that, answers the planner's estimate
-    (never less than TOTAL_EXACT_UP_TO + 1, which is known) with False.
+    Counts at most `up_to` (default TOTAL_EXACT_UP_TO) + 1 rows (in `rows`' order, if it
+    has one); past that, answers the planner's estimate (never less than `up_to` + 1,
+    which is known) with False.
     """
-    capped = select(func.count()).select_from(rows.limit(TOTAL_EXACT_UP_TO + 1).subquery())
+    up_to = TOTAL_EXACT_UP_TO if up_to is None else up_to
+    capped = select(func.count()).select_from(rows.limit(up_to + 1).subquery())
     counted = int((await session.execute(capped)).scalar_one())
-    if counted <= TOTAL_EXACT_UP_TO:
+    if counted <= up_to:
         return counted, True
-    return max(await planner_rows(session, rows), TOTAL_EXACT_UP_TO + 1), False
+    return max(await planner_rows(session, rows.order_by(None)), up_to + 1), False
+
+
+def _reviewed_rows(rows: Select[Any], reviewed: bool, stamp: Any) -> tuple[Select[Any], int]:
+    """`rows` to count and the cap, for `bounded_count`: with a review filter (`reviewed`),
+    newest first by `stamp` (as the page walks them: where the review queue, oldest
+    first, has left the older boards reviewed, the unreviewed ones come at once) and
+    REVIEW_EXACT_UP_TO."""
+    if not reviewed:
+        return rows, TOTAL_EXACT_UP_TO
+    return rows.order_by(stamp.desc()), REVIEW_EXACT_UP_TO
 
 
 def rollup_day_range(day: Any, start: date | None, end: date | None) -> list[ColumnElement[bool]]:
@@ -954,7 +1080,9 @@ class ImageRepository:
                 .scalar_subquery()
             )
             stmt = stmt.where(total >= filters.min_defects)
-        return stmt
+        return stmt.where(
+            *review_conditions(filters.review_state, filters.disposition, Image.img_unique_id)
+        )
 
     async def list_page(
         self, filters: ImageFilters, offset: int, limit: int, after: ImageKey | None = None
@@ -971,7 +1099,7 @@ class ImageRepository:
 
         Dates, one class name and a model version only: exact, summed from the daily
         rollups (one row per day and model version). Otherwise `bounded_count`: exact up to
-        TOTAL_EXACT_UP_TO, else estimated.
+        TOTAL_EXACT_UP_TO (REVIEW_EXACT_UP_TO with a review filter), else estimated.
         """
         spellings = await self._spellings(filters.class_name)
         # Only the filters the rollups are keyed by (any filter added later falls back).
@@ -988,8 +1116,35 @@ class ImageRepository:
             if filters.model_version:
                 stmt = stmt.where(table.model_version == filters.model_version)
             return int((await self.session.execute(stmt)).scalar_one()), True
-        rows = self._image_filter(select(Image.img_unique_id), filters, spellings)
-        return await bounded_count(self.session, rows)
+        rows, stamp, _ = self._listing(filters, spellings)
+        reviewed = filters.review_state is not None or filters.disposition is not None
+        return await bounded_count(
+            self.session,
+            *_reviewed_rows(rows, reviewed, stamp),
+        )
+
+    def _listing(
+        self, filters: ImageFilters, spellings: list[str] | None
+    ) -> tuple[Select[Any], Any, Any]:
+        """The ids and timestamps of the images matching `filters` (unordered), and the
+        (timestamp, img_unique_id) columns to order and page them by: the images', or,
+        with a review filter that has a `ReviewDriver`, its board's."""
+        driver = review_driver(filters.review_state, filters.disposition)
+        if driver is None:
+            by_image: Any = select(Image.img_unique_id, Image.timestamp)
+            return (
+                self._image_filter(by_image, filters, spellings),
+                Image.timestamp,
+                Image.img_unique_id,
+            )
+        board = driver.board
+        stmt: Select[Any] = (
+            select(board.img_unique_id.label("img_unique_id"), board.timestamp.label("timestamp"))
+            .join(Image, Image.img_unique_id == board.img_unique_id)
+            .where(*driver.conditions, *driver.days(filters.start_date, filters.end_date))
+        )
+        rest = replace(filters, review_state=None, disposition=None)
+        return self._image_filter(stmt, rest, spellings), board.timestamp, board.img_unique_id
 
     async def count(self, filters: ImageFilters) -> int:
         """Images matching `filters`."""
@@ -1007,18 +1162,10 @@ class ImageRepository:
             Rows of (Image, defect_classes dict | None, batch_id, original filename).
         """
         spellings = await self._spellings(filters.class_name)
-        ids = self._image_filter(select(Image.img_unique_id, Image.timestamp), filters, spellings)  # type: ignore[arg-type]
+        ids, stamp, img_id = self._listing(filters, spellings)
         if after is not None:
-            ids = ids.where(
-                tuple_(Image.timestamp, Image.img_unique_id)
-                < tuple_(after.timestamp, after.img_unique_id)
-            )
-        page_ids = (
-            ids.order_by(Image.timestamp.desc(), Image.img_unique_id.desc())
-            .offset(offset)
-            .limit(limit)
-            .subquery()
-        )
+            ids = ids.where(tuple_(stamp, img_id) < tuple_(after.timestamp, after.img_unique_id))
+        page_ids = ids.order_by(stamp.desc(), img_id.desc()).offset(offset).limit(limit).subquery()
         counts = (
             select(
                 DefectClass.img_unique_id,
@@ -1047,8 +1194,9 @@ class ImageRepository:
         page and the exports use it).
 
         Args:
-            image_level_only: only the conditions on the image (dates, batch, image id),
-                for a query over `images` alone (the COCO export's image list).
+            image_level_only: only the conditions on the image (dates, batch, image id,
+                review state, disposition), for a query over `images` alone (the COCO
+                export's image list).
         """
         conditions: list[Any] = []
         if filters.start_date:
@@ -1065,6 +1213,9 @@ class ImageRepository:
                     ledger.batch_id == filters.batch_id,
                 )
             )
+        conditions += review_conditions(
+            filters.review_state, filters.disposition, Image.img_unique_id
+        )
         if image_level_only:
             return conditions
         spellings = await self._spellings(filters.class_name)
@@ -1090,14 +1241,28 @@ class ImageRepository:
             select(Region, DefectClass.class_name, DefectClass.class_id, Image.timestamp)
             .join(DefectClass, DefectClass.class_unique_id == Region.class_unique_id)
             .join(Image, Image.img_unique_id == Region.img_unique_id)
-            .where(*await self.defect_conditions(filters))
         )
+        stamp: Any = Image.timestamp
+        driver = review_driver(filters.review_state, filters.disposition)
+        if driver is None:
+            base = base.where(*await self.defect_conditions(filters))
+        else:
+            # The boards of that review state, newest first by their partial index, and
+            # their regions (see `ReviewDriver`); ordered by the board's timestamp (the
+            # image's), so pages and cursors are those of the walk over the images.
+            stamp = driver.board.timestamp
+            rest = replace(filters, review_state=None, disposition=None)
+            base = (
+                base.join(driver.board, driver.board.img_unique_id == Region.img_unique_id)
+                .where(*driver.conditions, *driver.days(filters.start_date, filters.end_date))
+                .where(*await self.defect_conditions(rest))
+            )
         stmt = base
         if after is not None:
             stmt = stmt.where(
-                Image.timestamp <= after.timestamp,
+                stamp <= after.timestamp,
                 or_(
-                    Image.timestamp < after.timestamp,
+                    stamp < after.timestamp,
                     tuple_(
                         Region.img_unique_id,
                         DefectClass.class_id,
@@ -1112,17 +1277,19 @@ class ImageRepository:
                     ),
                 ),
             )
-        stmt = stmt.order_by(*_DEFECT_ORDER).offset(offset).limit(limit)
+        stmt = stmt.order_by(stamp.desc(), *_DEFECT_ORDER[1:]).offset(offset).limit(limit)
         rows = [tuple(row) for row in (await self.session.execute(stmt)).all()]
-        return await self.defects_total(filters, base), rows
+        return await self.defects_total(filters, base, stamp), rows
 
-    async def defects_total(self, filters: DefectFilters, rows: Any) -> tuple[int, bool]:
+    async def defects_total(
+        self, filters: DefectFilters, rows: Any, stamp: Any = Image.timestamp
+    ) -> tuple[int, bool]:
         """Regions matching `filters` (selected by `rows`) and whether that is exact.
 
         Dates and one class name only: exact, the daily rollup's sum of
         `classes.total_regions` (which equals the class's region rows: checked before
         insert; one row per day and class is read). Otherwise `bounded_count`: exact up to
-        TOTAL_EXACT_UP_TO, else estimated.
+        TOTAL_EXACT_UP_TO (REVIEW_EXACT_UP_TO with a review filter), else estimated.
         """
         spellings = await self._spellings(filters.class_name)
         # Only the filters the rollups are keyed by (any filter added later falls back).
@@ -1130,7 +1297,12 @@ class ImageRepository:
             filters, start_date=None, end_date=None, class_name=None
         ) == DefectFilters() and (spellings is None or len(spellings) <= 1)
         if not rollup_serves:
-            return await bounded_count(self.session, rows)
+            return await bounded_count(
+                self.session,
+                *_reviewed_rows(
+                    rows, filters.review_state is not None or filters.disposition is not None, stamp
+                ),
+            )
         stmt = select(func.coalesce(func.sum(ClassesDaily.regions), 0)).where(
             *rollup_day_range(ClassesDaily.day, filters.start_date, filters.end_date)
         )

@@ -38,6 +38,7 @@ from app.models.schemas import (
     ImageDetail,
     ImageList,
     ImageRegions,
+    ImageReviewState,
     ImageSummary,
     InspectionState,
     PointOut,
@@ -350,6 +351,8 @@ class QueryService:
             )
         (total, exact), found = await self.images.list_page(filters, offset, limit + 1, after)
         last_shown = found[limit - 1][0] if len(found) > limit else None
+        shown = found[:limit]
+        reviews = await self._review_states(shown)
         return ImageList(
             total=total,
             total_is_exact=exact,
@@ -360,8 +363,32 @@ class QueryService:
             )
             if last_shown is not None
             else None,
-            images=[ImageSummary(**self._summary(*row)) for row in found[:limit]],
+            images=[
+                ImageSummary(**self._summary(*row), review=reviews[row[0].img_unique_id])
+                for row in shown
+            ],
         )
+
+    async def _review_states(self, rows: list[tuple[Any, ...]]) -> dict[str, ImageReviewState]:
+        """The review state of each listed image (rows as `ImageRepository.page` gives
+        them: its regions are the sum of its class counts), in two indexed queries."""
+        img_unique_ids = [row[0].img_unique_id for row in rows]
+        verdicts = await self.reviews.verdict_counts(img_unique_ids)
+        dispositions = await self.reviews.dispositions_of(img_unique_ids)
+        states: dict[str, ImageReviewState] = {}
+        for image, classes, *_ in rows:
+            img_id = image.img_unique_id
+            regions = sum((classes or {}).values())
+            counts = verdicts.get(img_id, {})
+            reviewed = sum(counts.values())
+            states[img_id] = ImageReviewState(
+                state=None if regions == 0 else "reviewed" if reviewed >= regions else "unreviewed",
+                regions=regions,
+                reviewed_regions=reviewed,
+                false_calls=counts.get("false_call", 0),
+                disposition=dispositions.get(img_id),
+            )
+        return states
 
     async def image_or_inspection(self, img_unique_id: str) -> ImageDetail | InspectionState:
         """A stored inspection's detail, or, for an image with no result (pending,

@@ -302,8 +302,13 @@ function drawSummary() {
   $("overall-ok").style.width = total ? `${(100 * ok) / total}%` : "0%";
   $("overall-failed").style.width = total ? `${(100 * failed) / total}%` : "0%";
   $("overall-progress").setAttribute("aria-valuenow", String(total ? Math.round((100 * (ok + failed)) / total) : 0));
-  const waitingFor = known.map((b) => b.message).filter(Boolean);
-  $("summary-state").textContent = done ? "finished" : waitingFor[0] || "running…";
+  // Written here from `next_attempt_at` (not the API's `message`, which is in UTC) so the
+  // summary shows the same local time as the rows.
+  const nextAttempt = known.map((b) => b.next_attempt_at).filter(Boolean).sort((a, b) => Date.parse(a) - Date.parse(b))[0];
+  const waitingFor = nextAttempt
+    ? `waiting for model service, next attempt at ${formatTime(nextAttempt)} (${waiting} image${waiting === 1 ? "" : "s"})`
+    : "";
+  $("summary-state").textContent = done ? "finished" : waitingFor || "running…";
   $("summary-counts").innerHTML = `
     <span><b class="count-succeeded">${ok}</b> succeeded</span>
     <span class="${failed ? "text-danger" : ""}"><b class="count-failed">${failed}</b> failed</span>
@@ -387,7 +392,8 @@ $("summary-zips").addEventListener("click", async (e) => {
   const btn = e.target.closest("#retry-failed");
   if (!btn) return;
   btn.disabled = true;
-  const withFailures = [...batches.values()].filter((b) => b && b.failed);
+  // Failed images are queued again, waiting ones tried now: both go through the batch's retry.
+  const withFailures = [...batches.values()].filter((b) => b && (b.failed || b.waiting_for_model_service));
   try {
     await Promise.all(withFailures.map((b) => api(b.retry_url, { method: "POST" })));
   } catch (err) {

@@ -5,11 +5,14 @@
 import { api, classBadges, errorText, escapeHtml, fillClassPicker, formatTime, showAlert } from "./common.js";
 
 const PAGE_SIZE = 24;
-const FIELDS = ["q", "status", "start_date", "end_date", "class_name", "min_defects", "batch_id", "model_version"];
+const FIELDS = [
+  "q", "status", "start_date", "end_date", "class_name", "min_defects", "batch_id", "model_version",
+  "review_state", "disposition",
+];
 // The viewer's previous/next image walks the gallery of the filters last shown here.
 const NAV_KEY = "aoi.historyNav"; // read by image_nav.js
 // Filters that only apply to images with a result.
-const RESULT_ONLY = ["class_name", "min_defects", "model_version"];
+const RESULT_ONLY = ["class_name", "min_defects", "model_version", "review_state", "disposition"];
 const form = document.getElementById("filters");
 const gallery = document.getElementById("gallery");
 const pager = document.getElementById("pager");
@@ -25,7 +28,7 @@ function currentQuery() {
 }
 
 // The filters the exports take (those of /api/query/defects); the others do not apply.
-const EXPORT_FIELDS = ["start_date", "end_date", "class_name", "batch_id"];
+const EXPORT_FIELDS = ["start_date", "end_date", "class_name", "batch_id", "review_state", "disposition"];
 
 /** Points the Export CSV / Export COCO links at the regions of the current filters. */
 function updateExports(query) {
@@ -55,7 +58,28 @@ function card(img) {
       <div class="small text-muted">${escapeHtml(formatTime(img.timestamp))}</div>
       <div class="small mb-1"><span class="badge text-bg-dark">${img.total_defects} defect${img.total_defects === 1 ? "" : "s"}</span></div>
       <div class="d-flex flex-wrap gap-1">${classBadges(img.defect_classes, { empty: "clean" })}</div>
+      ${reviewBadges(img.review)}
     </div></a></div>`;
+}
+
+const DISPOSITION_BADGE = { pass: "text-bg-success", repair: "text-bg-warning", scrap: "text-bg-danger" };
+
+/** The review badges of a card: "3/5 reviewed" (or "reviewed"), false calls, disposition. */
+function reviewBadges(review) {
+  if (!review) return "";
+  const out = [];
+  if (review.state === "reviewed") {
+    out.push(`<span class="badge text-bg-success review-badge">✓ reviewed</span>`);
+  } else if (review.state === "unreviewed") {
+    out.push(`<span class="badge text-bg-light border review-badge">${review.reviewed_regions}/${review.regions} reviewed</span>`);
+  }
+  if (review.false_calls) {
+    out.push(`<span class="badge text-bg-info false-call-badge">${review.false_calls} false call${review.false_calls === 1 ? "" : "s"}</span>`);
+  }
+  if (review.disposition) {
+    out.push(`<span class="badge ${DISPOSITION_BADGE[review.disposition]} disposition-badge">${escapeHtml(review.disposition)}</span>`);
+  }
+  return out.length ? `<div class="d-flex flex-wrap gap-1 mt-1 review-badges">${out.join("")}</div>` : "";
 }
 
 const STATUS_BADGE = { failed: "text-bg-danger", pending: "text-bg-secondary", processing: "text-bg-primary" };
@@ -71,7 +95,7 @@ function stateCard(img) {
   return `<div class="col"><div class="card h-100 state-card" data-img-id="${escapeHtml(img.img_unique_id)}"
       data-status="${escapeHtml(img.status)}" title="${escapeHtml(img.original_filename)}">
     <div class="card-body">
-      <div class="mb-1"><span class="badge ${STATUS_BADGE[img.status] || "text-bg-secondary"}">${escapeHtml(img.status)}</span>
+      <div class="mb-1"><span class="badge ${STATUS_BADGE[img.status] || "text-bg-secondary"} status-badge">${escapeHtml(img.status)}</span>
         <span class="small text-muted">attempt${img.attempts === 1 ? "" : "s"}: ${img.attempts}</span></div>
       <div class="small fw-semibold text-truncate">${escapeHtml(img.original_filename)}</div>
       <div class="small text-truncate"><code>${escapeHtml(img.img_unique_id)}</code></div>
@@ -103,6 +127,18 @@ function drawPager(total, page) {
   pager.innerHTML = pages > 1 ? items.join("") : "";
 }
 
+// The listing last shown (its total changes when a failed image is retried here).
+let shown = null;
+
+function showTotal() {
+  const { total, page, status } = shown;
+  const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
+  // Over 10,000 matches with a filter no rollup serves, the total is an estimate.
+  const about = shown.total_is_exact === false ? "about " : "";
+  document.getElementById("history-total").textContent =
+    `${about}${total} ${status === "succeeded" ? "" : `${status} `}image${total === 1 ? "" : "s"} · page ${page} of ${about}${pages}`;
+}
+
 async function load() {
   const token = ++loadToken;
   const query = currentQuery();
@@ -116,11 +152,8 @@ async function load() {
     const answer = await api(`/api/images?${query}`);
     if (token !== loadToken) return;
     const page = answer.page;
-    const pages = Math.max(1, Math.ceil(answer.total / PAGE_SIZE));
-    // Over 10,000 matches with a filter no rollup serves, the total is an estimate.
-    const about = answer.total_is_exact === false ? "about " : "";
-    document.getElementById("history-total").textContent =
-      `${about}${answer.total} ${answer.status === "succeeded" ? "" : `${answer.status} `}image${answer.total === 1 ? "" : "s"} · page ${page} of ${about}${pages}`;
+    shown = answer;
+    showTotal();
     gallery.innerHTML = answer.images.length
       ? answer.images.map((img) => (img.status === "succeeded" ? card(img) : stateCard(img))).join("")
       : `<div class="col-12"><div class="alert alert-secondary mb-0">No image matches these filters.</div></div>`;
@@ -179,7 +212,9 @@ form.addEventListener("submit", (e) => {
   navigate(q);
 });
 form.elements.class_name.addEventListener("change", () => form.requestSubmit());
-form.elements.status.addEventListener("change", () => form.requestSubmit());
+for (const name of ["status", "review_state", "disposition"]) {
+  form.elements[name].addEventListener("change", () => form.requestSubmit());
+}
 gallery.addEventListener("click", async (e) => {
   const btn = e.target.closest(".retry-btn");
   if (!btn) return;
@@ -192,6 +227,14 @@ gallery.addEventListener("click", async (e) => {
     const answer = await api(`/api/images/${encodeURIComponent(id)}/retry`, { method: "POST" });
     cardEl.dataset.status = "succeeded";
     cardEl.querySelector(".row-error")?.remove();
+    const badge = cardEl.querySelector(".status-badge");
+    badge.className = "badge text-bg-success status-badge";
+    badge.textContent = "succeeded";
+    // It has left the listing of failed images: the count says so at once.
+    if (shown && shown.status === "failed" && shown.total > 0) {
+      shown.total -= 1;
+      showTotal();
+    }
     btn.remove();
     result.innerHTML = `<span class="text-success">Inspected: ${answer.total_defects} defect${answer.total_defects === 1 ? "" : "s"}</span>
       <a href="/results/${encodeURIComponent(id)}">View result</a>`;

@@ -188,7 +188,7 @@ class ResultView {
     <div class="result-view" data-img-id="${id}">
       <div class="d-flex flex-wrap justify-content-between align-items-start gap-2 mb-3">
         <div>
-          <div class="h5 mb-1">Inspection <code class="result-id">${id}</code></div>
+          <h2 class="h5 mb-1">Inspection <code class="result-id">${id}</code></h2>
           <div class="text-muted small">
             ${escapeHtml(formatTime(d.timestamp))}
             ${d.original_filename ? ` · <span title="original file name">${escapeHtml(d.original_filename)}</span>` : ""}
@@ -276,7 +276,7 @@ class ResultView {
         </div>
       </div>
       <h3 class="h6 mt-4">Regions <span class="text-muted">(${this.rows.length})</span></h3>
-      <div class="table-responsive regions-scroll">
+      <div class="table-responsive regions-scroll" tabindex="0" role="region" aria-label="Regions">
         <table class="table table-sm table-hover align-middle regions-table mb-0">
           <thead class="table-light"><tr>
             ${COLUMNS.map(([key, label]) => `<th scope="col" data-sort="${key}" aria-sort="none">
@@ -754,7 +754,7 @@ class ResultView {
     modalEl.tabIndex = -1;
     modalEl.setAttribute("aria-labelledby", `delete-title-${this.id}`);
     modalEl.innerHTML = `<div class="modal-dialog"><div class="modal-content">
-      <div class="modal-header"><h5 class="modal-title" id="delete-title-${escapeHtml(this.id)}">Delete inspection?</h5>
+      <div class="modal-header"><h2 class="modal-title h5" id="delete-title-${escapeHtml(this.id)}">Delete inspection?</h2>
         <button type="button" class="btn-close" data-bs-dismiss="modal" aria-label="Close"></button></div>
       <div class="modal-body">Inspection <code>${escapeHtml(this.id)}</code>, its input, result images,
         analysis and regions will be deleted. This cannot be undone.<div class="modal-error mt-2"></div></div>
@@ -764,7 +764,15 @@ class ResultView {
       </div></div></div>`;
     document.body.appendChild(modalEl);
     const modal = new window.bootstrap.Modal(modalEl);
-    modalEl.addEventListener("hidden.bs.modal", () => modalEl.remove());
+    const opener = this.q(".delete-btn");
+    modalEl.addEventListener("hidden.bs.modal", () => {
+      modalEl.remove();
+      // Bootstrap gives the focus back only to a data-bs-toggle opener: back to Delete…, or
+      // after a delete to the note that says so, never lost on <body>.
+      const back = opener?.isConnected ? opener : this.root.querySelector(".alert");
+      if (back && back !== opener) back.tabIndex = -1;
+      back?.focus();
+    });
     modalEl.querySelector(".confirm-delete").addEventListener("click", async (e) => {
       e.target.disabled = true;
       try {
