@@ -486,6 +486,16 @@ class BatchUploadResult(BatchAccepted):
 class ImageReviewState(BaseModel):
     """Where one board's review stands (the `review_state` filter's terms)."""
 
+    model_config = _example(
+        {
+            "state": "unreviewed",
+            "regions": 5,
+            "reviewed_regions": 3,
+            "false_calls": 1,
+            "disposition": None,
+        }
+    )
+
     state: Literal["unreviewed", "reviewed"] | None = Field(
         description="`unreviewed`: a region has no verdict; `reviewed`: every region has"
         " one; null: the board has no region (nothing to review)."
