@@ -81,7 +81,7 @@ def test_revoke_ends_the_keys_web_sessions_at_once(
         made[name] = output.strip().splitlines()[-1]
     settings = agent_settings(tmp_path, database_url, reference_service.url, auth_mode="required")
     with serve_agent(settings) as agent:
-        browsers = {name: httpx2.Client(base_url=agent.url) for name in made}
+        browsers = {name: httpx2.Client(base_url=agent.url, timeout=60) for name in made}
         try:
             for name, browser in browsers.items():
                 signin = browser.post(
@@ -154,7 +154,7 @@ def test_keys_with_the_embedded_database_while_the_agent_uses_it(tmp_path: Path)
                 code, output = _keys_process(env, "create", "--name", "second", "--scope", "read")
                 assert code == 0, output
                 second = output.strip().splitlines()[-1]
-                with httpx2.Client(base_url=agent.url) as c:
+                with httpx2.Client(base_url=agent.url, timeout=60) as c:
                     assert c.get("/api/keys", headers={"X-API-Key": key}).status_code == 200
                     assert c.get("/api/images", headers={"X-API-Key": second}).status_code == 200
                     code, output = _keys_process(env, "revoke", "second")

@@ -345,7 +345,7 @@ def _too_large_text(filename: str | None, limit: int) -> str:
 def _too_long_body_text(max_files: int, limit: int) -> str:
     return (
         f"the request body is longer than {max_files} file(s) of at most"
-        f" {limit / (1024 * 1024):.0f} MB can be (MAX_BATCH_SIZE, MAX_FILE_SIZE_MB); send"
+        f" {limit / (1024 * 1024):.0f} MiB can be (MAX_BATCH_SIZE, MAX_FILE_SIZE_MB); send"
         " fewer or smaller images"
     )
 
