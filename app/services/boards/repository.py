@@ -1,0 +1,67 @@
+"""Every query of the board domain: the context rows of inspections (`inspection_contexts`)
+and the inspections of one board.
+
+A board's inspections are found through `ix_inspection_contexts_board_serial`, so a
+timeline costs what the board's own rows cost, not the size of the tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models.context import InspectionContext
+from app.models.database import BoardContext, Inspection
+
+
+def context_of(row: BoardContext | None) -> InspectionContext | None:
+    """The API form of a context row (None for no row)."""
+    if row is None:
+        return None
+    return InspectionContext.model_construct(
+        **{name: getattr(row, name) for name in InspectionContext.model_fields}
+    )
+
+
+class BoardRepository:
+    """Context rows and board timelines over one session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def add_contexts(self, contexts: Mapping[str, InspectionContext]) -> None:
+        """Add one context row per inspection id (flushed with the ledger rows, in the same
+        transaction: the unit of work inserts `inspections` first, by foreign key)."""
+        self.session.add_all(
+            BoardContext(img_unique_id=img_unique_id, **context.model_dump())
+            for img_unique_id, context in contexts.items()
+        )
+
+    async def context(self, img_unique_id: str) -> InspectionContext | None:
+        """The context of one inspection, or None when it was sent without one."""
+        return context_of(await self.session.get(BoardContext, img_unique_id))
+
+    async def contexts(self, img_unique_ids: Sequence[str]) -> dict[str, InspectionContext]:
+        """The contexts of many inspections by id, in one query; ids without one are absent."""
+        if not img_unique_ids:
+            return {}
+        rows = await self.session.scalars(
+            select(BoardContext).where(BoardContext.img_unique_id.in_(img_unique_ids))
+        )
+        return {row.img_unique_id: ctx for row in rows if (ctx := context_of(row)) is not None}
+
+    async def inspections_of(
+        self, board_serial: str, limit: int
+    ) -> list[tuple[Inspection, BoardContext]]:
+        """The inspections of one board, oldest first (by acceptance time, then id), at most
+        `limit` of them."""
+        stmt = (
+            select(Inspection, BoardContext)
+            .join(BoardContext, BoardContext.img_unique_id == Inspection.img_unique_id)
+            .where(BoardContext.board_serial == board_serial)
+            .order_by(Inspection.created_at, Inspection.img_unique_id)
+            .limit(limit)
+        )
+        return [(i, c) for i, c in (await self.session.execute(stmt)).tuples()]

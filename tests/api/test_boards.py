@@ -1,0 +1,210 @@
+"""Board context on uploads (form fields, batch manifest), stored in `inspection_contexts`,
+answered in the image's JSON; and the board timeline `GET /api/boards/{board_serial}`.
+
+Real agent, PostgreSQL and reference model service; boards from samples/deeppcb.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.support import AgentServer, db_rows, wait_until
+
+CONTEXT = {
+    "board_serial": "SN-BOARD-0001",
+    "panel_id": "P-7781",
+    "panel_position": "3",
+    "product": "CTRL-A",
+    "recipe_revision": "r12",
+    "line": "L3",
+    "station": "AOI-2",
+    "side": "top",
+    "lot": "WO-1207",
+}
+
+
+def kept_inputs(agent: AgentServer) -> list[Path]:
+    """Every input kept under uploads/ (temporary folders excluded)."""
+    root = agent.settings.resolved_data_dir / "uploads"
+    return sorted(p for p in root.rglob("*") if p.is_file() and ".incoming" not in p.parts)
+
+
+def context_row(agent: AgentServer, img_unique_id: str) -> tuple[object, ...] | None:
+    db = agent.settings.database_url
+    assert db is not None
+    rows = db_rows(
+        db,
+        "SELECT board_serial, panel_id, panel_position, product, recipe_revision, line,"
+        " station, side, lot FROM inspection_contexts WHERE img_unique_id = %s",
+        img_unique_id,
+    )
+    return rows[0] if rows else None
+
+
+def test_single_upload_with_context_stores_it_and_answers_it(
+    client: httpx2.Client, agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    image = deeppcb[0]
+    response = client.post(
+        "/api/upload", files={"image": (image.name, image.read_bytes())}, data=CONTEXT
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = {**CONTEXT, "panel_position": 3}
+    assert body["context"] == expected
+    img_id = body["img_unique_id"]
+    assert context_row(agent, img_id) == tuple(expected.values())
+    detail = client.get(f"/api/images/{img_id}").json()
+    assert detail["context"] == expected
+
+
+def test_upload_without_context_has_none_and_no_row(
+    client: httpx2.Client, agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    image = deeppcb[1]
+    response = client.post(
+        "/api/upload", files={"image": (image.name, image.read_bytes())}, data={"line": "  "}
+    )
+    assert response.status_code == 200, response.text
+    img_id = response.json()["img_unique_id"]
+    assert response.json()["context"] is None
+    assert context_row(agent, img_id) is None
+    assert client.get(f"/api/images/{img_id}").json()["context"] is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("board_serial", "SN\x00123", "printable"),
+        ("product", "A\nB", "printable"),
+        ("line", "x" * 10_000, "at most 64"),
+        ("panel_position", "1" + "0" * 30, "less than or equal"),
+        ("panel_position", "-1", "greater than or equal"),
+        ("panel_position", "three", "integer"),
+        ("side", "left", "'top' or 'bottom'"),
+    ],
+)
+def test_context_out_of_bounds_is_422_and_keeps_nothing(
+    client: httpx2.Client,
+    agent: AgentServer,
+    deeppcb: list[Path],
+    field: str,
+    value: str,
+    problem: str,
+) -> None:
+    image = deeppcb[2]
+    before = kept_inputs(agent)
+    response = client.post(
+        "/api/upload", files={"image": (image.name, image.read_bytes())}, data={field: value}
+    )
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "invalid_request"
+    assert body["errors"][0]["loc"] == ["body", field]
+    assert problem in body["detail"]
+    assert "\x00" not in response.text
+    assert "0" * 30 not in response.text
+    assert kept_inputs(agent) == before
+
+
+def test_batch_manifest_per_file_reaches_each_queued_image(
+    client: httpx2.Client, agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    a, b, c = deeppcb[10], deeppcb[11], deeppcb[12]
+    manifest = {
+        a.name: {"board_serial": "SN-A", "side": "top", "product": "CTRL-A"},
+        b.name: {"board_serial": "SN-B", "side": "bottom", "lot": "WO-9"},
+    }
+    response = client.post(
+        "/api/upload/batch",
+        files=[("images", (p.name, p.read_bytes())) for p in (a, b, c)],
+        data={"manifest": json.dumps(manifest)},
+    )
+    assert response.status_code == 202, response.text
+    ids = {f["filename"]: f["img_unique_id"] for f in response.json()["accepted"]}
+    status_url = response.json()["status_url"]
+    final = wait_until(lambda: (s := client.get(status_url).json())["done"] and s)
+    assert final["succeeded"] == 3
+    detail_a = client.get(f"/api/images/{ids[a.name]}").json()
+    assert detail_a["status"] == "succeeded"
+    assert detail_a["context"]["board_serial"] == "SN-A"
+    assert detail_a["context"]["product"] == "CTRL-A"
+    assert client.get(f"/api/images/{ids[b.name]}").json()["context"]["side"] == "bottom"
+    assert client.get(f"/api/images/{ids[c.name]}").json()["context"] is None
+
+
+def test_batch_manifest_one_context_for_all(
+    client: httpx2.Client, agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    files = deeppcb[13:15]
+    response = client.post(
+        "/api/upload/batch",
+        files=[("images", (p.name, p.read_bytes())) for p in files],
+        data={"manifest": json.dumps({"lot": "WO-ALL", "line": "L1"})},
+    )
+    assert response.status_code == 202, response.text
+    for accepted in response.json()["accepted"]:
+        row = context_row(agent, accepted["img_unique_id"])
+        assert row is not None
+        assert row[5] == "L1"
+        assert row[8] == "WO-ALL"
+
+
+@pytest.mark.parametrize(
+    ("manifest", "problem"),
+    [
+        ('{"a.jpg": {"board_serial": "SN1"', "not JSON"),
+        ('{"nosuchfile.jpg": {"board_serial": "SN1"}}', "not in the batch"),
+        ("[" * 200_000, "not JSON"),  # a nesting bomb
+        ('{"board_serial": "SN1", "colour": "red"}', "Extra inputs"),
+        ('["SN1"]', "JSON object"),
+        (json.dumps({"board_serial": "x" * 262_200}), "256 KiB"),
+    ],
+)
+def test_bad_manifest_is_422_and_keeps_nothing(
+    client: httpx2.Client, agent: AgentServer, deeppcb: list[Path], manifest: str, problem: str
+) -> None:
+    files = deeppcb[15:17]
+    before = kept_inputs(agent)
+    response = client.post(
+        "/api/upload/batch",
+        files=[("images", (p.name, p.read_bytes())) for p in files],
+        data={"manifest": manifest},
+    )
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["errors"][0]["loc"][:2] == ["body", "manifest"]
+    assert problem in body["detail"]
+    assert kept_inputs(agent) == before
+
+
+def test_manifest_field_bigger_than_the_form_bound_is_400(
+    client: httpx2.Client, deeppcb: list[Path]
+) -> None:
+    image = deeppcb[17]
+    response = client.post(
+        "/api/upload/batch",
+        files=[("images", (image.name, image.read_bytes()))],
+        data={"manifest": "{" + " " * 300_000 + "}"},
+    )
+    assert response.status_code == 400, response.text
+    assert "manifest" in response.json()["detail"]
+
+
+def test_context_is_deleted_with_its_inspection(
+    client: httpx2.Client, agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    image = deeppcb[18]
+    response = client.post(
+        "/api/upload",
+        files={"image": (image.name, image.read_bytes())},
+        data={"board_serial": "SN-GONE"},
+    )
+    img_id = response.json()["img_unique_id"]
+    assert context_row(agent, img_id) is not None
+    assert client.delete(f"/api/images/{img_id}").status_code in (200, 204)
+    assert context_row(agent, img_id) is None
