@@ -208,3 +208,62 @@ def test_context_is_deleted_with_its_inspection(
     assert context_row(agent, img_id) is not None
     assert client.delete(f"/api/images/{img_id}").status_code in (200, 204)
     assert context_row(agent, img_id) is None
+
+
+WHO = {"X-Reviewer": "inspector-1"}
+
+
+def test_board_timeline_first_pass_repair_and_reinspection(
+    client: httpx2.Client, deeppcb: list[Path]
+) -> None:
+    """A board fails its first pass (defects, disposition repair), is repaired and inspected
+    again with every region a false call: the timeline shows both, first pass `fail`,
+    latest `pass`, with regions, verdicts and the disposition."""
+    serial = "SN-TIMELINE-1"
+    ids = []
+    for image in deeppcb[20:22]:
+        response = client.post(
+            "/api/upload",
+            files={"image": (image.name, image.read_bytes())},
+            data={"board_serial": serial, "product": "CTRL-A", "line": "L3"},
+        )
+        assert response.status_code == 200, response.text
+        ids.append(response.json()["img_unique_id"])
+    first, second = ids
+    assert client.put(
+        f"/api/images/{first}/disposition", json={"disposition": "repair"}, headers=WHO
+    ).is_success
+    regions = client.get(f"/api/images/{second}/regions").json()
+    for group in regions["classes"]:
+        for region in group["regions"]:
+            verdict = client.put(
+                f"/api/regions/{region['region_unique_id']}/verdict",
+                json={"verdict": "false_call"},
+                headers=WHO,
+            )
+            assert verdict.is_success, verdict.text
+
+    timeline = client.get(f"/api/boards/{serial}")
+    assert timeline.status_code == 200, timeline.text
+    body = timeline.json()
+    assert body["board_serial"] == serial
+    assert [i["img_unique_id"] for i in body["inspections"]] == ids
+    one, two = body["inspections"]
+    assert (one["pass_number"], one["kind"], one["outcome"]) == (1, "first_pass", "fail")
+    assert one["disposition"]["disposition"] == "repair"
+    assert one["total_defects"] > 0
+    assert one["regions"]["total_regions"] == one["total_defects"]
+    assert (two["pass_number"], two["kind"], two["outcome"]) == (2, "reinspection", "pass")
+    verdicts = {r["review"]["verdict"] for g in two["regions"]["classes"] for r in g["regions"]}
+    assert verdicts == {"false_call"}
+    assert two["context"]["product"] == "CTRL-A"
+    assert two["viewer_url"].endswith(f"/results/{second}")
+    assert body["first_pass"] == "fail"
+    assert body["latest"] == "pass"
+
+
+def test_unknown_board_is_404_and_a_bad_serial_422(client: httpx2.Client) -> None:
+    response = client.get("/api/boards/SN-NEVER-SEEN")
+    assert response.status_code == 404
+    assert response.json()["error"] == "board_not_found"
+    assert client.get("/api/boards/" + "x" * 65).status_code == 422

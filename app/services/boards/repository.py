@@ -64,4 +64,4 @@ class BoardRepository:
             .order_by(Inspection.created_at, Inspection.img_unique_id)
             .limit(limit)
         )
-        return [(i, c) for i, c in (await self.session.execute(stmt)).tuples()]
+        return [(row[0], row[1]) for row in (await self.session.execute(stmt)).all()]
