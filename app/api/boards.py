@@ -24,6 +24,7 @@ BoardSerial = Annotated[
     Path(
         min_length=1,
         max_length=CONTEXT_TEXT_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f]+$",  # no NUL or other control character
         description="The board's serial number, as sent in `board_serial`.",
         examples=["SN123456"],
     ),

@@ -90,7 +90,8 @@ class InspectionContext(BaseModel):
     board_serial: ContextText = None
     panel_id: ContextText = None
     panel_position: Annotated[
-        int | None, BeforeValidator(_blank_is_none), Field(ge=0, le=MAX_PANEL_POSITION)
+        Annotated[int, Field(ge=0, le=MAX_PANEL_POSITION)] | None,
+        BeforeValidator(_blank_is_none),
     ] = None
     product: ContextText = None
     recipe_revision: ContextText = None
