@@ -10,6 +10,7 @@ from app.api.deps import InspectionServiceDep, QueryServiceDep
 from app.api.params import (
     BatchIdFilter,
     ClassName,
+    ContextFilterDep,
     Cursor,
     DateRange,
     DefectFiltersDep,
@@ -58,6 +59,7 @@ async def list_images(
     min_defects: RegionCount = None,
     model_version: ModelVersion = None,
     q: SearchText = None,
+    context: ContextFilterDep = None,
     status: Annotated[
         Literal["succeeded", "failed", "pending", "processing"],
         Query(
@@ -77,7 +79,14 @@ async def list_images(
     start_date, end_date = resolve_dates(date_range, start_date, end_date)
     after = image_cursor(cursor, page, status)
     filters = ImageFilters(
-        start_date, end_date, class_name, batch_id, min_defects, model_version, search=q
+        start_date,
+        end_date,
+        class_name,
+        batch_id,
+        min_defects,
+        model_version,
+        search=q,
+        context=context,
     )
     return await queries.list_images(filters, page, limit, InspectionStatus(status), after)
 

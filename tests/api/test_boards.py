@@ -267,3 +267,71 @@ def test_unknown_board_is_404_and_a_bad_serial_422(client: httpx2.Client) -> Non
     assert response.status_code == 404
     assert response.json()["error"] == "board_not_found"
     assert client.get("/api/boards/" + "x" * 65).status_code == 422
+
+
+def test_context_filters_on_images_defects_and_exports(
+    client: httpx2.Client, deeppcb: list[Path]
+) -> None:
+    """Three boards of two products on two lines: each filter keeps exactly its boards,
+    on the listing, the defect query and the CSV export alike."""
+    contexts = [
+        {
+            "board_serial": "SN-F1",
+            "product": "PROD-F",
+            "line": "LF1",
+            "side": "top",
+            "lot": "LOT-F1",
+        },
+        {
+            "board_serial": "SN-F2",
+            "product": "PROD-F",
+            "line": "LF2",
+            "side": "bottom",
+            "lot": "LOT-F1",
+        },
+        {
+            "board_serial": "SN-F3",
+            "product": "PROD-G",
+            "line": "LF2",
+            "side": "top",
+            "lot": "LOT-F2",
+        },
+    ]
+    ids = {}
+    for image, context in zip(deeppcb[24:27], contexts, strict=True):
+        response = client.post(
+            "/api/upload", files={"image": (image.name, image.read_bytes())}, data=context
+        )
+        assert response.status_code == 200, response.text
+        ids[context["board_serial"]] = response.json()["img_unique_id"]
+
+    def listed(**params: str) -> set[str]:
+        body = client.get("/api/images", params={**params, "limit": "100"}).json()
+        return {i["img_unique_id"] for i in body["images"]}
+
+    assert listed(product="PROD-F") == {ids["SN-F1"], ids["SN-F2"]}
+    assert listed(line="LF2", side="top") == {ids["SN-F3"]}
+    assert listed(lot="LOT-F1") == {ids["SN-F1"], ids["SN-F2"]}
+    assert listed(board_serial="SN-F2") == {ids["SN-F2"]}
+    assert listed(product="PROD-NONE") == set()
+    assert client.get("/api/images", params={"product": "PROD-F"}).json()["total"] == 2
+
+    defects = client.get("/api/query/defects", params={"line": "LF2", "limit": "100"}).json()
+    assert {d["img_unique_id"] for d in defects["regions"]} == {ids["SN-F2"], ids["SN-F3"]}
+
+    csv = client.get("/api/export/regions.csv", params={"board_serial": "SN-F1"})
+    assert csv.status_code == 200, csv.text
+    assert ids["SN-F1"] in csv.text
+    assert ids["SN-F2"] not in csv.text
+    assert ids["SN-F3"] not in csv.text
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"side": "left"}, {"board_serial": "SN\x00"}, {"product": "x" * 65}, {"lot": ""}],
+)
+def test_bad_context_filters_are_422(client: httpx2.Client, params: dict[str, str]) -> None:
+    for path in ("/api/images", "/api/query/defects", "/api/export/regions.csv"):
+        response = client.get(path, params=params)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["error"] == "invalid_request"

@@ -8,12 +8,44 @@ timeline costs what the board's own rows cost, not the size of the tables.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import astuple, dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.context import InspectionContext
 from app.models.database import BoardContext, Inspection
+
+
+@dataclass(frozen=True)
+class ContextFilter:
+    """The board-context filters of listings, defect queries and exports: exact values
+    (None: any). An inspection without context matches no filter."""
+
+    board_serial: str | None = None
+    product: str | None = None
+    line: str | None = None
+    side: str | None = None
+    lot: str | None = None
+
+    def is_empty(self) -> bool:
+        """Whether no filter is set."""
+        return all(v is None for v in astuple(self))
+
+
+def context_condition(img_unique_id: Any, wanted: ContextFilter) -> ColumnElement[bool]:
+    """Rows whose `img_unique_id` column names an inspection with this context.
+
+    A semi-join through `inspection_contexts`: with a serial, product, line or lot the
+    matching ids come from that column's index.
+    """
+    conditions = [
+        getattr(BoardContext, name) == value
+        for name, value in vars(wanted).items()
+        if value is not None
+    ]
+    return img_unique_id.in_(select(BoardContext.img_unique_id).where(*conditions))
 
 
 def context_of(row: BoardContext | None) -> InspectionContext | None:

@@ -53,6 +53,7 @@ from app.models.rollups import (
     ImagesDaily,
     TimingsDaily,
 )
+from app.services.boards.repository import ContextFilter, context_condition
 from app.services.database.region_copy import COPY_REGIONS_SQL, region_copy_data
 from app.services.history.cursors import DefectKey, ImageKey
 
@@ -74,6 +75,8 @@ class ImageFilters:
     model_version: str | None = None
     # Prefix of the original file name or of the image id, any letter case.
     search: str | None = None
+    # Board context (serial, product, line, side, lot): docs/boards.md.
+    context: ContextFilter | None = None
 
 
 def _like_prefix(value: str) -> str:
@@ -105,6 +108,7 @@ class DefectFilters:
     max_area: int | None = None
     img_unique_id: str | None = None
     batch_id: str | None = None
+    context: ContextFilter | None = None
 
 
 _CLASS_NAME_SPELLINGS = text(
@@ -591,6 +595,8 @@ class InspectionRepository:
             )
         if filters.batch_id:
             stmt = stmt.where(Inspection.batch_id == filters.batch_id)
+        if filters.context is not None:
+            stmt = stmt.where(context_condition(Inspection.img_unique_id, filters.context))
         if filters.search:
             stmt = stmt.where(
                 search_condition(
@@ -947,6 +953,8 @@ class ImageRepository:
                 )
             )
             stmt = stmt.where(Image.img_unique_id.in_(found))
+        if filters.context is not None:
+            stmt = stmt.where(context_condition(Image.img_unique_id, filters.context))
         if filters.min_defects is not None:
             total = (
                 select(func.coalesce(func.sum(DefectClass.total_regions), 0))
@@ -1065,6 +1073,8 @@ class ImageRepository:
                     ledger.batch_id == filters.batch_id,
                 )
             )
+        if filters.context is not None:
+            conditions.append(context_condition(Image.img_unique_id, filters.context))
         if image_level_only:
             return conditions
         spellings = await self._spellings(filters.class_name)
