@@ -9,6 +9,7 @@ not silently lost. See docs/boards.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -190,3 +191,38 @@ def contexts_from_manifest(
 
 def _or_none(context: InspectionContext | None) -> InspectionContext | None:
     return None if context is None or context.is_empty() else context
+
+
+def check_name_pattern(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """`pattern` if it has named groups and every one is a context field.
+
+    Raises:
+        ValueError: no named group, or a group that is not a context field.
+    """
+    names = set(pattern.groupindex)
+    if not names:
+        raise ValueError("has no named group, e.g. (?P<board_serial>[^_]+)")
+    unknown = sorted(names - set(CONTEXT_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"names groups that are not context fields: {', '.join(unknown)}"
+            f" (known: {', '.join(CONTEXT_FIELDS)})"
+        )
+    return pattern
+
+
+def context_from_name(pattern: re.Pattern[str], filename: str) -> InspectionContext | None:
+    """The context the named groups of `pattern` find in `filename` (searched, not anchored;
+    a group that did not take part in the match is not set).
+
+    Returns:
+        The context, or None when the pattern does not match or sets nothing.
+
+    Raises:
+        ContextError: a group captured a value out of bounds (`loc` starts with `filename`).
+    """
+    match = pattern.search(filename)
+    if match is None:
+        return None
+    found = {k: v for k, v in match.groupdict().items() if v is not None}
+    return _or_none(_validate(found, ("filename",)))

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.errors import AgentError, BadImage
+from app.models.context import ContextError, InspectionContext, context_from_name
 from app.models.database import InspectionStatus
 from app.services.database.repositories import InspectionRepository
 from app.services.ingestion.folder import relative_name
@@ -96,7 +98,9 @@ class AgentSubmitter:
         storage: Storage,
         sessions: async_sessionmaker[AsyncSession],
         max_file_bytes: int,
+        name_pattern: re.Pattern[str] | None = None,
     ) -> None:
+        self.name_pattern = name_pattern  # WATCH_NAME_PATTERN: board context from names
         self.service = service
         self.storage = storage
         self.sessions = sessions
@@ -106,9 +110,26 @@ class AgentSubmitter:
         """Copy the files in and accept them as one batch; see `Submitter.submit`."""
         received: list[ReceivedFile] = []
         sources: list[Path] = []  # by position in `received`
+        contexts: list[InspectionContext | None] = []  # by position in `received`
+        refused: list[Handed] = []
         try:
             for source in files:
                 name = relative_name(root, source)
+                try:
+                    context = (
+                        context_from_name(self.name_pattern, source.name)
+                        if self.name_pattern is not None
+                        else None
+                    )
+                except ContextError as exc:
+                    refused.append(
+                        Handed(
+                            source,
+                            rejection="the file name gives board context out of bounds"
+                            f" (WATCH_NAME_PATTERN, docs/boards.md): {exc}",
+                        )
+                    )
+                    continue
                 try:
                     copied = await anyio.to_thread.run_sync(
                         copy_in,
@@ -122,19 +143,24 @@ class AgentSubmitter:
                     continue
                 received.append(copied)
                 sources.append(source)
+                contexts.append(context)
             if not received:
-                return []
+                return refused
             try:
-                acceptance = await self.service.accept_batch(received, skip_duplicates=True)
+                acceptance = await self.service.accept_batch(
+                    received, skip_duplicates=True, contexts=contexts
+                )
             except BadImage as exc:  # not one usable file
                 details = [r["detail"] for r in exc.extra.get("rejected", [])]
-                return [Handed(s, rejection=d) for s, d in zip(sources, details, strict=False)]
+                return refused + [
+                    Handed(s, rejection=d) for s, d in zip(sources, details, strict=False)
+                ]
             except (AgentError, DBAPIError, OSError) as exc:
                 raise SubmitLater(str(exc)) from exc
         finally:
             await discard(received)
         by_name = {r.filename: r.detail for r in acceptance.rejected}
-        handed = [
+        handed = refused + [
             Handed(source, rejection=by_name[copied.filename])
             for source, copied in zip(sources, received, strict=True)
             if copied.filename in by_name
@@ -198,7 +224,9 @@ async def hot_folders(
         return
     # watchfiles logs every change it sees at INFO; the hot folder logs what it does instead.
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
-    submitter = AgentSubmitter(service, storage, sessions, settings.max_file_size_bytes)
+    submitter = AgentSubmitter(
+        service, storage, sessions, settings.max_file_size_bytes, settings.watch_name_pattern
+    )
     options = watch_options(settings)
     folders = [
         HotFolder(folder.expanduser().resolve(), submitter, options)
