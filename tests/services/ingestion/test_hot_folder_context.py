@@ -62,3 +62,41 @@ def test_context_comes_from_the_file_name(
     assert "WATCH_NAME_PATTERN" in text
     assert "side" in text
     assert (folder / "failed" / "SN888_left_L3_cam1.jpg").is_file()  # the image is kept
+
+
+def test_sidecar_gives_context_moves_along_and_is_never_inspected(
+    watched: tuple[AgentServer, Path], deeppcb: list[Path]
+) -> None:
+    """A sidecar's fields override the name's; the sidecar moves with its image; a bad
+    sidecar sends its image to failed/ with a note naming it."""
+    agent, folder = watched
+    db = agent.settings.database_url or ""
+    sub = folder / "side"
+    sub.mkdir()
+    (sub / "SN901_top_L1_a.jpg.json").write_text('{"product": "CTRL-S", "line": "L9"}')
+    (sub / "SN901_top_L1_a.jpg").write_bytes(deeppcb[113].read_bytes())
+    (sub / "plain.json").write_text('{"board_serial": "SN902", "lot": "WO-5"}')
+    (sub / "plain.jpg").write_bytes(deeppcb[114].read_bytes())
+    (sub / "broken.json").write_text('{"board_serial": "SN\\u0000"}')
+    (sub / "broken.jpg").write_bytes(deeppcb[115].read_bytes())
+    (sub / "bomb.json").write_text("[" * 5000)
+    (sub / "bomb.jpg").write_bytes(deeppcb[116].read_bytes())
+
+    wait_until(lambda: not any(sub.glob("*.jpg")), timeout_s=60)
+    rows = db_rows(
+        db,
+        "SELECT i.original_filename, c.board_serial, c.product, c.line, c.lot"
+        " FROM inspections i LEFT JOIN inspection_contexts c USING (img_unique_id)"
+        " WHERE i.original_filename LIKE 'side/%%'",
+    )
+    by_name = {r[0]: r[1:] for r in rows}
+    assert by_name["side/SN901_top_L1_a.jpg"] == ("SN901", "CTRL-S", "L9", None)
+    assert by_name["side/plain.jpg"] == ("SN902", None, None, "WO-5")
+    assert set(by_name) == {"side/SN901_top_L1_a.jpg", "side/plain.jpg"}  # no JSON inspected
+    assert list(sub.iterdir()) == []  # sidecars moved along
+    moved = {p.name for p in (folder / "processed").rglob("*.json")}
+    assert {"SN901_top_L1_a.jpg.json", "plain.jpg.json"} <= moved
+    for name in ("broken", "bomb"):
+        note = (folder / "failed" / "side" / f"{name}.jpg.error.txt").read_text(encoding="utf-8")
+        assert f"sidecar {name}.json" in note
+        assert (folder / "failed" / "side" / f"{name}.jpg.json").is_file()
