@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -60,3 +60,31 @@ class BoardTimeline(BaseModel):
     truncated: bool = Field(
         default=False, description="More inspections exist than the MAX_TIMELINE shown."
     )
+
+
+class YieldFigures(BaseModel):
+    """First-pass and re-inspection yield of a group of boards (docs/boards.md)."""
+
+    boards: int = Field(description="Boards whose first inspection falls in the range.")
+    first_pass_passed: int = Field(description="Of them, those whose first inspection passed.")
+    first_pass_yield: float | None = Field(
+        description="first_pass_passed / boards (0..1); null without boards."
+    )
+    reinspected_boards: int = Field(description="Of them, those inspected again since.")
+    reinspection_passed: int = Field(
+        description="Of the re-inspected boards, those whose latest inspection passed."
+    )
+    reinspection_yield: float | None = Field(
+        description="reinspection_passed / reinspected_boards (0..1); null without any."
+    )
+
+
+class BoardYield(BaseModel):
+    """Yield over a date range, in total, per product and per line (each board counted
+    under the product and line of its first inspection; `null` key: not sent)."""
+
+    start_date: date
+    end_date: date
+    total: YieldFigures
+    by_product: dict[str, YieldFigures]
+    by_line: dict[str, YieldFigures]

@@ -795,6 +795,13 @@ CASES = [
     Case("board-serial-long", "GET", "/api/boards/" + "S" * 65, 422, "invalid_request"),
     Case("board-unknown", "GET", "/api/boards/SN-NOBODY", 404, "board_not_found"),
     Case(
+        "board-yield-long-range",
+        "GET",
+        "/api/dashboard/board-yield?start_date=2026-01-01&end_date=2026-12-31",
+        422,
+        "invalid_request",
+    ),
+    Case(
         "context-serial-nul",
         "POST",
         "/api/upload",

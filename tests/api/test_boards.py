@@ -335,3 +335,54 @@ def test_bad_context_filters_are_422(client: httpx2.Client, params: dict[str, st
         response = client.get(path, params=params)
         assert response.status_code == 422, (path, response.text)
         assert response.json()["error"] == "invalid_request"
+
+
+def test_board_yield_per_product_and_line(client: httpx2.Client, deeppcb: list[Path]) -> None:
+    """Board A passes its first pass (disposition pass); board B fails it (defects, no
+    verdict) and passes its re-inspection; board C fails and is not re-inspected."""
+
+    def inspect(image: Path, serial: str, line: str) -> str:
+        response = client.post(
+            "/api/upload",
+            files={"image": (image.name, image.read_bytes())},
+            data={"board_serial": serial, "product": "PROD-Y", "line": line},
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["img_unique_id"])
+
+    def dispose(img_unique_id: str, disposition: str) -> None:
+        response = client.put(
+            f"/api/images/{img_unique_id}/disposition",
+            json={"disposition": disposition},
+            headers=WHO,
+        )
+        assert response.is_success, response.text
+
+    dispose(inspect(deeppcb[27], "SN-Y-A", "LY1"), "pass")
+    inspect(deeppcb[28], "SN-Y-B", "LY1")
+    dispose(inspect(deeppcb[29], "SN-Y-B", "LY1"), "pass")
+    inspect(deeppcb[31], "SN-Y-C", "LY2")
+
+    response = client.get("/api/dashboard/board-yield", params={"product": "PROD-Y"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    total = body["total"]
+    assert (total["boards"], total["first_pass_passed"]) == (3, 1)
+    assert total["first_pass_yield"] == pytest.approx(1 / 3)
+    assert (total["reinspected_boards"], total["reinspection_passed"]) == (1, 1)
+    assert total["reinspection_yield"] == 1.0
+    assert set(body["by_product"]) == {"PROD-Y"}
+    assert body["by_line"]["LY1"]["boards"] == 2
+    assert body["by_line"]["LY1"]["first_pass_yield"] == 0.5
+    assert body["by_line"]["LY2"]["first_pass_yield"] == 0.0
+    assert body["by_line"]["LY2"]["reinspection_yield"] is None
+    line2 = client.get("/api/dashboard/board-yield", params={"product": "PROD-Y", "line": "LY2"})
+    assert line2.json()["total"]["boards"] == 1
+
+
+def test_board_yield_refuses_a_long_range(client: httpx2.Client) -> None:
+    response = client.get(
+        "/api/dashboard/board-yield", params={"start_date": "2026-01-01", "end_date": "2026-12-01"}
+    )
+    assert response.status_code == 422
+    assert "92 days" in response.json()["detail"]

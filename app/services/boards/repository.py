@@ -9,13 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.context import InspectionContext
-from app.models.database import BoardContext, Inspection
+from app.models.database import (
+    BoardContext,
+    ImageDisposition,
+    Inspection,
+    InspectionStatus,
+    Region,
+    RegionVerdict,
+)
 
 
 @dataclass(frozen=True)
@@ -97,3 +105,83 @@ class BoardRepository:
             .limit(limit)
         )
         return [(row[0], row[1]) for row in (await self.session.execute(stmt)).all()]
+
+
+class YieldRepository:
+    """The rows first-pass and re-inspection yield are computed from, over one session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def board_inspections(
+        self, start: datetime, end: datetime, wanted: ContextFilter | None
+    ) -> list[tuple[str, str | None, str | None, str, datetime]]:
+        """Every inspection with a result of the boards that have one accepted in
+        [start, end) (and match `wanted`), all of them, oldest first per board.
+
+        Returns:
+            Rows (board_serial, product, line, img_unique_id, accepted at).
+        """
+        in_range = (
+            select(BoardContext.board_serial)
+            .join(Inspection, Inspection.img_unique_id == BoardContext.img_unique_id)
+            .where(
+                Inspection.status == InspectionStatus.SUCCEEDED,
+                Inspection.created_at >= start,
+                Inspection.created_at < end,
+                BoardContext.board_serial.is_not(None),
+            )
+        )
+        if wanted is not None:
+            in_range = in_range.where(context_condition(BoardContext.img_unique_id, wanted))
+        stmt = (
+            select(
+                BoardContext.board_serial,
+                BoardContext.product,
+                BoardContext.line,
+                Inspection.img_unique_id,
+                Inspection.created_at,
+            )
+            .join(Inspection, Inspection.img_unique_id == BoardContext.img_unique_id)
+            .where(
+                Inspection.status == InspectionStatus.SUCCEEDED,
+                BoardContext.board_serial.in_(in_range.distinct()),
+            )
+            .order_by(BoardContext.board_serial, Inspection.created_at, Inspection.img_unique_id)
+        )
+        return [
+            (str(r[0]), r[1], r[2], str(r[3]), r[4])
+            for r in (await self.session.execute(stmt)).all()
+        ]
+
+    async def outcomes(self, img_unique_ids: Sequence[str]) -> dict[str, bool]:
+        """Pass (True) or fail of each inspection (docs/boards.md#pass-or-fail): its
+        disposition when it has one, else whether every region is a `false_call`."""
+        if not img_unique_ids:
+            return {}
+        ids = list(img_unique_ids)
+        disposition_rows = await self.session.execute(
+            select(ImageDisposition.img_unique_id, ImageDisposition.disposition).where(
+                ImageDisposition.img_unique_id.in_(ids)
+            )
+        )
+        dispositions = {str(r[0]): str(r[1]) for r in disposition_rows.all()}
+        open_calls = {
+            r[0]
+            for r in (
+                await self.session.execute(
+                    select(Region.img_unique_id)
+                    .outerjoin(
+                        RegionVerdict, RegionVerdict.region_unique_id == Region.region_unique_id
+                    )
+                    .where(
+                        Region.img_unique_id.in_(ids),
+                        or_(RegionVerdict.verdict.is_(None), RegionVerdict.verdict != "false_call"),
+                    )
+                    .distinct()
+                )
+            ).all()
+        }
+        return {
+            i: dispositions[i] == "pass" if i in dispositions else i not in open_calls for i in ids
+        }

@@ -11,11 +11,26 @@ rework).
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app.errors import BoardNotFound
-from app.models.boards import BoardInspection, BoardOutcome, BoardTimeline
+from app.models.boards import (
+    BoardInspection,
+    BoardOutcome,
+    BoardTimeline,
+    BoardYield,
+    YieldFigures,
+)
 from app.models.database import Inspection, InspectionStatus
 from app.models.schemas import ImageRegions
-from app.services.boards.repository import BoardRepository, context_of
+from app.services.boards.repository import (
+    BoardRepository,
+    ContextFilter,
+    YieldRepository,
+    context_of,
+)
 from app.services.history.queries import QueryService
 from app.services.review.service import image_review
 
@@ -95,3 +110,58 @@ class BoardService:
             regions=regions,
             disposition=image_review(disposition),
         )
+
+
+# The longest range `board_yield` computes over: figures come from the tables directly
+# (no rollup), so the range bounds the work.
+MAX_YIELD_DAYS = 92
+
+
+def _figures(first: list[bool], latest: list[bool | None]) -> YieldFigures:
+    again = [x for x in latest if x is not None]
+    return YieldFigures(
+        boards=len(first),
+        first_pass_passed=sum(first),
+        first_pass_yield=sum(first) / len(first) if first else None,
+        reinspected_boards=len(again),
+        reinspection_passed=sum(again),
+        reinspection_yield=sum(again) / len(again) if again else None,
+    )
+
+
+async def board_yield(
+    session: AsyncSession, start: date, end: date, wanted: ContextFilter | None
+) -> BoardYield:
+    """First-pass yield (a board's first inspection with a result decides it) and
+    re-inspection yield (of the boards inspected again, those whose latest inspection
+    passed) of the boards first inspected between `start` and `end` (UTC days, inclusive),
+    in total, per product and per line. Computed from the tables, not the rollups: the cost
+    follows the boards of the range (at most MAX_YIELD_DAYS days).
+    """
+    repo = YieldRepository(session)
+    low = datetime.combine(start, time.min, tzinfo=UTC)
+    high = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+    rows = await repo.board_inspections(low, high, wanted)
+    outcomes = await repo.outcomes([r[3] for r in rows])
+    boards: dict[str, list[tuple[str | None, str | None, str, datetime]]] = {}
+    for serial, product, line, img_unique_id, at in rows:
+        boards.setdefault(serial, []).append((product, line, img_unique_id, at))
+    groups: dict[tuple[str, str], tuple[list[bool], list[bool | None]]] = {}
+    for inspections in boards.values():
+        product, line, first_id, first_at = inspections[0]
+        if not low <= first_at < high:
+            continue  # decided before the range (or after it)
+        first = outcomes[first_id]
+        latest = outcomes[inspections[-1][2]] if len(inspections) > 1 else None
+        for key in (("total", ""), ("product", product or "null"), ("line", line or "null")):
+            firsts, latests = groups.setdefault(key, ([], []))
+            firsts.append(first)
+            latests.append(latest)
+    empty: tuple[list[bool], list[bool | None]] = ([], [])
+    return BoardYield(
+        start_date=start,
+        end_date=end,
+        total=_figures(*groups.get(("total", ""), empty)),
+        by_product={k[1]: _figures(*v) for k, v in sorted(groups.items()) if k[0] == "product"},
+        by_line={k[1]: _figures(*v) for k, v in sorted(groups.items()) if k[0] == "line"},
+    )
