@@ -222,6 +222,48 @@ def _error_text(response: httpx2.Response) -> str:
     return str(body.get("detail", body)) if isinstance(body, dict) else str(body)
 
 
+def _context_option(what: str) -> Any:
+    return typer.Option(help=f"Board context of every image: {what} (docs/boards.md).")
+
+
+def board_manifests(
+    images: list[Path], options: dict[str, Any], manifest: Path | None
+) -> dict[Path, dict[str, Any]]:
+    """Each image's board context for the batch `manifest` field: the context options for
+    every image, overridden field by field by the `--manifest` file (JSON, as the batch
+    manifest: one context, or file name → context).
+
+    Returns:
+        The images that have a context, with it as JSON-ready fields.
+
+    Raises:
+        typer.BadParameter: an option or the manifest is out of bounds, not JSON, or names
+            a file that is not among the images.
+    """
+    from app.models.context import ContextError, contexts_from_manifest
+
+    try:
+        shared = contexts_from_manifest(
+            json.dumps({k: v for k, v in options.items() if v is not None}), ["*"]
+        )[0]
+        per_file = (
+            contexts_from_manifest(manifest.read_bytes(), [p.name for p in images])
+            if manifest is not None
+            else [None] * len(images)
+        )
+    except ContextError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read the manifest: {exc}") from exc
+    base = shared.model_dump(exclude_none=True) if shared else {}
+    out: dict[Path, dict[str, Any]] = {}
+    for path, own in zip(images, per_file, strict=True):
+        merged = {**base, **(own.model_dump(exclude_none=True) if own else {})}
+        if merged:
+            out[path] = merged
+    return out
+
+
 @cli.command()
 def upload(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
@@ -230,6 +272,22 @@ def upload(
     timeout_s: Annotated[float, typer.Option(help="Give up waiting after this long.")] = 3600,
     api_key: ApiKeyOption = None,
     as_json: JsonOption = False,
+    board_serial: Annotated[str | None, _context_option("the board serial")] = None,
+    panel_id: Annotated[str | None, _context_option("the panel id")] = None,
+    panel_position: Annotated[int | None, _context_option("the position on the panel")] = None,
+    product: Annotated[str | None, _context_option("the product / recipe")] = None,
+    recipe_revision: Annotated[str | None, _context_option("the recipe revision")] = None,
+    line: Annotated[str | None, _context_option("the line")] = None,
+    station: Annotated[str | None, _context_option("the station")] = None,
+    side: Annotated[str | None, _context_option("top or bottom")] = None,
+    lot: Annotated[str | None, _context_option("the lot / work order")] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="A JSON file of board context: one context, or file name → context; its"
+            " values override the options above (docs/boards.md)."
+        ),
+    ] = None,
 ) -> None:
     """Upload images as batches and follow their progress until every image is done.
 
@@ -251,6 +309,21 @@ def upload(
         for item in skipped:
             console.print(f"skipped {item['file']}: {item['reason']}")
     images = selection.images
+    contexts = board_manifests(
+        images,
+        {
+            "board_serial": board_serial,
+            "panel_id": panel_id,
+            "panel_position": panel_position,
+            "product": product,
+            "recipe_revision": recipe_revision,
+            "line": line,
+            "station": station,
+            "side": side,
+            "lot": lot,
+        },
+        manifest,
+    )
     if not images:
         report["counts"]["skipped"] = len(skipped)
         if as_json:
@@ -262,8 +335,10 @@ def upload(
         for chunk in _chunks(images, batch_size):
             with contextlib.ExitStack() as stack:
                 files = [("images", (p.name, stack.enter_context(p.open("rb")))) for p in chunk]
+                chunk_manifest = {p.name: contexts[p] for p in chunk if p in contexts}
+                data = {"manifest": json.dumps(chunk_manifest)} if chunk_manifest else None
                 try:
-                    response = client.post("/api/upload/batch", files=files)
+                    response = client.post("/api/upload/batch", files=files, data=data)
                 except httpx2.HTTPError as exc:
                     raise CliError(f"cannot reach the agent at {url}: {exc}") from exc
             if response.status_code >= 400:

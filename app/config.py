@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -170,6 +171,22 @@ class Settings(BaseSettings):
     watch_settle_s: float = Field(default=2.0, gt=0)
     # Files complete within this long of the first one are inspected as one batch.
     watch_batch_window_s: float = Field(default=2.0, ge=0)
+    # Board context from a hot-folder file's name (docs/boards.md): a regular expression
+    # whose named groups are context fields, searched in the file name, e.g.
+    # (?P<board_serial>[A-Z0-9]+)_(?P<side>top|bottom). Empty: none.
+    watch_name_pattern: re.Pattern[str] | None = None
+
+    @field_validator("watch_name_pattern", mode="before")
+    @classmethod
+    def _empty_pattern_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("watch_name_pattern")
+    @classmethod
+    def _check_name_pattern(cls, value: re.Pattern[str] | None) -> re.Pattern[str] | None:
+        from app.models.context import check_name_pattern
+
+        return None if value is None else check_name_pattern(value)
 
     # Golden boards (docs/golden.md): a folder of golden images (JPEG, PNG, TIFF, BMP; the
     # file name's stem is the golden id), indexed on first use; unset: only those added

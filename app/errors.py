@@ -112,6 +112,13 @@ class BatchNotFound(AgentError):
     error = "batch_not_found"
 
 
+class BoardNotFound(AgentError):
+    """No inspection names this board serial."""
+
+    status_code = 404
+    error = "board_not_found"
+
+
 class ResultNotReady(AgentError):
     """The inspection exists but has no results (pending or failed)."""
 

@@ -18,6 +18,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api import (
+    boards,
     dashboard,
     download,
     exports,
@@ -239,7 +240,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for module in (upload, query, download, health, dashboard, keys, exports, review, golden):
+    for module in (
+        upload,
+        query,
+        download,
+        health,
+        dashboard,
+        keys,
+        exports,
+        review,
+        golden,
+        boards,
+    ):
         include_api(app, module.router)
     # Prometheus' own convention, like /docs: one path, at the root, not in the OpenAPI
     # document (its answer is Prometheus text, not JSON).

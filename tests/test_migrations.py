@@ -598,3 +598,45 @@ def test_review_boards_migration_counts_old_reviews_and_downgrades(empty_databas
     db_execute(empty_database, "DELETE FROM region_verdicts")  # no trigger left behind
     upgrade_database(empty_database)
     assert db_rows(empty_database, state) == []
+
+
+def test_board_context_migration_cascades_and_downgrades_on_its_own(empty_database: str) -> None:
+    upgrade_database(empty_database, "20261207_0018")
+    assert columns(empty_database, "inspection_contexts") == [
+        "img_unique_id",
+        "board_serial",
+        "panel_id",
+        "panel_position",
+        "product",
+        "recipe_revision",
+        "line",
+        "station",
+        "side",
+        "lot",
+    ]
+    assert {
+        "ix_inspection_contexts_board_serial",
+        "ix_inspection_contexts_product",
+        "ix_inspection_contexts_line",
+        "ix_inspection_contexts_lot",
+    } <= indexes(empty_database, "inspection_contexts")
+    add_ledger_row(empty_database, "20261207_180000_CTX001", "pending")
+    db_execute(
+        empty_database,
+        "INSERT INTO inspection_contexts (img_unique_id, board_serial, side)"
+        " VALUES ('20261207_180000_CTX001', 'SN1', 'top')",
+    )
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db_execute(
+            empty_database,
+            "UPDATE inspection_contexts SET side = 'left'",
+        )
+    db_execute(
+        empty_database, "DELETE FROM inspections WHERE img_unique_id = '20261207_180000_CTX001'"
+    )
+    assert db_rows(empty_database, "SELECT count(*) FROM inspection_contexts") == [(0,)]
+
+    downgrade_database(empty_database, "20261207_0016")
+    assert "inspection_contexts" not in tables(empty_database)
+    upgrade_database(empty_database)
+    assert "inspection_contexts" in tables(empty_database)

@@ -16,6 +16,8 @@ from fastapi import Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator
 
+from app.models.context import CONTEXT_TEXT_LENGTH, BoardSide
+from app.services.boards.repository import ContextFilter
 from app.services.database.repositories import DefectFilters
 from app.services.history.cursors import (
     CURSOR_PATTERN,
@@ -283,6 +285,7 @@ async def defect_filters(
     batch_id: BatchIdFilter = None,
     review_state: ReviewState = None,
     disposition: DispositionFilter = None,
+    context: ContextFilterDep = None,
 ) -> DefectFilters:
     """The filters of `/api/query/defects`, shared with the exports so both select the
     same regions (`review_state` and `disposition` select the regions' images).
@@ -301,7 +304,35 @@ async def defect_filters(
         batch_id,
         review_state,
         disposition,
+        context,
     )
 
 
 DefectFiltersDep = Annotated[DefectFilters, Depends(defect_filters)]
+
+
+def _context_query(what: str) -> Any:
+    return Query(
+        min_length=1,
+        max_length=CONTEXT_TEXT_LENGTH,
+        pattern=PLAIN_TEXT_PATTERN,
+        description=f"Only inspections of this {what}, exactly as sent with the upload"
+        " (docs/boards.md).",
+    )
+
+
+async def context_filter(
+    board_serial: Annotated[str | None, _context_query("board serial")] = None,
+    product: Annotated[str | None, _context_query("product")] = None,
+    line: Annotated[str | None, _context_query("line")] = None,
+    side: Annotated[
+        BoardSide | None, Query(description="Only inspections of this side (docs/boards.md).")
+    ] = None,
+    lot: Annotated[str | None, _context_query("lot (work order)")] = None,
+) -> ContextFilter | None:
+    """The board-context filters of a listing, defect query or export; None when unset."""
+    wanted = ContextFilter(board_serial, product, line, side, lot)
+    return None if wanted.is_empty() else wanted
+
+
+ContextFilterDep = Annotated[ContextFilter | None, Depends(context_filter)]

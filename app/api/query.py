@@ -10,6 +10,7 @@ from app.api.deps import InspectionServiceDep, QueryServiceDep
 from app.api.params import (
     BatchIdFilter,
     ClassName,
+    ContextFilterDep,
     Cursor,
     DateRange,
     DefectFiltersDep,
@@ -62,6 +63,7 @@ async def list_images(
     q: SearchText = None,
     review_state: ReviewState = None,
     disposition: DispositionFilter = None,
+    context: ContextFilterDep = None,
     status: Annotated[
         Literal["succeeded", "failed", "pending", "processing"],
         Query(
@@ -91,6 +93,7 @@ async def list_images(
         search=q,
         review_state=review_state,
         disposition=disposition,
+        context=context,
     )
     return await queries.list_images(filters, page, limit, InspectionStatus(status), after)
 

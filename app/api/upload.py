@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 
 from app.api.deps import InspectionServiceDep, LinksDep, QueryServiceDep, RuntimeDep
 from app.api.params import BatchId, ImgUniqueId
@@ -27,6 +28,13 @@ from app.errors import (
     UnsupportedImage,
     UploadTimeout,
     responses,
+)
+from app.models.context import (
+    CONTEXT_FIELDS,
+    ContextError,
+    InspectionContext,
+    context_from_fields,
+    contexts_from_manifest,
 )
 from app.models.schemas import (
     BatchAccepted,
@@ -72,6 +80,13 @@ IdempotencyKey = Annotated[
 ]
 
 
+def _context_problem(exc: ContextError) -> RequestValidationError:
+    """A refused board context as the agent's usual 422 (`loc` starts with `body`)."""
+    return RequestValidationError(
+        [{**e, "loc": ("body", *e["loc"])} for e in exc.errors]  # no `input`: not echoed
+    )
+
+
 def _multipart_body(field: str, many: bool) -> dict[str, Any]:
     file_schema: dict[str, Any] = {
         "type": "string",
@@ -79,7 +94,23 @@ def _multipart_body(field: str, many: bool) -> dict[str, Any]:
         "description": "A JPEG, PNG, TIFF or BMP image.",
     }
     schema = {"type": "array", "items": file_schema, "minItems": 1} if many else file_schema
-    example = "curl -F images=@a.jpg -F images=@b.jpg" if many else "curl -F image=@board.jpg"
+    example = (
+        'curl -F images=@a.jpg -F images=@b.jpg -F \'manifest={"a.jpg":{"board_serial":"SN1"}}\''
+        if many
+        else "curl -F image=@board.jpg -F board_serial=SN123456 -F product=CTRL-A -F side=top"
+    )
+    context_schema = InspectionContext.model_json_schema()["properties"]
+    extra: dict[str, Any] = (
+        {
+            "manifest": {
+                "type": "string",
+                "description": "Board context as JSON: one context for every file, or file"
+                " name → context (see docs/boards.md). A name that matches no file is a 422.",
+            }
+        }
+        if many
+        else {name: context_schema[name] for name in CONTEXT_FIELDS}
+    )
     return {
         "requestBody": {
             "required": True,
@@ -89,7 +120,7 @@ def _multipart_body(field: str, many: bool) -> dict[str, Any]:
                     "schema": {
                         "type": "object",
                         "required": [field],
-                        "properties": {field: schema},
+                        "properties": {field: schema, **extra},
                     },
                     "encoding": {field: {"contentType": ", ".join(IMAGE_MEDIA_TYPES)}},
                 }
@@ -129,8 +160,11 @@ async def upload_image(
 ) -> Any:
     """Upload one JPEG, PNG, TIFF or BMP image (field `image`, at most MAX_FILE_SIZE_MB) and
     inspect it now. The image is kept and ledgered before inference: if the model service
-    fails, the answer (503/502) names the `img_unique_id` to retry."""
+    fails, the answer (503/502) names the `img_unique_id` to retry. Optional form fields
+    give the board context (`board_serial`, `product`, `line`, `side`...; docs/boards.md);
+    one out of bounds is a 422 and nothing is kept."""
     await service.ensure_disk_space()
+    fields: dict[str, str] = {}
     files = await receive_files(
         request,
         "image",
@@ -139,14 +173,27 @@ async def upload_image(
         max_files=1,
         fail_fast=True,
         idle_timeout_s=runtime.settings.upload_idle_timeout_s,
+        fields=fields,
     )
+    try:
+        context = context_from_fields(fields)
+    except ContextError as exc:
+        await discard(files)
+        raise _context_problem(exc) from None
 
     async def inspect() -> Answer:
-        outcome = await service.inspect_upload(files[0], skip_duplicates=skip_duplicates)
+        outcome = await service.inspect_upload(
+            files[0], skip_duplicates=skip_duplicates, context=context
+        )
         answer = upload_response(outcome, links, include_base64=include_images == "base64")
         return Answer.json(status.HTTP_200_OK, answer.model_dump(mode="json"))
 
-    options = {"include_images": include_images, "skip_duplicates": skip_duplicates}
+    options: dict[str, object] = {
+        "include_images": include_images,
+        "skip_duplicates": skip_duplicates,
+    }
+    if context is not None:  # absent otherwise: digests of requests without one unchanged
+        options["context"] = context.model_dump(exclude_none=True)
     # The key is held while the inference may run: SEGFORMER_DEADLINE_S bounds it.
     lease_s = runtime.settings.segformer_deadline_s + 60
     try:
@@ -198,8 +245,10 @@ async def upload_batch(
     (with `skip_duplicates=true`) in `skipped_duplicates`. Progress:
     `GET /api/batches/{batch_id}`. With `wait=true` (the PRD's FR4.2) the answer comes when
     every image is done, with `results`: per accepted image, in upload order, the
-    single-upload answer or its error."""
+    single-upload answer or its error. The optional `manifest` field gives the board
+    context (docs/boards.md); an invalid one is a 422 and nothing is kept."""
     await service.ensure_disk_space()
+    fields: dict[str, str] = {}
     files = await receive_files(
         request,
         "images",
@@ -208,13 +257,26 @@ async def upload_batch(
         max_files=runtime.settings.max_batch_size,
         fail_fast=False,
         idle_timeout_s=runtime.settings.upload_idle_timeout_s,
+        fields=fields,
     )
+    manifest = fields.get("manifest")
+    try:
+        contexts = (
+            contexts_from_manifest(manifest, [f.filename for f in files])
+            if manifest is not None
+            else []
+        )
+    except ContextError as exc:
+        await discard(files)
+        raise _context_problem(exc) from None
 
     # How long `wait=true` waits for the batch; the idempotency key is held as long.
     wait_s = runtime.settings.segformer_timeout_s * max(1, len(files))
 
     async def accept() -> Answer:
-        acceptance = await service.accept_batch(files, skip_duplicates=skip_duplicates)
+        acceptance = await service.accept_batch(
+            files, skip_duplicates=skip_duplicates, contexts=contexts
+        )
         accepted = batch_accepted(acceptance, links)
         batch_id = accepted.batch_id
         if batch_id is None:
@@ -227,7 +289,9 @@ async def upload_batch(
         body = BatchUploadResult(**accepted.model_dump(), status=final, results=results)
         return Answer.json(status.HTTP_200_OK, body.model_dump(mode="json"))
 
-    options = {"wait": wait, "skip_duplicates": skip_duplicates}
+    options: dict[str, object] = {"wait": wait, "skip_duplicates": skip_duplicates}
+    if any(contexts):
+        options["contexts"] = [c.model_dump(exclude_none=True) if c else None for c in contexts]
     lease_s = 120 + (wait_s if wait else 0)
     try:
         answer = await IdempotencyKeys(runtime.sessions).answer(

@@ -489,3 +489,28 @@ class GoldenRegistration(Base):
     registered_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+CONTEXT_TEXT_COLUMN_LENGTH = 64  # app.models.context.CONTEXT_TEXT_LENGTH
+
+
+class BoardContext(Base):
+    """The board context of one inspection (migration 20261207_0018): serial, panel,
+    product, line, side, lot... as sent with the upload (`app.models.context`). Absent
+    when none was sent; deleted with its ledger row. The PRD's tables are untouched."""
+
+    __tablename__ = "inspection_contexts"
+    __table_args__ = (CheckConstraint("side IN ('top', 'bottom')", name="side"),)
+
+    img_unique_id: Mapped[str] = mapped_column(
+        ForeignKey("inspections.img_unique_id", ondelete="CASCADE"), primary_key=True
+    )
+    board_serial: Mapped[str | None] = mapped_column(String(CONTEXT_TEXT_COLUMN_LENGTH), index=True)
+    panel_id: Mapped[str | None] = mapped_column(String(CONTEXT_TEXT_COLUMN_LENGTH))
+    panel_position: Mapped[int | None] = mapped_column(Integer)
+    product: Mapped[str | None] = mapped_column(String(CONTEXT_TEXT_COLUMN_LENGTH), index=True)
+    recipe_revision: Mapped[str | None] = mapped_column(String(CONTEXT_TEXT_COLUMN_LENGTH))
+    line: Mapped[str | None] = mapped_column(String(CONTEXT_TEXT_COLUMN_LENGTH), index=True)
+    station: Mapped[str | None] = mapped_column(String(CONTEXT_TEXT_COLUMN_LENGTH))
+    side: Mapped[str | None] = mapped_column(String(8))
+    lot: Mapped[str | None] = mapped_column(String(CONTEXT_TEXT_COLUMN_LENGTH), index=True)

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.models.context import InspectionContext
 from app.models.review import EXAMPLE_IMAGE_REVIEW, EXAMPLE_REGION_REVIEW, ImageReview, RegionReview
 
 ImageKind = Literal["input", "combined", "mask", "overlay"]
@@ -276,6 +277,11 @@ class UploadResponse(BaseModel):
         default=False,
         description="True when `skip_duplicates=true` answered with this earlier inspection"
         " of the same bytes instead of inspecting them again.",
+    )
+    context: InspectionContext | None = Field(
+        default=None,
+        description="The board context sent with the image (serial, product, line, side,"
+        " lot...; see docs/boards.md), null when none was sent.",
     )
 
 
@@ -694,6 +700,11 @@ class ImageDetail(ImageSummary):
     )
     disposition: ImageReview | None = Field(
         default=None, description="The board's review disposition (null: none yet)."
+    )
+    context: InspectionContext | None = Field(
+        default=None,
+        description="The board context sent with the image (serial, product, line, side,"
+        " lot...; see docs/boards.md), null when none was sent.",
     )
 
 

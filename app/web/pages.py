@@ -236,6 +236,18 @@ def build_router(settings: Settings) -> APIRouter:
         """The result viewer of one inspection."""
         return render(request, "viewer.html", "history", img_unique_id=img_unique_id)
 
+    @pages.get("/board")
+    async def board_search(request: Request, serial: str = "") -> HTMLResponse:
+        """The History's serial search: to that board's page (back to History when empty)."""
+        serial = serial.strip()
+        target = f"/board/{quote(serial, safe='')}" if serial else "/history"
+        return RedirectResponse(target, status_code=303)  # type: ignore[return-value]
+
+    @pages.get("/board/{board_serial}")
+    async def board_page(request: Request, board_serial: str) -> HTMLResponse:
+        """A board's timeline: every inspection of its serial, first pass and re-inspections."""
+        return render(request, "board.html", "history", board_serial=board_serial)
+
     @pages.get("/review")
     async def review_page(request: Request) -> HTMLResponse:
         """The review queue: choose a batch, class or days, see the progress and start

@@ -859,6 +859,53 @@ CASES = [
         "invalid_request",
         batch(("a.png", make_image())),
     ),
+    # -- board context (docs/boards.md) --------------------------------------------------
+    Case("board-serial-nul", "GET", f"/api/boards/SN{NUL}1", 422, "invalid_request"),
+    Case("board-serial-long", "GET", "/api/boards/" + "S" * 65, 422, "invalid_request"),
+    Case("board-unknown", "GET", "/api/boards/SN-NOBODY", 404, "board_not_found"),
+    Case(
+        "board-yield-long-range",
+        "GET",
+        "/api/dashboard/board-yield?start_date=2026-01-01&end_date=2026-12-31",
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "context-serial-nul",
+        "POST",
+        "/api/upload",
+        422,
+        "invalid_request",
+        {**upload(make_image()), "data": {"board_serial": "SN\x001"}},
+        detail_has="board_serial",
+    ),
+    Case(
+        "context-panel-position-huge",
+        "POST",
+        "/api/upload",
+        422,
+        "invalid_request",
+        {**upload(make_image()), "data": {"panel_position": BIG}},
+        detail_has="panel_position",
+    ),
+    Case(
+        "context-side-wrong",
+        "POST",
+        "/api/upload",
+        422,
+        "invalid_request",
+        {**upload(make_image()), "data": {"side": "left"}},
+        detail_has="side",
+    ),
+    Case(
+        "manifest-bomb",
+        "POST",
+        "/api/upload/batch",
+        422,
+        "invalid_request",
+        {**batch(("a.png", make_image())), "data": {"manifest": "[" * 100_000}},
+        detail_has="manifest",
+    ),
 ]
 
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.deeppcb
 
 
 def _pages(inspected: list[dict[str, Any]]) -> list[str]:
-    return [*PAGES, f"/results/{inspected[0]['img_unique_id']}"]
+    return [*PAGES, f"/results/{inspected[0]['img_unique_id']}", "/board/SN-ANY"]
 
 
 def test_every_page_has_the_nav_bar(client: httpx2.Client, inspected: list[dict[str, Any]]) -> None:

@@ -55,6 +55,7 @@ from app.models.rollups import (
     ImagesDaily,
     TimingsDaily,
 )
+from app.services.boards.repository import ContextFilter, context_condition
 from app.services.database.region_copy import COPY_REGIONS_SQL, region_copy_data
 from app.services.history.cursors import DefectKey, ImageKey
 
@@ -80,6 +81,8 @@ class ImageFilters:
     review_state: str | None = None
     # `pass`, `repair`, `scrap`: the image's current disposition.
     disposition: str | None = None
+    # Board context (serial, product, line, side, lot): docs/boards.md.
+    context: ContextFilter | None = None
 
 
 REVIEW_STATES = ("unreviewed", "reviewed", "has_false_calls")
@@ -211,6 +214,7 @@ class DefectFilters:
     # Of the regions' images, as in `ImageFilters` (see `review_conditions`).
     review_state: str | None = None
     disposition: str | None = None
+    context: ContextFilter | None = None
 
 
 _CLASS_NAME_SPELLINGS = text(
@@ -717,6 +721,8 @@ class InspectionRepository:
             )
         if filters.batch_id:
             stmt = stmt.where(Inspection.batch_id == filters.batch_id)
+        if filters.context is not None:
+            stmt = stmt.where(context_condition(Inspection.img_unique_id, filters.context))
         if filters.search:
             stmt = stmt.where(
                 search_condition(
@@ -1073,6 +1079,8 @@ class ImageRepository:
                 )
             )
             stmt = stmt.where(Image.img_unique_id.in_(found))
+        if filters.context is not None:
+            stmt = stmt.where(context_condition(Image.img_unique_id, filters.context))
         if filters.min_defects is not None:
             total = (
                 select(func.coalesce(func.sum(DefectClass.total_regions), 0))
@@ -1216,6 +1224,8 @@ class ImageRepository:
         conditions += review_conditions(
             filters.review_state, filters.disposition, Image.img_unique_id
         )
+        if filters.context is not None:
+            conditions.append(context_condition(Image.img_unique_id, filters.context))
         if image_level_only:
             return conditions
         spellings = await self._spellings(filters.class_name)

@@ -51,6 +51,7 @@ from app.models.schemas import (
     UploadResponse,
     WaitingFor,
 )
+from app.services.boards.repository import BoardRepository
 from app.services.database.repositories import (
     BatchProgressRow,
     DefectFilters,
@@ -191,6 +192,7 @@ def upload_response(
         input_sha256=outcome.input_sha256,
         repeat_of=outcome.repeat_of,
         skipped_duplicate=outcome.skipped_duplicate,
+        context=outcome.context,
     )
 
 
@@ -288,6 +290,7 @@ class QueryService:
         self.images = ImageRepository(session)
         self.inspections = InspectionRepository(session)
         self.reviews = ReviewRepository(session)
+        self.boards = BoardRepository(session)
         self.links = links
 
     def _summary(
@@ -439,6 +442,7 @@ class QueryService:
             if inspection
             else Provenance(),
             disposition=image_review(await self.reviews.disposition(img_unique_id)),
+            context=await self.boards.context(img_unique_id),
         )
 
     async def image_classes(self, img_unique_id: str) -> list[DefectClassOut]:

@@ -19,6 +19,7 @@ No note ever quotes a file's content.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -34,6 +35,9 @@ FAILED_DIR = "failed"
 TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".filepart", "~")
 TEMPORARY_PREFIXES = (".", "~$")
 NOTE_KINDS = ("error", "duplicate")
+# A board-context sidecar: `<image name>.json` or `<image stem>.json` (docs/boards.md);
+# never taken as an image, moved along with its image.
+SIDECAR_SUFFIX = ".json"
 LINK_REASON = (
     "a link (symbolic link, junction or other reparse point): the hot folder never follows"
     " links, so it is left where it is; put the file itself in the folder instead"
@@ -61,7 +65,29 @@ def is_candidate(root: Path, path: Path) -> bool:
         return False
     if any(part.startswith(TEMPORARY_PREFIXES) for part in parts):
         return False
-    return not path.name.lower().endswith(TEMPORARY_SUFFIXES)
+    name = path.name.lower()
+    return not name.endswith(TEMPORARY_SUFFIXES) and not name.endswith(SIDECAR_SUFFIX)
+
+
+def sidecar_of(path: Path) -> Path | None:
+    """The board-context sidecar of an image file: `<name>.json` (e.g. `a.jpg.json`), else
+    `<stem>.json` (`a.json`), whichever exists first; None when neither does."""
+    for candidate in (
+        path.with_name(path.name + SIDECAR_SUFFIX),
+        path.with_name(path.stem + SIDECAR_SUFFIX),
+    ):
+        if candidate != path and (candidate.is_file() or is_link(candidate)):
+            return candidate
+    return None
+
+
+def _move_sidecar(source: Path, target: Path) -> None:
+    """Move the sidecar of `source` (if any) beside `target`, as `<target name>.json`;
+    a sidecar that cannot be moved stays where it is (it is never taken as an image)."""
+    sidecar = sidecar_of(source)
+    if sidecar is not None:
+        with contextlib.suppress(OSError):
+            os.replace(sidecar, _free_name(target.with_name(target.name + SIDECAR_SUFFIX)))
 
 
 def is_link(path: Path) -> bool:
@@ -299,6 +325,7 @@ def move_to_processed(
     if note:
         _write_note(_note_for(target, "duplicate"), note)
     os.replace(path, target)
+    _move_sidecar(path, target)
     return target
 
 
@@ -321,4 +348,5 @@ def move_to_failed(root: Path, path: Path, reason: str) -> Path:
         f"file: {relative_name(root, path)}\ntime: {stamp}\nreason: {reason}\n",
     )
     os.replace(path, target)
+    _move_sidecar(path, target)
     return target

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -22,9 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.errors import AgentError, BadImage
+from app.models.context import (
+    MAX_MANIFEST_BYTES,
+    ContextError,
+    InspectionContext,
+    context_from_name,
+    contexts_from_manifest,
+)
 from app.models.database import InspectionStatus
 from app.services.database.repositories import InspectionRepository
-from app.services.ingestion.folder import relative_name
+from app.services.ingestion.folder import is_link, relative_name, sidecar_of
 from app.services.ingestion.watcher import (
     Handed,
     HotFolder,
@@ -87,6 +95,50 @@ def duplicate_note(filename: str, skipped: SkippedDuplicate) -> str | None:
     )
 
 
+def board_context(name_pattern: re.Pattern[str] | None, source: Path) -> InspectionContext | None:
+    """The board context of a hot-folder file: from its name (WATCH_NAME_PATTERN), then its
+    sidecar `<name>.json` / `<stem>.json` (one context, as a batch manifest), whose fields
+    override the name's. Blocks (reads the sidecar): call it from a worker thread.
+
+    Raises:
+        ContextError: the name or the sidecar gives a value out of bounds, or the sidecar is
+            a link, larger than MAX_MANIFEST_BYTES, unreadable or not JSON (the message
+            names which, for the file's note).
+    """
+    try:
+        named = context_from_name(name_pattern, source.name) if name_pattern else None
+    except ContextError as exc:
+        raise ContextError(
+            [{"loc": ("WATCH_NAME_PATTERN",), "msg": f"out of bounds: {exc}", "type": "value"}]
+        ) from None
+    sidecar = sidecar_of(source)
+    if sidecar is None:
+        return named
+
+    def problem(message: str) -> ContextError:
+        return ContextError(
+            [{"loc": (f"sidecar {sidecar.name}",), "msg": message, "type": "value"}]
+        )
+
+    if is_link(sidecar):
+        raise problem("is a link; the hot folder never follows links")
+    try:
+        if sidecar.stat().st_size > MAX_MANIFEST_BYTES:
+            raise problem(f"is larger than {MAX_MANIFEST_BYTES // 1024} KiB")
+        data = sidecar.read_bytes()
+    except OSError as exc:
+        raise problem(f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        own = contexts_from_manifest(data, [source.name])[0]
+    except ContextError as exc:
+        raise problem(str(exc)) from None
+    merged = {
+        **(named.model_dump(exclude_none=True) if named else {}),
+        **(own.model_dump(exclude_none=True) if own else {}),
+    }
+    return InspectionContext.model_validate(merged) if merged else None
+
+
 class AgentSubmitter:
     """Hands files to this agent's inspection workflow (batch path, skip duplicates)."""
 
@@ -96,7 +148,9 @@ class AgentSubmitter:
         storage: Storage,
         sessions: async_sessionmaker[AsyncSession],
         max_file_bytes: int,
+        name_pattern: re.Pattern[str] | None = None,
     ) -> None:
+        self.name_pattern = name_pattern  # WATCH_NAME_PATTERN: board context from names
         self.service = service
         self.storage = storage
         self.sessions = sessions
@@ -106,9 +160,18 @@ class AgentSubmitter:
         """Copy the files in and accept them as one batch; see `Submitter.submit`."""
         received: list[ReceivedFile] = []
         sources: list[Path] = []  # by position in `received`
+        contexts: list[InspectionContext | None] = []  # by position in `received`
+        refused: list[Handed] = []
         try:
             for source in files:
                 name = relative_name(root, source)
+                try:
+                    context = await anyio.to_thread.run_sync(
+                        board_context, self.name_pattern, source
+                    )
+                except ContextError as exc:
+                    refused.append(Handed(source, rejection=str(exc)))
+                    continue
                 try:
                     copied = await anyio.to_thread.run_sync(
                         copy_in,
@@ -122,19 +185,24 @@ class AgentSubmitter:
                     continue
                 received.append(copied)
                 sources.append(source)
+                contexts.append(context)
             if not received:
-                return []
+                return refused
             try:
-                acceptance = await self.service.accept_batch(received, skip_duplicates=True)
+                acceptance = await self.service.accept_batch(
+                    received, skip_duplicates=True, contexts=contexts
+                )
             except BadImage as exc:  # not one usable file
                 details = [r["detail"] for r in exc.extra.get("rejected", [])]
-                return [Handed(s, rejection=d) for s, d in zip(sources, details, strict=False)]
+                return refused + [
+                    Handed(s, rejection=d) for s, d in zip(sources, details, strict=False)
+                ]
             except (AgentError, DBAPIError, OSError) as exc:
                 raise SubmitLater(str(exc)) from exc
         finally:
             await discard(received)
         by_name = {r.filename: r.detail for r in acceptance.rejected}
-        handed = [
+        handed = refused + [
             Handed(source, rejection=by_name[copied.filename])
             for source, copied in zip(sources, received, strict=True)
             if copied.filename in by_name
@@ -198,7 +266,9 @@ async def hot_folders(
         return
     # watchfiles logs every change it sees at INFO; the hot folder logs what it does instead.
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
-    submitter = AgentSubmitter(service, storage, sessions, settings.max_file_size_bytes)
+    submitter = AgentSubmitter(
+        service, storage, sessions, settings.max_file_size_bytes, settings.watch_name_pattern
+    )
     options = watch_options(settings)
     folders = [
         HotFolder(folder.expanduser().resolve(), submitter, options)

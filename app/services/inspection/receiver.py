@@ -43,6 +43,9 @@ BOUNDARY_PATTERN = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,
 MAX_PART_HEADERS = 8
 MAX_PART_HEADER_BYTES = 4096
 MAX_OTHER_PARTS = 16
+# The longest form field (not a file) kept when the caller asks for fields: a batch
+# manifest's bound (app.models.context.MAX_MANIFEST_BYTES) plus room for its framing.
+MAX_FIELD_BYTES = 256 * 1024 + 1024
 
 
 @dataclass
@@ -79,6 +82,7 @@ async def receive_files(
     max_files: int,
     fail_fast: bool,
     idle_timeout_s: float | None = None,
+    fields: dict[str, str] | None = None,
 ) -> list[ReceivedFile]:
     """Read the multipart body of `request`, keeping each file part of `field_name` on disk.
 
@@ -91,14 +95,17 @@ async def receive_files(
         fail_fast: raise 413 at the first part over the limit (single upload) instead of
             dropping it and going on (batch).
         idle_timeout_s: the longest wait for the next piece of the body, seconds.
+        fields: when given, filled with the form's other (non-file) fields, name → text
+            (UTF-8, at most MAX_FIELD_BYTES each); when None they are ignored.
 
     Returns:
-        The file parts in request order. Other fields are ignored.
+        The file parts in request order.
 
     Raises:
         BadUploadRequest: not multipart; a boundary that is missing or not RFC 2046's;
             broken framing (a part header line too long, too many header lines or parts, no
-            closing boundary, ...); too many files; or no file in `field_name`.
+            closing boundary, ...); too many files; or no file in `field_name`; with
+            `fields`, a field sent twice, longer than MAX_FIELD_BYTES or not UTF-8.
         ImageTooLarge: with `fail_fast`, a part went over `max_file_bytes`; or the body
             is longer than `max_files` files of `max_file_bytes` (plus framing) can be.
         UploadTimeout: nothing arrived for `idle_timeout_s` seconds (408).
@@ -171,6 +178,7 @@ async def receive_files(
         max_header_size=MAX_PART_HEADER_BYTES,
     )
     current: ReceivedFile | None = None
+    field_part: tuple[str, bytearray] | None = None
     parts = 0
     received_bytes = 0
     try:
@@ -193,11 +201,21 @@ async def receive_files(
                     current = _start_part(
                         payload, field_name, files, max_files, incoming_path, fail_fast
                     )
+                    field_part = (
+                        _start_field(payload, fields)
+                        if current is None and fields is not None
+                        else None
+                    )
                 elif kind == "data" and current is not None:
                     await _append(current, payload, max_file_bytes, fail_fast)
+                elif kind == "data" and field_part is not None:
+                    _append_field(field_part, payload)
                 elif kind == "end" and current is not None:
                     await _flush(current, final=True)
                     current = None
+                elif kind == "end" and field_part is not None and fields is not None:
+                    fields[field_part[0]] = _field_text(field_part)
+                    field_part = None
             events.clear()
         parser.finalize()
     except ClientDisconnect as exc:
@@ -238,6 +256,31 @@ async def _chunks(request: Request, idle_timeout_s: float | None) -> AsyncIterat
                 " (UPLOAD_IDLE_TIMEOUT_S); nothing was kept, send it again"
             ) from exc
         yield chunk
+
+
+def _start_field(disposition: bytes, fields: dict[str, str]) -> tuple[str, bytearray] | None:
+    _, options = parse_options_header(disposition)
+    if b"filename" in options:
+        return None  # a file in another field: ignored
+    name = printable(options.get(b"name", b"").decode("utf-8", "replace"), 64)
+    if name in fields:
+        raise BadUploadRequest(f"the form field {name!r} is sent twice; send it once")
+    return name, bytearray()
+
+
+def _append_field(part: tuple[str, bytearray], data: bytes) -> None:
+    part[1].extend(data)
+    if len(part[1]) > MAX_FIELD_BYTES:
+        raise BadUploadRequest(
+            f"the form field {part[0]!r} is longer than {MAX_FIELD_BYTES // 1024} KiB"
+        )
+
+
+def _field_text(part: tuple[str, bytearray]) -> str:
+    try:
+        return part[1].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadUploadRequest(f"the form field {part[0]!r} is not UTF-8 text") from exc
 
 
 def _start_part(

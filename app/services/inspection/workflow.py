@@ -35,9 +35,11 @@ from app.errors import (
     StorageUnavailable,
     StoredFileMissing,
 )
+from app.models.context import InspectionContext
 from app.models.database import STORAGE_WAIT_PREFIX, Batch, Image, Inspection, InspectionStatus
 from app.models.model_service import Analysis
 from app.models.schemas import RejectedFile
+from app.services.boards.repository import BoardRepository
 from app.services.database.repositories import (
     AgentProcessRepository,
     ImageRepository,
@@ -92,6 +94,8 @@ class InspectionOutcome:
     repeat_of: str | None = None
     # This is an earlier inspection, answered instead of inspecting again (skip_duplicates).
     skipped_duplicate: bool = False
+    # The board context sent with the image (serial, product, line...), if any.
+    context: InspectionContext | None = None
 
     @property
     def total_defects(self) -> int:
@@ -219,9 +223,15 @@ class InspectionService:
             )
 
     async def inspect_upload(
-        self, received: ReceivedFile, *, skip_duplicates: bool = False
+        self,
+        received: ReceivedFile,
+        *,
+        skip_duplicates: bool = False,
+        context: InspectionContext | None = None,
     ) -> InspectionOutcome:
         """Accept one uploaded image and inspect it now (the single-upload path).
+
+        `context` (the board it shows) is stored with the ledger row, in its transaction.
 
         The same bytes uploaded again are inspected again, the answer naming the earlier
         inspection in `repeat_of`; with `skip_duplicates` the earlier inspection is
@@ -241,7 +251,10 @@ class InspectionService:
         inspection.status = InspectionStatus.PROCESSING
         inspection.owner_process_id = self.process_id
         inspection.attempts = 1
-        _, skipped = await self._insert_ledger([inspection], skip_duplicates=skip_duplicates)
+        contexts = {inspection.img_unique_id: context} if context is not None else {}
+        _, skipped = await self._insert_ledger(
+            [inspection], skip_duplicates=skip_duplicates, contexts=contexts
+        )
         if skipped:
             existing = skipped[0].existing
             if existing.status != InspectionStatus.SUCCEEDED:
@@ -256,14 +269,24 @@ class InspectionService:
             # The answer may carry the result PNGs (include_images=base64), as for a new one.
             outcome.result_images = await self.read_result_images(outcome.image)
             return outcome
-        return await self._run_claimed(
+        outcome = await self._run_claimed(
             inspection, 1, started, wait_for_service=False, image_bytes=image_bytes
         )
+        outcome.context = context
+        return outcome
 
     async def accept_batch(
-        self, files: list[ReceivedFile], *, skip_duplicates: bool = False
+        self,
+        files: list[ReceivedFile],
+        *,
+        skip_duplicates: bool = False,
+        contexts: Sequence[InspectionContext | None] = (),
     ) -> BatchAcceptance:
         """Store and ledger every usable file of a batch, then queue them.
+
+        `contexts` gives each file's board context by position (None or absent: none); it
+        is stored with the ledger rows in their transaction, so the queued job needs only
+        the id.
 
         With `skip_duplicates`, a file whose bytes were already inspected (or are being
         inspected, in this batch too) is not stored again but reported in `skipped`.
@@ -276,11 +299,15 @@ class InspectionService:
         batch = Batch(batch_id=new_batch_id(accepted_at), created_at=accepted_at)
         accepted: list[Inspection] = []
         rejected: list[RejectedFile] = []
+        by_id: dict[str, InspectionContext] = {}
         for position, received in enumerate(files):
             try:
                 inspection, _ = await self._accept(received, batch.batch_id, accepted_at)
                 inspection.batch_position = position
                 accepted.append(inspection)
+                context = contexts[position] if position < len(contexts) else None
+                if context is not None:
+                    by_id[inspection.img_unique_id] = context
             except StorageUnavailable:
                 # Not the file's fault: the whole batch is refused (503, send it again),
                 # without the inputs kept so far (the orphan sweep takes any it cannot).
@@ -298,7 +325,7 @@ class InspectionService:
             )
         batch.rejected_files = len(rejected)
         accepted, skipped = await self._insert_ledger(
-            accepted, batch=batch, skip_duplicates=skip_duplicates
+            accepted, batch=batch, skip_duplicates=skip_duplicates, contexts=by_id
         )
         # Deferred only after the commit that created the rows; if this fails the start-up
         # sweep queues them (they are `pending` with no job).
@@ -309,11 +336,16 @@ class InspectionService:
         )
 
     async def _insert_ledger(
-        self, rows: list[Inspection], batch: Batch | None = None, *, skip_duplicates: bool = False
+        self,
+        rows: list[Inspection],
+        batch: Batch | None = None,
+        *,
+        skip_duplicates: bool = False,
+        contexts: dict[str, InspectionContext] | None = None,
     ) -> tuple[list[Inspection], list[SkippedDuplicate]]:
-        """Insert the ledger rows (and their batch), each marked as a repeat of the first
-        earlier inspection of its bytes; with `skip_duplicates` such rows are left out and
-        their stored inputs removed.
+        """Insert the ledger rows (and their batch, and the board context of each row in
+        `contexts`, by id), each marked as a repeat of the first earlier inspection of its
+        bytes; with `skip_duplicates` such rows are left out and their stored inputs removed.
 
         Returns:
             (rows inserted, rows skipped as duplicates). The batch is inserted only when
@@ -342,6 +374,11 @@ class InspectionService:
                     batch.total_images = len(inserted)
                     await repo.add_batch(batch)
                 await repo.add_all(inserted)
+                if contexts:
+                    kept = {i.img_unique_id for i in inserted}
+                    BoardRepository(session).add_contexts(
+                        {k: v for k, v in contexts.items() if k in kept}
+                    )
         except BaseException:
             await self._remove_inputs(rows)
             raise
@@ -703,6 +740,7 @@ class InspectionService:
         async with self.sessions() as session:
             image = await ImageRepository(session).get(img_unique_id)
             inspection = await InspectionRepository(session).get(img_unique_id)
+            context = await BoardRepository(session).context(img_unique_id)
         if image is None:
             raise ImageNotFound(f"no inspection result with id {img_unique_id}")
         analysis = await self.read_analysis(image)
@@ -714,6 +752,7 @@ class InspectionService:
             total_seconds=inspection.total_seconds if inspection else None,
             input_sha256=inspection.input_sha256 if inspection else None,
             repeat_of=inspection.repeat_of if inspection else None,
+            context=context,
         )
 
     async def read_analysis(self, image: Image) -> dict[str, Any]:

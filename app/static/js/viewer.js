@@ -147,6 +147,19 @@ function renderState(root, state, reload) {
 }
 
 
+/** "Board SN… · product … · line …" from an image answer's `context` (docs/boards.md),
+ * the serial linking to the board's page; "" without one. */
+function boardLine(ctx) {
+  if (!ctx) return "";
+  const parts = ["product", "line", "station", "side", "lot"]
+    .filter((k) => ctx[k])
+    .map((k) => `${k} ${escapeHtml(ctx[k])}`);
+  const serial = ctx.board_serial
+    ? `Board <a class="board-link" href="/board/${encodeURIComponent(ctx.board_serial)}">${escapeHtml(ctx.board_serial)}</a>`
+    : "";
+  return `<div class="small board-context">${[serial, ...parts].filter(Boolean).join(" · ")}</div>`;
+}
+
 /** "Model: name version · service URL · agent x" from an image answer's `provenance`
  * (absent on upload answers, null fields for results stored before it was recorded). */
 function modelLine(p) {
@@ -197,6 +210,7 @@ class ResultView {
             ${d.batch_id ? ` · batch <a href="/batch?batch=${encodeURIComponent(d.batch_id)}">${escapeHtml(d.batch_id)}</a>` : ""}
           </div>
           ${modelLine(d.provenance)}
+          ${boardLine(d.context)}
           <div class="mt-2 result-summary">
             <span class="badge text-bg-dark total-defects">${d.total_defects} defect${d.total_defects === 1 ? "" : "s"}</span>
             ${classBadges(d.defect_classes)}

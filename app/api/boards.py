@@ -1,0 +1,80 @@
+"""Board routes: the timeline of one board serial."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from fastapi.exceptions import RequestValidationError
+
+from app.api.deps import QueryServiceDep, SessionDep
+from app.api.params import ContextFilterDep, DateRange, EndDate, StartDate, resolve_dates
+from app.api.security import AUTH_ERRORS, MethodAccess
+from app.errors import VALIDATION_ERROR_RESPONSE, BoardNotFound, responses
+from app.models.boards import BoardTimeline, BoardYield
+from app.models.context import CONTEXT_TEXT_LENGTH
+from app.services.boards.service import MAX_YIELD_DAYS, BoardService, board_yield
+
+router = APIRouter(
+    tags=["Query"],
+    dependencies=[MethodAccess],
+    responses={**AUTH_ERRORS, **VALIDATION_ERROR_RESPONSE},
+)
+
+BoardSerial = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=CONTEXT_TEXT_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f]+$",  # no NUL or other control character
+        description="The board's serial number, as sent in `board_serial`.",
+        examples=["SN123456"],
+    ),
+]
+
+
+@router.get(
+    "/boards/{board_serial}",
+    response_model=BoardTimeline,
+    summary="Every inspection of one board",
+    responses=responses(BoardNotFound),
+)
+async def board_timeline(board_serial: BoardSerial, queries: QueryServiceDep) -> BoardTimeline:
+    """The board's timeline, oldest first: every inspection sent with this `board_serial`
+    (its first pass, then re-inspections, e.g. after repair), each with its regions,
+    verdicts, disposition and pass/fail outcome (docs/boards.md)."""
+    return await BoardService(queries).timeline(board_serial)
+
+
+@router.get(
+    "/dashboard/board-yield",
+    response_model=BoardYield,
+    tags=["Dashboard"],
+    summary="First-pass and re-inspection yield per product and line",
+)
+async def board_yield_figures(
+    session: SessionDep,
+    context: ContextFilterDep = None,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    date_range: DateRange = None,
+) -> BoardYield:
+    """Yield of the boards first inspected in the range (default: the last 30 days, at
+    most 92), in total, per product and per line: first-pass yield (the first inspection
+    decides) and re-inspection yield (boards inspected again: their latest inspection).
+    Pass/fail as docs/boards.md defines it. Filters: board_serial, product, line, side, lot."""
+    start, end = resolve_dates(date_range, start_date, end_date)
+    end = end or datetime.now(UTC).date()
+    start = start or end - timedelta(days=29)
+    if start > end or (end - start).days >= MAX_YIELD_DAYS:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "start_date"),
+                    "msg": f"the range must run forwards and span at most {MAX_YIELD_DAYS} days",
+                }
+            ]
+        )
+    return await board_yield(session, start, end, context)

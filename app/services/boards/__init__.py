@@ -1,0 +1,1 @@
+"""Board identity and traceability: the context of inspections, board timelines, yield."""
