@@ -14,6 +14,8 @@ is) for a few seconds; it is skipped when `rabbitmqctl` cannot be run.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import time
@@ -26,7 +28,8 @@ import httpx2
 import pytest
 
 from tests.conftest import agent_settings
-from tests.support import AgentServer, ReferenceService, serve_agent, wait_until
+from app.services.model_service.reference import ReferenceService
+from tests.support import AgentServer, serve_agent, wait_until
 
 proton = pytest.importorskip("proton", reason="python-qpid-proton is the optional `cfx` extra")
 from proton.utils import BlockingConnection  # noqa: E402
@@ -179,8 +182,6 @@ ENUMS = {
 
 def _check(kind: str, value: dict[str, Any]) -> None:
     """Assert that `value` has only the SDK class `kind`'s properties, each of its type."""
-    import re
-
     fields = SDK[kind]
     unknown = set(value) - set(fields) - {"$type"}
     assert not unknown, f"{kind} has properties the SDK does not: {unknown}"
@@ -259,8 +260,6 @@ class Consumer:
     def take(self, count: int, timeout_s: float = 60.0, skip_heartbeats: bool = True) -> list:
         """The next `count` envelopes (decoded JSON, in arrival order), Heartbeats and
         EndpointConnected left out unless asked for."""
-        import json
-
         got: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout_s
         while len(got) < count:
@@ -272,7 +271,7 @@ class Consumer:
             envelope = json.loads(bytes(body).decode() if not isinstance(body, str) else body)
             assert message.id == envelope["UniqueID"]
             assert message.properties["cfx-message"] == envelope["MessageName"]
-            envelope["_received_at"] = time.time()
+            self.arrivals[envelope["UniqueID"]] = time.time()
             if skip_heartbeats and envelope["MessageName"] in {
                 "CFX.Heartbeat",
                 "CFX.EndpointConnected",
@@ -282,7 +281,8 @@ class Consumer:
             got.append(envelope)
         return got
 
-    link_messages: list[dict[str, Any]] = []
+    link_messages: list[dict[str, Any]]
+    arrivals: dict[str, float]
 
     def close(self) -> None:
         """Detach and close."""
@@ -295,6 +295,7 @@ def consumer() -> Iterator[Consumer]:
     queue = f"/queue/aoi-cfx-test-{uuid.uuid4().hex[:8]}"
     c = Consumer(queue)
     c.link_messages = []
+    c.arrivals = {}
     yield c
     c.close()
 
@@ -324,7 +325,7 @@ def cfx_agent(
 
 
 def _upload(c: httpx2.Client, board: Path) -> str:
-    response = c.post("/api/upload", files={"file": (board.name, board.read_bytes())})
+    response = c.post("/api/upload", files={"image": (board.name, board.read_bytes())})
     assert response.status_code == 200, response.text
     return str(response.json()["img_unique_id"])
 
@@ -336,9 +337,7 @@ def test_an_inspection_its_verdicts_and_a_scrap_reach_the_broker_as_cfx_messages
     with httpx2.Client(base_url=cfx_agent.url, timeout=120) as c:
         img = _upload(c, deeppcb[0])
         regions = c.get(f"/api/images/{img}/regions").json()
-        found = [
-            (g["class_name"], r) for g in regions["classes"] for r in g["regions"]
-        ]
+        found = [(g["class_name"], r) for g in regions["classes"] for r in g["regions"]]
         assert found, "every DeepPCB test board has defects"
         started, inspected, completed = consumer.take(3)
 
@@ -378,9 +377,7 @@ def test_an_inspection_its_verdicts_and_a_scrap_reach_the_broker_as_cfx_messages
         # A real defect is confirmed, a false call rejected, a scrap disqualifies the unit.
         first, second = found[0][1]["region_unique_id"], found[-1][1]["region_unique_id"]
         for region_id, verdict in ((first, "real"), (second, "false_call")):
-            put = c.put(
-                f"/api/regions/{region_id}/verdict", json={"verdict": verdict}, headers=WHO
-            )
+            put = c.put(f"/api/regions/{region_id}/verdict", json={"verdict": verdict}, headers=WHO)
             assert put.status_code == 200, put.text
         scrap = c.put(
             f"/api/images/{img}/disposition",
@@ -395,9 +392,9 @@ def test_an_inspection_its_verdicts_and_a_scrap_reach_the_broker_as_cfx_messages
             assert body["Inspector"]["OperatorIdentifier"] == "qc-anna"
             [defect] = body["InspectedUnits"][0]["Inspections"][0]["DefectsFound"]
             assert defect["Verification"] == outcome
-        assert check_envelope(confirmed)["InspectedUnits"][0]["Inspections"][0][
-            "DefectsFound"
-        ][0]["UniqueIdentifier"] == str(first)
+        assert check_envelope(confirmed)["InspectedUnits"][0]["Inspections"][0]["DefectsFound"][0][
+            "UniqueIdentifier"
+        ] == str(first)
         assert check_envelope(verified)["InspectedUnits"][0]["Verification"] == "DefectConfirmed"
         body = check_envelope(disqualified)
         assert disqualified["MessageName"] == "CFX.Production.UnitsDisqualified"
@@ -438,7 +435,8 @@ def test_a_broker_outage_delays_messages_and_loses_none_in_order(
             metrics = c.get("/metrics").text
             assert 'aoi_outbox_messages{sink="cfx"}' in metrics
             backlog = [
-                line for line in metrics.splitlines()
+                line
+                for line in metrics.splitlines()
                 if line.startswith('aoi_outbox_messages{sink="cfx"}')
             ]
             assert float(backlog[0].split()[-1]) >= 3 * len(ids)
