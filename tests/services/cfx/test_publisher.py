@@ -14,6 +14,7 @@ is) for a few seconds; it is skipped when `rabbitmqctl` cannot be run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -27,8 +28,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from tests.conftest import agent_settings
 from app.services.model_service.reference import ReferenceService
+from tests.conftest import agent_settings
 from tests.support import AgentServer, serve_agent, wait_until
 
 proton = pytest.importorskip("proton", reason="python-qpid-proton is the optional `cfx` extra")
@@ -194,11 +195,14 @@ def _check(kind: str, value: dict[str, Any]) -> None:
             assert nullable, f"{kind}.{name} is null, the SDK's {want} is not nullable"
             continue
         if base == "uuid":
-            assert isinstance(got, str) and re.match(UUID_TEXT, got), f"{kind}.{name}={got!r}"
+            assert isinstance(got, str), f"{kind}.{name}={got!r}"
+            assert re.match(UUID_TEXT, got), f"{kind}.{name}={got!r}"
         elif base == "time":
-            assert isinstance(got, str) and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d", got)
+            assert isinstance(got, str), f"{kind}.{name}={got!r}"
+            assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d", got), f"{kind}.{name}={got!r}"
         elif base == "float":
-            assert isinstance(got, int | float) and not isinstance(got, bool), f"{kind}.{name}"
+            assert isinstance(got, int | float), f"{kind}.{name}={got!r}"
+            assert not isinstance(got, bool), f"{kind}.{name}={got!r}"
         else:
             typ = {"str": str, "int": int, "list": list, "dict": dict, "bool": bool}[base]
             assert isinstance(got, typ), f"{kind}.{name} is {type(got).__name__}, not {want}"
@@ -251,10 +255,8 @@ class Consumer:
 
     def reconnect(self) -> None:
         """Attach again (after the broker restarted)."""
-        try:
+        with contextlib.suppress(Exception):
             self.connection.close()
-        except Exception:
-            pass
         self._connect()
 
     def take(self, count: int, timeout_s: float = 60.0, skip_heartbeats: bool = True) -> list:
