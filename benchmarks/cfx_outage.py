@@ -238,7 +238,7 @@ def main() -> int:
             order = [
                 row[0]
                 for row in db.execute(
-                    "SELECT ordering_key FROM outbox WHERE message_name LIKE '%UnitsInspected'"
+                    "SELECT ordering_key FROM outbox WHERE message_name LIKE '%%UnitsInspected'"
                     " AND payload->'MessageBody'->>'InspectionMethod' = 'AOI'"
                     " ORDER BY id OFFSET %s",
                     (board,),

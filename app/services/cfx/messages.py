@@ -34,6 +34,13 @@ VERDICT_VERIFICATION = {
     "false_call": "DefectRejected",
     "unsure": "NotVerifiedYet",
 }
+# A board's disposition (app.models.review.Disposition) as the unit's VerificationResult:
+# `pass` says its calls were false; `repair` and `scrap` confirm a defect.
+DISPOSITION_VERIFICATION = {
+    "pass": "DefectRejected",
+    "repair": "DefectConfirmed",
+    "scrap": "DefectConfirmed",
+}
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,17 @@ def envelope(
         "RequestID": None,
         "MessageBody": {"$type": f"{message_name}, CFX", **body},
     }
+
+
+def new_envelope(message_name: str, body: dict[str, Any], source: str) -> dict[str, Any]:
+    """`envelope` stamped now (local time with its offset) with a new `UniqueID`."""
+    return envelope(
+        message_name,
+        body,
+        source=source,
+        timestamp=datetime.now().astimezone(),
+        unique_id=uuid.uuid4(),
+    )
 
 
 def endpoint_connected(handle: str, broker_url: str, address: str) -> dict[str, Any]:
@@ -192,6 +210,67 @@ def _defect(defect: CfxDefect, overlay_url: str | None, verification: str) -> di
     }
 
 
+def _inspected_unit_body(
+    *,
+    transaction_id: uuid.UUID,
+    method: Literal["AOI", "Human"],
+    inspector: dict[str, Any] | None,
+    unit_identifier: str,
+    unit_verification: str,
+    inspection: dict[str, Any],
+) -> dict[str, Any]:
+    """A `UnitsInspected` body with one `InspectedUnit` holding `inspection`."""
+    return {
+        "TransactionId": str(transaction_id),
+        "InspectionMethod": method,
+        "SamplingInformation": None,
+        "Inspector": inspector,
+        "RecipeName": None,
+        "RecipeRevision": None,
+        "InspectedUnits": [
+            {
+                "UnitIdentifier": unit_identifier,
+                "UnitPositionNumber": None,
+                "OverallResult": inspection["Result"],
+                "Inspections": [inspection],
+                "Verification": unit_verification,
+                "TotalInspectionCount": None,
+            }
+        ],
+        "InspectedPanel": None,
+    }
+
+
+def _inspection(
+    inspection_id: str,
+    result: str,
+    defects: list[dict[str, Any]],
+    *,
+    started_at: datetime | None = None,
+    ended_at: datetime | None = None,
+    test_procedure: str | None = None,
+    verification: str = "NotVerifiedYet",
+    comment: str | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """A `CFX.Structures.Inspection` (CFX/Structures/Inspection.cs)."""
+    return {
+        "UniqueIdentifier": inspection_id,
+        "InspectionName": INSPECTION_NAME,
+        "InspectionStartTime": started_at.isoformat() if started_at else None,
+        "InspectionEndTime": ended_at.isoformat() if ended_at else None,
+        "TestProcedure": test_procedure,
+        "Comments": comment,
+        "Result": result,
+        "Verification": verification,
+        "VerificationDetail": comment,
+        "Error": error,
+        "DefectsFound": defects,
+        "Symptoms": None,
+        "Measurements": [],
+    }
+
+
 def units_inspected(
     *,
     transaction_id: uuid.UUID,
@@ -213,40 +292,23 @@ def units_inspected(
     `Error` when the inspection failed (`failed_error`), else `Passed`.
     """
     result = "Error" if failed_error else ("Failed" if defects else "Passed")
-    inspection = {
-        "UniqueIdentifier": inspection_id,
-        "InspectionName": INSPECTION_NAME,
-        "InspectionStartTime": started_at.isoformat() if started_at else None,
-        "InspectionEndTime": ended_at.isoformat() if ended_at else None,
-        "TestProcedure": test_procedure,
-        "Comments": None,
-        "Result": result,
-        "Verification": "NotVerifiedYet",
-        "VerificationDetail": None,
-        "Error": failed_error,
-        "DefectsFound": [_defect(d, overlay_url, "NotVerifiedYet") for d in defects],
-        "Symptoms": None,
-        "Measurements": [],
-    }
-    return {
-        "TransactionId": str(transaction_id),
-        "InspectionMethod": "AOI",
-        "SamplingInformation": None,
-        "Inspector": None,
-        "RecipeName": None,
-        "RecipeRevision": None,
-        "InspectedUnits": [
-            {
-                "UnitIdentifier": unit_identifier,
-                "UnitPositionNumber": None,
-                "OverallResult": result,
-                "Inspections": [inspection],
-                "Verification": "NotVerifiedYet",
-                "TotalInspectionCount": None,
-            }
-        ],
-        "InspectedPanel": None,
-    }
+    inspection = _inspection(
+        inspection_id,
+        result,
+        [_defect(d, overlay_url, "NotVerifiedYet") for d in defects],
+        started_at=started_at,
+        ended_at=ended_at,
+        test_procedure=test_procedure,
+        error=failed_error,
+    )
+    return _inspected_unit_body(
+        transaction_id=transaction_id,
+        method="AOI",
+        inspector=None,
+        unit_identifier=unit_identifier,
+        unit_verification="NotVerifiedYet",
+        inspection=inspection,
+    )
 
 
 def _operator(reviewer: str) -> dict[str, Any]:
@@ -262,7 +324,6 @@ def _operator(reviewer: str) -> dict[str, Any]:
 
 def verification_inspected(
     *,
-    transaction_id: uuid.UUID,
     unit_identifier: str,
     inspection_id: str,
     reviewer: str,
@@ -271,49 +332,29 @@ def verification_inspected(
     overlay_url: str | None,
     comment: str | None,
 ) -> dict[str, Any]:
-    """The body of `UnitsInspected` a verification station sends: `InspectionMethod`
-    `Human`, the reviewer as `Inspector`, and each verified defect with its
-    `Verification` (CFX/Structures/VerificationResult.cs: `DefectConfirmed` for a real
-    defect, `DefectRejected` for a false call). `defects` pairs each region with its
-    VerificationResult; `unit_verification` is the unit's."""
-    failed = any(v == "DefectConfirmed" for _, v in defects) or unit_verification in {
-        "DefectConfirmed"
-    }
-    result = "Failed" if failed else "Passed"
-    inspection = {
-        "UniqueIdentifier": inspection_id,
-        "InspectionName": INSPECTION_NAME,
-        "InspectionStartTime": None,
-        "InspectionEndTime": None,
-        "TestProcedure": None,
-        "Comments": comment,
-        "Result": result,
-        "Verification": unit_verification,
-        "VerificationDetail": comment,
-        "Error": None,
-        "DefectsFound": [_defect(d, overlay_url, v) for d, v in defects],
-        "Symptoms": None,
-        "Measurements": [],
-    }
-    return {
-        "TransactionId": str(transaction_id),
-        "InspectionMethod": "Human",
-        "SamplingInformation": None,
-        "Inspector": _operator(reviewer),
-        "RecipeName": None,
-        "RecipeRevision": None,
-        "InspectedUnits": [
-            {
-                "UnitIdentifier": unit_identifier,
-                "UnitPositionNumber": None,
-                "OverallResult": result,
-                "Inspections": [inspection],
-                "Verification": unit_verification,
-                "TotalInspectionCount": None,
-            }
-        ],
-        "InspectedPanel": None,
-    }
+    """The body of `UnitsInspected` a verification station sends (a new TransactionId):
+    `InspectionMethod` `Human`, the reviewer as `Inspector`, and each verified defect with
+    its `Verification` (CFX/Structures/VerificationResult.cs: `DefectConfirmed` for a
+    real defect, `DefectRejected` for a false call). `defects` pairs each region with its
+    VerificationResult; `unit_verification` is the unit's. `Result` is `Failed` when a
+    defect or the unit is confirmed, else `Passed`."""
+    outcomes = {v for _, v in defects} | {unit_verification}
+    result = "Failed" if "DefectConfirmed" in outcomes else "Passed"
+    inspection = _inspection(
+        inspection_id,
+        result,
+        [_defect(d, overlay_url, v) for d, v in defects],
+        verification=unit_verification,
+        comment=comment,
+    )
+    return _inspected_unit_body(
+        transaction_id=uuid.uuid4(),
+        method="Human",
+        inspector=_operator(reviewer),
+        unit_identifier=unit_identifier,
+        unit_verification=unit_verification,
+        inspection=inspection,
+    )
 
 
 def units_disqualified(unit_identifier: str, comment: str | None) -> dict[str, Any]:

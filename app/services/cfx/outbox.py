@@ -175,15 +175,6 @@ class CfxOutbox:
             secret = load_secret(settings.secret_key, settings.resolved_data_dir)
             self.signer = LinkSigner(secret, settings.download_link_ttl_s)
 
-    def _envelope(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        return messages.envelope(
-            name,
-            body,
-            source=self.settings.cfx_handle,
-            timestamp=datetime.now().astimezone(),
-            unique_id=uuid.uuid4(),
-        )
-
     def overlay_url(self, img_unique_id: str) -> str | None:
         """An absolute, signed link to the inspection's overlay image (valid for
         DOWNLOAD_LINK_TTL_S seconds), on PUBLIC_BASE_URL or else HOST:PORT."""
@@ -196,7 +187,9 @@ class CfxOutbox:
     def add(self, session: AsyncSession, key: str, name: str, body: dict[str, Any]) -> None:
         """Add one message `name` with `body` for board `key` to the session."""
         if self.enabled:
-            OutboxRepository(session).add(CFX_SINK, key, self._envelope(name, body))
+            OutboxRepository(session).add(
+                CFX_SINK, key, messages.new_envelope(name, body, self.settings.cfx_handle)
+            )
 
     async def inspection_finished(
         self,
@@ -262,21 +255,8 @@ class CfxOutbox:
         if defect is None:
             return
         outcome = messages.VERDICT_VERIFICATION.get(verdict or "", "NotVerifiedYet")
-        unit = unit_identifier(img_unique_id)
-        self.add(
-            session,
-            unit,
-            messages.UNITS_INSPECTED,
-            messages.verification_inspected(
-                transaction_id=uuid.uuid4(),
-                unit_identifier=unit,
-                inspection_id=img_unique_id,
-                reviewer=reviewer,
-                defects=[(defect, outcome)],
-                unit_verification="NotVerifiedYet",
-                overlay_url=self.overlay_url(img_unique_id),
-                comment=comment,
-            ),
+        self._verification(
+            session, img_unique_id, reviewer, [(defect, outcome)], "NotVerifiedYet", comment
         )
 
     async def disposition(
@@ -298,26 +278,34 @@ class CfxOutbox:
             "repair": "DefectConfirmed",
             "scrap": "DefectConfirmed",
         }
-        unit = unit_identifier(img_unique_id)
-        self.add(
-            session,
-            unit,
-            messages.UNITS_INSPECTED,
-            messages.verification_inspected(
-                transaction_id=uuid.uuid4(),
-                unit_identifier=unit,
-                inspection_id=img_unique_id,
-                reviewer=reviewer,
-                defects=[],
-                unit_verification=outcome.get(disposition or "", "NotVerifiedYet"),
-                overlay_url=None,
-                comment=comment,
-            ),
-        )
+        unit_outcome = outcome.get(disposition or "", "NotVerifiedYet")
+        self._verification(session, img_unique_id, reviewer, [], unit_outcome, comment)
         if disposition == "scrap":
+            unit = unit_identifier(img_unique_id)
             self.add(
                 session,
                 unit,
                 messages.UNITS_DISQUALIFIED,
                 messages.units_disqualified(unit, comment),
             )
+
+    def _verification(
+        self,
+        session: AsyncSession,
+        img_unique_id: str,
+        reviewer: str,
+        defects: list[tuple[messages.CfxDefect, str]],
+        unit_verification: str,
+        comment: str | None,
+    ) -> None:
+        unit = unit_identifier(img_unique_id)
+        body = messages.verification_inspected(
+            unit_identifier=unit,
+            inspection_id=img_unique_id,
+            reviewer=reviewer,
+            defects=defects,
+            unit_verification=unit_verification,
+            overlay_url=self.overlay_url(img_unique_id) if defects else None,
+            comment=comment,
+        )
+        self.add(session, unit, messages.UNITS_INSPECTED, body)

@@ -4,10 +4,11 @@ One publisher per deployment: every agent process runs the loop, but only the on
 holds a PostgreSQL session-level advisory lock (`CFX_PUBLISHER_LOCK`) publishes; the
 others try again every few seconds (a killed publisher's lock goes with its connection).
 
-The holder sends the `cfx` rows in `id` order, each one settled (accepted) by the broker
-before the next, and marks them published after. When the broker cannot be reached or
-refuses a message, the row stays first in line: the publisher waits (CFX_RETRY_INITIAL_S,
-doubled per failure up to CFX_RETRY_MAX_S) and tries it again. So a broker outage delays
+The holder sends the `cfx` rows in `id` order (up to `BATCH` at a time on one link, which
+the broker settles in order), and marks them published once the broker accepted them.
+When the broker cannot be reached or refuses a message, the row stays first in line: the
+publisher waits (CFX_RETRY_INITIAL_S, doubled per failure up to CFX_RETRY_MAX_S) and
+tries it again. So a broker outage delays
 messages and loses none, and no message overtakes an older one.
 
 `CFX.EndpointConnected` (on each connection) and `CFX.Heartbeat` (every CFX_HEARTBEAT_S)
@@ -24,10 +25,8 @@ import contextlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -114,17 +113,40 @@ class BrokerLink:
             raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
     def send(self, payloads: Sequence[dict[str, Any]]) -> tuple[int, str | None]:
-        """Send in order, each settled by the broker before the next; returns how many
-        were accepted and, when one failed, why (the connection is then closed)."""
-        for sent, payload in enumerate(payloads):
-            try:
-                if not self.connected:
-                    self.connect()
-                self._sender.send(amqp_message(payload), timeout=self.timeout_s)
-            except Exception as exc:
-                self.close()
-                return sent, f"{type(exc).__name__}: {exc}"[:500]
-        return len(payloads), None
+        """Send in order on one link and wait until the broker has settled them all;
+        returns how many, from the first, it accepted and, when one was not, why (the
+        connection is then closed: the rest are sent again from the first not accepted).
+
+        The messages are pipelined (one wait for the lot, not one per message: a third
+        of the CPU); the broker settles a link's deliveries in order.
+        """
+        from proton import Delivery
+
+        deliveries: list[Any] = []
+        error: str | None = None
+        try:
+            if not self.connected:
+                self.connect()
+            link = self._sender.link
+            deliveries = [link.send(amqp_message(payload)) for payload in payloads]
+            self._connection.wait(
+                lambda: all(d.settled for d in deliveries),
+                timeout=self.timeout_s,
+                msg=f"sending to {self.address}",
+            )
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        accepted = 0
+        for delivery in deliveries:
+            if delivery.remote_state != Delivery.ACCEPTED:
+                error = error or f"the broker answered {delivery.remote_state} to a message"
+                break
+            accepted += 1
+        for delivery in deliveries:
+            delivery.settle()
+        if error:
+            self.close()
+        return accepted, error
 
     def close(self) -> None:
         """Close the connection (quietly: it may already be gone)."""
@@ -195,13 +217,7 @@ class CfxPublisher:
             await asyncio.sleep(LOCK_RETRY_S)
 
     def _direct(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        return messages.envelope(
-            name,
-            body,
-            source=self.settings.cfx_handle,
-            timestamp=datetime.now().astimezone(),
-            unique_id=uuid.uuid4(),
-        )
+        return messages.new_envelope(name, body, self.settings.cfx_handle)
 
     async def _connect(self) -> None:
         await self._in_thread(self.link.connect)
@@ -242,7 +258,10 @@ class CfxPublisher:
                     await asyncio.sleep(POLL_S)
                 backoff = self.settings.cfx_retry_initial_s
             except BrokerUnavailable as exc:
-                logger.warning(
+                # Once per outage at WARNING (an outage of hours would flood the log).
+                first = backoff == self.settings.cfx_retry_initial_s
+                logger.log(
+                    logging.WARNING if first else logging.DEBUG,
                     "CFX broker unavailable; messages wait in the outbox",
                     extra={"error": str(exc), "retry_in_s": backoff},
                 )
