@@ -195,6 +195,20 @@ class Settings(BaseSettings):
     golden_dir: Path | None = None
     golden_min_match_score: float = Field(default=0.5, ge=-1, le=1)
 
+    # IPC-CFX publisher (docs/cfx.md): off when CFX_BROKER_URL is unset. `amqp://` or
+    # `amqps://user:pass@host:port`; the AMQP 1.0 target address; this agent's CFX handle.
+    cfx_broker_url: str | None = None
+    cfx_address: str = "/exchange/amq.topic/cfx"
+    cfx_handle: str = "aoi-agent"
+    cfx_heartbeat_s: float = Field(default=60.0, ge=1)
+    # Back-off while the broker is down: first wait, doubled per failure up to the cap.
+    cfx_retry_initial_s: float = Field(default=1.0, gt=0)
+    cfx_retry_max_s: float = Field(default=30.0, gt=0)
+    # Seconds to connect and to have one message settled by the broker.
+    cfx_timeout_s: float = Field(default=10.0, gt=0)
+    # Published outbox rows are removed once this old.
+    cfx_keep_published_hours: float = Field(default=24.0, ge=0)
+
     @field_validator("watch_dirs", mode="before")
     @classmethod
     def _split_watch_dirs(cls, value: object) -> object:

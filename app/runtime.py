@@ -12,6 +12,7 @@ import procrastinate
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.services.cfx.publisher import CfxPublisher
 from app.services.database.session import create_engine, create_session_factory, libpq_conninfo
 from app.services.inspection.queue import (
     MAINTENANCE_QUEUE,
@@ -104,6 +105,7 @@ async def agent_runtime(
         orphan_grace_s=settings.orphan_file_grace_s,
         file_sweep_interval_s=max(60.0, settings.orphan_file_grace_s),
     )
+    cfx_publisher = CfxPublisher(settings, sessions) if settings.cfx_broker_url else None
     heartbeat = ProcessHeartbeat(sessions, interval_s=max(0.5, settings.stalled_job_after_s / 4))
     worker: asyncio.Task[None] | None = None
     in_process = (
@@ -116,6 +118,8 @@ async def agent_runtime(
             await heartbeat.start()
             inspections.process_id = heartbeat.process_id
             reaper.start()
+            if cfx_publisher is not None:
+                cfx_publisher.start()
             if in_process:
                 worker = asyncio.create_task(
                     run_worker(runtime, settings.effective_worker_concurrency), name="queue-worker"
@@ -123,6 +127,8 @@ async def agent_runtime(
             yield runtime
         finally:
             await reaper.stop()
+            if cfx_publisher is not None:
+                await cfx_publisher.stop()
             if worker is not None:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

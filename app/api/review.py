@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.exceptions import RequestValidationError
 
-from app.api.deps import LinksDep, SessionDep
+from app.api.deps import LinksDep, RuntimeDep, SessionDep
 from app.api.params import (
     IMG_UNIQUE_ID_PATTERN,
     BatchIdFilter,
@@ -51,9 +51,9 @@ router = APIRouter(
 )
 
 
-def get_review_service(session: SessionDep) -> ReviewService:
-    """Review operations over this request's session."""
-    return ReviewService(session)
+def get_review_service(session: SessionDep, runtime: RuntimeDep) -> ReviewService:
+    """Review operations over this request's session (CFX messages in its transaction)."""
+    return ReviewService(session, runtime.inspections.cfx)
 
 
 ReviewServiceDep = Annotated[ReviewService, Depends(get_review_service)]

@@ -8,9 +8,12 @@ tables of its own. Column types are explained in `docs/database.md`.
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     DateTime,
@@ -23,6 +26,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    Uuid,
     func,
     text,
 )
@@ -514,3 +518,28 @@ class BoardContext(Base):
     station: Mapped[str | None] = mapped_column(String(CONTEXT_TEXT_COLUMN_LENGTH))
     side: Mapped[str | None] = mapped_column(String(8))
     lot: Mapped[str | None] = mapped_column(String(CONTEXT_TEXT_COLUMN_LENGTH), index=True)
+
+
+class OutboxMessage(Base):
+    """A message to an external system, written in the transaction of the change it
+    reports and published later, in `id` order per `sink` (docs/cfx.md)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_pending", "sink", "id", postgresql_where=text("published_at IS NULL")),
+        Index("ix_outbox_ordering_key", "ordering_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # Where it goes: `cfx` (the IPC-CFX broker); webhooks get their own sinks.
+    sink: Mapped[str] = mapped_column(String(32))
+    # The board: its serial when known, else the inspection's img_unique_id.
+    ordering_key: Mapped[str] = mapped_column(String(128))
+    message_name: Mapped[str] = mapped_column(String(128))
+    unique_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)

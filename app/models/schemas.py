@@ -972,7 +972,23 @@ class HealthStatus(BaseModel):
     )
     storage: StorageHealth
     disk: DiskHealth
+    outbox: OutboxHealth | None = Field(
+        default=None,
+        description="The IPC-CFX outbox (docs/cfx.md); null when CFX_BROKER_URL is unset.",
+    )
     version: str
+
+
+class OutboxHealth(BaseModel):
+    """Messages waiting for the IPC-CFX broker: `ok` unless the oldest has waited more
+    than a minute (the broker is down or refuses them; they are kept and sent later)."""
+
+    ok: bool
+    detail: str | None = None
+    backlog_messages: int = Field(description="Messages written and not yet published.")
+    oldest_age_s: float | None = Field(
+        description="Seconds the oldest unpublished message has waited; null when none."
+    )
 
 
 class Liveness(BaseModel):

@@ -40,6 +40,7 @@ from app.models.database import STORAGE_WAIT_PREFIX, Batch, Image, Inspection, I
 from app.models.model_service import Analysis
 from app.models.schemas import RejectedFile
 from app.services.boards.repository import BoardRepository
+from app.services.cfx.outbox import CfxOutbox
 from app.services.database.repositories import (
     AgentProcessRepository,
     ImageRepository,
@@ -144,6 +145,8 @@ class InspectionService:
         self.client = client
         self.sessions = sessions
         self.orphan_files = OrphanFileSweep(storage, sessions)
+        # IPC-CFX messages, written in the transaction that stores or fails an inspection.
+        self.cfx = CfxOutbox(settings)
         self.defer: Deferrer | None = None
         self.defer_at: ScheduledDeferrer | None = None
         # This process's id in `agent_processes` (set by the heartbeat); inspections it
@@ -628,6 +631,15 @@ class InspectionService:
                     waiting_since=None,
                 )
                 await ImageRepository(session).add_result(image, result.analysis)
+                await self.cfx.inspection_finished(
+                    session,
+                    img_unique_id,
+                    inspection.created_at,
+                    test_procedure=" ".join(
+                        part for part in (result.model_name, result.model_version) if part
+                    )
+                    or None,
+                )
         except IntegrityError:
             # Another worker stored this inspection first: its files are the same ones.
             async with self.sessions() as session:
@@ -677,6 +689,7 @@ class InspectionService:
                 waiting_since=None,
                 total_seconds=round(time.perf_counter() - started, 6),
             )
+            await self.cfx.inspection_finished(session, img_unique_id, None, error=error)
         metrics.record_inspection_failed()
         logger.warning("inspection failed", extra={"img_unique_id": img_unique_id, "error": error})
 

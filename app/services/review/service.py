@@ -33,6 +33,7 @@ from app.models.review import (
     VerdictIn,
     VerdictOut,
 )
+from app.services.cfx.outbox import CfxOutbox
 from app.services.history.dashboard import daily_range
 from app.services.review.repository import ReviewFilters, ReviewRepository
 
@@ -65,8 +66,11 @@ class ReviewService:
     """Review operations of one request, over one session (it only flushes; the
     request's unit of work commits)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, cfx: CfxOutbox | None = None) -> None:
+        self.session = session
         self.reviews = ReviewRepository(session)
+        # IPC-CFX: verification outcomes written in this request's transaction.
+        self.cfx = cfx
 
     async def set_verdict(
         self, region_unique_id: int, change: VerdictIn, reviewer: str
@@ -100,6 +104,15 @@ class ReviewService:
                 comment=change.comment,
             )
         )
+        if self.cfx is not None:
+            await self.cfx.verdict(
+                self.session,
+                img_unique_id,
+                region_unique_id,
+                change.verdict,
+                reviewer,
+                change.comment,
+            )
         regions, reviewed = await self.reviews.image_progress(img_unique_id)
         return VerdictOut(
             region_unique_id=region_unique_id,
@@ -140,6 +153,10 @@ class ReviewService:
                 comment=change.comment,
             )
         )
+        if self.cfx is not None:
+            await self.cfx.disposition(
+                self.session, img_unique_id, change.disposition, reviewer, change.comment
+            )
         return DispositionOut(
             img_unique_id=img_unique_id,
             review=image_review(row),

@@ -1,4 +1,5 @@
-"""Health checks of the database, the model service, the store and the disk."""
+"""Health checks of the database, the model service, the store, the disk and the CFX
+outbox."""
 
 from __future__ import annotations
 
@@ -15,13 +16,18 @@ from app.models.schemas import (
     LastInference,
     ModelServiceHealth,
     ModelServiceInstance,
+    OutboxHealth,
     StorageHealth,
 )
 from app.runtime import AgentRuntime
+from app.services.cfx.outbox import CFX_SINK, OutboxRepository
 from app.services.model_service.client import InferenceRecord
 from app.services.model_service.pool import ModelServicePool, ServiceState
+from app.utils.version import without_userinfo
 
 LOW_DISK_FRACTION = 0.05
+# Seconds the oldest CFX outbox message may wait before /health says `degraded`.
+OUTBOX_LATE_S = 60.0
 
 
 def agent_version() -> str:
@@ -92,6 +98,29 @@ def _summary(pool: ModelServicePool, services: list[ModelServiceInstance]) -> Mo
     )
 
 
+async def _outbox(runtime: AgentRuntime) -> OutboxHealth | None:
+    """The CFX outbox's backlog; None when the database does not answer (reported
+    there)."""
+    try:
+        async with runtime.sessions() as session:
+            backlog = await OutboxRepository(session).backlog(CFX_SINK)
+    except Exception:
+        return None
+    late = backlog.oldest_age_s is not None and backlog.oldest_age_s > OUTBOX_LATE_S
+    return OutboxHealth(
+        ok=not late,
+        detail=(
+            f"{backlog.messages} CFX messages wait for the broker"
+            f" {without_userinfo(runtime.settings.cfx_broker_url or '')}, the oldest for"
+            f" {backlog.oldest_age_s:.0f} s; they are kept and sent when it answers"
+            if late
+            else None
+        ),
+        backlog_messages=backlog.messages,
+        oldest_age_s=backlog.oldest_age_s,
+    )
+
+
 async def check_health(runtime: AgentRuntime) -> HealthStatus:
     """Check every dependency at once; `down` when the database fails, `degraded` when the
     model service does (its health probe, or the last inference), the store does not answer
@@ -128,6 +157,7 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
             f" ({minimum / 2**20:.0f} MB): uploads are refused with 507 until space is freed"
         ),
     )
+    outbox = await _outbox(runtime) if runtime.settings.cfx_broker_url else None
     problems = []
     if not database.ok:
         problems.append(f"the database does not answer ({database.detail})")
@@ -149,7 +179,15 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
         )
     if not disk.ok:
         problems.append(f"the disk holding {disk.path} is nearly full")
-    all_ok = service.ok and storage.ok and disk.ok and all(s.ok for s in instances)
+    if outbox is not None and not outbox.ok:
+        problems.append(outbox.detail or "the CFX outbox is not draining")
+    all_ok = (
+        service.ok
+        and storage.ok
+        and disk.ok
+        and all(s.ok for s in instances)
+        and (outbox is None or outbox.ok)
+    )
     status = "down" if not database.ok else "ok" if all_ok else "degraded"
     return HealthStatus(
         status=status,
@@ -159,5 +197,6 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
         model_services=instances,
         storage=storage,
         disk=disk,
+        outbox=outbox,
         version=agent_version(),
     )

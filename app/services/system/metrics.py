@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from prometheus_fastapi_instrumentator import metrics as http_metrics
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.services.cfx.outbox import CFX_SINK, Backlog, OutboxRepository
 from app.services.storage import Storage
 from app.services.system.repository import QueueRepository
 
@@ -107,16 +108,35 @@ class _Snapshot(Collector):
         return self._families
 
 
-def scrape_time_families(queue_jobs: Mapping[str, int], free_bytes: int | None) -> list[Metric]:
-    """`aoi_queue_jobs{status}` (jobs in the queue table by status) and
+def scrape_time_families(
+    queue_jobs: Mapping[str, int],
+    free_bytes: int | None,
+    outbox: Mapping[str, Backlog] | None = None,
+) -> list[Metric]:
+    """`aoi_queue_jobs{status}` (jobs in the queue table by status),
     `aoi_storage_free_bytes` (free bytes where the agent keeps its files; omitted when
-    `free_bytes` is None, e.g. a store that has no such figure)."""
+    `free_bytes` is None, e.g. a store that has no such figure), and per outbox sink
+    `aoi_outbox_messages{sink}` (unpublished messages) and
+    `aoi_outbox_oldest_age_seconds{sink}` (age of the oldest, 0 when none)."""
     jobs = GaugeMetricFamily(
         "aoi_queue_jobs", "Jobs in the procrastinate queue, by status.", labels=["status"]
     )
     for status, count in sorted(queue_jobs.items()):
         jobs.add_metric([status], count)
     families: list[Metric] = [jobs]
+    if outbox is not None:
+        backlog = GaugeMetricFamily(
+            "aoi_outbox_messages", "Unpublished outbox messages, by sink.", labels=["sink"]
+        )
+        oldest = GaugeMetricFamily(
+            "aoi_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox message, by sink (0 when none).",
+            labels=["sink"],
+        )
+        for sink, figures in sorted(outbox.items()):
+            backlog.add_metric([sink], figures.messages)
+            oldest.add_metric([sink], figures.oldest_age_s or 0.0)
+        families += [backlog, oldest]
     if free_bytes is not None:
         families.append(
             GaugeMetricFamily(
@@ -149,10 +169,13 @@ async def scrape(session: AsyncSession, storage: Storage) -> bytes:
         sqlalchemy.exc.DBAPIError: the database does not answer (the app answers 503).
     """
     queue_jobs = await QueueRepository(session).job_counts()
+    outbox = {CFX_SINK: await OutboxRepository(session).backlog(CFX_SINK)}
     usage = await storage.disk_usage()
     # Off the event loop: about 8 ms, and in multi-process mode it reads every process's
     # metrics file (prometheus_client's values are lock-protected).
-    return await anyio.to_thread.run_sync(render, scrape_time_families(queue_jobs, usage.free))
+    return await anyio.to_thread.run_sync(
+        render, scrape_time_families(queue_jobs, usage.free, outbox)
+    )
 
 
 def mark_process_dead(pid: int) -> None:
