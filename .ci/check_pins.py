@@ -1,5 +1,6 @@
-"""Check that `requirements.txt` and `requirements-test.txt` resolve on every platform the
-README promises (Linux, Windows, macOS) and that each is a complete set of pins there.
+"""Check that `requirements.txt`, `requirements-test.txt` and `requirements-cfx.txt` resolve
+on every platform the README promises (Linux, Windows, macOS) and that each is a complete
+set of pins there.
 
 uv's resolver answers for another platform without that machine (`--python-platform`), from
 the registry's metadata and wheel tags. A resolution fails on a conflict (two pins of one
@@ -24,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("requirements.txt", "requirements-test.txt")
+FILES = ("requirements.txt", "requirements-test.txt", "requirements-cfx.txt")
 PLATFORMS = ("x86_64-unknown-linux-gnu", "x86_64-pc-windows-msvc", "aarch64-apple-darwin")
 PYTHONS = ("3.11", "3.13")
 # The oldest macOS the pins support (see the module docstring).

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import importlib.util
 import logging
 import os
 import shutil
@@ -166,6 +167,21 @@ def use_selector_event_loop_on_windows() -> None:
         asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())  # type: ignore[attr-defined]
 
 
+def check_cfx_client(settings: Settings) -> None:
+    """With CFX_BROKER_URL set, the AMQP 1.0 client (python-qpid-proton, kept out of
+    requirements.txt because it compiles: docs/cfx.md) must be installed.
+
+    Raises:
+        StartupError: CFX_BROKER_URL is set and the client is not installed.
+    """
+    if settings.cfx_broker_url and importlib.util.find_spec("proton") is None:
+        raise StartupError(
+            "CFX_BROKER_URL is set, but the AMQP client python-qpid-proton is not installed:"
+            " python -m pip install -r requirements-cfx.txt (needs a C compiler,"
+            " docs/cfx.md), or unset CFX_BROKER_URL"
+        )
+
+
 @contextlib.contextmanager
 def prepared(settings: Settings) -> Iterator[Settings]:
     """Start the database and model service the settings lack; yield the completed settings.
@@ -176,6 +192,7 @@ def prepared(settings: Settings) -> Iterator[Settings]:
     """
     with contextlib.ExitStack() as stack:
         updates: dict[str, str] = {}
+        check_cfx_client(settings)
         warning = check_storage(settings)
         if warning:
             print(warning, file=sys.stderr)

@@ -4,6 +4,7 @@ socket, a closed port, a missing database, and a server that wants a password.""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -16,6 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from app import launcher
+from app.config import Settings
 from app.services.database.embedded import start_embedded_postgres
 from app.services.model_service.reference import free_loopback_port
 from tests.support import REPO_ROOT, S3Emulator, database_url
@@ -186,3 +189,22 @@ def test_a_store_that_does_not_answer_is_waited_for_not_refused(tmp_path: Path) 
     assert "starting anyway" in warning
     assert error.startswith("error: ")
     assert "DATABASE_URL" in error
+
+
+def test_cfx_without_its_amqp_client_is_one_clear_start_up_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """python-qpid-proton is installed here (CI installs requirements-cfx.txt), so its absence
+    is simulated by making the import system not find it (a stand-in: uninstalling a package
+    mid-run is not something a test can do to the shared environment)."""
+    settings = Settings(_env_file=None, cfx_broker_url="amqp://127.0.0.1:5672")  # type: ignore[call-arg]
+    launcher.check_cfx_client(settings)  # installed: nothing to say
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "proton" else real_find_spec(name, *args),
+    )
+    with pytest.raises(launcher.StartupError, match=r"pip install -r requirements-cfx\.txt"):
+        launcher.check_cfx_client(settings)
+    launcher.check_cfx_client(Settings(_env_file=None))  # type: ignore[call-arg]  # CFX off
