@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.models.database import DefectClass, OutboxMessage, Region
+from app.models.database import BoardContext, DefectClass, OutboxMessage, Region
 from app.services.cfx import messages
 from app.services.security.signing import LinkSigner, load_secret
 
@@ -157,6 +157,13 @@ def unit_identifier(img_unique_id: str, board_serial: str | None = None) -> str:
     return board_serial or img_unique_id
 
 
+async def unit_of(session: AsyncSession, img_unique_id: str) -> str:
+    """`unit_identifier` of a stored inspection: the `board_serial` its upload sent
+    (`inspection_contexts`, docs/boards.md), else its img_unique_id. One primary-key read."""
+    context = await session.get(BoardContext, img_unique_id)
+    return unit_identifier(img_unique_id, context.board_serial if context else None)
+
+
 class CfxOutbox:
     """Writes CFX messages into the outbox inside the caller's transaction; does nothing
     when CFX_BROKER_URL is unset (so the table does not grow with no one to drain it).
@@ -208,7 +215,7 @@ class CfxOutbox:
         if not self.enabled:
             return
         started = time.perf_counter()
-        unit = unit_identifier(img_unique_id)
+        unit = await unit_of(session, img_unique_id)
         transaction = uuid.uuid4()
         stored = error is None
         defects = await OutboxRepository(session).defects(img_unique_id) if stored else []
@@ -255,8 +262,9 @@ class CfxOutbox:
         if defect is None:
             return
         outcome = messages.VERDICT_VERIFICATION.get(verdict or "", "NotVerifiedYet")
+        unit = await unit_of(session, img_unique_id)
         self._verification(
-            session, img_unique_id, reviewer, [(defect, outcome)], "NotVerifiedYet", comment
+            session, unit, img_unique_id, reviewer, [(defect, outcome)], "NotVerifiedYet", comment
         )
 
     async def disposition(
@@ -279,9 +287,9 @@ class CfxOutbox:
             "scrap": "DefectConfirmed",
         }
         unit_outcome = outcome.get(disposition or "", "NotVerifiedYet")
-        self._verification(session, img_unique_id, reviewer, [], unit_outcome, comment)
+        unit = await unit_of(session, img_unique_id)
+        self._verification(session, unit, img_unique_id, reviewer, [], unit_outcome, comment)
         if disposition == "scrap":
-            unit = unit_identifier(img_unique_id)
             self.add(
                 session,
                 unit,
@@ -292,13 +300,13 @@ class CfxOutbox:
     def _verification(
         self,
         session: AsyncSession,
+        unit: str,
         img_unique_id: str,
         reviewer: str,
         defects: list[tuple[messages.CfxDefect, str]],
         unit_verification: str,
         comment: str | None,
     ) -> None:
-        unit = unit_identifier(img_unique_id)
         body = messages.verification_inspected(
             unit_identifier=unit,
             inspection_id=img_unique_id,

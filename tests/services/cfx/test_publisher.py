@@ -212,6 +212,36 @@ def test_an_inspection_its_verdicts_and_a_scrap_reach_the_broker_as_cfx_messages
     assert beat["HeartbeatFrequency"] == "00:00:01"
 
 
+@pytest.mark.deeppcb
+def test_a_board_serial_is_the_units_identifier(
+    cfx_agent: AgentServer, consumer: Consumer, deeppcb: list[Path]
+) -> None:
+    """A board uploaded with its serial (docs/boards.md) is known to the line by it: the
+    serial is the UnitIdentifier / PrimaryIdentifier of its messages, verdicts included."""
+    board = deeppcb[1]
+    with httpx2.Client(base_url=cfx_agent.url, timeout=120) as c:
+        response = c.post(
+            "/api/upload",
+            files={"image": (board.name, board.read_bytes())},
+            data={"board_serial": "SN123456", "product": "PX-7", "side": "top"},
+        )
+        assert response.status_code == 200, response.text
+        img = response.json()["img_unique_id"]
+        started, inspected, _completed = consumer.take(3)
+        assert check_envelope(started)["PrimaryIdentifier"] == "SN123456"
+        unit = check_envelope(inspected)["InspectedUnits"][0]
+        assert unit["UnitIdentifier"] == "SN123456"
+        region = c.get(f"/api/images/{img}/regions").json()["classes"][0]["regions"][0]
+        put = c.put(
+            f"/api/regions/{region['region_unique_id']}/verdict",
+            json={"verdict": "real"},
+            headers=WHO,
+        )
+        assert put.status_code == 200, put.text
+        (verified,) = consumer.take(1)
+        assert check_envelope(verified)["InspectedUnits"][0]["UnitIdentifier"] == "SN123456"
+
+
 def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
