@@ -10,11 +10,15 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from limits import parse as parse_rate_limit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.services.spc.charts import Rule
+from app.services.spc.shifts import Shift, parse_shifts, zone
 
 PRODUCTION_MODEL_SERVICE_URL = "http://140.96.77.124:8080/"
 
@@ -170,6 +174,41 @@ class Settings(BaseSettings):
     watch_settle_s: float = Field(default=2.0, gt=0)
     # Files complete within this long of the first one are inspected as one batch.
     watch_batch_window_s: float = Field(default=2.0, ge=0)
+
+    # SPC (docs/spc.md): shifts as NAME=HH:MM-HH:MM,... in local time of SPC_TIMEZONE (an
+    # IANA name; days of the SPC charts are its days too); empty: per-day subgroups only.
+    shifts: str = ""
+    spc_timezone: str = "UTC"
+    # Subgroups (days or shifts with boards) at the start of a chart that set its limits.
+    spc_baseline_subgroups: int = Field(default=20, ge=2, le=1000)
+    # The Western Electric rules (1-4, comma-separated) that raise an alarm.
+    spc_rules: str = "1,2,3,4"
+
+    @field_validator("shifts")
+    @classmethod
+    def _check_shifts(cls, value: str) -> str:
+        try:
+            parse_shifts(value)
+        except ValueError as exc:
+            raise ValueError(f"SHIFTS: {exc}") from exc
+        return value
+
+    @field_validator("spc_timezone")
+    @classmethod
+    def _check_spc_timezone(cls, value: str) -> str:
+        try:
+            zone(value)
+        except ValueError as exc:
+            raise ValueError(f"SPC_TIMEZONE: {exc}") from exc
+        return value
+
+    @field_validator("spc_rules")
+    @classmethod
+    def _check_spc_rules(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts or any(p not in ("1", "2", "3", "4") for p in parts):
+            raise ValueError("SPC_RULES must list Western Electric rules 1-4, e.g. 1,2,3,4")
+        return value
 
     @field_validator("watch_dirs", mode="before")
     @classmethod
@@ -330,6 +369,21 @@ class Settings(BaseSettings):
             return self.worker_concurrency
         count = max(1, len(self.model_service_urls))
         return sum(self.model_service_limit(i) for i in range(count))
+
+    @property
+    def spc_shifts(self) -> tuple[Shift, ...]:
+        """SHIFTS parsed (empty when unset)."""
+        return parse_shifts(self.shifts)
+
+    @property
+    def spc_zone(self) -> ZoneInfo:
+        """SPC_TIMEZONE as a time zone."""
+        return zone(self.spc_timezone)
+
+    @property
+    def spc_rule_set(self) -> frozenset[Rule]:
+        """SPC_RULES as Western Electric rules."""
+        return frozenset(Rule(int(p)) for p in self.spc_rules.split(",") if p.strip())
 
 
 @lru_cache

@@ -17,7 +17,18 @@ from sqlalchemy.exc import DBAPIError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import dashboard, download, exports, health, keys, metrics, query, review, upload
+from app.api import (
+    dashboard,
+    download,
+    exports,
+    health,
+    keys,
+    metrics,
+    query,
+    review,
+    spc,
+    upload,
+)
 from app.api.middleware import (
     RequestBodyLimitMiddleware,
     RequestContextMiddleware,
@@ -223,7 +234,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for module in (upload, query, download, health, dashboard, keys, exports, review):
+    for module in (upload, query, download, health, dashboard, keys, exports, review, spc):
         include_api(app, module.router)
     # Prometheus' own convention, like /docs: one path, at the root, not in the OpenAPI
     # document (its answer is Prometheus text, not JSON).
