@@ -183,6 +183,32 @@ class Settings(BaseSettings):
     spc_baseline_subgroups: int = Field(default=20, ge=2, le=1000)
     # The Western Electric rules (1-4, comma-separated) that raise an alarm.
     spc_rules: str = "1,2,3,4"
+    # Reports mailed on REPORT_SCHEDULE (cron, UTC; empty: none) to REPORT_RECIPIENTS
+    # (comma-separated) through SMTP_URL (smtp://user:pass@host:587 or smtps://...:465).
+    report_schedule: str = ""
+    report_recipients: str = ""
+    report_sender: str = "aoi-agent@localhost"
+    smtp_url: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("report_schedule")
+    @classmethod
+    def _check_report_schedule(cls, value: str) -> str:
+        if value.strip() and not croniter.is_valid(value):
+            raise ValueError(
+                "REPORT_SCHEDULE must be a cron line of 5 fields, e.g. 5 6,14,22 * * *"
+            )
+        return value.strip()
+
+    @field_validator("smtp_url", mode="before")
+    @classmethod
+    def _check_smtp_url(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and not value.startswith(("smtp://", "smtps://")):
+            raise ValueError("SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
+        return value
 
     @field_validator("shifts")
     @classmethod
@@ -379,6 +405,11 @@ class Settings(BaseSettings):
     def spc_zone(self) -> ZoneInfo:
         """SPC_TIMEZONE as a time zone."""
         return zone(self.spc_timezone)
+
+    @property
+    def report_recipient_list(self) -> list[str]:
+        """REPORT_RECIPIENTS as a list of addresses."""
+        return [a.strip() for a in self.report_recipients.split(",") if a.strip()]
 
     @property
     def spc_rule_set(self) -> frozenset[Rule]:

@@ -25,6 +25,7 @@ from app.api import (
     keys,
     metrics,
     query,
+    reports,
     review,
     spc,
     upload,
@@ -234,7 +235,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for module in (upload, query, download, health, dashboard, keys, exports, review, spc):
+    for module in (upload, query, download, health, dashboard, keys, exports, review, spc, reports):
         include_api(app, module.router)
     # Prometheus' own convention, like /docs: one path, at the root, not in the OpenAPI
     # document (its answer is Prometheus text, not JSON).

@@ -58,6 +58,8 @@ def test_u_chart_counts_the_regions_of_a_class(
         ("/api/spc/p-chart", {"start_date": "2026-12-07", "end_date": "2026-12-01"}, "after"),
         ("/api/spc/p-chart", {"start_date": "2020-01-01", "end_date": "2026-01-01"}, "731"),
         ("/api/spc/p-chart", {"subgroup": "shift"}, "SHIFTS"),
+        ("/api/spc/p-chart", {"end_date": "9999-12-31"}, "outside"),
+        ("/api/spc/u-chart", {"class": "Short", "start_date": "0001-01-01"}, "outside"),
         ("/api/spc/p-chart", {"subgroup": "week"}, "subgroup"),
         ("/api/spc/p-chart", {"baseline": "1"}, "baseline"),
         ("/api/spc/u-chart", {}, "class"),

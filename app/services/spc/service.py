@@ -24,6 +24,28 @@ class ShiftsNotConfigured(AgentError):
     error = "invalid_request"
 
 
+class DayOutOfRange(AgentError):
+    """A day so far in the past or future that its local window cannot be computed."""
+
+    status_code = 422
+    error = "invalid_request"
+
+
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(9000, 12, 31)
+
+
+def check_day(day: date, name: str) -> date:
+    """`day`, when it is within 1900-01-01..9000-12-31 (room for time zone arithmetic).
+
+    Raises:
+        DayOutOfRange: it is not.
+    """
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise DayOutOfRange(f"{name} {day.isoformat()} is outside {FIRST_DAY}..{LAST_DAY}")
+    return day
+
+
 @dataclass(frozen=True)
 class ChartQuery:
     """What a chart shows: production days (inclusive, SPC_TIMEZONE; defaults: the 30 days
@@ -50,7 +72,9 @@ class SpcService:
         if query.subgroup == "shift" and not self.settings.spc_shifts:
             raise ShiftsNotConfigured("subgroup=shift needs SHIFTS (e.g. A=06:00-14:00,...)")
         today = datetime.now(self.settings.spc_zone).date()
-        end = query.end_date or today
+        end = check_day(query.end_date or today, "end_date")
+        if query.start_date:
+            check_day(query.start_date, "start_date")
         start, end, _ = daily_range(query.start_date, end)
         return SubgroupFilter(
             start=start,
@@ -72,6 +96,7 @@ class SpcService:
 
         Raises:
             BadDateRange: the start is after the end, or the range is over 731 days.
+            DayOutOfRange: a day before 1900 or after 9000.
             ShiftsNotConfigured: per shift without SHIFTS.
             BoardContextUnavailable: a product or line filter.
         """
