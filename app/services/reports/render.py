@@ -19,7 +19,7 @@ from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
-from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from app.models.spc import SpcChart
 from app.services.reports.content import Report
@@ -206,10 +206,9 @@ def render_pdf(report: Report) -> bytes:
             if chart.kind == "p"
             else (f"u-chart: {chart.class_name} defects per board")
         )
-        story.append(Paragraph(name, styles["Heading2"]))
-        story.append(
-            _control_drawing(chart, f"centre {chart.center:.4f}, {len(chart.points)} subgroups")
-        )
+        title = f"centre {chart.center:.4f}, {len(chart.points)} subgroups"
+        heading = Paragraph(name, styles["Heading2"])
+        story.append(KeepTogether([heading, _control_drawing(chart, title)]))
         for a in chart.alarms:
             state = "open" if a.open else "cleared"
             story.append(
