@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from limits import parse as parse_rate_limit
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.services.spc.charts import Rule
@@ -210,22 +210,14 @@ class Settings(BaseSettings):
             raise ValueError("SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
         return value
 
-    @field_validator("shifts")
+    @field_validator("shifts", "spc_timezone")
     @classmethod
-    def _check_shifts(cls, value: str) -> str:
+    def _check_spc_time(cls, value: str, info: ValidationInfo) -> str:
+        check = parse_shifts if info.field_name == "shifts" else zone
         try:
-            parse_shifts(value)
+            check(value)
         except ValueError as exc:
-            raise ValueError(f"SHIFTS: {exc}") from exc
-        return value
-
-    @field_validator("spc_timezone")
-    @classmethod
-    def _check_spc_timezone(cls, value: str) -> str:
-        try:
-            zone(value)
-        except ValueError as exc:
-            raise ValueError(f"SPC_TIMEZONE: {exc}") from exc
+            raise ValueError(f"{str(info.field_name).upper()}: {exc}") from exc
         return value
 
     @field_validator("spc_rules")

@@ -21,6 +21,7 @@ from pypdf import PdfReader
 from app.services.model_service.reference import ReferenceService
 from tests.conftest import agent_settings
 from tests.support import AgentServer, serve_agent
+from tests.web.conftest import upload
 
 SHIFTS = "D=00:00-12:00,N=12:00-00:00"
 
@@ -38,12 +39,8 @@ def agent(
 @pytest.fixture(scope="module")
 def boards(agent: AgentServer, deeppcb: list[Path]) -> dict[str, Any]:
     """Four DeepPCB boards inspected today; one region reviewed as a false call."""
+    ids = [upload(agent, path)["img_unique_id"] for path in deeppcb[:4]]
     with httpx2.Client(base_url=agent.url, timeout=60) as c:
-        ids = []
-        for path in deeppcb[:4]:
-            answer = c.post("/api/upload", files={"image": (path.name, path.read_bytes())})
-            assert answer.status_code == 200, answer.text
-            ids.append(answer.json()["img_unique_id"])
         regions = c.get(f"/api/images/{ids[0]}/regions").json()
         region = regions["classes"][0]["regions"][0]["region_unique_id"]
         verdict = c.put(

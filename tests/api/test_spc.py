@@ -5,27 +5,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 
 from tests.support import AgentServer
+from tests.web.conftest import upload
 
 
 @pytest.fixture(scope="module")
-def inspected(agent: AgentServer, deeppcb: list[Path]) -> list[dict[str, object]]:
+def inspected(agent: AgentServer, deeppcb: list[Path]) -> list[dict[str, Any]]:
     """Four DeepPCB boards inspected through the agent today."""
-    with httpx2.Client(base_url=agent.url, timeout=60) as c:
-        answers = []
-        for path in deeppcb[:4]:
-            response = c.post("/api/upload", files={"image": (path.name, path.read_bytes())})
-            assert response.status_code == 200, response.text
-            answers.append(response.json())
-    return answers
+    return [upload(agent, path) for path in deeppcb[:4]]
 
 
 def test_p_chart_counts_todays_boards_and_defective_ones(
-    client: httpx2.Client, inspected: list[dict[str, object]]
+    client: httpx2.Client, inspected: list[dict[str, Any]]
 ) -> None:
     today = datetime.now(UTC).date().isoformat()
     chart = client.get("/api/spc/p-chart", params={"start_date": today}).json()
@@ -38,7 +34,7 @@ def test_p_chart_counts_todays_boards_and_defective_ones(
 
 
 def test_u_chart_counts_the_regions_of_a_class(
-    client: httpx2.Client, inspected: list[dict[str, object]]
+    client: httpx2.Client, inspected: list[dict[str, Any]]
 ) -> None:
     today = datetime.now(UTC).date().isoformat()
     summary = client.get("/api/dashboard/summary", params={"start_date": today}).json()
