@@ -56,4 +56,6 @@ def test_dashboard_draws_control_charts_and_the_alarm_badge(
     expect(badge).to_contain_text("open alarm")
     expect(page.locator("#spc-alarms")).to_contain_text("rule 1")
     assert page.evaluate("Chart.getChart('chart-spc-u').data.datasets[0].data.length") == 21
+    # No SHIFTS: no per-shift choice to fail on.
+    expect(page.locator("#spc-subgroup option[value=shift]")).to_have_count(0)
     shoot(page, screenshot_dir, "spc-dashboard")
