@@ -183,6 +183,8 @@ class Settings(BaseSettings):
     spc_baseline_subgroups: int = Field(default=20, ge=2, le=1000)
     # The Western Electric rules (1-4, comma-separated) that raise an alarm.
     spc_rules: str = "1,2,3,4"
+    # When the alarm check records new and cleared excursions (cron, UTC; empty: never).
+    spc_check_cron: str = "*/10 * * * *"
     # Reports mailed on REPORT_SCHEDULE (cron, UTC; empty: none) to REPORT_RECIPIENTS
     # (comma-separated) through SMTP_URL (smtp://user:pass@host:587 or smtps://...:465).
     report_schedule: str = ""
@@ -192,12 +194,12 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_timeout_s: float = Field(default=30.0, gt=0)
 
-    @field_validator("report_schedule")
+    @field_validator("report_schedule", "spc_check_cron")
     @classmethod
-    def _check_report_schedule(cls, value: str) -> str:
+    def _check_optional_cron(cls, value: str, info: ValidationInfo) -> str:
         if value.strip() and not croniter.is_valid(value):
             raise ValueError(
-                "REPORT_SCHEDULE must be a cron line of 5 fields, e.g. 5 6,14,22 * * *"
+                f"{str(info.field_name).upper()} must be a cron line of 5 fields, e.g. 5 6 * * *"
             )
         return value.strip()
 

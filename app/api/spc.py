@@ -10,7 +10,8 @@ from app.api.deps import SessionDep, SettingsDep
 from app.api.params import PLAIN_TEXT_PATTERN, EndDate, ModelVersion, StartDate
 from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import VALIDATION_ERROR_RESPONSE
-from app.models.spc import SpcChart
+from app.models.spc import SpcAlarmList, SpcChart
+from app.services.spc.alarms import AlarmRepository, recorded
 from app.services.spc.service import ChartQuery, SpcService
 
 router = APIRouter(
@@ -80,3 +81,15 @@ async def u_chart(
     """Regions of one defect class per board inspected, per production day or shift,
     with ū and 3σ limits from the baseline and the Western Electric alarms."""
     return await service.u_chart(query, class_name)
+
+
+@router.get("/alarms", response_model=SpcAlarmList, summary="Recorded SPC alarms")
+async def alarms(
+    session: SessionDep,
+    open_only: Annotated[bool, Query(description="Only alarms not yet cleared.")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+) -> SpcAlarmList:
+    """The excursions the alarm check (SPC_CHECK_CRON) recorded, newest first: one per
+    excursion, with when it was raised and cleared."""
+    rows = await AlarmRepository(session).listing(open_only, limit)
+    return SpcAlarmList(alarms=[recorded(r) for r in rows])

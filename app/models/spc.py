@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -116,3 +116,31 @@ class SpcChart(BaseModel):
     rules: list[int] = Field(description="The Western Electric rules applied (SPC_RULES).")
     points: list[SpcPoint]
     alarms: list[SpcAlarm]
+
+
+_RECORD = {
+    **_ALARM,
+    "id": 17,
+    "subgroup": "shift",
+    "raised_at": "2026-12-07T14:10:00Z",
+    "cleared_at": None,
+}
+
+
+class SpcAlarmRecorded(SpcAlarm):
+    """An excursion as the alarm check recorded it (`spc_alarms`)."""
+
+    model_config = _example(_RECORD)
+
+    id: int
+    subgroup: Literal["day", "shift"]
+    raised_at: datetime
+    cleared_at: datetime | None = Field(default=None, description="Null while open.")
+
+
+class SpcAlarmList(BaseModel):
+    """Recorded alarms, newest first."""
+
+    model_config = _example({"alarms": [_RECORD]})
+
+    alarms: list[SpcAlarmRecorded]

@@ -59,6 +59,8 @@ def test_u_chart_counts_the_regions_of_a_class(
         ("/api/spc/p-chart", {"subgroup": "week"}, "subgroup"),
         ("/api/spc/p-chart", {"baseline": "1"}, "baseline"),
         ("/api/spc/u-chart", {}, "class"),
+        ("/api/spc/alarms", {"limit": "0"}, "limit"),
+        ("/api/spc/alarms", {"open_only": "maybe"}, "open_only"),
     ],
 )
 def test_bad_chart_requests_are_422_json(
@@ -68,3 +70,11 @@ def test_bad_chart_requests_are_422_json(
     assert response.status_code == 422
     assert detail in response.text
     assert response.json()["error"]
+
+
+def test_recorded_alarms_list_is_json(client: httpx2.Client) -> None:
+    """No check has recorded anything on this fresh database yet (the tests of the check
+    itself are in tests/services/spc/test_alarms.py)."""
+    response = client.get("/api/spc/alarms", params={"open_only": "true"})
+    assert response.status_code == 200
+    assert response.json() == {"alarms": []}
