@@ -11,11 +11,15 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from limits import parse as parse_rate_limit
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.services.spc.charts import Rule
+from app.services.spc.shifts import Shift, parse_shifts, zone
 
 PRODUCTION_MODEL_SERVICE_URL = "http://140.96.77.124:8080/"
 
@@ -209,6 +213,61 @@ class Settings(BaseSettings):
     # Published outbox rows are removed once this old.
     cfx_keep_published_hours: float = Field(default=24.0, ge=0)
 
+    # SPC (docs/spc.md): shifts as NAME=HH:MM-HH:MM,... in local time of SPC_TIMEZONE (an
+    # IANA name; days of the SPC charts are its days too); empty: per-day subgroups only.
+    shifts: str = ""
+    spc_timezone: str = "UTC"
+    # Subgroups (days or shifts with boards) at the start of a chart that set its limits.
+    spc_baseline_subgroups: int = Field(default=20, ge=2, le=1000)
+    # The Western Electric rules (1-4, comma-separated) that raise an alarm.
+    spc_rules: str = "1,2,3,4"
+    # When the alarm check records new and cleared excursions (cron, UTC; empty: never).
+    spc_check_cron: str = "*/10 * * * *"
+    # Reports mailed on REPORT_SCHEDULE (cron, UTC; empty: none) to REPORT_RECIPIENTS
+    # (comma-separated) through SMTP_URL (smtp://user:pass@host:587 or smtps://...:465).
+    report_schedule: str = ""
+    report_recipients: str = ""
+    report_sender: str = "aoi-agent@localhost"
+    smtp_url: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("report_schedule", "spc_check_cron")
+    @classmethod
+    def _check_optional_cron(cls, value: str, info: ValidationInfo) -> str:
+        if value.strip() and not croniter.is_valid(value):
+            raise ValueError(
+                f"{str(info.field_name).upper()} must be a cron line of 5 fields, e.g. 5 6 * * *"
+            )
+        return value.strip()
+
+    @field_validator("smtp_url", mode="before")
+    @classmethod
+    def _check_smtp_url(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and not value.startswith(("smtp://", "smtps://")):
+            raise ValueError("SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
+        return value
+
+    @field_validator("shifts", "spc_timezone")
+    @classmethod
+    def _check_spc_time(cls, value: str, info: ValidationInfo) -> str:
+        check = parse_shifts if info.field_name == "shifts" else zone
+        try:
+            check(value)
+        except ValueError as exc:
+            raise ValueError(f"{str(info.field_name).upper()}: {exc}") from exc
+        return value
+
+    @field_validator("spc_rules")
+    @classmethod
+    def _check_spc_rules(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts or any(p not in ("1", "2", "3", "4") for p in parts):
+            raise ValueError("SPC_RULES must list Western Electric rules 1-4, e.g. 1,2,3,4")
+        return value
+
     @field_validator("watch_dirs", mode="before")
     @classmethod
     def _split_watch_dirs(cls, value: object) -> object:
@@ -373,6 +432,26 @@ class Settings(BaseSettings):
             return self.worker_concurrency
         count = max(1, len(self.model_service_urls))
         return sum(self.model_service_limit(i) for i in range(count))
+
+    @property
+    def spc_shifts(self) -> tuple[Shift, ...]:
+        """SHIFTS parsed (empty when unset)."""
+        return parse_shifts(self.shifts)
+
+    @property
+    def spc_zone(self) -> ZoneInfo:
+        """SPC_TIMEZONE as a time zone."""
+        return zone(self.spc_timezone)
+
+    @property
+    def report_recipient_list(self) -> list[str]:
+        """REPORT_RECIPIENTS as a list of addresses."""
+        return [a.strip() for a in self.report_recipients.split(",") if a.strip()]
+
+    @property
+    def spc_rule_set(self) -> frozenset[Rule]:
+        """SPC_RULES as Western Electric rules."""
+        return frozenset(Rule(int(p)) for p in self.spc_rules.split(",") if p.strip())
 
 
 @lru_cache

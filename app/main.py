@@ -27,7 +27,9 @@ from app.api import (
     keys,
     metrics,
     query,
+    reports,
     review,
+    spc,
     upload,
 )
 from app.api.middleware import (

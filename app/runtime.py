@@ -24,7 +24,9 @@ from app.services.inspection.queue import (
 )
 from app.services.inspection.workflow import InspectionService
 from app.services.model_service.pool import ModelServicePool
+from app.services.reports.mail import ReportMailer
 from app.services.retention.service import RetentionService
+from app.services.spc.alarms import AlarmChecker
 from app.services.storage import Storage, open_storage
 from app.services.system.heartbeat import ProcessHeartbeat
 
@@ -54,6 +56,8 @@ async def run_worker(runtime: AgentRuntime, concurrency: int) -> None:
         additional_context={
             "inspection_service": runtime.inspections,
             "retention_service": runtime.retention,
+            "report_mailer": ReportMailer(runtime.settings, runtime.sessions),
+            "spc_alarm_checker": AlarmChecker(runtime.settings, runtime.sessions),
         },
         install_signal_handlers=False,
         update_heartbeat_interval=heartbeat_s,
@@ -91,6 +95,8 @@ async def agent_runtime(
         settings.db_pool_min_size,
         retention_cron=settings.retention_cron if settings.retention_enabled else None,
         keep_finished_jobs_hours=settings.queue_job_retention_hours,
+        report_cron=settings.report_schedule or None,
+        spc_cron=settings.spc_check_cron or None,
     )
     inspections = InspectionService(settings, storage, client, sessions)
     retention = RetentionService(settings, storage, sessions)

@@ -256,8 +256,9 @@ def build_router(settings: Settings) -> APIRouter:
 
     @pages.get("/dashboard")
     async def dashboard_page(request: Request) -> HTMLResponse:
-        """Charts over all inspections."""
-        return render(request, "dashboard.html", "dashboard")
+        """Charts over all inspections (the control charts per shift only with SHIFTS)."""
+        shifts = [s.name for s in settings.spc_shifts]
+        return render(request, "dashboard.html", "dashboard", spc_shifts=shifts)
 
     router.include_router(pages)
     return router

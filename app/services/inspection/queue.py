@@ -21,7 +21,9 @@ import procrastinate
 
 if TYPE_CHECKING:
     from app.services.inspection.workflow import InspectionService
+    from app.services.reports.mail import ReportMailer
     from app.services.retention.service import RetentionService
+    from app.services.spc.alarms import AlarmChecker
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ TASK_NAME = "inspect_image"
 MAINTENANCE_QUEUE = "maintenance"
 RETENTION_TASK = "apply_retention"
 PRUNE_TASK = "prune_queue_jobs"
+REPORT_TASK = "mail_report"
+SPC_TASK = "check_spc_alarms"
 # Hourly, at a minute unlikely to coincide with other hourly jobs.
 PRUNE_CRON = "17 * * * *"
 
@@ -48,16 +52,32 @@ async def apply_retention(context: procrastinate.JobContext, timestamp: int) -> 
     await service.run()
 
 
+async def mail_report(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Periodic (REPORT_SCHEDULE): mail the report of the shift or day that ended last
+    (docs/spc.md); a mail failure is retried and logged, never raised."""
+    mailer: ReportMailer = context.additional_context["report_mailer"]
+    await mailer.send_due(timestamp)
+
+
+async def check_spc_alarms(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Periodic (SPC_CHECK_CRON): record the control charts' new and cleared excursions."""
+    checker: AlarmChecker = context.additional_context["spc_alarm_checker"]
+    await checker.run()
+
+
 def create_queue(
     conninfo: str,
     max_connections: int,
     *,
     retention_cron: str | None = None,
     keep_finished_jobs_hours: int = 24,
+    report_cron: str | None = None,
+    spc_cron: str | None = None,
 ) -> procrastinate.App:
     """A procrastinate app on `conninfo` (a libpq URI) with the inspection task and the
     periodic upkeep: retention on `retention_cron` (None: not scheduled) and, hourly,
-    finished jobs older than `keep_finished_jobs_hours` deleted."""
+    finished jobs older than `keep_finished_jobs_hours` deleted; and the mailed report on
+    `report_cron` and the SPC alarm check on `spc_cron` (None: not scheduled)."""
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(
             conninfo=conninfo, min_size=1, max_size=max(2, max_connections)
@@ -89,6 +109,14 @@ def create_queue(
             app.task(name=RETENTION_TASK, queue=MAINTENANCE_QUEUE, pass_context=True)(
                 apply_retention
             )
+        )
+    if report_cron:
+        app.periodic(cron=report_cron, lock=REPORT_TASK, queueing_lock=REPORT_TASK)(
+            app.task(name=REPORT_TASK, queue=MAINTENANCE_QUEUE, pass_context=True)(mail_report)
+        )
+    if spc_cron:
+        app.periodic(cron=spc_cron, lock=SPC_TASK, queueing_lock=SPC_TASK)(
+            app.task(name=SPC_TASK, queue=MAINTENANCE_QUEUE, pass_context=True)(check_spc_alarms)
         )
     return app
 

@@ -1,0 +1,1 @@
+"""Shift and day reports: the figures (`content`), their PDF and XLSX (`render`)."""
