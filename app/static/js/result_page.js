@@ -1,6 +1,7 @@
 // The result viewer page, /results/{img_unique_id} (review mode with ?review=1).
 import { drawImageNav } from "./image_nav.js";
 import { attachReview } from "./review.js";
+import { auditMode, blindView, isAudit } from "./review_audit.js";
 import { renderResult } from "./viewer.js";
 
 const root = document.getElementById("viewer");
@@ -17,4 +18,10 @@ if (window.aoiViewer && imageNav) {
   window.aoiViewer.nextImage = imageNav.next;
   window.aoiViewer.previousImage = imageNav.previous;
 }
-if (view) attachReview(root, view);
+if (view && isAudit()) {
+  // Blind second review: the first verdicts never reach the screen.
+  blindView(view);
+  attachReview(root, view, auditMode);
+} else if (view) {
+  attachReview(root, view);
+}
