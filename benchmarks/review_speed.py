@@ -32,12 +32,12 @@ from pathlib import Path
 
 import httpx2
 from _harness import DEFAULT_SERVER_URL, agent_stack, machine_line, print_table, verdict
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.support import board_images
 
 CHROMIUM = os.environ.get("AOI_CHROMIUM", "/usr/bin/chromium")
-REVIEWED = "document.querySelectorAll('.review-chip:not([data-verdict=\"\"])').length"
+REVIEWED = ".review-chip:not([data-verdict=''])"
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,25 +70,30 @@ class Keys:
         self.page.keyboard.press(key)
 
 
-def review_board(page: Page, keys: Keys) -> int:
-    """Reviews the board on screen: a verdict per defect, pass, next board. Returns its
-    number of defects."""
+def review_board(page: Page, keys: Keys) -> tuple[int, float]:
+    """Reviews the board on screen: a verdict per defect, then pass. Returns its number
+    of defects and when (perf_counter) its review panel was ready for keys."""
     page.wait_for_selector(".review-panel .review-current")
-    page.wait_for_function("document.querySelector('.review-panel .board-progress')?.textContent")
+    expect(page.locator(".review-panel .board-progress")).not_to_be_empty()
+    ready = time.perf_counter()
     defects = page.locator(".review-chip").count()
     for i in range(defects):
         keys.press("f" if i % 2 else "r")
-        page.wait_for_function(f"{REVIEWED} >= {i + 1}")
+        expect(page.locator(REVIEWED)).to_have_count(i + 1)
     keys.press("p")
     page.wait_for_selector("[data-disposition='pass'][aria-pressed='true']")
-    return defects
+    return defects, ready
 
 
-def run(agent_url: str, batch_id: str, boards: int) -> list[tuple[str, int, int, float]]:
-    """Per board: (id, defects, keys pressed, seconds from arrival to its `N`)."""
+Row = tuple[str, int, int, float, float]
+
+
+def run(agent_url: str, batch_id: str, boards: int) -> list[Row]:
+    """Per board: (id, defects, keys pressed, seconds from arrival to its `N`, of them
+    seconds until its review panel was ready: the page load)."""
     with httpx2.Client(base_url=agent_url, timeout=60) as c:
         first = c.get("/api/review/next", params={"batch_id": batch_id}).json()
-    rows: list[tuple[str, int, int, float]] = []
+    rows: list[Row] = []
     with sync_playwright() as driver:
         browser = driver.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
@@ -101,16 +106,14 @@ def run(agent_url: str, batch_id: str, boards: int) -> list[tuple[str, int, int,
         for _ in range(boards):
             keys = Keys(page)
             board = page.url.split("/results/")[1].split("?")[0]
-            defects = review_board(page, keys)
+            defects, ready = review_board(page, keys)
             keys.press("n")
             left = time.perf_counter()
-            rows.append((board, defects, keys.count, left - arrived))
+            rows.append((board, defects, keys.count, left - arrived, ready - arrived))
             if len(rows) < boards:
                 page.wait_for_url(lambda url, board=board: f"/results/{board}?" not in url)
             arrived = left
-        page.wait_for_function(
-            "document.querySelector('.review-status')?.textContent.includes('Nothing left')"
-        )
+        expect(page.locator(".review-status")).to_contain_text("Nothing left")
         browser.close()
     return rows
 
@@ -121,18 +124,32 @@ def main() -> None:
     with agent_stack(args.server_url, extra_env={"AUTH_MODE": "off"}) as stack:
         batch_id = inspect_boards(stack.agent_url, args.boards)
         rows = run(stack.agent_url, batch_id, args.boards)
+        with httpx2.Client(base_url=stack.agent_url, timeout=60) as c:
+            figures = c.get("/api/review/figures").json()
     print_table(
-        ["board", "defects", "keys", "keys allowed", "seconds"],
-        [(b, d, k, d + 2, s) for b, d, k, s in rows],
+        ["board", "defects", "keys", "keys allowed", "seconds", "of them page load"],
+        [(b, d, k, d + 2, s, load) for b, d, k, s, load in rows],
     )
-    seconds = [s for *_, s in rows]
-    extra = sum(k - (d + 2) for _, d, k, _ in rows)
+    seconds = [r[3] for r in rows]
+    extra = sum(k - (d + 2) for _, d, k, _, _ in rows)
     median = statistics.median(seconds)
+    defects = sum(r[1] for r in rows)
     print(
-        f"\nboards {len(rows)}, defects {sum(d for _, d, _, _ in rows)}, keys"
-        f" {sum(k for _, _, k, _ in rows)}; keys over 1/defect + 2/board: {extra}"
+        f"\nboards {len(rows)}, defects {defects}, keys"
+        f" {sum(r[2] for r in rows)}; keys over 1/defect + 2/board: {extra}"
         f" — {verdict(extra <= 0)}"
     )
+    per_defect_ms = sum(r[3] - r[4] for r in rows) / max(defects, 1) * 1000
+    print(
+        f"page load per board: median {statistics.median(r[4] for r in rows):.2f} s;"
+        f" key to verdict shown: mean {per_defect_ms:.0f} ms per defect (disposition included)"
+    )
+    for r in figures["reviewers"]:
+        print(
+            f"agent's reviewer figures ({r['reviewer']}): {r['verdicts']} verdicts, seconds per"
+            f" verdict median {r['seconds_median']}, p90 {r['seconds_p90']},"
+            f" {r['verdicts_per_hour']} verdicts/h"
+        )
     print(
         f"seconds per board: median {median:.2f}, max {max(seconds):.2f} (target median ≤ 1 s)"
         f" — {verdict(median <= 1.0)}"
