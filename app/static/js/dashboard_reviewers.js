@@ -1,7 +1,7 @@
 // The dashboard's reviewer figures: seconds per verdict (median, p90) and verdicts per
 // hour per reviewer, the median per reviewer and day (line chart), and Cohen's kappa of
 // the double-review sample, from /api/review/figures for the dashboard's date range.
-import { api, errorText, escapeHtml, showAlert } from "./common.js";
+import { api, errorText, escapeHtml, onRangeChange, showAlert } from "./common.js";
 
 const Chart = window.Chart;
 const form = document.getElementById("range");
@@ -81,10 +81,5 @@ async function load() {
   document.body.dataset.reviewerFigures = "ready";
 }
 
-form.addEventListener("submit", (e) => {
-  const { start_date: s, end_date: t } = form.elements;
-  if (!(s.value && t.value && s.value > t.value)) load();
-  e.preventDefault();
-});
-form.querySelectorAll("[data-days]").forEach((btn) => btn.addEventListener("click", load));
+onRangeChange(form, load);
 load();
