@@ -123,10 +123,12 @@ class AuditRegion(BaseModel):
     """A region of an audited board with the auditor's own second verdict (never the
     first one)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _example({"region_unique_id": 1041, "verdict": "real"})
 
     region_unique_id: int
-    verdict: Verdict | None = Field(description="This auditor's second verdict, or null.")
+    verdict: Verdict | None = Field(
+        default=None, description="This auditor's second verdict, or null."
+    )
 
 
 class AuditBoard(BaseModel):
@@ -135,8 +137,11 @@ class AuditBoard(BaseModel):
     model_config = _example(
         {
             "img_unique_id": EXAMPLE_ID,
-            "regions": [{"region_unique_id": 1041, "verdict": None}],
-            "reviewed_regions": 0,
+            "regions": [
+                {"region_unique_id": 1041, "verdict": "real"},
+                {"region_unique_id": 1042, "verdict": None},
+            ],
+            "reviewed_regions": 1,
         }
     )
 
