@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     # Origins allowed to call the API from their pages (CORS), comma-separated; default none.
     cors_origins: str = ""
 
+    # Double-review sample (docs/review.md): this share (0-1) of boards whose review is
+    # complete is queued, by a hash of img_unique_id, for a blind second review. 0: off.
+    review_audit_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_dir: Path | None = None
 

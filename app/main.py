@@ -27,9 +27,7 @@ from app.api import (
     keys,
     metrics,
     query,
-    reports,
     review,
-    spc,
     upload,
 )
 from app.api.middleware import (

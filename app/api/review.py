@@ -14,7 +14,7 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.exceptions import RequestValidationError
 
-from app.api.deps import LinksDep, RuntimeDep, SessionDep
+from app.api.deps import LinksDep, RuntimeDep, SessionDep, SettingsDep
 from app.api.params import (
     IMG_UNIQUE_ID_PATTERN,
     BatchIdFilter,
@@ -39,7 +39,15 @@ from app.models.review import (
     VerdictIn,
     VerdictOut,
 )
+from app.models.review_audit import (
+    AuditBoard,
+    AuditNext,
+    AuditVerdictIn,
+    AuditVerdictOut,
+    ReviewerFigures,
+)
 from app.models.schemas import ErrorBody
+from app.services.review.audit import AuditNotAllowed, AuditNotQueued, AuditService
 from app.services.review.repository import ReviewFilters
 from app.services.review.service import RegionNotFound, ReviewService
 from app.services.security.access import NotAuthenticated
@@ -51,9 +59,11 @@ router = APIRouter(
 )
 
 
-def get_review_service(session: SessionDep, runtime: RuntimeDep) -> ReviewService:
+def get_review_service(
+    session: SessionDep, runtime: RuntimeDep, settings: SettingsDep
+) -> ReviewService:
     """Review operations over this request's session (CFX messages in its transaction)."""
-    return ReviewService(session, runtime.inspections.cfx)
+    return ReviewService(session, runtime.inspections.cfx, audit_rate=settings.review_audit_rate)
 
 
 ReviewServiceDep = Annotated[ReviewService, Depends(get_review_service)]
@@ -198,3 +208,84 @@ async def review_batches(
     """The `limit` newest batches (id, when accepted, images accepted), newest first: the
     review queue offers them to pick from instead of a typed batch id."""
     return await service.recent_batches(limit)
+
+
+# -- reviewer figures and the double-review sample (docs/review.md) --------------------
+
+
+def get_audit_service(session: SessionDep, settings: SettingsDep) -> AuditService:
+    """Reviewer figures and audits over this request's session."""
+    return AuditService(session, audit_rate=settings.review_audit_rate)
+
+
+AuditServiceDep = Annotated[AuditService, Depends(get_audit_service)]
+
+
+@router.get(
+    "/review/figures",
+    response_model=ReviewerFigures,
+    summary="Reviewer speed (seconds per verdict, verdicts per hour) and agreement (kappa)",
+)
+async def reviewer_figures(
+    service: AuditServiceDep, start_date: StartDate = None, end_date: EndDate = None
+) -> ReviewerFigures:
+    """Over the verdicts given in the range (UTC days; default the last 30, at most 731):
+    per reviewer, and per reviewer and day, verdicts, seconds per verdict (median, p90:
+    time since the reviewer's previous review action, gaps over `idle_gap_s` left out) and
+    verdicts per hour; and Cohen's kappa between first and second (audit) verdicts of the
+    boards queued for audit in the range, overall and per reviewer pair."""
+    return await service.figures(start_date, end_date)
+
+
+@router.get(
+    "/review/audit/next",
+    response_model=AuditNext,
+    summary="The next board to audit (blind second review)",
+)
+async def audit_next(
+    service: AuditServiceDep,
+    reviewer: ReviewerDep,
+    links: LinksDep,
+    after: Annotated[
+        str | None,
+        Query(pattern=IMG_UNIQUE_ID_PATTERN, description="The board audited now: not again."),
+    ] = None,
+) -> AuditNext:
+    """The oldest board of the double-review sample that still lacks second verdicts and
+    that this reviewer may audit (they gave none of its first verdicts and nobody else
+    audits it), with its viewer link in audit mode; `pending` counts such boards."""
+    return await service.next_board(
+        reviewer, after, lambda img_id: links.viewer(img_id) + "?review=1&audit=1"
+    )
+
+
+@router.get(
+    "/review/audit/images/{img_unique_id}",
+    response_model=AuditBoard,
+    summary="An audited board's regions with the auditor's own verdicts (never the first)",
+    responses=responses(ImageNotFound, AuditNotQueued, AuditNotAllowed),
+)
+async def audit_board(
+    img_unique_id: ImgUniqueId, service: AuditServiceDep, reviewer: ReviewerDep
+) -> AuditBoard:
+    """The board's region ids (model order) with this auditor's second verdicts. The first
+    verdicts are never part of the answer (the second review is blind)."""
+    return await service.board(img_unique_id, reviewer)
+
+
+@router.put(
+    "/review/audit/regions/{region_unique_id}/verdict",
+    response_model=AuditVerdictOut,
+    summary="Set a region's second (audit) verdict",
+    responses={**BAD_JSON, **responses(RegionNotFound, AuditNotQueued, AuditNotAllowed)},
+)
+async def put_audit_verdict(
+    region_unique_id: RegionUniqueId,
+    change: AuditVerdictIn,
+    reviewer: ReviewerDep,
+    service: AuditServiceDep,
+) -> AuditVerdictOut:
+    """Stores the auditor's verdict apart from the first one (which it never replaces);
+    `"verdict": null` withdraws it. 403 for a reviewer who gave first verdicts on the
+    board, or when another reviewer already audits it."""
+    return await service.set_verdict(region_unique_id, change, reviewer)

@@ -422,6 +422,8 @@ class ReviewEvent(Base):
     __table_args__ = (
         CheckConstraint("kind IN ('verdict', 'disposition')", name="kind"),
         Index("ix_review_events_img_unique_id_id", "img_unique_id", "id"),
+        # The reviewer figures (migration 20261207_0021): verdict events of a date range.
+        Index("ix_review_events_created_at_reviewer", "created_at", "reviewer"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -495,6 +497,20 @@ class GoldenRegistration(Base):
     )
 
 
+class ReviewAudit(Base):
+    """A board sampled for a second, blind review (REVIEW_AUDIT_RATE, migration
+    20261207_0021) when its first review became complete."""
+
+    __tablename__ = "review_audits"
+
+    img_unique_id: Mapped[str] = mapped_column(
+        ForeignKey("images.img_unique_id", ondelete="CASCADE"), primary_key=True
+    )
+    queued_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+
+
 CONTEXT_TEXT_COLUMN_LENGTH = 64  # app.models.context.CONTEXT_TEXT_LENGTH
 
 
@@ -543,3 +559,25 @@ class OutboxMessage(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditVerdict(Base):
+    """The second reviewer's verdict on a region of an audited board, kept apart from
+    `region_verdicts` so it never replaces the first verdict."""
+
+    __tablename__ = "audit_verdicts"
+    __table_args__ = (
+        CheckConstraint("verdict IN ('real', 'false_call', 'unsure')", name="verdict"),
+    )
+
+    region_unique_id: Mapped[int] = mapped_column(
+        ForeignKey("regions.region_unique_id", ondelete="CASCADE"), primary_key=True
+    )
+    img_unique_id: Mapped[str] = mapped_column(
+        ForeignKey("review_audits.img_unique_id", ondelete="CASCADE"), index=True
+    )
+    verdict: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(REVIEWER_LENGTH))
+    reviewed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

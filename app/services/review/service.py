@@ -35,7 +35,9 @@ from app.models.review import (
 )
 from app.services.cfx.outbox import CfxOutbox
 from app.services.history.dashboard import daily_range
+from app.services.review.audit_repository import AuditRepository
 from app.services.review.repository import ReviewFilters, ReviewRepository
+from app.services.review.sample import in_audit_sample
 
 HISTORY_LIMIT = 500
 """Newest review events returned for one image."""
@@ -66,11 +68,15 @@ class ReviewService:
     """Review operations of one request, over one session (it only flushes; the
     request's unit of work commits)."""
 
-    def __init__(self, session: AsyncSession, cfx: CfxOutbox | None = None) -> None:
+    def __init__(
+        self, session: AsyncSession, cfx: CfxOutbox | None = None, audit_rate: float = 0.0
+    ) -> None:
         self.session = session
         self.reviews = ReviewRepository(session)
+        self.audits = AuditRepository(session)
         # IPC-CFX: verification outcomes written in this request's transaction.
         self.cfx = cfx
+        self.audit_rate = audit_rate  # REVIEW_AUDIT_RATE: share of complete boards audited
 
     async def set_verdict(
         self, region_unique_id: int, change: VerdictIn, reviewer: str
@@ -114,6 +120,8 @@ class ReviewService:
                 change.comment,
             )
         regions, reviewed = await self.reviews.image_progress(img_unique_id)
+        if row is not None and regions and reviewed >= regions:
+            await self._sample_for_audit(img_unique_id)
         return VerdictOut(
             region_unique_id=region_unique_id,
             img_unique_id=img_unique_id,
@@ -121,6 +129,12 @@ class ReviewService:
             previous=cast(Verdict | None, previous),
             progress=ImageReviewProgress(regions=regions, reviewed_regions=reviewed),
         )
+
+    async def _sample_for_audit(self, img_unique_id: str) -> None:
+        """The board's first review is complete: queue it for a blind second review when
+        it is in the REVIEW_AUDIT_RATE sample (once; later changes keep it queued)."""
+        if in_audit_sample(img_unique_id, self.audit_rate):
+            await self.audits.queue(img_unique_id)
 
     async def set_disposition(
         self, img_unique_id: str, change: DispositionIn, reviewer: str

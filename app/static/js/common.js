@@ -274,3 +274,14 @@ export async function fillClassPicker(select, wanted = "") {
     names.map((n) => `<option value="${escapeHtml(n)}">${escapeHtml(n)}</option>`).join("");
   select.value = wanted;
 }
+
+/** Calls `load()` whenever the dashboard's date-range `form` is submitted with a valid
+ * range (start not after end) or one of its `[data-days]` shortcuts is clicked. */
+export function onRangeChange(form, load) {
+  form.addEventListener("submit", (e) => {
+    const { start_date: s, end_date: t } = form.elements;
+    if (!(s.value && t.value && s.value > t.value)) load();
+    e.preventDefault();
+  });
+  form.querySelectorAll("[data-days]").forEach((btn) => btn.addEventListener("click", load));
+}

@@ -1,7 +1,7 @@
 // The dashboard's review figures: reviewed share, first-pass yield and false-call rate
 // (per day and per class) from /api/dashboard/review, for the dashboard's date range.
 // Kept apart from dashboard.js; it follows the same range form.
-import { api, errorText, escapeHtml, showAlert } from "./common.js";
+import { api, errorText, escapeHtml, onRangeChange, showAlert } from "./common.js";
 
 const Chart = window.Chart;
 const form = document.getElementById("range");
@@ -90,10 +90,5 @@ async function load() {
   document.body.dataset.reviewFigures = "ready";
 }
 
-form.addEventListener("submit", (e) => {
-  const { start_date: s, end_date: t } = form.elements;
-  if (!(s.value && t.value && s.value > t.value)) load();
-  e.preventDefault();
-});
-form.querySelectorAll("[data-days]").forEach((btn) => btn.addEventListener("click", load));
+onRangeChange(form, load);
 load();

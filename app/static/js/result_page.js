@@ -2,6 +2,7 @@
 import { attachGoldenCompare } from "./golden_compare.js";
 import { drawImageNav } from "./image_nav.js";
 import { attachReview } from "./review.js";
+import { auditMode, blindView, isAudit } from "./review_audit.js";
 import { renderResult } from "./viewer.js";
 
 const root = document.getElementById("viewer");
@@ -18,7 +19,12 @@ if (window.aoiViewer && imageNav) {
   window.aoiViewer.nextImage = imageNav.next;
   window.aoiViewer.previousImage = imageNav.previous;
 }
-if (view) {
+if (view && isAudit()) {
+  // Blind second review: the first verdicts never reach the screen.
+  blindView(view);
+  attachReview(root, view, auditMode);
+  attachGoldenCompare(view);
+} else if (view) {
   attachReview(root, view);
   // The golden board beside the current defect, when the board has one.
   attachGoldenCompare(view);

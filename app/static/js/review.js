@@ -32,7 +32,7 @@ function reviewerName() {
   return localStorage.getItem(NAME_KEY) || "";
 }
 
-function headers(json = true) {
+export function headers(json = true) {
   const out = { Accept: "application/json" };
   if (json) out["Content-Type"] = "application/json";
   if (document.body.dataset.auth !== "required") {
@@ -76,9 +76,11 @@ export function reviewUrl(id, filters) {
 }
 
 /** Adds the review panel above the viewer in `root` (a `ResultView`); review mode starts
- * at once when the page's URL has `review=1`, else with the panel's button or `V`. */
-export function attachReview(root, view) {
+ * at once when the page's URL has `review=1`, else with the panel's button or `V`.
+ * `setup(review)`, if given, adapts the panel before it mounts (audit mode). */
+export function attachReview(root, view, setup = null) {
   const review = new ReviewMode(root, view);
+  setup?.(review);
   review.mount();
   return review;
 }

@@ -1,6 +1,7 @@
 // The review queue page, /review: filters, progress, and the first board to review.
 import { api, errorText, escapeHtml, fillClassPicker, formatTime, showAlert } from "./common.js";
 import { reviewUrl } from "./review.js";
+import { showAuditQueue } from "./review_audit.js";
 
 const form = document.getElementById("review-filters");
 const state = document.getElementById("review-queue-state");
@@ -63,4 +64,8 @@ const preset = new URLSearchParams(location.search);
 await fillBatches(preset.get("batch_id") || "");
 await fillClassPicker(form.elements.class_name, preset.get("class_name") || "");
 for (const name of FIELDS) if (preset.get(name)) form.elements[name].value = preset.get(name);
-show();
+if (preset.get("audit") === "1") {
+  showAuditQueue(state, document.getElementById("review-begin"));
+} else {
+  show();
+}

@@ -1,0 +1,83 @@
+"""The blind second review in Chromium: a board first reviewed through the API by one
+reviewer is audited in the viewer's audit mode by another, who sees no first verdict
+(no verdict colour, chip or label), and whose key press is stored apart from the first
+verdict; the Dashboard then shows both reviewers' figures and their kappa."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from playwright.sync_api import expect
+
+from app.services.model_service.reference import ReferenceService
+from tests.conftest import agent_settings
+from tests.e2e.conftest import RecordedContext, viewer_ready
+from tests.support import AgentServer, db_rows, serve_agent
+from tests.web.conftest import upload
+
+pytestmark = [pytest.mark.e2e, pytest.mark.deeppcb]
+
+
+@pytest.fixture(scope="module")
+def agent(
+    tmp_path_factory: pytest.TempPathFactory, database_url: str, reference_service: ReferenceService
+) -> Iterator[AgentServer]:
+    """The agent with keys off (reviewers named by X-Reviewer) and every completely
+    reviewed board queued for a second review (REVIEW_AUDIT_RATE=1)."""
+    settings = agent_settings(
+        tmp_path_factory.mktemp("data"),
+        database_url,
+        reference_service.url,
+        auth_mode="off",
+        review_audit_rate=1.0,
+    )
+    with serve_agent(settings) as server:
+        yield server
+
+
+def test_the_auditor_sees_no_first_verdict_and_stores_a_second_one(
+    browser: RecordedContext, agent: AgentServer, deeppcb: list[Path], database_url: str
+) -> None:
+    board = upload(agent, deeppcb[5])["img_unique_id"]
+    with httpx2.Client(base_url=agent.url, timeout=60) as c:
+        regions = c.get(f"/api/images/{board}/regions").json()
+        ids = sorted(r["region_unique_id"] for g in regions["classes"] for r in g["regions"])
+        for region in ids:
+            answer = c.put(
+                f"/api/regions/{region}/verdict",
+                json={"verdict": "false_call"},
+                headers={"X-Reviewer": "qc-anna"},
+            )
+            assert answer.status_code == 200, answer.text
+    page = browser.new_page()
+    page.goto(agent.url + "/review?audit=1")
+    page.evaluate("localStorage.setItem('aoi.reviewer', 'qc-ben')")
+    page.reload()
+    expect(page.locator(".queue-progress")).to_have_text("Audit: 1 board open to you")
+    page.click("#review-begin")
+    page.wait_for_url(f"**/results/{board}?review=1&audit=1")
+    viewer_ready(page)
+    panel = page.locator(".review-panel")
+    expect(panel.locator("h2").first).to_have_text("Audit: blind second review")
+    expect(panel.locator(".review-chip")).to_have_count(len(ids))
+    # Blind: no chip, box or label carries the first reviewer's false calls.
+    expect(panel.locator(".review-chip[data-verdict='false_call']")).to_have_count(0)
+    expect(page.locator(".verdict-false_call")).to_have_count(0)
+    expect(panel.locator(".review-current")).to_contain_text("no verdict yet")
+    page.keyboard.press("r")
+    expect(panel.locator(".review-chip[data-index='0']")).to_have_attribute("data-verdict", "real")
+    assert db_rows(
+        database_url, "SELECT region_unique_id, verdict, reviewer FROM audit_verdicts"
+    ) == [(ids[0], "real", "qc-ben")]
+    first = db_rows(database_url, "SELECT DISTINCT verdict, reviewer FROM region_verdicts")
+    assert first == [("false_call", "qc-anna")]
+
+    page.goto(agent.url + "/dashboard")
+    expect(page.locator("body")).to_have_attribute("data-reviewer-figures", "ready")
+    expect(page.locator("#reviewer-speed tr[data-reviewer='qc-anna']")).to_have_count(1)
+    # One audited region, first false_call vs second real: p_o = 0, p_e = 0, kappa 0.
+    expect(page.locator("#reviewer-agreement [data-kappa]").first).to_have_text("0.00")
+    expect(page.locator("#audit-note")).to_contain_text("0 of 1 queued boards audited")
