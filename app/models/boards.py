@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.models.context import InspectionContext
 from app.models.review import ImageReview
@@ -18,9 +18,38 @@ OUTCOME_TEXT = (
     " found no region or every region has the verdict `false_call`. Null without a result."
 )
 
+_CONTEXT_EXAMPLE: dict[str, Any] = {"board_serial": "SN123456", "product": "CTRL-BOARD-A"}
+_INSPECTION_EXAMPLE: dict[str, Any] = {
+    "img_unique_id": "20260225_103045_ABC123",
+    "timestamp": "2026-02-25T10:30:45Z",
+    "status": "succeeded",
+    "pass_number": 1,
+    "kind": "first_pass",
+    "outcome": "fail",
+    "original_filename": "SN123456_top.jpg",
+    "context": _CONTEXT_EXAMPLE,
+    "total_defects": 2,
+    "defect_classes": {"short": 1, "open": 1},
+    "viewer_url": "http://localhost:8000/results/20260225_103045_ABC123",
+}
+_YIELD_EXAMPLE: dict[str, Any] = {
+    "boards": 120,
+    "first_pass_passed": 111,
+    "first_pass_yield": 0.925,
+    "reinspected_boards": 9,
+    "reinspection_passed": 8,
+    "reinspection_yield": 0.889,
+}
+
+
+def _example(example: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": [example]})
+
 
 class BoardInspection(BaseModel):
     """One inspection of a board, as its timeline shows it."""
+
+    model_config = _example(_INSPECTION_EXAMPLE)
 
     img_unique_id: str
     timestamp: datetime = Field(description="When the agent accepted the image, UTC.")
@@ -48,6 +77,15 @@ class BoardInspection(BaseModel):
 class BoardTimeline(BaseModel):
     """Every inspection of one board, oldest first, and what its first pass decided."""
 
+    model_config = _example(
+        {
+            "board_serial": "SN123456",
+            "first_pass": "fail",
+            "latest": "fail",
+            "inspections": [_INSPECTION_EXAMPLE],
+        }
+    )
+
     board_serial: str
     first_pass: BoardOutcome | None = Field(
         description="The outcome of the board's first inspection with a result: what"
@@ -64,6 +102,8 @@ class BoardTimeline(BaseModel):
 
 class YieldFigures(BaseModel):
     """First-pass and re-inspection yield of a group of boards (docs/boards.md)."""
+
+    model_config = _example(_YIELD_EXAMPLE)
 
     boards: int = Field(description="Boards whose first inspection falls in the range.")
     first_pass_passed: int = Field(description="Of them, those whose first inspection passed.")
@@ -82,6 +122,16 @@ class YieldFigures(BaseModel):
 class BoardYield(BaseModel):
     """Yield over a date range, in total, per product and per line (each board counted
     under the product and line of its first inspection; `null` key: not sent)."""
+
+    model_config = _example(
+        {
+            "start_date": "2026-02-01",
+            "end_date": "2026-02-25",
+            "total": _YIELD_EXAMPLE,
+            "by_product": {"CTRL-BOARD-A": _YIELD_EXAMPLE},
+            "by_line": {"L3": _YIELD_EXAMPLE},
+        }
+    )
 
     start_date: date
     end_date: date

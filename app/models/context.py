@@ -74,17 +74,19 @@ class InspectionContext(BaseModel):
         extra="forbid",
         frozen=True,
         json_schema_extra={
-            "example": {
-                "board_serial": "SN123456",
-                "panel_id": "P-7781",
-                "panel_position": 3,
-                "product": "CTRL-BOARD-A",
-                "recipe_revision": "r12",
-                "line": "L3",
-                "station": "AOI-2",
-                "side": "top",
-                "lot": "WO-2026-1207",
-            }
+            "examples": [
+                {
+                    "board_serial": "SN123456",
+                    "panel_id": "P-7781",
+                    "panel_position": 3,
+                    "product": "CTRL-BOARD-A",
+                    "recipe_revision": "r12",
+                    "line": "L3",
+                    "station": "AOI-2",
+                    "side": "top",
+                    "lot": "WO-2026-1207",
+                }
+            ]
         },
     )
 

@@ -983,6 +983,8 @@ class OutboxHealth(BaseModel):
     """Messages waiting for the IPC-CFX broker: `ok` unless the oldest has waited more
     than a minute (the broker is down or refuses them; they are kept and sent later)."""
 
+    model_config = _example({"ok": True, "backlog_messages": 3, "oldest_age_s": 0.4})
+
     ok: bool
     detail: str | None = None
     backlog_messages: int = Field(description="Messages written and not yet published.")
