@@ -8,6 +8,7 @@ import contextlib
 import inspect
 import io
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -81,6 +82,18 @@ def board_variant(source: Path, number: int) -> bytes:
     buffer = io.BytesIO()
     PILImage.fromarray(shifted).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
+
+
+def template_of(board: Path) -> bytes:
+    """The golden (defect-free) board of a board `board_images` made, as image bytes: a
+    sample's own DeepPCB template, or for a copy (`v<index>_<sample name>`) the sample's
+    template turned and shifted as that copy was, so that the two still line up."""
+    match = re.fullmatch(r"v(\d{3})_(.+)", board.name)
+    if match is None:
+        return (SAMPLES_DIR / "templates" / board.name).read_bytes()
+    index, name = int(match.group(1)), match.group(2)
+    number = index // len(sample_images())
+    return board_variant(SAMPLES_DIR / "templates" / name, number)
 
 
 def board_images(

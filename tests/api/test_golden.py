@@ -17,7 +17,6 @@ from PIL import Image as PILImage
 from app.services.model_service.reference import ReferenceService, start_reference_service
 from tests.conftest import agent_settings
 from tests.support import (
-    DEEPPCB_DIR,
     AgentServer,
     S3Emulator,
     create_api_key,
@@ -27,6 +26,7 @@ from tests.support import (
     local_files,
     make_image,
     serve_agent,
+    template_of,
 )
 
 # The offset the test gives its golden board: its pixel (x, y) is at (x + 7, y - 4) in
@@ -86,8 +86,7 @@ def library(agent: AgentServer, deeppcb: list[Path]) -> dict[str, Any]:
     golden = shifted(board, DX, DY)
     with httpx2.Client(base_url=agent.url, timeout=60) as c:
         for other in (deeppcb[10], deeppcb[50]):
-            template = DEEPPCB_DIR / "templates" / other.name
-            answer = put_golden(c, f"t-{other.stem}", template.read_bytes(), other.name)
+            answer = put_golden(c, f"t-{other.stem}", template_of(other), other.name)
             assert answer.status_code == 201, answer.text
         answer = put_golden(c, "shifted", png(golden), "shifted.png", product="demo", side="top")
         assert answer.status_code == 201, answer.text
@@ -307,7 +306,7 @@ def test_only_admins_change_the_library_and_readers_see_crops(
     write = {"X-API-Key": create_api_key(url, "golden-writer", "write")}
     admin = {"X-API-Key": create_api_key(url, "golden-admin", "admin")}
     board = deeppcb[120]
-    template = (DEEPPCB_DIR / "templates" / board.name).read_bytes()
+    template = template_of(board)
     with httpx2.Client(base_url=secured.url, timeout=60) as c:
         for headers in (read, write):
             refused = c.put(
@@ -347,7 +346,7 @@ def template_agent(
     folder = tmp_path_factory.mktemp("goldens")
     boards = [deeppcb[5], deeppcb[70], deeppcb[140]]
     for board in boards:
-        (folder / board.name).write_bytes((DEEPPCB_DIR / "templates" / board.name).read_bytes())
+        (folder / board.name).write_bytes(template_of(board))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REFERENCE_SERVICE_ENGINE", "template")
         patch.setenv("REFERENCE_SERVICE_TEMPLATES_DIR", str(folder))
@@ -387,7 +386,7 @@ def test_the_model_services_template_and_offset_are_used(
                 f"/api/images/{img_id}/golden/crop",
                 params={"x": 300, "y": 300, "width": 32, "height": 32},
             )
-            template = grey((DEEPPCB_DIR / "templates" / board.name).read_bytes())
+            template = grey(template_of(board))
             dx, dy = round(offset["x"]), round(offset["y"])
             assert np.array_equal(
                 grey(crop.content), expected_crop(template, 300, 300, 32, 32, dx, dy)

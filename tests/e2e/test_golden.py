@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import shoot, viewer_ready
-from tests.support import DEEPPCB_DIR, AgentServer, make_image
+from tests.support import AgentServer, make_image, template_of
 from tests.web.conftest import upload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.deeppcb]
@@ -33,7 +33,7 @@ def board(agent: AgentServer, deeppcb: list[Path]) -> str:
     with httpx2.Client(
         base_url=agent.url, timeout=60, headers={"X-API-Key": agent.api_key or ""}
     ) as c:
-        template = (DEEPPCB_DIR / "templates" / path.name).read_bytes()
+        template = template_of(path)
         added = c.put(f"/api/golden/{GOLDEN_ID}", files={"image": (path.name, template)})
         assert added.status_code in (200, 201), added.text
     return str(upload(agent, path)["img_unique_id"])
