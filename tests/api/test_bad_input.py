@@ -358,6 +358,30 @@ CASES = [
     ),
     # -- review ------------------------------------------------------------------------
     Case(
+        "review-figures-range-reversed",
+        "GET",
+        "/api/review/figures?start_date=2026-02-02&end_date=2026-01-01",
+        422,
+        "invalid_request",
+    ),
+    Case("audit-next-no-reviewer", "GET", "/api/review/audit/next", 422, "invalid_request"),
+    Case(
+        "audit-image-id-nul",
+        "GET",
+        f"/api/review/audit/images/{NUL}",
+        422,
+        "invalid_request",
+        {"headers": WHO},
+    ),
+    Case(
+        "audit-verdict-region-huge",
+        "PUT",
+        f"/api/review/audit/regions/{BIG}/verdict",
+        422,
+        "invalid_request",
+        {"json": {"verdict": "real"}, "headers": WHO},
+    ),
+    Case(
         "verdict-region-zero",
         "PUT",
         "/api/regions/0/verdict",
