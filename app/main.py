@@ -27,7 +27,9 @@ from app.api import (
     keys,
     metrics,
     query,
+    reports,
     review,
+    spc,
     upload,
 )
 from app.api.middleware import (
@@ -251,6 +253,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         review,
         golden,
         boards,
+        spc,
+        reports,
     ):
         include_api(app, module.router)
     # Prometheus' own convention, like /docs: one path, at the root, not in the OpenAPI
