@@ -9,7 +9,14 @@ from fastapi import APIRouter, Path
 from fastapi.exceptions import RequestValidationError
 
 from app.api.deps import QueryServiceDep, SessionDep
-from app.api.params import ContextFilterDep, DateRange, EndDate, StartDate, resolve_dates
+from app.api.params import (
+    PLAIN_TEXT_PATTERN,
+    ContextFilterDep,
+    DateRange,
+    EndDate,
+    StartDate,
+    resolve_dates,
+)
 from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import VALIDATION_ERROR_RESPONSE, BoardNotFound, responses
 from app.models.boards import BoardTimeline, BoardYield
@@ -27,7 +34,7 @@ BoardSerial = Annotated[
     Path(
         min_length=1,
         max_length=CONTEXT_TEXT_LENGTH,
-        pattern=r"^[^\x00-\x1f\x7f]+$",  # no NUL or other control character
+        pattern=PLAIN_TEXT_PATTERN,  # no NUL or other control character (min_length: not empty)
         description="The board's serial number, as sent in `board_serial`.",
         examples=["SN123456"],
     ),

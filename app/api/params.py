@@ -47,6 +47,9 @@ _PATTERN_PROBLEMS = {
     PLAIN_TEXT_PATTERN: "must be printable text (no tab, line break or other control character)",
     CURSOR_PATTERN: "not a cursor of this listing: give the next_cursor of the previous page",
     r"^[A-Za-z0-9._-]+$": "may hold only letters, digits, '.', '_' and '-'",  # app/api/keys.py
+    # GOLDEN_ID_PATTERN of app/services/golden/service.py (app/api/golden.py).
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$": "1-128 letters, digits, '.', '_' or '-', starting"
+    " with a letter or digit, e.g. 12000052",
 }
 
 

@@ -141,6 +141,12 @@ ROUTES = [
     ("GET", "/api/golden", "admin"),
     ("PUT", "/api/golden/nosuchgolden", "admin"),
     ("DELETE", "/api/golden/nosuchgolden", "admin"),
+    ("GET", "/api/boards/SN-NOSUCHBOARD", "read"),
+    ("GET", "/api/dashboard/board-yield", "read"),
+    ("GET", "/api/spc/p-chart", "read"),
+    ("GET", "/api/spc/u-chart", "read"),
+    ("GET", "/api/spc/alarms", "read"),
+    ("GET", "/api/reports/2026-02-25?format=xlsx", "read"),
 ]
 RANK = {None: -1, "read": 0, "write": 1, "admin": 2}
 
