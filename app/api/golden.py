@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from app.api.deps import LinksDep, RuntimeDep, SessionDep
 from app.api.params import PLAIN_TEXT_PATTERN, ImgUniqueId
 from app.api.security import AUTH_ERRORS, LINK_ERRORS, AdminAccess, DownloadAccess, ReadAccess
-from app.api.upload import _multipart_body
+from app.api.upload import multipart_body
 from app.errors import (
     VALIDATION_ERROR_RESPONSE,
     BadUploadRequest,
@@ -98,7 +98,7 @@ async def list_golden(service: GoldenServiceDep, links: LinksDep) -> list[Golden
     response_model=GoldenOut,
     summary="Add or replace a golden image (admin)",
     dependencies=[AdminAccess],
-    openapi_extra=_multipart_body("image", many=False),
+    openapi_extra=multipart_body("image", many=False, context=False),
     responses={
         **AUTH_ERRORS,
         **responses(

@@ -87,7 +87,10 @@ def _context_problem(exc: ContextError) -> RequestValidationError:
     )
 
 
-def _multipart_body(field: str, many: bool) -> dict[str, Any]:
+def multipart_body(field: str, many: bool, context: bool = True) -> dict[str, Any]:
+    """The OpenAPI `requestBody` of an image upload: the file field `field` (one image, or
+    `many`), and with `context` the board context fields (single upload) or the `manifest`
+    (batch) beside it."""
     file_schema: dict[str, Any] = {
         "type": "string",
         "format": "binary",
@@ -111,6 +114,9 @@ def _multipart_body(field: str, many: bool) -> dict[str, Any]:
         if many
         else {name: context_schema[name] for name in CONTEXT_FIELDS}
     )
+    if not context:
+        extra = {}
+        example = "curl -F image=@golden.jpg"
     return {
         "requestBody": {
             "required": True,
@@ -133,7 +139,7 @@ def _multipart_body(field: str, many: bool) -> dict[str, Any]:
     "/upload",
     response_model=UploadResponse,
     summary="Inspect one image",
-    openapi_extra=_multipart_body("image", many=False),
+    openapi_extra=multipart_body("image", many=False),
     responses=responses(
         BadImage,
         BadUploadRequest,
@@ -210,7 +216,7 @@ async def upload_image(
     response_model=BatchAccepted,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Inspect many images as a batch",
-    openapi_extra=_multipart_body("images", many=True),
+    openapi_extra=multipart_body("images", many=True),
     responses={
         200: {
             "model": BatchUploadResult,
