@@ -374,22 +374,21 @@ class QueryService:
 
     async def _review_states(self, rows: list[tuple[Any, ...]]) -> dict[str, ImageReviewState]:
         """The review state of each listed image (rows as `ImageRepository.page` gives
-        them: its regions are the sum of its class counts), in two indexed queries."""
-        img_unique_ids = [row[0].img_unique_id for row in rows]
-        verdicts = await self.reviews.verdict_counts(img_unique_ids)
-        dispositions = await self.reviews.dispositions_of(img_unique_ids)
+        them: its regions are the sum of its class counts), from the trigger-kept
+        `review_boards` rows in one indexed query."""
+        boards = await self.reviews.board_states([row[0].img_unique_id for row in rows])
         states: dict[str, ImageReviewState] = {}
         for image, classes, *_ in rows:
             img_id = image.img_unique_id
             regions = sum((classes or {}).values())
-            counts = verdicts.get(img_id, {})
-            reviewed = sum(counts.values())
+            board = boards.get(img_id)
+            reviewed = board.reviewed if board else 0
             states[img_id] = ImageReviewState(
                 state=None if regions == 0 else "reviewed" if reviewed >= regions else "unreviewed",
                 regions=regions,
                 reviewed_regions=reviewed,
-                false_calls=counts.get("false_call", 0),
-                disposition=dispositions.get(img_id),
+                false_calls=board.false_calls if board else 0,
+                disposition=board.disposition if board else None,
             )
         return states
 

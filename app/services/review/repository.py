@@ -27,6 +27,7 @@ from app.models.database import (
     Inspection,
     Region,
     RegionVerdict,
+    ReviewBoard,
     ReviewEvent,
 )
 from app.services.database.repositories import class_name_spellings, day_end, day_start
@@ -174,6 +175,15 @@ class ReviewRepository:
             ImageDisposition.img_unique_id.in_(list(img_unique_ids))
         )
         return {i: d for i, d in (await self.session.execute(stmt)).all()}
+
+    async def board_states(self, img_unique_ids: Sequence[str]) -> dict[str, ReviewBoard]:
+        """The `review_boards` rows of these images (kept by triggers: regions reviewed,
+        false calls, disposition), by img_unique_id; an image with neither a verdict nor a
+        disposition has none. One primary-key lookup per image."""
+        if not img_unique_ids:
+            return {}
+        stmt = select(ReviewBoard).where(ReviewBoard.img_unique_id.in_(list(img_unique_ids)))
+        return {b.img_unique_id: b for b in (await self.session.execute(stmt)).scalars()}
 
     async def verdict_counts(self, img_unique_ids: Sequence[str]) -> dict[str, dict[str, int]]:
         """Per image (those with verdicts): regions per verdict."""
