@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from fastapi.exceptions import RequestValidationError
 
 from app.api.deps import QueryServiceDep, SessionDep
 from app.api.params import (
@@ -22,6 +20,7 @@ from app.errors import VALIDATION_ERROR_RESPONSE, BoardNotFound, responses
 from app.models.boards import BoardTimeline, BoardYield
 from app.models.context import CONTEXT_TEXT_LENGTH
 from app.services.boards.service import MAX_YIELD_DAYS, BoardService, board_yield
+from app.services.history.dashboard import daily_range
 
 router = APIRouter(
     tags=["Query"],
@@ -72,16 +71,5 @@ async def board_yield_figures(
     decides) and re-inspection yield (boards inspected again: their latest inspection).
     Pass/fail as docs/boards.md defines it. Filters: board_serial, product, line, side, lot."""
     start, end = resolve_dates(date_range, start_date, end_date)
-    end = end or datetime.now(UTC).date()
-    start = start or end - timedelta(days=29)
-    if start > end or (end - start).days >= MAX_YIELD_DAYS:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "value_error",
-                    "loc": ("query", "start_date"),
-                    "msg": f"the range must run forwards and span at most {MAX_YIELD_DAYS} days",
-                }
-            ]
-        )
-    return await board_yield(session, start, end, context)
+    first, last, _ = daily_range(start, end, max_days=MAX_YIELD_DAYS)
+    return await board_yield(session, first, last, context)

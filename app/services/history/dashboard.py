@@ -81,21 +81,23 @@ def utc_day(column: Any) -> Any:
     return cast(func.timezone("UTC", column), Date)
 
 
-def daily_range(start: date | None, end: date | None) -> tuple[date, date, int]:
-    """The days of a per-day chart: (first, last, number of days). Without an end, today
-    (UTC); without a start, the DEFAULT_DAYS days up to the end (clamped at year 1, so an
-    end date in year 1 does not overflow `date`).
+def daily_range(
+    start: date | None, end: date | None, max_days: int = MAX_DAYS
+) -> tuple[date, date, int]:
+    """The days of a per-day chart or figure: (first, last, number of days). Without an
+    end, today (UTC); without a start, the DEFAULT_DAYS days up to the end (clamped at year
+    1, so an end date in year 1 does not overflow `date`).
 
     Raises:
-        BadDateRange: the start is after the end, or the range is over MAX_DAYS days.
+        BadDateRange: the start is after the end, or the range is over `max_days` days.
     """
     end = end or datetime.now(UTC).date()
     start = start or end - timedelta(days=min(DEFAULT_DAYS - 1, end.toordinal() - 1))
     if start > end:
         raise BadDateRange(f"start_date {start} is after end_date {end}")
     span = (end - start).days + 1
-    if span > MAX_DAYS:
-        raise BadDateRange(f"the range is {span} days; at most {MAX_DAYS} are shown per day")
+    if span > max_days:
+        raise BadDateRange(f"the range is {span} days; at most {max_days} days are shown")
     return start, end, span
 
 
