@@ -45,7 +45,7 @@ from app.models.schemas import (
 )
 from app.services.history.queries import batch_accepted, upload_response
 from app.services.inspection.idempotency import Answer, IdempotencyKeys, request_digest
-from app.services.inspection.receiver import discard, receive_files
+from app.services.inspection.receiver import discard, receive_files, receive_image
 
 router = APIRouter(
     tags=["Upload"],
@@ -171,16 +171,7 @@ async def upload_image(
     one out of bounds is a 422 and nothing is kept."""
     await service.ensure_disk_space()
     fields: dict[str, str] = {}
-    files = await receive_files(
-        request,
-        "image",
-        runtime.storage.new_incoming_path,
-        runtime.settings.max_file_size_bytes,
-        max_files=1,
-        fail_fast=True,
-        idle_timeout_s=runtime.settings.upload_idle_timeout_s,
-        fields=fields,
-    )
+    files = await receive_image(request, runtime.settings, runtime.storage, fields)
     try:
         context = context_from_fields(fields)
     except ContextError as exc:

@@ -15,7 +15,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import anyio
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
@@ -30,6 +30,10 @@ from app.errors import (
 )
 from app.services.storage import is_disk_full
 from app.utils.text import has_control_characters, printable
+
+if TYPE_CHECKING:
+    from app.config import Settings
+    from app.services.storage.base import Storage
 
 FLUSH_BYTES = 1024 * 1024
 MAX_FILENAME_LENGTH = 255
@@ -72,6 +76,31 @@ class ReceivedFile:
     _hasher: hashlib._Hash = field(default_factory=hashlib.sha256, repr=False)
     _buffer: bytearray = field(default_factory=bytearray, repr=False)
     _handle: BinaryIO | None = field(default=None, repr=False)
+
+
+async def receive_image(
+    request: Request,
+    settings: Settings,
+    storage: Storage,
+    fields: dict[str, str] | None = None,
+) -> list[ReceivedFile]:
+    """`receive_files` for a one-image upload (the file in the field `image`, at most
+    MAX_FILE_SIZE_MB, refused at once when over it, UPLOAD_IDLE_TIMEOUT_S between pieces),
+    kept under the store's incoming folder: `POST /upload` and `PUT /api/golden/{id}`.
+
+    Raises:
+        as `receive_files`.
+    """
+    return await receive_files(
+        request,
+        "image",
+        storage.new_incoming_path,
+        settings.max_file_size_bytes,
+        max_files=1,
+        fail_fast=True,
+        idle_timeout_s=settings.upload_idle_timeout_s,
+        fields=fields,
+    )
 
 
 async def receive_files(
