@@ -36,7 +36,7 @@ from app.errors import (
     StoredFileMissing,
 )
 from app.models.context import InspectionContext
-from app.models.database import STORAGE_WAIT_PREFIX, Batch, Image, Inspection, InspectionStatus
+from app.models.database import Batch, Image, Inspection, InspectionStatus
 from app.models.model_service import Analysis
 from app.models.schemas import RejectedFile
 from app.services.boards.repository import BoardRepository
@@ -462,6 +462,7 @@ class InspectionService:
                 attempts=attempts,
                 owner_process_id=self.process_id,
                 next_attempt_at=None,
+                waiting_for=None,
             )
         return await self._run_claimed(inspection, attempts, started, wait_for_service)
 
@@ -518,7 +519,7 @@ class InspectionService:
         started: float,
     ) -> datetime | None:
         """Mark a batch image as waiting for the model service or the store (`exc` says
-        which; a store outage's `last_error` starts with STORAGE_WAIT_PREFIX); returns when
+        which: `waiting_for` `storage` or `model_service`); returns when
         it is tried next, or None when BATCH_RETRY_WINDOW_S has run out (the caller fails
         it). One window and back-off for both outages, counted from the first failure.
 
@@ -544,7 +545,8 @@ class InspectionService:
             await InspectionRepository(session).mark(
                 inspection.img_unique_id,
                 status=InspectionStatus.PENDING,
-                last_error=f"{STORAGE_WAIT_PREFIX}{exc.detail}" if storage else exc.detail,
+                last_error=exc.detail,
+                waiting_for="storage" if storage else "model_service",
                 error_status_code=exc.status_code,
                 owner_process_id=None,
                 waiting_since=since,
@@ -629,6 +631,7 @@ class InspectionService:
                     owner_process_id=None,
                     next_attempt_at=None,
                     waiting_since=None,
+                    waiting_for=None,
                 )
                 await ImageRepository(session).add_result(image, result.analysis)
                 await self.cfx.inspection_finished(
