@@ -22,6 +22,8 @@ from app.services.spc.charts import Rule
 from app.services.spc.shifts import Shift, parse_shifts, zone
 
 PRODUCTION_MODEL_SERVICE_URL = "http://140.96.77.124:8080/"
+# THROTTLE_STORAGE_URL: this process's memory, or a Redis server (redis-py) all processes share.
+THROTTLE_STORAGE_SCHEMES = ("memory://", "async+redis://", "async+rediss://")
 
 
 def is_loopback(host: str) -> bool:
@@ -149,6 +151,9 @@ class Settings(BaseSettings):
     # Requests per key (header or web session), in the `limits` syntax: `600/minute`,
     # `20/second`; over it, 429 with Retry-After. Unset: no quota. Per process.
     key_rate_limit: str | None = None
+    # Where those counts live: `memory://` (each process its own) or a Redis server every
+    # process shares, `async+redis://host:6379/0` (docs/security.md).
+    throttle_storage_url: str = "memory://"
     # Origins allowed to call the API from their pages (CORS), comma-separated; default none.
     cors_origins: str = ""
 
@@ -304,6 +309,17 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"KEY_RATE_LIMIT {value!r} is not a rate such as 600/minute or 20/second"
                 ) from exc
+        return value
+
+    @field_validator("throttle_storage_url", mode="before")
+    @classmethod
+    def _check_throttle_storage_url(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return "memory://"
+        if isinstance(value, str) and not value.startswith(THROTTLE_STORAGE_SCHEMES):
+            raise ValueError(
+                f"THROTTLE_STORAGE_URL must start with one of {', '.join(THROTTLE_STORAGE_SCHEMES)}"
+            )
         return value
 
     @field_validator("golden_dir", mode="before")

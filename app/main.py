@@ -195,6 +195,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 # Multi-process mode: this process's live gauges (in flight, up) end with it.
                 mark_process_dead(os.getpid())
+                await app.state.security.throttle.close()
 
     app = FastAPI(
         title="AOI Inference Agent",
