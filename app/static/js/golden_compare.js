@@ -41,17 +41,29 @@ function typingIn(target) {
 /** Adds the compare panel to a result view (`view` of viewer.js) when its board has a golden
  * image; returns the panel's controller, or null (no golden image, or it failed: the
  * viewer works on without it). */
-export async function attachGoldenCompare(view) {
-  let golden;
+export async function attachGoldenCompare(view, { preloaded = undefined } = {}) {
+  const golden = preloaded === undefined ? await goldenOf(view.id) : preloaded;
+  if (!golden) return null;
+  const compare = new GoldenCompare(view, golden);
+  compare.mount();
+  return compare;
+}
+
+/** The board's golden answer (GET /api/images/{id}/golden), or null when it has none (or
+ * it could not be read: the viewer works on without it). */
+export async function goldenOf(id) {
   try {
-    golden = await api(`/api/images/${encodeURIComponent(view.id)}/golden`);
+    return await api(`/api/images/${encodeURIComponent(id)}/golden`);
   } catch (err) {
     if (err.status !== 404 && err.status !== 409) console.warn(errorText(err));
     return null;
   }
-  const compare = new GoldenCompare(view, golden);
-  compare.mount();
-  return compare;
+}
+
+/** The golden crop URL of `box` (image pixels of the inspected board `id`). */
+export function goldenCropUrl(id, box) {
+  const query = new URLSearchParams({ x: box.x, y: box.y, width: box.width, height: box.height });
+  return `/api/images/${encodeURIComponent(id)}/golden/crop?${query}`;
 }
 
 class GoldenCompare {
@@ -118,11 +130,10 @@ class GoldenCompare {
     const started = performance.now();
     const asked = ++this.asked;
     const box = cropBox(region.bounding_box, this.view.width, this.view.height);
-    const query = new URLSearchParams({ x: box.x, y: box.y, width: box.width, height: box.height });
     this.panel.dataset.state = "loading";
     try {
       const [response, input] = await Promise.all([
-        fetch(`/api/images/${encodeURIComponent(this.view.id)}/golden/crop?${query}`),
+        fetch(goldenCropUrl(this.view.id, box)),
         this.input,
       ]);
       if (!response.ok) throw new Error(`the golden crop could not be loaded (HTTP ${response.status})`);

@@ -1,0 +1,55 @@
+// The next board of the review queue, fetched while the current one is reviewed: its image
+// answer, its regions, its golden answer, its input image (decoded) and the golden crop of
+// its first defect without a verdict, so `N` shows it at once (no page load, no request
+// to wait for). Only the browser's cache and this page's memory keep them.
+import { api, downloadUrl } from "./common.js";
+import { cropBox, goldenCropUrl, goldenOf } from "./golden_compare.js";
+import { defectOrder } from "./viewer.js";
+
+const boards = new Map(); // img_unique_id -> Promise of the board's answers
+
+/** Starts fetching board `id` (once); a promise of {detail, regions, golden, input} (the
+ * answers of GET /api/images/{id}, …/regions, …/golden or null, and the decoded input
+ * <img>), rejected when the board cannot be shown without a page load (no result). */
+export function preloadBoard(id) {
+  if (!boards.has(id)) {
+    const loading = load(id);
+    loading.catch(() => boards.delete(id));
+    boards.set(id, loading);
+  }
+  return boards.get(id);
+}
+
+/** The preloaded answers of board `id` (waiting for them if they are still on their way),
+ * then forgotten; null when nothing was preloaded or it failed. */
+export async function takePreloaded(id) {
+  const loading = boards.get(id);
+  boards.delete(id);
+  if (!loading) return null;
+  try {
+    return await loading;
+  } catch {
+    return null;
+  }
+}
+
+async function load(id) {
+  performance.mark(`review:preload-start:${id}`);
+  const path = `/api/images/${encodeURIComponent(id)}`;
+  const [detail, regions, golden] = await Promise.all([
+    api(path), api(`${path}/regions`), goldenOf(id),
+  ]);
+  if (detail.status !== "succeeded") throw new Error(`board ${id} has no result`);
+  // The same URL as the viewer's <img> and the compare panel's: then from the cache.
+  const input = new Image();
+  input.src = `${downloadUrl(id, "input")}?inline=true&format=png`;
+  const first = defectOrder(regions).find((r) => !r.review?.verdict);
+  const crop = golden && first
+    ? fetch(goldenCropUrl(id, cropBox(first.bounding_box, regions.image_width, regions.image_height)))
+      .then((r) => r.blob()).catch(() => null)
+    : null;
+  await Promise.all([input.decode().catch(() => null), crop]);
+  performance.mark(`review:preload-end:${id}`);
+  performance.measure("review:preload", `review:preload-start:${id}`, `review:preload-end:${id}`);
+  return { detail, regions, golden, input };
+}
