@@ -62,7 +62,8 @@ def inside_window(page: Page, selector: str) -> dict[str, float]:
     """The element's box, after checking that it lies wholly inside the window."""
     b = box(page, selector)
     width, height = page.evaluate("[innerWidth, innerHeight]")
-    assert b["x"] >= 0 and b["y"] >= 0, (selector, b)
+    assert b["x"] >= 0, (selector, b)
+    assert b["y"] >= 0, (selector, b)
     assert b["x"] + b["width"] <= width + 0.5, (selector, b, width)
     assert b["y"] + b["height"] <= height + 0.5, (selector, b, height)
     return b
@@ -99,8 +100,8 @@ def test_review_layout_at_three_sizes(
         # The image's viewport and the panel's buttons, without scrolling.
         inside_window(page, ".stage-viewport")
         inside_window(page, ".review-panel")
-        for selector in ("[data-verdict='real']", "[data-disposition='pass']", ".review-next-image"):
-            inside_window(page, f".review-panel {selector}")
+        for button in ("[data-verdict='real']", "[data-disposition='pass']", ".review-next-image"):
+            inside_window(page, f".review-panel {button}")
         fitted[name] = image_on_screen(page)
         if name != "390x844":
             # The panel is one line: its buttons and chips in one row, no taller than two

@@ -116,7 +116,8 @@ class GoldenCompare {
     });
     const input = `${downloadUrl(this.view.id, "input")}?inline=true&format=png`;
     this.input = loadImage(input);
-    window.aoiGolden = { golden: this.golden, timings: [], flicked: () => this.flicked };
+    // The draw times of the page (kept over the boards review mode opens in it).
+    window.aoiGolden = { golden: this.golden, timings: window.aoiGolden?.timings ?? [], flicked: () => this.flicked };
     if (this.view.selection.current) this.show(this.view.selection.current);
   }
 
