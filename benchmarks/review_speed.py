@@ -138,7 +138,10 @@ def run(agent_url: str, batch_id: str, boards: int, figures: dict) -> list[Row]:
             if len(rows) < boards:
                 page.wait_for_url(lambda url, board=board: f"/results/{board}?" not in url)
             arrived = left
-        expect(page.locator(".review-status")).to_contain_text("Nothing left")
+        # The last `N` asks the agent once every save is stored: how long the saves still
+        # queued behind the scripted reviewer take to land.
+        expect(page.locator(".review-status")).to_contain_text("Nothing left", timeout=300_000)
+        figures["drain_s"] = time.perf_counter() - left
         figures.update(page.evaluate(PAGE_FIGURES))
         browser.close()
     return rows
@@ -195,6 +198,10 @@ def main() -> None:
     print(
         f"stored by the agent: {progress['reviewed_images']} of {progress['images']} boards"
         f" reviewed, unsaved in the page {page.get('unsaved')} — {verdict(stored)}"
+    )
+    print(
+        f"saves still queued at the last N stored within {page['drain_s']:.2f} s (the agent's"
+        " answer 'nothing left' waits for them)"
     )
     for name, values in sorted(page.get("measures", {}).items()):
         print(

@@ -42,8 +42,9 @@ function typingIn(target) {
  * image; returns the panel's controller, or null (no golden image, or it failed: the
  * viewer works on without it). */
 export async function attachGoldenCompare(view, { preloaded = undefined } = {}) {
-  const golden = preloaded === undefined ? await goldenOf(view.id) : preloaded;
-  if (!golden) return null;
+  // `preloaded`: the golden answer (or a promise of it) fetched ahead by the review mode.
+  const golden = await (preloaded === undefined ? goldenOf(view.id) : preloaded);
+  if (!golden || !view.root.contains(view.viewport)) return null; // none, or the view is gone
   const compare = new GoldenCompare(view, golden);
   compare.mount();
   return compare;

@@ -5,7 +5,7 @@ import { attachGoldenCompare } from "./golden_compare.js";
 import { drawImageNav } from "./image_nav.js";
 import { attachReview, reviewUrl } from "./review.js";
 import { auditMode, blindView, isAudit } from "./review_audit.js";
-import { preloadBoard, takePreloaded } from "./review_preload.js";
+import { prefetchCrops, preloadBoard, takePreloaded } from "./review_preload.js";
 import { renderResult } from "./viewer.js";
 
 const root = document.getElementById("viewer");
@@ -40,15 +40,21 @@ async function mountBoard(id, preloaded = null) {
   const review = attachReview(root, view);
   review.onNextKnown = (next) => preloadBoard(next).catch(() => null);
   review.onNextBoard = openNext;
-  // The golden board beside the current defect, when the board has one.
-  attachGoldenCompare(view, golden);
+  // The golden board beside the current defect, when the board has one; on the page's
+  // first board its crops are fetched ahead here (the next boards' come preloaded).
+  attachGoldenCompare(view, golden).then((compare) => {
+    if (compare && !preloaded) prefetchCrops(id, view.rows, view.width, view.height);
+  });
   return { view, review };
 }
 
 /** `N` in review mode: board `id` replaces the one on screen, in one go (the old panel
- * and view are gone in the same task that draws the new ones), then the URL follows. */
-async function openNext(id, filters) {
-  const preloaded = await takePreloaded(id);
+ * and view are gone in the same task that draws the new ones, the URL follows), from its
+ * preloaded answers (fetched now when there are none); a page load if it cannot be. */
+async function openNext(id, filters, { fresh = false } = {}) {
+  // `fresh`: the agent has just named this board; what was fetched of it before may be old.
+  if (fresh) await takePreloaded(id);
+  const preloaded = await takePreloaded(id) || await preloadBoard(id).then(() => takePreloaded(id), () => null);
   if (!preloaded) {
     location.assign(reviewUrl(id, filters));
     return;

@@ -127,7 +127,8 @@ class ReviewMode {
     this.busy = Promise.resolve();
     this.onKey = (e) => this.key(e);
     // Set by the page: `onNextKnown(id)` when the queue's next board is known (to preload
-    // it), `onNextBoard(id, filters)` to open it without a page load (else a page load).
+    // it), `onNextBoard(id, filters, {fresh})` to open it without a page load (else a page
+    // load; `fresh`: the agent has just named it).
     this.onNextKnown = null;
     this.onNextBoard = null;
     this.nextKnown = undefined;
@@ -631,7 +632,8 @@ class ReviewMode {
     }
     performance.mark("review:next-key");
     let to = this.nextKnown;
-    if (!to || to === this.id || visited.has(to)) {
+    const fresh = !to || to === this.id || visited.has(to);
+    if (fresh) {
       // No preloaded board to trust: the agent answers, once it has every verdict given.
       if (saves.unsaved) this.status("Saving the verdicts before asking for the next board…");
       await saves.drained();
@@ -647,7 +649,7 @@ class ReviewMode {
       to = next.img_unique_id;
     }
     if (this.onNextBoard) {
-      await this.onNextBoard(to, this.filters);
+      await this.onNextBoard(to, this.filters, { fresh });
       return;
     }
     this.active = false;

@@ -36,20 +36,35 @@ export async function takePreloaded(id) {
 async function load(id) {
   performance.mark(`review:preload-start:${id}`);
   const path = `/api/images/${encodeURIComponent(id)}`;
-  const [detail, regions, golden] = await Promise.all([
-    api(path), api(`${path}/regions`), goldenOf(id),
-  ]);
+  // The golden answer (its first request registers the board) does not hold the board
+  // back: the compare panel joins when it arrives.
+  const golden = goldenOf(id);
+  const [detail, regions] = await Promise.all([api(path), api(`${path}/regions`)]);
   if (detail.status !== "succeeded") throw new Error(`board ${id} has no result`);
   // The same URL as the viewer's <img> and the compare panel's: then from the cache.
   const input = new Image();
   input.src = `${downloadUrl(id, "input")}?inline=true&format=png`;
-  const first = defectOrder(regions).find((r) => !r.review?.verdict);
-  const crop = golden && first
-    ? fetch(goldenCropUrl(id, cropBox(first.bounding_box, regions.image_width, regions.image_height)))
-      .then((r) => r.blob()).catch(() => null)
-    : null;
-  await Promise.all([input.decode().catch(() => null), crop]);
+  await input.decode().catch(() => null);
   performance.mark(`review:preload-end:${id}`);
   performance.measure("review:preload", `review:preload-start:${id}`, `review:preload-end:${id}`);
+  // Then the golden crops of its defects, the first without a verdict first.
+  golden.then((g) => g && prefetchCrops(id, defectOrder(regions), regions.image_width, regions.image_height))
+    .catch(() => null);
   return { detail, regions, golden, input };
+}
+
+/** Fetches the golden crop of every defect `rows` of board `id` (a `width` x `height`
+ * image; the viewer's defect order, those without a verdict first), one after the other,
+ * into the browser's cache (the crop answers may be cached for 60 s): moving to a defect
+ * then draws its crop without waiting for the agent. */
+export async function prefetchCrops(id, rows, width, height) {
+  const ordered = [...rows.filter((r) => !r.review?.verdict), ...rows.filter((r) => r.review?.verdict)];
+  for (const r of ordered) {
+    const box = cropBox(r.bounding_box, width, height);
+    try {
+      await (await fetch(goldenCropUrl(id, box))).blob();
+    } catch {
+      return; // the compare panel will say what is wrong when it asks itself
+    }
+  }
 }

@@ -51,7 +51,9 @@ class SaveQueue extends EventTarget {
     while (this.items.length && !this.failed) {
       const save = this.items[0];
       try {
+        const started = performance.now();
         const answer = await save.run();
+        performance.measure("review:save", { start: started, end: performance.now() });
         this.items.shift();
         this.changed();
         try { save.done?.(answer); } catch (err) { console.error(err); }
