@@ -126,6 +126,14 @@ def run(agent_url: str, batch_id: str, boards: int, figures: dict) -> list[Row]:
         page = browser.new_page(viewport={"width": 1366, "height": 768})
         page.goto(agent_url + "/")
         page.evaluate("localStorage.setItem('aoi.reviewer', 'scripted-reviewer')")
+        # What one round trip of the harness to the page costs at this load (a key press and
+        # the check that its verdict shows take about three).
+        trips = []
+        for _ in range(20):
+            t0 = time.perf_counter()
+            page.evaluate("1")
+            trips.append(time.perf_counter() - t0)
+        figures["roundtrip_ms"] = statistics.median(trips) * 1000
         arrived = time.perf_counter()
         page.goto(first["viewer_url"])
         for _ in range(boards):
@@ -199,6 +207,7 @@ def main() -> None:
         f"stored by the agent: {progress['reviewed_images']} of {progress['images']} boards"
         f" reviewed, unsaved in the page {page.get('unsaved')} — {verdict(stored)}"
     )
+    print(f"harness round trip to the page (page.evaluate): median {page['roundtrip_ms']:.1f} ms")
     print(
         f"saves still queued at the last N stored within {page['drain_s']:.2f} s (the agent's"
         " answer 'nothing left' waits for them)"

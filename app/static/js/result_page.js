@@ -1,6 +1,7 @@
 // The result viewer page, /results/{img_unique_id} (review mode with ?review=1).
 // In review mode `N` opens the queue's next board in this page (its answers fetched while
 // the board before was reviewed, review_preload.js): no page load between two boards.
+import { api } from "./common.js";
 import { attachGoldenCompare } from "./golden_compare.js";
 import { drawImageNav } from "./image_nav.js";
 import { attachReview, reviewUrl } from "./review.js";
@@ -38,7 +39,10 @@ async function mountBoard(id, preloaded = null) {
     return { view, review };
   }
   const review = attachReview(root, view);
-  review.onNextKnown = (next) => preloadBoard(next).catch(() => null);
+  // The next board, then the one after it (the agent's answer for "after the next"), so
+  // a slow answer for one board is hidden behind the review of two.
+  review.onNextKnown = (next) => preloadBoard(next)
+    .then(() => preloadAfter(next, review.filters, id)).catch(() => null);
   review.onNextBoard = openNext;
   // The golden board beside the current defect, when the board has one; on the page's
   // first board its crops are fetched ahead here (the next boards' come preloaded).
@@ -71,6 +75,13 @@ async function openNext(id, filters, { fresh = false } = {}) {
   current = await mountBoard(id, preloaded);
   performance.mark("review:swap-end");
   performance.measure("review:swap", "review:swap-start", "review:swap-end");
+}
+
+/** Preloads the queue's board after `next` (not `current`, the one on screen). */
+async function preloadAfter(next, filters, current) {
+  const answer = await api(`/api/review/next?${new URLSearchParams({ ...filters, after: next })}`);
+  const after = answer.img_unique_id;
+  if (after && after !== next && after !== current) await preloadBoard(after);
 }
 
 // Back and forward between boards opened in the page: load what the URL says.

@@ -36,9 +36,6 @@ export async function takePreloaded(id) {
 async function load(id) {
   performance.mark(`review:preload-start:${id}`);
   const path = `/api/images/${encodeURIComponent(id)}`;
-  // The golden answer (its first request registers the board) does not hold the board
-  // back: the compare panel joins when it arrives.
-  const golden = goldenOf(id);
   const [detail, regions] = await Promise.all([api(path), api(`${path}/regions`)]);
   if (detail.status !== "succeeded") throw new Error(`board ${id} has no result`);
   // The same URL as the viewer's <img> and the compare panel's: then from the cache.
@@ -47,6 +44,10 @@ async function load(id) {
   await input.decode().catch(() => null);
   performance.mark(`review:preload-end:${id}`);
   performance.measure("review:preload", `review:preload-start:${id}`, `review:preload-end:${id}`);
+  // Only then the golden answer (its first request registers the board: the agent's
+  // heaviest request here), so it never holds the board back: the compare panel joins
+  // when it arrives.
+  const golden = goldenOf(id);
   // Then the golden crops of its defects, the first without a verdict first.
   golden.then((g) => g && prefetchCrops(id, defectOrder(regions), regions.image_width, regions.image_height))
     .catch(() => null);
