@@ -11,6 +11,7 @@ import { renderResult } from "./viewer.js";
 
 const root = document.getElementById("viewer");
 let current = null; // {view, review} of the board on screen
+const aheadOf = new Map(); // img_unique_id -> the queue's board after it, as the agent said
 
 /** Shows board `id` in `root` (from `preloaded` answers when given) with its review panel
  * and golden comparison; `{view, review}` or null when it has no result to show. */
@@ -43,6 +44,12 @@ async function mountBoard(id, preloaded = null) {
   // a slow answer for one board is hidden behind the review of two.
   review.onNextKnown = (next) => preloadBoard(next)
     .then(() => preloadAfter(next, review.filters, id)).catch(() => null);
+  const known = aheadOf.get(id);
+  if (known) {
+    // Named already while the board before was reviewed: preloaded, or on its way.
+    review.nextKnown = known;
+    review.onNextKnown(known);
+  }
   review.onNextBoard = openNext;
   // The golden board beside the current defect, when the board has one; on the page's
   // first board its crops are fetched ahead here (the next boards' come preloaded).
@@ -81,7 +88,10 @@ async function openNext(id, filters, { fresh = false } = {}) {
 async function preloadAfter(next, filters, current) {
   const answer = await api(`/api/review/next?${new URLSearchParams({ ...filters, after: next })}`);
   const after = answer.img_unique_id;
-  if (after && after !== next && after !== current) await preloadBoard(after);
+  if (after && after !== next && after !== current) {
+    aheadOf.set(next, after);
+    await preloadBoard(after);
+  }
 }
 
 // Back and forward between boards opened in the page: load what the URL says.

@@ -198,7 +198,7 @@ class ReviewMode {
     if (to >= 0) this.selection.select(to, { center: true });
     if (!reviewerName()) this.askName();
     else this.panel.focus({ preventScroll: true });
-    this.refreshProgress();
+    this.firstProgress = this.refreshProgress();
     performance.mark("review:board-ready");
     performance.measure("review:board-render", "review:board-start", "review:board-ready");
   }
@@ -631,6 +631,9 @@ class ReviewMode {
       return;
     }
     performance.mark("review:next-key");
+    // A quick reviewer may be faster than the queue's first answer: wait for it rather
+    // than ask again behind the saves.
+    if (this.nextKnown === undefined) await this.firstProgress;
     let to = this.nextKnown;
     const fresh = !to || to === this.id || visited.has(to);
     if (fresh) {
