@@ -531,14 +531,15 @@ class ReviewMode {
   }
 
   /** Gives `region` the verdict at once on screen and moves on; the save follows in the
-   * background (in order with every other save of the page). */
-  setVerdict(region, verdict, comment) {
+   * background (in order with every other save of the page). `extra` (e.g. a reason code)
+   * is taken now, at the key press, and handed to `putVerdict` when the save runs. */
+  setVerdict(region, verdict, comment, extra = undefined) {
     const id = region.region_unique_id;
     const before = { verdict: this.verdicts.get(id), comment: this.comments.get(id) };
     this.verdicts.set(id, verdict);
     this.comments.set(id, comment);
     this.save(`${region.class_name} #${region.region_id}: ${LABELS[verdict]}`,
-      () => this.putVerdict(region, verdict, comment));
+      () => this.putVerdict(region, verdict, comment, extra));
     this.undo.push({ kind: "verdict", key: region.key, ...before });
     this.status(`${region.class_name} #${region.region_id}: ${LABELS[verdict]}.`);
     const open = (r) => !this.verdicts.get(r.region_unique_id);
