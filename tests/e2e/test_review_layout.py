@@ -3,8 +3,8 @@ and a phone (390×844): the image and the one-line review panel are inside the w
 without scrolling, the image is larger on the large screen, and on the phone the panel is
 a verdict bar fixed at the bottom whose buttons stay in sight after scrolling and whose
 taps do not scroll the page back. axe-core finds nothing critical, serious or moderate at
-any size. Screenshots of the three sizes go to docs/screenshots/ (committed, for the
-documentation) when AOI_DOC_SCREENSHOTS=1, else to the test artifacts.
+any size. Screenshots of the three sizes go to the test artifacts ($AOI_SCREENSHOT_DIR,
+else test-artifacts/screenshots, git-ignored).
 
 Also the saves behind the optimistic verdicts: a verdict shows at once and is stored in
 order; when the agent cannot be reached the panel says so, keeps the verdict and Retry
@@ -13,7 +13,6 @@ golden image, inspected through the agent and the reference model service."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from PIL import Image as PILImage
 from playwright.sync_api import Page, expect
 
 from tests.e2e.test_accessibility import axe_source, violations
-from tests.support import REPO_ROOT, AgentServer, template_of
+from tests.support import AgentServer, template_of
 from tests.web.conftest import upload
 
 __all__ = ["axe_source"]
@@ -45,12 +44,6 @@ def board(agent: AgentServer, deeppcb: list[Path]) -> str:
         added = c.put("/api/golden/layout-golden", files={"image": (path.name, template_of(path))})
         assert added.status_code in (200, 201), added.text
     return str(upload(agent, path)["img_unique_id"])
-
-
-def shots_dir(screenshot_dir: Path) -> Path:
-    if os.environ.get("AOI_DOC_SCREENSHOTS") == "1":
-        return REPO_ROOT / "docs" / "screenshots"
-    return screenshot_dir
 
 
 def box(page: Page, selector: str) -> dict[str, float]:
@@ -92,7 +85,7 @@ def test_review_layout_at_three_sizes(
     page.emulate_media(reduced_motion="reduce")
     fitted: dict[str, dict[str, Any]] = {}
     found: dict[str, list[str]] = {}
-    folder = shots_dir(screenshot_dir)
+    folder = screenshot_dir
     folder.mkdir(parents=True, exist_ok=True)
     for name, (width, height) in SIZES.items():
         page.set_viewport_size({"width": width, "height": height})
