@@ -502,3 +502,35 @@ def test_bad_context_filters_on_dashboard_routes_are_422(
         response = client.get(path, params=params)
         assert response.status_code == 422, (path, response.text)
         assert response.json()["error"] == "invalid_request"
+
+
+def test_board_contexts_list_the_values_of_the_range(
+    client: httpx2.Client, deeppcb: list[Path]
+) -> None:
+    """The picker values: every product, line, side and lot sent in the range, sorted,
+    once each; an inspection without context adds nothing."""
+    for image, context in zip(
+        deeppcb[36:39],
+        [
+            {"product": "PROD-V2", "line": "LV", "lot": "LOT-V"},
+            {"product": "PROD-V1", "line": "LV", "side": "bottom"},
+            {},
+        ],
+        strict=True,
+    ):
+        response = client.post(
+            "/api/upload", files={"image": (image.name, image.read_bytes())}, data=context
+        )
+        assert response.status_code == 200, response.text
+    body = client.get("/api/dashboard/board-contexts").json()
+    assert {"PROD-V1", "PROD-V2"} <= set(body["product"])
+    assert body["product"] == sorted(set(body["product"]))
+    assert body["line"].count("LV") == 1
+    assert "bottom" in body["side"]
+    assert set(body["side"]) <= {"top", "bottom"}
+    assert "LOT-V" in body["lot"]
+    assert body["truncated"] is False
+    past = client.get(
+        "/api/dashboard/board-contexts", params={"date_range": "2020-01-01..2020-01-31"}
+    )
+    assert past.json()["product"] == [] and past.json()["end_date"] == "2020-01-31"

@@ -154,6 +154,22 @@ class YieldRepository:
             for r in (await self.session.execute(stmt)).all()
         ]
 
+    async def context_values(
+        self, start: datetime, end: datetime, field: str, limit: int
+    ) -> list[str]:
+        """The distinct values of the context column `field` (`product`, `line`, `side`,
+        `lot`) of the inspections accepted in [start, end), sorted, at most `limit`."""
+        column = getattr(BoardContext, field)
+        stmt = (
+            select(column)
+            .join(Inspection, Inspection.img_unique_id == BoardContext.img_unique_id)
+            .where(Inspection.created_at >= start, Inspection.created_at < end, column.is_not(None))
+            .group_by(column)
+            .order_by(column)
+            .limit(limit)
+        )
+        return [str(v) for v in (await self.session.scalars(stmt)).all()]
+
     async def outcomes(self, img_unique_ids: Sequence[str]) -> dict[str, bool]:
         """Pass (True) or fail of each inspection (docs/boards.md#pass-or-fail): its
         disposition when it has one, else whether every region is a `false_call`."""

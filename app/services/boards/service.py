@@ -21,6 +21,7 @@ from app.models.boards import (
     BoardOutcome,
     BoardTimeline,
     BoardYield,
+    ContextValues,
     YieldFigures,
 )
 from app.models.database import Inspection, InspectionStatus
@@ -164,4 +165,29 @@ async def board_yield(
         total=_figures(*groups.get(("total", ""), empty)),
         by_product={k[1]: _figures(*v) for k, v in sorted(groups.items()) if k[0] == "product"},
         by_line={k[1]: _figures(*v) for k, v in sorted(groups.items()) if k[0] == "line"},
+    )
+
+
+# The most values per field `context_values` lists (a picker longer than this is unusable).
+MAX_CONTEXT_VALUES = 200
+PICKER_FIELDS = ("product", "line", "side", "lot")
+
+
+async def context_values(session: AsyncSession, start: date, end: date) -> ContextValues:
+    """The product, line, side and lot values of the inspections accepted between `start`
+    and `end` (UTC days, inclusive), each sorted and at most MAX_CONTEXT_VALUES; one
+    index-backed query per field, over the inspections of the range (at most
+    MAX_YIELD_DAYS days)."""
+    repo = YieldRepository(session)
+    low = datetime.combine(start, time.min, tzinfo=UTC)
+    high = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+    values = {
+        field: await repo.context_values(low, high, field, MAX_CONTEXT_VALUES + 1)
+        for field in PICKER_FIELDS
+    }
+    return ContextValues(
+        start_date=start,
+        end_date=end,
+        truncated=any(len(v) > MAX_CONTEXT_VALUES for v in values.values()),
+        **{field: v[:MAX_CONTEXT_VALUES] for field, v in values.items()},
     )
