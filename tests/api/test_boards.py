@@ -533,4 +533,5 @@ def test_board_contexts_list_the_values_of_the_range(
     past = client.get(
         "/api/dashboard/board-contexts", params={"date_range": "2020-01-01..2020-01-31"}
     )
-    assert past.json()["product"] == [] and past.json()["end_date"] == "2020-01-31"
+    assert past.json()["product"] == []
+    assert past.json()["end_date"] == "2020-01-31"
