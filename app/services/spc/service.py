@@ -103,7 +103,12 @@ class SpcService:
         counts = await self.repository.board_counts(f)
         ids = self._order(list(counts))
         subgroups = [Subgroup(subgroup_key(*k), *counts[k]) for k in ids]
-        chart = p_chart(subgroups, self._baseline(query, len(ids)), self.settings.spc_rule_set)
+        chart = p_chart(
+            subgroups,
+            self._baseline(query, len(ids)),
+            self.settings.spc_rule_set,
+            self.settings.spc_cusum_h,
+        )
         return self._answer(chart, query, f, ids, None)
 
     async def u_chart(self, query: ChartQuery, class_name: str) -> SpcChart:
@@ -118,6 +123,7 @@ class SpcService:
         defects = await self.repository.class_defects(f, class_name)
         ids = self._order(list(boards))
         subgroups = [Subgroup(subgroup_key(*k), boards[k][0], defects.get(k, 0)) for k in ids]
+        # Rule 5 (the CUSUM) belongs to the p-chart; u_chart ignores it.
         chart = u_chart(subgroups, self._baseline(query, len(ids)), self.settings.spc_rule_set)
         return self._answer(chart, query, f, ids, class_name)
 
