@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -456,6 +457,24 @@ def _follow(
     )
 
 
+def _name_pattern(text: str | None) -> re.Pattern[str] | None:
+    """WATCH_NAME_PATTERN / --name-pattern compiled and checked as the agent checks it
+    (an empty value: none).
+
+    Raises:
+        typer.BadParameter: not a regular expression, no named group, or a group that is
+            not a context field.
+    """
+    from app.models.context import check_name_pattern
+
+    if text is None or not text.strip():
+        return None
+    try:
+        return check_name_pattern(re.compile(text))
+    except (re.error, ValueError) as exc:
+        raise typer.BadParameter(f"WATCH_NAME_PATTERN {exc}", param_hint="--name-pattern") from None
+
+
 @cli.command()
 def watch(
     folders: Annotated[list[Path], typer.Argument(help="Folders the AOI machine writes into.")],
@@ -473,6 +492,16 @@ def watch(
     once: Annotated[
         bool, typer.Option(help="Ingest what is there now, wait for it, then exit.")
     ] = False,
+    name_pattern: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WATCH_NAME_PATTERN",
+            help="Board context from file names: a regular expression whose named groups"
+            " are context fields, e.g. '^(?P<board_serial>SN[0-9]+)_(?P<side>top|bottom)'"
+            " (or set WATCH_NAME_PATTERN); docs/boards.md.",
+            show_default=False,
+        ),
+    ] = None,
     api_key: ApiKeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -489,6 +518,7 @@ def watch(
     for folder in folders:
         if not folder.is_dir():
             raise typer.BadParameter(f"{folder} is not a folder")
+    pattern = _name_pattern(name_pattern)
     options = WatchOptions(
         settle_s=settle_s,
         batch_window_s=batch_window_s,
@@ -517,7 +547,7 @@ def watch(
         async with httpx2.AsyncClient(
             base_url=url.rstrip("/"), timeout=300, headers=headers
         ) as client:
-            submitter = HttpSubmitter(client)
+            submitter = HttpSubmitter(client, pattern)
             watchers = [
                 HotFolder(folder.resolve(), submitter, options, report=report) for folder in folders
             ]

@@ -228,8 +228,11 @@ class Settings(BaseSettings):
     spc_timezone: str = "UTC"
     # Subgroups (days or shifts with boards) at the start of a chart that set its limits.
     spc_baseline_subgroups: int = Field(default=20, ge=2, le=1000)
-    # The Western Electric rules (1-4, comma-separated) that raise an alarm.
+    # The rules (comma-separated) that raise an alarm: Western Electric 1-4, and 5 the
+    # p-chart's binomial CUSUM for a doubled defective rate (docs/spc.md).
     spc_rules: str = "1,2,3,4"
+    # The CUSUM's decision interval h (natural-log likelihood-ratio units, rule 5).
+    spc_cusum_h: float = Field(default=5.0, gt=0, le=1000)
     # When the alarm check records new and cleared excursions (cron, UTC; empty: never).
     spc_check_cron: str = "*/10 * * * *"
     # Reports mailed on REPORT_SCHEDULE (cron, UTC; empty: none) to REPORT_RECIPIENTS
@@ -273,8 +276,10 @@ class Settings(BaseSettings):
     @classmethod
     def _check_spc_rules(cls, value: str) -> str:
         parts = [p.strip() for p in value.split(",") if p.strip()]
-        if not parts or any(p not in ("1", "2", "3", "4") for p in parts):
-            raise ValueError("SPC_RULES must list Western Electric rules 1-4, e.g. 1,2,3,4")
+        if not parts or any(p not in ("1", "2", "3", "4", "5") for p in parts):
+            raise ValueError(
+                "SPC_RULES must list rules 1-5 (Western Electric 1-4, 5 the CUSUM), e.g. 1,2,3,4"
+            )
         return value
 
     @field_validator("watch_dirs", mode="before")
@@ -470,7 +475,7 @@ class Settings(BaseSettings):
 
     @property
     def spc_rule_set(self) -> frozenset[Rule]:
-        """SPC_RULES as Western Electric rules."""
+        """SPC_RULES as rules (Western Electric 1-4, 5 the p-chart's CUSUM)."""
         return frozenset(Rule(int(p)) for p in self.spc_rules.split(",") if p.strip())
 
 

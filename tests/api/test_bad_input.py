@@ -919,6 +919,27 @@ CASES = [
         "invalid_request",
     ),
     Case(
+        "board-contexts-huge-year",
+        "GET",
+        "/api/dashboard/board-contexts?start_date=1000000000000000000000000000000-01-01",
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "board-contexts-nul-range",
+        "GET",
+        f"/api/dashboard/board-contexts?date_range=2026-01-01{NUL}..",
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "dashboard-summary-long-product",
+        "GET",
+        "/api/dashboard/summary?product=" + "P" * 4000,
+        422,
+        "invalid_request",
+    ),
+    Case(
         "context-serial-nul",
         "POST",
         "/api/upload",

@@ -143,6 +143,7 @@ ROUTES = [
     ("DELETE", "/api/golden/nosuchgolden", "admin"),
     ("GET", "/api/boards/SN-NOSUCHBOARD", "read"),
     ("GET", "/api/dashboard/board-yield", "read"),
+    ("GET", "/api/dashboard/board-contexts", "read"),
     ("GET", "/api/spc/p-chart", "read"),
     ("GET", "/api/spc/u-chart", "read"),
     ("GET", "/api/spc/alarms", "read"),

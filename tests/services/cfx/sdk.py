@@ -129,6 +129,7 @@ SDK: dict[str, dict[str, str]] = {
         "FlipY": "bool",
         "Status": "str",
     },
+    "WorkOrderIdentifier": {"WorkOrderId": "str", "Batch": "str?"},
     "Operator": {
         "OperatorIdentifier": "str?",
         "ActorType": "str",
@@ -150,6 +151,7 @@ ENUMS = {
     },
     "WorkResult": {"Completed", "Failed", "Aborted", "Skipped"},
     "InspectionMethod": {"Human", "AOI", "SPI", "AXI"},
+    "Surface": {"Unspecified", "PrimarySurface", "SecondarySurface"},
 }
 
 
@@ -209,6 +211,10 @@ def check_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
                         _check("Segment", segment)
                     for image in defect["DefectImages"]:
                         _check("Image", image)
+    if name.endswith("WorkStarted"):
+        assert body["RelevantSurface"] in ENUMS["Surface"]
+        if body["WorkOrderIdentifier"] is not None:
+            _check("WorkOrderIdentifier", body["WorkOrderIdentifier"])
     if name.endswith("WorkCompleted"):
         assert body["Result"] in ENUMS["WorkResult"]
     return body
