@@ -1002,7 +1002,7 @@ class WebhookHealth(BaseModel):
     minutes (a receiver is down or refuses them; they are retried for
     WEBHOOK_RETRY_HOURS, then parked)."""
 
-    model_config = _example({"ok": True, "backlog_events": 0, "oldest_age_s": None})
+    model_config = _example({"ok": True, "backlog_events": 2, "oldest_age_s": 0.3})
 
     ok: bool
     detail: str | None = None

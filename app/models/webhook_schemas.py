@@ -81,10 +81,19 @@ class WebhookEndpointCreated(WebhookEndpointOut):
     secret: str = Field(description="Standard Webhooks secret: `whsec_` + base64 of 24 bytes.")
 
 
+_ATTEMPT = {
+    "attempted_at": "2026-12-07T21:31:00Z",
+    "duration_s": 0.012,
+    "status_code": 204,
+    "error": None,
+    "response_excerpt": "",
+}
+
+
 class WebhookAttemptOut(BaseModel):
     """One try at a delivery."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_ATTEMPT]})
 
     attempted_at: datetime
     duration_s: float = Field(description="Seconds from connecting to the answer (or error).")
@@ -93,15 +102,6 @@ class WebhookAttemptOut(BaseModel):
     response_excerpt: str | None = Field(
         default=None, description="The first bytes of the answer (at most 4 KiB read)."
     )
-
-
-_ATTEMPT = {
-    "attempted_at": "2026-12-07T21:31:00Z",
-    "duration_s": 0.012,
-    "status_code": 204,
-    "error": None,
-    "response_excerpt": "",
-}
 
 
 class WebhookDeliveryOut(BaseModel):
