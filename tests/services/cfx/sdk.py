@@ -66,6 +66,14 @@ SDK: dict[str, dict[str, str]] = {
         "InspectedUnits": "list",
         "InspectedPanel": "dict?",
     },
+    # CFX/ResourcePerformance/LogEntryRecorded.cs
+    "CFX.ResourcePerformance.LogEntryRecorded": {
+        "InformationId": "str?",
+        "Message": "str?",
+        "Importance": "str",
+        "Lane": "str?",
+        "Stage": "str?",
+    },
     "CFX.Production.UnitsDisqualified": {
         "PrimaryIdentifier": "str?",
         "HermesIdentifier": "str?",
@@ -150,6 +158,7 @@ ENUMS = {
     },
     "WorkResult": {"Completed", "Failed", "Aborted", "Skipped"},
     "InspectionMethod": {"Human", "AOI", "SPI", "AXI"},
+    "LogImportance": {"Debug", "Information", "Warning", "Error", "Fatal"},
 }
 
 
@@ -209,6 +218,8 @@ def check_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
                         _check("Segment", segment)
                     for image in defect["DefectImages"]:
                         _check("Image", image)
+    if name.endswith("LogEntryRecorded"):
+        assert body["Importance"] in ENUMS["LogImportance"]
     if name.endswith("WorkCompleted"):
         assert body["Result"] in ENUMS["WorkResult"]
     return body
