@@ -129,7 +129,7 @@ async def _webhooks(runtime: AgentRuntime) -> WebhookHealth | None:
     """The webhook backlog; None when no endpoint is enabled or the database does not
     answer (reported there)."""
     try:
-        async with runtime.sessions() as session:
+        async with asyncio.timeout(3.0), runtime.sessions() as session:
             repository = WebhookRepository(session)
             if not await repository.any_enabled():
                 return None
@@ -188,7 +188,7 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
         ),
     )
     outbox = await _outbox(runtime) if runtime.settings.cfx_broker_url else None
-    webhooks = await _webhooks(runtime)
+    webhooks = await _webhooks(runtime) if database.ok else None
     problems = []
     if not database.ok:
         problems.append(f"the database does not answer ({database.detail})")

@@ -11,7 +11,7 @@ The holder, in a loop:
    delivery per enabled endpoint subscribed to the event's type (and marks the rows
    published), in one transaction;
 2. for every endpoint whose oldest pending delivery is due, sends that endpoint's
-   deliveries in `id` order, one at a time (endpoints in parallel): a delivery is
+   deliveries in `id` order, one at a time (up to 4 endpoints at once): a delivery is
    `delivered` on a 2xx answer; on anything else (no answer, a timeout, a 3xx — redirects
    are not followed —, 4xx, 5xx) it stays first in its endpoint's line and is tried again
    after an exponential back-off (tenacity's `wait_exponential`: WEBHOOK_RETRY_INITIAL_S ×
@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 # Outbox rows fanned out per transaction, and deliveries sent per endpoint per round.
 BATCH = 200
+# Endpoints delivered to at once (each holds one database connection while it sends).
+PARALLEL_ENDPOINTS = 4
 # Seconds between two looks at the outbox when there is nothing to do.
 POLL_S = 0.1
 # Seconds between two tries for the dispatcher's lock by a process that does not hold it.
@@ -111,6 +113,7 @@ class WebhookDispatcher:
             trust_env=False,  # a receiver on the plant network is not reached via a proxy
         )
         self._task: asyncio.Task[None] | None = None
+        self._parallel = asyncio.Semaphore(PARALLEL_ENDPOINTS)
         self._next_prune = 0.0
         self.holds_lock = False
 
@@ -166,7 +169,7 @@ class WebhookDispatcher:
 
     async def _drain(self, endpoint_id: int) -> None:
         """Send an endpoint's due deliveries in order until one fails (or BATCH went)."""
-        async with self.sessions() as session:
+        async with self._parallel, self.sessions() as session:
             repository = WebhookRepository(session)
             for _ in range(BATCH):
                 head = await repository.head(endpoint_id)
