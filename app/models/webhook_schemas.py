@@ -81,7 +81,7 @@ class WebhookEndpointCreated(WebhookEndpointOut):
     secret: str = Field(description="Standard Webhooks secret: `whsec_` + base64 of 24 bytes.")
 
 
-_ATTEMPT = {
+_ATTEMPT: dict[str, Any] = {
     "attempted_at": "2026-12-07T21:31:00Z",
     "duration_s": 0.012,
     "status_code": 204,

@@ -159,6 +159,7 @@ class WebhookDispatcher:
         while True:
             taken = await repository.fan_out(BATCH, self.settings.webhook_retry_hours)
             await session.commit()
+            session.expunge_all()  # this session lives as long as the lock: keep it empty
             due = await repository.due_endpoints()
             await session.commit()
             if due:
@@ -177,6 +178,7 @@ class WebhookDispatcher:
                     await session.commit()
                     return
                 delivery, endpoint = head
+                await session.commit()  # no transaction stays open during the request
                 attempt = await self.attempt(delivery, endpoint)
                 delivered = attempt.error is None
                 status = await repository.record_attempt(

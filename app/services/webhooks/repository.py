@@ -193,17 +193,21 @@ class WebhookRepository:
     async def head(self, endpoint_id: int) -> tuple[WebhookDelivery, WebhookEndpoint] | None:
         """The oldest pending delivery of an endpoint when it is due, with its endpoint."""
         stmt = (
-            select(WebhookDelivery, WebhookEndpoint)
+            select(
+                WebhookDelivery,
+                WebhookEndpoint,
+                (WebhookDelivery.next_attempt_at <= func.now()).label("due"),
+            )
             .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
             .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == "pending")
             .order_by(WebhookDelivery.id)
             .limit(1)
+            .execution_options(populate_existing=True)
         )
         row = (await self.session.execute(stmt)).first()
-        if row is None:
+        if row is None or not row.due:
             return None
-        delivery, endpoint = row
-        return (delivery, endpoint) if delivery.next_attempt_at <= await self.now() else None
+        return row[0], row[1]
 
     async def now(self) -> datetime:
         """The database's clock."""
