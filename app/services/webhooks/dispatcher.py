@@ -234,7 +234,11 @@ class WebhookDispatcher:
         except TimeoutError:
             error = f"no answer within {timeout_s:g} s (WEBHOOK_TIMEOUT_S)"
         except httpx2.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        except Exception as exc:
+            # Whatever else fails (a URL the HTTP client cannot use, an IDNA error) is
+            # this attempt's failure, recorded like any other: it must not stop the loop.
+            error = f"{type(exc).__name__}: {exc}"[:500]
         return WebhookAttempt(
             delivery_id=delivery.id,
             duration_s=round(time.perf_counter() - started, 6),

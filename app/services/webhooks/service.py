@@ -10,6 +10,8 @@ import secrets
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+import httpx2
+
 from app.config import Settings
 from app.errors import AgentError
 from app.models.webhook_schemas import (
@@ -66,11 +68,17 @@ def check_endpoint(url: str, events: Sequence[str], description: str | None) -> 
         InvalidWebhookEndpoint: not an http:// or https:// URL with a host, too long, an
             unknown or no event type, or a description over 500 characters.
     """
-    parts = urlsplit(url)
+    problem = InvalidWebhookEndpoint(
+        f"the URL must be http:// or https:// with a host, at most {URL_LENGTH} characters"
+    )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a port out of range)
+        httpx2.URL(url)  # what the dispatcher will send to
+    except (ValueError, httpx2.InvalidURL) as exc:
+        raise problem from exc
     if parts.scheme not in {"http", "https"} or not parts.hostname or len(url) > URL_LENGTH:
-        raise InvalidWebhookEndpoint(
-            f"the URL must be http:// or https:// with a host, at most {URL_LENGTH} characters"
-        )
+        raise problem
     if any(c.isspace() or c == "\x00" for c in url):
         raise InvalidWebhookEndpoint("the URL must not contain spaces or control characters")
     unknown = sorted(set(events) - set(EVENT_TYPES))
