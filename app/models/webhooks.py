@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -101,7 +100,3 @@ class WebhookAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     response_excerpt: Mapped[str | None] = mapped_column(Text)
 
-
-def as_dict(row: Any) -> dict[str, Any]:
-    """Column values of a row (for JSON output)."""
-    return {c.key: getattr(row, c.key) for c in row.__table__.columns}
