@@ -55,8 +55,10 @@ logger = logging.getLogger(__name__)
 BATCH = 200
 # Endpoints delivered to at once (each holds one database connection while it sends).
 PARALLEL_ENDPOINTS = 4
-# Seconds between two looks at the outbox when there is nothing to do.
+# Seconds between two looks at the outbox when there is nothing to do (with no enabled
+# endpoint: IDLE_POLL_S, so an agent without webhooks does not query 10 times a second).
 POLL_S = 0.1
+IDLE_POLL_S = 1.0
 # Seconds between two tries for the dispatcher's lock by a process that does not hold it.
 LOCK_RETRY_S = 5.0
 PRUNE_EVERY_S = 600.0
@@ -166,7 +168,10 @@ class WebhookDispatcher:
                 await asyncio.gather(*(self._drain(endpoint_id) for endpoint_id in due))
             elif not taken:
                 await self._prune_when_due(session, repository)
-                await asyncio.sleep(POLL_S)
+                enabled = await repository.any_enabled()
+                await session.commit()
+                # With no endpoint there is no one to keep waiting: look less often.
+                await asyncio.sleep(POLL_S if enabled else IDLE_POLL_S)
 
     async def _drain(self, endpoint_id: int) -> None:
         """Send an endpoint's due deliveries in order until one fails (or BATCH went)."""
