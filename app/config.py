@@ -222,6 +222,16 @@ class Settings(BaseSettings):
     # Published outbox rows are removed once this old.
     cfx_keep_published_hours: float = Field(default=24.0, ge=0)
 
+    # Signed webhooks (docs/webhooks.md): seconds for one delivery attempt (connect, send,
+    # read the answer); hours a delivery is retried before it is parked; the back-off
+    # between attempts (first wait, doubled per failure up to the cap, seconds); delivered
+    # and parked deliveries (with their attempts) are deleted once this many days old.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    webhook_retry_hours: float = Field(default=24.0, gt=0)
+    webhook_retry_initial_s: float = Field(default=5.0, gt=0)
+    webhook_retry_max_s: float = Field(default=1800.0, gt=0)
+    webhook_keep_days: float = Field(default=7.0, gt=0)
+
     # SPC (docs/spc.md): shifts as NAME=HH:MM-HH:MM,... in local time of SPC_TIMEZONE (an
     # IANA name; days of the SPC charts are its days too); empty: per-day subgroups only.
     shifts: str = ""

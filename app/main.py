@@ -31,6 +31,7 @@ from app.api import (
     review,
     spc,
     upload,
+    webhooks,
 )
 from app.api.middleware import (
     RequestBodyLimitMiddleware,
@@ -60,6 +61,10 @@ OPENAPI_TAGS = [
     {"name": "Download", "description": "Input and result images, analysis JSON, batch ZIPs."},
     {"name": "System", "description": "Health and statistics."},
     {"name": "Keys", "description": "API keys (admin): create, list, revoke."},
+    {
+        "name": "Webhooks",
+        "description": "Signed webhooks (admin): endpoints, deliveries, redelivery.",
+    },
 ]
 
 
@@ -256,6 +261,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         boards,
         spc,
         reports,
+        webhooks,
     ):
         include_api(app, module.router)
     # Prometheus' own convention, like /docs: one path, at the root, not in the OpenAPI

@@ -63,7 +63,12 @@ def get_review_service(
     session: SessionDep, runtime: RuntimeDep, settings: SettingsDep
 ) -> ReviewService:
     """Review operations over this request's session (CFX messages in its transaction)."""
-    return ReviewService(session, runtime.inspections.cfx, audit_rate=settings.review_audit_rate)
+    return ReviewService(
+        session,
+        runtime.inspections.cfx,
+        audit_rate=settings.review_audit_rate,
+        webhooks=runtime.inspections.webhooks,
+    )
 
 
 ReviewServiceDep = Annotated[ReviewService, Depends(get_review_service)]

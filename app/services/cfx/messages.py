@@ -27,6 +27,7 @@ WORK_STARTED = "CFX.Production.WorkStarted"
 WORK_COMPLETED = "CFX.Production.WorkCompleted"
 UNITS_INSPECTED = "CFX.Production.TestAndInspection.UnitsInspected"
 UNITS_DISQUALIFIED = "CFX.Production.UnitsDisqualified"
+LOG_ENTRY_RECORDED = "CFX.ResourcePerformance.LogEntryRecorded"
 
 # A region's verdict (app.models.review.Verdict) as a CFX.Structures.VerificationResult.
 VERDICT_VERIFICATION = {
@@ -418,4 +419,19 @@ def units_disqualified(unit_identifier: str, comment: str | None) -> dict[str, A
         "Comments": comment,
         "UnitCount": 1,
         "Units": [_unit_position(unit_identifier)],
+    }
+
+
+def log_entry_recorded(information_id: str, message: str, importance: str) -> dict[str, Any]:
+    """The body of `CFX.ResourcePerformance.LogEntryRecorded`
+    (CFX/ResourcePerformance/LogEntryRecorded.cs): an endpoint's log entry with its
+    `Importance` (CFX/Structures/LogImportance.cs: Debug, Information, Warning, Error,
+    Fatal). The SDK has no statistical-process-control message, so an SPC alarm is this
+    (docs/cfx.md)."""
+    return {
+        "InformationId": information_id,
+        "Message": message,
+        "Importance": importance,
+        "Lane": None,
+        "Stage": None,
     }

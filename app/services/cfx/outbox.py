@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.models.database import BoardContext, DefectClass, OutboxMessage, Region
+from app.models.spc import SpcAlarm
 from app.services.cfx import messages
 from app.services.security.signing import LinkSigner, load_secret
 
@@ -326,6 +327,33 @@ class CfxOutbox:
                 messages.UNITS_DISQUALIFIED,
                 messages.units_disqualified(unit, comment),
             )
+
+    def spc_alarm(self, session: AsyncSession, alarm: SpcAlarm, subgroup: str) -> None:
+        """`CFX.ResourcePerformance.LogEntryRecorded` (Importance `Warning`) for a raised
+        SPC alarm: `InformationId` `SPC.<p|u>.rule<N>`, `Message` naming the chart,
+        subgroup, rule, side, class, product and line."""
+        if not self.enabled:
+            return
+        scope = ", ".join(
+            f"{name} {value}"
+            for name, value in (
+                ("class", alarm.class_name),
+                ("product", alarm.product),
+                ("line", alarm.line),
+            )
+            if value
+        )
+        text = (
+            f"SPC alarm: {alarm.chart}-chart per {subgroup}, rule {alarm.rule}"
+            f" ({alarm.rule_text}), {alarm.side} the centre line, from {alarm.first_key}"
+            + (f"; {scope}" if scope else "")
+        )
+        self.add(
+            session,
+            f"spc:{alarm.chart}:{alarm.class_name or ''}",
+            messages.LOG_ENTRY_RECORDED,
+            messages.log_entry_recorded(f"SPC.{alarm.chart}.rule{alarm.rule}", text, "Warning"),
+        )
 
     def _verification(
         self,

@@ -52,6 +52,7 @@ from app.services.inspection.receiver import ReceivedFile
 from app.services.model_service.pool import ModelServicePool
 from app.services.storage import RESULT_FILE_NAMES, Storage, is_disk_full
 from app.services.system import metrics
+from app.services.webhooks.events import WebhookEvents
 from app.utils import fastjson
 from app.utils.ids import download_stem, new_batch_id, new_img_unique_id, utc_now
 from app.utils.images import ImageInfo, validate_image
@@ -147,6 +148,8 @@ class InspectionService:
         self.orphan_files = OrphanFileSweep(storage, sessions)
         # IPC-CFX messages, written in the transaction that stores or fails an inspection.
         self.cfx = CfxOutbox(settings)
+        # Webhook events, written in the same transactions (docs/webhooks.md).
+        self.webhooks = WebhookEvents()
         self.defer: Deferrer | None = None
         self.defer_at: ScheduledDeferrer | None = None
         # This process's id in `agent_processes` (set by the heartbeat); inspections it
@@ -643,6 +646,14 @@ class InspectionService:
                     )
                     or None,
                 )
+                await self.webhooks.inspection_completed(
+                    session,
+                    img_unique_id,
+                    batch_id=inspection.batch_id,
+                    defect_classes=_defect_counts(result.analysis),
+                    model_name=result.model_name,
+                    model_version=result.model_version,
+                )
         except IntegrityError:
             # Another worker stored this inspection first: its files are the same ones.
             async with self.sessions() as session:
@@ -693,6 +704,7 @@ class InspectionService:
                 total_seconds=round(time.perf_counter() - started, 6),
             )
             await self.cfx.inspection_finished(session, img_unique_id, None, error=error)
+            await self.webhooks.inspection_failed(session, img_unique_id, error)
         metrics.record_inspection_failed()
         logger.warning("inspection failed", extra={"img_unique_id": img_unique_id, "error": error})
 

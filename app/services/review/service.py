@@ -38,6 +38,7 @@ from app.services.history.dashboard import daily_range
 from app.services.review.audit_repository import AuditRepository
 from app.services.review.repository import ReviewFilters, ReviewRepository
 from app.services.review.sample import in_audit_sample
+from app.services.webhooks.events import WebhookEvents
 
 HISTORY_LIMIT = 500
 """Newest review events returned for one image."""
@@ -69,13 +70,19 @@ class ReviewService:
     request's unit of work commits)."""
 
     def __init__(
-        self, session: AsyncSession, cfx: CfxOutbox | None = None, audit_rate: float = 0.0
+        self,
+        session: AsyncSession,
+        cfx: CfxOutbox | None = None,
+        audit_rate: float = 0.0,
+        webhooks: WebhookEvents | None = None,
     ) -> None:
         self.session = session
         self.reviews = ReviewRepository(session)
         self.audits = AuditRepository(session)
         # IPC-CFX: verification outcomes written in this request's transaction.
         self.cfx = cfx
+        # Webhook events (`region.verdict`, `image.disposition`), in the same transaction.
+        self.webhooks = webhooks
         self.audit_rate = audit_rate  # REVIEW_AUDIT_RATE: share of complete boards audited
 
     async def set_verdict(
@@ -112,6 +119,15 @@ class ReviewService:
         )
         if self.cfx is not None:
             await self.cfx.verdict(
+                self.session,
+                img_unique_id,
+                region_unique_id,
+                change.verdict,
+                reviewer,
+                change.comment,
+            )
+        if self.webhooks is not None:
+            await self.webhooks.region_verdict(
                 self.session,
                 img_unique_id,
                 region_unique_id,
@@ -169,6 +185,10 @@ class ReviewService:
         )
         if self.cfx is not None:
             await self.cfx.disposition(
+                self.session, img_unique_id, change.disposition, reviewer, change.comment
+            )
+        if self.webhooks is not None:
+            await self.webhooks.image_disposition(
                 self.session, img_unique_id, change.disposition, reviewer, change.comment
             )
         return DispositionOut(

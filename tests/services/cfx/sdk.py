@@ -66,6 +66,14 @@ SDK: dict[str, dict[str, str]] = {
         "InspectedUnits": "list",
         "InspectedPanel": "dict?",
     },
+    # CFX/ResourcePerformance/LogEntryRecorded.cs
+    "CFX.ResourcePerformance.LogEntryRecorded": {
+        "InformationId": "str?",
+        "Message": "str?",
+        "Importance": "str",
+        "Lane": "str?",
+        "Stage": "str?",
+    },
     "CFX.Production.UnitsDisqualified": {
         "PrimaryIdentifier": "str?",
         "HermesIdentifier": "str?",
@@ -152,6 +160,7 @@ ENUMS = {
     "WorkResult": {"Completed", "Failed", "Aborted", "Skipped"},
     "InspectionMethod": {"Human", "AOI", "SPI", "AXI"},
     "Surface": {"Unspecified", "PrimarySurface", "SecondarySurface"},
+    "LogImportance": {"Debug", "Information", "Warning", "Error", "Fatal"},
 }
 
 
@@ -215,6 +224,8 @@ def check_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
         assert body["RelevantSurface"] in ENUMS["Surface"]
         if body["WorkOrderIdentifier"] is not None:
             _check("WorkOrderIdentifier", body["WorkOrderIdentifier"])
+    if name.endswith("LogEntryRecorded"):
+        assert body["Importance"] in ENUMS["LogImportance"]
     if name.endswith("WorkCompleted"):
         assert body["Result"] in ENUMS["WorkResult"]
     return body
