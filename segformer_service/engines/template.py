@@ -87,6 +87,13 @@ from threadpoolctl import ThreadpoolController
 from segformer_service.config import ServiceSettings
 from segformer_service.engines.base import LabelMask, Segmentation, as_grey
 from segformer_service.engines.classical import ClassicalEngine
+from segformer_service.engines.region_classifier import (
+    FEATURE_NAMES,
+    NO_DEFECT,
+    Forest,
+    Region,
+    region_features,
+)
 
 logger = logging.getLogger("segformer_service")
 
@@ -302,6 +309,8 @@ class TemplateEngine:
     """Golden-board comparison with a template found by search (see the module docstring)."""
 
     name = "template"
+    want_features = False
+    """Compute region features even without a classifier (for training)."""
 
     def __init__(self, settings: ServiceSettings, templates: list[Template] | None = None) -> None:
         """Load the template library (``settings.templates_dir``) unless ``templates`` is given.
@@ -335,6 +344,12 @@ class TemplateEngine:
         self._tolerance = morphology.disk(r).astype(bool)
         self._grow = morphology.disk(r + 1).astype(bool)
         self._touch = morphology.disk(r + 2).astype(bool)
+        self._names = settings.class_name_by_id()
+        self.classifier = (
+            Forest.load(Path(settings.template_classifier))
+            if settings.template_classifier is not None
+            else None
+        )
         use_one_blas_thread()
         logger.info("template engine: %d golden images loaded", len(templates))
 
@@ -622,11 +637,37 @@ class TemplateEngine:
         """``(H, W)`` ``int32`` label mask (service class ids, 0 = none) of the DeepPCB
         classes found by comparing an image with its registered template.
 
+        The topology rules find and name the regions; with a region classifier
+        (``template_classifier``) each region then gets the classifier's class,
+        or is dropped when it says "no defect".
+
         Args:
             grey: ``(H, W)`` ``uint8`` tested image.
             template: ``(H, W)`` ``uint8`` golden image already registered onto ``grey``.
             valid: ``(H, W)`` mask of the pixels the registered template really covers
                 (a shifted template leaves a band of repeated edge pixels); ``None`` = all.
+        """
+        out, regions, features = self.compare_regions(grey, template, valid)
+        if self.classifier is None or not regions:
+            return out
+        ids = self._ids
+        for region, name in zip(regions, self.classifier.predict(features), strict=True):
+            if name != region.rule_class:
+                out[region.box][region.mask] = 0 if name == NO_DEFECT else ids.get(name, 0)
+        return out
+
+    def compare_regions(
+        self,
+        grey: NDArray[np.uint8],
+        template: NDArray[np.uint8],
+        valid: BoolMask | None = None,
+    ) -> tuple[NDArray[np.int32], list[Region], NDArray[np.float32]]:
+        """The topology rules' label mask, its regions and their classifier features.
+
+        Arguments as for :meth:`compare`. Returns the ``(H, W)`` label mask of the
+        rules alone, its regions (each one connected region of one class) and their ``(N, F)``
+        features (:func:`region_features`; computed only with a classifier or
+        when ``self.want_features`` is set, else ``(0, F)`` with no regions).
         """
         s = self._settings
         image_cu = self._copper(grey)
@@ -635,11 +676,15 @@ class TemplateEngine:
             valid = np.ones(grey.shape, dtype=bool)
         out = np.zeros(grey.shape, dtype=np.int32)
 
+        regions: list[Region] = []
+
         def mark(name: str, box: tuple[slice, slice], region: BoolMask) -> None:
-            # Regions are disjoint (extra copper vs missing copper, one label each).
+            # Regions are disjoint (extra copper vs missing copper, one label each)
+            # and no two of one kind touch, so each is one region of the answer.
             class_id = self._ids.get(name)
             if class_id is not None:
                 out[box][region] = class_id
+                regions.append(Region(name, box, region))
 
         image_parts = self._conductors(image_cu)
         template_parts = self._conductors(template_cu)
@@ -742,7 +787,10 @@ class TemplateEngine:
                 else:
                     name = "pin_hole" if enclosed else "mousebite"
                 mark(name, sl, region)
-        return out
+        if self.classifier is None and not self.want_features:
+            return out, [], np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+        features = region_features(regions, image_cu, template_cu)
+        return out, regions, features
 
     # --- the engine interface ---------------------------------------------------
     def segment_with_provenance(self, image: NDArray[np.uint8]) -> Segmentation:
