@@ -21,7 +21,9 @@ Algorithm
    shifted onto the image (bilinear, ``scipy.ndimage.shift``) and the NCC of
    the two full-size grey images is the *match score*. The best candidate wins
    when its score is at least ``template_min_match_score`` and its offset at
-   most ``template_max_offset_px``; otherwise the engine falls back to the
+   most ``template_max_offset_px`` (a larger global shift is a periodic
+   layout's aliased peak: registration restarts from no shift); otherwise the
+   engine falls back to the
    single-image ``classical`` engine and says so in its provenance.
 4. **Tolerant difference.** Both images are binarised (copper = dark phase at
    the mid grey level 128, or the configured threshold). Extra copper is
@@ -44,6 +46,11 @@ Algorithm
    than the region grown by ``r`` = ``pin_hole``; if two or more image
    conductors lie along it while one template conductor was there = ``open``;
    otherwise ``mousebite``.
+6. **Region classifier** (``template_classifier``, default the bundled
+   ``template_classifier.npz``): a random forest trained on the DeepPCB
+   train/val split (``benchmarks/train_region_classifier.py``) gives each region
+   of step 5 its class, or drops it as no defect, from shape and local-topology
+   features (:mod:`segformer_service.engines.region_classifier`).
 
 Speed
 -----
@@ -408,6 +415,11 @@ class TemplateEngine:
             image_half, _half(template_f), upsample_factor=20, normalization=None
         )
         dy, dx = 2 * float(shift[0]), 2 * float(shift[1])
+        if max(abs(dy), abs(dx)) > self._settings.template_max_offset_px:
+            # A periodic layout (rows of identical cells) can alias the correlation
+            # peak by a whole period; start from no shift and let the local
+            # refinement find the small real one.
+            dy = dx = 0.0
         if self._settings.template_local_tiles > 1:
             # The refinement measures the residual from a whole-pixel shift.
             base = (float(round(dy)), float(round(dx)))
