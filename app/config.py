@@ -437,6 +437,11 @@ class Settings(BaseSettings):
         return [self.segformer_service_url] if self.segformer_service_url else []
 
     @property
+    def shadow_urls(self) -> list[str]:
+        """The shadow model services (SHADOW_SERVICE_URLS), each once, in order."""
+        return list(dict.fromkeys(self.shadow_service_urls))
+
+    @property
     def model_service_url_setting(self) -> str:
         """The name of the setting the model services' URLs come from, for messages that
         tell an operator what to check: SEGFORMER_SERVICE_URLS when it is set, else

@@ -203,7 +203,7 @@ async def run_model_answer(
     except SERVICE_ERRORS as exc:
         if not record_failure:
             raise
-        return await _store_failure(
+        return await store_failed_answer(
             sessions, img_unique_id, role, shown_url, exc, time.perf_counter() - started
         )
     finally:
@@ -214,7 +214,7 @@ async def run_model_answer(
     )
 
 
-async def _store_failure(
+async def store_failed_answer(
     sessions: async_sessionmaker[AsyncSession],
     img_unique_id: str,
     role: str,
@@ -222,6 +222,13 @@ async def _store_failure(
     exc: Exception,
     seconds: float,
 ) -> int:
+    """Store a `failed` answer of the model service at `url` (without credentials) for
+    one inspection, its error being `exc` (type and message); `seconds` is how long the
+    attempt took. Returns the new `answer_id`.
+
+    Raises:
+        sqlalchemy.exc.IntegrityError: the inspection's image row is gone.
+    """
     error = printable(f"{type(exc).__name__}: {getattr(exc, 'detail', exc)}", 2000)
     async with unit_of_work(sessions) as session:
         answer_id = await ModelAnswerRepository(session).add(
