@@ -26,6 +26,7 @@ from app.api import (
     health,
     keys,
     metrics,
+    models,
     query,
     reports,
     review,
@@ -255,6 +256,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         boards,
         spc,
         reports,
+        models,
     ):
         include_api(app, module.router)
     # Prometheus' own convention, like /docs: one path, at the root, not in the OpenAPI
