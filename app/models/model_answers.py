@@ -37,14 +37,16 @@ class AnswerRegionOut(BaseModel):
     bbox: list[int] = Field(description="[x, y, width, height], pixels.")
     area_pixels: int
     centroid: list[float] = Field(description="[x, y], pixels.")
-    confidence: float | None
+    confidence: float | None = None
     matched_region_unique_id: int | None = Field(
-        description="The primary region it matches (same class, IoU >= MODEL_MATCH_MIN_IOU)."
+        default=None,
+        description="The primary region it matches (same class, IoU >= MODEL_MATCH_MIN_IOU).",
     )
-    match_iou: float | None
+    match_iou: float | None = None
     verdict: Literal["real", "false_call", "unsure"] | None = Field(
+        default=None,
         description="A reviewer's verdict on it when unmatched (a matched region takes its"
-        " primary region's verdict)."
+        " primary region's verdict).",
     )
 
 
@@ -71,10 +73,10 @@ class AnswerOut(BaseModel):
     img_unique_id: str
     role: Literal["shadow", "replay"]
     model_service_url: str
-    model_name: str | None
-    model_version: str | None
+    model_name: str | None = None
+    model_version: str | None = None
     status: Literal["succeeded", "failed"]
-    error: str | None
-    model_service_seconds: float | None = Field(description="Round trip, seconds.")
+    error: str | None = None
+    model_service_seconds: float | None = Field(default=None, description="Round trip, seconds.")
     created_at: datetime
     regions: list[AnswerRegionOut]

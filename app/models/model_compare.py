@@ -40,13 +40,13 @@ class ModelVersionOut(BaseModel):
 
     model_config = _example(_MODEL)
 
-    model_name: str | None = Field(description="As the model service reported it.")
-    model_version: str | None = Field(description="As the model service reported it.")
+    model_name: str | None = Field(default=None, description="As the model service reported it.")
+    model_version: str | None = Field(default=None, description="As the model service reported it.")
     primary_answers: int = Field(description="Inspections answered by it as the primary.")
     shadow_answers: int = Field(description="Shadow answers (SHADOW_SERVICE_URLS).")
     replay_answers: int = Field(description="Answers of replays of stored inputs.")
-    first_seen: datetime | None = Field(description="Its first answer, UTC.")
-    last_seen: datetime | None = Field(description="Its last answer, UTC.")
+    first_seen: datetime | None = Field(default=None, description="Its first answer, UTC.")
+    last_seen: datetime | None = Field(default=None, description="Its last answer, UTC.")
 
 
 class FailedService(BaseModel):
@@ -57,7 +57,7 @@ class FailedService(BaseModel):
     model_service_url: str
     failed_answers: int
     last_failed_at: datetime
-    last_error: str | None
+    last_error: str | None = None
 
 
 class ModelList(BaseModel):
@@ -96,11 +96,13 @@ class SideFigures(BaseModel):
         description="Real defects it missed: calls of the other version only, judged `real`."
     )
     precision: float | None = Field(
-        description="confirmed_real / (confirmed_real + false_calls); null with no verdict."
+        default=None,
+        description="confirmed_real / (confirmed_real + false_calls); null with no verdict.",
     )
     relative_recall: float | None = Field(
+        default=None,
         description="confirmed_real / (confirmed_real + missed_real): its share of the real"
-        " defects either version found; null when neither found a confirmed one."
+        " defects either version found; null when neither found a confirmed one.",
     )
 
 
@@ -141,8 +143,12 @@ class Disagreement(BaseModel):
     timestamp: datetime
     a_only: int
     b_only: int
-    a_answer_id: int | None = Field(description="A's stored answer; null: A is the primary.")
-    b_answer_id: int | None = Field(description="B's stored answer; null: B is the primary.")
+    a_answer_id: int | None = Field(
+        default=None, description="A's stored answer; null: A is the primary."
+    )
+    b_answer_id: int | None = Field(
+        default=None, description="B's stored answer; null: B is the primary."
+    )
     viewer_url: str = Field(description="The viewer with both answers overlaid.")
 
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import ColumnElement, exists, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.models.database import (
     AnswerRegion,
@@ -137,6 +138,31 @@ class ModelAnswerRepository:
             .order_by(AnswerRegion.class_name, AnswerRegion.region_id)
         )
         return list(rows)
+
+
+def disagrees(img_unique_id: Any, model_version: str) -> ColumnElement[bool]:
+    """Images (`img_unique_id`: the column naming them) on which a succeeded answer of
+    `model_version` (shadow or replay) disagrees with the primary answer: it has a region
+    that matches no primary region, or a primary region matches none of its regions."""
+    answer = aliased(ModelAnswer)
+    own = aliased(AnswerRegion)
+    matching = aliased(AnswerRegion)
+    unmatched_own = exists().where(
+        own.answer_id == answer.answer_id, own.matched_region_unique_id.is_(None)
+    )
+    missed_primary = exists().where(
+        Region.img_unique_id == answer.img_unique_id,
+        ~exists().where(
+            matching.answer_id == answer.answer_id,
+            matching.matched_region_unique_id == Region.region_unique_id,
+        ),
+    )
+    return exists().where(
+        answer.img_unique_id == img_unique_id,
+        answer.model_version == model_version,
+        answer.status == "succeeded",
+        or_(unmatched_own, missed_primary),
+    )
 
 
 @dataclass(frozen=True)
