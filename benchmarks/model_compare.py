@@ -142,7 +142,9 @@ def main() -> int:
             regions, answer_regions = conn.execute(
                 "SELECT (SELECT count(*) FROM regions), (SELECT count(*) FROM answer_regions)"
             ).fetchone() or (0, 0)
-        print(f"  seeded {regions:,} primary and {answer_regions:,} shadow regions in {loaded:.1f} s")
+        print(
+            f"  seeded {regions:,} primary and {answer_regions:,} shadow regions in {loaded:.1f} s"
+        )
         rows = []
         for label, filters in (
             ("all 30 days", CompareFilters()),
