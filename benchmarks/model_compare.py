@@ -71,6 +71,10 @@ FROM generate_series(1, %(n)s) n, generate_series(0, 2) j
 JOIN LATERAL (SELECT class_unique_id, img_unique_id FROM classes
               WHERE img_unique_id = '20260101_000000_' || lpad(n::text, 6, '0')
                 AND class_id = ((n + j * j) %% 6) + 1) c ON TRUE;
+UPDATE classes c SET total_regions = r.n, total_area_pixels = r.area
+FROM (SELECT class_unique_id, count(*) AS n, sum(area_pixels) AS area FROM regions
+      GROUP BY class_unique_id) r
+WHERE r.class_unique_id = c.class_unique_id;
 INSERT INTO region_verdicts (region_unique_id, img_unique_id, verdict, reviewer)
 SELECT region_unique_id, img_unique_id,
        CASE WHEN region_unique_id %% 25 = 0 THEN 'false_call' ELSE 'real' END, 'bench'
