@@ -96,6 +96,7 @@ INSERT INTO answer_regions (answer_id, region_id, class_name, bbox_x, bbox_y, bb
 SELECT answer_id, 3, ({CLASSES})[(answer_id %% 6) + 1], 300, 300, 10, 10, 100, 305, 305,
        CASE WHEN answer_id %% 20 = 0 THEN 'real' END
 FROM model_answers;
+UPDATE model_answers SET region_count = 3, matched_count = 2, primary_region_count = 3;
 SET session_replication_role = DEFAULT;
 """
 

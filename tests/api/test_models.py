@@ -116,6 +116,17 @@ def _answer(
             verdict,
         )[0]
         ids.append(rid)
+    if status == "succeeded":  # the counts `run_model_answer` keeps with the answer
+        db_execute(
+            db,
+            "UPDATE model_answers SET region_count = %s, matched_count = %s,"
+            " primary_region_count = (SELECT count(*) FROM regions WHERE img_unique_id = %s)"
+            " WHERE answer_id = %s",
+            len(regions),
+            sum(1 for _, matched, _ in regions if matched),
+            img_id,
+            answer_id,
+        )
     return answer_id, ids
 
 

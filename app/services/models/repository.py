@@ -10,7 +10,6 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, exists, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from app.models.database import (
     AnswerRegion,
@@ -143,25 +142,16 @@ class ModelAnswerRepository:
 def disagrees(img_unique_id: Any, model_version: str) -> ColumnElement[bool]:
     """Images (`img_unique_id`: the column naming them) on which a succeeded answer of
     `model_version` (shadow or replay) disagrees with the primary answer: it has a region
-    that matches no primary region, or a primary region matches none of its regions."""
-    answer = aliased(ModelAnswer)
-    own = aliased(AnswerRegion)
-    matching = aliased(AnswerRegion)
-    unmatched_own = exists().where(
-        own.answer_id == answer.answer_id, own.matched_region_unique_id.is_(None)
-    )
-    missed_primary = exists().where(
-        Region.img_unique_id == answer.img_unique_id,
-        ~exists().where(
-            matching.answer_id == answer.answer_id,
-            matching.matched_region_unique_id == Region.region_unique_id,
-        ),
-    )
+    that matches no primary region, or a primary region matches none of its regions
+    (the counts kept on `model_answers` when it was stored)."""
     return exists().where(
-        answer.img_unique_id == img_unique_id,
-        answer.model_version == model_version,
-        answer.status == "succeeded",
-        or_(unmatched_own, missed_primary),
+        ModelAnswer.img_unique_id == img_unique_id,
+        ModelAnswer.model_version == model_version,
+        ModelAnswer.status == "succeeded",
+        or_(
+            ModelAnswer.region_count > ModelAnswer.matched_count,
+            ModelAnswer.primary_region_count > ModelAnswer.matched_count,
+        ),
     )
 
 
@@ -193,18 +183,19 @@ _SIDE_SQL = """
      ORDER BY ma.img_unique_id, ma.answer_id DESC)
 """
 
-# The calls (regions) of one side on the images in scope, as counts. Where the side is
-# the primary answer (`{side}_answer` NULL) its calls are the `classes` rows' region
-# counts and its verdicts those of `region_verdicts`; where it is a stored answer, its
-# `answer_regions` (a matched one takes its primary region's verdict). Rows:
-# (img_unique_id, class_name, calls, real, false_call, unsure).
+# The calls (regions) of one side on the images in scope, counted per defect class.
+# Where the side is the primary answer (`{side}_answer` NULL) its calls are the `classes`
+# rows' region counts and its verdicts those of `region_verdicts`; where it is a stored
+# answer, its `answer_regions` (a matched one takes its primary region's verdict).
+# Rows: (class_name, calls, real, false_call, unsure), several per class.
 _CALLS_SQL = """
-    SELECT s.img_unique_id, c.class_name, c.total_regions::bigint AS calls,
+    SELECT c.class_name, sum(c.total_regions)::bigint AS calls,
            0::bigint AS real, 0::bigint AS false_call, 0::bigint AS unsure
     FROM scope s JOIN classes c ON c.img_unique_id = s.img_unique_id
     WHERE s.{side}_answer IS NULL
+    GROUP BY c.class_name
     UNION ALL
-    SELECT s.img_unique_id, c.class_name, 0,
+    SELECT c.class_name, 0,
            count(*) FILTER (WHERE rv.verdict = 'real'),
            count(*) FILTER (WHERE rv.verdict = 'false_call'),
            count(*) FILTER (WHERE rv.verdict = 'unsure')
@@ -213,9 +204,9 @@ _CALLS_SQL = """
     JOIN regions r ON r.region_unique_id = rv.region_unique_id
     JOIN classes c ON c.class_unique_id = r.class_unique_id
     WHERE s.{side}_answer IS NULL
-    GROUP BY s.img_unique_id, c.class_name
+    GROUP BY c.class_name
     UNION ALL
-    SELECT s.img_unique_id, ar.class_name, count(*),
+    SELECT ar.class_name, count(*),
            count(*) FILTER (WHERE v.verdict = 'real'),
            count(*) FILTER (WHERE v.verdict = 'false_call'),
            count(*) FILTER (WHERE v.verdict = 'unsure')
@@ -225,34 +216,65 @@ _CALLS_SQL = """
     CROSS JOIN LATERAL (SELECT CASE WHEN ar.matched_region_unique_id IS NULL
                                     THEN ar.verdict ELSE rv.verdict END AS verdict) v
     WHERE s.{side}_answer IS NOT NULL
-    GROUP BY s.img_unique_id, ar.class_name
+    GROUP BY ar.class_name
 """
 
 # The matched calls: a stored answer's regions matched to the primary regions where the
 # other side is the primary answer; where both are stored answers, the pairs of their
 # regions matched to the same primary region. Rows: (img_unique_id, class_name, real).
 _MATCHED_SQL = """
-    SELECT s.img_unique_id, ar.class_name, rv.verdict = 'real' AS real
+    SELECT ar.class_name, count(*) AS matched, count(*) FILTER (WHERE rv.verdict = 'real') AS real
     FROM scope s
     JOIN answer_regions ar ON ar.answer_id = COALESCE(s.a_answer, s.b_answer)
     LEFT JOIN region_verdicts rv ON rv.region_unique_id = ar.matched_region_unique_id
     WHERE (s.a_answer IS NULL) <> (s.b_answer IS NULL)
       AND ar.matched_region_unique_id IS NOT NULL
+    GROUP BY ar.class_name
     UNION ALL
-    SELECT s.img_unique_id, ra.class_name, rv.verdict = 'real'
+    SELECT ra.class_name, count(*), count(*) FILTER (WHERE rv.verdict = 'real')
     FROM scope s
     JOIN answer_regions ra ON ra.answer_id = s.a_answer
     JOIN answer_regions rb ON rb.answer_id = s.b_answer
          AND rb.matched_region_unique_id = ra.matched_region_unique_id
     LEFT JOIN region_verdicts rv ON rv.region_unique_id = ra.matched_region_unique_id
     WHERE s.a_answer IS NOT NULL AND s.b_answer IS NOT NULL
+    GROUP BY ra.class_name
     UNION ALL
-    SELECT s.img_unique_id, c.class_name, rv.verdict = 'real'
+    SELECT c.class_name, count(*), count(*) FILTER (WHERE rv.verdict = 'real')
     FROM scope s
     JOIN regions r ON r.img_unique_id = s.img_unique_id
     JOIN classes c ON c.class_unique_id = r.class_unique_id
     LEFT JOIN region_verdicts rv ON rv.region_unique_id = r.region_unique_id
     WHERE s.a_answer IS NULL AND s.b_answer IS NULL
+    GROUP BY c.class_name
+"""
+
+# The images on which the two disagree, with how many calls each has that the other has
+# not: from the counts kept on `model_answers` where one side is the primary answer, from
+# the pairs of regions matched to the same primary region where both are stored answers.
+_PER_IMAGE_SQL = """
+    SELECT s.img_unique_id,
+           CASE WHEN s.a_answer IS NULL THEN ma.primary_region_count ELSE ma.region_count END
+             - ma.matched_count AS a_only,
+           CASE WHEN s.b_answer IS NULL THEN ma.primary_region_count ELSE ma.region_count END
+             - ma.matched_count AS b_only
+    FROM scope s
+    JOIN model_answers ma ON ma.answer_id = COALESCE(s.a_answer, s.b_answer)
+    WHERE (s.a_answer IS NULL) <> (s.b_answer IS NULL)
+      AND (ma.region_count > ma.matched_count OR ma.primary_region_count > ma.matched_count)
+    UNION ALL
+    SELECT img_unique_id, a_calls - pairs, b_calls - pairs
+    FROM (
+        SELECT s.img_unique_id, ma.region_count AS a_calls, mb.region_count AS b_calls,
+               (SELECT count(*) FROM answer_regions ra
+                JOIN answer_regions rb ON rb.answer_id = s.b_answer
+                     AND rb.matched_region_unique_id = ra.matched_region_unique_id
+                WHERE ra.answer_id = s.a_answer) AS pairs
+        FROM scope s
+        JOIN model_answers ma ON ma.answer_id = s.a_answer
+        JOIN model_answers mb ON mb.answer_id = s.b_answer
+    ) both_stored
+    WHERE a_calls > pairs OR b_calls > pairs
 """
 
 
@@ -313,19 +335,10 @@ def _compare_cte(filters: CompareFilters) -> tuple[str, dict[str, Any]]:
         FROM calls_b GROUP BY class_name
     ),
     m_class AS (
-        SELECT class_name, count(*) AS matched, count(*) FILTER (WHERE real) AS real
+        SELECT class_name, sum(matched) AS matched, sum(real) AS real
         FROM matched GROUP BY class_name
     ),
-    per_image AS (
-        SELECT img_unique_id, sum(a_calls) - sum(m) AS a_only, sum(b_calls) - sum(m) AS b_only
-        FROM (
-            SELECT img_unique_id, calls AS a_calls, 0 AS b_calls, 0 AS m FROM calls_a
-            UNION ALL SELECT img_unique_id, 0, calls, 0 FROM calls_b
-            UNION ALL SELECT img_unique_id, 0, 0, 1 FROM matched
-        ) counted
-        GROUP BY img_unique_id
-        HAVING sum(a_calls) > sum(m) OR sum(b_calls) > sum(m)
-    )
+    per_image AS MATERIALIZED ({_PER_IMAGE_SQL})
     """
     return sql, params
 
