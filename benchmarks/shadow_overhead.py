@@ -15,6 +15,11 @@ how many failed).
 Prints p50/p95 in milliseconds per setting (all rounds pooled) and the p95 added by
 shadowing, with PASS/MISS against < 5 % (never fails hard).
 
+With --worker-process the agent runs no queue worker itself (RUN_WORKER_IN_PROCESS=false)
+and a separate `aoi-agent worker` process, pinned to CPU 1 with the shadow service, runs
+the shadow jobs: the shadow's whole cost (the agent's share too) on its own core; the
+agent only queues the jobs.
+
 Usage::
 
     python benchmarks/shadow_overhead.py [--requests 150] [--rounds 2]
@@ -25,6 +30,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -58,7 +66,38 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--deeppcb", type=Path, default=DEFAULT_DEEPPCB)
     parser.add_argument("--server-url", default=DEFAULT_SERVER_URL)
+    parser.add_argument(
+        "--worker-process",
+        action="store_true",
+        help="shadow jobs in a separate worker process pinned to CPU 1",
+    )
     return parser.parse_args()
+
+
+@contextlib.contextmanager
+def worker_process(env: dict[str, str], log: Path):  # type: ignore[no-untyped-def]
+    """`aoi-agent worker` as a child process pinned to CPU 1; stopped with SIGINT."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from app.cli import main; main()", "worker"],
+            cwd=REPO_ROOT,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        time.sleep(1.0)
+        pin_process(process.pid, {1})
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 @contextlib.contextmanager
@@ -90,7 +129,22 @@ def run(
     with psycopg.connect(db, autocommit=True) as conn:
         before = conn.execute("SELECT count(*) FROM model_answers").fetchone()[0]  # type: ignore[index]
     data = workdir / f"data-{rate}-{time.monotonic_ns()}"
-    with agent_process(db, primary.url, data, env) as agent:
+    with contextlib.ExitStack() as stack:
+        if args.worker_process:
+            env["RUN_WORKER_IN_PROCESS"] = "false"
+            stack.enter_context(
+                worker_process(
+                    {
+                        **env,
+                        "DATABASE_URL": db,
+                        "SEGFORMER_SERVICE_URL": primary.url,
+                        "DATA_DIR": str(data),
+                        "LOG_LEVEL": "WARNING",
+                    },
+                    workdir / "worker.log",
+                )
+            )
+        agent = stack.enter_context(agent_process(db, primary.url, data, env))
         pin_process(agent.pid, {0})
         seconds: list[float] = []
         with httpx2.Client(base_url=agent.url, timeout=60) as client:
