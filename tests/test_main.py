@@ -43,6 +43,8 @@ def test_every_openapi_schema_has_an_example_that_is_valid(client: httpx2.Client
         context,
         dashboard,
         golden,
+        model_answers,
+        model_compare,
         review,
         review_audit,
         schemas,
@@ -63,6 +65,8 @@ def test_every_openapi_schema_has_an_example_that_is_valid(client: httpx2.Client
             boards,
             context,
             webhook_schemas,
+            model_compare,
+            model_answers,
         )
         for name, obj in vars(module).items()
         if isinstance(obj, type) and issubclass(obj, BaseModel)

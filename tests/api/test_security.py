@@ -153,6 +153,10 @@ ROUTES = [
     ("DELETE", "/api/webhooks/424242", "admin"),
     ("GET", "/api/webhooks/424242/deliveries", "admin"),
     ("POST", "/api/webhooks/deliveries/424242/redeliver", "admin"),
+    ("GET", "/api/models", "read"),
+    ("GET", "/api/models/compare", "read"),
+    ("GET", "/api/models/answers/1", "read"),
+    ("PUT", "/api/models/answer-regions/1/verdict", "write"),
 ]
 RANK = {None: -1, "read": 0, "write": 1, "admin": 2}
 
