@@ -207,7 +207,9 @@ async def review_next(
     a defect region without a verdict, with its viewer link in review mode, and the
     progress over the same filters (`null` id: nothing left to review)."""
     start_date, end_date = resolve_dates(date_range, start_date, end_date)
-    filters = ReviewFilters(start_date, end_date, batch_id, class_name, model_version, disagreement)
+    filters = ReviewFilters(
+        start_date, end_date, batch_id, class_name, model_version, disagreement=disagreement
+    )
     return await service.next_image(
         filters, after, lambda img_id: links.viewer(img_id) + "?review=1"
     )
