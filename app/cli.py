@@ -967,5 +967,46 @@ def storage_sweep(as_json: JsonOption = False) -> None:
     )
 
 
+dataset_cli = typer.Typer(help="Training sets exported from the verdicts (docs/dataset.md).")
+cli.add_typer(dataset_cli, name="dataset")
+
+
+@dataset_cli.command("verify")
+def dataset_verify(
+    zip_file: Annotated[
+        Path, typer.Argument(help="A ZIP from GET /api/export/dataset.zip.", show_default=False)
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Check every file of a dataset ZIP against its manifest.json: same SHA-256 and size,
+    none missing, none extra. Offline (no agent needed). Exit status 0 when all match, 1
+    otherwise (one line per problem on stderr). `--json`: {"ok", "checked", "problems",
+    "format", "agent_version", "query"}."""
+    from app.services.dataset.verify import verify_dataset
+
+    try:
+        check = verify_dataset(zip_file)
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    if as_json:
+        print_json(
+            {
+                "ok": check.ok,
+                "checked": check.checked,
+                "problems": check.problems,
+                "format": check.manifest.get("format"),
+                "agent_version": check.manifest.get("agent_version"),
+                "query": check.manifest.get("query"),
+            }
+        )
+    else:
+        for problem in check.problems:
+            err_console.print(f"error: {problem}")
+        if check.ok:
+            console.print(f"{zip_file}: all {check.checked} files match manifest.json")
+    if not check.ok:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     main()
