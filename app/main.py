@@ -27,6 +27,7 @@ from app.api import (
     keys,
     metrics,
     query,
+    replays,
     reports,
     review,
     spc,
@@ -255,6 +256,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         boards,
         spc,
         reports,
+        replays,
     ):
         include_api(app, module.router)
     # Prometheus' own convention, like /docs: one path, at the root, not in the OpenAPI

@@ -137,6 +137,10 @@ def region_pixels(rgb: NDArray[np.uint8], box: RegionBox) -> NDArray[np.uint8] |
     return None
 
 
+# The former private name, still imported by app.services.models.matching.
+_component = region_pixels
+
+
 def _json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
