@@ -29,12 +29,11 @@ RunId = Annotated[int, Path(ge=1, le=INT8_MAX, description="A replay's `run_id`.
 def _out(runtime: AgentRuntime, state: ReplayState) -> ReplayRunOut:
     run, counts = state.run, state.counts
     here = runtime.replays is not None and runtime.replays.running(run.run_id)
-    left = counts.pending + counts.running
     return ReplayRunOut(
         run_id=run.run_id,
         model_service_url=run.model_service_url,
         selection=run.selection,
-        state="finished" if not left else "running" if here else "stopped",
+        state="running" if here else "finished" if run.finished_at else "stopped",
         total=counts.total,
         pending=counts.pending,
         running=counts.running,

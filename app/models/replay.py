@@ -83,9 +83,10 @@ class ReplayRunOut(BaseModel):
     model_service_url: str
     selection: dict[str, Any]
     state: Literal["running", "stopped", "finished"] = Field(
-        description="`finished`: no item pending or running; `running`: this agent process"
-        " is working on it; `stopped`: items are left and no runner here (killed, or run"
-        " by another process): resume it."
+        description="`running`: this agent process is working on it; `finished`: every"
+        " item was done or failed (`finished_at`); `stopped`: items are left and this"
+        " process runs none of them (its runner was killed, or another process runs"
+        " it): resume it."
     )
     total: int
     pending: int

@@ -68,10 +68,14 @@ class ReplayRepository:
             filters, image_level_only=True
         )
         chosen = select(literal(run.run_id, BigInteger), Image.img_unique_id).where(*conditions)
-        result = await self.session.execute(
+        await self.session.execute(
             insert(ReplayItem).from_select(["run_id", "img_unique_id"], chosen)
         )
-        run.total_items = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        # Counted (the driver reports no row count for INSERT ... SELECT).
+        total = await self.session.scalar(
+            select(func.count()).select_from(ReplayItem).where(ReplayItem.run_id == run.run_id)
+        )
+        run.total_items = int(total or 0)
         await self.session.flush()
         return run
 
