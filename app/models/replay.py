@@ -94,5 +94,5 @@ class ReplayRunOut(BaseModel):
     done: int
     failed: int
     created_at: datetime
-    resumed_at: datetime | None
-    finished_at: datetime | None
+    resumed_at: datetime | None = None
+    finished_at: datetime | None = None
