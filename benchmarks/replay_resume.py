@@ -172,9 +172,9 @@ def main() -> int:
         command = [sys.executable, "-m", "app.cli", "replay"]
         log = (workdir / "replay.log").open("ab")
         began = time.perf_counter()
+        start = ["--model-url", model.url, "--batch", batch_id]
         first = subprocess.Popen(
-            [*command, "--model-url", model.url, "--batch", batch_id]
-            + ["--concurrency", str(args.concurrency)],
+            [*command, *start, "--concurrency", str(args.concurrency)],
             cwd=REPO_ROOT,
             env=env,
             stdout=log,
