@@ -26,6 +26,7 @@ from app.api import (
     health,
     keys,
     metrics,
+    models,
     query,
     replays,
     reports,
@@ -259,6 +260,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         replays,
     ):
         include_api(app, module.router)
+    # Under /api only: the root path /models is the web UI's Models page (no PRD path to
+    # keep there).
+    app.include_router(models.router, prefix=API_PREFIX)
     # Prometheus' own convention, like /docs: one path, at the root, not in the OpenAPI
     # document (its answer is Prometheus text, not JSON).
     app.include_router(metrics.router, include_in_schema=False)

@@ -43,6 +43,8 @@ def test_every_openapi_schema_has_an_example_that_is_valid(client: httpx2.Client
         context,
         dashboard,
         golden,
+        model_answers,
+        model_compare,
         replay,
         review,
         review_audit,
@@ -51,7 +53,19 @@ def test_every_openapi_schema_has_an_example_that_is_valid(client: httpx2.Client
     )
 
     spec = client.get("/openapi.json").json()
-    modules = (schemas, dashboard, review, review_audit, golden, spc, boards, context, replay)
+    modules = (
+        schemas,
+        dashboard,
+        review,
+        review_audit,
+        golden,
+        spc,
+        boards,
+        context,
+        model_compare,
+        model_answers,
+        replay,
+    )
     models = {
         name: obj
         for module in modules

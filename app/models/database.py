@@ -629,6 +629,9 @@ class AnswerRegion(Base):
     pixels, as the model service reported it."""
 
     __tablename__ = "answer_regions"
+    __table_args__ = (
+        CheckConstraint("verdict IN ('real', 'false_call', 'unsure')", name="verdict"),
+    )
 
     answer_region_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     answer_id: Mapped[int] = mapped_column(
@@ -648,3 +651,9 @@ class AnswerRegion(Base):
         ForeignKey("regions.region_unique_id", ondelete="SET NULL"), index=True
     )
     match_iou: Mapped[float | None] = mapped_column(Double)
+    # A reviewer's verdict on a region the primary answer does not have (unmatched): the
+    # primary regions' verdicts stay in `region_verdicts`, and a matched region takes its
+    # primary region's verdict (docs/models.md).
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    reviewer: Mapped[str | None] = mapped_column(String(REVIEWER_LENGTH))
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

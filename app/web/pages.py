@@ -46,6 +46,7 @@ NAV = [
     ("history", "/history", "History"),
     ("review", "/review", "Review"),
     ("dashboard", "/dashboard", "Dashboard"),
+    ("models", "/models", "Models"),
 ]
 
 templates = Jinja2Templates(directory=TEMPLATE_DIR)
@@ -259,6 +260,12 @@ def build_router(settings: Settings) -> APIRouter:
         """Charts over all inspections (the control charts per shift only with SHIFTS)."""
         shifts = [s.name for s in settings.spc_shifts]
         return render(request, "dashboard.html", "dashboard", spc_shifts=shifts)
+
+    @pages.get("/models")
+    async def models_page(request: Request) -> HTMLResponse:
+        """The model versions with answers and the comparison of two of them per defect
+        class, with the images they disagree on (`?a=&b=` preset; docs/models.md)."""
+        return render(request, "models.html", "models")
 
     router.include_router(pages)
     return router

@@ -46,6 +46,8 @@ TABLES = (
     "review_events",
     "golden_boards",
     "golden_registrations",
+    "model_answers",
+    "answer_regions",
 )
 WHO = {"X-Reviewer": "qc-anna"}
 BIG = str(10**30)
@@ -1016,6 +1018,63 @@ CASES = [
         "invalid_request",
         {**upload(make_image()), "data": {"side": "left"}},
         detail_has="side",
+    ),
+    # -- model versions and their comparison (docs/models.md) ----------------------------
+    Case("models-compare-no-a", "GET", "/api/models/compare?b=x", 422, "invalid_request"),
+    Case(
+        "models-compare-nul",
+        "GET",
+        f"/api/models/compare?a=v{NUL}1&b=x",
+        422,
+        "invalid_request",
+        detail_has="a",
+    ),
+    Case(
+        "models-compare-long",
+        "GET",
+        "/api/models/compare?a=" + "v" * 129 + "&b=x",
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "models-compare-limit-huge",
+        "GET",
+        f"/api/models/compare?a=x&b=y&limit={BIG}",
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "models-compare-bad-range",
+        "GET",
+        "/api/models/compare?a=x&b=y&date_range=2026-02-02..2026-02-01",
+        422,
+        "invalid_request",
+    ),
+    Case("models-answer-huge", "GET", f"/api/models/answers/{BIG}", 422, "invalid_request"),
+    Case("models-answer-unknown", "GET", "/api/models/answers/424242", 404, "answer_not_found"),
+    Case(
+        "models-answer-verdict-unknown",
+        "PUT",
+        "/api/models/answer-regions/424242/verdict",
+        404,
+        "answer_region_not_found",
+        {"json": {"verdict": "real"}, "headers": WHO},
+    ),
+    Case(
+        "models-answer-verdict-wrong",
+        "PUT",
+        "/api/models/answer-regions/1/verdict",
+        422,
+        "invalid_request",
+        {"json": {"verdict": "maybe"}, "headers": WHO},
+    ),
+    Case(
+        "models-answer-verdict-not-json",
+        "PUT",
+        "/api/models/answer-regions/1/verdict",
+        422,
+        "invalid_request",
+        {"content": b"{not json", "headers": {**WHO, "Content-Type": "application/json"}},
     ),
     Case(
         "manifest-bomb",

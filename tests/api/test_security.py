@@ -151,6 +151,10 @@ ROUTES = [
     ("GET", "/api/spc/u-chart", "read"),
     ("GET", "/api/spc/alarms", "read"),
     ("GET", "/api/reports/2026-02-25?format=xlsx", "read"),
+    ("GET", "/api/models", "read"),
+    ("GET", "/api/models/compare", "read"),
+    ("GET", "/api/models/answers/1", "read"),
+    ("PUT", "/api/models/answer-regions/1/verdict", "write"),
 ]
 RANK = {None: -1, "read": 0, "write": 1, "admin": 2}
 

@@ -74,6 +74,12 @@ def upgrade() -> None:
         sa.Column("confidence", sa.Double(), nullable=True),
         sa.Column("matched_region_unique_id", sa.BigInteger(), nullable=True),
         sa.Column("match_iou", sa.Double(), nullable=True),
+        sa.Column("verdict", sa.String(length=16), nullable=True),
+        sa.Column("reviewer", sa.String(length=64), nullable=True),
+        sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "verdict IN ('real', 'false_call', 'unsure')", name=op.f("ck_answer_regions_verdict")
+        ),
         sa.ForeignKeyConstraint(
             ["answer_id"],
             ["model_answers.answer_id"],

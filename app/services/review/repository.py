@@ -32,6 +32,7 @@ from app.models.database import (
 )
 from app.services.database.repositories import class_name_spellings, day_end, day_start
 from app.services.history.dashboard import utc_day
+from app.services.models.repository import disagrees
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class ReviewFilters:
     batch_id: str | None = None
     class_name: str | None = None
     model_version: str | None = None
+    # Only images on which a shadow/replay answer of this model version disagrees with the
+    # primary answer (a region of one that the other lacks; docs/models.md).
+    disagreement: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,8 @@ class ReviewRepository:
                     Inspection.model_version == filters.model_version,
                 )
             )
+        if filters.disagreement:
+            conditions.append(disagrees(Image.img_unique_id, filters.disagreement))
         return conditions
 
     async def next_unreviewed(

@@ -1,4 +1,5 @@
 // The result viewer page, /results/{img_unique_id} (review mode with ?review=1).
+import { attachAnswerOverlay, compareIds } from "./answer_overlay.js";
 import { attachGoldenCompare } from "./golden_compare.js";
 import { drawImageNav } from "./image_nav.js";
 import { attachReview } from "./review.js";
@@ -28,4 +29,6 @@ if (view && isAudit()) {
   attachReview(root, view);
   // The golden board beside the current defect, when the board has one.
   attachGoldenCompare(view);
+  // `?compare=<answer ids>`: shadow/replay answers overlaid (the Models page's links).
+  attachAnswerOverlay(view, compareIds());
 }
