@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -38,6 +39,9 @@ from app.utils.text import printable
 from app.utils.version import without_userinfo
 
 logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL_S = 0.5
+"""Least time between two progress reports of a run, seconds."""
 
 
 @dataclass(frozen=True)
@@ -155,8 +159,9 @@ class ReplayService:
         """Send every pending item of the run to the model service until none is left,
         `concurrency` at a time, each answer stored as a `replay` model answer with the
         item marked done in the same transaction; `progress` is called with the counts
-        after each item. A model-service failure (after the client's own retries), a
-        missing input or a deleted inspection marks the item `failed` with the error.
+        after an item at most every PROGRESS_INTERVAL_S seconds, and once at the end. A
+        model-service failure (after the client's own retries), a missing input or a
+        deleted inspection marks the item `failed` with the error.
 
         Args:
             model_url: the model service (with credentials, if it needs them); None: the
@@ -172,14 +177,16 @@ class ReplayService:
         url = model_url or state.run.model_service_url
         token = secrets.token_hex(16)
         clients = ModelServiceClients(self.settings, concurrency)
-        counts = state.counts
         lock = asyncio.Lock()
+        last_report = 0.0
 
         async def report() -> None:
-            nonlocal counts
-            if progress is None:
+            # At most every PROGRESS_INTERVAL_S: counting is one scan of the run's items.
+            nonlocal last_report
+            if progress is None or time.monotonic() - last_report < PROGRESS_INTERVAL_S:
                 return
             async with lock, self.sessions() as session:
+                last_report = time.monotonic()
                 counts = await ReplayRepository(session).counts(run_id)
             progress(counts)
 
@@ -199,6 +206,8 @@ class ReplayService:
             repo = ReplayRepository(session)
             await repo.finish_if_settled(run_id)
             counts = await repo.counts(run_id)
+        if progress is not None:
+            progress(counts)
         return counts
 
     async def _claim(self, run_id: int, token: str) -> str | None:
