@@ -621,6 +621,12 @@ class ModelAnswer(Base):
     mask_path: Mapped[str | None] = mapped_column(Text)
     overlay_path: Mapped[str | None] = mapped_column(Text)
     combined_path: Mapped[str | None] = mapped_column(Text)
+    # Counted when stored (null for a failed answer): its regions, those matched to a
+    # primary region, and the primary answer's regions. A primary result never changes,
+    # so these tell at once whether the two answers disagree on the image.
+    region_count: Mapped[int | None] = mapped_column(Integer)
+    matched_count: Mapped[int | None] = mapped_column(Integer)
+    primary_region_count: Mapped[int | None] = mapped_column(Integer)
 
 
 class AnswerRegion(Base):

@@ -116,6 +116,17 @@ def _answer(
             verdict,
         )[0]
         ids.append(rid)
+    if status == "succeeded":  # the counts `run_model_answer` keeps with the answer
+        db_execute(
+            db,
+            "UPDATE model_answers SET region_count = %s, matched_count = %s,"
+            " primary_region_count = (SELECT count(*) FROM regions WHERE img_unique_id = %s)"
+            " WHERE answer_id = %s",
+            len(regions),
+            sum(1 for _, matched, _ in regions if matched),
+            img_id,
+            answer_id,
+        )
     return answer_id, ids
 
 
@@ -281,3 +292,22 @@ def test_answer_and_verdict_on_unmatched_region(
     missing = client.get("/api/models/answers/999999")
     assert missing.status_code == 404
     assert missing.json()["error"] == "answer_not_found"
+
+
+def test_review_queue_filters_the_disagreements(
+    client: httpx2.Client, scene: dict[str, Any]
+) -> None:
+    # S disagrees with the primary on I1 (x3, x4 unmatched; r2, r4 unmatched) and on I2
+    # (r5 unmatched); I3 has no S answer, I4's failed. Of the two, only I1 still has a
+    # region without a verdict (r4).
+    body = client.get("/api/review/next", params={"disagreement": S}).json()
+    assert body["img_unique_id"] == I1
+    assert body["progress"]["images"] == 2
+    assert "review=1" in body["viewer_url"]
+    # S2 disagrees on I1 only.
+    assert (
+        client.get("/api/review/next", params={"disagreement": S2}).json()["progress"]["images"]
+        == 1
+    )
+    nobody = client.get("/api/review/next", params={"disagreement": "no-such-version"}).json()
+    assert nobody["img_unique_id"] is None

@@ -40,6 +40,9 @@ def upgrade() -> None:
         sa.Column("mask_path", sa.Text(), nullable=True),
         sa.Column("overlay_path", sa.Text(), nullable=True),
         sa.Column("combined_path", sa.Text(), nullable=True),
+        sa.Column("region_count", sa.Integer(), nullable=True),
+        sa.Column("matched_count", sa.Integer(), nullable=True),
+        sa.Column("primary_region_count", sa.Integer(), nullable=True),
         sa.CheckConstraint("role IN ('shadow', 'replay')", name=op.f("ck_model_answers_role")),
         sa.CheckConstraint(
             "status IN ('succeeded', 'failed')", name=op.f("ck_model_answers_status")

@@ -304,6 +304,9 @@ async def _store_answer(
                     mask_path=keys["mask"],
                     overlay_path=keys["overlay"],
                     combined_path=keys["combined"],
+                    region_count=len(rows),
+                    matched_count=sum(1 for r in rows if r["matched_region_unique_id"]),
+                    primary_region_count=len(primary),
                 ),
                 rows,
             )

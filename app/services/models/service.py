@@ -21,25 +21,10 @@ from app.models.model_compare import (
     SideFigures,
 )
 from app.services.models.repository import (
+    COUNT_FIELDS,
     CompareFilters,
     ComparisonRepository,
     ModelAnswerRepository,
-)
-
-_COUNT_FIELDS = (
-    "matched",
-    "a_only",
-    "b_only",
-    "a_real",
-    "a_false",
-    "a_unsure",
-    "a_unreviewed",
-    "b_real",
-    "b_false",
-    "b_unsure",
-    "b_unreviewed",
-    "a_missed",
-    "b_missed",
 )
 
 
@@ -142,17 +127,16 @@ class ModelsService:
         relative recall; the newest `limit` disagreeing images, each with the viewer link
         `viewer_url(img_unique_id)` plus `?compare=<answer ids>` (the non-primary answers,
         overlaid). `min_iou` is only reported (the matches were made when stored)."""
-        rows = await self.comparisons.class_counts(a, b, filters)
-        totals = dict.fromkeys(_COUNT_FIELDS, 0)
+        found = await self.comparisons.compare(a, b, filters, limit)
+        totals = dict.fromkeys(COUNT_FIELDS, 0)
         classes = []
-        for row in rows:
-            counts: dict[str, Any] = dict(zip(_COUNT_FIELDS, row[1:], strict=True))
+        for row in found.classes:
+            counts: dict[str, Any] = dict(zip(COUNT_FIELDS, row[1:], strict=True))
             classes.append(_class(row[0], counts))
-            for key in _COUNT_FIELDS:
+            for key in COUNT_FIELDS:
                 totals[key] += counts[key]
-        found = await self.comparisons.disagreements(a, b, filters, limit)
         disagreements = []
-        for img_id, stamp, a_only, b_only, a_answer, b_answer, _ in found:
+        for img_id, stamp, a_only, b_only, a_answer, b_answer in found.disagreements:
             ids = ",".join(str(i) for i in (a_answer, b_answer) if i is not None)
             disagreements.append(
                 Disagreement(
@@ -169,10 +153,10 @@ class ModelsService:
             a=a,
             b=b,
             min_iou=min_iou,
-            images=await self.comparisons.images_compared(a, b, filters),
+            images=found.images,
             classes=classes,
             totals=_class("all", totals),
-            disagreeing_images=int(found[0][6]) if found else 0,
+            disagreeing_images=found.disagreeing_images,
             disagreements=disagreements,
         )
 

@@ -102,6 +102,9 @@ def test_shadow_answer_is_stored_apart_and_matched(
     assert all(r.matched_region_unique_id in primary_ids for r in matched)
     assert all(r.match_iou is not None and r.match_iou >= 0.5 for r in matched)
     assert len({r.matched_region_unique_id for r in matched}) == len(matched)  # one-to-one
+    # The counts kept for the comparison and the review queue's disagreement filter.
+    assert (row.region_count, row.matched_count) == (len(regions), len(matched))
+    assert row.primary_region_count == len(before)
     # The primary result is untouched.
     after = db_rows(
         agent.settings.database_url or "",
