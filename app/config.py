@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # Two answers' regions of one class match when the IoU of their pixels is at least
     # this (0..1; docs/models.md).
     model_match_min_iou: float = Field(default=0.5, gt=0.0, le=1.0)
+    # Replays (docs/replay.md): stored inputs a replay started by the admin API sends to
+    # its model service at once (the CLI has --concurrency).
+    replay_concurrency: int = Field(default=2, ge=1, le=64)
 
     # Storage. UPLOAD_DIR and RESULT_DIR default to DATA_DIR/uploads and DATA_DIR/results.
     data_dir: Path = Path("data")

@@ -28,6 +28,7 @@ from app.api import (
     metrics,
     models,
     query,
+    replays,
     reports,
     review,
     spc,
@@ -263,6 +264,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         spc,
         reports,
         webhooks,
+        replays,
     ):
         include_api(app, module.router)
     # Under /api only: the root path /models is the web UI's Models page (no PRD path to

@@ -30,6 +30,7 @@ from app.services.models.shadow import (
     ShadowRunner,
     register_shadow_task,
 )
+from app.services.replay.service import ReplayService, ReplayTasks
 from app.services.reports.mail import ReportMailer
 from app.services.retention.service import RetentionService
 from app.services.spc.alarms import AlarmChecker
@@ -54,6 +55,8 @@ class AgentRuntime:
     retention: RetentionService
     # The shadow model services' jobs (SHADOW_SERVICE_URLS; None when none are set).
     shadow: ShadowRunner | None = None
+    # The replays this process runs in the background (POST /api/replays).
+    replays: ReplayTasks | None = None
 
 
 async def run_worker(runtime: AgentRuntime, concurrency: int) -> None:
@@ -131,6 +134,9 @@ async def agent_runtime(
     runtime = AgentRuntime(
         settings, engine, sessions, storage, client, queue, inspections, retention, shadow
     )
+    runtime.replays = ReplayTasks(
+        ReplayService(settings, sessions, storage), settings.replay_concurrency
+    )
     reaper = StalledJobReaper(
         queue,
         inspections,
@@ -171,6 +177,7 @@ async def agent_runtime(
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
             await heartbeat.stop()
+            await runtime.replays.aclose()
             if shadow_deferrer is not None:
                 await shadow_deferrer.drain()
             if shadow is not None:

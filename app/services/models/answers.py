@@ -16,6 +16,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -41,6 +42,10 @@ from app.utils.text import printable
 from app.utils.version import without_userinfo
 
 logger = logging.getLogger(__name__)
+
+# Called in the transaction that stores an answer, with its session and new answer_id,
+# before the commit: what it writes commits with the answer or not at all (replay).
+InTransaction = Callable[[AsyncSession, int], Awaitable[None]]
 
 # The errors of the model service that end in a `failed` answer row (not raised).
 SERVICE_ERRORS = (ModelServiceUnavailable, ModelServiceBadAnswer, BadImage)
@@ -142,6 +147,7 @@ async def run_model_answer(
     *,
     clients: ModelServiceClients | None = None,
     record_failure: bool = True,
+    in_transaction: InTransaction | None = None,
 ) -> int:
     """Ask the model service at `service_url` for its answer on one stored inspection and
     store it as a `model_answers` row (`role` `shadow` or `replay`) with its regions,
@@ -167,6 +173,10 @@ async def run_model_answer(
             answer, the input refused), store a `failed` row with the error and return
             its id; False: raise the error instead and store nothing (for a caller that
             will try again).
+        in_transaction: awaited with the session and the new `answer_id` inside the
+            transaction that stores a succeeded answer, before its commit (a replay marks
+            its item done there: both commit, or neither). What it raises rolls the
+            answer back and propagates.
 
     Returns:
         The new `answer_id`.
@@ -210,7 +220,7 @@ async def run_model_answer(
         if own_clients:
             await pool.aclose()
     return await _store_answer(
-        settings, sessions, storage, stored, primary, role, shown_url, result
+        settings, sessions, storage, stored, primary, role, shown_url, result, in_transaction
     )
 
 
@@ -258,6 +268,7 @@ async def _store_answer(
     role: str,
     url: str,
     result: InferenceResult,
+    in_transaction: InTransaction | None = None,
 ) -> int:
     image = stored.image
     img_unique_id = image.img_unique_id
@@ -299,6 +310,8 @@ async def _store_answer(
                 ),
                 rows,
             )
+            if in_transaction is not None:
+                await in_transaction(session, answer_id)
     except BaseException:
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
             await storage.delete_prefix(prefix)
