@@ -93,6 +93,8 @@ class Truth:
     tp: int = 0
     calls: int = 0
     truths: int = 0
+    missed: int = 0
+    """Ground-truth defects it missed that the other engine found."""
 
     @property
     def precision(self) -> float | None:
@@ -185,22 +187,22 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def matched_calls(calls: Sequence[Box], truths: Sequence[Box]) -> set[int]:
-    """Indexes of the calls paired one-to-one with a ground-truth box at IoU > 0.33, best
+def matched_calls(calls: Sequence[Box], truths: Sequence[Box]) -> dict[int, int]:
+    """Call index -> ground-truth index of the pairs made one-to-one at IoU > 0.33, best
     IoU first (benchmarks/deeppcb_accuracy.py's `greedy_matches`)."""
     pairs = sorted(
         ((box_iou(c, t), i, j) for i, c in enumerate(calls) for j, t in enumerate(truths)),
         reverse=True,
     )
-    used_c: set[int] = set()
+    pairs_made: dict[int, int] = {}
     used_t: set[int] = set()
     for iou, i, j in pairs:
         if iou <= IOU_THRESHOLD:
             break
-        if i not in used_c and j not in used_t:
-            used_c.add(i)
+        if i not in pairs_made and j not in used_t:
+            pairs_made[i] = j
             used_t.add(j)
-    return used_c
+    return pairs_made
 
 
 def grown(x: float, y: float, w: float, h: float, margin: int) -> Box:
@@ -313,6 +315,8 @@ def score_and_review(
                 counts[name].calls += n
                 counts[name].truths += len(truths)
                 counts[name].tp += len(ok)
+            template[name].missed += len(set(s_ok.values()) - set(p_ok.values()))
+            classical[name].missed += len(set(p_ok.values()) - set(s_ok.values()))
             if not board.reviewed:
                 continue
             for i, (region_id, _) in enumerate(p_calls):
@@ -406,6 +410,7 @@ def report(
             total.tp += part.tp
             total.calls += part.calls
             total.truths += part.truths
+            total.missed += part.missed
         truth_rows.append(_truth_row(name, t, c))
     truth_rows.append(_truth_row("all", all_t, all_c))
     print_table(
@@ -417,6 +422,7 @@ def report(
             "precision T/C",
             "recall T/C",
             "F T/C",
+            "missed-but-found-by-other T/C",
         ],
         truth_rows,
     )
@@ -470,6 +476,7 @@ def _truth_row(name: str, t: Truth, c: Truth) -> list[Any]:
         f"{fmt(t.precision)}/{fmt(c.precision)}",
         f"{fmt(t.recall)}/{fmt(c.recall)}",
         f"{fmt(f_of(t.precision, t.recall))}/{fmt(f_of(c.precision, c.recall))}",
+        f"{t.missed}/{c.missed}",
     ]
 
 
