@@ -20,7 +20,10 @@ the viewer's compare panel) `real` when the region's box, grown by --margin pixe
 one-to-one, best IoU first, per image and class, among the calls of that one engine.
 --review-share reviews only that share of the boards (spread evenly in name order).
 
-Then prints `GET /api/models/compare?a=<template>&b=<classical>` per class (matched,
+--swap makes the classical engine the primary and the template engine its shadow (the
+verdicts then fall on the other engine's regions first).
+
+Then prints `GET /api/models/compare?a=<primary>&b=<shadow>` per class (matched,
 A only, B only; per engine confirmed real, false calls, missed real, estimated precision,
 relative recall), the TRUE precision/recall/F of each engine computed from its own
 stored regions and the annotations of every uploaded board, and per class which engine
@@ -31,7 +34,7 @@ is better by the page (F of estimated precision and relative recall) and by the 
 
 Usage::
 
-    python benchmarks/shadow_compare_demo.py [--boards 150] [--review-share 1.0] \
+    python benchmarks/shadow_compare_demo.py [--boards 150] [--review-share 1.0] [--swap] \
         [--screenshot /work/screenshots/models-demo.png]
 """
 
@@ -121,6 +124,11 @@ def parse_args() -> argparse.Namespace:
         type=float,
         default=1.0,
         help="share of the boards the scripted reviewer judges (0..1, default 1)",
+    )
+    parser.add_argument(
+        "--swap",
+        action="store_true",
+        help="the classical engine as the primary and the template engine as its shadow",
     )
     parser.add_argument("--margin", type=int, default=8, help="box margin, pixels (default 8)")
     parser.add_argument("--tie", type=float, default=0.01, help="F difference called a tie")
@@ -296,10 +304,10 @@ def score_and_review(
     answer_of: dict[str, int],
     margin: int,
 ) -> tuple[dict[str, Truth], dict[str, Truth], Tally]:
-    """Per class, each engine's true counts over every board (template = primary, classical
-    = shadow), while judging the reviewed boards' regions as the annotations say."""
-    template = {name: Truth() for name in DEFAULT_CLASS_NAMES}
-    classical = {name: Truth() for name in DEFAULT_CLASS_NAMES}
+    """Per class, the true counts of the primary (A) and the shadow (B) over every board,
+    while judging the reviewed boards' regions as the annotations say."""
+    truth_a = {name: Truth() for name in DEFAULT_CLASS_NAMES}  # A: the primary
+    truth_b = {name: Truth() for name in DEFAULT_CLASS_NAMES}  # B: the shadow
     tally = Tally()
     for board in boards:
         primary = primary_calls(client, board, margin)
@@ -311,12 +319,12 @@ def score_and_review(
             s_calls = shadow.get(name, [])
             p_ok = matched_calls([b for _, b in p_calls], truths)
             s_ok = matched_calls([b for _, b, _ in s_calls], truths)
-            for counts, n, ok in ((template, len(p_calls), p_ok), (classical, len(s_calls), s_ok)):
+            for counts, n, ok in ((truth_a, len(p_calls), p_ok), (truth_b, len(s_calls), s_ok)):
                 counts[name].calls += n
                 counts[name].truths += len(truths)
                 counts[name].tp += len(ok)
-            template[name].missed += len(set(s_ok.values()) - set(p_ok.values()))
-            classical[name].missed += len(set(p_ok.values()) - set(s_ok.values()))
+            truth_a[name].missed += len(set(s_ok.values()) - set(p_ok.values()))
+            truth_b[name].missed += len(set(p_ok.values()) - set(s_ok.values()))
             if not board.reviewed:
                 continue
             for i, (region_id, _) in enumerate(p_calls):
@@ -329,7 +337,7 @@ def score_and_review(
                         i in s_ok,
                         tally.shadow_only,
                     )
-    return template, classical, tally
+    return truth_a, truth_b, tally
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -342,13 +350,14 @@ def f_of(p: float | None, r: float | None) -> float | None:
     return 2 * p * r / (p + r) if p + r else 0.0
 
 
-def better(a: float | None, b: float | None, tie: float) -> str:
-    """`template`, `classical` or `tie` (within `tie`); `n/a` when either is unknown."""
+def better(a: float | None, b: float | None, tie: float, names: tuple[str, str]) -> str:
+    """`names[0]` (a is higher), `names[1]` or `tie` (within `tie`); `n/a` when either is
+    unknown."""
     if a is None or b is None:
         return "n/a"
     if abs(a - b) < tie:
         return "tie"
-    return "template" if a > b else "classical"
+    return names[0] if a > b else names[1]
 
 
 def fmt(value: float | None) -> str:
@@ -357,9 +366,10 @@ def fmt(value: float | None) -> str:
 
 def report(
     comparison: dict[str, Any],
-    template: dict[str, Truth],
-    classical: dict[str, Truth],
+    truth_a: dict[str, Truth],
+    truth_b: dict[str, Truth],
     tie: float,
+    engines: tuple[str, str],
 ) -> None:
     """Print the compare page's table, the truth, and the per-class verdicts."""
     rows = {c["class_name"]: c for c in comparison["classes"]}
@@ -367,7 +377,8 @@ def report(
         n for n in rows if n not in DEFAULT_CLASS_NAMES
     ]
     print(
-        f"\nThe compare page (GET /api/models/compare; A = template, B = classical):"
+        f"\nThe compare page (GET /api/models/compare; A = {engines[0]} (primary),"
+        f" B = {engines[1]} (shadow)):"
         f" {comparison['images']} images answered by both, min IoU {comparison['min_iou']},"
         f" {comparison['disagreeing_images']} disagreeing images"
     )
@@ -405,7 +416,7 @@ def report(
     truth_rows = []
     all_t, all_c = Truth(), Truth()
     for name in names:
-        t, c = template.get(name, Truth()), classical.get(name, Truth())
+        t, c = truth_a.get(name, Truth()), truth_b.get(name, Truth())
         for total, part in ((all_t, t), (all_c, c)):
             total.tp += part.tp
             total.calls += part.calls
@@ -417,33 +428,33 @@ def report(
         [
             "class",
             "GT boxes",
-            "calls T/C",
-            "TP T/C",
-            "precision T/C",
-            "recall T/C",
-            "F T/C",
-            "missed-but-found-by-other T/C",
+            "calls A/B",
+            "TP A/B",
+            "precision A/B",
+            "recall A/B",
+            "F A/B",
+            "missed-but-found-by-other A/B",
         ],
         truth_rows,
     )
-    print(f"\nWhich engine is better per class (F; tie within {tie:g}):")
+    print(f"\nWhich engine is better per class (F; tie within {tie:g}; A = {engines[0]}):")
     verdict_rows = []
     agree = agree_p = agree_r = 0
     for name in names:
         a, b = rows[name]["a"], rows[name]["b"]
-        t, c = template.get(name, Truth()), classical.get(name, Truth())
+        t, c = truth_a.get(name, Truth()), truth_b.get(name, Truth())
         page_f = (
             f_of(a["precision"], a["relative_recall"]),
             f_of(b["precision"], b["relative_recall"]),
         )
         true_f = (f_of(t.precision, t.recall), f_of(c.precision, c.recall))
-        by_page, by_truth = better(*page_f, tie), better(*true_f, tie)
+        by_page, by_truth = better(*page_f, tie, engines), better(*true_f, tie, engines)
         agree += by_page == by_truth
-        agree_p += better(a["precision"], b["precision"], tie) == better(
-            t.precision, c.precision, tie
+        agree_p += better(a["precision"], b["precision"], tie, engines) == better(
+            t.precision, c.precision, tie, engines
         )
-        agree_r += better(a["relative_recall"], b["relative_recall"], tie) == better(
-            t.recall, c.recall, tie
+        agree_r += better(a["relative_recall"], b["relative_recall"], tie, engines) == better(
+            t.recall, c.recall, tie, engines
         )
         verdict_rows.append(
             [
@@ -456,7 +467,7 @@ def report(
             ]
         )
     print_table(
-        ["class", "page F T/C", "page says", "true F T/C", "truth says", "agree"], verdict_rows
+        ["class", "page F A/B", "page says", "true F A/B", "truth says", "agree"], verdict_rows
     )
     for row in verdict_rows:
         print(f"{row[0]}: compare page says {row[2]} better, the truth says {row[4]} better")
@@ -507,9 +518,11 @@ def main() -> int:
     args = parse_args()
     folder, boards = load_boards(args.deeppcb, args.boards, args.review_share)
     templates = folder / "templates"
+    engines = ("classical", "template") if args.swap else ("template", "classical")
     reviewed = sum(b.reviewed for b in boards)
     print(
-        f"shadow compare demo: {len(boards)} boards from {folder}, {reviewed} reviewed by a"
+        f"shadow compare demo: {engines[1]} engine as the shadow of {engines[0]};"
+        f" {len(boards)} boards from {folder}, {reviewed} reviewed by a"
         f" scripted reviewer whose judgement is the DeepPCB annotation (box margin"
         f" {args.margin} px, IoU > {IOU_THRESHOLD}, same class); {machine_line()}"
     )
@@ -517,18 +530,15 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         workdir = stack.enter_context(workspace())
         db = stack.enter_context(temporary_database(args.server_url))
-        primary = stack.enter_context(
-            reference(
-                workdir / "primary.log",
-                {
-                    "REFERENCE_SERVICE_ENGINE": "template",
-                    "REFERENCE_SERVICE_TEMPLATES_DIR": str(templates),
-                },
-            )
-        )
-        shadow = stack.enter_context(
-            reference(workdir / "shadow.log", {"REFERENCE_SERVICE_ENGINE": "classical"})
-        )
+        env = {
+            "template": {
+                "REFERENCE_SERVICE_ENGINE": "template",
+                "REFERENCE_SERVICE_TEMPLATES_DIR": str(templates),
+            },
+            "classical": {"REFERENCE_SERVICE_ENGINE": "classical"},
+        }
+        primary = stack.enter_context(reference(workdir / "primary.log", env[engines[0]]))
+        shadow = stack.enter_context(reference(workdir / "shadow.log", env[engines[1]]))
         agent = stack.enter_context(
             agent_process(
                 db,
@@ -565,7 +575,7 @@ def main() -> int:
                     "SELECT answer_id, img_unique_id FROM model_answers WHERE status = 'succeeded'"
                 )
             }
-        template, classical, tally = score_and_review(client, boards, answer_of, args.margin)
+        truth_a, truth_b, tally = score_and_review(client, boards, answer_of, args.margin)
         print(
             f"scripted reviewer: primary regions {tally.primary},"
             f" regions only the shadow has {tally.shadow_only}"
@@ -587,7 +597,7 @@ def main() -> int:
             .json()
         )
         compare_ms = (time.perf_counter() - timer) * 1000
-        report(comparison, template, classical, args.tie)
+        report(comparison, truth_a, truth_b, args.tie, engines)
         print(f"GET /api/models/compare answered in {compare_ms:.0f} ms")
         if args.screenshot:
             screenshot(agent.url, a, b, args.screenshot)
