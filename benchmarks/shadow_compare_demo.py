@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -511,6 +512,15 @@ def screenshot(agent_url: str, a: str, b: str, path: Path) -> None:
             browser.close()
 
 
+def print_logs(workdir: Path, lines: int = 20) -> bool:
+    """The last lines of the services' and the agent's logs (after a failure), to stderr;
+    False (the failure goes on)."""
+    for log in sorted(workdir.rglob("*.log")):
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"--- last lines of {log.name}:", *text, sep="\n", file=sys.stderr)
+    return False
+
+
 # -- main --------------------------------------------------------------------------------
 
 
@@ -529,6 +539,7 @@ def main() -> int:
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         workdir = stack.enter_context(workspace())
+        stack.push(lambda kind, _exc, _tb: print_logs(workdir) if kind else None)
         db = stack.enter_context(temporary_database(args.server_url))
         env = {
             "template": {
