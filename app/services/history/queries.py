@@ -66,6 +66,7 @@ from app.services.history.cursors import (
     encode_image_cursor,
 )
 from app.services.inspection.workflow import BatchAcceptance, InspectionOutcome
+from app.services.review.audit_repository import AuditRepository
 from app.services.review.repository import ReviewRepository
 from app.services.review.service import image_review, region_review
 from app.services.security.signing import LinkSigner
@@ -290,8 +291,14 @@ class QueryService:
         self.images = ImageRepository(session)
         self.inspections = InspectionRepository(session)
         self.reviews = ReviewRepository(session)
+        self.audits = AuditRepository(session)
         self.boards = BoardRepository(session)
         self.links = links
+
+    async def _blind(self, img_unique_id: str, viewer: str | None) -> bool:
+        """Whether `viewer` (the reviewer asking; None: unknown) must not see the board's
+        first review: they audit it, or may audit it (docs/review.md, double review)."""
+        return viewer is not None and await self.audits.blind_to(img_unique_id, viewer)
 
     def _summary(
         self,
@@ -392,9 +399,12 @@ class QueryService:
             )
         return states
 
-    async def image_or_inspection(self, img_unique_id: str) -> ImageDetail | InspectionState:
+    async def image_or_inspection(
+        self, img_unique_id: str, viewer: str | None = None
+    ) -> ImageDetail | InspectionState:
         """A stored inspection's detail, or, for an image with no result (pending,
-        processing, failed), where it stands, its error and retry URL.
+        processing, failed), where it stands, its error and retry URL. The disposition is
+        null for a `viewer` who audits the board or may audit it (as in `image_regions`).
 
         Raises:
             ImageNotFound: no such image at all.
@@ -402,10 +412,11 @@ class QueryService:
         inspection = await self.inspections.get(img_unique_id)
         if inspection is not None and inspection.status != InspectionStatus.SUCCEEDED:
             return inspection_state(inspection, self.links)
-        return await self.image_detail(img_unique_id)
+        return await self.image_detail(img_unique_id, viewer)
 
-    async def image_detail(self, img_unique_id: str) -> ImageDetail:
-        """One stored image with classes and URLs.
+    async def image_detail(self, img_unique_id: str, viewer: str | None = None) -> ImageDetail:
+        """One stored image with classes and URLs (the disposition withheld from a
+        `viewer` the board's first review is hidden from, as in `image_regions`).
 
         Raises:
             ImageNotFound: no stored result with this id.
@@ -440,7 +451,9 @@ class QueryService:
             )
             if inspection
             else Provenance(),
-            disposition=image_review(await self.reviews.disposition(img_unique_id)),
+            disposition=None
+            if await self._blind(img_unique_id, viewer)
+            else image_review(await self.reviews.disposition(img_unique_id)),
             context=await self.boards.context(img_unique_id),
         )
 
@@ -452,8 +465,10 @@ class QueryService:
         """
         return (await self.image_detail(img_unique_id)).classes
 
-    async def image_regions(self, img_unique_id: str) -> ImageRegions:
-        """All regions of a stored image grouped by class.
+    async def image_regions(self, img_unique_id: str, viewer: str | None = None) -> ImageRegions:
+        """All regions of a stored image grouped by class, with their verdicts, unless
+        `viewer` (the reviewer asking) audits the board or may audit it: then every
+        `review` is null (the second review is blind, in audit mode or not).
 
         Raises:
             ImageNotFound: no stored result with this id.
@@ -462,7 +477,11 @@ class QueryService:
         if image is None:
             raise ImageNotFound(f"no inspection result with id {img_unique_id}")
         classes = await self.images.classes_with_regions(img_unique_id)
-        verdicts = await self.reviews.verdicts_of_image(img_unique_id)
+        verdicts = (
+            {}
+            if await self._blind(img_unique_id, viewer)
+            else await self.reviews.verdicts_of_image(img_unique_id)
+        )
         groups = [
             ClassRegions(
                 class_name=c.class_name,
