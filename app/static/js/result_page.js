@@ -3,6 +3,7 @@ import { attachGoldenCompare } from "./golden_compare.js";
 import { drawImageNav } from "./image_nav.js";
 import { attachReview } from "./review.js";
 import { auditMode, blindView, isAudit } from "./review_audit.js";
+import { attachReasons } from "./review_reasons.js";
 import { renderResult } from "./viewer.js";
 
 const root = document.getElementById("viewer");
@@ -22,10 +23,14 @@ if (window.aoiViewer && imageNav) {
 if (view && isAudit()) {
   // Blind second review: the first verdicts never reach the screen.
   blindView(view);
-  attachReview(root, view, auditMode);
+  attachReview(root, view, (review) => {
+    auditMode(review);
+    attachReasons(review);
+  });
   attachGoldenCompare(view);
 } else if (view) {
-  attachReview(root, view);
+  // Reason codes (Shift+1 ... Shift+9) with the verdicts.
+  attachReview(root, view, attachReasons);
   // The golden board beside the current defect, when the board has one.
   attachGoldenCompare(view);
 }

@@ -418,9 +418,10 @@ class ReviewMode {
     return text || null;
   }
 
-  async putVerdict(region, verdict, comment) {
+  // `reason`: a reason code (review_reasons.js), sent only when given.
+  async putVerdict(region, verdict, comment, reason = null) {
     const answer = await api(`/api/regions/${region.region_unique_id}/verdict`, {
-      method: "PUT", headers: headers(), body: JSON.stringify({ verdict, comment }),
+      method: "PUT", headers: headers(), body: JSON.stringify({ verdict, comment, ...(reason ? { reason } : {}) }),
     });
     this.verdicts.set(region.region_unique_id, answer.review?.verdict || null);
     this.comments.set(region.region_unique_id, answer.review?.comment || null);

@@ -1,0 +1,192 @@
+// Reason codes in review mode (docs/review.md): a `real` or `false_call` verdict may carry
+// a code of the reason list (GET /api/review/reasons: REVIEW_REASONS or the admin's list),
+// one key each: Shift+1 ... Shift+9 (the digits alone are the disposition keys).
+//
+// A reason key acts on the defect the screen highlights when it is pressed: if that defect
+// has a real or false-call verdict, the reason is stored on it at once (the same key again
+// takes it off); otherwise the reason is armed and goes with the next R or F (the same key
+// again disarms it). Undo restores the reason a verdict had before.
+//
+// Self-contained: it adapts one ReviewMode (review.js) before it mounts, as audit mode
+// does, by wrapping its render, paint, verdictKey, setVerdict, putVerdict and undoLast.
+import { api, errorText, escapeHtml } from "./common.js";
+import { headers } from "./review.js";
+
+const WITH_REASON = new Set(["real", "false_call"]);
+
+function typingIn(target) {
+  return target instanceof HTMLElement &&
+    (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+}
+
+/** Adds reason codes to one ReviewMode (call it as `attachReview`'s setup, before mount). */
+export function attachReasons(review) {
+  const state = {
+    codes: [],
+    loaded: false,
+    armed: null, // the reason for the next R / F
+    sending: undefined, // the reason of the verdict being stored now (undefined: none)
+    reasons: new Map(review.defects.map((r) => [r.region_unique_id, r.review?.reason || null])),
+  };
+  review.reasons = state;
+
+  const verdictOf = (region) => review.verdicts.get(region.region_unique_id) || null;
+
+  function draw() {
+    const box = review.panel?.querySelector(".review-reasons");
+    if (!box) return;
+    const r = review.current();
+    const current = r ? state.reasons.get(r.region_unique_id) : null;
+    box.querySelectorAll("[data-reason]").forEach((b) => {
+      const on = b.dataset.reason === (r && WITH_REASON.has(verdictOf(r)) ? current : state.armed);
+      b.setAttribute("aria-pressed", String(on));
+      b.classList.toggle("active", on);
+    });
+    const note = box.querySelector(".review-reason-now");
+    note.dataset.reason = current || "";
+    note.dataset.armed = state.armed || "";
+    const parts = [];
+    if (r && WITH_REASON.has(verdictOf(r))) parts.push(`this defect: ${current || "no reason"}`);
+    if (state.armed) parts.push(`next verdict: ${state.armed}`);
+    note.textContent = parts.join(" · ");
+  }
+
+  function mountUi() {
+    const status = review.panel.querySelector(".review-status");
+    if (!status) return;
+    const box = document.createElement("div");
+    box.className = "review-reasons d-flex flex-wrap align-items-center gap-2 mb-1 small";
+    box.innerHTML = !state.loaded ? '<span class="review-reason-now"></span>' : state.codes.length
+      ? `<span id="review-reasons-label">Reason (real or false call):</span>
+        <div class="btn-group btn-group-sm flex-wrap" role="group" aria-labelledby="review-reasons-label">
+          ${state.codes.map((code, i) => `<button type="button" class="btn btn-outline-dark"
+            data-reason="${escapeHtml(code)}" aria-pressed="false" aria-keyshortcuts="Shift+${i + 1}">${escapeHtml(code)}
+            <kbd>⇧${i + 1}</kbd></button>`).join("")}
+        </div><span class="review-reason-now text-muted" aria-live="polite"></span>`
+      : '<span class="text-muted">No reason codes (REVIEW_REASONS is empty).</span><span class="review-reason-now"></span>';
+    status.before(box);
+    box.querySelectorAll("[data-reason]").forEach((b) =>
+      b.addEventListener("click", () => reasonKey(b.dataset.reason)));
+    // The key map (`?`) lists the reason keys too.
+    const keys = review.panel.querySelector(".review-keymap tbody");
+    keys?.insertAdjacentHTML("beforeend", state.codes.map((code, i) =>
+      `<tr class="review-reason-key"><th scope="row"><kbd>Shift+${i + 1}</kbd></th>
+        <td>reason: ${escapeHtml(code)} (on the current real / false-call verdict, else with the next R or F)</td></tr>`).join(""));
+    draw();
+  }
+
+  /** A reason key or button, on the defect highlighted now. */
+  function reasonKey(code) {
+    const region = review.current();
+    if (region && WITH_REASON.has(verdictOf(region))) {
+      const before = state.reasons.get(region.region_unique_id) || null;
+      const reason = before === code ? null : code;
+      const verdict = verdictOf(region);
+      const comment = review.comments.get(region.region_unique_id) || null;
+      review.queue(async () => {
+        await review.putVerdict(region, verdict, comment, reason);
+        review.undo.push({ kind: "verdict", key: region.key, verdict, comment, reason: before });
+        review.status(`${region.class_name} #${region.region_id}: ${reason ? `reason ${reason}` : "no reason"}.`);
+        review.paint();
+      });
+      return;
+    }
+    state.armed = state.armed === code ? null : code;
+    review.status(state.armed ? `Reason ${code} goes with the next R or F.` : "Reason dropped.");
+    draw();
+  }
+
+  const render = review.render.bind(review);
+  review.render = () => {
+    render();
+    mountUi();
+  };
+  const paint = review.paint.bind(review);
+  review.paint = () => {
+    paint();
+    draw();
+  };
+
+  // The armed reason is taken when the verdict key goes down (not when its request runs),
+  // and only by a real or false-call verdict that is actually queued.
+  const verdictKey = review.verdictKey.bind(review);
+  review.verdictKey = (verdict) => {
+    const reason = WITH_REASON.has(verdict) ? state.armed : null;
+    const queue = review.queue;
+    let queued = false;
+    review.queue = (action) => {
+      queued = true;
+      return queue.call(review, async () => {
+        state.sending = reason;
+        try {
+          return await action();
+        } finally {
+          state.sending = undefined;
+        }
+      });
+    };
+    try {
+      verdictKey(verdict);
+    } finally {
+      review.queue = queue;
+    }
+    if (queued && reason) {
+      state.armed = null;
+      draw();
+    }
+  };
+
+  const putVerdict = review.putVerdict.bind(review);
+  review.putVerdict = async (region, verdict, comment, reason) => {
+    const why = WITH_REASON.has(verdict) ? (reason !== undefined ? reason : state.sending) || null : null;
+    const answer = await putVerdict(region, verdict, comment, why);
+    const stored = answer && "review" in answer ? answer.review?.reason : answer?.reason;
+    state.reasons.set(region.region_unique_id, verdict ? stored || null : null);
+    return answer;
+  };
+
+  // Undo: the verdict's reason before comes back with it.
+  const setVerdict = review.setVerdict.bind(review);
+  review.setVerdict = async (region, verdict, comment) => {
+    const before = state.reasons.get(region.region_unique_id) || null;
+    const depth = review.undo.length;
+    await setVerdict(region, verdict, comment);
+    if (review.undo.length > depth) review.undo[review.undo.length - 1].reason = before;
+  };
+  const undoLast = review.undoLast.bind(review);
+  review.undoLast = async () => {
+    const last = review.undo[review.undo.length - 1];
+    state.sending = last?.kind === "verdict" ? last.reason || null : undefined;
+    try {
+      await undoLast();
+    } finally {
+      state.sending = undefined;
+    }
+  };
+
+  // Shift+1 ... Shift+9, taken before review.js's keys (registered first, capture phase):
+  // by the physical key, so Shift+1 is reason 1 whatever character the layout types.
+  window.addEventListener("keydown", (e) => {
+    if (!review.active || typingIn(e.target) || review.keymap?.open) return;
+    if (!e.shiftKey || e.ctrlKey || e.metaKey || e.altKey) return;
+    const digit = /^(?:Digit|Numpad)([1-9])$/.exec(e.code);
+    if (!digit) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    const code = state.codes[Number(digit[1]) - 1];
+    if (code) reasonKey(code);
+    else review.status(`No reason on Shift+${digit[1]}: the list has ${state.codes.length}.`, true);
+  }, true);
+
+  api("/api/review/reasons", { headers: headers(false) })
+    .then((answer) => {
+      state.codes = answer.reasons.map((r) => r.code);
+      state.loaded = true;
+      if (review.active && review.panel) {
+        review.panel.querySelector(".review-reasons")?.remove();
+        review.panel.querySelectorAll(".review-reason-key").forEach((row) => row.remove());
+        mountUi();
+      }
+    })
+    .catch((err) => review.active && review.status(errorText(err), true));
+}
