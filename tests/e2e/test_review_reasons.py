@@ -48,8 +48,8 @@ def test_a_reason_key_stores_the_reason_on_the_highlighted_region(
     page.emulate_media(reduced_motion="reduce")
     open_review(page, agent, board)
     panel = page.locator(".review-reasons")
-    expect(panel.locator("[data-reason]")).to_have_count(4)
-    expect(panel.locator("[data-reason='dust']")).to_contain_text("⇧1")
+    expect(panel.locator("button[data-reason]")).to_have_count(4)
+    expect(panel.locator("button[data-reason='dust']")).to_contain_text("⇧1")
 
     # Shift+1 on a defect without a verdict arms "dust" for the next verdict; F stores both.
     first = highlighted(page)
@@ -78,17 +78,21 @@ def test_a_reason_key_stores_the_reason_on_the_highlighted_region(
     assert highlighted(page) == second
     before = reviews(agent, board)
     page.keyboard.press("Shift+Digit2")
-    expect(panel.locator(".review-reason-now")).to_have_attribute("data-reason", "oxidation")
+    expect(panel.locator(".review-reason-now")).to_have_attribute(
+        "data-current-reason", "oxidation"
+    )
     after = reviews(agent, board)
     assert changed(before, after) == [second]
     assert after[second] == ("real", "oxidation")
-    expect(panel.locator("[data-reason='oxidation']")).to_have_attribute("aria-pressed", "true")
+    expect(panel.locator("button[data-reason='oxidation']")).to_have_attribute(
+        "aria-pressed", "true"
+    )
     shoot(page, screenshot_dir, "review-reasons")
     found = violations(page, axe_source, BLOCKING)
 
     # Undo gives the verdict back its reason before (none).
     page.keyboard.press("z")
-    expect(panel.locator(".review-reason-now")).to_have_attribute("data-reason", "")
+    expect(panel.locator(".review-reason-now")).to_have_attribute("data-current-reason", "")
     assert reviews(agent, board)[second] == ("real", None)
     assert reviews(agent, board)[first] == ("false_call", "dust")
 

@@ -37,13 +37,13 @@ export function attachReasons(review) {
     if (!box) return;
     const r = review.current();
     const current = r ? state.reasons.get(r.region_unique_id) : null;
-    box.querySelectorAll("[data-reason]").forEach((b) => {
+    box.querySelectorAll("button[data-reason]").forEach((b) => {
       const on = b.dataset.reason === (r && WITH_REASON.has(verdictOf(r)) ? current : state.armed);
       b.setAttribute("aria-pressed", String(on));
       b.classList.toggle("active", on);
     });
     const note = box.querySelector(".review-reason-now");
-    note.dataset.reason = current || "";
+    note.dataset.currentReason = current || "";
     note.dataset.armed = state.armed || "";
     const parts = [];
     if (r && WITH_REASON.has(verdictOf(r))) parts.push(`this defect: ${current || "no reason"}`);
@@ -65,7 +65,7 @@ export function attachReasons(review) {
         </div><span class="review-reason-now text-muted" aria-live="polite"></span>`
       : '<span class="text-muted">No reason codes (REVIEW_REASONS is empty).</span><span class="review-reason-now"></span>';
     status.before(box);
-    box.querySelectorAll("[data-reason]").forEach((b) =>
+    box.querySelectorAll("button[data-reason]").forEach((b) =>
       b.addEventListener("click", () => reasonKey(b.dataset.reason)));
     // The key map (`?`) lists the reason keys too.
     const keys = review.panel.querySelector(".review-keymap tbody");
