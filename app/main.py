@@ -257,6 +257,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reports,
     ):
         include_api(app, module.router)
+    include_api(app, review.admin_router)  # PUT /review/reasons: admin only
     # Prometheus' own convention, like /docs: one path, at the root, not in the OpenAPI
     # document (its answer is Prometheus text, not JSON).
     app.include_router(metrics.router, include_in_schema=False)
