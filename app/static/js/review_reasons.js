@@ -52,19 +52,23 @@ export function attachReasons(review) {
   }
 
   function mountUi() {
+    // In the row of the action buttons (no new line: the panel keeps its height), else
+    // above the status line.
+    const actions = review.panel.querySelector(".review-actions");
     const status = review.panel.querySelector(".review-status");
-    if (!status) return;
+    if (!actions && !status) return;
     const box = document.createElement("div");
-    box.className = "review-reasons d-flex flex-wrap align-items-center gap-2 mb-1 small";
+    box.className = "review-reasons d-flex flex-wrap align-items-center gap-1 small";
     box.innerHTML = !state.loaded ? '<span class="review-reason-now"></span>' : state.codes.length
-      ? `<span id="review-reasons-label">Reason (real or false call):</span>
+      ? `<span id="review-reasons-label" title="Reason of a real or false-call verdict">Reason</span>
         <div class="btn-group btn-group-sm flex-wrap" role="group" aria-labelledby="review-reasons-label">
           ${state.codes.map((code, i) => `<button type="button" class="btn btn-outline-dark"
             data-reason="${escapeHtml(code)}" aria-pressed="false" aria-keyshortcuts="Shift+${i + 1}">${escapeHtml(code)}
             <kbd>⇧${i + 1}</kbd></button>`).join("")}
         </div><span class="review-reason-now text-muted" aria-live="polite"></span>`
       : '<span class="text-muted">No reason codes (REVIEW_REASONS is empty).</span><span class="review-reason-now"></span>';
-    status.before(box);
+    if (actions) actions.append(box);
+    else status.before(box);
     box.querySelectorAll("button[data-reason]").forEach((b) =>
       b.addEventListener("click", () => reasonKey(b.dataset.reason)));
     // The key map (`?`) lists the reason keys too.
