@@ -55,7 +55,7 @@ def test_a_reason_key_stores_the_reason_on_the_highlighted_region(
     first = highlighted(page)
     before = reviews(agent, board)
     page.keyboard.press("Shift+Digit1")
-    expect(panel.locator(".review-reason-now")).to_have_attribute("data-armed", "dust")
+    expect(page.locator(".review-reason-now")).to_have_attribute("data-armed", "dust")
     assert reviews(agent, board) == before  # nothing stored yet
     uid = regions(agent, board)[first]["region_unique_id"]
     page.keyboard.press("f")
@@ -65,7 +65,7 @@ def test_a_reason_key_stores_the_reason_on_the_highlighted_region(
     after = reviews(agent, board)
     assert changed(before, after) == [first]
     assert after[first] == ("false_call", "dust")
-    expect(panel.locator(".review-reason-now")).to_have_attribute("data-armed", "")
+    expect(page.locator(".review-reason-now")).to_have_attribute("data-armed", "")
 
     # R on the next defect (no reason armed: none stored), then back to it with K: Shift+2
     # stores "oxidation" on that real verdict at once, on it and no other region.
@@ -78,7 +78,7 @@ def test_a_reason_key_stores_the_reason_on_the_highlighted_region(
     assert highlighted(page) == second
     before = reviews(agent, board)
     page.keyboard.press("Shift+Digit2")
-    expect(panel.locator(".review-reason-now")).to_have_attribute(
+    expect(page.locator(".review-reason-now")).to_have_attribute(
         "data-current-reason", "oxidation"
     )
     after = reviews(agent, board)
@@ -92,7 +92,7 @@ def test_a_reason_key_stores_the_reason_on_the_highlighted_region(
 
     # Undo gives the verdict back its reason before (none).
     page.keyboard.press("z")
-    expect(panel.locator(".review-reason-now")).to_have_attribute("data-current-reason", "")
+    expect(page.locator(".review-reason-now")).to_have_attribute("data-current-reason", "")
     assert reviews(agent, board)[second] == ("real", None)
     assert reviews(agent, board)[first] == ("false_call", "dust")
 

@@ -42,33 +42,43 @@ export function attachReasons(review) {
       b.setAttribute("aria-pressed", String(on));
       b.classList.toggle("active", on);
     });
-    const note = box.querySelector(".review-reason-now");
+    const note = review.panel.querySelector(".review-reason-now");
+    if (!note) return;
     note.dataset.currentReason = current || "";
     note.dataset.armed = state.armed || "";
     const parts = [];
-    if (r && WITH_REASON.has(verdictOf(r))) parts.push(`this defect: ${current || "no reason"}`);
-    if (state.armed) parts.push(`next verdict: ${state.armed}`);
+    if (r && WITH_REASON.has(verdictOf(r))) parts.push(`reason: ${current || "none"}`);
+    if (state.armed) parts.push(`reason of the next verdict: ${state.armed}`);
     note.textContent = parts.join(" · ");
   }
 
   function mountUi() {
     // In the row of the action buttons (no new line: the panel keeps its height), else
     // above the status line.
+    review.panel.querySelectorAll(".review-reasons, .review-reason-now, .review-reason-key")
+      .forEach((el) => el.remove());
     const actions = review.panel.querySelector(".review-actions");
     const status = review.panel.querySelector(".review-status");
     if (!actions && !status) return;
     const box = document.createElement("div");
     box.className = "review-reasons d-flex flex-wrap align-items-center gap-1 small";
-    box.innerHTML = !state.loaded ? '<span class="review-reason-now"></span>' : state.codes.length
+    box.innerHTML = !state.loaded ? "" : state.codes.length
       ? `<span id="review-reasons-label" title="Reason of a real or false-call verdict">Reason</span>
         <div class="btn-group btn-group-sm flex-wrap" role="group" aria-labelledby="review-reasons-label">
           ${state.codes.map((code, i) => `<button type="button" class="btn btn-outline-dark"
             data-reason="${escapeHtml(code)}" aria-pressed="false" aria-keyshortcuts="Shift+${i + 1}">${escapeHtml(code)}
             <kbd>⇧${i + 1}</kbd></button>`).join("")}
-        </div><span class="review-reason-now text-muted" aria-live="polite"></span>`
-      : '<span class="text-muted">No reason codes (REVIEW_REASONS is empty).</span><span class="review-reason-now"></span>';
+        </div>`
+      : '<span class="text-muted">No reason codes (REVIEW_REASONS is empty).</span>';
     if (actions) actions.append(box);
     else status.before(box);
+    // The current defect's reason and the armed one, on the line of the current defect.
+    const note = document.createElement("span");
+    note.className = "review-reason-now small text-muted";
+    note.setAttribute("aria-live", "polite");
+    const line = review.panel.querySelector(".review-current")?.parentElement;
+    if (line) line.append(note);
+    else box.append(note);
     box.querySelectorAll("button[data-reason]").forEach((b) =>
       b.addEventListener("click", () => reasonKey(b.dataset.reason)));
     // The key map (`?`) lists the reason keys too.
@@ -186,11 +196,7 @@ export function attachReasons(review) {
     .then((answer) => {
       state.codes = answer.reasons.map((r) => r.code);
       state.loaded = true;
-      if (review.active && review.panel) {
-        review.panel.querySelector(".review-reasons")?.remove();
-        review.panel.querySelectorAll(".review-reason-key").forEach((row) => row.remove());
-        mountUi();
-      }
+      if (review.active && review.panel) mountUi();
     })
     .catch((err) => review.active && review.status(errorText(err), true));
 }
