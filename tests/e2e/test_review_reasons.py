@@ -78,9 +78,7 @@ def test_a_reason_key_stores_the_reason_on_the_highlighted_region(
     assert highlighted(page) == second
     before = reviews(agent, board)
     page.keyboard.press("Shift+Digit2")
-    expect(page.locator(".review-reason-now")).to_have_attribute(
-        "data-current-reason", "oxidation"
-    )
+    expect(page.locator(".review-reason-now")).to_have_attribute("data-current-reason", "oxidation")
     after = reviews(agent, board)
     assert changed(before, after) == [second]
     assert after[second] == ("real", "oxidation")
