@@ -149,6 +149,7 @@ async def get_image_regions(
 async def query_defects(
     queries: QueryServiceDep,
     filters: DefectFiltersDep,
+    viewer: ViewerDep,
     page: Page = 1,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -159,8 +160,11 @@ async def query_defects(
 
     Page by `page` or by `cursor` (the previous answer's `next_cursor`). `total` is exact
     up to 10,000 and for date and class filters at any size; otherwise an estimate, and
-    `total_is_exact` says so."""
-    return await queries.query_defects(filters, page, limit, defect_cursor(cursor, page))
+    `total_is_exact` says so. A region's `review` is null for a reviewer who audits its
+    board or may audit it (as in `/images/{id}/regions`)."""
+    return await queries.query_defects(
+        filters, page, limit, defect_cursor(cursor, page), viewer=viewer
+    )
 
 
 @router.delete(

@@ -242,11 +242,18 @@ def test_an_auditor_never_sees_the_first_review_outside_audit_mode(
     # The first reviewer, and a request naming nobody, see the first review.
     assert all(r["verdict"] == "false_call" for r in _reviews(client, board["id"], ANNA).values())
     assert all(r is not None for r in _reviews(client, board["id"]).values())
+    found = client.get("/api/query/defects", params={"img_unique_id": board["id"]}, headers=ANNA)
+    assert all(r["review"]["reason"] == "dust" for r in found.json()["regions"])
     # Any other reviewer may become the auditor: nothing of the first review reaches them.
     for who in (BEN, {"X-Reviewer": "qc-carl"}):
         assert all(r is None for r in _reviews(client, board["id"], who).values())
         detail = client.get(f"/api/images/{board['id']}", headers=who).json()
         assert detail["disposition"] is None
+        found = client.get(
+            "/api/query/defects", params={"img_unique_id": board["id"]}, headers=who
+        ).json()["regions"]
+        assert len(found) == len(board["regions"])
+        assert all(r["review"] is None for r in found)
         history = client.get(f"/api/images/{board['id']}/review", headers=who).json()
         assert (history["events"], history["disposition"]) == ([], None)
         assert "qc-anna" not in str(history)

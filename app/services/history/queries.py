@@ -503,10 +503,16 @@ class QueryService:
         )
 
     async def query_defects(
-        self, filters: DefectFilters, page: int, limit: int, after: DefectKey | None = None
+        self,
+        filters: DefectFilters,
+        page: int,
+        limit: int,
+        after: DefectKey | None = None,
+        viewer: str | None = None,
     ) -> DefectQueryResult:
         """A page of regions matching `filters`: page `page` (1-based, OFFSET) or, with
-        `after` (a decoded cursor), the `limit` rows after that key."""
+        `after` (a decoded cursor), the `limit` rows after that key. The verdicts of the
+        boards whose first review is hidden from `viewer` (their auditor) are left out."""
         offset = 0 if after is not None else (page - 1) * limit
         (total, exact), found = await self.images.query_defects(filters, offset, limit + 1, after)
         rows = found[:limit]
@@ -523,6 +529,10 @@ class QueryService:
                 )
             )
         verdicts = await self.reviews.verdicts_of_regions([row[0].region_unique_id for row in rows])
+        if viewer is not None and verdicts:
+            boards = {v.img_unique_id for v in verdicts.values()}
+            hidden = await self.audits.blind_among(boards, viewer)
+            verdicts = {k: v for k, v in verdicts.items() if v.img_unique_id not in hidden}
         return DefectQueryResult(
             total=total,
             total_is_exact=exact,

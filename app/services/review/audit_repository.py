@@ -7,6 +7,7 @@ the audit queue reads `review_audits` (a sample: a few per cent of the reviewed 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -143,6 +144,25 @@ class AuditRepository:
             )
         )
         return bool((await self.session.execute(stmt)).scalar())
+
+    async def blind_among(self, img_unique_ids: Iterable[str], reviewer: str) -> set[str]:
+        """Of these boards, those whose first review is hidden from `reviewer` (as in
+        `blind_to`): one query over their `review_audits` rows."""
+        ids = list(img_unique_ids)
+        if not ids:
+            return set()
+        stmt = select(ReviewAudit.img_unique_id).where(
+            ReviewAudit.img_unique_id.in_(ids),
+            ~exists().where(
+                RegionVerdict.img_unique_id == ReviewAudit.img_unique_id,
+                RegionVerdict.reviewer == reviewer,
+            ),
+            ~exists().where(
+                AuditVerdict.img_unique_id == ReviewAudit.img_unique_id,
+                AuditVerdict.reviewer != reviewer,
+            ),
+        )
+        return set((await self.session.execute(stmt)).scalars())
 
     def _open_to(self, reviewer: str) -> list[Any]:
         """Conditions on ReviewAudit: a region still lacks a second verdict, `reviewer`
