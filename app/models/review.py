@@ -428,6 +428,7 @@ class ReviewReasonsIn(BaseModel):
 
     reasons: list[Annotated[str, Field(max_length=32, pattern=REASON_PATTERN)]] = Field(
         max_length=REASONS_MAX,
+        json_schema_extra={"uniqueItems": True},
         description=f"At most {REASONS_MAX} codes (one key each), no repeat; each 1-32"
         " lowercase letters, digits, `_` or `-`.",
     )
