@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -456,6 +457,24 @@ def _follow(
     )
 
 
+def _name_pattern(text: str | None) -> re.Pattern[str] | None:
+    """WATCH_NAME_PATTERN / --name-pattern compiled and checked as the agent checks it
+    (an empty value: none).
+
+    Raises:
+        typer.BadParameter: not a regular expression, no named group, or a group that is
+            not a context field.
+    """
+    from app.models.context import check_name_pattern
+
+    if text is None or not text.strip():
+        return None
+    try:
+        return check_name_pattern(re.compile(text))
+    except (re.error, ValueError) as exc:
+        raise typer.BadParameter(f"WATCH_NAME_PATTERN {exc}", param_hint="--name-pattern") from None
+
+
 @cli.command()
 def watch(
     folders: Annotated[list[Path], typer.Argument(help="Folders the AOI machine writes into.")],
@@ -473,6 +492,16 @@ def watch(
     once: Annotated[
         bool, typer.Option(help="Ingest what is there now, wait for it, then exit.")
     ] = False,
+    name_pattern: Annotated[
+        str | None,
+        typer.Option(
+            envvar="WATCH_NAME_PATTERN",
+            help="Board context from file names: a regular expression whose named groups"
+            " are context fields, e.g. '^(?P<board_serial>SN[0-9]+)_(?P<side>top|bottom)'"
+            " (or set WATCH_NAME_PATTERN); docs/boards.md.",
+            show_default=False,
+        ),
+    ] = None,
     api_key: ApiKeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -489,6 +518,7 @@ def watch(
     for folder in folders:
         if not folder.is_dir():
             raise typer.BadParameter(f"{folder} is not a folder")
+    pattern = _name_pattern(name_pattern)
     options = WatchOptions(
         settle_s=settle_s,
         batch_window_s=batch_window_s,
@@ -517,7 +547,7 @@ def watch(
         async with httpx2.AsyncClient(
             base_url=url.rstrip("/"), timeout=300, headers=headers
         ) as client:
-            submitter = HttpSubmitter(client)
+            submitter = HttpSubmitter(client, pattern)
             watchers = [
                 HotFolder(folder.resolve(), submitter, options, report=report) for folder in folders
             ]
@@ -835,6 +865,124 @@ def keys_revoke(
         print_json(_key_json(row))
         return
     console.print(f"revoked key {name!r}; its web sessions are ended too")
+
+
+webhooks_cli = typer.Typer(
+    help="Signed webhook endpoints (docs/webhooks.md), in the agent's database; works whether"
+    " or not the agent is running (a running agent delivers to a new endpoint at once)."
+)
+cli.add_typer(webhooks_cli, name="webhooks")
+
+
+def _with_webhooks(action: Any) -> Any:
+    """Run `action(WebhookService)` in one committed transaction on the agent's database.
+
+    Raises:
+        StartupError: the database would not start, connect or migrate.
+        AgentError: what `action` raises (the transaction is rolled back).
+    """
+    from app.config import Settings
+    from app.launcher import prepared_database, use_selector_event_loop_on_windows
+    from app.services.database.session import (
+        create_engine,
+        create_session_factory,
+        unit_of_work,
+    )
+    from app.services.webhooks.repository import WebhookRepository
+    from app.services.webhooks.service import WebhookService
+
+    use_selector_event_loop_on_windows()
+    settings = Settings()
+
+    async def run(database_url: str) -> Any:
+        engine = create_engine(settings.model_copy(update={"db_pool_min_size": 1}), database_url)
+        try:
+            async with unit_of_work(create_session_factory(engine)) as session:
+                return await action(WebhookService(WebhookRepository(session), settings))
+        finally:
+            await engine.dispose()
+
+    with prepared_database(settings) as database_url:
+        return asyncio.run(run(database_url))
+
+
+@webhooks_cli.command("add")
+def webhooks_add(
+    url: Annotated[str, typer.Argument(help="The receiver, http:// or https://.")],
+    events: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated event types: inspection.completed, inspection.failed,"
+            " batch.completed, region.verdict, image.disposition, spc.alarm."
+        ),
+    ],
+    description: Annotated[str | None, typer.Option(help="A note for admins.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add an endpoint. Its signing secret (`whsec_...`, Standard Webhooks) is printed alone
+    on the last line, once: give it to the receiver now (`--json`: the endpoint with
+    "secret")."""
+    wanted = [e.strip() for e in events.split(",") if e.strip()]
+
+    async def add(webhooks: Any) -> Any:
+        return await webhooks.create(url, wanted, description)
+
+    created = _with_webhooks(add)
+    if as_json:
+        print_json(created.model_dump(mode="json"))
+        return
+    console.print(
+        f"added webhook endpoint {created.id} for {', '.join(created.events)} to {url};"
+        " its signing secret is shown only now, give it to the receiver:"
+    )
+    typer.echo(created.secret)
+
+
+@webhooks_cli.command("list")
+def webhooks_list(as_json: JsonOption = False) -> None:
+    """List endpoints: id, URL, events, deliveries pending / delivered / parked (never the
+    secrets); `--json`: {"endpoints": [...]} as GET /api/webhooks answers."""
+    from rich.table import Table
+
+    async def rows(webhooks: Any) -> Any:
+        return await webhooks.endpoints()
+
+    found = _with_webhooks(rows)
+    if as_json:
+        print_json({"endpoints": [e.model_dump(mode="json") for e in found]})
+        return
+    table = Table("id", "url", "events", "pending", "delivered", "parked", "created")
+    for e in found:
+        table.add_row(
+            str(e.id),
+            e.url,
+            ", ".join(e.events),
+            str(e.pending),
+            str(e.delivered),
+            str(e.parked),
+            e.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    if found:
+        console.print(table)
+    else:
+        console.print("no webhook endpoints yet: `aoi-agent webhooks add URL --events ...`")
+
+
+@webhooks_cli.command("remove")
+def webhooks_remove(
+    endpoint_id: Annotated[int, typer.Argument(help="The endpoint's id (`webhooks list`).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Remove an endpoint with its deliveries; an unknown id is an error (exit status 1)."""
+
+    async def remove(webhooks: Any) -> Any:
+        return await webhooks.remove(endpoint_id)
+
+    removed = _with_webhooks(remove)
+    if as_json:
+        print_json(removed.model_dump(mode="json"))
+        return
+    console.print(f"removed webhook endpoint {removed.id} ({removed.url})")
 
 
 storage_cli = typer.Typer(help="The agent's file storage (STORAGE_URL; docs/storage.md).")

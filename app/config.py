@@ -22,6 +22,8 @@ from app.services.spc.charts import Rule
 from app.services.spc.shifts import Shift, parse_shifts, zone
 
 PRODUCTION_MODEL_SERVICE_URL = "http://140.96.77.124:8080/"
+# THROTTLE_STORAGE_URL: this process's memory, or a Redis server (redis-py) all processes share.
+THROTTLE_STORAGE_SCHEMES = ("memory://", "async+redis://", "async+rediss://")
 DEFAULT_REVIEW_REASONS = ("dust", "oxidation", "registration", "marking")
 REASON_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 """A review reason code: 1-32 lowercase letters, digits, `_` or `-`."""
@@ -174,6 +176,9 @@ class Settings(BaseSettings):
     # Requests per key (header or web session), in the `limits` syntax: `600/minute`,
     # `20/second`; over it, 429 with Retry-After. Unset: no quota. Per process.
     key_rate_limit: str | None = None
+    # Where those counts live: `memory://` (each process its own) or a Redis server every
+    # process shares, `async+redis://host:6379/0` (docs/security.md).
+    throttle_storage_url: str = "memory://"
     # Origins allowed to call the API from their pages (CORS), comma-separated; default none.
     cors_origins: str = ""
 
@@ -248,14 +253,27 @@ class Settings(BaseSettings):
     # Published outbox rows are removed once this old.
     cfx_keep_published_hours: float = Field(default=24.0, ge=0)
 
+    # Signed webhooks (docs/webhooks.md): seconds for one delivery attempt (connect, send,
+    # read the answer); hours a delivery is retried before it is parked; the back-off
+    # between attempts (first wait, doubled per failure up to the cap, seconds); delivered
+    # and parked deliveries (with their attempts) are deleted once this many days old.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    webhook_retry_hours: float = Field(default=24.0, gt=0)
+    webhook_retry_initial_s: float = Field(default=5.0, gt=0)
+    webhook_retry_max_s: float = Field(default=1800.0, gt=0)
+    webhook_keep_days: float = Field(default=7.0, gt=0)
+
     # SPC (docs/spc.md): shifts as NAME=HH:MM-HH:MM,... in local time of SPC_TIMEZONE (an
     # IANA name; days of the SPC charts are its days too); empty: per-day subgroups only.
     shifts: str = ""
     spc_timezone: str = "UTC"
     # Subgroups (days or shifts with boards) at the start of a chart that set its limits.
     spc_baseline_subgroups: int = Field(default=20, ge=2, le=1000)
-    # The Western Electric rules (1-4, comma-separated) that raise an alarm.
+    # The rules (comma-separated) that raise an alarm: Western Electric 1-4, and 5 the
+    # p-chart's binomial CUSUM for a doubled defective rate (docs/spc.md).
     spc_rules: str = "1,2,3,4"
+    # The CUSUM's decision interval h (natural-log likelihood-ratio units, rule 5).
+    spc_cusum_h: float = Field(default=5.0, gt=0, le=1000)
     # When the alarm check records new and cleared excursions (cron, UTC; empty: never).
     spc_check_cron: str = "*/10 * * * *"
     # Reports mailed on REPORT_SCHEDULE (cron, UTC; empty: none) to REPORT_RECIPIENTS
@@ -299,8 +317,10 @@ class Settings(BaseSettings):
     @classmethod
     def _check_spc_rules(cls, value: str) -> str:
         parts = [p.strip() for p in value.split(",") if p.strip()]
-        if not parts or any(p not in ("1", "2", "3", "4") for p in parts):
-            raise ValueError("SPC_RULES must list Western Electric rules 1-4, e.g. 1,2,3,4")
+        if not parts or any(p not in ("1", "2", "3", "4", "5") for p in parts):
+            raise ValueError(
+                "SPC_RULES must list rules 1-5 (Western Electric 1-4, 5 the CUSUM), e.g. 1,2,3,4"
+            )
         return value
 
     @field_validator("watch_dirs", mode="before")
@@ -350,6 +370,17 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"KEY_RATE_LIMIT {value!r} is not a rate such as 600/minute or 20/second"
                 ) from exc
+        return value
+
+    @field_validator("throttle_storage_url", mode="before")
+    @classmethod
+    def _check_throttle_storage_url(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return "memory://"
+        if isinstance(value, str) and not value.startswith(THROTTLE_STORAGE_SCHEMES):
+            raise ValueError(
+                f"THROTTLE_STORAGE_URL must start with one of {', '.join(THROTTLE_STORAGE_SCHEMES)}"
+            )
         return value
 
     @field_validator("golden_dir", mode="before")
@@ -500,7 +531,7 @@ class Settings(BaseSettings):
 
     @property
     def spc_rule_set(self) -> frozenset[Rule]:
-        """SPC_RULES as Western Electric rules."""
+        """SPC_RULES as rules (Western Electric 1-4, 5 the p-chart's CUSUM)."""
         return frozenset(Rule(int(p)) for p in self.spc_rules.split(",") if p.strip())
 
 

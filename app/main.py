@@ -31,6 +31,7 @@ from app.api import (
     review,
     spc,
     upload,
+    webhooks,
 )
 from app.api.middleware import (
     RequestBodyLimitMiddleware,
@@ -60,6 +61,10 @@ OPENAPI_TAGS = [
     {"name": "Download", "description": "Input and result images, analysis JSON, batch ZIPs."},
     {"name": "System", "description": "Health and statistics."},
     {"name": "Keys", "description": "API keys (admin): create, list, revoke."},
+    {
+        "name": "Webhooks",
+        "description": "Signed webhooks (admin): endpoints, deliveries, redelivery.",
+    },
 ]
 
 
@@ -195,6 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             finally:
                 # Multi-process mode: this process's live gauges (in flight, up) end with it.
                 mark_process_dead(os.getpid())
+                await app.state.security.throttle.close()
 
     app = FastAPI(
         title="AOI Inference Agent",
@@ -255,6 +261,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         boards,
         spc,
         reports,
+        webhooks,
     ):
         include_api(app, module.router)
     include_api(app, review.admin_router)  # PUT /review/reasons: admin only

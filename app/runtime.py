@@ -29,6 +29,7 @@ from app.services.retention.service import RetentionService
 from app.services.spc.alarms import AlarmChecker
 from app.services.storage import Storage, open_storage
 from app.services.system.heartbeat import ProcessHeartbeat
+from app.services.webhooks.dispatcher import WebhookDispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ async def agent_runtime(
         file_sweep_interval_s=max(60.0, settings.orphan_file_grace_s),
     )
     cfx_publisher = CfxPublisher(settings, sessions) if settings.cfx_broker_url else None
+    webhook_dispatcher = WebhookDispatcher(settings, sessions)
     heartbeat = ProcessHeartbeat(sessions, interval_s=max(0.5, settings.stalled_job_after_s / 4))
     worker: asyncio.Task[None] | None = None
     in_process = (
@@ -126,6 +128,7 @@ async def agent_runtime(
             reaper.start()
             if cfx_publisher is not None:
                 cfx_publisher.start()
+            webhook_dispatcher.start()
             if in_process:
                 worker = asyncio.create_task(
                     run_worker(runtime, settings.effective_worker_concurrency), name="queue-worker"
@@ -135,6 +138,7 @@ async def agent_runtime(
             await reaper.stop()
             if cfx_publisher is not None:
                 await cfx_publisher.stop()
+            await webhook_dispatcher.stop()
             if worker is not None:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

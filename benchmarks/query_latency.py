@@ -84,6 +84,8 @@ IMAGE_SIZE_PX = 640
 BATCH_SIZE = 50
 CHUNK_IMAGES = 20_000
 MODEL_VERSIONS = ["bench-1.0", "bench-1.1"]
+PRODUCTS = ("CTRL-A", "CTRL-B", "PSU-C", "IO-D")
+LINES = ("L1", "L2", "L3")
 MODEL_VERSION = MODEL_VERSIONS[0]  # the one the filtered requests ask for
 ALPHABET = string.ascii_uppercase + string.digits
 
@@ -251,6 +253,7 @@ def _seed_chunk(
     inspections: list[tuple[Any, ...]] = []
     classes: list[tuple[Any, ...]] = []
     batches: list[tuple[Any, ...]] = []
+    contexts: list[tuple[Any, ...]] = []
     region_class: list[int] = []
     region_img: list[str] = []
     region_rid: list[int] = []
@@ -305,6 +308,19 @@ def _seed_chunk(
             )
         )
         state["batch_left"] = max(0, state["batch_left"] - 1)
+        # Board context (no draw, as the model version): 4 products, 3 lines, 2 sides, a
+        # lot per product and day, a serial per image.
+        k_ctx = first + n
+        contexts.append(
+            (
+                img_id,
+                f"SN{k_ctx:09d}",
+                PRODUCTS[k_ctx % len(PRODUCTS)],
+                LINES[k_ctx % len(LINES)],
+                "top" if k_ctx % 2 == 0 else "bottom",
+                f"WO-{day}-{k_ctx % len(PRODUCTS)}",
+            )
+        )
         total_regions = rng.randint(3, 12)
         names = rng.sample(CLASS_NAMES, rng.randint(1, min(4, total_regions)))
         cuts = sorted(rng.sample(range(1, total_regions), len(names) - 1))
@@ -354,6 +370,12 @@ def _seed_chunk(
         " size_bytes, media_type, status, attempts, model_service_seconds, total_seconds,"
         " created_at, updated_at, completed_at, model_name, model_version",
         inspections,
+    )
+    _copy(
+        cur,
+        "inspection_contexts",
+        "img_unique_id, board_serial, product, line, side, lot",
+        contexts,
     )
     _copy(
         cur,
@@ -470,6 +492,42 @@ def endpoints(seeded: Seeded, limit: int, deep_page: int, rng: random.Random) ->
             "GET /api/dashboard/heatmap model_version",
             lambda: f"/api/dashboard/heatmap?bins=32&model_version={MODEL_VERSION}",
             True,
+        ),
+        # Board-context filters (issue 14): read from the tables, not the rollups.
+        (
+            "GET /api/dashboard/summary product",
+            lambda: f"/api/dashboard/summary?product={rng.choice(PRODUCTS)}",
+            False,
+        ),
+        (
+            "GET /api/dashboard/summary line+side, one week",
+            lambda: f"/api/dashboard/summary?line={rng.choice(LINES)}&side=top&{week}",
+            False,
+        ),
+        (
+            "GET /api/dashboard/defects-per-day product",
+            lambda: f"/api/dashboard/defects-per-day?product={rng.choice(PRODUCTS)}",
+            False,
+        ),
+        (
+            "GET /api/dashboard/heatmap product",
+            lambda: f"/api/dashboard/heatmap?bins=32&product={rng.choice(PRODUCTS)}",
+            False,
+        ),
+        (
+            "GET /api/dashboard/summary board_serial",
+            lambda: f"/api/dashboard/summary?board_serial=SN{rng.randrange(n):09d}",
+            False,
+        ),
+        (
+            "GET /api/spc/p-chart product",
+            lambda: f"/api/spc/p-chart?product={rng.choice(PRODUCTS)}",
+            False,
+        ),
+        (
+            "GET /api/dashboard/board-contexts",
+            lambda: "/api/dashboard/board-contexts",
+            False,
         ),
         (
             f"GET /api/images page {deep_page} (OFFSET)",

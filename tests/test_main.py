@@ -38,12 +38,32 @@ def test_unknown_route_is_a_json_404(client: httpx2.Client) -> None:
 def test_every_openapi_schema_has_an_example_that_is_valid(client: httpx2.Client) -> None:
     from pydantic import BaseModel
 
-    from app.models import boards, context, dashboard, golden, review, review_audit, schemas, spc
+    from app.models import (
+        boards,
+        context,
+        dashboard,
+        golden,
+        review,
+        review_audit,
+        schemas,
+        spc,
+        webhook_schemas,
+    )
 
     spec = client.get("/openapi.json").json()
     models = {
         name: obj
-        for module in (schemas, dashboard, review, review_audit, golden, spc, boards, context)
+        for module in (
+            schemas,
+            dashboard,
+            review,
+            review_audit,
+            golden,
+            spc,
+            boards,
+            context,
+            webhook_schemas,
+        )
         for name, obj in vars(module).items()
         if isinstance(obj, type) and issubclass(obj, BaseModel)
     }

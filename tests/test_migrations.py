@@ -239,7 +239,7 @@ def test_provenance_migration_keeps_old_rows_and_downgrades_on_its_own(
         ("20261120_101010_OLD002",)
     ]
     upgrade_database(empty_database)
-    assert columns(empty_database, "inspections")[-4:] == added
+    assert set(added) <= set(columns(empty_database, "inspections"))
 
 
 def test_search_indexes_migration_and_its_downgrade(empty_database: str) -> None:
@@ -640,3 +640,40 @@ def test_board_context_migration_cascades_and_downgrades_on_its_own(empty_databa
     assert "inspection_contexts" not in tables(empty_database)
     upgrade_database(empty_database)
     assert "inspection_contexts" in tables(empty_database)
+
+
+def test_waiting_for_migration_converts_waiting_rows_and_downgrades(empty_database: str) -> None:
+    """The `storage: ` prefix that told a store wait from a model-service wait becomes the
+    `waiting_for` column, and back on downgrade."""
+    upgrade_database(empty_database, "20261207_0027-1")
+    for img_unique_id, error, waiting in [
+        ("20261207_210000_STO001", "storage: the store did not answer", True),
+        ("20261207_210000_MOD001", "model service unreachable", True),
+        ("20261207_210000_DONE01", None, False),
+    ]:
+        add_ledger_row(empty_database, img_unique_id, "pending")
+        db_execute(
+            empty_database,
+            "UPDATE inspections SET last_error = %s, next_attempt_at ="
+            " CASE WHEN %s THEN now() END WHERE img_unique_id = %s",
+            error,
+            waiting,
+            img_unique_id,
+        )
+    upgrade_database(empty_database, "20261207_0027")
+    converted = "SELECT img_unique_id, waiting_for, last_error FROM inspections ORDER BY 1"
+    assert db_rows(empty_database, converted) == [
+        ("20261207_210000_DONE01", None, None),
+        ("20261207_210000_MOD001", "model_service", "model service unreachable"),
+        ("20261207_210000_STO001", "storage", "the store did not answer"),
+    ]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db_execute(empty_database, "UPDATE inspections SET waiting_for = 'broker'")
+
+    downgrade_database(empty_database, "-1")
+    assert db_rows(
+        empty_database,
+        "SELECT last_error FROM inspections WHERE img_unique_id = '20261207_210000_STO001'",
+    ) == [("storage: the store did not answer",)]
+    upgrade_database(empty_database)
+    assert "waiting_for" in columns(empty_database, "inspections")

@@ -17,9 +17,14 @@ from app.api.params import (
 )
 from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import VALIDATION_ERROR_RESPONSE, BoardNotFound, responses
-from app.models.boards import BoardTimeline, BoardYield
+from app.models.boards import BoardTimeline, BoardYield, ContextValues
 from app.models.context import CONTEXT_TEXT_LENGTH
-from app.services.boards.service import MAX_YIELD_DAYS, BoardService, board_yield
+from app.services.boards.service import (
+    MAX_YIELD_DAYS,
+    BoardService,
+    board_yield,
+    context_values,
+)
 from app.services.history.dashboard import daily_range
 
 router = APIRouter(
@@ -73,3 +78,23 @@ async def board_yield_figures(
     start, end = resolve_dates(date_range, start_date, end_date)
     first, last, _ = daily_range(start, end, max_days=MAX_YIELD_DAYS)
     return await board_yield(session, first, last, context)
+
+
+@router.get(
+    "/dashboard/board-contexts",
+    response_model=ContextValues,
+    tags=["Dashboard"],
+    summary="Products, lines, sides and lots inspected in the range",
+)
+async def board_context_values(
+    session: SessionDep,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    date_range: DateRange = None,
+) -> ContextValues:
+    """The distinct `product`, `line`, `side` and `lot` values the inspections of the
+    range (default: the last 30 days, at most 92) were sent with, sorted: the values the
+    dashboard's filter pickers offer."""
+    start, end = resolve_dates(date_range, start_date, end_date)
+    first, last, _ = daily_range(start, end, max_days=MAX_YIELD_DAYS)
+    return await context_values(session, first, last)

@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import SessionDep, SettingsDep
-from app.api.params import BatchIdFilter, ClassName, EndDate, ModelVersion, StartDate
+from app.api.params import (
+    BatchIdFilter,
+    ClassName,
+    ContextFilterDep,
+    EndDate,
+    ModelVersion,
+    StartDate,
+)
 from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import VALIDATION_ERROR_RESPONSE
 from app.models.dashboard import DashboardSummary, DefectsPerDay, Heatmap
@@ -42,10 +49,13 @@ async def summary(
     start_date: StartDate = None,
     end_date: EndDate = None,
     model_version: ModelVersion = None,
+    context: ContextFilterDep = None,
 ) -> DashboardSummary:
     """Images, images with defects, regions and area (pixels) in the range; per class its
-    regions, share and cumulative share, most regions first."""
-    return await service.summary(Period(start_date, end_date, model_version))
+    regions, share and cumulative share, most regions first. The board-context filters
+    (`board_serial`, `product`, `line`, `side`, `lot`) keep the inspections sent with that
+    context, as on every dashboard route."""
+    return await service.summary(Period(start_date, end_date, model_version, context))
 
 
 @router.get(
@@ -59,10 +69,13 @@ async def defects_per_day(
     end_date: EndDate = None,
     class_name: ClassName = None,
     model_version: ModelVersion = None,
+    context: ContextFilterDep = None,
 ) -> DefectsPerDay:
     """One row per UTC day of the range (default: the last 30 days, at most 731), with
     images inspected and regions by class; days without inspections are zeros."""
-    return await service.defects_per_day(Period(start_date, end_date, model_version), class_name)
+    return await service.defects_per_day(
+        Period(start_date, end_date, model_version, context), class_name
+    )
 
 
 @router.get(
@@ -77,10 +90,13 @@ async def heatmap(
     start_date: StartDate = None,
     end_date: EndDate = None,
     model_version: ModelVersion = None,
+    context: ContextFilterDep = None,
 ) -> Heatmap:
     """Region centroids, normalised by their image's width and height, counted on a
     bins × bins grid (row 0 = top of the image)."""
-    return await service.heatmap(Period(start_date, end_date, model_version), class_name, bins)
+    return await service.heatmap(
+        Period(start_date, end_date, model_version, context), class_name, bins
+    )
 
 
 @router.get(
@@ -95,13 +111,14 @@ async def review_figures(
     class_name: ClassName = None,
     batch_id: BatchIdFilter = None,
     model_version: ModelVersion = None,
+    context: ContextFilterDep = None,
 ) -> ReviewFigures:
     """Over the images inspected in the range (default: the last 30 days, at most 731):
     per class, false calls / reviewed calls; per UTC day and in total, first-pass yield
     (reviewed images without a `real` verdict / reviewed images; an image is reviewed
     when each of its regions has a verdict), reviewed share (reviewed images / images
     with regions) and false-call rate; and images per disposition."""
-    filters = ReviewFilters(start_date, end_date, batch_id, class_name, model_version)
+    filters = ReviewFilters(start_date, end_date, batch_id, class_name, model_version, context)
     return await ReviewService(session).figures(filters)
 
 

@@ -17,6 +17,7 @@ from app.config import Settings
 from app.runtime import AgentRuntime
 from app.services.database.session import unit_of_work
 from app.services.history.queries import Links, QueryService
+from app.services.inspection.uploads import UploadService
 from app.services.inspection.workflow import InspectionService
 
 
@@ -74,3 +75,20 @@ async def get_query_service(session: SessionDep, links: LinksDep) -> QueryServic
 
 
 QueryServiceDep = Annotated[QueryService, Depends(get_query_service)]
+
+
+async def get_upload_service(
+    runtime: RuntimeDep, queries: QueryServiceDep, links: LinksDep
+) -> UploadService:
+    """The upload endpoints' workflow, with this request's links and queries."""
+    return UploadService(
+        runtime.settings,
+        runtime.storage,
+        runtime.sessions,
+        runtime.inspections,
+        queries,
+        links,
+    )
+
+
+UploadServiceDep = Annotated[UploadService, Depends(get_upload_service)]

@@ -29,7 +29,6 @@ from app.models.golden import GoldenOffset, GoldenOut, ImageGolden
 from app.services.golden.errors import CropOutsideImage, GoldenNotFound, InvalidGoldenImage
 from app.services.golden.service import GOLDEN_ID_PATTERN, GoldenLibrary, GoldenService
 from app.services.history.queries import Links
-from app.services.inspection.receiver import discard, receive_image
 
 router = APIRouter(tags=["Golden boards"], responses={**VALIDATION_ERROR_RESPONSE})
 
@@ -133,11 +132,7 @@ async def put_golden(
     agent's storage; `product` and `side` in the query. Answers 201 when new, 200 when it
     replaced one. The registrations made against the old image (and the boards that had
     none) are made again on their next request."""
-    files = await receive_image(request, runtime.settings, runtime.storage)
-    try:
-        board, created = await service.put(golden_id, files[0], product or None, side or None)
-    finally:
-        await discard(files)
+    board, created = await service.put_upload(request, golden_id, product or None, side or None)
     if created:
         response.status_code = 201
     return golden_out(board, links)

@@ -71,6 +71,7 @@ def get_review_service(
         runtime.inspections.cfx,
         audit_rate=settings.review_audit_rate,
         reasons=settings.review_reasons,
+        webhooks=runtime.inspections.webhooks,
     )
 
 

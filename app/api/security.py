@@ -69,7 +69,11 @@ def build_security(settings: Settings) -> SecurityContext:
     return SecurityContext(
         settings,
         LinkSigner(secret, settings.download_link_ttl_s),
-        AuthThrottle(settings.auth_failures_per_minute, settings.key_rate_limit),
+        AuthThrottle(
+            settings.auth_failures_per_minute,
+            settings.key_rate_limit,
+            settings.throttle_storage_url,
+        ),
     )
 
 

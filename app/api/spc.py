@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 
 from app.api.deps import SessionDep, SettingsDep
-from app.api.params import PLAIN_TEXT_PATTERN, EndDate, ModelVersion, StartDate
+from app.api.params import PLAIN_TEXT_PATTERN, ContextFilterDep, EndDate, ModelVersion, StartDate
 from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import VALIDATION_ERROR_RESPONSE
 from app.models.spc import SpcAlarmList, SpcChart
@@ -48,8 +48,9 @@ def _query(
     subgroup: Subgroup = "day",
     baseline: Baseline = None,
     model_version: ModelVersion = None,
+    context: ContextFilterDep = None,
 ) -> ChartQuery:
-    return ChartQuery(start_date, end_date, subgroup, baseline, model_version)
+    return ChartQuery(start_date, end_date, subgroup, baseline, model_version, context)
 
 
 ChartQueryDep = Annotated[ChartQuery, Depends(_query)]

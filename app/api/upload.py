@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, status
-from fastapi.exceptions import RequestValidationError
 
-from app.api.deps import InspectionServiceDep, LinksDep, QueryServiceDep, RuntimeDep
+from app.api.deps import InspectionServiceDep, LinksDep, QueryServiceDep, UploadServiceDep
 from app.api.params import BatchId, ImgUniqueId
 from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import (
@@ -31,10 +30,7 @@ from app.errors import (
 )
 from app.models.context import (
     CONTEXT_FIELDS,
-    ContextError,
     InspectionContext,
-    context_from_fields,
-    contexts_from_manifest,
 )
 from app.models.schemas import (
     BatchAccepted,
@@ -43,9 +39,7 @@ from app.models.schemas import (
     BatchUploadResult,
     UploadResponse,
 )
-from app.services.history.queries import batch_accepted, upload_response
-from app.services.inspection.idempotency import Answer, IdempotencyKeys, request_digest
-from app.services.inspection.receiver import discard, receive_files, receive_image
+from app.services.history.queries import upload_response
 
 router = APIRouter(
     tags=["Upload"],
@@ -78,13 +72,6 @@ IdempotencyKey = Annotated[
         " first answer again instead of a second inspection. See docs/ingestion.md.",
     ),
 ]
-
-
-def _context_problem(exc: ContextError) -> RequestValidationError:
-    """A refused board context as the agent's usual 422 (`loc` starts with `body`)."""
-    return RequestValidationError(
-        [{**e, "loc": ("body", *e["loc"])} for e in exc.errors]  # no `input`: not echoed
-    )
 
 
 def multipart_body(field: str, many: bool, context: bool = True) -> dict[str, Any]:
@@ -157,9 +144,7 @@ def multipart_body(field: str, many: bool, context: bool = True) -> dict[str, An
 )
 async def upload_image(
     request: Request,
-    runtime: RuntimeDep,
-    service: InspectionServiceDep,
-    links: LinksDep,
+    uploads: UploadServiceDep,
     include_images: IncludeImages = None,
     skip_duplicates: SkipDuplicates = False,
     idempotency_key: IdempotencyKey = None,
@@ -169,36 +154,12 @@ async def upload_image(
     fails, the answer (503/502) names the `img_unique_id` to retry. Optional form fields
     give the board context (`board_serial`, `product`, `line`, `side`...; docs/boards.md);
     one out of bounds is a 422 and nothing is kept."""
-    await service.ensure_disk_space()
-    fields: dict[str, str] = {}
-    files = await receive_image(request, runtime.settings, runtime.storage, fields)
-    try:
-        context = context_from_fields(fields)
-    except ContextError as exc:
-        await discard(files)
-        raise _context_problem(exc) from None
-
-    async def inspect() -> Answer:
-        outcome = await service.inspect_upload(
-            files[0], skip_duplicates=skip_duplicates, context=context
-        )
-        answer = upload_response(outcome, links, include_base64=include_images == "base64")
-        return Answer.json(status.HTTP_200_OK, answer.model_dump(mode="json"))
-
-    options: dict[str, object] = {
-        "include_images": include_images,
-        "skip_duplicates": skip_duplicates,
-    }
-    if context is not None:  # absent otherwise: digests of requests without one unchanged
-        options["context"] = context.model_dump(exclude_none=True)
-    # The key is held while the inference may run: SEGFORMER_DEADLINE_S bounds it.
-    lease_s = runtime.settings.segformer_deadline_s + 60
-    try:
-        answer = await IdempotencyKeys(runtime.sessions).answer(
-            idempotency_key, request_digest("upload", options, files), lease_s, inspect
-        )
-    finally:
-        await discard(files)
+    answer = await uploads.single(
+        request,
+        include_base64=include_images == "base64",
+        skip_duplicates=skip_duplicates,
+        idempotency_key=idempotency_key,
+    )
     return answer.response()
 
 
@@ -227,10 +188,7 @@ async def upload_image(
 )
 async def upload_batch(
     request: Request,
-    runtime: RuntimeDep,
-    service: InspectionServiceDep,
-    links: LinksDep,
-    queries: QueryServiceDep,
+    uploads: UploadServiceDep,
     wait: Annotated[
         bool, Query(description="Answer only when every image is done (200 with results).")
     ] = False,
@@ -244,58 +202,9 @@ async def upload_batch(
     every image is done, with `results`: per accepted image, in upload order, the
     single-upload answer or its error. The optional `manifest` field gives the board
     context (docs/boards.md); an invalid one is a 422 and nothing is kept."""
-    await service.ensure_disk_space()
-    fields: dict[str, str] = {}
-    files = await receive_files(
-        request,
-        "images",
-        runtime.storage.new_incoming_path,
-        runtime.settings.max_file_size_bytes,
-        max_files=runtime.settings.max_batch_size,
-        fail_fast=False,
-        idle_timeout_s=runtime.settings.upload_idle_timeout_s,
-        fields=fields,
+    answer = await uploads.batch(
+        request, wait=wait, skip_duplicates=skip_duplicates, idempotency_key=idempotency_key
     )
-    manifest = fields.get("manifest")
-    try:
-        contexts = (
-            contexts_from_manifest(manifest, [f.filename for f in files])
-            if manifest is not None
-            else []
-        )
-    except ContextError as exc:
-        await discard(files)
-        raise _context_problem(exc) from None
-
-    # How long `wait=true` waits for the batch; the idempotency key is held as long.
-    wait_s = runtime.settings.segformer_timeout_s * max(1, len(files))
-
-    async def accept() -> Answer:
-        acceptance = await service.accept_batch(
-            files, skip_duplicates=skip_duplicates, contexts=contexts
-        )
-        accepted = batch_accepted(acceptance, links)
-        batch_id = accepted.batch_id
-        if batch_id is None:
-            nothing_queued = BatchUploadResult(**accepted.model_dump()) if wait else accepted
-            return Answer.json(status.HTTP_200_OK, nothing_queued.model_dump(mode="json"))
-        if not wait:
-            return Answer.json(status.HTTP_202_ACCEPTED, accepted.model_dump(mode="json"))
-        final = await queries.wait_for_batch(batch_id, wait_s)
-        results = await queries.batch_results(batch_id, service.read_analysis)
-        body = BatchUploadResult(**accepted.model_dump(), status=final, results=results)
-        return Answer.json(status.HTTP_200_OK, body.model_dump(mode="json"))
-
-    options: dict[str, object] = {"wait": wait, "skip_duplicates": skip_duplicates}
-    if any(contexts):
-        options["contexts"] = [c.model_dump(exclude_none=True) if c else None for c in contexts]
-    lease_s = 120 + (wait_s if wait else 0)
-    try:
-        answer = await IdempotencyKeys(runtime.sessions).answer(
-            idempotency_key, request_digest("upload_batch", options, files), lease_s, accept
-        )
-    finally:
-        await discard(files)
     return answer.response()
 
 

@@ -138,3 +138,30 @@ class BoardYield(BaseModel):
     total: YieldFigures
     by_product: dict[str, YieldFigures]
     by_line: dict[str, YieldFigures]
+
+
+class ContextValues(BaseModel):
+    """The board-context values inspections of a range were sent with: what the
+    dashboard's filter pickers offer (each list sorted, at most MAX_CONTEXT_VALUES)."""
+
+    model_config = _example(
+        {
+            "start_date": "2026-02-01",
+            "end_date": "2026-02-25",
+            "product": ["CTRL-BOARD-A", "CTRL-BOARD-B"],
+            "line": ["L1", "L3"],
+            "side": ["bottom", "top"],
+            "lot": ["WO-2026-1207"],
+            "truncated": False,
+        }
+    )
+
+    start_date: date
+    end_date: date
+    product: list[str]
+    line: list[str]
+    side: list[str]
+    lot: list[str]
+    truncated: bool = Field(
+        default=False, description="A field has more values than the lists show."
+    )

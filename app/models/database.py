@@ -34,9 +34,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 IMG_UNIQUE_ID_LENGTH = 22  # 20260225_103045_ABC123
 MODEL_TEXT_LENGTH = 128  # model name / version as the model service reports them
-# The `last_error` of a batch image waiting for the object store (not the model service)
-# starts with this: what tells the two waits apart (`waiting_for` in the API).
-STORAGE_WAIT_PREFIX = "storage: "
+# What a waiting batch image waits for (`inspections.waiting_for`, `waiting_for` in the API).
+WAITING_FOR = ("model_service", "storage")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -170,6 +169,7 @@ class Inspection(Base):
             text("lower(original_filename) text_pattern_ops"),
         ),
         Index("ix_inspections_img_unique_id_upper", text("upper(img_unique_id) text_pattern_ops")),
+        CheckConstraint("waiting_for IN ('model_service', 'storage')", name="waiting_for"),
     )
 
     img_unique_id: Mapped[str] = mapped_column(String(IMG_UNIQUE_ID_LENGTH), primary_key=True)
@@ -205,11 +205,12 @@ class Inspection(Base):
     # `processing` row only when this process has stopped beating (or is unknown). No
     # foreign key: a missing `agent_processes` row means the same as a stopped process.
     owner_process_id: Mapped[str | None] = mapped_column(String(32), index=True)
-    # A batch image waiting for the model service (or the store: `last_error` then starts
-    # with STORAGE_WAIT_PREFIX): when it is tried next, and since when the outage has been
-    # failing it (the automatic retries stop BATCH_RETRY_WINDOW_S after that).
+    # A batch image waiting for the model service or the store (`waiting_for`, one of
+    # WAITING_FOR; migration 20261207_0027): when it is tried next, and since when the
+    # outage has been failing it (the automatic retries stop BATCH_RETRY_WINDOW_S after).
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     waiting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    waiting_for: Mapped[str | None] = mapped_column(String(16))
     # Hex SHA-256 of the input's bytes, computed while they streamed in (null on rows
     # accepted before migration 20261122_0005); duplicates are found by it.
     input_sha256: Mapped[str | None] = mapped_column(String(64), index=True)

@@ -976,6 +976,10 @@ class HealthStatus(BaseModel):
         default=None,
         description="The IPC-CFX outbox (docs/cfx.md); null when CFX_BROKER_URL is unset.",
     )
+    webhooks: WebhookHealth | None = Field(
+        default=None,
+        description="Webhook deliveries (docs/webhooks.md); null when no endpoint is enabled.",
+    )
     version: str
 
 
@@ -990,6 +994,23 @@ class OutboxHealth(BaseModel):
     backlog_messages: int = Field(description="Messages written and not yet published.")
     oldest_age_s: float | None = Field(
         description="Seconds the oldest unpublished message has waited; null when none."
+    )
+
+
+class WebhookHealth(BaseModel):
+    """Webhook events not yet delivered: `ok` unless the oldest has waited more than 5
+    minutes (a receiver is down or refuses them; they are retried for
+    WEBHOOK_RETRY_HOURS, then parked)."""
+
+    model_config = _example({"ok": True, "backlog_events": 2, "oldest_age_s": 0.3})
+
+    ok: bool
+    detail: str | None = None
+    backlog_events: int = Field(
+        description="Pending deliveries plus events not yet fanned out to endpoints."
+    )
+    oldest_age_s: float | None = Field(
+        description="Seconds the oldest of them has waited; null when none."
     )
 
 

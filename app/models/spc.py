@@ -74,7 +74,9 @@ class SpcPoint(BaseModel):
         default=None, description="Upper 3σ limit; null when the chart has none."
     )
     z: float | None = Field(default=None, description="(value − center) / σᵢ.")
-    rules: list[int] = Field(description="Western Electric rules this point completes.")
+    rules: list[int] = Field(
+        description="Rules this point completes (Western Electric 1-4; 5: the CUSUM)."
+    )
 
 
 class SpcAlarm(BaseModel):
@@ -83,7 +85,9 @@ class SpcAlarm(BaseModel):
     model_config = _example(_ALARM)
 
     chart: Literal["p", "u"]
-    rule: int = Field(description="Western Electric rule, 1-4.")
+    rule: int = Field(
+        description="Western Electric rule 1-4, or 5: the p-chart's binomial CUSUM (docs/spc.md)."
+    )
     rule_text: str
     side: Literal["above", "below"]
     class_name: str | None = Field(
@@ -113,7 +117,7 @@ class SpcChart(BaseModel):
     baseline_subgroups: int = Field(description="Subgroups that set the limits.")
     baseline_boards: int
     limits_defined: bool = Field(description="False when the baseline has no variation.")
-    rules: list[int] = Field(description="The Western Electric rules applied (SPC_RULES).")
+    rules: list[int] = Field(description="The rules applied (SPC_RULES).")
     points: list[SpcPoint]
     alarms: list[SpcAlarm]
 

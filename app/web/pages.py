@@ -46,6 +46,7 @@ NAV = [
     ("history", "/history", "History"),
     ("review", "/review", "Review"),
     ("dashboard", "/dashboard", "Dashboard"),
+    ("webhooks", "/admin/webhooks", "Webhooks"),
 ]
 
 templates = Jinja2Templates(directory=TEMPLATE_DIR)
@@ -259,6 +260,12 @@ def build_router(settings: Settings) -> APIRouter:
         """Charts over all inspections (the control charts per shift only with SHIFTS)."""
         shifts = [s.name for s in settings.spc_shifts]
         return render(request, "dashboard.html", "dashboard", spc_shifts=shifts)
+
+    @pages.get("/admin/webhooks")
+    async def webhooks_page(request: Request) -> HTMLResponse:
+        """Webhook endpoints and their deliveries, with Redeliver (its API needs an admin
+        key; with another key the page says so)."""
+        return render(request, "webhooks.html", "webhooks")
 
     router.include_router(pages)
     return router

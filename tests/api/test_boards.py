@@ -386,3 +386,152 @@ def test_board_yield_refuses_a_long_range(client: httpx2.Client) -> None:
     )
     assert response.status_code == 422
     assert "92 days" in response.json()["detail"]
+
+
+DASHBOARD_CONTEXTS = [
+    {"board_serial": "SN-D1", "product": "PROD-D", "line": "LD1", "side": "top", "lot": "LOT-D1"},
+    {
+        "board_serial": "SN-D2",
+        "product": "PROD-D",
+        "line": "LD2",
+        "side": "bottom",
+        "lot": "LOT-D1",
+    },
+    {"board_serial": "SN-D3", "product": "PROD-E", "line": "LD2", "side": "top", "lot": "LOT-D2"},
+]
+
+
+@pytest.mark.parametrize(
+    ("params", "serials"),
+    [
+        ({"product": "PROD-D"}, {"SN-D1", "SN-D2"}),
+        ({"line": "LD2", "side": "top"}, {"SN-D3"}),
+        ({"lot": "LOT-D2"}, {"SN-D3"}),
+        ({"board_serial": "SN-D2"}, {"SN-D2"}),
+        ({"product": "PROD-NONE"}, set()),
+    ],
+)
+def test_context_filters_on_every_dashboard_route(
+    client: httpx2.Client,
+    deeppcb: list[Path],
+    params: dict[str, str],
+    serials: set[str],
+) -> None:
+    """Three boards of two products on two lines, one disposition each: every dashboard
+    route (summary, defects per day, heatmap, review figures, p- and u-chart) counts
+    exactly the filtered boards, whatever else the database holds (the unfiltered
+    figures come from the rollups, the filtered ones from the inspection tables)."""
+    ids = {}
+    for image, context in zip(deeppcb[33:36], DASHBOARD_CONTEXTS, strict=True):
+        listed = client.get("/api/images", params={"board_serial": context["board_serial"]})
+        found = listed.json()["images"]
+        if found:  # uploaded by an earlier case of this test (same module agent)
+            ids[context["board_serial"]] = found[0]["img_unique_id"]
+            continue
+        response = client.post(
+            "/api/upload", files={"image": (image.name, image.read_bytes())}, data=context
+        )
+        assert response.status_code == 200, response.text
+        img_unique_id = response.json()["img_unique_id"]
+        ids[context["board_serial"]] = img_unique_id
+        put = client.put(
+            f"/api/images/{img_unique_id}/disposition",
+            json={"disposition": "repair"},
+            headers=WHO,
+        )
+        assert put.is_success, put.text
+    wanted = {ids[s] for s in serials}
+    regions = {
+        i: len(
+            client.get("/api/query/defects", params={"img_unique_id": i, "limit": "100"}).json()[
+                "regions"
+            ]
+        )
+        for i in wanted
+    }
+    expected_regions = sum(regions.values())
+    expected_defective = sum(1 for n in regions.values() if n)
+
+    summary = client.get("/api/dashboard/summary", params=params)
+    assert summary.status_code == 200, summary.text
+    assert summary.json()["total_images"] == len(wanted)
+    assert summary.json()["total_defects"] == expected_regions
+    assert summary.json()["images_with_defects"] == expected_defective
+
+    days = client.get("/api/dashboard/defects-per-day", params=params).json()["days"]
+    assert sum(d["images"] for d in days) == len(wanted)
+    assert sum(d["defects"] for d in days) == expected_regions
+
+    heatmap = client.get("/api/dashboard/heatmap", params={**params, "bins": "8"}).json()
+    assert heatmap["total_regions"] == expected_regions
+    odd = client.get("/api/dashboard/heatmap", params={**params, "bins": "5"}).json()
+    assert odd["total_regions"] == expected_regions
+
+    review = client.get("/api/dashboard/review", params=params).json()
+    assert sum(review["dispositions"].values()) == len(wanted)
+    assert review["total"]["images"] == expected_defective
+
+    p_chart = client.get("/api/spc/p-chart", params=params)
+    assert p_chart.status_code == 200, p_chart.text
+    points = p_chart.json()["points"]
+    assert sum(p["boards"] for p in points) == len(wanted)
+    assert sum(p["count"] for p in points) == expected_defective
+    u_chart = client.get("/api/spc/u-chart", params={**params, "class": "short"})
+    assert u_chart.status_code == 200, u_chart.text
+    assert sum(p["boards"] for p in u_chart.json()["points"]) == len(wanted)
+
+
+DASHBOARD_ROUTES = (
+    "/api/dashboard/summary",
+    "/api/dashboard/defects-per-day",
+    "/api/dashboard/heatmap",
+    "/api/dashboard/review",
+    "/api/dashboard/board-yield",
+    "/api/spc/p-chart",
+)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"side": "left"}, {"board_serial": "SN\x00"}, {"product": "x" * 65}, {"lot": ""}],
+)
+def test_bad_context_filters_on_dashboard_routes_are_422(
+    client: httpx2.Client, params: dict[str, str]
+) -> None:
+    for path in DASHBOARD_ROUTES:
+        response = client.get(path, params=params)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["error"] == "invalid_request"
+
+
+def test_board_contexts_list_the_values_of_the_range(
+    client: httpx2.Client, deeppcb: list[Path]
+) -> None:
+    """The picker values: every product, line, side and lot sent in the range, sorted,
+    once each; an inspection without context adds nothing."""
+    for image, context in zip(
+        deeppcb[36:39],
+        [
+            {"product": "PROD-V2", "line": "LV", "lot": "LOT-V"},
+            {"product": "PROD-V1", "line": "LV", "side": "bottom"},
+            {},
+        ],
+        strict=True,
+    ):
+        response = client.post(
+            "/api/upload", files={"image": (image.name, image.read_bytes())}, data=context
+        )
+        assert response.status_code == 200, response.text
+    body = client.get("/api/dashboard/board-contexts").json()
+    assert {"PROD-V1", "PROD-V2"} <= set(body["product"])
+    assert body["product"] == sorted(set(body["product"]))
+    assert body["line"].count("LV") == 1
+    assert "bottom" in body["side"]
+    assert set(body["side"]) <= {"top", "bottom"}
+    assert "LOT-V" in body["lot"]
+    assert body["truncated"] is False
+    past = client.get(
+        "/api/dashboard/board-contexts", params={"date_range": "2020-01-01..2020-01-31"}
+    )
+    assert past.json()["product"] == []
+    assert past.json()["end_date"] == "2020-01-31"

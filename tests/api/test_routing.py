@@ -34,7 +34,13 @@ def inspected(agent: AgentServer, deeppcb: list[Path]) -> dict[str, str]:
             files={"image": (deeppcb[30].name, template_of(deeppcb[30]))},
         )
         assert golden.status_code == 201, golden.text
+        # A webhook endpoint for an event that does not happen here: its deliveries stay [].
+        hook = c.post(
+            "/api/webhooks", json={"url": "http://127.0.0.1:9/hook", "events": ["spc.alarm"]}
+        )
+        assert hook.status_code == 201, hook.text
     return {
+        "endpoint_id": str(hook.json()["id"]),
         "img_unique_id": body["accepted"][0]["img_unique_id"],
         "batch_id": body["batch_id"],
         "kind": "overlay",

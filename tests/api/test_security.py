@@ -146,10 +146,16 @@ ROUTES = [
     ("DELETE", "/api/golden/nosuchgolden", "admin"),
     ("GET", "/api/boards/SN-NOSUCHBOARD", "read"),
     ("GET", "/api/dashboard/board-yield", "read"),
+    ("GET", "/api/dashboard/board-contexts", "read"),
     ("GET", "/api/spc/p-chart", "read"),
     ("GET", "/api/spc/u-chart", "read"),
     ("GET", "/api/spc/alarms", "read"),
     ("GET", "/api/reports/2026-02-25?format=xlsx", "read"),
+    ("GET", "/api/webhooks", "admin"),
+    ("POST", "/api/webhooks", "admin"),
+    ("DELETE", "/api/webhooks/424242", "admin"),
+    ("GET", "/api/webhooks/424242/deliveries", "admin"),
+    ("POST", "/api/webhooks/deliveries/424242/redeliver", "admin"),
 ]
 RANK = {None: -1, "read": 0, "write": 1, "admin": 2}
 

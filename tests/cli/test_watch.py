@@ -82,3 +82,73 @@ def test_watch_rejects_a_missing_folder(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "is not a folder" in result.output
+
+
+PATTERN = r"^(?P<board_serial>SNW[0-9]+)_(?P<side>top|bottom)_(?P<line>L[0-9])"
+
+
+def test_watch_reads_board_context_from_names_and_sidecars(
+    tmp_path: Path, agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    """As the agent's own hot folder (docs/boards.md): WATCH_NAME_PATTERN on each file's
+    name, then a `<name>.json` sidecar whose fields override the name's; the context goes
+    with the batch as its manifest and is stored per inspection. A sidecar that is not JSON
+    keeps its image out (failed/, with a note naming the sidecar); a sidecar moves with its
+    image and is never inspected."""
+    db = agent.settings.database_url or ""
+    named, with_sidecar, bad = deeppcb[80:83]
+    shutil.copy(named, tmp_path / "SNW1_top_L7.jpg")
+    (tmp_path / "lot").mkdir()
+    shutil.copy(with_sidecar, tmp_path / "lot" / "SNW2_bottom_L7.jpg")
+    (tmp_path / "lot" / "SNW2_bottom_L7.jpg.json").write_text(
+        '{"board_serial": "SNW2-REAL", "product": "CTRL-W", "lot": "WO-W"}'
+    )
+    shutil.copy(bad, tmp_path / "SNW3_top_L7.jpg")
+    (tmp_path / "SNW3_top_L7.json").write_text("{not json")
+
+    result = CliRunner().invoke(
+        cli,
+        [
+            "watch",
+            str(tmp_path),
+            "--url",
+            agent.url,
+            "--once",
+            "--settle-s",
+            "0.3",
+            "--batch-window-s",
+            "0.3",
+            "--polling",
+        ],
+        env={
+            "COLUMNS": "300",
+            "WATCH_NAME_PATTERN": PATTERN,
+        },
+    )
+    assert result.exit_code == 1, result.output  # SNW3 failed
+    rows = db_rows(
+        db,
+        "SELECT i.original_filename, c.board_serial, c.side, c.line, c.product, c.lot"
+        " FROM inspections i JOIN inspection_contexts c USING (img_unique_id)"
+        " WHERE c.line = 'L7' ORDER BY c.board_serial",
+    )
+    assert rows == [
+        ("SNW1_top_L7.jpg", "SNW1", "top", "L7", None, None),
+        ("lot/SNW2_bottom_L7.jpg", "SNW2-REAL", "bottom", "L7", "CTRL-W", "WO-W"),
+    ]
+    note = (tmp_path / "failed" / "SNW3_top_L7.jpg.error.txt").read_text()
+    assert "sidecar SNW3_top_L7.json" in note
+    assert "not JSON" in note
+    day = next((tmp_path / "processed").iterdir())
+    assert (day / "lot" / "SNW2_bottom_L7.jpg.json").is_file()
+    assert (tmp_path / "failed" / "SNW3_top_L7.jpg.json").is_file()
+
+
+def test_watch_refuses_a_name_pattern_without_context_groups(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["watch", str(tmp_path), "--once", "--name-pattern", "(?P<colour>[a-z]+)"],
+        env={"COLUMNS": "300"},
+    )
+    assert result.exit_code == 2
+    assert "not context fields: colour" in result.output

@@ -112,9 +112,14 @@ def test_a_batch_is_reviewed_by_keyboard_and_the_dashboard_follows(
         )
         if board == 0:
             shoot(page, screenshot_dir, "review-board")
+        if board == 0:
+            page.evaluate("window.reviewPage = 'kept'")
         page.keyboard.press("n")
         if board < 2:
             page.wait_for_url(lambda url, old=img_id: "review=1" in url and old not in url)
+            # The next board was preloaded and drawn in the same page (no page load).
+            assert page.evaluate("window.reviewPage") == "kept"
+            expect(page.locator(".result-view")).not_to_have_attribute("data-img-id", img_id)
     expect(page.locator(".review-status")).to_contain_text("Nothing left to review")
 
     total = sum(batch["regions"].values())

@@ -70,6 +70,8 @@ def test_the_auditor_sees_no_first_verdict_and_stores_a_second_one(
     expect(panel.locator(".review-current")).to_contain_text("no verdict yet")
     page.keyboard.press("r")
     expect(panel.locator(".review-chip[data-index='0']")).to_have_attribute("data-verdict", "real")
+    # Shown at once, stored in the background: wait for the save.
+    expect(page.locator("body")).to_have_attribute("data-review-unsaved", "0")
     assert db_rows(
         database_url, "SELECT region_unique_id, verdict, reviewer FROM audit_verdicts"
     ) == [(ids[0], "real", "qc-ben")]

@@ -41,6 +41,8 @@ def test_the_reviewer_is_asked_once_and_named_on_each_verdict(
     page.keyboard.press("Enter")
     page.keyboard.press("r")
     expect(page.locator(".review-chip[data-index='0']")).to_have_attribute("data-verdict", "real")
+    # Shown at once, stored in the background: wait for the save.
+    expect(page.locator("body")).to_have_attribute("data-review-unsaved", "0")
     rows = db_rows(
         database_url, "SELECT reviewer, verdict, comment FROM region_verdicts ORDER BY 2"
     )

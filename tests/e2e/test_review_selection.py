@@ -83,10 +83,17 @@ def give(page: Page, agent: AgentServer, img_id: str, key: str, verdict: str) ->
     expect(page.locator(f".review-chip[data-region-unique-id='{uid}']")).to_have_attribute(
         "data-verdict", verdict
     )
+    saved(page)
     after = verdicts(agent, img_id)
     changed = [k for k in after if after[k] != before[k]]
     assert changed == [target], f"verdict {verdict} landed on {changed}, highlighted {target}"
     return target
+
+
+def saved(page: Page) -> None:
+    """Wait until every verdict given is stored (they show at once and are saved in the
+    background, in order)."""
+    expect(page.locator("body")).to_have_attribute("data-review-unsaved", "0")
 
 
 def open_review(page: Page, agent: AgentServer, img_id: str, query: str = "") -> None:
@@ -153,6 +160,7 @@ def test_every_way_of_moving_puts_the_verdict_on_the_highlighted_region(
     expect(page.locator(f".review-chip[data-region-unique-id='{uid}']")).to_have_attribute(
         "data-verdict", "real"
     )
+    saved(page)
     after = verdicts(agent, img_id)
     assert [k for k in after if after[k] != before[k]] == [target]
     assert highlighted(page) != target

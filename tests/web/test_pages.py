@@ -15,8 +15,15 @@ import pytest
 from app.web.pages import STATIC_DIR
 from tests.support import db_rows
 
-PAGES = ["/", "/batch", "/history", "/review", "/dashboard"]
-NAV_LINKS = ['href="/"', 'href="/batch"', 'href="/history"', 'href="/review"', 'href="/dashboard"']
+PAGES = ["/", "/batch", "/history", "/review", "/dashboard", "/admin/webhooks"]
+NAV_LINKS = [
+    'href="/"',
+    'href="/batch"',
+    'href="/history"',
+    'href="/review"',
+    'href="/dashboard"',
+    'href="/admin/webhooks"',
+]
 EXTERNAL = re.compile(r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 
 pytestmark = pytest.mark.deeppcb

@@ -154,6 +154,26 @@ class YieldRepository:
             for r in (await self.session.execute(stmt)).all()
         ]
 
+    async def context_combinations(
+        self, start: datetime, end: datetime, limit: int
+    ) -> list[tuple[str | None, str | None, str | None, str | None]]:
+        """The distinct (product, line, side, lot) of the inspections accepted in
+        [start, end) with any of them set: one pass over the range's inspections (by
+        `ix_inspections_status_created_at`'s range), at most `limit` combinations."""
+        columns = (BoardContext.product, BoardContext.line, BoardContext.side, BoardContext.lot)
+        stmt = (
+            select(*columns)
+            .join(Inspection, Inspection.img_unique_id == BoardContext.img_unique_id)
+            .where(
+                Inspection.created_at >= start,
+                Inspection.created_at < end,
+                or_(*(c.is_not(None) for c in columns)),
+            )
+            .group_by(*columns)
+            .limit(limit)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in (await self.session.execute(stmt)).all()]
+
     async def outcomes(self, img_unique_ids: Sequence[str]) -> dict[str, bool]:
         """Pass (True) or fail of each inspection (docs/boards.md#pass-or-fail): its
         disposition when it has one, else whether every region is a `false_call`."""

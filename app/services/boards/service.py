@@ -21,6 +21,7 @@ from app.models.boards import (
     BoardOutcome,
     BoardTimeline,
     BoardYield,
+    ContextValues,
     YieldFigures,
 )
 from app.models.database import Inspection, InspectionStatus
@@ -164,4 +165,35 @@ async def board_yield(
         total=_figures(*groups.get(("total", ""), empty)),
         by_product={k[1]: _figures(*v) for k, v in sorted(groups.items()) if k[0] == "product"},
         by_line={k[1]: _figures(*v) for k, v in sorted(groups.items()) if k[0] == "line"},
+    )
+
+
+# The most values per field `context_values` lists (a picker longer than this is unusable),
+# and the most (product, line, side, lot) combinations it reads to find them.
+MAX_CONTEXT_VALUES = 200
+MAX_CONTEXT_COMBINATIONS = 20_000
+PICKER_FIELDS = ("product", "line", "side", "lot")
+
+
+async def context_values(session: AsyncSession, start: date, end: date) -> ContextValues:
+    """The product, line, side and lot values of the inspections accepted between `start`
+    and `end` (UTC days, inclusive), each sorted and at most MAX_CONTEXT_VALUES (`truncated`
+    says when a field had more, or the range more than MAX_CONTEXT_COMBINATIONS distinct
+    combinations). One grouped query over the range's inspections (at most MAX_YIELD_DAYS
+    days)."""
+    low = datetime.combine(start, time.min, tzinfo=UTC)
+    high = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+    rows = await YieldRepository(session).context_combinations(
+        low, high, MAX_CONTEXT_COMBINATIONS + 1
+    )
+    values = {
+        field: sorted({v for r in rows if (v := r[i]) is not None})
+        for i, field in enumerate(PICKER_FIELDS)
+    }
+    return ContextValues(
+        start_date=start,
+        end_date=end,
+        truncated=len(rows) > MAX_CONTEXT_COMBINATIONS
+        or any(len(v) > MAX_CONTEXT_VALUES for v in values.values()),
+        **{field: v[:MAX_CONTEXT_VALUES] for field, v in values.items()},
     )

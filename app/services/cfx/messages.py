@@ -27,6 +27,7 @@ WORK_STARTED = "CFX.Production.WorkStarted"
 WORK_COMPLETED = "CFX.Production.WorkCompleted"
 UNITS_INSPECTED = "CFX.Production.TestAndInspection.UnitsInspected"
 UNITS_DISQUALIFIED = "CFX.Production.UnitsDisqualified"
+LOG_ENTRY_RECORDED = "CFX.ResourcePerformance.LogEntryRecorded"
 
 # A region's verdict (app.models.review.Verdict) as a CFX.Structures.VerificationResult.
 VERDICT_VERIFICATION = {
@@ -41,6 +42,46 @@ DISPOSITION_VERIFICATION = {
     "repair": "DefectConfirmed",
     "scrap": "DefectConfirmed",
 }
+
+
+# A board side (docs/boards.md) as a `CFX.Structures.Surface` (CFX/Structures/Surface.cs):
+# the top (component) side is the product's primary surface, the bottom its secondary.
+SIDE_SURFACE = {"top": "PrimarySurface", "bottom": "SecondarySurface"}
+
+
+@dataclass(frozen=True)
+class CfxProduction:
+    """What the board context (docs/boards.md) of an inspection tells the line, in CFX
+    terms; every field optional.
+
+    Attributes:
+        recipe_name: the product (`RecipeName` of WorkStarted and UnitsInspected).
+        recipe_revision: the recipe's revision (`Revision` / `RecipeRevision`).
+        side: `top` or `bottom` (`RelevantSurface`, through SIDE_SURFACE).
+        work_order: the lot (`WorkOrderIdentifier.WorkOrderId`).
+        panel_position: the board's position on its panel (`UnitPositionNumber`).
+    """
+
+    recipe_name: str | None = None
+    recipe_revision: str | None = None
+    side: str | None = None
+    work_order: str | None = None
+    panel_position: int | None = None
+
+    @property
+    def surface(self) -> str:
+        """The `CFX.Structures.Surface` of `side` (`Unspecified` without one)."""
+        return SIDE_SURFACE.get(self.side or "", "Unspecified")
+
+    def work_order_identifier(self) -> dict[str, Any] | None:
+        """A `CFX.Structures.WorkOrderIdentifier` (CFX/Structures/WorkOrderIdentifier.cs)
+        for the lot, or None without one."""
+        if self.work_order is None:
+            return None
+        return {"WorkOrderId": self.work_order, "Batch": None}
+
+
+NO_PRODUCTION = CfxProduction()
 
 
 @dataclass(frozen=True)
@@ -129,8 +170,12 @@ def _unit_position(unit_identifier: str) -> dict[str, Any]:
     }
 
 
-def work_started(transaction_id: uuid.UUID, unit_identifier: str) -> dict[str, Any]:
-    """The body of `CFX.Production.WorkStarted` (CFX/Production/WorkStarted.cs)."""
+def work_started(
+    transaction_id: uuid.UUID, unit_identifier: str, production: CfxProduction = NO_PRODUCTION
+) -> dict[str, Any]:
+    """The body of `CFX.Production.WorkStarted` (CFX/Production/WorkStarted.cs), with the
+    2.1 fields `RecipeName` (product), `Revision` (recipe revision), `RelevantSurface`
+    (side) and `WorkOrderIdentifier` (lot) from the board context."""
     return {
         "PrimaryIdentifier": unit_identifier,
         "HermesIdentifier": None,
@@ -138,10 +183,10 @@ def work_started(transaction_id: uuid.UUID, unit_identifier: str) -> dict[str, A
         "Lane": None,
         "UnitCount": 1,
         "Units": [_unit_position(unit_identifier)],
-        "RecipeName": None,
-        "Revision": None,
-        "RelevantSurface": "Unspecified",
-        "WorkOrderIdentifier": None,
+        "RecipeName": production.recipe_name,
+        "Revision": production.recipe_revision,
+        "RelevantSurface": production.surface,
+        "WorkOrderIdentifier": production.work_order_identifier(),
     }
 
 
@@ -218,19 +263,21 @@ def _inspected_unit_body(
     unit_identifier: str,
     unit_verification: str,
     inspection: dict[str, Any],
+    production: CfxProduction,
 ) -> dict[str, Any]:
-    """A `UnitsInspected` body with one `InspectedUnit` holding `inspection`."""
+    """A `UnitsInspected` body with one `InspectedUnit` holding `inspection`; the recipe
+    (product and revision) and the board's panel position from `production`."""
     return {
         "TransactionId": str(transaction_id),
         "InspectionMethod": method,
         "SamplingInformation": None,
         "Inspector": inspector,
-        "RecipeName": None,
-        "RecipeRevision": None,
+        "RecipeName": production.recipe_name,
+        "RecipeRevision": production.recipe_revision,
         "InspectedUnits": [
             {
                 "UnitIdentifier": unit_identifier,
-                "UnitPositionNumber": None,
+                "UnitPositionNumber": production.panel_position,
                 "OverallResult": inspection["Result"],
                 "Inspections": [inspection],
                 "Verification": unit_verification,
@@ -282,6 +329,7 @@ def units_inspected(
     ended_at: datetime | None,
     test_procedure: str | None,
     failed_error: str | None = None,
+    production: CfxProduction = NO_PRODUCTION,
 ) -> dict[str, Any]:
     """The body of `CFX.Production.TestAndInspection.UnitsInspected`
     (CFX/Production/TestAndInspection/UnitsInspected.cs) for one AOI inspection: one
@@ -308,6 +356,7 @@ def units_inspected(
         unit_identifier=unit_identifier,
         unit_verification="NotVerifiedYet",
         inspection=inspection,
+        production=production,
     )
 
 
@@ -331,6 +380,7 @@ def verification_inspected(
     unit_verification: str,
     overlay_url: str | None,
     comment: str | None,
+    production: CfxProduction = NO_PRODUCTION,
 ) -> dict[str, Any]:
     """The body of `UnitsInspected` a verification station sends (a new TransactionId):
     `InspectionMethod` `Human`, the reviewer as `Inspector`, and each verified defect with
@@ -354,6 +404,7 @@ def verification_inspected(
         unit_identifier=unit_identifier,
         unit_verification=unit_verification,
         inspection=inspection,
+        production=production,
     )
 
 
@@ -368,4 +419,19 @@ def units_disqualified(unit_identifier: str, comment: str | None) -> dict[str, A
         "Comments": comment,
         "UnitCount": 1,
         "Units": [_unit_position(unit_identifier)],
+    }
+
+
+def log_entry_recorded(information_id: str, message: str, importance: str) -> dict[str, Any]:
+    """The body of `CFX.ResourcePerformance.LogEntryRecorded`
+    (CFX/ResourcePerformance/LogEntryRecorded.cs): an endpoint's log entry with its
+    `Importance` (CFX/Structures/LogImportance.cs: Debug, Information, Warning, Error,
+    Fatal). The SDK has no statistical-process-control message, so an SPC alarm is this
+    (docs/cfx.md)."""
+    return {
+        "InformationId": information_id,
+        "Message": message,
+        "Importance": importance,
+        "Lane": None,
+        "Stage": None,
     }

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.models.database import BoardContext, DefectClass, OutboxMessage, Region
+from app.models.spc import SpcAlarm
 from app.services.cfx import messages
 from app.services.security.signing import LinkSigner, load_secret
 
@@ -157,11 +158,26 @@ def unit_identifier(img_unique_id: str, board_serial: str | None = None) -> str:
     return board_serial or img_unique_id
 
 
-async def unit_of(session: AsyncSession, img_unique_id: str) -> str:
-    """`unit_identifier` of a stored inspection: the `board_serial` its upload sent
-    (`inspection_contexts`, docs/boards.md), else its img_unique_id. One primary-key read."""
+def production_of(context: BoardContext | None) -> messages.CfxProduction:
+    """The CFX production fields of an inspection's board context (none without one)."""
+    if context is None:
+        return messages.NO_PRODUCTION
+    return messages.CfxProduction(
+        recipe_name=context.product,
+        recipe_revision=context.recipe_revision,
+        side=context.side,
+        work_order=context.lot,
+        panel_position=context.panel_position,
+    )
+
+
+async def unit_of(session: AsyncSession, img_unique_id: str) -> tuple[str, messages.CfxProduction]:
+    """`unit_identifier` of a stored inspection — the `board_serial` its upload sent
+    (`inspection_contexts`, docs/boards.md), else its img_unique_id — and its production
+    fields (product, revision, side, lot, panel position). One primary-key read."""
     context = await session.get(BoardContext, img_unique_id)
-    return unit_identifier(img_unique_id, context.board_serial if context else None)
+    unit = unit_identifier(img_unique_id, context.board_serial if context else None)
+    return unit, production_of(context)
 
 
 class CfxOutbox:
@@ -215,11 +231,16 @@ class CfxOutbox:
         if not self.enabled:
             return
         started = time.perf_counter()
-        unit = await unit_of(session, img_unique_id)
+        unit, production = await unit_of(session, img_unique_id)
         transaction = uuid.uuid4()
         stored = error is None
         defects = await OutboxRepository(session).defects(img_unique_id) if stored else []
-        self.add(session, unit, messages.WORK_STARTED, messages.work_started(transaction, unit))
+        self.add(
+            session,
+            unit,
+            messages.WORK_STARTED,
+            messages.work_started(transaction, unit, production),
+        )
         self.add(
             session,
             unit,
@@ -234,6 +255,7 @@ class CfxOutbox:
                 ended_at=datetime.now().astimezone(),
                 test_procedure=test_procedure,
                 failed_error=error,
+                production=production,
             ),
         )
         self.add(
@@ -262,9 +284,16 @@ class CfxOutbox:
         if defect is None:
             return
         outcome = messages.VERDICT_VERIFICATION.get(verdict or "", "NotVerifiedYet")
-        unit = await unit_of(session, img_unique_id)
+        unit, production = await unit_of(session, img_unique_id)
         self._verification(
-            session, unit, img_unique_id, reviewer, [(defect, outcome)], "NotVerifiedYet", comment
+            session,
+            unit,
+            production,
+            img_unique_id,
+            reviewer,
+            [(defect, outcome)],
+            "NotVerifiedYet",
+            comment,
         )
 
     async def disposition(
@@ -287,8 +316,10 @@ class CfxOutbox:
             "scrap": "DefectConfirmed",
         }
         unit_outcome = outcome.get(disposition or "", "NotVerifiedYet")
-        unit = await unit_of(session, img_unique_id)
-        self._verification(session, unit, img_unique_id, reviewer, [], unit_outcome, comment)
+        unit, production = await unit_of(session, img_unique_id)
+        self._verification(
+            session, unit, production, img_unique_id, reviewer, [], unit_outcome, comment
+        )
         if disposition == "scrap":
             self.add(
                 session,
@@ -297,10 +328,38 @@ class CfxOutbox:
                 messages.units_disqualified(unit, comment),
             )
 
+    def spc_alarm(self, session: AsyncSession, alarm: SpcAlarm, subgroup: str) -> None:
+        """`CFX.ResourcePerformance.LogEntryRecorded` (Importance `Warning`) for a raised
+        SPC alarm: `InformationId` `SPC.<p|u>.rule<N>`, `Message` naming the chart,
+        subgroup, rule, side, class, product and line."""
+        if not self.enabled:
+            return
+        scope = ", ".join(
+            f"{name} {value}"
+            for name, value in (
+                ("class", alarm.class_name),
+                ("product", alarm.product),
+                ("line", alarm.line),
+            )
+            if value
+        )
+        text = (
+            f"SPC alarm: {alarm.chart}-chart per {subgroup}, rule {alarm.rule}"
+            f" ({alarm.rule_text}), {alarm.side} the centre line, from {alarm.first_key}"
+            + (f"; {scope}" if scope else "")
+        )
+        self.add(
+            session,
+            f"spc:{alarm.chart}:{alarm.class_name or ''}",
+            messages.LOG_ENTRY_RECORDED,
+            messages.log_entry_recorded(f"SPC.{alarm.chart}.rule{alarm.rule}", text, "Warning"),
+        )
+
     def _verification(
         self,
         session: AsyncSession,
         unit: str,
+        production: messages.CfxProduction,
         img_unique_id: str,
         reviewer: str,
         defects: list[tuple[messages.CfxDefect, str]],
@@ -315,5 +374,6 @@ class CfxOutbox:
             unit_verification=unit_verification,
             overlay_url=self.overlay_url(img_unique_id) if defects else None,
             comment=comment,
+            production=production,
         )
         self.add(session, unit, messages.UNITS_INSPECTED, body)

@@ -338,6 +338,7 @@ class BatchProgressRow(NamedTuple):
     attempts: int
     last_error: str | None
     next_attempt_at: datetime | None
+    waiting_for: str | None
     total_seconds: float | None
     repeat_of: str | None
     processing_time_seconds: float | None
@@ -470,6 +471,7 @@ class InspectionRepository:
                 Inspection.attempts,
                 Inspection.last_error,
                 Inspection.next_attempt_at,
+                Inspection.waiting_for,
                 Inspection.total_seconds,
                 Inspection.repeat_of,
                 Image.processing_time_seconds,
@@ -636,6 +638,7 @@ class InspectionRepository:
                         status=InspectionStatus.PENDING,
                         next_attempt_at=None,
                         waiting_since=None,
+                        waiting_for=None,
                         updated_at=now,
                     )
                     .returning(Inspection.img_unique_id)

@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import numpy as np
+from fastapi import Request
 from PIL import Image as PILImage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -38,7 +39,7 @@ from app.services.database.session import unit_of_work
 from app.services.golden import imaging
 from app.services.golden.errors import CropOutsideImage, GoldenNotFound, InvalidGoldenImage
 from app.services.golden.repository import FolderGolden, GoldenRepository
-from app.services.inspection.receiver import ReceivedFile
+from app.services.inspection.receiver import ReceivedFile, discard, receive_image
 from app.services.inspection.workflow import InspectionService
 from app.services.storage import Storage
 from app.services.storage.base import GOLDEN
@@ -221,6 +222,20 @@ class GoldenService:
         if board is None:
             raise GoldenNotFound(f"no golden image with id {golden_id}")
         return board
+
+    async def put_upload(
+        self, request: Request, golden_id: str, product: str | None, side: str | None
+    ) -> tuple[GoldenBoard, bool]:
+        """Receive the image in the multipart field `image` of `request` (at most
+        MAX_FILE_SIZE_MB bytes) and `put` it; the scratch file is always removed.
+
+        Raises: the receiver's errors (400/408/413/415, docs/ingestion.md) and `put`'s.
+        """
+        files = await receive_image(request, self.settings, self.library.storage)
+        try:
+            return await self.put(golden_id, files[0], product, side)
+        finally:
+            await discard(files)
 
     async def put(
         self, golden_id: str, received: ReceivedFile, product: str | None, side: str | None

@@ -6,8 +6,10 @@ Days are UTC days, as everywhere in the API. The numbers are sums of the daily r
 class, heatmap cell and model version) whatever the number of images: without a
 `model_version` filter summed over the versions, with one only that version's rows. A
 heatmap grid the stored 32 × 32 one cannot be summed into is computed from the
-inspection tables directly; so is everything when the repository is built with
-`use_rollups=False` (the reference the tests compare the rollups with: the same numbers,
+inspection tables directly; so is every answer with a board-context filter (product,
+line, side, lot, serial: the rollups do not keep the context; the filtered images are
+found by the `inspection_contexts` indexes), and everything when the repository is built
+with `use_rollups=False` (the reference the tests compare the rollups with: the same numbers,
 read from every matching row).
 """
 
@@ -36,6 +38,7 @@ from app.models.rollups import (
     HeatmapDailyAll,
     ImagesDaily,
 )
+from app.services.boards.repository import ContextFilter, context_condition
 from app.services.database.repositories import (
     class_name_spellings,
     day_end,
@@ -64,6 +67,8 @@ class Period:
     end_date: date | None = None
     # Only results of this model version (as the model service reported it).
     model_version: str | None = None
+    # Only inspections with this board context (None: every inspection).
+    context: ContextFilter | None = None
 
     def check(self) -> Period:
         """This period, after checking it.
@@ -127,7 +132,14 @@ class DashboardRepository:
                     Inspection.model_version == period.model_version,
                 )
             )
+        if period.context is not None:
+            conditions.append(context_condition(Image.img_unique_id, period.context))
         return conditions
+
+    def _rollups(self, period: Period) -> bool:
+        """Whether the daily rollups answer for `period`: not with a board-context filter
+        (the rollups count every inspection of a day, whatever its board)."""
+        return self.use_rollups and period.context is None
 
     @staticmethod
     def _rollup_rows(table: Any, period: Period) -> list[ColumnElement[bool]]:
@@ -140,7 +152,7 @@ class DashboardRepository:
 
     async def image_totals(self, period: Period) -> tuple[int, int]:
         """(images inspected, images with at least one region) in the period."""
-        if self.use_rollups:
+        if self._rollups(period):
             stmt = select(
                 func.coalesce(func.sum(ImagesDaily.images), 0),
                 func.coalesce(func.sum(ImagesDaily.images_with_defects), 0),
@@ -163,7 +175,7 @@ class DashboardRepository:
     async def class_shares(self, period: Period) -> list[tuple[Any, ...]]:
         """Per class: (name, images, regions, area px, running total of regions), most regions
         first; the running total is a window over the grouped sums (for the Pareto line)."""
-        if self.use_rollups:
+        if self._rollups(period):
             total = func.sum(ClassesDaily.regions)
             rollup = (
                 select(
@@ -197,7 +209,7 @@ class DashboardRepository:
 
     async def images_per_day(self, period: Period) -> dict[date, int]:
         """Images inspected on each UTC day of the period that has any."""
-        if self.use_rollups:
+        if self._rollups(period):
             images = func.sum(ImagesDaily.images)
             rollup = (
                 select(ImagesDaily.day, images)
@@ -214,7 +226,7 @@ class DashboardRepository:
         self, period: Period, class_name: str | None
     ) -> list[tuple[date, str, int]]:
         """(UTC day, class name, regions) for every day and class with regions."""
-        if self.use_rollups:
+        if self._rollups(period):
             rollup = (
                 select(ClassesDaily.day, ClassesDaily.class_name, func.sum(ClassesDaily.regions))
                 .where(*self._rollup_rows(ClassesDaily, period))
@@ -244,7 +256,7 @@ class DashboardRepository:
         """(row, col, regions) of the non-empty cells of a bins × bins grid of centroids
         normalised by image width and height; rows and cols are 0-based (a centroid left of
         or above the image counts as -1 here, as `width_bucket` puts it)."""
-        if self.use_rollups and HEATMAP_ROLLUP_BINS % bins == 0:
+        if self._rollups(period) and HEATMAP_ROLLUP_BINS % bins == 0:
             return await self._rollup_grid(period, class_name, bins)
         col = (
             func.least(

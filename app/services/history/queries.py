@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import AgentError, BatchNotFound, ImageNotFound, StoredFileMissing
 from app.models.database import (
-    STORAGE_WAIT_PREFIX,
     Image,
     Inspection,
     InspectionStatus,
@@ -259,9 +258,7 @@ def _waiting_for(inspection: Inspection | BatchProgressRow) -> WaitingFor | None
     """What a waiting batch image waits for (None when it is not waiting)."""
     if not _waiting(inspection):
         return None
-    if (inspection.last_error or "").startswith(STORAGE_WAIT_PREFIX):
-        return "storage"
-    return "model_service"
+    return "storage" if inspection.waiting_for == "storage" else "model_service"
 
 
 def inspection_state(inspection: Inspection, links: Links) -> InspectionState:

@@ -22,12 +22,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+
+from app.models.context import (
+    MAX_MANIFEST_BYTES,
+    ContextError,
+    InspectionContext,
+    context_from_name,
+    contexts_from_manifest,
+)
 
 PROCESSED_DIR = "processed"
 FAILED_DIR = "failed"
@@ -350,3 +359,49 @@ def move_to_failed(root: Path, path: Path, reason: str) -> Path:
     os.replace(path, target)
     _move_sidecar(path, target)
     return target
+
+
+def board_context(name_pattern: re.Pattern[str] | None, source: Path) -> InspectionContext | None:
+    """The board context of a hot-folder file: from its name (WATCH_NAME_PATTERN), then its
+    sidecar `<name>.json` / `<stem>.json` (one context, as a batch manifest), whose fields
+    override the name's. Blocks (reads the sidecar): call it from a worker thread. The
+    one parser of both hot folders: the agent's own (`local.AgentSubmitter`) and
+    `aoi-agent watch` (`remote.HttpSubmitter`).
+
+    Raises:
+        ContextError: the name or the sidecar gives a value out of bounds, or the sidecar is
+            a link, larger than MAX_MANIFEST_BYTES, unreadable or not JSON (the message
+            names which, for the file's note).
+    """
+    try:
+        named = context_from_name(name_pattern, source.name) if name_pattern else None
+    except ContextError as exc:
+        raise ContextError(
+            [{"loc": ("WATCH_NAME_PATTERN",), "msg": f"out of bounds: {exc}", "type": "value"}]
+        ) from None
+    sidecar = sidecar_of(source)
+    if sidecar is None:
+        return named
+
+    def problem(message: str) -> ContextError:
+        return ContextError(
+            [{"loc": (f"sidecar {sidecar.name}",), "msg": message, "type": "value"}]
+        )
+
+    if is_link(sidecar):
+        raise problem("is a link; the hot folder never follows links")
+    try:
+        if sidecar.stat().st_size > MAX_MANIFEST_BYTES:
+            raise problem(f"is larger than {MAX_MANIFEST_BYTES // 1024} KiB")
+        data = sidecar.read_bytes()
+    except OSError as exc:
+        raise problem(f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        own = contexts_from_manifest(data, [source.name])[0]
+    except ContextError as exc:
+        raise problem(str(exc)) from None
+    merged = {
+        **(named.model_dump(exclude_none=True) if named else {}),
+        **(own.model_dump(exclude_none=True) if own else {}),
+    }
+    return InspectionContext.model_validate(merged) if merged else None

@@ -23,16 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.errors import AgentError, BadImage
-from app.models.context import (
-    MAX_MANIFEST_BYTES,
-    ContextError,
-    InspectionContext,
-    context_from_name,
-    contexts_from_manifest,
-)
+from app.models.context import ContextError, InspectionContext
 from app.models.database import InspectionStatus
 from app.services.database.repositories import InspectionRepository
-from app.services.ingestion.folder import is_link, relative_name, sidecar_of
+from app.services.ingestion.folder import board_context, relative_name
 from app.services.ingestion.watcher import (
     Handed,
     HotFolder,
@@ -93,50 +87,6 @@ def duplicate_note(filename: str, skipped: SkippedDuplicate) -> str | None:
         f" accepted {existing.created_at.isoformat(timespec='seconds')})\n"
         f"result: /results/{existing.img_unique_id}\n"
     )
-
-
-def board_context(name_pattern: re.Pattern[str] | None, source: Path) -> InspectionContext | None:
-    """The board context of a hot-folder file: from its name (WATCH_NAME_PATTERN), then its
-    sidecar `<name>.json` / `<stem>.json` (one context, as a batch manifest), whose fields
-    override the name's. Blocks (reads the sidecar): call it from a worker thread.
-
-    Raises:
-        ContextError: the name or the sidecar gives a value out of bounds, or the sidecar is
-            a link, larger than MAX_MANIFEST_BYTES, unreadable or not JSON (the message
-            names which, for the file's note).
-    """
-    try:
-        named = context_from_name(name_pattern, source.name) if name_pattern else None
-    except ContextError as exc:
-        raise ContextError(
-            [{"loc": ("WATCH_NAME_PATTERN",), "msg": f"out of bounds: {exc}", "type": "value"}]
-        ) from None
-    sidecar = sidecar_of(source)
-    if sidecar is None:
-        return named
-
-    def problem(message: str) -> ContextError:
-        return ContextError(
-            [{"loc": (f"sidecar {sidecar.name}",), "msg": message, "type": "value"}]
-        )
-
-    if is_link(sidecar):
-        raise problem("is a link; the hot folder never follows links")
-    try:
-        if sidecar.stat().st_size > MAX_MANIFEST_BYTES:
-            raise problem(f"is larger than {MAX_MANIFEST_BYTES // 1024} KiB")
-        data = sidecar.read_bytes()
-    except OSError as exc:
-        raise problem(f"cannot be read: {exc.strerror or exc}") from None
-    try:
-        own = contexts_from_manifest(data, [source.name])[0]
-    except ContextError as exc:
-        raise problem(str(exc)) from None
-    merged = {
-        **(named.model_dump(exclude_none=True) if named else {}),
-        **(own.model_dump(exclude_none=True) if own else {}),
-    }
-    return InspectionContext.model_validate(merged) if merged else None
 
 
 class AgentSubmitter:

@@ -1,15 +1,21 @@
 """`aoi-agent watch`: a hot folder on another machine, handed to an agent over its HTTP API.
 
 Each batch goes to `POST /api/upload/batch?skip_duplicates=true` with an
-`Idempotency-Key` made from the files' names and SHA-256, so a batch sent again
-after a lost answer is not inspected twice, and bytes the agent already has are
-not inspected again. Outcomes are read from `GET /api/batches/{batch_id}`.
+`Idempotency-Key` made from the files' names and SHA-256 (and their board context), so a
+batch sent again after a lost answer is not inspected twice, and bytes the agent already
+has are not inspected again. Outcomes are read from `GET /api/batches/{batch_id}`.
+
+Board context is read as the agent's own hot folders read it (`folder.board_context`:
+WATCH_NAME_PATTERN on the file name, then a `<name>.json` sidecar) and sent as the batch's
+`manifest` (file name → context).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +23,8 @@ from typing import Any
 import anyio
 import httpx2
 
-from app.services.ingestion.folder import relative_name
+from app.models.context import ContextError, InspectionContext
+from app.services.ingestion.folder import board_context, relative_name
 from app.services.ingestion.watcher import Handed, Settled, SubmitLater
 
 READ_CHUNK_BYTES = 1024 * 1024
@@ -36,10 +43,25 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def batch_key(named_hashes: Sequence[tuple[str, str]]) -> str:
-    """The Idempotency-Key of a batch: its files' names and SHA-256, in order."""
+def batch_key(named_hashes: Sequence[tuple[str, str]], manifest: str | None = None) -> str:
+    """The Idempotency-Key of a batch: its files' names and SHA-256, in order, and its
+    manifest (so a batch sent again with another board context is a new batch)."""
     text = "\n".join(f"{name}\t{digest}" for name, digest in named_hashes)
+    if manifest is not None:
+        text += "\n" + manifest
     return "aoi-watch-" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def manifest_of(contexts: dict[str, InspectionContext]) -> str | None:
+    """The batch `manifest` (JSON, file name → context fields) of the files that have a
+    board context, or None when none has."""
+    if not contexts:
+        return None
+    return json.dumps(
+        {name: c.model_dump(exclude_none=True) for name, c in contexts.items()},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
 
 
 def _detail(response: httpx2.Response) -> str:
@@ -53,27 +75,44 @@ def _detail(response: httpx2.Response) -> str:
 
 
 class HttpSubmitter:
-    """Hands files to an agent over HTTP; see `Submitter`."""
+    """Hands files to an agent over HTTP; see `Submitter`. `name_pattern` is
+    WATCH_NAME_PATTERN (board context from file names; None: names give none)."""
 
-    def __init__(self, client: httpx2.AsyncClient) -> None:
+    def __init__(
+        self, client: httpx2.AsyncClient, name_pattern: re.Pattern[str] | None = None
+    ) -> None:
         self.client = client
+        self.name_pattern = name_pattern
         self.batch_of: dict[str, str | None] = {}  # img_unique_id -> its batch, to poll
 
     async def submit(self, root: Path, files: Sequence[Path]) -> list[Handed]:
-        """Send the files as one batch; see `Submitter.submit`."""
+        """Send the files as one batch, with their board context as its manifest; a file
+        whose name or sidecar gives a bad context is not sent (its rejection says why);
+        see `Submitter.submit`."""
+        refused: list[Handed] = []
+        contexts: dict[str, InspectionContext] = {}
 
         def hash_all() -> list[tuple[Path, str, str]]:
             hashed = []
             for path in files:
+                name = relative_name(root, path)
+                try:
+                    context = board_context(self.name_pattern, path)
+                except ContextError as exc:
+                    refused.append(Handed(path, rejection=str(exc)))
+                    continue
                 with contextlib.suppress(OSError):  # gone or locked: found again later
-                    hashed.append((path, relative_name(root, path), file_sha256(path)))
+                    hashed.append((path, name, file_sha256(path)))
+                    if context is not None:
+                        contexts[name] = context
             return hashed
 
         hashed = await anyio.to_thread.run_sync(hash_all)
         if not hashed:
-            return []
+            return refused
         sources = {name: path for path, name, _ in hashed}
-        key = batch_key([(name, digest) for _, name, digest in hashed])
+        manifest = manifest_of(contexts)
+        key = batch_key([(name, digest) for _, name, digest in hashed], manifest)
         try:
             with contextlib.ExitStack() as stack:
                 parts = [
@@ -84,20 +123,21 @@ class HttpSubmitter:
                     "/api/upload/batch",
                     params={"skip_duplicates": "true"},
                     files=parts,
+                    data={"manifest": manifest} if manifest is not None else None,
                     headers={"Idempotency-Key": key},
                 )
         except (httpx2.HTTPError, OSError) as exc:
             raise SubmitLater(f"cannot send to the agent: {exc}") from exc
         body: Any = response.json() if response.content else {}
         if response.status_code == 400 and isinstance(body, dict) and "rejected" in body:
-            return [
+            return refused + [
                 Handed(sources[r["filename"]], rejection=r["detail"])
                 for r in body["rejected"]
                 if r["filename"] in sources
             ]
         if response.status_code not in (200, 202):
             raise SubmitLater(f"the agent answered {response.status_code}: {_detail(response)}")
-        handed = [
+        handed = refused + [
             Handed(sources[r["filename"]], rejection=r["detail"])
             for r in body["rejected"]
             if r["filename"] in sources

@@ -18,6 +18,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import procrastinate
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from app.errors import StorageUnavailable
 
 if TYPE_CHECKING:
     from app.services.inspection.workflow import InspectionService
@@ -198,11 +201,27 @@ class StalledJobReaper:
         return len(stalled)
 
     async def _run(self) -> None:
+        # An outage of the store or the database fails every tick until it ends: it is
+        # logged once when it starts and once when it ends, not with a traceback per tick.
+        outage: str | None = None
         while True:
             try:
                 await self.sweep()
+            except (StorageUnavailable, OperationalError, InterfaceError) as exc:
+                what = "store" if isinstance(exc, StorageUnavailable) else "database"
+                if outage != what:
+                    logger.warning(
+                        "stalled-job sweep waits for the %s",
+                        what,
+                        extra={"error": getattr(exc, "detail", None) or str(exc)[:500]},
+                    )
+                outage = what
             except Exception:
                 logger.exception("stalled-job sweep failed")
+            else:
+                if outage is not None:
+                    logger.info("stalled-job sweep: the %s answers again", outage)
+                outage = None
             await asyncio.sleep(self.interval_s)
 
     def start(self) -> None:

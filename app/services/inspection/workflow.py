@@ -36,7 +36,7 @@ from app.errors import (
     StoredFileMissing,
 )
 from app.models.context import InspectionContext
-from app.models.database import STORAGE_WAIT_PREFIX, Batch, Image, Inspection, InspectionStatus
+from app.models.database import Batch, Image, Inspection, InspectionStatus
 from app.models.model_service import Analysis
 from app.models.schemas import RejectedFile
 from app.services.boards.repository import BoardRepository
@@ -52,6 +52,7 @@ from app.services.inspection.receiver import ReceivedFile
 from app.services.model_service.pool import ModelServicePool
 from app.services.storage import RESULT_FILE_NAMES, Storage, is_disk_full
 from app.services.system import metrics
+from app.services.webhooks.events import WebhookEvents
 from app.utils import fastjson
 from app.utils.ids import download_stem, new_batch_id, new_img_unique_id, utc_now
 from app.utils.images import ImageInfo, validate_image
@@ -147,6 +148,8 @@ class InspectionService:
         self.orphan_files = OrphanFileSweep(storage, sessions)
         # IPC-CFX messages, written in the transaction that stores or fails an inspection.
         self.cfx = CfxOutbox(settings)
+        # Webhook events, written in the same transactions (docs/webhooks.md).
+        self.webhooks = WebhookEvents()
         self.defer: Deferrer | None = None
         self.defer_at: ScheduledDeferrer | None = None
         # This process's id in `agent_processes` (set by the heartbeat); inspections it
@@ -462,6 +465,7 @@ class InspectionService:
                 attempts=attempts,
                 owner_process_id=self.process_id,
                 next_attempt_at=None,
+                waiting_for=None,
             )
         return await self._run_claimed(inspection, attempts, started, wait_for_service)
 
@@ -518,7 +522,7 @@ class InspectionService:
         started: float,
     ) -> datetime | None:
         """Mark a batch image as waiting for the model service or the store (`exc` says
-        which; a store outage's `last_error` starts with STORAGE_WAIT_PREFIX); returns when
+        which: `waiting_for` `storage` or `model_service`); returns when
         it is tried next, or None when BATCH_RETRY_WINDOW_S has run out (the caller fails
         it). One window and back-off for both outages, counted from the first failure.
 
@@ -544,7 +548,8 @@ class InspectionService:
             await InspectionRepository(session).mark(
                 inspection.img_unique_id,
                 status=InspectionStatus.PENDING,
-                last_error=f"{STORAGE_WAIT_PREFIX}{exc.detail}" if storage else exc.detail,
+                last_error=exc.detail,
+                waiting_for="storage" if storage else "model_service",
                 error_status_code=exc.status_code,
                 owner_process_id=None,
                 waiting_since=since,
@@ -629,6 +634,7 @@ class InspectionService:
                     owner_process_id=None,
                     next_attempt_at=None,
                     waiting_since=None,
+                    waiting_for=None,
                 )
                 await ImageRepository(session).add_result(image, result.analysis)
                 await self.cfx.inspection_finished(
@@ -639,6 +645,14 @@ class InspectionService:
                         part for part in (result.model_name, result.model_version) if part
                     )
                     or None,
+                )
+                await self.webhooks.inspection_completed(
+                    session,
+                    img_unique_id,
+                    batch_id=inspection.batch_id,
+                    defect_classes=_defect_counts(result.analysis),
+                    model_name=result.model_name,
+                    model_version=result.model_version,
                 )
         except IntegrityError:
             # Another worker stored this inspection first: its files are the same ones.
@@ -690,6 +704,7 @@ class InspectionService:
                 total_seconds=round(time.perf_counter() - started, 6),
             )
             await self.cfx.inspection_finished(session, img_unique_id, None, error=error)
+            await self.webhooks.inspection_failed(session, img_unique_id, error)
         metrics.record_inspection_failed()
         logger.warning("inspection failed", extra={"img_unique_id": img_unique_id, "error": error})
 

@@ -30,6 +30,7 @@ from app.models.database import (
     ReviewBoard,
     ReviewEvent,
 )
+from app.services.boards.repository import ContextFilter, context_condition
 from app.services.database.repositories import class_name_spellings, day_end, day_start
 from app.services.history.dashboard import utc_day
 
@@ -37,13 +38,15 @@ from app.services.history.dashboard import utc_day
 @dataclass(frozen=True)
 class ReviewFilters:
     """Which images and regions the queue, its progress and the figures look at: image
-    days (inclusive, UTC), batch, model version; `class_name` keeps that class's regions."""
+    days (inclusive, UTC), batch, model version, board context; `class_name` keeps that
+    class's regions."""
 
     start_date: date | None = None
     end_date: date | None = None
     batch_id: str | None = None
     class_name: str | None = None
     model_version: str | None = None
+    context: ContextFilter | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +263,8 @@ class ReviewRepository:
                     Inspection.model_version == filters.model_version,
                 )
             )
+        if filters.context is not None:
+            conditions.append(context_condition(Image.img_unique_id, filters.context))
         return conditions
 
     async def next_unreviewed(

@@ -41,6 +41,7 @@ from app.services.review.audit_repository import AuditRepository
 from app.services.review.reasons import ReasonList
 from app.services.review.repository import ReviewFilters, ReviewRepository
 from app.services.review.sample import in_audit_sample
+from app.services.webhooks.events import WebhookEvents
 
 HISTORY_LIMIT = 500
 """Newest review events returned for one image."""
@@ -77,6 +78,7 @@ class ReviewService:
         cfx: CfxOutbox | None = None,
         audit_rate: float = 0.0,
         reasons: Sequence[str] = (),
+        webhooks: WebhookEvents | None = None,
     ) -> None:
         self.session = session
         self.reviews = ReviewRepository(session)
@@ -85,6 +87,8 @@ class ReviewService:
         self.reasons = ReasonList(session, reasons)
         # IPC-CFX: verification outcomes written in this request's transaction.
         self.cfx = cfx
+        # Webhook events (`region.verdict`, `image.disposition`), in the same transaction.
+        self.webhooks = webhooks
         self.audit_rate = audit_rate  # REVIEW_AUDIT_RATE: share of complete boards audited
 
     async def set_verdict(
@@ -129,6 +133,15 @@ class ReviewService:
         )
         if self.cfx is not None:
             await self.cfx.verdict(
+                self.session,
+                img_unique_id,
+                region_unique_id,
+                change.verdict,
+                reviewer,
+                change.comment,
+            )
+        if self.webhooks is not None:
+            await self.webhooks.region_verdict(
                 self.session,
                 img_unique_id,
                 region_unique_id,
@@ -186,6 +199,10 @@ class ReviewService:
         )
         if self.cfx is not None:
             await self.cfx.disposition(
+                self.session, img_unique_id, change.disposition, reviewer, change.comment
+            )
+        if self.webhooks is not None:
+            await self.webhooks.image_disposition(
                 self.session, img_unique_id, change.disposition, reviewer, change.comment
             )
         return DispositionOut(

@@ -3,9 +3,9 @@
 `AlarmChecker.run` (the periodic job on SPC_CHECK_CRON) draws the p-chart per day (and
 per shift with SHIFTS) and the u-chart of every class with regions in the chart range,
 and upserts their excursions: a new excursion inserts its row (the alarm is *raised*:
-this is where the `spc.alarm` event goes to the outbox, in the same transaction, once the
-webhook/CFX outbox exists); a known one updates its last subgroup, and is *cleared* once
-the chart's latest subgroup is no longer in it.
+and the `spc.alarm` webhook event and, with CFX on, its CFX message go to the outbox in
+the same transaction); a known one updates its last subgroup, and is *cleared* once the
+chart's latest subgroup is no longer in it.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from app.config import Settings
 from app.models.rollups import ClassesDaily
 from app.models.spc import SpcAlarm, SpcAlarmRecorded, SpcChart
 from app.models.spc_alarms import EXCURSION_KEY, SpcAlarmRecord
+from app.services.cfx.outbox import CfxOutbox
 from app.services.spc.charts import RULE_TEXT, Rule
 from app.services.spc.service import ChartQuery, SpcService
+from app.services.webhooks.events import WebhookEvents
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +32,21 @@ logger = logging.getLogger(__name__)
 class AlarmRepository:
     """The `spc_alarms` rows."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        webhooks: WebhookEvents | None = None,
+        cfx: CfxOutbox | None = None,
+    ) -> None:
         self.session = session
+        # Where a raised alarm is reported, in the transaction that records it.
+        self.webhooks = webhooks
+        self.cfx = cfx
 
     async def record(self, chart: SpcChart) -> list[SpcAlarm]:
-        """Upsert the chart's excursions; returns those raised now (new rows)."""
+        """Upsert the chart's excursions; returns those raised now (new rows), each also
+        written to the outbox as an `spc.alarm` webhook event (and a CFX
+        `LogEntryRecorded` with CFX on) when the repository was given them."""
         raised = []
         for a in chart.alarms:
             row = {
@@ -56,6 +68,10 @@ class AlarmRepository:
             ).returning(literal_column("xmax = 0"))
             if (await self.session.execute(upsert)).scalar_one():
                 raised.append(a)
+                if self.webhooks is not None:
+                    self.webhooks.spc_alarm(self.session, a, chart.subgroup)
+                if self.cfx is not None:
+                    self.cfx.spc_alarm(self.session, a, chart.subgroup)
         return raised
 
     async def class_names(self, query: ChartQuery) -> list[str]:
@@ -100,6 +116,8 @@ class AlarmChecker:
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.webhooks = WebhookEvents()
+        self.cfx = CfxOutbox(settings)
 
     async def run(self, query: ChartQuery | None = None) -> list[SpcAlarm]:
         """Check the charts of `query` (default: the last 30 days per day, and per shift
@@ -109,7 +127,7 @@ class AlarmChecker:
         raised: list[SpcAlarm] = []
         async with self.sessions() as session:
             service = SpcService(session, self.settings)
-            alarms = AlarmRepository(session)
+            alarms = AlarmRepository(session, self.webhooks, self.cfx)
             classes = await alarms.class_names(base)
             for subgroup in subgroups:
                 q = ChartQuery(

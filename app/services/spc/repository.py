@@ -5,9 +5,9 @@ Per-day subgroups in UTC read the daily rollups (`rollup_images_daily`,
 zone (SPC_TIMEZONE), group the `images` rows by their local day and shift in SQL (one
 pass over the period's images, by the `images.timestamp` index).
 
-A board is an inspection (an `images` row) until the board context of issue 14 (table
-`inspection_contexts`: board serial, product, line) is merged; `_board_conditions` is
-where its join and the product and line filters go.
+A board is an inspection (an `images` row). A board-context filter (serial, product,
+line, side, lot: `inspection_contexts`) keeps the inspections sent with that context; the
+rollups do not keep the context, so a filtered chart reads the `images` rows.
 """
 
 from __future__ import annotations
@@ -19,21 +19,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, Date, Time, case, cast, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import AgentError
 from app.models.database import DefectClass, Image, Inspection
 from app.models.rollups import ClassesDaily, ImagesDaily
+from app.services.boards.repository import ContextFilter, context_condition
 from app.services.database.repositories import class_name_spellings, rollup_day_range
 from app.services.spc.shifts import Shift, day_window, zone
 
 SubgroupId = tuple[date, str | None]
 """A subgroup: its production day and shift (None: the whole day)."""
-
-
-class BoardContextUnavailable(AgentError):
-    """A product or line filter before the board context (inspection_contexts) exists."""
-
-    status_code = 422
-    error = "invalid_request"
 
 
 @dataclass(frozen=True)
@@ -46,14 +39,13 @@ class SubgroupFilter:
     timezone: str = "UTC"
     shifts: tuple[Shift, ...] = field(default_factory=tuple)
     model_version: str | None = None
-    # Board context (inspection_contexts, issue 14): not in the schema yet.
-    product: str | None = None
-    line: str | None = None
+    # Only inspections with this board context (None: every inspection).
+    context: ContextFilter | None = None
 
     @property
     def uses_rollups(self) -> bool:
         """Whether the daily rollups answer it (UTC days, no shifts, no board context)."""
-        return self.timezone == "UTC" and not self.shifts and not (self.product or self.line)
+        return self.timezone == "UTC" and not self.shifts and self.context is None
 
 
 def _time(t: time) -> Any:
@@ -68,25 +60,18 @@ class SpcRepository:
 
     @staticmethod
     def _board_conditions(f: SubgroupFilter) -> list[ColumnElement[bool]]:
-        """WHERE conditions on `images` for the model version and the board context.
-
-        Raises:
-            BoardContextUnavailable: a product or line filter (no board context yet; with
-                it, this joins `inspection_contexts` on `img_unique_id`).
-        """
-        if f.product or f.line:
-            raise BoardContextUnavailable(
-                "product and line filters need the board context (inspection_contexts),"
-                " which this version does not have"
+        """WHERE conditions on `images` for the model version and the board context."""
+        conditions: list[ColumnElement[bool]] = []
+        if f.model_version:
+            conditions.append(
+                exists().where(
+                    Inspection.img_unique_id == Image.img_unique_id,
+                    Inspection.model_version == f.model_version,
+                )
             )
-        if not f.model_version:
-            return []
-        return [
-            exists().where(
-                Inspection.img_unique_id == Image.img_unique_id,
-                Inspection.model_version == f.model_version,
-            )
-        ]
+        if f.context is not None:
+            conditions.append(context_condition(Image.img_unique_id, f.context))
+        return conditions
 
     @staticmethod
     def _buckets(f: SubgroupFilter) -> tuple[Any, Any, list[ColumnElement[bool]]]:
@@ -116,8 +101,6 @@ class SpcRepository:
         """(boards, defective boards) per subgroup that has boards; a defective board has
         at least one region (the AOI's call, before any review).
 
-        Raises:
-            BoardContextUnavailable: see `_board_conditions`.
         """
         conditions = self._board_conditions(f)
         if f.uses_rollups:
@@ -152,11 +135,7 @@ class SpcRepository:
         return {(d, s): (int(n), int(bad)) for d, s, n, bad in result.all()}
 
     async def class_defects(self, f: SubgroupFilter, class_name: str) -> dict[SubgroupId, int]:
-        """Regions of defect class `class_name` (any letter case) per subgroup that has any.
-
-        Raises:
-            BoardContextUnavailable: see `_board_conditions`.
-        """
+        """Regions of defect class `class_name` (any letter case) per subgroup that has any."""
         conditions = self._board_conditions(f)
         spellings = await class_name_spellings(self.session, class_name)
         if f.uses_rollups:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.config import Settings
 from app.errors import AgentError
 from app.models.spc import SpcAlarm, SpcChart, SpcPoint
+from app.services.boards.repository import ContextFilter
 from app.services.history.dashboard import daily_range
 from app.services.spc.charts import RULE_TEXT, Chart, Subgroup, p_chart, u_chart
 from app.services.spc.repository import SpcRepository, SubgroupFilter, SubgroupId
@@ -57,8 +58,8 @@ class ChartQuery:
     subgroup: Literal["day", "shift"] = "day"
     baseline: int | None = None
     model_version: str | None = None
-    product: str | None = None
-    line: str | None = None
+    # Only boards inspected with this board context (serial, product, line, side, lot).
+    context: ContextFilter | None = None
 
 
 class SpcService:
@@ -82,8 +83,7 @@ class SpcService:
             timezone=self.settings.spc_timezone,
             shifts=self.settings.spc_shifts if query.subgroup == "shift" else (),
             model_version=query.model_version,
-            product=query.product,
-            line=query.line,
+            context=query.context,
         )
 
     def _order(self, ids: list[SubgroupId]) -> list[SubgroupId]:
@@ -98,13 +98,17 @@ class SpcService:
             BadDateRange: the start is after the end, or the range is over 731 days.
             DayOutOfRange: a day before 1900 or after 9000.
             ShiftsNotConfigured: per shift without SHIFTS.
-            BoardContextUnavailable: a product or line filter.
         """
         f = self._filter(query)
         counts = await self.repository.board_counts(f)
         ids = self._order(list(counts))
         subgroups = [Subgroup(subgroup_key(*k), *counts[k]) for k in ids]
-        chart = p_chart(subgroups, self._baseline(query, len(ids)), self.settings.spc_rule_set)
+        chart = p_chart(
+            subgroups,
+            self._baseline(query, len(ids)),
+            self.settings.spc_rule_set,
+            self.settings.spc_cusum_h,
+        )
         return self._answer(chart, query, f, ids, None)
 
     async def u_chart(self, query: ChartQuery, class_name: str) -> SpcChart:
@@ -112,13 +116,14 @@ class SpcService:
         `charts.u_chart`); subgroups without boards are left out.
 
         Raises:
-            BadDateRange, ShiftsNotConfigured, BoardContextUnavailable: as `p_chart`.
+            BadDateRange, ShiftsNotConfigured: as `p_chart`.
         """
         f = self._filter(query)
         boards = await self.repository.board_counts(f)
         defects = await self.repository.class_defects(f, class_name)
         ids = self._order(list(boards))
         subgroups = [Subgroup(subgroup_key(*k), boards[k][0], defects.get(k, 0)) for k in ids]
+        # Rule 5 (the CUSUM) belongs to the p-chart; u_chart ignores it.
         chart = u_chart(subgroups, self._baseline(query, len(ids)), self.settings.spc_rule_set)
         return self._answer(chart, query, f, ids, class_name)
 
@@ -158,8 +163,8 @@ class SpcService:
                 rule_text=RULE_TEXT[e.rule],
                 side="above" if e.side > 0 else "below",
                 class_name=class_name,
-                product=f.product,
-                line=f.line,
+                product=f.context.product if f.context else None,
+                line=f.context.line if f.context else None,
                 first_key=chart.points[e.first].key,
                 last_key=chart.points[e.last].key,
                 open=e.open,

@@ -1,5 +1,5 @@
-"""Health checks of the database, the model service, the store, the disk and the CFX
-outbox."""
+"""Health checks of the database, the model service, the store, the disk, the CFX
+outbox and the webhook deliveries."""
 
 from __future__ import annotations
 
@@ -18,16 +18,20 @@ from app.models.schemas import (
     ModelServiceInstance,
     OutboxHealth,
     StorageHealth,
+    WebhookHealth,
 )
 from app.runtime import AgentRuntime
 from app.services.cfx.outbox import CFX_SINK, OutboxRepository
 from app.services.model_service.client import InferenceRecord
 from app.services.model_service.pool import ModelServicePool, ServiceState
+from app.services.webhooks.repository import WebhookRepository
 from app.utils.version import without_userinfo
 
 LOW_DISK_FRACTION = 0.05
 # Seconds the oldest CFX outbox message may wait before /health says `degraded`.
 OUTBOX_LATE_S = 60.0
+# Seconds the oldest undelivered webhook event may wait before /health says `degraded`.
+WEBHOOKS_LATE_S = 300.0
 
 
 def agent_version() -> str:
@@ -121,6 +125,32 @@ async def _outbox(runtime: AgentRuntime) -> OutboxHealth | None:
     )
 
 
+async def _webhooks(runtime: AgentRuntime) -> WebhookHealth | None:
+    """The webhook backlog; None when no endpoint is enabled or the database does not
+    answer (reported there)."""
+    try:
+        async with asyncio.timeout(3.0), runtime.sessions() as session:
+            repository = WebhookRepository(session)
+            if not await repository.any_enabled():
+                return None
+            backlog = await repository.backlog()
+    except Exception:
+        return None
+    late = backlog.oldest_age_s is not None and backlog.oldest_age_s > WEBHOOKS_LATE_S
+    return WebhookHealth(
+        ok=not late,
+        detail=(
+            f"{backlog.pending} webhook events wait for their receivers, the oldest for"
+            f" {backlog.oldest_age_s:.0f} s; they are retried (GET /api/webhooks/{{id}}/deliveries"
+            " says why) and parked after WEBHOOK_RETRY_HOURS"
+            if late
+            else None
+        ),
+        backlog_events=backlog.pending,
+        oldest_age_s=backlog.oldest_age_s,
+    )
+
+
 async def check_health(runtime: AgentRuntime) -> HealthStatus:
     """Check every dependency at once; `down` when the database fails, `degraded` when the
     model service does (its health probe, or the last inference), the store does not answer
@@ -158,6 +188,7 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
         ),
     )
     outbox = await _outbox(runtime) if runtime.settings.cfx_broker_url else None
+    webhooks = await _webhooks(runtime) if database.ok else None
     problems = []
     if not database.ok:
         problems.append(f"the database does not answer ({database.detail})")
@@ -181,12 +212,15 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
         problems.append(f"the disk holding {disk.path} is nearly full")
     if outbox is not None and not outbox.ok:
         problems.append(outbox.detail or "the CFX outbox is not draining")
+    if webhooks is not None and not webhooks.ok:
+        problems.append(webhooks.detail or "webhook deliveries are not draining")
     all_ok = (
         service.ok
         and storage.ok
         and disk.ok
         and all(s.ok for s in instances)
         and (outbox is None or outbox.ok)
+        and (webhooks is None or webhooks.ok)
     )
     status = "down" if not database.ok else "ok" if all_ok else "degraded"
     return HealthStatus(
@@ -198,5 +232,6 @@ async def check_health(runtime: AgentRuntime) -> HealthStatus:
         storage=storage,
         disk=disk,
         outbox=outbox,
+        webhooks=webhooks,
         version=agent_version(),
     )

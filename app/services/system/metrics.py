@@ -32,6 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.services.cfx.outbox import CFX_SINK, Backlog, OutboxRepository
 from app.services.storage import Storage
 from app.services.system.repository import QueueRepository
+from app.services.webhooks.events import WEBHOOKS_SINK
+from app.services.webhooks.repository import WebhookBacklog, WebhookRepository
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -112,12 +114,15 @@ def scrape_time_families(
     queue_jobs: Mapping[str, int],
     free_bytes: int | None,
     outbox: Mapping[str, Backlog] | None = None,
+    webhooks: WebhookBacklog | None = None,
 ) -> list[Metric]:
     """`aoi_queue_jobs{status}` (jobs in the queue table by status),
     `aoi_storage_free_bytes` (free bytes where the agent keeps its files; omitted when
     `free_bytes` is None, e.g. a store that has no such figure), and per outbox sink
     `aoi_outbox_messages{sink}` (unpublished messages) and
-    `aoi_outbox_oldest_age_seconds{sink}` (age of the oldest, 0 when none)."""
+    `aoi_outbox_oldest_age_seconds{sink}` (age of the oldest, 0 when none), and the
+    webhook backlog `aoi_webhook_backlog` (events not yet delivered: pending deliveries
+    and events not yet fanned out) and `aoi_webhook_oldest_age_seconds` (0 when none)."""
     jobs = GaugeMetricFamily(
         "aoi_queue_jobs", "Jobs in the procrastinate queue, by status.", labels=["status"]
     )
@@ -137,6 +142,22 @@ def scrape_time_families(
             backlog.add_metric([sink], figures.messages)
             oldest.add_metric([sink], figures.oldest_age_s or 0.0)
         families += [backlog, oldest]
+    if webhooks is not None:
+        families.append(
+            GaugeMetricFamily(
+                "aoi_webhook_backlog",
+                "Webhook events not yet delivered (pending deliveries and events not yet"
+                " fanned out to endpoints); parked deliveries are not counted.",
+                value=webhooks.pending,
+            )
+        )
+        families.append(
+            GaugeMetricFamily(
+                "aoi_webhook_oldest_age_seconds",
+                "Age of the oldest webhook event not yet delivered (0 when none).",
+                value=webhooks.oldest_age_s or 0.0,
+            )
+        )
     if free_bytes is not None:
         families.append(
             GaugeMetricFamily(
@@ -169,12 +190,15 @@ async def scrape(session: AsyncSession, storage: Storage) -> bytes:
         sqlalchemy.exc.DBAPIError: the database does not answer (the app answers 503).
     """
     queue_jobs = await QueueRepository(session).job_counts()
-    outbox = {CFX_SINK: await OutboxRepository(session).backlog(CFX_SINK)}
+    outbox = {
+        sink: await OutboxRepository(session).backlog(sink) for sink in (CFX_SINK, WEBHOOKS_SINK)
+    }
+    webhooks = await WebhookRepository(session).backlog()
     usage = await storage.disk_usage()
     # Off the event loop: about 8 ms, and in multi-process mode it reads every process's
     # metrics file (prometheus_client's values are lock-protected).
     return await anyio.to_thread.run_sync(
-        render, scrape_time_families(queue_jobs, usage.free, outbox)
+        render, scrape_time_families(queue_jobs, usage.free, outbox, webhooks)
     )
 
 

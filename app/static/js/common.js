@@ -277,6 +277,23 @@ export async function fillClassPicker(select, wanted = "") {
 
 /** Calls `load()` whenever the dashboard's date-range `form` is submitted with a valid
  * range (start not after end) or one of its `[data-days]` shortcuts is clicked. */
+/** The board-context pickers of the dashboard's range form (docs/boards.md#filters). */
+export const CONTEXT_PICKERS = Object.freeze(["product", "line", "side", "lot"]);
+
+/** The dashboard's query: the range form's dates, model version and board-context
+ * pickers, as the /api/dashboard/* and /api/spc/* routes take them. */
+export function dashboardQuery(form) {
+  const q = new URLSearchParams();
+  if (form.elements.start_date.value) q.set("start_date", form.elements.start_date.value);
+  if (form.elements.end_date.value) q.set("end_date", form.elements.end_date.value);
+  if (form.elements.model_version.value.trim()) q.set("model_version", form.elements.model_version.value.trim());
+  for (const name of CONTEXT_PICKERS) {
+    const picker = form.elements[name];
+    if (picker && picker.value) q.set(name, picker.value);
+  }
+  return q;
+}
+
 export function onRangeChange(form, load) {
   form.addEventListener("submit", (e) => {
     const { start_date: s, end_date: t } = form.elements;

@@ -1,6 +1,6 @@
 // Dashboard: totals, defects by class (bar), Pareto, defects per day (line) and a heat map
 // of region centroids, all fed by /api/dashboard/* aggregates computed in SQL.
-import { api, classColor, errorText, escapeHtml, formatNumber, KNOWN_CLASSES, showAlert, withAlpha } from "./common.js";
+import { api, classColor, dashboardQuery, errorText, escapeHtml, formatNumber, KNOWN_CLASSES, showAlert, withAlpha } from "./common.js";
 
 const Chart = window.Chart;
 const form = document.getElementById("range");
@@ -24,11 +24,7 @@ function setRange(days) {
 }
 
 function rangeQuery() {
-  const q = new URLSearchParams();
-  if (form.elements.start_date.value) q.set("start_date", form.elements.start_date.value);
-  if (form.elements.end_date.value) q.set("end_date", form.elements.end_date.value);
-  if (form.elements.model_version.value.trim()) q.set("model_version", form.elements.model_version.value.trim());
-  return q;
+  return dashboardQuery(form);
 }
 
 function chart(id, config) {

@@ -1,7 +1,7 @@
 // The dashboard's review figures: reviewed share, first-pass yield and false-call rate
 // (per day and per class) from /api/dashboard/review, for the dashboard's date range.
 // Kept apart from dashboard.js; it follows the same range form.
-import { api, errorText, escapeHtml, onRangeChange, showAlert } from "./common.js";
+import { api, dashboardQuery, errorText, escapeHtml, onRangeChange, showAlert } from "./common.js";
 
 const Chart = window.Chart;
 const form = document.getElementById("range");
@@ -13,11 +13,7 @@ function percent(rate) {
 }
 
 function query() {
-  const q = new URLSearchParams();
-  if (form.elements.start_date.value) q.set("start_date", form.elements.start_date.value);
-  if (form.elements.end_date.value) q.set("end_date", form.elements.end_date.value);
-  if (form.elements.model_version.value.trim()) q.set("model_version", form.elements.model_version.value.trim());
-  return q;
+  return dashboardQuery(form);
 }
 
 function drawTotals(figures) {

@@ -2,7 +2,7 @@
 // u-chart of one class's defects per board from /api/spc/*, for the dashboard's date
 // range, with the centre line, the 3σ limits, the points a Western Electric rule flags
 // (red) and a badge counting the open alarms. Kept apart from dashboard.js.
-import { api, errorText, escapeHtml, showAlert } from "./common.js";
+import { api, dashboardQuery, errorText, escapeHtml, showAlert } from "./common.js";
 
 const Chart = window.Chart;
 const form = document.getElementById("range");
@@ -13,10 +13,8 @@ const charts = {};
 let answers = { p: null, u: null };
 
 function query() {
-  const q = new URLSearchParams({ subgroup: subgroup.value });
-  if (form.elements.start_date.value) q.set("start_date", form.elements.start_date.value);
-  if (form.elements.end_date.value) q.set("end_date", form.elements.end_date.value);
-  if (form.elements.model_version.value.trim()) q.set("model_version", form.elements.model_version.value.trim());
+  const q = dashboardQuery(form);
+  q.set("subgroup", subgroup.value);
   return q;
 }
 

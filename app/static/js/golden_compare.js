@@ -41,17 +41,30 @@ function typingIn(target) {
 /** Adds the compare panel to a result view (`view` of viewer.js) when its board has a golden
  * image; returns the panel's controller, or null (no golden image, or it failed: the
  * viewer works on without it). */
-export async function attachGoldenCompare(view) {
-  let golden;
+export async function attachGoldenCompare(view, { preloaded = undefined } = {}) {
+  // `preloaded`: the golden answer (or a promise of it) fetched ahead by the review mode.
+  const golden = await (preloaded === undefined ? goldenOf(view.id) : preloaded);
+  if (!golden || !view.root.contains(view.viewport)) return null; // none, or the view is gone
+  const compare = new GoldenCompare(view, golden);
+  compare.mount();
+  return compare;
+}
+
+/** The board's golden answer (GET /api/images/{id}/golden), or null when it has none (or
+ * it could not be read: the viewer works on without it). */
+export async function goldenOf(id) {
   try {
-    golden = await api(`/api/images/${encodeURIComponent(view.id)}/golden`);
+    return await api(`/api/images/${encodeURIComponent(id)}/golden`);
   } catch (err) {
     if (err.status !== 404 && err.status !== 409) console.warn(errorText(err));
     return null;
   }
-  const compare = new GoldenCompare(view, golden);
-  compare.mount();
-  return compare;
+}
+
+/** The golden crop URL of `box` (image pixels of the inspected board `id`). */
+export function goldenCropUrl(id, box) {
+  const query = new URLSearchParams({ x: box.x, y: box.y, width: box.width, height: box.height });
+  return `/api/images/${encodeURIComponent(id)}/golden/crop?${query}`;
 }
 
 class GoldenCompare {
@@ -104,7 +117,8 @@ class GoldenCompare {
     });
     const input = `${downloadUrl(this.view.id, "input")}?inline=true&format=png`;
     this.input = loadImage(input);
-    window.aoiGolden = { golden: this.golden, timings: [], flicked: () => this.flicked };
+    // The draw times of the page (kept over the boards review mode opens in it).
+    window.aoiGolden = { golden: this.golden, timings: window.aoiGolden?.timings ?? [], flicked: () => this.flicked };
     if (this.view.selection.current) this.show(this.view.selection.current);
   }
 
@@ -118,11 +132,10 @@ class GoldenCompare {
     const started = performance.now();
     const asked = ++this.asked;
     const box = cropBox(region.bounding_box, this.view.width, this.view.height);
-    const query = new URLSearchParams({ x: box.x, y: box.y, width: box.width, height: box.height });
     this.panel.dataset.state = "loading";
     try {
       const [response, input] = await Promise.all([
-        fetch(`/api/images/${encodeURIComponent(this.view.id)}/golden/crop?${query}`),
+        fetch(goldenCropUrl(this.view.id, box)),
         this.input,
       ]);
       if (!response.ok) throw new Error(`the golden crop could not be loaded (HTTP ${response.status})`);

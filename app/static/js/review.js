@@ -7,7 +7,12 @@
 // on exactly the defect the screen highlights at the moment the key is pressed. Defects are
 // numbered in the model's order, as on the pins and the toolbar. With the queue's class
 // filter, stepping keeps to the regions of that class.
+//
+// Verdicts and dispositions show at once and are saved in the background, in order
+// (review_saves.js); the next board of the queue is fetched while this one is reviewed
+// (`onNextKnown`) and `N` swaps it in without a page load (`onNextBoard`, result_page.js).
 import { api, errorText, escapeHtml } from "./common.js";
+import { saves } from "./review_saves.js";
 
 const VERDICT_KEYS = { r: "real", f: "false_call", u: "unsure" };
 const DISPOSITION_KEYS = { p: "pass", 1: "pass", e: "repair", 2: "repair", s: "scrap", 3: "scrap" };
@@ -21,6 +26,9 @@ const DISPOSITION_STYLE = { pass: "success", repair: "primary", scrap: "danger" 
 const FILTERS = ["batch_id", "class_name", "start_date", "end_date", "model_version"];
 const NAME_KEY = "aoi.reviewer";
 const NAME_PATTERN = /^[^\u0000-\u001f\u007f]{1,64}$/;
+// The boards this page has shown in review mode: `N` never trusts a preloaded "next" that
+// is one of them (its verdicts may still be on their way), it asks the agent again.
+const visited = new Set();
 
 /** The reviewer: the signed-in key's name when the agent requires keys (the server takes
  * it from the session anyway), else the name this browser was given once. */
@@ -118,6 +126,13 @@ class ReviewMode {
     this.askedToLeave = false;
     this.busy = Promise.resolve();
     this.onKey = (e) => this.key(e);
+    // Set by the page: `onNextKnown(id)` when the queue's next board is known (to preload
+    // it), `onNextBoard(id, filters, {fresh})` to open it without a page load (else a page
+    // load; `fresh`: the agent has just named it).
+    this.onNextKnown = null;
+    this.onNextBoard = null;
+    this.nextKnown = undefined;
+    this.onSaves = () => this.showSaves();
     this.selection.addEventListener("change", () => {
       if (this.active) this.paint();
     });
@@ -150,6 +165,11 @@ class ReviewMode {
   start() {
     if (this.idleKey) window.removeEventListener("keydown", this.idleKey);
     this.active = true;
+    visited.add(this.id);
+    performance.mark("review:board-start");
+    // The review layout (app.css): the image and a one-line panel fill the window; on a
+    // phone the panel is a verdict bar fixed at the bottom.
+    document.body.classList.add("review-mode");
     const params = new URLSearchParams(location.search);
     if (params.get("review") !== "1") {
       params.set("review", "1");
@@ -163,65 +183,124 @@ class ReviewMode {
       this.status(`No ${this.filters.class_name} region on this board: every defect is stepped through.`);
     }
     window.addEventListener("keydown", this.onKey, true);
+    saves.addEventListener("change", this.onSaves);
+    this.showSaves();
+    this.onResize = () => this.layout();
+    window.addEventListener("resize", this.onResize);
+    this.layout();
+    if (window.ResizeObserver) {
+      this.barObserver = new ResizeObserver(() => this.layout());
+      this.barObserver.observe(this.panel);
+    }
     const first = this.selection.findFrom((r) => !this.verdicts.get(r.region_unique_id));
     const steps = this.selection.steps();
     const to = first >= 0 ? first : (steps[0] ?? -1);
     if (to >= 0) this.selection.select(to, { center: true });
     if (!reviewerName()) this.askName();
     else this.panel.focus({ preventScroll: true });
-    this.refreshProgress();
+    this.firstProgress = this.refreshProgress();
+    performance.mark("review:board-ready");
+    performance.measure("review:board-render", "review:board-start", "review:board-ready");
   }
 
+  /** Sizes the image to the window: the viewport takes the height from its top to the
+   * window's bottom (less the phone's verdict bar), so the image and the panel fit without
+   * scrolling and a larger window shows a larger image. */
+  layout() {
+    const viewport = this.view.viewport;
+    if (!this.active || !viewport?.isConnected) return;
+    const bar = this.phoneBar() ? this.panel.offsetHeight : 0;
+    document.body.style.setProperty("--review-bar-height", `${bar}px`);
+    const top = viewport.getBoundingClientRect().top + window.scrollY;
+    const height = Math.max(240, Math.floor(window.innerHeight - top - bar - 12));
+    if (viewport.style.height === `${height}px`) return;
+    viewport.style.height = `${height}px`;
+    if (this.view.autoFit !== false) this.view.fit();
+    else if (this.selection.current) this.selection.select(this.selection.index, { center: true, scroll: false });
+  }
+
+  /** Whether the panel is the phone's verdict bar (fixed at the bottom, app.css). */
+  phoneBar() {
+    return getComputedStyle(this.panel).position === "fixed";
+  }
+
+  /** Leaves the board: stops listening to keys, the window and the saves, and removes the
+   * panel (the next board gets its own). */
+  destroy() {
+    this.active = false;
+    window.removeEventListener("keydown", this.onKey, true);
+    if (this.idleKey) window.removeEventListener("keydown", this.idleKey);
+    if (this.onResize) window.removeEventListener("resize", this.onResize);
+    this.barObserver?.disconnect();
+    saves.removeEventListener("change", this.onSaves);
+    if (this.keymap?.open) this.keymap.close();
+    this.panel.remove();
+  }
+
+  /** The saves' state on the panel: an error with a Retry button while one has failed. */
+  showSaves() {
+    const box = this.panel.querySelector(".review-save-error");
+    if (!box) return;
+    const failed = saves.failed;
+    box.hidden = !failed;
+    if (!failed) return;
+    box.querySelector(".review-save-text").textContent =
+      `Not saved: ${failed.label} (${errorText(failed.err)}); ${saves.unsaved} waiting, kept on this page.`;
+  }
   render() {
     const who = reviewerName();
     const canRename = document.body.dataset.auth !== "required";
-    this.panel.innerHTML = `<div class="card-body py-2">
-      <div class="d-flex flex-wrap align-items-center gap-2 mb-2">
-        <h2 class="h6 mb-0">Review</h2>
-        <span class="small text-muted">reviewer: <strong class="reviewer-name">${escapeHtml(who || "not named")}</strong></span>
-        ${canRename ? '<button type="button" class="btn btn-link btn-sm p-0 review-rename">change name</button>' : ""}
-        <span class="small ms-auto review-progress" aria-live="polite"></span>
+    // One line: what is current and how far the board is, the chips, the buttons (each
+    // a key too); below it only what is asked for now (a name, a comment, a failed save).
+    this.panel.innerHTML = `<div class="card-body review-body">
+      <div class="review-line">
+        <div class="review-text">
+          <div class="review-text-main"><h2 class="h6 mb-0 review-title">Review</h2>
+            <span class="review-current small" aria-live="polite"></span>
+            <span class="small text-muted board-progress"></span></div>
+          <div class="review-text-sub small text-muted">
+            <span class="review-status" role="status" aria-live="polite"></span>
+            <span class="review-progress" aria-live="polite"></span>
+            <span class="review-who">· reviewer <strong class="reviewer-name">${escapeHtml(who || "not named")}</strong>
+            ${canRename ? '<button type="button" class="btn btn-link btn-sm p-0 align-baseline review-rename">change</button>' : ""}</span>
+          </div>
+        </div>
+        <ol class="review-defects list-unstyled mb-0" aria-label="Defects of this board"></ol>
+        <div class="review-actions">
+          <div class="btn-group btn-group-sm" role="group" aria-label="Defect">
+            <button type="button" class="btn btn-outline-secondary" data-move="-1" aria-keyshortcuts="K">◀ <span class="btn-label">Previous</span> <kbd>K</kbd></button>
+            <button type="button" class="btn btn-outline-secondary" data-move="1" aria-keyshortcuts="J"><span class="btn-label">Next</span> <kbd>J</kbd> ▶</button>
+          </div>
+          <div class="btn-group btn-group-sm" role="group" aria-label="Verdict">
+            ${Object.entries(VERDICT_KEYS).map(([k, v]) => `<button type="button" class="btn btn-outline-${VERDICT_STYLE[v]}"
+              data-verdict="${v}" aria-pressed="false" aria-keyshortcuts="${k.toUpperCase()}"><span class="btn-label">${LABELS[v]}</span> <kbd>${k.toUpperCase()}</kbd></button>`).join("")}
+          </div>
+          <div class="btn-group btn-group-sm" role="group" aria-label="Disposition of the board">
+            ${[["pass", "P"], ["repair", "E"], ["scrap", "S"]].map(([d, k], i) => `<button type="button"
+              class="btn btn-outline-${DISPOSITION_STYLE[d]}" data-disposition="${d}" aria-pressed="false"
+              aria-keyshortcuts="${k} ${i + 1}"><span class="btn-label">${LABELS[d]}</span> <kbd>${k}</kbd></button>`).join("")}
+          </div>
+          <div class="btn-group btn-group-sm" role="group" aria-label="Review">
+            <button type="button" class="btn btn-outline-secondary review-undo" aria-keyshortcuts="Z Control+Z"><span class="btn-label">Undo</span> <kbd>Z</kbd></button>
+            <button type="button" class="btn btn-outline-secondary review-comment-btn" aria-keyshortcuts="C"><span class="btn-label">Comment</span> <kbd>C</kbd></button>
+            <button type="button" class="btn btn-outline-secondary review-keys-btn" aria-keyshortcuts="Shift+?"><span class="btn-label">Keys</span> <kbd>?</kbd></button>
+            <button type="button" class="btn btn-primary review-next-image" aria-keyshortcuts="N"><span class="btn-label">Next board</span> <kbd>N</kbd></button>
+          </div>
+        </div>
       </div>
-      <form class="review-name-form d-flex flex-wrap align-items-center gap-2 mb-2" hidden>
+      <div class="review-save-error alert alert-danger d-flex flex-wrap align-items-center gap-2 py-1 px-2 mb-0 mt-1 small" role="alert" hidden>
+        <span class="review-save-text"></span>
+        <button type="button" class="btn btn-sm btn-danger review-save-retry">Retry</button>
+      </div>
+      <form class="review-name-form d-flex flex-wrap align-items-center gap-2 mt-1" hidden>
         <label class="small" for="review-name-input">Your name for the review record</label>
         <input class="form-control form-control-sm w-auto" id="review-name-input" maxlength="64" required autocomplete="name">
         <button type="submit" class="btn btn-sm btn-primary">Save</button>
       </form>
-      <div class="d-flex flex-wrap align-items-center gap-2 mb-2">
-        <span class="review-current small" aria-live="polite"></span>
-        <span class="small text-muted board-progress"></span>
+      <div class="input-group input-group-sm review-comment-group mt-1" hidden>
+        <label class="input-group-text" for="review-comment">Comment <kbd class="ms-1">C</kbd></label>
+        <input class="form-control" id="review-comment" maxlength="1000" placeholder="sent with the next verdict; Enter keeps it, Esc drops it">
       </div>
-      <div class="d-flex flex-wrap gap-2 mb-2 review-actions">
-        <div class="btn-group btn-group-sm" role="group" aria-label="Defect">
-          <button type="button" class="btn btn-outline-secondary" data-move="-1" aria-keyshortcuts="K">◀ Previous <kbd>K</kbd></button>
-          <button type="button" class="btn btn-outline-secondary" data-move="1" aria-keyshortcuts="J">Next <kbd>J</kbd> ▶</button>
-        </div>
-        <div class="btn-group btn-group-sm" role="group" aria-label="Verdict">
-          ${Object.entries(VERDICT_KEYS).map(([k, v]) => `<button type="button" class="btn btn-outline-${VERDICT_STYLE[v]}"
-            data-verdict="${v}" aria-pressed="false" aria-keyshortcuts="${k.toUpperCase()}">${LABELS[v]} <kbd>${k.toUpperCase()}</kbd></button>`).join("")}
-        </div>
-        <div class="btn-group btn-group-sm" role="group" aria-label="Disposition of the board">
-          ${[["pass", "P"], ["repair", "E"], ["scrap", "S"]].map(([d, k], i) => `<button type="button"
-            class="btn btn-outline-${DISPOSITION_STYLE[d]}" data-disposition="${d}" aria-pressed="false"
-            aria-keyshortcuts="${k} ${i + 1}">${LABELS[d]} <kbd>${k}</kbd></button>`).join("")}
-        </div>
-        <div class="btn-group btn-group-sm" role="group" aria-label="Review">
-          <button type="button" class="btn btn-outline-secondary review-undo" aria-keyshortcuts="Z Control+Z">Undo <kbd>Z</kbd></button>
-          <button type="button" class="btn btn-primary review-next-image" aria-keyshortcuts="N">Next board <kbd>N</kbd></button>
-        </div>
-        <div class="input-group input-group-sm review-comment-group">
-          <label class="input-group-text" for="review-comment">Comment <kbd class="ms-1">C</kbd></label>
-          <input class="form-control" id="review-comment" maxlength="1000" placeholder="sent with the next verdict; Esc drops it">
-        </div>
-        <button type="button" class="btn btn-sm btn-outline-secondary review-keys-btn" aria-keyshortcuts="Shift+?">Keys <kbd>?</kbd></button>
-      </div>
-      <ol class="review-defects list-unstyled d-flex flex-wrap gap-1 mb-1" aria-label="Defects of this board"></ol>
-      <div class="small text-muted">Keys: <kbd>J</kbd>/<kbd>K</kbd> next/previous defect ·
-        <kbd>R</kbd> real · <kbd>F</kbd> false call · <kbd>U</kbd> unsure ·
-        <kbd>P</kbd>/<kbd>1</kbd> pass · <kbd>E</kbd>/<kbd>2</kbd> repair · <kbd>S</kbd>/<kbd>3</kbd> scrap ·
-        <kbd>Z</kbd> or <kbd>Ctrl</kbd>+<kbd>Z</kbd> undo · <kbd>N</kbd> next board · <kbd>C</kbd> comment ·
-        <kbd>−</kbd>/<kbd>0</kbd>/<kbd>+</kbd> zoom · <kbd>H</kbd> hide boxes · <kbd>?</kbd> all keys</div>
-      <div class="review-status small mt-1" role="status" aria-live="polite"></div>
     </div>
     <dialog class="review-keymap" aria-labelledby="review-keymap-title">
       <h2 class="h6" id="review-keymap-title">Review keys</h2>
@@ -241,9 +320,15 @@ class ReviewMode {
       b.addEventListener("click", () => this.verdictKey(b.dataset.verdict)));
     this.panel.querySelectorAll("[data-disposition]").forEach((b) =>
       b.addEventListener("click", () => this.dispositionKey(b.dataset.disposition)));
-    q(".review-undo").addEventListener("click", () => this.queue(() => this.undoLast()));
+    q(".review-undo").addEventListener("click", () => this.undoLast());
     q(".review-next-image").addEventListener("click", () => this.queue(() => this.nextImage()));
     q(".review-rename")?.addEventListener("click", () => this.askName());
+    q(".review-comment-btn").addEventListener("click", () => this.openComment());
+    q(".review-save-retry").addEventListener("click", () => saves.retry());
+    q("#review-comment").addEventListener("blur", (e) => {
+      // The field stays out of the way unless it holds a comment for the next verdict.
+      if (!e.target.value.trim()) q(".review-comment-group").hidden = true;
+    });
     q(".review-name-form").addEventListener("submit", (e) => {
       e.preventDefault();
       const name = q("#review-name-input").value.trim();
@@ -372,7 +457,7 @@ class ReviewMode {
     if ((e.ctrlKey || e.metaKey) && k === "z") {
       e.preventDefault();
       e.stopPropagation();
-      this.queue(() => this.undoLast());
+      this.undoLast();
       return;
     }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
@@ -381,9 +466,9 @@ class ReviewMode {
     else if (k === "k") this.move(-1);
     else if (VERDICT_KEYS[k]) this.verdictKey(VERDICT_KEYS[k]);
     else if (DISPOSITION_KEYS[k]) this.dispositionKey(DISPOSITION_KEYS[k]);
-    else if (k === "z") this.queue(() => this.undoLast());
+    else if (k === "z") this.undoLast();
     else if (k === "n") this.queue(() => this.nextImage());
-    else if (k === "c") this.panel.querySelector("#review-comment").focus();
+    else if (k === "c") this.openComment();
     else if (k === "?") this.toggleKeymap();
     else handled = false;
     if (handled) {
@@ -402,45 +487,69 @@ class ReviewMode {
     }
     if (!reviewerName()) { this.askName(); return; }
     const comment = this.takeComment();
-    this.queue(() => this.setVerdict(region, verdict, comment));
+    performance.mark("review:verdict-key");
+    this.setVerdict(region, verdict, comment);
   }
 
   dispositionKey(disposition) {
     if (!reviewerName()) { this.askName(); return; }
     const comment = this.takeComment();
-    this.queue(() => this.setDisposition(disposition, comment));
+    this.setDisposition(disposition, comment);
   }
 
   takeComment() {
     const input = this.panel.querySelector("#review-comment");
     const text = input.value.trim();
     input.value = "";
+    if (document.activeElement !== input) this.panel.querySelector(".review-comment-group").hidden = true;
     return text || null;
   }
 
-  // `reason`: a reason code (review_reasons.js), sent only when given.
-  async putVerdict(region, verdict, comment, reason = null) {
-    const answer = await api(`/api/regions/${region.region_unique_id}/verdict`, {
-      method: "PUT", headers: headers(), body: JSON.stringify({ verdict, comment, ...(reason ? { reason } : {}) }),
-    });
-    this.verdicts.set(region.region_unique_id, answer.review?.verdict || null);
-    this.comments.set(region.region_unique_id, answer.review?.comment || null);
-    return answer;
+  /** Shows the comment field (under the panel's line) and puts the cursor in it. */
+  openComment() {
+    const group = this.panel.querySelector(".review-comment-group");
+    group.hidden = false;
+    group.querySelector("input").focus({ preventScroll: true });
   }
 
-  async setVerdict(region, verdict, comment) {
-    const before = {
-      verdict: this.verdicts.get(region.region_unique_id), comment: this.comments.get(region.region_unique_id),
-    };
-    await this.putVerdict(region, verdict, comment);
+  /** Stores a verdict (PUT /api/regions/{id}/verdict); the API's answer. A keepalive
+   * request: it completes even when the page is left meanwhile. */
+  async putVerdict(region, verdict, comment, reason = null) {
+    // `reason`: a reason code (review_reasons.js), sent only when given.
+    const body = { verdict, comment, ...(reason ? { reason } : {}) };
+    return api(`/api/regions/${region.region_unique_id}/verdict`, {
+      method: "PUT", headers: headers(), body: JSON.stringify(body), keepalive: true,
+    });
+  }
+
+  /** Queues a save of this board (review_saves.js); once the queue has nothing left, the
+   * progress of the queue is asked again (it counts stored verdicts only). */
+  save(label, run) {
+    saves.push({
+      label: `${label} on board ${this.id}`,
+      run,
+      done: () => { if (this.active && !saves.unsaved) this.refreshProgress(); },
+    });
+  }
+
+  /** Gives `region` the verdict at once on screen and moves on; the save follows in the
+   * background (in order with every other save of the page). `extra` (e.g. a reason code)
+   * is taken now, at the key press, and handed to `putVerdict` when the save runs. */
+  setVerdict(region, verdict, comment, extra = undefined) {
+    const id = region.region_unique_id;
+    const before = { verdict: this.verdicts.get(id), comment: this.comments.get(id) };
+    this.verdicts.set(id, verdict);
+    this.comments.set(id, comment);
+    this.save(`${region.class_name} #${region.region_id}: ${LABELS[verdict]}`,
+      () => this.putVerdict(region, verdict, comment, extra));
     this.undo.push({ kind: "verdict", key: region.key, ...before });
     this.status(`${region.class_name} #${region.region_id}: ${LABELS[verdict]}.`);
     const open = (r) => !this.verdicts.get(r.region_unique_id);
     if (this.selection.current === region) {
-      // On to the next defect without a verdict (or stay on this one), unless the reviewer
-      // has moved on already.
+      // On to the next defect without a verdict (or stay on this one); the image is not
+      // scrolled to (a tap on the phone's verdict bar leaves the page where it is).
       const next = this.selection.findFrom(open, { after: true });
-      if (next >= 0) this.selection.select(next, { center: true });
+      if (next >= 0) this.selection.select(next, { center: true, scroll: false });
       else this.paint();
     } else {
       this.paint();
@@ -448,37 +557,45 @@ class ReviewMode {
     if (!this.inScope().some(open)) {
       this.status("Every defect to review on this board has a verdict: give its disposition (P pass, E repair, S scrap), then N for the next board.");
     }
-    this.refreshProgress();
+    performance.mark("review:verdict-shown");
+    performance.measure("review:verdict", "review:verdict-key", "review:verdict-shown");
   }
 
   async putDisposition(disposition, comment) {
-    const answer = await api(`/api/images/${encodeURIComponent(this.id)}/disposition`, {
-      method: "PUT", headers: headers(), body: JSON.stringify({ disposition, comment }),
+    return api(`/api/images/${encodeURIComponent(this.id)}/disposition`, {
+      method: "PUT", headers: headers(), body: JSON.stringify({ disposition, comment }), keepalive: true,
     });
-    this.disposition = answer.review?.disposition || null;
-    this.dispositionComment = answer.review?.comment || null;
   }
 
-  async setDisposition(disposition, comment) {
+  setDisposition(disposition, comment) {
     const before = { disposition: this.disposition, comment: this.dispositionComment };
-    await this.putDisposition(disposition, comment);
+    this.disposition = disposition;
+    this.dispositionComment = comment;
+    this.save(`disposition ${LABELS[disposition]}`, () => this.putDisposition(disposition, comment));
     this.undo.push({ kind: "disposition", ...before });
     this.status(`Board: ${LABELS[disposition]}. N for the next board.`);
     this.paint();
   }
 
-  async undoLast() {
+  undoLast() {
     const last = this.undo.pop();
     if (!last) { this.status("Nothing to undo."); return; }
     if (last.kind === "verdict") {
       const r = this.defects[this.selection.indexOf(last.key)];
-      await this.putVerdict(r, last.verdict || null, last.comment || null);
-      this.status(`Undone: ${r.class_name} #${r.region_id} is ${last.verdict ? LABELS[last.verdict] : "without verdict"} again.`);
+      const verdict = last.verdict || null;
+      const comment = last.comment || null;
+      this.verdicts.set(r.region_unique_id, verdict);
+      this.comments.set(r.region_unique_id, comment);
+      this.save(`undo of ${r.class_name} #${r.region_id}`, () => this.putVerdict(r, verdict, comment));
+      this.status(`Undone: ${r.class_name} #${r.region_id} is ${verdict ? LABELS[verdict] : "without verdict"} again.`);
       this.selection.selectKey(last.key, { center: true });
-      this.refreshProgress();
     } else {
-      await this.putDisposition(last.disposition || null, last.comment || null);
-      this.status(`Undone: the board is ${last.disposition ? LABELS[last.disposition] : "without disposition"} again.`);
+      const disposition = last.disposition || null;
+      const comment = last.comment || null;
+      this.disposition = disposition;
+      this.dispositionComment = comment;
+      this.save("undo of the disposition", () => this.putDisposition(disposition, comment));
+      this.status(`Undone: the board is ${disposition ? LABELS[disposition] : "without disposition"} again.`);
       this.paint();
     }
   }
@@ -493,7 +610,12 @@ class ReviewMode {
     const asked = this.progressAsked;
     try {
       const next = await api(`/api/review/next?${this.nextQuery()}`);
-      if (asked !== this.progressAsked) return;
+      if (this.nextKnown === undefined) {
+        // The queue's next board, known while this one is reviewed: preloaded now.
+        this.nextKnown = next.img_unique_id || null;
+        if (this.nextKnown && this.nextKnown !== this.id) this.onNextKnown?.(this.nextKnown);
+      }
+      if (asked !== this.progressAsked || !this.active) return;
       const p = next.progress;
       this.panel.querySelector(".review-progress").textContent =
         `${p.reviewed_images} of ${p.images} images reviewed (${filterText(this.filters)})`;
@@ -511,15 +633,33 @@ class ReviewMode {
         "Press N again to leave it as it is.", true);
       return;
     }
-    const next = await api(`/api/review/next?${this.nextQuery()}`);
-    if (!next.img_unique_id || next.img_unique_id === this.id) {
-      const p = next.progress;
-      this.status(next.img_unique_id
-        ? "This is the last board with defects to review."
-        : `Nothing left to review: ${p.reviewed_images} of ${p.images} images reviewed (${filterText(this.filters)}).`);
+    performance.mark("review:next-key");
+    // A quick reviewer may be faster than the queue's first answer: wait for it rather
+    // than ask again behind the saves.
+    if (this.nextKnown === undefined) await this.firstProgress;
+    let to = this.nextKnown;
+    const fresh = !to || to === this.id || visited.has(to);
+    if (fresh) {
+      // No preloaded board to trust: the agent answers, once it has every verdict given.
+      if (saves.unsaved) this.status("Saving the verdicts before asking for the next board…");
+      await saves.drained();
+      const next = await api(`/api/review/next?${this.nextQuery()}`);
+      if (!next.img_unique_id || next.img_unique_id === this.id) {
+        const p = next.progress;
+        this.status(next.img_unique_id
+          ? "This is the last board with defects to review."
+          : `Nothing left to review: ${p.reviewed_images} of ${p.images} images reviewed (${filterText(this.filters)}).`);
+        this.refreshProgress();
+        return;
+      }
+      to = next.img_unique_id;
+    }
+    if (this.onNextBoard) {
+      await this.onNextBoard(to, this.filters, { fresh });
       return;
     }
     this.active = false;
-    location.assign(reviewUrl(next.img_unique_id, this.filters));
+    await saves.drained();
+    location.assign(reviewUrl(to, this.filters));
   }
 }

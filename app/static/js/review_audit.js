@@ -6,6 +6,7 @@
 // PUT /api/review/audit/regions/{id}/verdict (never over the first verdict).
 import { api, errorText, escapeHtml } from "./common.js";
 import { headers, reviewUrl } from "./review.js";
+import { saves } from "./review_saves.js";
 
 /** Whether the page's URL asks for audit mode. */
 export function isAudit() {
@@ -66,6 +67,7 @@ export function auditMode(review) {
       return;
     }
     review.active = false;
+    await saves.drained(); // every second verdict stored before the page goes
     location.assign(auditUrl(next.img_unique_id));
   };
   // The auditor's own second verdicts (a reload keeps them); never the first ones.

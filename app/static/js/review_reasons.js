@@ -8,7 +8,7 @@
 // again disarms it). Undo restores the reason a verdict had before.
 //
 // Self-contained: it adapts one ReviewMode (review.js) before it mounts, as audit mode
-// does, by wrapping its render, paint, verdictKey, setVerdict, putVerdict and undoLast.
+// does, by wrapping its render, paint, setVerdict, putVerdict, undoLast and destroy.
 import { api, errorText, escapeHtml } from "./common.js";
 import { headers } from "./review.js";
 
@@ -25,7 +25,6 @@ export function attachReasons(review) {
     codes: [],
     loaded: false,
     armed: null, // the reason for the next R / F
-    sending: undefined, // the reason of the verdict being stored now (undefined: none)
     reasons: new Map(review.defects.map((r) => [r.region_unique_id, r.review?.reason || null])),
   };
   review.reasons = state;
@@ -40,7 +39,7 @@ export function attachReasons(review) {
     box.querySelectorAll("button[data-reason]").forEach((b) => {
       const on = b.dataset.reason === (r && WITH_REASON.has(verdictOf(r)) ? current : state.armed);
       b.setAttribute("aria-pressed", String(on));
-      b.classList.toggle("active", on);
+      b.classList.toggle("fw-bold", on);
     });
     const note = review.panel.querySelector(".review-reason-now");
     if (!note) return;
@@ -57,21 +56,20 @@ export function attachReasons(review) {
     // above the status line.
     review.panel.querySelectorAll(".review-reasons, .review-reason-now, .review-reason-key")
       .forEach((el) => el.remove());
+    const sub = review.panel.querySelector(".review-text-sub");
     const actions = review.panel.querySelector(".review-actions");
-    const status = review.panel.querySelector(".review-status");
-    if (!actions && !status) return;
-    const box = document.createElement("div");
-    box.className = "review-reasons d-flex flex-wrap align-items-center gap-1 small";
+    if (!sub && !actions) return;
+    const box = document.createElement("span");
+    box.className = "review-reasons small";
     box.innerHTML = !state.loaded ? "" : state.codes.length
-      ? `<span id="review-reasons-label" title="Reason of a real or false-call verdict">Reason</span>
-        <div class="btn-group btn-group-sm flex-wrap" role="group" aria-labelledby="review-reasons-label">
-          ${state.codes.map((code, i) => `<button type="button" class="btn btn-outline-dark"
-            data-reason="${escapeHtml(code)}" aria-pressed="false" aria-keyshortcuts="Shift+${i + 1}">${escapeHtml(code)}
-            <kbd>⇧${i + 1}</kbd></button>`).join("")}
-        </div>`
+      ? `· <span id="review-reasons-label">reason</span>
+        <span role="group" aria-labelledby="review-reasons-label">
+          ${state.codes.map((code, i) => `<button type="button" class="btn btn-link btn-sm p-0 align-baseline review-reason-btn"
+            data-reason="${escapeHtml(code)}" aria-pressed="false" aria-keyshortcuts="Shift+${i + 1}"><kbd>⇧${i + 1}</kbd> ${escapeHtml(code)}</button>`).join(" ")}
+        </span>`
       : '<span class="text-muted">No reason codes (REVIEW_REASONS is empty).</span>';
-    if (actions) actions.append(box);
-    else status.before(box);
+    if (sub) sub.append(box);
+    else actions.append(box);
     // The current defect's reason and the armed one, on the line of the current defect.
     const note = document.createElement("span");
     note.className = "review-reason-now small text-muted";
@@ -93,16 +91,17 @@ export function attachReasons(review) {
   function reasonKey(code) {
     const region = review.current();
     if (region && WITH_REASON.has(verdictOf(region))) {
-      const before = state.reasons.get(region.region_unique_id) || null;
+      const id = region.region_unique_id;
+      const before = state.reasons.get(id) || null;
       const reason = before === code ? null : code;
       const verdict = verdictOf(region);
-      const comment = review.comments.get(region.region_unique_id) || null;
-      review.queue(async () => {
-        await review.putVerdict(region, verdict, comment, reason);
-        review.undo.push({ kind: "verdict", key: region.key, verdict, comment, reason: before });
-        review.status(`${region.class_name} #${region.region_id}: ${reason ? `reason ${reason}` : "no reason"}.`);
-        review.paint();
-      });
+      const comment = review.comments.get(id) || null;
+      state.reasons.set(id, reason);
+      const label = `${region.class_name} #${region.region_id}: ${reason ? `reason ${reason}` : "no reason"}`;
+      review.save(label, () => putVerdict(region, verdict, comment, reason));
+      review.undo.push({ kind: "verdict", key: region.key, verdict, comment, reason: before });
+      review.status(`${label}.`);
+      review.paint();
       return;
     }
     state.armed = state.armed === code ? null : code;
@@ -121,66 +120,61 @@ export function attachReasons(review) {
     draw();
   };
 
-  // The armed reason is taken when the verdict key goes down (not when its request runs),
-  // and only by a real or false-call verdict that is actually queued.
-  const verdictKey = review.verdictKey.bind(review);
-  review.verdictKey = (verdict) => {
-    const reason = WITH_REASON.has(verdict) ? state.armed : null;
-    const queue = review.queue;
-    let queued = false;
-    review.queue = (action) => {
-      queued = true;
-      return queue.call(review, async () => {
-        state.sending = reason;
-        try {
-          return await action();
-        } finally {
-          state.sending = undefined;
-        }
-      });
-    };
-    try {
-      verdictKey(verdict);
-    } finally {
-      review.queue = queue;
-    }
-    if (queued && reason) {
-      state.armed = null;
-      draw();
-    }
-  };
-
-  const putVerdict = review.putVerdict.bind(review);
-  review.putVerdict = async (region, verdict, comment, reason) => {
-    const why = WITH_REASON.has(verdict) ? (reason !== undefined ? reason : state.sending) || null : null;
-    const answer = await putVerdict(region, verdict, comment, why);
-    const stored = answer && "review" in answer ? answer.review?.reason : answer?.reason;
-    state.reasons.set(region.region_unique_id, verdict ? stored || null : null);
-    return answer;
-  };
-
-  // Undo: the verdict's reason before comes back with it.
+  // A verdict key: the armed reason is taken now, at the key press (setVerdict runs then;
+  // its save, later, hands `extra` to putVerdict). The reason before goes on the undo entry.
   const setVerdict = review.setVerdict.bind(review);
-  review.setVerdict = async (region, verdict, comment) => {
-    const before = state.reasons.get(region.region_unique_id) || null;
-    const depth = review.undo.length;
-    await setVerdict(region, verdict, comment);
-    if (review.undo.length > depth) review.undo[review.undo.length - 1].reason = before;
-  };
-  const undoLast = review.undoLast.bind(review);
-  review.undoLast = async () => {
-    const last = review.undo[review.undo.length - 1];
-    state.sending = last?.kind === "verdict" ? last.reason || null : undefined;
-    try {
-      await undoLast();
-    } finally {
-      state.sending = undefined;
+  review.setVerdict = (region, verdict, comment, extra = undefined) => {
+    const id = region.region_unique_id;
+    const before = state.reasons.get(id) || null;
+    let reason = extra;
+    if (reason === undefined) {
+      reason = WITH_REASON.has(verdict) ? state.armed : null;
+      if (reason) state.armed = null;
     }
+    if (!WITH_REASON.has(verdict)) reason = null;
+    state.reasons.set(id, reason || null);
+    const depth = review.undo.length;
+    setVerdict(region, verdict, comment, reason || null);
+    if (review.undo.length > depth) review.undo[review.undo.length - 1].reason = before;
+    draw();
   };
+
+  // Undo: the verdict's reason before comes back with it (kept for the save that follows).
+  const stash = new Map(); // region_unique_id -> the reason the undo's save sends
+  const undoLast = review.undoLast.bind(review);
+  review.undoLast = () => {
+    const last = review.undo[review.undo.length - 1];
+    if (last?.kind === "verdict") {
+      const r = review.defects[review.selection.indexOf(last.key)];
+      const reason = last.verdict ? last.reason || null : null;
+      if (r) {
+        stash.set(r.region_unique_id, reason);
+        state.reasons.set(r.region_unique_id, reason);
+      }
+    }
+    undoLast();
+    draw();
+  };
+  const putVerdict = review.putVerdict.bind(review);
+  review.putVerdict = (region, verdict, comment, reason = undefined) => {
+    const id = region.region_unique_id;
+    let why = reason;
+    if (why === undefined && stash.has(id)) why = stash.get(id);
+    stash.delete(id);
+    return putVerdict(region, verdict, comment, WITH_REASON.has(verdict) ? why || null : null);
+  };
+
+  const destroy = review.destroy?.bind(review);
+  if (destroy) {
+    review.destroy = () => {
+      window.removeEventListener("keydown", onKey, true);
+      destroy();
+    };
+  }
 
   // Shift+1 ... Shift+9, taken before review.js's keys (registered first, capture phase):
   // by the physical key, so Shift+1 is reason 1 whatever character the layout types.
-  window.addEventListener("keydown", (e) => {
+  const onKey = (e) => {
     if (!review.active || typingIn(e.target) || review.keymap?.open) return;
     if (!e.shiftKey || e.ctrlKey || e.metaKey || e.altKey) return;
     const digit = /^(?:Digit|Numpad)([1-9])$/.exec(e.code);
@@ -190,7 +184,8 @@ export function attachReasons(review) {
     const code = state.codes[Number(digit[1]) - 1];
     if (code) reasonKey(code);
     else review.status(`No reason on Shift+${digit[1]}: the list has ${state.codes.length}.`, true);
-  }, true);
+  };
+  window.addEventListener("keydown", onKey, true);
 
   api("/api/review/reasons", { headers: headers(false) })
     .then((answer) => {

@@ -58,6 +58,14 @@ function flattenRegions(regionsAnswer) {
   return rows;
 }
 
+/** The defects of a regions answer (GET /api/images/{id}/regions) in the one defect order
+ * of the viewer (class in the model's order, then region id): rows with `key`,
+ * `class_name`, `color` and the region's fields. */
+export function defectOrder(regionsAnswer) {
+  return flattenRegions(regionsAnswer)
+    .sort((a, b) => compare(sortValue(a, "class_name"), sortValue(b, "class_name")));
+}
+
 function sortValue(row, column) {
   switch (column) {
     case "class_name": return [classOrder(row.class_name), row.class_name, row.region_id];
@@ -92,7 +100,8 @@ function tooltipHtml(r) {
 
 /** Renders the result of inspection `id` into `root`.
  * Options: `onDeleted()` after a confirmed delete; `headingLevel` for the title. */
-export async function renderResult(root, id, { onDeleted = null, compact = false } = {}) {
+export async function renderResult(root, id, { onDeleted = null, compact = false, preloaded = null } = {}) {
+  if (preloaded) return showResult(root, preloaded.detail, preloaded.regions, { onDeleted, compact });
   root.innerHTML = `<div class="d-flex align-items-center gap-2 text-muted py-4">
       <div class="spinner-border spinner-border-sm" role="status"></div> Loading result ${escapeHtml(id)}…</div>`;
   const [detailAnswer, regionsResult] = await Promise.allSettled([
@@ -110,8 +119,14 @@ export async function renderResult(root, id, { onDeleted = null, compact = false
     showAlert(errorText(failure.reason), "danger", root);
     return null;
   }
-  const detail = detailAnswer.value;
-  const regionsAnswer = regionsResult.value;
+  return showResult(root, detailAnswer.value, regionsResult.value, { onDeleted, compact });
+}
+
+/** Draws the result of an inspection whose answers are at hand (`detail`: GET
+ * /api/images/{id}, `regionsAnswer`: GET /api/images/{id}/regions) into `root`, at once
+ * (no request but the image's); the `ResultView`. The review mode opens the next board so,
+ * from the answers it fetched while the board before was reviewed. */
+export function showResult(root, detail, regionsAnswer, { onDeleted = null, compact = false } = {}) {
   const view = new ResultView(root, detail, regionsAnswer, { onDeleted, compact });
   view.render();
   return view;
@@ -179,8 +194,7 @@ class ResultView {
     this.width = regionsAnswer.image_width;
     this.height = regionsAnswer.image_height;
     // The defect order of pins and of next/previous: class (model order), then region id.
-    this.rows = flattenRegions(regionsAnswer)
-      .sort((a, b) => compare(sortValue(a, "class_name"), sortValue(b, "class_name")));
+    this.rows = defectOrder(regionsAnswer);
     this.classes = regionsAnswer.classes
       .map((c) => ({ ...c, color: classColor(c.class_name) }))
       .sort((a, b) => classOrder(a.class_name) - classOrder(b.class_name));
@@ -267,7 +281,7 @@ class ResultView {
             <div class="region-tooltip" role="tooltip" hidden></div>
             <div class="stage-loading small text-muted">loading image…</div>
           </div>
-          <div class="small text-muted mt-1">Wheel or <kbd>−</kbd>/<kbd>+</kbd> to zoom, <kbd>0</kbd> to fit,
+          <div class="small text-muted mt-1 viewer-hint">Wheel or <kbd>−</kbd>/<kbd>+</kbd> to zoom, <kbd>0</kbd> to fit,
             drag to pan; hover a box for its properties, click a box, a pin or a table row to select it;
             <kbd>[</kbd> <kbd>]</kbd> previous / next defect; <kbd>H</kbd> hides the boxes.</div>
         </div>
@@ -554,7 +568,15 @@ class ResultView {
     this.bindBoxes();
     this.bindPanZoom();
     this.q(".delete-btn").addEventListener("click", () => this.confirmDelete());
-    window.addEventListener("resize", () => { if (this.autoFit) this.fit(); });
+    this.onResize = () => { if (this.autoFit) this.fit(); };
+    window.addEventListener("resize", this.onResize);
+  }
+
+  /** Stops listening to the window (the review mode replaces the view by the next board's). */
+  destroy() {
+    window.removeEventListener("resize", this.onResize);
+    this.img.onload = null;
+    this.img.onerror = null;
   }
 
   bindBoxes() {
@@ -725,8 +747,9 @@ class ResultView {
   }
 
   /** Paints the selection's current defect in the image, the pins, the table and the
-   * toolbar; `how.center` zooms to it, `how.scrollRow` brings its table row into view. */
-  showSelection({ index, region: row, how: { center = false, scrollRow = false } = {} }) {
+   * toolbar; `how.center` zooms to it (and scrolls the image into view unless `how.scroll` is
+   * false), `how.scrollRow` brings its table row into view. */
+  showSelection({ index, region: row, how: { center = false, scrollRow = false, scroll = true } = {} }) {
     const key = row.key;
     for (const rect of this.boxes.values()) rect.classList.toggle("selected", rect.dataset.key === key);
     for (const pin of this.pins.values()) pin.classList.toggle("selected", pin.dataset.key === key);
@@ -737,7 +760,7 @@ class ResultView {
       const on = tr.dataset.key === key;
       tr.classList.toggle("table-primary", on);
       tr.classList.toggle("selected", on);
-      if (on && scrollRow) tr.scrollIntoView({ block: "nearest", behavior: "smooth" });
+      if (on && scrollRow) this.scrollRowIntoBox(tr);
     });
     if (this.hidden.has(row.class_name)) {
       this.root.querySelector(`[data-class-toggle="${CSS.escape(row.class_name)}"]`)?.click();
@@ -756,11 +779,25 @@ class ResultView {
       this.zoom.ty = vh / 2 - (b.y + b.height / 2) * this.zoom.scale;
       this.autoFit = false;
       this.applyTransform();
-      this.viewport.scrollIntoView({ block: "nearest", behavior: "smooth" });
+      // Not after a verdict (`scroll` false): a tap on the phone's verdict bar must not
+      // scroll the page back to the image.
+      if (scroll) this.viewport.scrollIntoView({ block: "nearest", behavior: "smooth" });
     }
     this.root.dispatchEvent(new CustomEvent("aoi:region-selected", {
       bubbles: true, detail: { index, region: row },
     }));
+  }
+
+  /** Scrolls the Regions table's own box (not the page: the image stays where it is) so
+   * that row `tr` is in sight below the sticky header. */
+  scrollRowIntoBox(tr) {
+    const box = this.q(".regions-scroll");
+    const head = box.querySelector("thead")?.offsetHeight || 0;
+    const top = tr.offsetTop;
+    if (top - head < box.scrollTop) box.scrollTop = top - head;
+    else if (top + tr.offsetHeight > box.scrollTop + box.clientHeight) {
+      box.scrollTop = top + tr.offsetHeight - box.clientHeight;
+    }
   }
 
   confirmDelete() {

@@ -66,6 +66,14 @@ SDK: dict[str, dict[str, str]] = {
         "InspectedUnits": "list",
         "InspectedPanel": "dict?",
     },
+    # CFX/ResourcePerformance/LogEntryRecorded.cs
+    "CFX.ResourcePerformance.LogEntryRecorded": {
+        "InformationId": "str?",
+        "Message": "str?",
+        "Importance": "str",
+        "Lane": "str?",
+        "Stage": "str?",
+    },
     "CFX.Production.UnitsDisqualified": {
         "PrimaryIdentifier": "str?",
         "HermesIdentifier": "str?",
@@ -129,6 +137,7 @@ SDK: dict[str, dict[str, str]] = {
         "FlipY": "bool",
         "Status": "str",
     },
+    "WorkOrderIdentifier": {"WorkOrderId": "str", "Batch": "str?"},
     "Operator": {
         "OperatorIdentifier": "str?",
         "ActorType": "str",
@@ -150,6 +159,8 @@ ENUMS = {
     },
     "WorkResult": {"Completed", "Failed", "Aborted", "Skipped"},
     "InspectionMethod": {"Human", "AOI", "SPI", "AXI"},
+    "Surface": {"Unspecified", "PrimarySurface", "SecondarySurface"},
+    "LogImportance": {"Debug", "Information", "Warning", "Error", "Fatal"},
 }
 
 
@@ -209,6 +220,12 @@ def check_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
                         _check("Segment", segment)
                     for image in defect["DefectImages"]:
                         _check("Image", image)
+    if name.endswith("WorkStarted"):
+        assert body["RelevantSurface"] in ENUMS["Surface"]
+        if body["WorkOrderIdentifier"] is not None:
+            _check("WorkOrderIdentifier", body["WorkOrderIdentifier"])
+    if name.endswith("LogEntryRecorded"):
+        assert body["Importance"] in ENUMS["LogImportance"]
     if name.endswith("WorkCompleted"):
         assert body["Result"] in ENUMS["WorkResult"]
     return body

@@ -15,8 +15,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.models.spc import SpcAlarm
 from app.services.cfx.outbox import CFX_SINK, CfxOutbox, OutboxRepository
 from app.services.database.session import create_engine, create_session_factory, unit_of_work
+from app.services.webhooks.events import WebhookEvents
 from tests.services.cfx.sdk import check_envelope
 from tests.support import db_rows
 
@@ -126,3 +128,64 @@ async def test_the_backlog_counts_unpublished_messages_and_the_oldest_age(
     assert verified["Inspector"]["OperatorIdentifier"] == "qc-anna"
     assert disqualified["Reason"] == "DefectiveRepairNotPossible"
     assert disqualified["Comments"] == "cracked"
+
+
+async def test_an_spc_alarm_is_a_cfx_log_entry_and_a_webhook_event_in_one_transaction(
+    tmp_path: Path, database_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """An SPC alarm: `CFX.ResourcePerformance.LogEntryRecorded` (the SDK has no SPC
+    message) and the `spc.alarm` webhook event, both rolled back with a failed change."""
+    cfx = CfxOutbox(_settings(tmp_path, database_url, cfx_broker_url="amqp://127.0.0.1:1"))
+    webhooks = WebhookEvents()
+    alarm = SpcAlarm(
+        chart="u",
+        rule=2,
+        rule_text="two of three points beyond 2 sigma, same side",
+        side="above",
+        class_name="Short",
+        product="PX-7",
+        line="L3",
+        first_key="2026-03-21",
+        last_key="2026-03-22",
+        open=True,
+    )
+
+    async def record(fail: bool) -> None:
+        async with unit_of_work(sessions) as session:
+            cfx.spc_alarm(session, alarm, "day")
+            webhooks.spc_alarm(session, alarm, "day")
+            if fail:
+                raise RuntimeError("the alarm's row was not written")
+
+    with pytest.raises(RuntimeError):
+        await record(fail=True)
+    assert _outbox_rows(database_url, "spc:u:Short") == []
+    await record(fail=False)
+    (cfx_row,) = db_rows(
+        database_url,
+        "SELECT payload FROM outbox WHERE ordering_key = 'spc:u:Short' AND sink = 'cfx'",
+    )
+    body = check_envelope(cfx_row[0])
+    assert cfx_row[0]["MessageName"] == "CFX.ResourcePerformance.LogEntryRecorded"
+    assert body["InformationId"] == "SPC.u.rule2"
+    assert body["Importance"] == "Warning"
+    assert "rule 2" in body["Message"]
+    assert "class Short, product PX-7, line L3" in body["Message"]
+    ((name, payload),) = db_rows(
+        database_url,
+        "SELECT message_name, payload FROM outbox"
+        " WHERE ordering_key = 'spc:u:Short' AND sink = 'webhooks'",
+    )
+    assert name == payload["type"] == "spc.alarm"
+    assert payload["data"] == {
+        "chart": "u",
+        "subgroup": "day",
+        "rule": 2,
+        "rule_text": "two of three points beyond 2 sigma, same side",
+        "side": "above",
+        "class_name": "Short",
+        "product": "PX-7",
+        "line": "L3",
+        "first_key": "2026-03-21",
+        "last_key": "2026-03-22",
+    }

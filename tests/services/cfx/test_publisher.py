@@ -234,20 +234,37 @@ def test_a_board_serial_is_the_units_identifier(
     cfx_agent: AgentServer, consumer: Consumer, deeppcb: list[Path]
 ) -> None:
     """A board uploaded with its serial (docs/boards.md) is known to the line by it: the
-    serial is the UnitIdentifier / PrimaryIdentifier of its messages, verdicts included."""
+    serial is the UnitIdentifier / PrimaryIdentifier of its messages, verdicts included;
+    its product and recipe revision are the RecipeName and Revision / RecipeRevision, its
+    side the RelevantSurface, its lot the WorkOrderIdentifier, its panel position the
+    UnitPositionNumber."""
     board = deeppcb[1]
     with httpx2.Client(base_url=cfx_agent.url, timeout=120) as c:
         response = c.post(
             "/api/upload",
             files={"image": (board.name, board.read_bytes())},
-            data={"board_serial": "SN123456", "product": "PX-7", "side": "top"},
+            data={
+                "board_serial": "SN123456",
+                "product": "PX-7",
+                "recipe_revision": "r3",
+                "side": "bottom",
+                "lot": "WO-77",
+                "panel_position": "2",
+            },
         )
         assert response.status_code == 200, response.text
         img = response.json()["img_unique_id"]
         started, inspected, _completed = consumer.take(3)
-        assert check_envelope(started)["PrimaryIdentifier"] == "SN123456"
-        unit = check_envelope(inspected)["InspectedUnits"][0]
+        work = check_envelope(started)
+        assert work["PrimaryIdentifier"] == "SN123456"
+        assert (work["RecipeName"], work["Revision"]) == ("PX-7", "r3")
+        assert work["RelevantSurface"] == "SecondarySurface"
+        assert work["WorkOrderIdentifier"] == {"WorkOrderId": "WO-77", "Batch": None}
+        body = check_envelope(inspected)
+        assert (body["RecipeName"], body["RecipeRevision"]) == ("PX-7", "r3")
+        unit = body["InspectedUnits"][0]
         assert unit["UnitIdentifier"] == "SN123456"
+        assert unit["UnitPositionNumber"] == 2
         region = c.get(f"/api/images/{img}/regions").json()["classes"][0]["regions"][0]
         put = c.put(
             f"/api/regions/{region['region_unique_id']}/verdict",
@@ -256,7 +273,9 @@ def test_a_board_serial_is_the_units_identifier(
         )
         assert put.status_code == 200, put.text
         (verified,) = consumer.take(1)
-        assert check_envelope(verified)["InspectedUnits"][0]["UnitIdentifier"] == "SN123456"
+        verification = check_envelope(verified)
+        assert verification["InspectedUnits"][0]["UnitIdentifier"] == "SN123456"
+        assert verification["RecipeName"] == "PX-7"
 
 
 def _rabbitmqctl(*args: str) -> None:

@@ -13,8 +13,8 @@ import httpx2
 import pytest
 
 from app.services.model_service.reference import ReferenceService
-from tests.conftest import agent_settings
-from tests.support import AgentServer, db_rows, make_image, serve_agent, wait_until
+from tests.services.ingestion.conftest import watching_agent
+from tests.support import AgentServer, db_rows, make_image, wait_until
 
 
 def sha256(data: bytes) -> str:
@@ -43,17 +43,10 @@ def watched(
     tmp_path_factory: pytest.TempPathFactory, database_url: str, reference_service: ReferenceService
 ) -> Iterator[tuple[AgentServer, Path]]:
     """A live agent watching a temporary folder (short settle time and batch window)."""
-    folder = tmp_path_factory.mktemp("hot")
-    settings = agent_settings(
-        tmp_path_factory.mktemp("data"),
-        database_url,
-        reference_service.url,
-        watch_dirs=[folder],
-        watch_settle_s=0.6,
-        watch_batch_window_s=1.0,
-    )
-    with serve_agent(settings) as agent:
-        yield agent, folder
+    with watching_agent(
+        tmp_path_factory, database_url, reference_service, watch_batch_window_s=1.0
+    ) as watched:
+        yield watched
 
 
 def write_slowly(path: Path, data: bytes, seconds: float) -> None:

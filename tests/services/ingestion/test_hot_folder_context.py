@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from app.services.model_service.reference import ReferenceService
-from tests.conftest import agent_settings
-from tests.support import AgentServer, db_rows, serve_agent, wait_until
+from tests.services.ingestion.conftest import watching_agent
+from tests.support import AgentServer, db_rows, wait_until
 
 PATTERN = r"^(?P<board_serial>SN[0-9]+)_(?P<side>[a-z]+)_(?P<line>L[0-9])"
 
@@ -20,18 +20,14 @@ PATTERN = r"^(?P<board_serial>SN[0-9]+)_(?P<side>[a-z]+)_(?P<line>L[0-9])"
 def watched(
     tmp_path_factory: pytest.TempPathFactory, database_url: str, reference_service: ReferenceService
 ) -> Iterator[tuple[AgentServer, Path]]:
-    folder = tmp_path_factory.mktemp("hot")
-    settings = agent_settings(
-        tmp_path_factory.mktemp("data"),
+    with watching_agent(
+        tmp_path_factory,
         database_url,
-        reference_service.url,
-        watch_dirs=[folder],
-        watch_settle_s=0.6,
+        reference_service,
         watch_batch_window_s=0.5,
         watch_name_pattern=re.compile(PATTERN),
-    )
-    with serve_agent(settings) as agent:
-        yield agent, folder
+    ) as watched:
+        yield watched
 
 
 def test_context_comes_from_the_file_name(

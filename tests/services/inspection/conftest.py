@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.services.model_service.reference import ReferenceService, free_loopback_port
+from tests.services.inspection.scripted import ScriptedModelService
 from tests.support import AgentProcess
 
 
@@ -29,3 +30,10 @@ def agent_process(
     process = AgentProcess(env, tmp_path / "agent.log")
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[ScriptedModelService]:
+    """The scripted model service of the fault tests, one per test module."""
+    with ScriptedModelService() as scripted:
+        yield scripted

@@ -12,87 +12,34 @@ with a sentence for people (never SQL, never a traceback).
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import copy
-import io
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
 import pytest
-from PIL import Image as PILImage
-from starlette.responses import JSONResponse, Response
 
 from tests.conftest import agent_settings
+from tests.services.inspection.scripted import (
+    GOOD,
+    HEIGHT,
+    WIDTH,
+    ScriptedModelService,
+    assert_nothing_stored,
+    b64,
+    png,
+    region,
+    set_value,
+    upload_board,
+    with_change,
+)
 from tests.support import (
     AgentServer,
-    ScriptedService,
     db_rows,
     make_image,
-    sample_analysis,
     serve_agent,
 )
-
-WIDTH, HEIGHT = 64, 48
-Handler = Callable[[], Awaitable[Response]]
-
-
-def png(size: tuple[int, int] = (WIDTH, HEIGHT)) -> bytes:
-    buffer = io.BytesIO()
-    PILImage.new("RGB", size, (200, 30, 30)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-GOOD: dict[str, Any] = {
-    "result_json": sample_analysis(WIDTH, HEIGHT),
-    "images": {
-        "combined": b64(png((2 * WIDTH, HEIGHT))),
-        "mask": b64(png()),
-        "overlay": b64(png()),
-    },
-}
-
-
-class ScriptedModelService(ScriptedService):
-    """The scripted model service of tests/support.py answering every `/upload` with
-    `self.handler`; `/files/{name}` serves a good PNG of this module's size."""
-
-    def __init__(self) -> None:
-        super().__init__(file_image=png())
-        self.handler = self.answer(GOOD)
-
-    @property
-    def handler(self) -> Handler:
-        return self._handler
-
-    @handler.setter
-    def handler(self, handler: Handler) -> None:
-        self._handler = handler
-        self.script = [handler]
-
-    @staticmethod
-    def answer(body: Any, status: int = 200, delay_s: float = 0.0) -> Handler:
-        async def handler() -> Response:
-            if delay_s:
-                await asyncio.sleep(delay_s)
-            if isinstance(body, bytes):
-                return Response(body, status_code=status, media_type="application/json")
-            return JSONResponse(body, status_code=status)
-
-        return handler
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[ScriptedModelService]:
-    with ScriptedModelService() as scripted:
-        yield scripted
 
 
 @pytest.fixture(scope="module")
@@ -113,20 +60,6 @@ def faulty_agent(
         yield server
 
 
-def with_change(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    body = copy.deepcopy(GOOD)
-    change(body)
-    return body
-
-
-def region(body: dict[str, Any]) -> dict[str, Any]:
-    return body["result_json"]["classes"]["pin_hole"]["regions"][0]  # type: ignore[no-any-return]
-
-
-def _set(target: dict[str, Any], key: str, value: Any) -> None:
-    target[key] = value
-
-
 def rename_class(name: str) -> Callable[[dict[str, Any]], None]:
     def change(body: dict[str, Any]) -> None:
         classes = body["result_json"]["classes"]
@@ -140,27 +73,27 @@ TRUNCATED_PNG = png()[:-30]  # whole base64, but the PNG stops before its end
 BAD_ANSWERS: list[tuple[str, Any, str]] = [
     (
         "truncated-png",
-        with_change(lambda b: _set(b["images"], "mask", b64(TRUNCATED_PNG))),
+        with_change(lambda b: set_value(b["images"], "mask", b64(TRUNCATED_PNG))),
         "'mask' image is not a whole PNG",
     ),
     (
         "wrong-shape",
-        with_change(lambda b: _set(b["images"], "overlay", b64(png((WIDTH, HEIGHT + 1))))),
+        with_change(lambda b: set_value(b["images"], "overlay", b64(png((WIDTH, HEIGHT + 1))))),
         "'overlay' image is 64 x 49 pixels",
     ),
     (
         "region-id-beyond-32-bits",
-        with_change(lambda b: _set(region(b), "region_id", 2**40)),
+        with_change(lambda b: set_value(region(b), "region_id", 2**40)),
         "region_id",
     ),
     (
         "area-beyond-64-bits",
-        with_change(lambda b: _set(region(b), "area_pixels", 10**30)),
+        with_change(lambda b: set_value(region(b), "area_pixels", 10**30)),
         "area_pixels",
     ),
     (
         "bbox-beyond-32-bits",
-        with_change(lambda b: _set(region(b)["bounding_box"], "x", -(2**33))),
+        with_change(lambda b: set_value(region(b)["bounding_box"], "x", -(2**33))),
         "bounding_box.x",
     ),
     ("nul-in-class-name", with_change(rename_class("pin\x00hole")), "control characters"),
@@ -168,39 +101,14 @@ BAD_ANSWERS: list[tuple[str, Any, str]] = [
     (
         "nan-circularity",
         # Python's json writes NaN, as a careless service would; JSON has no NaN.
-        json.dumps(with_change(lambda b: _set(region(b), "circularity", float("nan")))).encode(),
+        json.dumps(
+            with_change(lambda b: set_value(region(b), "circularity", float("nan")))
+        ).encode(),
         "circularity",
     ),
     ("garbage", b"\x00\x01 not json at all", "not JSON"),
     ("html-error-page", b"<html>proxy error</html>", "not JSON"),
 ]
-
-
-def _assert_nothing_stored(agent: AgentServer, img_unique_id: str) -> str:
-    """The inspection has no result row and no result file; returns its `last_error`."""
-    db = agent.settings.database_url or ""
-    for table in ("images", "classes", "regions"):
-        assert db_rows(
-            db, f"SELECT count(*) FROM {table} WHERE img_unique_id = %s", img_unique_id
-        ) == [(0,)]
-    [(status, last_error)] = db_rows(
-        db, "SELECT status, last_error FROM inspections WHERE img_unique_id = %s", img_unique_id
-    )
-    assert status == "failed"
-    results = agent.settings.resolved_result_dir
-    assert not list(results.rglob(f"*{img_unique_id}*"))
-    assert not [p for p in results.rglob("*") if p.is_file() and p.suffix in (".tmp", ".part")]
-    assert "\x00" not in last_error
-    for leak in ("INSERT", "SELECT", "Traceback", "psycopg", "sqlalchemy"):
-        assert leak not in last_error
-    return str(last_error)
-
-
-def _upload(agent: AgentServer) -> httpx2.Response:
-    with httpx2.Client(base_url=agent.url, timeout=120) as client:
-        return client.post(
-            "/api/upload", files={"image": ("board.png", make_image("PNG", (WIDTH, HEIGHT)))}
-        )
 
 
 @pytest.mark.parametrize(
@@ -210,13 +118,13 @@ def test_a_bad_answer_is_502_naming_the_field_and_stores_nothing(
     faulty_agent: AgentServer, service: ScriptedModelService, body: Any, names: str
 ) -> None:
     service.handler = service.answer(body)
-    response = _upload(faulty_agent)
+    response = upload_board(faulty_agent)
     assert response.status_code == 502, response.text
     answer = response.json()
     assert answer["error"] == "model_service_bad_answer"
     assert names in answer["detail"]
     assert answer["request_id"] == response.headers["x-request-id"]
-    last_error = _assert_nothing_stored(faulty_agent, answer["img_unique_id"])
+    last_error = assert_nothing_stored(faulty_agent, answer["img_unique_id"])
     assert names.split(" ")[0].strip("'") in last_error or "model service" in last_error
 
 
@@ -225,22 +133,22 @@ def test_a_result_url_on_another_host_is_never_fetched(
 ) -> None:
     foreign = f"http://localhost:{other_host.port}/files/mask.png"
     service.handler = service.answer(
-        with_change(lambda b: _set(b["images"], "mask", {"url": foreign}))
+        with_change(lambda b: set_value(b["images"], "mask", {"url": foreign}))
     )
-    response = _upload(faulty_agent)
+    response = upload_board(faulty_agent)
     assert response.status_code == 502, response.text
     assert "only from the model service itself" in response.json()["detail"]
     assert other_host.file_calls == 0
-    _assert_nothing_stored(faulty_agent, response.json()["img_unique_id"])
+    assert_nothing_stored(faulty_agent, response.json()["img_unique_id"])
 
 
 def test_result_urls_on_the_service_itself_are_fetched(
     faulty_agent: AgentServer, service: ScriptedModelService
 ) -> None:
     before = service.file_calls
-    body = with_change(lambda b: _set(b["images"], "mask", "/files/mask.png"))
+    body = with_change(lambda b: set_value(b["images"], "mask", "/files/mask.png"))
     service.handler = service.answer(body)
-    response = _upload(faulty_agent)
+    response = upload_board(faulty_agent)
     assert response.status_code == 200, response.text
     assert service.file_calls == before + 1
 
@@ -249,7 +157,7 @@ def test_a_slow_service_within_the_timeout_succeeds(
     faulty_agent: AgentServer, service: ScriptedModelService
 ) -> None:
     service.handler = service.answer(GOOD, delay_s=1.0)
-    response = _upload(faulty_agent)
+    response = upload_board(faulty_agent)
     assert response.status_code == 200, response.text
     img_id = response.json()["img_unique_id"]
     with httpx2.Client(base_url=faulty_agent.url) as client:
@@ -262,13 +170,13 @@ def test_a_hanging_service_is_503_in_bounded_time_with_the_input_kept(
 ) -> None:
     service.handler = service.answer(GOOD, delay_s=30)
     started = time.monotonic()
-    response = _upload(faulty_agent)
+    response = upload_board(faulty_agent)
     elapsed = time.monotonic() - started
     assert response.status_code == 503, response.text
     body = response.json()
     assert body["retry_url"].endswith("/retry")
     assert elapsed < 15
-    last_error = _assert_nothing_stored(faulty_agent, body["img_unique_id"])
+    last_error = assert_nothing_stored(faulty_agent, body["img_unique_id"])
     assert any(
         words in last_error for words in ("did not answer", "timed out", "sent no answer within")
     )

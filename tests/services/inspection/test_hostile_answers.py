@@ -27,17 +27,17 @@ import pytest
 from starlette.responses import Response, StreamingResponse
 
 from tests.conftest import agent_settings
-from tests.services.inspection.test_faults import (
+from tests.services.inspection.scripted import (
     GOOD,
     HEIGHT,
     WIDTH,
     Handler,
     ScriptedModelService,
-    _assert_nothing_stored,
-    _set,
-    _upload,
+    assert_nothing_stored,
     b64,
     region,
+    set_value,
+    upload_board,
     with_change,
 )
 from tests.support import AgentServer, serve_agent
@@ -48,12 +48,6 @@ MEMORY_BOUND_BYTES = 40 * 2**20
 """What one hostile answer may cost the agent (Python allocations, tracemalloc peak): a
 few times the limit, far below what the answers below would cost if read whole."""
 BOMB_DECODED_BYTES = 512 * 2**20
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[ScriptedModelService]:
-    with ScriptedModelService() as scripted:
-        yield scripted
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +108,7 @@ def _upload_measured(agent: AgentServer) -> tuple[httpx2.Response, int]:
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        response = _upload(agent)
+        response = upload_board(agent)
         peak = tracemalloc.get_traced_memory()[1] - before
     finally:
         tracemalloc.stop()
@@ -129,7 +123,7 @@ def _assert_refused(agent: AgentServer, response: httpx2.Response, status: int =
         "model_service_bad_answer" if status == 502 else "model_service_unavailable"
     )
     assert body["retry_url"].endswith("/retry")
-    last_error = _assert_nothing_stored(agent, body["img_unique_id"])
+    last_error = assert_nothing_stored(agent, body["img_unique_id"])
     uploads = agent.settings.resolved_data_dir / "uploads"
     assert list(uploads.rglob(f"*{body['img_unique_id']}*")), "the input must be kept"
     return last_error
@@ -172,7 +166,7 @@ def test_a_body_that_is_not_what_its_content_encoding_says_is_a_bad_answer(
     bounded_agent: AgentServer, service: ScriptedModelService
 ) -> None:
     service.handler = _raw(b"\x1f\x8b\x08\x00 not gzip at all", **{"content-encoding": "gzip"})
-    response = _upload(bounded_agent)
+    response = upload_board(bounded_agent)
     _assert_refused(bounded_agent, response)
     assert "does not decode as its Content-Encoding (gzip)" in response.json()["detail"]
 
@@ -192,7 +186,7 @@ def test_a_body_that_trickles_for_ever_ends_at_the_deadline(
 ) -> None:
     """Each byte comes before the read timeout, so only SEGFORMER_DEADLINE_S ends it."""
     service.handler = _streamed(b" ", 10_000, delay_s=0.2)
-    response = _upload(bounded_agent)
+    response = upload_board(bounded_agent)
     last_error = _assert_refused(bounded_agent, response, status=503)
     assert "SEGFORMER_DEADLINE_S" in last_error
 
@@ -200,7 +194,7 @@ def test_a_body_that_trickles_for_ever_ends_at_the_deadline(
 def _nested(depth: int) -> bytes:
     """A good answer whose `provenance` nests `depth` arrays (written here: the standard
     library's encoder recurses too)."""
-    body = json.dumps(with_change(lambda b: _set(b["result_json"], "provenance", "DEEP")))
+    body = json.dumps(with_change(lambda b: set_value(b["result_json"], "provenance", "DEEP")))
     return body.replace('"DEEP"', "[" * depth + "0" + "]" * depth).encode()
 
 
@@ -237,22 +231,24 @@ HOSTILE: list[tuple[str, Any, str]] = [
         "image-shape-49-mpx",
         with_change(
             lambda b: (
-                _set(b["result_json"], "image_shape", {"width": 7000, "height": 7000}),
-                _set(b["images"], "mask", b64(_declaring_png(7000, 7000))),
-                _set(b["images"], "overlay", b64(_declaring_png(7000, 7000))),
-                _set(b["images"], "combined", b64(_declaring_png(14000, 7000))),
+                set_value(b["result_json"], "image_shape", {"width": 7000, "height": 7000}),
+                set_value(b["images"], "mask", b64(_declaring_png(7000, 7000))),
+                set_value(b["images"], "overlay", b64(_declaring_png(7000, 7000))),
+                set_value(b["images"], "combined", b64(_declaring_png(14000, 7000))),
             )
         ),
         "image_shape is 7000 x 7000 pixels, but the image sent is 64 x 48",
     ),
     (
         "mask-png-declares-49-mpx",
-        with_change(lambda b: _set(b["images"], "mask", b64(_declaring_png(7000, 7000)))),
+        with_change(lambda b: set_value(b["images"], "mask", b64(_declaring_png(7000, 7000)))),
         "'mask' image is 7000 x 7000 pixels",
     ),
     (
         "combined-png-declares-2-gpx",
-        with_change(lambda b: _set(b["images"], "combined", b64(_declaring_png(65535, 32768)))),
+        with_change(
+            lambda b: set_value(b["images"], "combined", b64(_declaring_png(65535, 32768)))
+        ),
         "'combined' image",
     ),
     (
@@ -275,7 +271,7 @@ HOSTILE: list[tuple[str, Any, str]] = [
         with_change(
             lambda b: (
                 _region_change(area_pixels=36)(b),
-                _set(b["result_json"]["classes"]["pin_hole"], "total_area_pixels", 36),
+                set_value(b["result_json"]["classes"]["pin_hole"], "total_area_pixels", 36),
             )
         ),
         "area_pixels 36 is not between 1 and its bounding box's 35",
@@ -316,7 +312,7 @@ def test_a_gzip_encoded_good_answer_is_stored(
 ) -> None:
     """Compression itself is fine: a good answer sent gzip-encoded is read and stored."""
     service.handler = _raw(gzip.compress(json.dumps(GOOD).encode()), **{"content-encoding": "gzip"})
-    response = _upload(bounded_agent)
+    response = upload_board(bounded_agent)
     assert response.status_code == 200, response.text
     assert response.json()["total_defects"] == 1
 
@@ -333,5 +329,5 @@ def test_a_region_touching_the_edges_is_stored(
         )
     )
     service.handler = service.answer(body)
-    response = _upload(bounded_agent)
+    response = upload_board(bounded_agent)
     assert response.status_code == 200, response.text

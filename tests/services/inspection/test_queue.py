@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx2
+import pytest
 
 from tests.support import REPO_ROOT, AgentProcess, db_rows, wait_until
 
@@ -83,3 +86,50 @@ def test_separate_worker_process_does_the_batch_work(
             worker.terminate()
             worker.wait(30)
     assert status["succeeded"] == 3
+
+
+async def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The sweep itself is replaced (a fake: what is under test is the loop's logging over
+    a store outage, a database outage and the recovery, which a real store cannot be made
+    to show tick by tick on demand)."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.errors import StorageUnavailable
+    from app.services.inspection.queue import StalledJobReaper
+
+    outcomes: list[BaseException | None] = [
+        StorageUnavailable("the store did not answer"),
+        StorageUnavailable("the store did not answer"),
+        StorageUnavailable("the store did not answer"),
+        None,
+        OperationalError("SELECT 1", {}, Exception("connection refused")),
+        OperationalError("SELECT 1", {}, Exception("connection refused")),
+        None,
+    ]
+    done = asyncio.Event()
+
+    class Reaper(StalledJobReaper):
+        async def sweep(self) -> int:
+            if not outcomes:
+                done.set()
+                return 0
+            outcome = outcomes.pop(0)
+            if outcome is not None:
+                raise outcome
+            return 0
+
+    reaper = Reaper(None, None, stalled_after_s=60, interval_s=0.001)  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="app.services.inspection.queue"):
+        reaper.start()
+        await asyncio.wait_for(done.wait(), timeout=10)
+        await reaper.stop()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        ("WARNING", "stalled-job sweep waits for the store"),
+        ("INFO", "stalled-job sweep: the store answers again"),
+        ("WARNING", "stalled-job sweep waits for the database"),
+        ("INFO", "stalled-job sweep: the database answers again"),
+    ]
+    assert not any(r.exc_info for r in caplog.records)

@@ -3,6 +3,9 @@ HTTP; tests/api/test_auth_throttle.py goes through the agent)."""
 
 from __future__ import annotations
 
+import logging
+import uuid
+
 import pytest
 
 from app.services.security.throttle import (
@@ -43,3 +46,68 @@ async def test_a_key_over_its_quota_is_rate_limited_alone() -> None:
     assert 3500 <= limited.value.retry_after_s <= 3600
     assert "'line-1'" in limited.value.detail
     await throttle.spend(2, "line-2")
+
+
+REDIS_URL = "async+redis://127.0.0.1:6379/0"
+
+
+def _redis_answers() -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", 6379)) == 0
+
+
+needs_redis = pytest.mark.skipif(
+    not _redis_answers(), reason="no Redis server on 127.0.0.1:6379 (CI machines have one)"
+)
+
+
+@needs_redis
+async def test_processes_sharing_a_redis_store_count_together() -> None:
+    """Two throttles stand for two agent processes with one THROTTLE_STORAGE_URL (a real
+    Redis server): the failures of both count against one limit."""
+    address = f"10.9.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
+    first = AuthThrottle(failures_per_minute=4, key_rate_limit=None, storage_url=REDIS_URL)
+    second = AuthThrottle(failures_per_minute=4, key_rate_limit=None, storage_url=REDIS_URL)
+    for throttle in (first, second, first, second):
+        await throttle.check_address(address)
+        await throttle.failed(address)
+    for throttle in (first, second):
+        with pytest.raises(TooManyFailedAuthentications):
+            await throttle.check_address(address)
+        await throttle.close()
+
+
+async def test_an_unreachable_store_loosens_the_limit_to_the_process_and_fails_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing listens on port 1: every count falls back to this process's memory, so the
+    limit still holds per process, and the outage is logged once."""
+    throttle = AuthThrottle(
+        failures_per_minute=2, key_rate_limit="3/hour", storage_url="async+redis://127.0.0.1:1"
+    )
+    with caplog.at_level(logging.INFO, logger="app.services.security.throttle"):
+        for _ in range(2):
+            await throttle.check_address("10.0.0.9")
+            await throttle.failed("10.0.0.9")
+        with pytest.raises(TooManyFailedAuthentications):
+            await throttle.check_address("10.0.0.9")
+        for _ in range(3):
+            await throttle.spend(7, "line-7")
+        with pytest.raises(RateLimited):
+            await throttle.spend(7, "line-7")
+    await throttle.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == ["throttle store unreachable; counting in this process until it answers"]
+
+
+def test_an_unknown_throttle_store_is_refused_at_start() -> None:
+    from pydantic import ValidationError
+
+    from app.config import Settings
+
+    with pytest.raises(ValidationError, match="THROTTLE_STORAGE_URL"):
+        Settings(throttle_storage_url="mongodb://127.0.0.1")
+    assert Settings(throttle_storage_url="").throttle_storage_url == "memory://"

@@ -20,6 +20,7 @@ from app.services.spc.charts import (
     Rule,
     Subgroup,
     apply_rules,
+    binomial_cusum,
     p_chart,
     u_chart,
 )
@@ -137,3 +138,50 @@ def test_detection_and_false_alarm_rates_over_400_seeds() -> None:
     assert detected >= 0.90
     assert false <= 0.27
     assert false_1 <= 0.07
+
+
+def test_binomial_cusum_on_hand_checked_numbers() -> None:
+    """Sᵢ = max(0, Sᵢ₋₁ + x·ln(p₁/p₀) + (n − x)·ln((1 − p₁)/(1 − p₀))), p₀ = 0.2, p₁ = 0.4:
+    a subgroup of 10 with 2 defective adds 2·ln 2 + 8·ln(0.75) < 0 (stays 0); one with 6
+    adds 6·ln 2 + 4·ln(0.75); an empty subgroup changes nothing."""
+    up, down = math.log(2), math.log(0.6 / 0.8)
+    sums = binomial_cusum(
+        [Subgroup("a", 10, 2), Subgroup("b", 10, 6), Subgroup("c", 0, 0), Subgroup("d", 10, 5)],
+        0.2,
+    )
+    assert sums is not None
+    assert sums[0] == 0.0
+    assert sums[1] == pytest.approx(6 * up + 4 * down)
+    assert sums[2] == sums[1]
+    assert sums[3] == pytest.approx(sums[1] + 5 * up + 5 * down)
+    assert binomial_cusum([Subgroup("a", 10, 6)], 0.5) is None  # cannot double
+    assert binomial_cusum([Subgroup("a", 10, 6)], 0.0) is None
+
+
+def test_cusum_is_rule_5_of_the_p_chart_only_when_asked() -> None:
+    """Rule 5 flags the points while S > h, as one upward excursion; the default rules
+    (Western Electric 1-4) never include it, and the u-chart ignores it."""
+    counts = [20] * 40 + [40, 40, 20, 10, 10]  # p̄ = 0.4 over the baseline of 40
+    subgroups = _subgroups(counts)
+    with_cusum = p_chart(subgroups, 40, [Rule.CUSUM], cusum_h=5.0)
+    flagged = [i for i, p in enumerate(with_cusum.points) if Rule.CUSUM in p.rules]
+    assert flagged[0] == 40
+    assert [(e.rule, e.side, e.first) for e in with_cusum.excursions] == [(Rule.CUSUM, 1, 40)]
+    assert all(Rule.CUSUM not in p.rules for p in p_chart(subgroups, 40).points)
+    assert all(not p.rules for p in u_chart(subgroups, 40, [Rule.CUSUM]).points)
+
+
+def test_cusum_meets_the_target_at_p0_0_4_over_200_seeds() -> None:
+    """benchmarks/spc_detection.py's figures (docs/spc.md#the-target), p₀ = 0.40, subgroups
+    of 50, h = 5: no false alarm over 1,000 in-control boards in 200 runs, an alarm within
+    50 boards of the 2× step in 197 of them (seeds 0..199)."""
+    rng_runs = []
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        boards = np.concatenate([rng.random(3000) < 0.4, rng.random(50) < 0.8])
+        rng_runs.append(_subgroups(boards.reshape(-1, 50).sum(axis=1).tolist()))
+    charts = [p_chart(run, 40, [Rule.CUSUM], 5.0) for run in rng_runs]
+    false = sum(any(p.rules for p in c.points[40:60]) for c in charts)
+    detected = sum(bool(c.points[60].rules) for c in charts)
+    assert false == 0
+    assert detected >= 196

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from app.config import Settings
 from app.models.spc import SpcChart
+from app.services.boards.repository import ContextFilter
 from app.services.database.session import sqlalchemy_url
-from app.services.spc.repository import BoardContextUnavailable
 from app.services.spc.service import ChartQuery, ShiftsNotConfigured, SpcService
 from tests.services.history.test_rollups import _conn, add_image
 from tests.support import create_database, drop_database
@@ -118,8 +118,13 @@ def _shift() -> ChartQuery:
     return ChartQuery(QUERY.start_date, QUERY.end_date, "shift")
 
 
-def test_shift_charts_need_shifts_and_board_filters_need_the_board_context(db: str) -> None:
+def test_shift_charts_need_shifts(db: str) -> None:
     with pytest.raises(ShiftsNotConfigured):
         _chart(db, _settings(), _shift(), None)
-    with pytest.raises(BoardContextUnavailable):
-        _chart(db, _settings(), ChartQuery(QUERY.start_date, product="X1"), None)
+
+
+def test_a_product_no_board_was_sent_with_has_an_empty_chart(db: str) -> None:
+    """The seeded boards have no board context: a product filter keeps none of them
+    (read from the `images` rows, not the rollups, which count every board)."""
+    query = ChartQuery(QUERY.start_date, QUERY.end_date, context=ContextFilter(product="X1"))
+    assert _chart(db, _settings(), query, None).points == []
