@@ -1115,5 +1115,166 @@ def storage_sweep(as_json: JsonOption = False) -> None:
     )
 
 
+def _day_option(what: str) -> Any:
+    return typer.Option(help=f"{what} UTC day, inclusive (YYYY-MM-DD).", show_default=False)
+
+
+@cli.command()
+def replay(
+    model_url: Annotated[
+        str | None,
+        typer.Option(help="The model service to replay through (http://...).", show_default=False),
+    ] = None,
+    batch: Annotated[
+        str | None, typer.Option(help="Only the stored inputs of this batch.", show_default=False)
+    ] = None,
+    start_date: Annotated[datetime | None, _day_option("First")] = None,
+    end_date: Annotated[datetime | None, _day_option("Last")] = None,
+    product: Annotated[
+        str | None,
+        typer.Option(help="Only boards of this product (board context).", show_default=False),
+    ] = None,
+    resume: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Go on with this replay run (after a kill or failures).", show_default=False
+        ),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Inputs at once.")] = 2,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-run stored inputs through another model service (docs/replay.md): every stored
+    result of the batch / days / product is sent to --model-url and its answer stored as a
+    `replay` model answer, never changing the primary results. The run id is printed first
+    (stderr); if the command is stopped or killed, `--resume RUN_ID` goes on without sending
+    any image whose answer is stored again. Progress bar on a terminal (stderr). Exit status
+    1 when some inputs failed (`--resume` tries them again). `--json`: {"run_id", "total",
+    "done", "failed"}."""
+    from app.config import Settings
+    from app.launcher import prepared_database, use_selector_event_loop_on_windows
+    from app.services.database.session import create_engine, create_session_factory
+    from app.services.replay.repository import ReplayCounts
+    from app.services.replay.service import ReplaySelection, ReplayService
+    from app.services.storage import open_storage
+
+    selection = ReplaySelection(
+        batch,
+        start_date.date() if start_date else None,
+        end_date.date() if end_date else None,
+        product,
+    )
+    if resume is None and model_url is None:
+        raise typer.BadParameter(
+            "give the model service to replay through", param_hint="--model-url"
+        )
+    if resume is None and selection.is_empty():
+        raise typer.BadParameter(
+            "choose the stored inputs: --batch, --start-date/--end-date and/or --product"
+        )
+    if resume is not None and not selection.is_empty():
+        raise typer.BadParameter("a resumed run keeps its own selection", param_hint="--resume")
+    use_selector_event_loop_on_windows()
+    settings = Settings()
+    storage = open_storage(settings)
+    columns = (
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+    )
+
+    async def run(database_url: str) -> tuple[int, ReplayCounts]:
+        engine = create_engine(settings.model_copy(update={"db_pool_min_size": 1}), database_url)
+        try:
+            service = ReplayService(settings, create_session_factory(engine), storage)
+            if resume is None:
+                assert model_url is not None
+                state = await service.create(model_url, selection)
+            else:
+                state = await service.resume(resume)
+            run_id = state.run.run_id
+            err_console.print(
+                f"replay run {run_id}: {state.counts.total} stored inputs,"
+                f" {state.counts.done} already done, to {state.run.model_service_url}"
+            )
+            with Progress(
+                *columns, console=err_console, disable=not err_console.is_terminal
+            ) as bar:
+                task = bar.add_task("replay", total=state.counts.total, failed=0)
+                bar.update(task, completed=state.counts.settled, failed=state.counts.failed)
+
+                def show(counts: ReplayCounts) -> None:
+                    bar.update(task, completed=counts.settled, failed=counts.failed)
+
+                counts = await service.run(
+                    run_id, model_url, concurrency=concurrency, progress=show
+                )
+            return run_id, counts
+        finally:
+            await storage.aclose()
+            await engine.dispose()
+
+    with prepared_database(settings) as database_url:
+        try:
+            run_id, counts = asyncio.run(run(database_url))
+        except Exception as exc:
+            message = error_text(exc)
+            if message is None:
+                raise
+            raise CliError(message) from exc
+    if as_json:
+        print_json(
+            {"run_id": run_id, "total": counts.total, "done": counts.done, "failed": counts.failed}
+        )
+    else:
+        console.print(
+            f"replay run {run_id}: {counts.done} of {counts.total} answered, {counts.failed} failed"
+        )
+    if counts.failed:
+        raise typer.Exit(1)
+
+
+dataset_cli = typer.Typer(help="Training sets exported from the verdicts (docs/dataset.md).")
+cli.add_typer(dataset_cli, name="dataset")
+
+
+@dataset_cli.command("verify")
+def dataset_verify(
+    zip_file: Annotated[
+        Path, typer.Argument(help="A ZIP from GET /api/export/dataset.zip.", show_default=False)
+    ],
+    as_json: JsonOption = False,
+) -> None:
+    """Check every file of a dataset ZIP against its manifest.json: same SHA-256 and size,
+    none missing, none extra. Offline (no agent needed). Exit status 0 when all match, 1
+    otherwise (one line per problem on stderr). `--json`: {"ok", "checked", "problems",
+    "format", "agent_version", "query"}."""
+    from app.services.dataset.verify import verify_dataset
+
+    try:
+        check = verify_dataset(zip_file)
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    if as_json:
+        print_json(
+            {
+                "ok": check.ok,
+                "checked": check.checked,
+                "problems": check.problems,
+                "format": check.manifest.get("format"),
+                "agent_version": check.manifest.get("agent_version"),
+                "query": check.manifest.get("query"),
+            }
+        )
+    else:
+        for problem in check.problems:
+            err_console.print(f"error: {problem}")
+        if check.ok:
+            console.print(f"{zip_file}: all {check.checked} files match manifest.json")
+    if not check.ok:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     main()

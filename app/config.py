@@ -103,6 +103,24 @@ class Settings(BaseSettings):
     batch_retry_window_s: float = Field(default=1800.0, ge=0)
     batch_retry_backoff_base_s: float = Field(default=10.0, gt=0)
 
+    # Shadow model services (docs/models.md): after the primary answer is stored, a sampled
+    # share SHADOW_SAMPLE_RATE (0..1) of inspections is also sent to each of these URLs
+    # (comma-separated, any number) by the durable queue; their answers are stored apart
+    # and never change the primary one. SHADOW_CONCURRENCY: shadow jobs run at once per
+    # worker (and requests in flight per shadow service). A failing shadow call is tried
+    # SHADOW_MAX_ATTEMPTS times in all, SHADOW_RETRY_BASE_S apart, doubling (seconds).
+    shadow_service_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    shadow_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    shadow_concurrency: int = Field(default=1, ge=1, le=64)
+    shadow_max_attempts: int = Field(default=3, ge=1, le=20)
+    shadow_retry_base_s: float = Field(default=30.0, ge=0)
+    # Two answers' regions of one class match when the IoU of their pixels is at least
+    # this (0..1; docs/models.md).
+    model_match_min_iou: float = Field(default=0.5, gt=0.0, le=1.0)
+    # Replays (docs/replay.md): stored inputs a replay started by the admin API sends to
+    # its model service at once (the CLI has --concurrency).
+    replay_concurrency: int = Field(default=2, ge=1, le=64)
+
     # Storage. UPLOAD_DIR and RESULT_DIR default to DATA_DIR/uploads and DATA_DIR/results.
     data_dir: Path = Path("data")
     upload_dir: Path | None = None
@@ -346,7 +364,12 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"REVIEW_REASONS: {exc}") from exc
 
-    @field_validator("segformer_service_urls", "segformer_service_max_concurrency", mode="before")
+    @field_validator(
+        "segformer_service_urls",
+        "segformer_service_max_concurrency",
+        "shadow_service_urls",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -492,6 +515,11 @@ class Settings(BaseSettings):
         if self.segformer_service_urls:
             return list(dict.fromkeys(self.segformer_service_urls))
         return [self.segformer_service_url] if self.segformer_service_url else []
+
+    @property
+    def shadow_urls(self) -> list[str]:
+        """The shadow model services (SHADOW_SERVICE_URLS), each once, in order."""
+        return list(dict.fromkeys(self.shadow_service_urls))
 
     @property
     def model_service_url_setting(self) -> str:

@@ -26,7 +26,9 @@ from app.api import (
     health,
     keys,
     metrics,
+    models,
     query,
+    replays,
     reports,
     review,
     spc,
@@ -262,9 +264,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         spc,
         reports,
         webhooks,
+        replays,
     ):
         include_api(app, module.router)
     include_api(app, review.admin_router)  # PUT /review/reasons: admin only
+    # Under /api only: the root path /models is the web UI's Models page (no PRD path to
+    # keep there).
+    app.include_router(models.router, prefix=API_PREFIX)
     # Prometheus' own convention, like /docs: one path, at the root, not in the OpenAPI
     # document (its answer is Prometheus text, not JSON).
     app.include_router(metrics.router, include_in_schema=False)

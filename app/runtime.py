@@ -24,6 +24,13 @@ from app.services.inspection.queue import (
 )
 from app.services.inspection.workflow import InspectionService
 from app.services.model_service.pool import ModelServicePool
+from app.services.models.shadow import (
+    SHADOW_QUEUE,
+    ShadowDeferrer,
+    ShadowRunner,
+    register_shadow_task,
+)
+from app.services.replay.service import ReplayService, ReplayTasks
 from app.services.reports.mail import ReportMailer
 from app.services.retention.service import RetentionService
 from app.services.spc.alarms import AlarmChecker
@@ -46,19 +53,35 @@ class AgentRuntime:
     queue: procrastinate.App
     inspections: InspectionService
     retention: RetentionService
+    # The shadow model services' jobs (SHADOW_SERVICE_URLS; None when none are set).
+    shadow: ShadowRunner | None = None
+    # The replays this process runs in the background (POST /api/replays).
+    replays: ReplayTasks | None = None
 
 
 async def run_worker(runtime: AgentRuntime, concurrency: int) -> None:
-    """Run a queue worker until cancelled; failed jobs' images stay in the ledger."""
+    """Run a queue worker until cancelled; failed jobs' images stay in the ledger. With
+    shadow model services, a second worker runs the `shadow` queue alone, with
+    SHADOW_CONCURRENCY jobs at once, so shadow jobs never take the inspections' slots."""
+    if runtime.shadow is None:
+        await _run_worker(runtime, [QUEUE_NAME, MAINTENANCE_QUEUE], concurrency)
+        return
+    async with asyncio.TaskGroup() as group:
+        group.create_task(_run_worker(runtime, [QUEUE_NAME, MAINTENANCE_QUEUE], concurrency))
+        group.create_task(_run_worker(runtime, [SHADOW_QUEUE], runtime.settings.shadow_concurrency))
+
+
+async def _run_worker(runtime: AgentRuntime, queues: list[str], concurrency: int) -> None:
     heartbeat_s = max(1.0, runtime.settings.stalled_job_after_s / 4)
     await runtime.queue.run_worker_async(
-        queues=[QUEUE_NAME, MAINTENANCE_QUEUE],
+        queues=queues,
         concurrency=concurrency,
         additional_context={
             "inspection_service": runtime.inspections,
             "retention_service": runtime.retention,
             "report_mailer": ReportMailer(runtime.settings, runtime.sessions),
             "spc_alarm_checker": AlarmChecker(runtime.settings, runtime.sessions),
+            "shadow_runner": runtime.shadow,
         },
         install_signal_handlers=False,
         update_heartbeat_interval=heartbeat_s,
@@ -101,8 +124,18 @@ async def agent_runtime(
     )
     inspections = InspectionService(settings, storage, client, sessions)
     retention = RetentionService(settings, storage, sessions)
+    shadow: ShadowRunner | None = None
+    shadow_deferrer: ShadowDeferrer | None = None
+    if settings.shadow_urls:
+        register_shadow_task(queue, settings)
+        shadow = ShadowRunner(settings, sessions, storage)
+        shadow_deferrer = ShadowDeferrer(queue, settings)
+        inspections.after_stored = shadow_deferrer.after_stored
     runtime = AgentRuntime(
-        settings, engine, sessions, storage, client, queue, inspections, retention
+        settings, engine, sessions, storage, client, queue, inspections, retention, shadow
+    )
+    runtime.replays = ReplayTasks(
+        ReplayService(settings, sessions, storage), settings.replay_concurrency
     )
     reaper = StalledJobReaper(
         queue,
@@ -144,6 +177,11 @@ async def agent_runtime(
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
             await heartbeat.stop()
+            await runtime.replays.aclose()
+            if shadow_deferrer is not None:
+                await shadow_deferrer.drain()
+            if shadow is not None:
+                await shadow.aclose()
             await client.aclose()
             await storage.aclose()
             await engine.dispose()

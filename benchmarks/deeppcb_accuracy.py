@@ -13,14 +13,16 @@ difference and the box), while the service reports tight region boxes, so
 detections are grown by ``--box-margin`` pixels (default 10, one number for
 every class) on each side before matching; the tight boxes are always scored
 too. ``--split`` also scores the two halves of the sample, ``--golden`` (template
-engine) counts the false calls on the defect-free templates. Speed is printed
+engine) counts the false calls on the defect-free templates, ``--rescanned``
+on simulated re-scans of them (:func:`rescanned`). False calls per defective
+board = (detections - true positives) / images at the grown margin. Speed is printed
 as images per second of wall time and per core (images / CPU seconds of this
 process, which is what a busy shared machine distorts least).
 
 Usage::
 
     python benchmarks/deeppcb_accuracy.py [--deeppcb DIR] [--engine template] \
-        [--templates DIR] [--box-margin 10] [--split] [--golden] \
+        [--templates DIR] [--box-margin 10] [--split] [--golden] [--rescanned] [--every K] \
         [--set template_tolerance_px=2 ...]
 """
 
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -208,6 +211,90 @@ def golden_false_calls(deeppcb: Path, settings: ServiceSettings) -> tuple[int, i
     return len(library), calls_full, calls_loo, fallbacks
 
 
+def rescanned(
+    grey: NDArray[np.uint8], rng: np.random.Generator, width_px: float
+) -> NDArray[np.uint8]:
+    """A simulated re-scan of a defect-free board: same copper, new scan.
+
+    The board's copper (``grey`` < 128, 3 x 3 median: the board without the
+    scan's one-pixel specks) becomes a signed distance field (pixels, > 0 in
+    copper), which is moved as a new placement would move it (rotation uniform
+    in ±0.2° about the centre, shift uniform in ±3 px on each axis, bilinear),
+    grown by ``width_px / 2`` on each edge (line width ``width_px``: −1, 0 or
+    +1 px) and thresholded again with a smooth random threshold field (std
+    0.15 px, correlation length 2 px: edges binarised anew, not copied); the
+    binary result is drawn at grey levels 20 / 235 and blurred (Gaussian
+    σ 0.6 px) like a scan.
+
+    Args:
+        grey: ``(H, W)`` ``uint8`` golden image (dark copper).
+        rng: random source (the benchmark seeds it, so runs repeat).
+        width_px: change of every conductor's width, pixels.
+
+    Returns:
+        ``(H, W)`` ``uint8`` re-scanned image.
+    """
+    from scipy import ndimage as ndi
+    from skimage.transform import AffineTransform, warp
+
+    copper = ndi.median_filter((grey < 128).astype(np.uint8), 3) > 0
+    inside = ndi.distance_transform_edt(copper) - 0.5
+    outside = ndi.distance_transform_edt(~copper) - 0.5
+    field = np.where(copper, inside, -outside).astype(np.float32)
+    h, w = grey.shape
+    angle = np.deg2rad(rng.uniform(-0.2, 0.2))
+    dy, dx = rng.uniform(-3.0, 3.0, 2)
+    centre = np.array([w / 2, h / 2])
+    move = (
+        AffineTransform(translation=-centre)
+        + AffineTransform(rotation=angle)
+        + AffineTransform(translation=centre + np.array([dx, dy]))
+    )
+    moved = warp(field, move.inverse, order=1, mode="edge", preserve_range=True)
+    noise = ndi.gaussian_filter(rng.normal(0.0, 1.0, (h, w)), 2.0)
+    noise *= 0.15 / max(float(noise.std()), 1e-6)
+    new_copper = moved + width_px / 2 + noise > 0
+    scan = ndi.gaussian_filter(np.where(new_copper, 20.0, 235.0), 0.6)
+    return np.clip(np.rint(scan), 0, 255).astype(np.uint8)
+
+
+def rescanned_golden_calls(
+    deeppcb: Path, settings: ServiceSettings, every: int = 1
+) -> tuple[int, int, int, Counter[str]]:
+    """Re-scan every ``every``-th template (:func:`rescanned`) and count the engine's calls.
+
+    The library is the unchanged templates folder, so each re-scan must find its
+    own golden image; line widths −1, 0, +1 px in turn; seed 0.
+
+    Returns:
+        re-scanned boards, calls (every region is a false call), boards with a
+        call, and the calls by class name.
+    """
+    from segformer_service.engines.template import TemplateEngine, load_templates
+
+    library = load_templates(deeppcb / "templates", settings.template_coarse_factor)
+    names = settings.class_name_by_id()
+    engine = TemplateEngine(settings, library)
+    rng = np.random.default_rng(0)
+    calls = boards = 0
+    by_class: Counter[str] = Counter()
+    chosen = library[::every]
+    for number, template in enumerate(chosen):
+        grey = rescanned(template.grey, rng, (-1.0, 0.0, 1.0)[number % 3])
+        classes = analyse_label_mask(engine.segment(grey), names)
+        found = {name: c["total_regions"] for name, c in classes.items() if c["total_regions"]}
+        by_class.update(found)
+        calls += sum(found.values())
+        boards += bool(found)
+    return len(chosen), calls, boards, by_class
+
+
+def false_calls(counts: dict[int, Counts]) -> int:
+    """Detections that are no true positive (false alarms and wrong classes)."""
+    total = overall(counts)
+    return total.detections - total.tp
+
+
 def format_table(counts: dict[int, Counts], names: dict[int, str]) -> str:
     """Markdown table of per-class and overall precision/recall/F-score."""
     rows = [
@@ -265,6 +352,18 @@ def main(argv: list[str] | None = None) -> int:
         help="with --engine template: false calls on the defect-free templates",
     )
     parser.add_argument(
+        "--rescanned",
+        action="store_true",
+        help="with --engine template: calls on re-scanned golden boards (shifted <= 3 px, "
+        "rotated <= 0.2 deg, edges re-thresholded, line width -1/0/+1 px)",
+    )
+    parser.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        help="score every k-th image (and re-scan every k-th template) only, for quick runs",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -287,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         p
         for p in sorted((args.deeppcb / "images").glob("*.jpg"))
         if (args.deeppcb / "annotations" / f"{p.stem}.txt").is_file()
-    ]
+    ][:: args.every]
     engine = create_engine(settings)
     answers, wall, cpu, used = run_engine(engine, names, image_paths)
     n = len(image_paths)
@@ -299,7 +398,14 @@ def main(argv: list[str] | None = None) -> int:
     for margin in margins:
         label = "tight boxes" if margin == 0 else f"boxes grown by {margin} px on each side"
         print(f"\n{label}:")
-        print(format_table(score(args.deeppcb, image_paths, answers, names, margin), names))
+        counts = score(args.deeppcb, image_paths, answers, names, margin)
+        print(format_table(counts, names))
+        if margin:
+            wrong = false_calls(counts)
+            print(
+                f"false calls (detections that are no true positive): {wrong} "
+                f"({wrong / n:.2f} per defective board)"
+            )
     if args.split:
         for half, name in ((0, "even"), (1, "odd")):
             part = [
@@ -322,6 +428,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{full} ({full / templates:.2f}/board) against the full library (each finds itself), "
             f"{loo} ({loo / templates:.2f}/board) leave-one-out "
             f"({fallbacks} fell back to classical: no other template of that board)"
+        )
+    if args.rescanned and args.engine == "template":
+        boards, calls, with_call, by_class = rescanned_golden_calls(
+            args.deeppcb, settings, args.every
+        )
+        print(
+            f"\nre-scanned golden boards: {boards}; calls {calls} ({calls / boards:.2f}/board), "
+            f"{with_call} boards with a call {dict(by_class)}"
         )
     print(
         f"\nspeed: {n / wall:.1f} images/s wall, {n / cpu:.1f} images/s per core "

@@ -11,8 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_TEMPLATE_CLASSIFIER = (
+    Path(__file__).resolve().parent / "engines" / "template_classifier.npz"
+)
+"""The bundled region classifier of the template engine (see docs/reference-model-service.md)."""
 
 DEFAULT_CLASS_NAMES: tuple[str, ...] = (
     "open",
@@ -176,6 +181,12 @@ class ServiceSettings(BaseSettings):
     template_min_area_px: int = Field(
         default=10, ge=1, description="Smallest difference core reported as a defect, pixels."
     )
+    template_classifier: Path | None = Field(
+        default=DEFAULT_TEMPLATE_CLASSIFIER,
+        description="Region classifier of the template engine (a .npz forest trained on "
+        "DeepPCB train/val by benchmarks/train_region_classifier.py) that decides each "
+        "difference region's class or drops it as no defect; None = the topology rules alone.",
+    )
 
     # --- onnx engine ------------------------------------------------------------
     onnx_model: Path | None = Field(
@@ -188,6 +199,14 @@ class ServiceSettings(BaseSettings):
     onnx_threads: int = Field(
         default=0, ge=0, description="onnxruntime intra-op threads; 0 = its default."
     )
+
+    @field_validator("template_classifier", mode="before")
+    @classmethod
+    def _no_classifier(cls, value: object) -> object:
+        # "" or "none" (any case) in the environment = the topology rules alone.
+        if isinstance(value, str) and value.strip().lower() in {"", "none"}:
+            return None
+        return value
 
     @model_validator(mode="after")
     def _check_classes(self) -> Self:

@@ -43,6 +43,9 @@ def test_every_openapi_schema_has_an_example_that_is_valid(client: httpx2.Client
         context,
         dashboard,
         golden,
+        model_answers,
+        model_compare,
+        replay,
         review,
         review_audit,
         schemas,
@@ -51,19 +54,23 @@ def test_every_openapi_schema_has_an_example_that_is_valid(client: httpx2.Client
     )
 
     spec = client.get("/openapi.json").json()
+    modules = (
+        schemas,
+        dashboard,
+        review,
+        review_audit,
+        golden,
+        spc,
+        boards,
+        context,
+        model_compare,
+        model_answers,
+        replay,
+        webhook_schemas,
+    )
     models = {
         name: obj
-        for module in (
-            schemas,
-            dashboard,
-            review,
-            review_audit,
-            golden,
-            spc,
-            boards,
-            context,
-            webhook_schemas,
-        )
+        for module in modules
         for name, obj in vars(module).items()
         if isinstance(obj, type) and issubclass(obj, BaseModel)
     }

@@ -1,18 +1,22 @@
-"""Export routes: defect regions as CSV and as a COCO instance-segmentation file."""
+"""Export routes: defect regions as CSV and as a COCO instance-segmentation file, and a
+training set built from the reviewers' verdicts (a ZIP)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable
 from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response, StreamingResponse
 
 from app.api.deps import RuntimeDep
-from app.api.params import DefectFiltersDep
+from app.api.params import PLAIN_TEXT_PATTERN, DefectFiltersDep, ModelVersion
 from app.api.routing import is_head_request
 from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import VALIDATION_ERROR_RESPONSE
+from app.services.dataset.export import DatasetOptions, dataset_zip, parse_ratios
 from app.services.history.coco import coco_json
 from app.services.history.regions_csv import REGION_CSV_COLUMNS, regions_csv
 
@@ -25,7 +29,7 @@ router = APIRouter(
 
 
 def _stream(
-    request: Request, body: AsyncIterator[bytes], media_type: str, filename: str
+    request: Request, body: AsyncIterable[bytes], media_type: str, filename: str
 ) -> Response:
     """A streamed attachment; HEAD gets the headers only (nothing is read)."""
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
@@ -114,3 +118,82 @@ async def export_coco(request: Request, runtime: RuntimeDep, filters: DefectFilt
     the input's path inside the batch ZIP (`{img_unique_id}/input.jpg`)."""
     body = coco_json(runtime.sessions, runtime.storage, filters, runtime.client.decode_limiter)
     return _stream(request, body, "application/json", f"coco_{_stamp()}.json")
+
+
+async def dataset_options(
+    split_by: Annotated[
+        Literal["lot", "day"],
+        Query(
+            description="What the train/val/test split goes by: `lot` (the board context's"
+            " lot of the board's first inspection; its UTC day when it has no lot) or `day`"
+            " (UTC day of the board's first inspection). A board (its serial, else the"
+            " image) is never in two splits."
+        ),
+    ] = "lot",
+    ratios: Annotated[
+        str,
+        Query(
+            max_length=64,
+            pattern=PLAIN_TEXT_PATTERN,
+            description="Shares of train, val and test: three non-negative numbers, e.g."
+            " `80,10,10` or `0.7,0.2,0.1` (normalised to sum 1).",
+            examples=["80,10,10"],
+        ),
+    ] = "80,10,10",
+    model_version: ModelVersion = None,
+) -> DatasetOptions:
+    """The options of the dataset export.
+
+    Raises:
+        RequestValidationError: (422) `ratios` is not three non-negative numbers.
+    """
+    try:
+        shares = parse_ratios(ratios)
+    except ValueError as exc:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "ratios"), "msg": str(exc), "input": ratios}]
+        ) from exc
+    return DatasetOptions(split_by=split_by, ratios=shares, model_version=model_version)
+
+
+@router.get(
+    "/dataset.zip",
+    response_class=StreamingResponse,
+    summary="Export a training set (inputs, label masks, COCO) from the reviewers' verdicts",
+    responses={
+        200: {
+            "description": "A ZIP, streamed: `images/{split}/`, `masks/{split}/`,"
+            " `annotations/{split}.json` (COCO, RLE), `README.txt`, `manifest.json`.",
+            "content": {
+                "application/zip": {
+                    "schema": {"type": "string", "format": "binary"},
+                    "example": "(ZIP bytes)",
+                }
+            },
+        }
+    },
+)
+async def export_dataset(
+    request: Request,
+    runtime: RuntimeDep,
+    filters: DefectFiltersDep,
+    options: Annotated[DatasetOptions, Depends(dataset_options)],
+) -> Response:
+    """Takes every filter of `/api/query/defects` (dates, batch, image, class, area,
+    review state, disposition, board context) and `model_version`. Per split (`train`,
+    `val`, `test`): the inputs as stored; label masks (0 background and false calls,
+    category id for regions a reviewer confirmed `real`, 255 ignore for unjudged and
+    `unsure` ones); a COCO file whose `annotations` are the confirmed defects (`iscrowd`
+    0) plus the unjudged/unsure regions as ignore regions (`iscrowd` 1, `"review"` says
+    which), and whose `hard_negatives` are the false calls. `manifest.json` lists every
+    file's SHA-256 and size, the filters and the agent version (docs/dataset.md;
+    `aoi-agent dataset verify FILE.zip` checks it)."""
+    body = await dataset_zip(
+        runtime.sessions,
+        runtime.storage,
+        filters,
+        options,
+        request.url.query,
+        runtime.client.decode_limiter,
+    )
+    return _stream(request, body, "application/zip", f"dataset_{_stamp()}.zip")

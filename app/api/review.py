@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from app.api.deps import LinksDep, RuntimeDep, SessionDep, SettingsDep
 from app.api.params import (
     IMG_UNIQUE_ID_PATTERN,
+    PLAIN_TEXT_PATTERN,
     BatchIdFilter,
     ClassName,
     DateRange,
@@ -221,6 +222,17 @@ async def review_next(
     start_date: StartDate = None,
     end_date: EndDate = None,
     model_version: ModelVersion = None,
+    disagreement: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=128,
+            pattern=PLAIN_TEXT_PATTERN,
+            description="Only images on which a shadow or replay answer of this model"
+            " version disagrees with the primary answer (docs/models.md): review the"
+            " disagreements.",
+        ),
+    ] = None,
     after: Annotated[
         str | None,
         Query(
@@ -234,7 +246,9 @@ async def review_next(
     a defect region without a verdict, with its viewer link in review mode, and the
     progress over the same filters (`null` id: nothing left to review)."""
     start_date, end_date = resolve_dates(date_range, start_date, end_date)
-    filters = ReviewFilters(start_date, end_date, batch_id, class_name, model_version)
+    filters = ReviewFilters(
+        start_date, end_date, batch_id, class_name, model_version, disagreement=disagreement
+    )
     return await service.next_image(
         filters, after, lambda img_id: links.viewer(img_id) + "?review=1"
     )

@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, pool
 
 import app.models.rollups  # noqa: F401  (registers the rollup tables)
 from app.config import get_settings
+from app.models import replay_runs as _replay_runs  # noqa: F401  (registers the replay tables)
 from app.models import spc_alarms as _spc_alarms  # noqa: F401  (registers the SPC alarm table)
 from app.models import webhooks as _webhooks  # noqa: F401  (registers the webhook tables)
 from app.models.database import Base

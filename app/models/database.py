@@ -601,3 +601,85 @@ class ReviewReason(Base):
     position: Mapped[int] = mapped_column(Integer)
     set_by: Mapped[str | None] = mapped_column(String(REVIEWER_LENGTH))
     set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+ANSWER_ROLES = ("shadow", "replay")
+"""Why a model answer was asked for: a sampled shadow run or a replay of stored inputs."""
+ANSWER_STATUSES = ("succeeded", "failed")
+
+
+class ModelAnswer(Base):
+    """One answer of a model service that is not the primary one (migration
+    20261207_0024): a shadow run or a replay of a stored input. Never read by the PRD's
+    tables, the exports or the line messages; `app.services.models` writes it.
+
+    `analysis` is the analysis JSON as received (validated and bounded like a primary
+    answer); the PNG keys lie under the store's `answers/` prefix, never under `results/`.
+    A `failed` answer has `error` and no analysis or files."""
+
+    __tablename__ = "model_answers"
+    __table_args__ = (
+        CheckConstraint("role IN ('shadow', 'replay')", name="role"),
+        CheckConstraint("status IN ('succeeded', 'failed')", name="status"),
+        Index("ix_model_answers_model_version_img_unique_id", "model_version", "img_unique_id"),
+    )
+
+    answer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    img_unique_id: Mapped[str] = mapped_column(
+        ForeignKey("images.img_unique_id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    model_service_url: Mapped[str] = mapped_column(Text)
+    model_name: Mapped[str | None] = mapped_column(String(MODEL_TEXT_LENGTH))
+    model_version: Mapped[str | None] = mapped_column(String(MODEL_TEXT_LENGTH))
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    # The whole round trip to the model service, retries included, seconds.
+    model_service_seconds: Mapped[float | None] = mapped_column(Double)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    analysis: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    mask_path: Mapped[str | None] = mapped_column(Text)
+    overlay_path: Mapped[str | None] = mapped_column(Text)
+    combined_path: Mapped[str | None] = mapped_column(Text)
+    # Counted when stored (null for a failed answer): its regions, those matched to a
+    # primary region, and the primary answer's regions. A primary result never changes,
+    # so these tell at once whether the two answers disagree on the image.
+    region_count: Mapped[int | None] = mapped_column(Integer)
+    matched_count: Mapped[int | None] = mapped_column(Integer)
+    primary_region_count: Mapped[int | None] = mapped_column(Integer)
+
+
+class AnswerRegion(Base):
+    """One region of a model answer, and the primary region it matches (same defect
+    class, mask IoU at least MODEL_MATCH_MIN_IOU; docs/models.md), if any. Geometry in
+    pixels, as the model service reported it."""
+
+    __tablename__ = "answer_regions"
+    __table_args__ = (
+        CheckConstraint("verdict IN ('real', 'false_call', 'unsure')", name="verdict"),
+    )
+
+    answer_region_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    answer_id: Mapped[int] = mapped_column(
+        ForeignKey("model_answers.answer_id", ondelete="CASCADE"), index=True
+    )
+    region_id: Mapped[int] = mapped_column(Integer)
+    class_name: Mapped[str] = mapped_column(String(128))
+    bbox_x: Mapped[int] = mapped_column(Integer)
+    bbox_y: Mapped[int] = mapped_column(Integer)
+    bbox_width: Mapped[int] = mapped_column(Integer)
+    bbox_height: Mapped[int] = mapped_column(Integer)
+    area_pixels: Mapped[int] = mapped_column(BigInteger)
+    centroid_x: Mapped[float] = mapped_column(Double)
+    centroid_y: Mapped[float] = mapped_column(Double)
+    confidence: Mapped[float | None] = mapped_column(Double)
+    matched_region_unique_id: Mapped[int | None] = mapped_column(
+        ForeignKey("regions.region_unique_id", ondelete="SET NULL"), index=True
+    )
+    match_iou: Mapped[float | None] = mapped_column(Double)
+    # A reviewer's verdict on a region the primary answer does not have (unmatched): the
+    # primary regions' verdicts stay in `region_verdicts`, and a matched region takes its
+    # primary region's verdict (docs/models.md).
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    reviewer: Mapped[str | None] = mapped_column(String(REVIEWER_LENGTH))
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

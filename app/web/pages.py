@@ -47,6 +47,7 @@ NAV = [
     ("review", "/review", "Review"),
     ("dashboard", "/dashboard", "Dashboard"),
     ("webhooks", "/admin/webhooks", "Webhooks"),
+    ("models", "/models", "Models"),
 ]
 
 templates = Jinja2Templates(directory=TEMPLATE_DIR)
@@ -266,6 +267,12 @@ def build_router(settings: Settings) -> APIRouter:
         """Webhook endpoints and their deliveries, with Redeliver (its API needs an admin
         key; with another key the page says so)."""
         return render(request, "webhooks.html", "webhooks")
+
+    @pages.get("/models")
+    async def models_page(request: Request) -> HTMLResponse:
+        """The model versions with answers and the comparison of two of them per defect
+        class, with the images they disagree on (`?a=&b=` preset; docs/models.md)."""
+        return render(request, "models.html", "models")
 
     router.include_router(pages)
     return router

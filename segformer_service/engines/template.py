@@ -21,7 +21,9 @@ Algorithm
    shifted onto the image (bilinear, ``scipy.ndimage.shift``) and the NCC of
    the two full-size grey images is the *match score*. The best candidate wins
    when its score is at least ``template_min_match_score`` and its offset at
-   most ``template_max_offset_px``; otherwise the engine falls back to the
+   most ``template_max_offset_px`` (a larger global shift is a periodic
+   layout's aliased peak: registration restarts from no shift); otherwise the
+   engine falls back to the
    single-image ``classical`` engine and says so in its provenance.
 4. **Tolerant difference.** Both images are binarised (copper = dark phase at
    the mid grey level 128, or the configured threshold). Extra copper is
@@ -44,6 +46,11 @@ Algorithm
    than the region grown by ``r`` = ``pin_hole``; if two or more image
    conductors lie along it while one template conductor was there = ``open``;
    otherwise ``mousebite``.
+6. **Region classifier** (``template_classifier``, default the bundled
+   ``template_classifier.npz``): a random forest trained on the DeepPCB
+   train/val split (``benchmarks/train_region_classifier.py``) gives each region
+   of step 5 its class, or drops it as no defect, from shape and local-topology
+   features (:mod:`segformer_service.engines.region_classifier`).
 
 Speed
 -----
@@ -87,6 +94,13 @@ from threadpoolctl import ThreadpoolController
 from segformer_service.config import ServiceSettings
 from segformer_service.engines.base import LabelMask, Segmentation, as_grey
 from segformer_service.engines.classical import ClassicalEngine
+from segformer_service.engines.region_classifier import (
+    FEATURE_NAMES,
+    NO_DEFECT,
+    Forest,
+    Region,
+    region_features,
+)
 
 logger = logging.getLogger("segformer_service")
 
@@ -302,6 +316,8 @@ class TemplateEngine:
     """Golden-board comparison with a template found by search (see the module docstring)."""
 
     name = "template"
+    want_features = False
+    """Compute region features even without a classifier (for training)."""
 
     def __init__(self, settings: ServiceSettings, templates: list[Template] | None = None) -> None:
         """Load the template library (``settings.templates_dir``) unless ``templates`` is given.
@@ -335,6 +351,12 @@ class TemplateEngine:
         self._tolerance = morphology.disk(r).astype(bool)
         self._grow = morphology.disk(r + 1).astype(bool)
         self._touch = morphology.disk(r + 2).astype(bool)
+        self._names = settings.class_name_by_id()
+        self.classifier = (
+            Forest.load(Path(settings.template_classifier))
+            if settings.template_classifier is not None
+            else None
+        )
         use_one_blas_thread()
         logger.info("template engine: %d golden images loaded", len(templates))
 
@@ -393,6 +415,11 @@ class TemplateEngine:
             image_half, _half(template_f), upsample_factor=20, normalization=None
         )
         dy, dx = 2 * float(shift[0]), 2 * float(shift[1])
+        if max(abs(dy), abs(dx)) > self._settings.template_max_offset_px:
+            # A periodic layout (rows of identical cells) can alias the correlation
+            # peak by a whole period; start from no shift and let the local
+            # refinement find the small real one.
+            dy = dx = 0.0
         if self._settings.template_local_tiles > 1:
             # The refinement measures the residual from a whole-pixel shift.
             base = (float(round(dy)), float(round(dx)))
@@ -622,11 +649,37 @@ class TemplateEngine:
         """``(H, W)`` ``int32`` label mask (service class ids, 0 = none) of the DeepPCB
         classes found by comparing an image with its registered template.
 
+        The topology rules find and name the regions; with a region classifier
+        (``template_classifier``) each region then gets the classifier's class,
+        or is dropped when it says "no defect".
+
         Args:
             grey: ``(H, W)`` ``uint8`` tested image.
             template: ``(H, W)`` ``uint8`` golden image already registered onto ``grey``.
             valid: ``(H, W)`` mask of the pixels the registered template really covers
                 (a shifted template leaves a band of repeated edge pixels); ``None`` = all.
+        """
+        out, regions, features = self.compare_regions(grey, template, valid)
+        if self.classifier is None or not regions:
+            return out
+        ids = self._ids
+        for region, name in zip(regions, self.classifier.predict(features), strict=True):
+            if name != region.rule_class:
+                out[region.box][region.mask] = 0 if name == NO_DEFECT else ids.get(name, 0)
+        return out
+
+    def compare_regions(
+        self,
+        grey: NDArray[np.uint8],
+        template: NDArray[np.uint8],
+        valid: BoolMask | None = None,
+    ) -> tuple[NDArray[np.int32], list[Region], NDArray[np.float32]]:
+        """The topology rules' label mask, its regions and their classifier features.
+
+        Arguments as for :meth:`compare`. Returns the ``(H, W)`` label mask of the
+        rules alone, its regions (each one connected region of one class) and their ``(N, F)``
+        features (:func:`region_features`; computed only with a classifier or
+        when ``self.want_features`` is set, else ``(0, F)`` with no regions).
         """
         s = self._settings
         image_cu = self._copper(grey)
@@ -635,11 +688,15 @@ class TemplateEngine:
             valid = np.ones(grey.shape, dtype=bool)
         out = np.zeros(grey.shape, dtype=np.int32)
 
+        regions: list[Region] = []
+
         def mark(name: str, box: tuple[slice, slice], region: BoolMask) -> None:
-            # Regions are disjoint (extra copper vs missing copper, one label each).
+            # Regions are disjoint (extra copper vs missing copper, one label each)
+            # and no two of one kind touch, so each is one region of the answer.
             class_id = self._ids.get(name)
             if class_id is not None:
                 out[box][region] = class_id
+                regions.append(Region(name, box, region))
 
         image_parts = self._conductors(image_cu)
         template_parts = self._conductors(template_cu)
@@ -742,7 +799,10 @@ class TemplateEngine:
                 else:
                     name = "pin_hole" if enclosed else "mousebite"
                 mark(name, sl, region)
-        return out
+        if self.classifier is None and not self.want_features:
+            return out, [], np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32)
+        features = region_features(regions, image_cu, template_cu)
+        return out, regions, features
 
     # --- the engine interface ---------------------------------------------------
     def segment_with_provenance(self, image: NDArray[np.uint8]) -> Segmentation:

@@ -107,6 +107,7 @@ ROUTES = [
     ("GET", "/api/query/defects", "read"),
     ("GET", "/api/export/regions.csv", "read"),
     ("GET", "/api/export/coco.json", "read"),
+    ("GET", "/api/export/dataset.zip", "read"),
     ("GET", "/api/stats", "read"),
     ("GET", "/metrics", "read"),
     ("GET", "/api/batches/nosuchbatch", "read"),
@@ -138,6 +139,9 @@ ROUTES = [
     ("GET", "/api/keys", "admin"),
     ("POST", "/api/keys", "admin"),
     ("DELETE", "/api/keys/nosuchkey", "admin"),
+    ("POST", "/api/replays", "admin"),
+    ("GET", "/api/replays/999999", "admin"),
+    ("POST", "/api/replays/999999/resume", "admin"),
     ("GET", "/api/images/{id}/golden", "read"),
     ("GET", "/api/images/{id}/golden/crop", "read"),
     ("GET", "/api/golden/nosuchgolden/image", "read"),
@@ -156,6 +160,10 @@ ROUTES = [
     ("DELETE", "/api/webhooks/424242", "admin"),
     ("GET", "/api/webhooks/424242/deliveries", "admin"),
     ("POST", "/api/webhooks/deliveries/424242/redeliver", "admin"),
+    ("GET", "/api/models", "read"),
+    ("GET", "/api/models/compare", "read"),
+    ("GET", "/api/models/answers/1", "read"),
+    ("PUT", "/api/models/answer-regions/1/verdict", "write"),
 ]
 RANK = {None: -1, "read": 0, "write": 1, "admin": 2}
 

@@ -15,7 +15,7 @@ import pytest
 from app.web.pages import STATIC_DIR
 from tests.support import db_rows
 
-PAGES = ["/", "/batch", "/history", "/review", "/dashboard", "/admin/webhooks"]
+PAGES = ["/", "/batch", "/history", "/review", "/dashboard", "/models", "/admin/webhooks"]
 NAV_LINKS = [
     'href="/"',
     'href="/batch"',
@@ -23,6 +23,7 @@ NAV_LINKS = [
     'href="/review"',
     'href="/dashboard"',
     'href="/admin/webhooks"',
+    'href="/models"',
 ]
 EXTERNAL = re.compile(r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 

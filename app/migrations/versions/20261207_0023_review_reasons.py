@@ -5,7 +5,7 @@ has rows they replace REVIEW_REASONS. `reason` on `region_verdicts`, `review_eve
 `audit_verdicts`: the code a `real` or `false_call` verdict was given with (null: none).
 
 Revision ID: 20261207_0023
-Revises: 20261207_0022
+Revises: 20261207_0025
 Create Date: 2026-12-07 21:30:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "20261207_0023"
-down_revision: str | None = "20261207_0022"
+down_revision: str | None = "20261207_0025"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

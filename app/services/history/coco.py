@@ -70,27 +70,42 @@ def region_rles(
     Raises:
         OSError: the PNG cannot be read.
     """
-    with PILImage.open(mask_png) as img:
-        rgb = np.asarray(img.convert("RGB"))
-    if rgb.shape[:2] != (height, width):
+    rgb = mask_rgb(mask_png, height, width)
+    if rgb is None:
         return [None] * len(regions)
     canvas = np.zeros((height, width), dtype=np.uint8, order="F")
-    found: list[dict[str, Any] | None] = []
-    for box in regions:
-        component = _component(rgb, box)
-        if component is None:
-            found.append(None)
-            continue
-        window = (slice(box.y, box.y + box.height), slice(box.x, box.x + box.width))
-        canvas[window] = component
-        rle = coco_mask.encode(canvas)
-        canvas[window] = 0
-        found.append({"size": [height, width], "counts": rle["counts"].decode("ascii")})
-    return found
+    return [rle_of(canvas, region_pixels(rgb, box), box) for box in regions]
 
 
-def _component(rgb: NDArray[np.uint8], box: RegionBox) -> NDArray[np.uint8] | None:
-    """The region's pixels within its bounding box (1 = region), or None.
+def mask_rgb(mask_png: Path | BinaryIO, height: int, width: int) -> NDArray[np.uint8] | None:
+    """The mask PNG as an (height, width, 3) RGB array; None when it has another size.
+
+    Raises:
+        OSError: the PNG cannot be read.
+    """
+    with PILImage.open(mask_png) as img:
+        rgb = np.asarray(img.convert("RGB"))
+    return rgb if rgb.shape[:2] == (height, width) else None
+
+
+def rle_of(
+    canvas: NDArray[np.uint8], pixels: NDArray[np.uint8] | None, box: RegionBox
+) -> dict[str, Any] | None:
+    """COCO RLE of a region's pixels (`region_pixels`) placed in its box on `canvas` (a
+    zeroed Fortran-order (h, w) uint8 array, left zeroed); None for None."""
+    if pixels is None:
+        return None
+    height, width = canvas.shape
+    window = (slice(box.y, box.y + box.height), slice(box.x, box.x + box.width))
+    canvas[window] = pixels
+    rle = coco_mask.encode(canvas)
+    canvas[window] = 0
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
+def region_pixels(rgb: NDArray[np.uint8], box: RegionBox) -> NDArray[np.uint8] | None:
+    """The region's pixels within its bounding box (box-sized, 1 = region), or None when no
+    8-connected single-colour component of the mask has exactly its box and area.
 
     Looks one pixel beyond the box, so a component that continues outside it (another,
     larger region of the same colour) cannot pass for the region.
@@ -120,6 +135,10 @@ def _component(rgb: NDArray[np.uint8], box: RegionBox) -> NDArray[np.uint8] | No
             if int(pixels.sum()) == box.area_pixels:
                 return pixels.astype(np.uint8)
     return None
+
+
+# The former private name, still imported by app.services.models.matching.
+_component = region_pixels
 
 
 def _json(value: object) -> str:

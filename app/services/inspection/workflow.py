@@ -152,6 +152,9 @@ class InspectionService:
         self.webhooks = WebhookEvents()
         self.defer: Deferrer | None = None
         self.defer_at: ScheduledDeferrer | None = None
+        # Called with the id of each newly stored inspection once its rows committed (the
+        # shadow model services' sample, `app.services.models.shadow`); must not block.
+        self.after_stored: Callable[[str], None] | None = None
         # This process's id in `agent_processes` (set by the heartbeat); inspections it
         # processes name it as their owner.
         self.process_id: str | None = None
@@ -665,6 +668,11 @@ class InspectionService:
             await self._remove_results(img_unique_id, inspection.created_at)
             raise
         metrics.record_inspection_stored(_defect_counts(result.analysis))
+        if self.after_stored is not None:
+            try:
+                self.after_stored(img_unique_id)
+            except Exception:  # the primary answer is stored: nothing may fail it now
+                logger.exception("after-store hook failed", extra={"img": img_unique_id})
         logger.info(
             "inspection stored",
             extra={

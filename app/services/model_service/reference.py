@@ -72,6 +72,7 @@ def start_reference_service(
     startup_timeout_s: float = 60.0,
     max_image_pixels: int | None = None,
     cancel: threading.Event | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> ReferenceService:
     """Start `python -m segformer_service` on 127.0.0.1 and wait until `/health` answers.
 
@@ -85,6 +86,8 @@ def start_reference_service(
         max_image_pixels: the service's pixel limit (the agent's MAX_IMAGE_PIXELS, so both
             refuse the same images); None keeps the service's own setting.
         cancel: when set while waiting, the child is stopped and the start abandoned.
+        extra_env: variables set for the child only, over the others (e.g.
+            `REFERENCE_SERVICE_ENGINE` for a second service of another engine).
 
     Raises:
         ReferenceServiceError: it exited, did not answer in time, or `cancel` was set.
@@ -95,6 +98,7 @@ def start_reference_service(
     env = reference_service_env()
     if max_image_pixels is not None:
         env["REFERENCE_SERVICE_MAX_IMAGE_PIXELS"] = str(max_image_pixels)
+    env.update(extra_env or {})
     with log_file.open("ab") as log:
         process = subprocess.Popen(
             [

@@ -33,6 +33,7 @@ from app.models.database import (
 from app.services.boards.repository import ContextFilter, context_condition
 from app.services.database.repositories import class_name_spellings, day_end, day_start
 from app.services.history.dashboard import utc_day
+from app.services.models.repository import disagrees
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class ReviewFilters:
     class_name: str | None = None
     model_version: str | None = None
     context: ContextFilter | None = None
+    # Only images on which a shadow/replay answer of this model version disagrees with the
+    # primary answer (a region of one that the other lacks; docs/models.md).
+    disagreement: str | None = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +269,8 @@ class ReviewRepository:
             )
         if filters.context is not None:
             conditions.append(context_condition(Image.img_unique_id, filters.context))
+        if filters.disagreement:
+            conditions.append(disagrees(Image.img_unique_id, filters.disagreement))
         return conditions
 
     async def next_unreviewed(

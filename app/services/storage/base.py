@@ -10,6 +10,7 @@ database stores keys (`images.*_path`, `inspections.input_image_path`):
 
     uploads/YYYYMMDD/{YYYYMMDD_HHMMSS}_{img_unique_id}_{safe original name}
     results/YYYYMMDD/{img_unique_id}/combined.png | mask.png | overlay.png | analysis.json
+    answers/YYYYMMDD/{img_unique_id}/{token}/combined.png | mask.png | overlay.png
     thumbnails/{img_unique_id}/{kind}_{size}.jpg
 
 Rows written before object storage may hold other forms of the same file (an absolute
@@ -50,6 +51,9 @@ INCOMING_DIR_NAME = ".incoming"
 UPLOADS = "uploads"
 RESULTS = "results"
 THUMBNAILS = "thumbnails"
+# Answers of model services other than the primary one (shadow runs, replays:
+# app/services/models), never mixed with an inspection's `results/`.
+ANSWERS = "answers"
 # Golden images added through the API (app/services/golden); not swept as orphans.
 GOLDEN = "golden"
 # Read streams hand out chunks of about this size, bytes.
@@ -184,6 +188,13 @@ class Storage(ABC):
         return cls.result_prefix(img_unique_id, accepted_at) + name
 
     @staticmethod
+    def answers_prefix(img_unique_id: str, accepted_at: datetime) -> str:
+        """The key prefix (ending in `/`) of every stored answer of a model service other
+        than the primary one for one inspection (shadow runs and replays); each answer's
+        PNGs lie in a folder of their own below it."""
+        return f"{ANSWERS}/{accepted_at.astimezone(UTC):%Y%m%d}/{img_unique_id}/"
+
+    @staticmethod
     def thumbnail_prefix(img_unique_id: str) -> str:
         """The key prefix (ending in `/`) of an inspection's cached thumbnails."""
         return f"{THUMBNAILS}/{img_unique_id}/"
@@ -223,7 +234,7 @@ class Storage(ABC):
             parts = PurePosixPath(stored).parts
             if ".." in parts or not parts:
                 raise ValueError(f"stored path {stored!r} climbs out of the store")
-            if parts[0] in (UPLOADS, RESULTS, THUMBNAILS):
+            if parts[0] in (UPLOADS, RESULTS, THUMBNAILS, ANSWERS):
                 return PurePosixPath(*parts).as_posix()
             path = (self.data_dir / Path(*parts)).resolve()
         else:
@@ -476,8 +487,9 @@ class Storage(ABC):
     async def remove_inspection_files(
         self, input_stored: str | None, img_unique_id: str, accepted_at: datetime | None
     ) -> None:
-        """Delete everything kept for one inspection: its input, its result objects (when
-        `accepted_at` is given) and its thumbnails."""
+        """Delete everything kept for one inspection: its input, its result objects and
+        the answers of other model services (when `accepted_at` is given) and its
+        thumbnails."""
         keys: list[str] = []
         if input_stored:
             with contextlib.suppress(ValueError):
@@ -486,6 +498,7 @@ class Storage(ABC):
             await self.delete(keys)
         if accepted_at is not None:
             await self.delete_prefix(self.result_prefix(img_unique_id, accepted_at))
+            await self.delete_prefix(self.answers_prefix(img_unique_id, accepted_at))
         await self.delete_prefix(self.thumbnail_prefix(img_unique_id))
 
     # -- orphans (objects a killed agent left behind) -------------------------------------

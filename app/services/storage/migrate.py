@@ -17,6 +17,7 @@ import anyio
 import anyio.abc
 
 from app.services.storage.base import (
+    ANSWERS,
     GOLDEN,
     RESULTS,
     THUMBNAILS,
@@ -25,8 +26,15 @@ from app.services.storage.base import (
     StoredObject,
 )
 
-# The key prefixes copied: inputs, results, cached thumbnails, golden images.
-COPIED_PREFIXES = (f"{UPLOADS}/", f"{RESULTS}/", f"{THUMBNAILS}/", f"{GOLDEN}/")
+# The key prefixes copied: inputs, results, cached thumbnails, golden images, the answers
+# of other model services.
+COPIED_PREFIXES = (
+    f"{UPLOADS}/",
+    f"{RESULTS}/",
+    f"{THUMBNAILS}/",
+    f"{GOLDEN}/",
+    f"{ANSWERS}/",
+)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 // The result viewer page, /results/{img_unique_id} (review mode with ?review=1).
 // In review mode `N` opens the queue's next board in this page (its answers fetched while
 // the board before was reviewed, review_preload.js): no page load between two boards.
+import { attachAnswerOverlay, compareIds } from "./answer_overlay.js";
 import { api } from "./common.js";
 import { attachGoldenCompare } from "./golden_compare.js";
 import { drawImageNav } from "./image_nav.js";
@@ -61,6 +62,8 @@ async function mountBoard(id, preloaded = null) {
   attachGoldenCompare(view, golden).then((compare) => {
     if (compare && !preloaded) prefetchCrops(id, view.rows, view.width, view.height);
   });
+  // `?compare=<answer ids>`: shadow/replay answers overlaid (the Models page's links).
+  attachAnswerOverlay(view, compareIds());
   return { view, review };
 }
 

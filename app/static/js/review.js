@@ -23,7 +23,7 @@ const LABELS = {
 // Bootstrap colours whose outline buttons keep a 4.5:1 contrast on white (not "warning").
 const VERDICT_STYLE = { real: "danger", false_call: "success", unsure: "secondary" };
 const DISPOSITION_STYLE = { pass: "success", repair: "primary", scrap: "danger" };
-const FILTERS = ["batch_id", "class_name", "start_date", "end_date", "model_version"];
+const FILTERS = ["batch_id", "class_name", "start_date", "end_date", "model_version", "disagreement"];
 const NAME_KEY = "aoi.reviewer";
 const NAME_PATTERN = /^[^\u0000-\u001f\u007f]{1,64}$/;
 // The boards this page has shown in review mode: `N` never trusts a preloaded "next" that
@@ -69,6 +69,7 @@ function queueFilters(detail) {
 function filterText(filters) {
   if (filters.batch_id) return `batch ${filters.batch_id}`;
   const parts = [];
+  if (filters.disagreement) parts.push(`disagreements with ${filters.disagreement}`);
   if (filters.class_name) parts.push(`class ${filters.class_name}`);
   if (filters.start_date || filters.end_date) {
     parts.push(filters.start_date === filters.end_date

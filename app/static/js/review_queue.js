@@ -5,7 +5,7 @@ import { showAuditQueue } from "./review_audit.js";
 
 const form = document.getElementById("review-filters");
 const state = document.getElementById("review-queue-state");
-const FIELDS = ["batch_id", "class_name", "start_date", "end_date"];
+const FIELDS = ["batch_id", "class_name", "start_date", "end_date", "disagreement"];
 
 function filters() {
   const out = {};
@@ -64,6 +64,11 @@ const preset = new URLSearchParams(location.search);
 await fillBatches(preset.get("batch_id") || "");
 await fillClassPicker(form.elements.class_name, preset.get("class_name") || "");
 for (const name of FIELDS) if (preset.get(name)) form.elements[name].value = preset.get(name);
+if (preset.get("disagreement")) {
+  const note = document.getElementById("r-disagreement-note");
+  note.textContent = `Only boards on which model version ${preset.get("disagreement")} disagrees with the primary answer.`;
+  note.classList.remove("d-none");
+}
 if (preset.get("audit") === "1") {
   showAuditQueue(state, document.getElementById("review-begin"));
 } else {

@@ -1,0 +1,98 @@
+"""Request and response schemas of the replay routes (`/api/replays`)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.models.context import CONTEXT_TEXT_LENGTH
+
+_BATCH_ID_PATTERN = r"^B_[0-9]{8}_[0-9]{6}_[A-Z0-9]{6}$"
+_URL_PATTERN = r"^https?://[^\s\x00-\x1f\x7f]+$"
+
+
+class ReplayCreate(BaseModel):
+    """A replay to start: the model service, and which stored inputs (at least one of
+    batch, dates, product; all given ones must match)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_url": "http://127.0.0.1:5001/",
+                    "start_date": "2026-02-24",
+                    "end_date": "2026-02-25",
+                }
+            ]
+        },
+    )
+
+    model_url: str = Field(
+        min_length=8,
+        max_length=2048,
+        pattern=_URL_PATTERN,
+        description="The model service to replay through (http:// or https://); stored"
+        " without credentials.",
+    )
+    batch_id: str | None = Field(default=None, pattern=_BATCH_ID_PATTERN)
+    start_date: date | None = Field(default=None, description="First UTC day, inclusive.")
+    end_date: date | None = Field(default=None, description="Last UTC day, inclusive.")
+    product: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=CONTEXT_TEXT_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f]*$",
+        description="The board context's product, exactly as sent with the uploads.",
+    )
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> ReplayCreate:
+        if self.start_date and self.end_date and self.start_date > self.end_date:
+            raise ValueError("start_date is after end_date")
+        return self
+
+
+class ReplayRunOut(BaseModel):
+    """A replay run and its progress."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "run_id": 7,
+                    "model_service_url": "http://127.0.0.1:5001/",
+                    "selection": {"start_date": "2026-02-24", "end_date": "2026-02-25"},
+                    "state": "running",
+                    "total": 1000,
+                    "pending": 610,
+                    "running": 2,
+                    "done": 386,
+                    "failed": 2,
+                    "created_at": "2026-02-25T10:30:45Z",
+                    "resumed_at": None,
+                    "finished_at": None,
+                }
+            ]
+        }
+    )
+
+    run_id: int
+    model_service_url: str
+    selection: dict[str, Any]
+    state: Literal["running", "stopped", "finished"] = Field(
+        description="`running`: this agent process is working on it; `finished`: every"
+        " item was done or failed (`finished_at`); `stopped`: items are left and this"
+        " process runs none of them (its runner was killed, or another process runs"
+        " it): resume it."
+    )
+    total: int
+    pending: int
+    running: int = Field(description="Items claimed by a runner, being answered now.")
+    done: int
+    failed: int
+    created_at: datetime
+    resumed_at: datetime | None = None
+    finished_at: datetime | None = None

@@ -1,0 +1,1 @@
+"""Replays: stored inputs re-run through another model service, resumable (docs/replay.md)."""
