@@ -24,6 +24,31 @@ from app.services.spc.shifts import Shift, parse_shifts, zone
 PRODUCTION_MODEL_SERVICE_URL = "http://140.96.77.124:8080/"
 # THROTTLE_STORAGE_URL: this process's memory, or a Redis server (redis-py) all processes share.
 THROTTLE_STORAGE_SCHEMES = ("memory://", "async+redis://", "async+rediss://")
+DEFAULT_REVIEW_REASONS = ("dust", "oxidation", "registration", "marking")
+REASON_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+"""A review reason code: 1-32 lowercase letters, digits, `_` or `-`."""
+REASONS_MAX = 9
+"""Reason codes in the list at most: one key (Shift+1 ... Shift+9) each."""
+
+
+def check_reasons(codes: list[str]) -> list[str]:
+    """The reason codes, stripped, checked (pattern, no repeat, at most REASONS_MAX).
+
+    Raises:
+        ValueError: a code breaks REASON_PATTERN, repeats, or there are too many.
+    """
+    out = [c.strip() for c in codes]
+    bad = [c for c in out if not re.fullmatch(REASON_PATTERN, c)]
+    if bad:
+        raise ValueError(
+            f"reason codes are 1-32 lowercase letters, digits, _ or -, starting with a letter"
+            f" or digit: {bad[0]!r} is not"
+        )
+    if len(set(out)) != len(out):
+        raise ValueError("a reason code is listed twice")
+    if len(out) > REASONS_MAX:
+        raise ValueError(f"at most {REASONS_MAX} reason codes (one key each), not {len(out)}")
+    return out
 
 
 def is_loopback(host: str) -> bool:
@@ -178,6 +203,12 @@ class Settings(BaseSettings):
     # Double-review sample (docs/review.md): this share (0-1) of boards whose review is
     # complete is queued, by a hash of img_unique_id, for a blind second review. 0: off.
     review_audit_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Reason codes a `real` or `false_call` verdict may carry (docs/review.md), comma-
+    # separated, at most 9 (one key each): lowercase letters, digits, `_`, `-`, 1-32
+    # characters. Empty: none. A list an admin stores (PUT /api/review/reasons) replaces it.
+    review_reasons: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_REVIEW_REASONS)
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_dir: Path | None = None
@@ -317,6 +348,21 @@ class Settings(BaseSettings):
             parts = value.replace(os.pathsep, ";").split(";")
             return [Path(part.strip()) for part in parts if part.strip()]
         return value
+
+    @field_validator("review_reasons", mode="before")
+    @classmethod
+    def _split_reasons(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("review_reasons")
+    @classmethod
+    def _check_reasons(cls, value: list[str]) -> list[str]:
+        try:
+            return check_reasons(value)
+        except ValueError as exc:
+            raise ValueError(f"REVIEW_REASONS: {exc}") from exc
 
     @field_validator(
         "segformer_service_urls",

@@ -267,6 +267,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         replays,
     ):
         include_api(app, module.router)
+    include_api(app, review.admin_router)  # PUT /review/reasons: admin only
     # Under /api only: the root path /models is the web UI's Models page (no PRD path to
     # keep there).
     app.include_router(models.router, prefix=API_PREFIX)

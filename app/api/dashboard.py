@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from app.api.deps import SessionDep
+from app.api.deps import SessionDep, SettingsDep
 from app.api.params import (
     BatchIdFilter,
     ClassName,
@@ -18,7 +18,7 @@ from app.api.params import (
 from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import VALIDATION_ERROR_RESPONSE
 from app.models.dashboard import DashboardSummary, DefectsPerDay, Heatmap
-from app.models.review import ReviewFigures
+from app.models.review import FalseCallReasons, ReviewFigures
 from app.services.history.dashboard import DashboardService, Period
 from app.services.review.repository import ReviewFilters
 from app.services.review.service import ReviewService
@@ -120,3 +120,26 @@ async def review_figures(
     with regions) and false-call rate; and images per disposition."""
     filters = ReviewFilters(start_date, end_date, batch_id, class_name, model_version, context)
     return await ReviewService(session).figures(filters)
+
+
+@router.get(
+    "/false-calls/reasons",
+    response_model=FalseCallReasons,
+    summary="False calls by reason (Pareto)",
+)
+async def false_call_reasons(
+    session: SessionDep,
+    settings: SettingsDep,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
+    class_name: ClassName = None,
+    batch_id: BatchIdFilter = None,
+    model_version: ModelVersion = None,
+) -> FalseCallReasons:
+    """Over the images inspected in the range (default: the last 30 days, at most 731):
+    the regions whose verdict is `false_call`, per reason code, with each reason's share
+    and the cumulative share, most first; false calls given without a reason come last
+    (`reason` null)."""
+    filters = ReviewFilters(start_date, end_date, batch_id, class_name, model_version)
+    service = ReviewService(session, reasons=settings.review_reasons)
+    return await service.false_call_reasons(filters)

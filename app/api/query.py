@@ -28,6 +28,7 @@ from app.api.params import (
     image_cursor,
     resolve_dates,
 )
+from app.api.review import ViewerDep
 from app.api.security import AUTH_ERRORS, MethodAccess
 from app.errors import VALIDATION_ERROR_RESPONSE, ImageNotFound, responses
 from app.models.database import InspectionStatus
@@ -104,11 +105,14 @@ async def list_images(
     summary="One inspected image (or where it stands)",
     responses=responses(ImageNotFound),
 )
-async def get_image(img_unique_id: ImgUniqueId, queries: QueryServiceDep) -> ImageOrInspection:
+async def get_image(
+    img_unique_id: ImgUniqueId, queries: QueryServiceDep, viewer: ViewerDep
+) -> ImageOrInspection:
     """Size, timing, stored paths, defect classes and download URLs of one inspection
     (`status` `succeeded`); for an image with no result yet or a failed one, its `status`,
-    `error` and `retry_url`."""
-    return await queries.image_or_inspection(img_unique_id)
+    `error` and `retry_url`. The disposition is null for a reviewer who audits the board
+    or may audit it (blind second review)."""
+    return await queries.image_or_inspection(img_unique_id, viewer)
 
 
 @router.get(
@@ -130,16 +134,22 @@ async def get_image_classes(
     summary="Defect regions of an image, by class",
     responses=responses(ImageNotFound),
 )
-async def get_image_regions(img_unique_id: ImgUniqueId, queries: QueryServiceDep) -> ImageRegions:
+async def get_image_regions(
+    img_unique_id: ImgUniqueId, queries: QueryServiceDep, viewer: ViewerDep
+) -> ImageRegions:
     """Every region (centroid, bounding box, area, perimeter, axes, circularity, aspect
-    ratio) grouped by defect class."""
-    return await queries.image_regions(img_unique_id)
+    ratio) grouped by defect class, with its verdict (`review`). For a reviewer who audits
+    the board or may audit it (it is in the double-review sample, they gave none of its
+    first verdicts and nobody else audits it), every `review` is null: the second review
+    is blind, in the viewer's audit mode or not."""
+    return await queries.image_regions(img_unique_id, viewer)
 
 
 @router.get("/query/defects", response_model=DefectQueryResult, summary="Search defect regions")
 async def query_defects(
     queries: QueryServiceDep,
     filters: DefectFiltersDep,
+    viewer: ViewerDep,
     page: Page = 1,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -150,8 +160,11 @@ async def query_defects(
 
     Page by `page` or by `cursor` (the previous answer's `next_cursor`). `total` is exact
     up to 10,000 and for date and class filters at any size; otherwise an estimate, and
-    `total_is_exact` says so."""
-    return await queries.query_defects(filters, page, limit, defect_cursor(cursor, page))
+    `total_is_exact` says so. A region's `review` is null for a reviewer who audits its
+    board or may audit it (as in `/images/{id}/regions`)."""
+    return await queries.query_defects(
+        filters, page, limit, defect_cursor(cursor, page), viewer=viewer
+    )
 
 
 @router.delete(

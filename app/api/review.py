@@ -28,7 +28,7 @@ from app.api.params import (
     StartDate,
     resolve_dates,
 )
-from app.api.security import AUTH_ERRORS, MethodAccess, PrincipalDep
+from app.api.security import AUTH_ERRORS, AdminAccess, MethodAccess, PrincipalDep
 from app.errors import VALIDATION_ERROR_RESPONSE, ImageNotFound, responses
 from app.models.database import REVIEWER_LENGTH
 from app.models.review import (
@@ -37,6 +37,8 @@ from app.models.review import (
     ReviewBatches,
     ReviewHistory,
     ReviewNext,
+    ReviewReasons,
+    ReviewReasonsIn,
     VerdictIn,
     VerdictOut,
 )
@@ -49,6 +51,7 @@ from app.models.review_audit import (
 )
 from app.models.schemas import ErrorBody
 from app.services.review.audit import AuditNotAllowed, AuditNotQueued, AuditService
+from app.services.review.reasons import UnknownReason
 from app.services.review.repository import ReviewFilters
 from app.services.review.service import RegionNotFound, ReviewService
 from app.services.security.access import NotAuthenticated
@@ -68,6 +71,7 @@ def get_review_service(
         session,
         runtime.inspections.cfx,
         audit_rate=settings.review_audit_rate,
+        reasons=settings.review_reasons,
         webhooks=runtime.inspections.webhooks,
     )
 
@@ -121,6 +125,35 @@ def reviewer_name(
 
 
 ReviewerDep = Annotated[str, Depends(reviewer_name)]
+
+
+def viewing_reviewer(
+    principal: PrincipalDep,
+    x_reviewer: Annotated[
+        str | None,
+        Header(
+            max_length=3 * 4 * REVIEWER_LENGTH,
+            description="Who asks, when AUTH_MODE is off (as for a verdict): a reviewer"
+            " who audits the board, or may audit it, gets no first verdict or disposition.",
+            examples=["line-1-qc"],
+        ),
+    ] = None,
+) -> str | None:
+    """The reviewer a read request comes from, if known: the key's name (auth on), else the
+    `X-Reviewer` header when it is a valid name; None otherwise (never an error: a read
+    needs no reviewer)."""
+    if principal is not None and principal.via != "open" and principal.key_name:
+        return principal.key_name
+    if x_reviewer is None:
+        return None
+    try:
+        name = unquote(x_reviewer, errors="strict").strip()
+    except UnicodeDecodeError:
+        return None
+    return name if 1 <= len(name) <= REVIEWER_LENGTH and name.isprintable() else None
+
+
+ViewerDep = Annotated[str | None, Depends(viewing_reviewer)]
 BAD_JSON: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorBody, "description": "The body is not valid JSON."}
 }
@@ -130,7 +163,7 @@ BAD_JSON: dict[int | str, dict[str, object]] = {
     "/regions/{region_unique_id}/verdict",
     response_model=VerdictOut,
     summary="Set a region's verdict (real, false call, unsure)",
-    responses={**BAD_JSON, **responses(RegionNotFound)},
+    responses={**BAD_JSON, **responses(RegionNotFound, UnknownReason)},
 )
 async def put_verdict(
     region_unique_id: RegionUniqueId,
@@ -139,8 +172,10 @@ async def put_verdict(
     service: ReviewServiceDep,
 ) -> VerdictOut:
     """Records the verdict on one defect region with the reviewer and time (the change is
-    kept in the image's review history); `"verdict": null` withdraws it. Answers the new
-    state, the verdict before, and how many of the image's regions have one."""
+    kept in the image's review history); `"verdict": null` withdraws it. A `real` or
+    `false_call` verdict may carry a `reason` code of the reason list (GET
+    /api/review/reasons; 422 `unknown_reason` for another). Answers the new state, the
+    verdict before, and how many of the image's regions have one."""
     return await service.set_verdict(region_unique_id, change, reviewer)
 
 
@@ -167,10 +202,14 @@ async def put_disposition(
     summary="An image's review: disposition, progress and history",
     responses=responses(ImageNotFound),
 )
-async def get_review(img_unique_id: ImgUniqueId, service: ReviewServiceDep) -> ReviewHistory:
+async def get_review(
+    img_unique_id: ImgUniqueId, service: ReviewServiceDep, viewer: ViewerDep
+) -> ReviewHistory:
     """The disposition, how many regions have a verdict, and every change of the review
-    (who changed what, when, and the value before), newest first (at most 500)."""
-    return await service.history(img_unique_id)
+    (who changed what, when, and the value before), newest first (at most 500). For a
+    reviewer who audits the board or may audit it, no disposition and no change (the
+    second review is blind)."""
+    return await service.history(img_unique_id, viewer)
 
 
 @router.get("/review/next", response_model=ReviewNext, summary="The next image to review")
@@ -216,6 +255,43 @@ async def review_next(
 
 
 @router.get(
+    "/review/reasons",
+    response_model=ReviewReasons,
+    summary="The reason codes a real or false-call verdict may carry",
+)
+async def review_reasons(service: ReviewServiceDep) -> ReviewReasons:
+    """The reason list in key order (`Shift+1` first in review mode): the admin's when
+    one is stored (`source` `admin`), else REVIEW_REASONS (`source` `setting`)."""
+    return await service.reasons.current()
+
+
+# The admin's routes: their own router, so that the scope asked is `admin` alone (the
+# main router's method rule would ask `write` first, and name that scope in its 403).
+admin_router = APIRouter(
+    tags=["Review"],
+    dependencies=[AdminAccess],
+    responses={**AUTH_ERRORS, **VALIDATION_ERROR_RESPONSE},
+)
+
+
+@admin_router.put(
+    "/review/reasons",
+    response_model=ReviewReasons,
+    summary="Replace the reason list (admin)",
+    responses=BAD_JSON,
+)
+async def put_review_reasons(
+    change: ReviewReasonsIn, principal: PrincipalDep, service: ReviewServiceDep
+) -> ReviewReasons:
+    """Stores the admin's reason list, which replaces REVIEW_REASONS while it is stored;
+    `"reasons": []` removes it (REVIEW_REASONS applies again). Verdicts already given keep
+    their codes; new verdicts are checked against the new list. Answers the list now in
+    force."""
+    admin = principal.key_name if principal is not None else None
+    return await service.reasons.replace(change.reasons, admin)
+
+
+@router.get(
     "/review/batches",
     response_model=ReviewBatches,
     summary="The newest batches, for the review queue's batch picker",
@@ -234,7 +310,9 @@ async def review_batches(
 
 def get_audit_service(session: SessionDep, settings: SettingsDep) -> AuditService:
     """Reviewer figures and audits over this request's session."""
-    return AuditService(session, audit_rate=settings.review_audit_rate)
+    return AuditService(
+        session, audit_rate=settings.review_audit_rate, reasons=settings.review_reasons
+    )
 
 
 AuditServiceDep = Annotated[AuditService, Depends(get_audit_service)]
@@ -296,7 +374,10 @@ async def audit_board(
     "/review/audit/regions/{region_unique_id}/verdict",
     response_model=AuditVerdictOut,
     summary="Set a region's second (audit) verdict",
-    responses={**BAD_JSON, **responses(RegionNotFound, AuditNotQueued, AuditNotAllowed)},
+    responses={
+        **BAD_JSON,
+        **responses(RegionNotFound, AuditNotQueued, AuditNotAllowed, UnknownReason),
+    },
 )
 async def put_audit_verdict(
     region_unique_id: RegionUniqueId,

@@ -331,6 +331,7 @@ VERDICTS = ("real", "false_call", "unsure")
 DISPOSITIONS = ("pass", "repair", "scrap")
 """What happens to a reviewed board."""
 REVIEWER_LENGTH = 64
+REASON_LENGTH = 32  # app.config.REASON_PATTERN
 
 
 class RegionVerdict(Base):
@@ -350,6 +351,8 @@ class RegionVerdict(Base):
         ForeignKey("images.img_unique_id", ondelete="CASCADE"), index=True
     )
     verdict: Mapped[str] = mapped_column(String(16))
+    # A reason code (REVIEW_REASONS or the admin's list) of a real or false_call verdict.
+    reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))
     reviewer: Mapped[str] = mapped_column(String(REVIEWER_LENGTH))
     comment: Mapped[str | None] = mapped_column(Text)
     reviewed_at: Mapped[datetime] = mapped_column(
@@ -436,6 +439,8 @@ class ReviewEvent(Base):
     kind: Mapped[str] = mapped_column(String(16))
     value: Mapped[str | None] = mapped_column(String(16))
     previous: Mapped[str | None] = mapped_column(String(16))
+    # The reason code sent with a verdict (migration 20261207_0023); null for the rest.
+    reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))
     reviewer: Mapped[str] = mapped_column(String(REVIEWER_LENGTH))
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -578,10 +583,24 @@ class AuditVerdict(Base):
         ForeignKey("review_audits.img_unique_id", ondelete="CASCADE"), index=True
     )
     verdict: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))
     reviewer: Mapped[str] = mapped_column(String(REVIEWER_LENGTH))
     reviewed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+
+
+class ReviewReason(Base):
+    """One reason code of the admin's list (PUT /api/review/reasons, migration
+    20261207_0023), in `position` order. While the table has rows they are the list;
+    empty, REVIEW_REASONS is."""
+
+    __tablename__ = "review_reasons"
+
+    code: Mapped[str] = mapped_column(String(REASON_LENGTH), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    set_by: Mapped[str | None] = mapped_column(String(REVIEWER_LENGTH))
+    set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 ANSWER_ROLES = ("shadow", "replay")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.config import REASON_PATTERN, REASONS_MAX
 
 Verdict = Literal["real", "false_call", "unsure"]
 Disposition = Literal["pass", "repair", "scrap"]
@@ -18,6 +20,7 @@ COMMENT_PATTERN = r"^[^\x00]*$"
 
 EXAMPLE_REGION_REVIEW = {
     "verdict": "false_call",
+    "reason": "dust",
     "comment": "dust on the lens",
     "reviewer": "line-3-qc",
     "reviewed_at": EXAMPLE_TIME,
@@ -35,6 +38,25 @@ def _example(example: dict[str, Any]) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": [example]}, extra="forbid")
 
 
+REASON_VERDICTS = ("real", "false_call")
+"""The verdicts a reason code may go with."""
+
+
+def reason_field(description: str) -> Any:
+    """A reason code field (REASON_PATTERN, null by default)."""
+    return Field(default=None, max_length=32, pattern=REASON_PATTERN, description=description)
+
+
+def check_reason_verdict(verdict: str | None, reason: str | None) -> None:
+    """A reason only goes with a `real` or `false_call` verdict.
+
+    Raises:
+        ValueError: a reason with `unsure` or a withdrawal.
+    """
+    if reason is not None and verdict not in REASON_VERDICTS:
+        raise ValueError("a reason goes only with a real or false_call verdict")
+
+
 def _comment() -> Any:
     return Field(
         default=None,
@@ -48,12 +70,23 @@ class VerdictIn(BaseModel):
     """A reviewer's verdict on one region; `null` withdraws it (the region is unreviewed
     again: what undo sends when there was no verdict before)."""
 
-    model_config = _example({"verdict": "false_call", "comment": "dust on the lens"})
+    model_config = _example(
+        {"verdict": "false_call", "reason": "dust", "comment": "dust on the lens"}
+    )
 
     verdict: Verdict | None = Field(
         description="`real` defect, `false_call` of the model, `unsure`; null withdraws it."
     )
+    reason: str | None = reason_field(
+        "Why: a code of the reason list (GET /api/review/reasons), with a `real` or"
+        " `false_call` verdict only; a code not in the list is a 422 `unknown_reason`."
+    )
     comment: str | None = _comment()
+
+    @model_validator(mode="after")
+    def _reason_with_verdict(self) -> VerdictIn:
+        check_reason_verdict(self.verdict, self.reason)
+        return self
 
 
 class DispositionIn(BaseModel):
@@ -73,6 +106,7 @@ class RegionReview(BaseModel):
     model_config = _example(EXAMPLE_REGION_REVIEW)
 
     verdict: Verdict
+    reason: str | None = Field(default=None, description="The reason code, if one was given.")
     comment: str | None = None
     reviewer: str
     reviewed_at: datetime
@@ -219,6 +253,7 @@ class ReviewEventOut(BaseModel):
             "region_unique_id": 1041,
             "value": "false_call",
             "previous": "real",
+            "reason": "dust",
             "reviewer": "line-3-qc",
             "comment": "dust on the lens",
             "created_at": EXAMPLE_TIME,
@@ -232,6 +267,7 @@ class ReviewEventOut(BaseModel):
         default=None, description="The new verdict or disposition (null: withdrawn)."
     )
     previous: str | None = None
+    reason: str | None = Field(default=None, description="The verdict's reason code, if any.")
     reviewer: str
     comment: str | None = None
     created_at: datetime
@@ -353,3 +389,89 @@ class ReviewFigures(BaseModel):
     classes: list[ClassReviewFigures] = Field(description="Most reviewed calls first.")
     dispositions: dict[str, int] = Field(description="Images per disposition.")
     days: list[DayReviewFigures]
+
+
+_REASONS = {
+    "reasons": [
+        {"code": "dust", "key": "Shift+1"},
+        {"code": "oxidation", "key": "Shift+2"},
+    ],
+    "source": "setting",
+}
+
+
+class ReviewReason(BaseModel):
+    """One reason code and its key in review mode."""
+
+    model_config = _example({"code": "dust", "key": "Shift+1"})
+
+    code: str
+    key: str = Field(description="The review-mode key that picks it: Shift+1 ... Shift+9.")
+
+
+class ReviewReasons(BaseModel):
+    """The reason codes a `real` or `false_call` verdict may carry, in key order, and
+    where the list comes from: `admin` (stored by PUT /api/review/reasons; it replaces
+    the setting) or `setting` (REVIEW_REASONS, while no admin list is stored)."""
+
+    model_config = _example(_REASONS)
+
+    reasons: list[ReviewReason]
+    source: Literal["admin", "setting"]
+
+
+class ReviewReasonsIn(BaseModel):
+    """The admin's reason list, replacing the current one (verdicts keep the codes they
+    were given). An empty list removes the admin list: REVIEW_REASONS applies again."""
+
+    model_config = _example({"reasons": ["dust", "oxidation", "registration", "marking"]})
+
+    reasons: list[Annotated[str, Field(max_length=32, pattern=REASON_PATTERN)]] = Field(
+        max_length=REASONS_MAX,
+        json_schema_extra={"uniqueItems": True},
+        description=f"At most {REASONS_MAX} codes (one key each), no repeat; each 1-32"
+        " lowercase letters, digits, `_` or `-`.",
+    )
+
+    @model_validator(mode="after")
+    def _no_repeat(self) -> ReviewReasonsIn:
+        if len(set(self.reasons)) != len(self.reasons):
+            raise ValueError("a reason code is listed twice")
+        return self
+
+
+_PARETO_ROW = {"reason": "dust", "false_calls": 42, "share": 0.6, "cumulative_share": 0.6}
+
+
+class ReasonCount(BaseModel):
+    """False calls with one reason (`reason` null: given without one)."""
+
+    model_config = _example(_PARETO_ROW)
+
+    reason: str | None
+    false_calls: int
+    share: float = Field(description="false_calls / all false calls of the range.")
+    cumulative_share: float = Field(description="Sum of the shares down to this row.")
+
+
+class FalseCallReasons(BaseModel):
+    """The Pareto of false calls by reason over a range of inspection days (UTC,
+    inclusive): most frequent reason first, the calls without a reason last."""
+
+    model_config = _example(
+        {
+            "start_date": "2026-02-25",
+            "end_date": "2026-02-25",
+            "class_name": None,
+            "model_version": None,
+            "false_calls": 70,
+            "reasons": [_PARETO_ROW],
+        }
+    )
+
+    start_date: date
+    end_date: date
+    class_name: str | None = None
+    model_version: str | None = None
+    false_calls: int = Field(description="Regions whose current verdict is false_call.")
+    reasons: list[ReasonCount]

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.models.review import EXAMPLE_ID, Verdict
+from app.models.review import EXAMPLE_ID, Verdict, check_reason_verdict, reason_field
 
 _SPEED = {
     "reviewer": "line-3-qc",
@@ -123,12 +123,13 @@ class AuditRegion(BaseModel):
     """A region of an audited board with the auditor's own second verdict (never the
     first one)."""
 
-    model_config = _example({"region_unique_id": 1041, "verdict": "real"})
+    model_config = _example({"region_unique_id": 1041, "verdict": "real", "reason": None})
 
     region_unique_id: int
     verdict: Verdict | None = Field(
         default=None, description="This auditor's second verdict, or null."
     )
+    reason: str | None = Field(default=None, description="Its reason code, if any.")
 
 
 class AuditBoard(BaseModel):
@@ -138,8 +139,8 @@ class AuditBoard(BaseModel):
         {
             "img_unique_id": EXAMPLE_ID,
             "regions": [
-                {"region_unique_id": 1041, "verdict": "real"},
-                {"region_unique_id": 1042, "verdict": None},
+                {"region_unique_id": 1041, "verdict": "real", "reason": None},
+                {"region_unique_id": 1042, "verdict": None, "reason": None},
             ],
             "reviewed_regions": 1,
         }
@@ -153,9 +154,17 @@ class AuditBoard(BaseModel):
 class AuditVerdictIn(BaseModel):
     """The second reviewer's verdict on one region; null withdraws it."""
 
-    model_config = _example({"verdict": "real"})
+    model_config = _example({"verdict": "false_call", "reason": "dust"})
 
     verdict: Verdict | None = Field(description="`real`, `false_call`, `unsure`; null withdraws.")
+    reason: str | None = reason_field(
+        "A code of the reason list, with `real` or `false_call` only (as for first verdicts)."
+    )
+
+    @model_validator(mode="after")
+    def _reason_with_verdict(self) -> AuditVerdictIn:
+        check_reason_verdict(self.verdict, self.reason)
+        return self
 
 
 class AuditVerdictOut(BaseModel):
@@ -166,6 +175,7 @@ class AuditVerdictOut(BaseModel):
             "region_unique_id": 1041,
             "img_unique_id": EXAMPLE_ID,
             "verdict": "real",
+            "reason": None,
             "reviewer": "line-1-qc",
             "reviewed_regions": 1,
             "regions": 5,
@@ -175,6 +185,7 @@ class AuditVerdictOut(BaseModel):
     region_unique_id: int
     img_unique_id: str
     verdict: Verdict | None
+    reason: str | None = None
     reviewer: str
     reviewed_regions: int
     regions: int

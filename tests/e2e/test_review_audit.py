@@ -1,7 +1,8 @@
 """The blind second review in Chromium: a board first reviewed through the API by one
 reviewer is audited in the viewer's audit mode by another, who sees no first verdict
-(no verdict colour, chip or label), and whose key press is stored apart from the first
-verdict; the Dashboard then shows both reviewers' figures and their kappa."""
+(no verdict colour, chip or label), nor in the ordinary viewer, and whose key press is
+stored apart from the first verdict; the Dashboard then shows both reviewers' figures and
+their kappa."""
 
 from __future__ import annotations
 
@@ -76,6 +77,19 @@ def test_the_auditor_sees_no_first_verdict_and_stores_a_second_one(
     ) == [(ids[0], "real", "qc-ben")]
     first = db_rows(database_url, "SELECT DISTINCT verdict, reviewer FROM region_verdicts")
     assert first == [("false_call", "qc-anna")]
+
+    # Outside audit mode too (the bug: the ordinary viewer read the first verdicts from
+    # GET /api/images/{id}/regions): the auditor's ordinary viewer shows none of them.
+    page.goto(f"{agent.url}/results/{board}?review=1")
+    viewer_ready(page)
+    expect(panel.locator(".review-chip")).to_have_count(len(ids))
+    expect(panel.locator(".review-chip[data-verdict='false_call']")).to_have_count(0)
+    expect(page.locator(".verdict-false_call")).to_have_count(0)
+    # The first reviewer still sees hers.
+    page.evaluate("localStorage.setItem('aoi.reviewer', 'qc-anna')")
+    page.reload()
+    viewer_ready(page)
+    expect(panel.locator(".review-chip[data-verdict='false_call']")).to_have_count(len(ids))
 
     page.goto(agent.url + "/dashboard")
     expect(page.locator("body")).to_have_attribute("data-reviewer-figures", "ready")

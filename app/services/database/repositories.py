@@ -1332,10 +1332,16 @@ class ImageRepository:
 
         Yields:
             Rows with the columns of `EXPORT_REGION_COLUMNS` (pixels; timestamp UTC), then
-            the region's verdict and its image's disposition (None when not reviewed).
+            the region's verdict, its reason code and its image's disposition (None when
+            not reviewed, or given without a reason).
         """
         stmt = (
-            select(*_EXPORT_COLUMNS, RegionVerdict.verdict, ImageDisposition.disposition)
+            select(
+                *_EXPORT_COLUMNS,
+                RegionVerdict.verdict,
+                RegionVerdict.reason,
+                ImageDisposition.disposition,
+            )
             .join(DefectClass, DefectClass.class_unique_id == Region.class_unique_id)
             .join(Image, Image.img_unique_id == Region.img_unique_id)
             .outerjoin(Inspection, Inspection.img_unique_id == Image.img_unique_id)
@@ -1385,11 +1391,17 @@ class ImageRepository:
     ) -> list[tuple[Any, ...]]:
         """The regions matching `filters` of the images `img_unique_ids`, with their class
         name, ordered by image, class and region: rows of (Region, class_name, class_id,
-        verdict or None)."""
+        verdict or None, reason code or None)."""
         if not img_unique_ids:
             return []
         stmt = (
-            select(Region, DefectClass.class_name, DefectClass.class_id, RegionVerdict.verdict)
+            select(
+                Region,
+                DefectClass.class_name,
+                DefectClass.class_id,
+                RegionVerdict.verdict,
+                RegionVerdict.reason,
+            )
             .join(DefectClass, DefectClass.class_unique_id == Region.class_unique_id)
             .join(Image, Image.img_unique_id == Region.img_unique_id)
             .outerjoin(RegionVerdict, RegionVerdict.region_unique_id == Region.region_unique_id)

@@ -323,7 +323,7 @@ async def _image_members(
             return
         ids = [row.image.img_unique_id for row in page]
         by_image: dict[str, list[tuple[Region, str, str | None]]] = {}
-        for region, class_name, _, verdict in await images.regions_of_images(run.filters, ids):
+        for region, class_name, _, verdict, _ in await images.regions_of_images(run.filters, ids):
             by_image.setdefault(region.img_unique_id, []).append((region, class_name, verdict))
         for row in page:
             image = row.image

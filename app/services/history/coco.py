@@ -242,19 +242,19 @@ async def _annotations(
     if not page:
         return
     rows = await repo.regions_of_images(filters, [image.img_unique_id for _, image in page])
-    by_image: dict[str, list[tuple[Region, str, str | None]]] = {}
-    for region, class_name, _, verdict in rows:
-        by_image.setdefault(region.img_unique_id, []).append((region, class_name, verdict))
+    by_image: dict[str, list[tuple[Region, str, str | None, str | None]]] = {}
+    for region, class_name, _, verdict, reason in rows:
+        by_image.setdefault(region.img_unique_id, []).append((region, class_name, verdict, reason))
     for number, image in page:
         regions = by_image.get(image.img_unique_id, [])
         if not regions:
             continue
         boxes = [
             RegionBox(r.bbox_x, r.bbox_y, r.bbox_width, r.bbox_height, r.area_pixels)
-            for r, _, _ in regions
+            for r, _, _, _ in regions
         ]
         rles = await _image_rles(storage, image, boxes, limiter)
-        for (region, class_name, verdict), rle in zip(regions, rles, strict=True):
+        for (region, class_name, verdict, reason), rle in zip(regions, rles, strict=True):
             x, y, w, h = region.bbox_x, region.bbox_y, region.bbox_width, region.bbox_height
             polygon = [[x, y, x + w, y, x + w, y + h, x, y + h]]
             yield {
@@ -269,6 +269,7 @@ async def _annotations(
                 "region_id": region.region_id,
                 "region_unique_id": region.region_unique_id,
                 "verdict": verdict,
+                "reason": reason,
             }
 
 

@@ -52,6 +52,7 @@ SUMMARY_COLUMNS = (
     "error",
     "folder",
     "verdicts",
+    "reasons",
     "disposition",
 )
 
@@ -292,6 +293,7 @@ class _BatchMember:
     classes: dict[str, int] | None
     verdicts: dict[str, int] | None = None
     disposition: str | None = None
+    reasons: dict[str, int] | None = None
 
 
 async def batch_zip(
@@ -302,7 +304,8 @@ async def batch_zip(
     Holds, per image, a folder `{original name without extension}_{id}` (see
     `download_stem`) with `input.*` and, when it succeeded, `combined.png`, `mask.png`,
     `overlay.png` and `analysis.json`; plus `summary.csv` (one row per image, failures
-    with their error, review verdict counts and disposition, and its folder). Rows are read
+    with their error, review verdict counts, reason counts and disposition, and its
+    folder). Rows are read
     now; files while streaming.
 
     The store is checked before the first byte; a file missing while streaming is left
@@ -327,6 +330,7 @@ async def batch_zip(
     images = await ImageRepository(session).get_many(ids)
     reviews = ReviewRepository(session)
     verdicts, dispositions = await reviews.verdict_counts(ids), await reviews.dispositions_of(ids)
+    reasons = await reviews.reason_counts(ids)
     members = [
         _BatchMember(
             inspection,
@@ -334,6 +338,7 @@ async def batch_zip(
             classes,
             verdicts.get(inspection.img_unique_id),
             dispositions.get(inspection.img_unique_id),
+            reasons.get(inspection.img_unique_id),
         )
         for inspection, classes in items
     ]
@@ -409,6 +414,7 @@ def _summary_csv(members: list[_BatchMember]) -> str:
                 m.inspection.last_error or "",
                 download_stem(m.inspection.original_filename, m.inspection.img_unique_id),
                 ";".join(f"{k}={v}" for k, v in sorted((m.verdicts or {}).items())),
+                ";".join(f"{k}={v}" for k, v in sorted((m.reasons or {}).items())),
                 m.disposition or "",
             ]
         )

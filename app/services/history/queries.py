@@ -65,6 +65,7 @@ from app.services.history.cursors import (
     encode_image_cursor,
 )
 from app.services.inspection.workflow import BatchAcceptance, InspectionOutcome
+from app.services.review.audit_repository import AuditRepository
 from app.services.review.repository import ReviewRepository
 from app.services.review.service import image_review, region_review
 from app.services.security.signing import LinkSigner
@@ -287,8 +288,14 @@ class QueryService:
         self.images = ImageRepository(session)
         self.inspections = InspectionRepository(session)
         self.reviews = ReviewRepository(session)
+        self.audits = AuditRepository(session)
         self.boards = BoardRepository(session)
         self.links = links
+
+    async def _blind(self, img_unique_id: str, viewer: str | None) -> bool:
+        """Whether `viewer` (the reviewer asking; None: unknown) must not see the board's
+        first review: they audit it, or may audit it (docs/review.md, double review)."""
+        return viewer is not None and await self.audits.blind_to(img_unique_id, viewer)
 
     def _summary(
         self,
@@ -389,9 +396,12 @@ class QueryService:
             )
         return states
 
-    async def image_or_inspection(self, img_unique_id: str) -> ImageDetail | InspectionState:
+    async def image_or_inspection(
+        self, img_unique_id: str, viewer: str | None = None
+    ) -> ImageDetail | InspectionState:
         """A stored inspection's detail, or, for an image with no result (pending,
-        processing, failed), where it stands, its error and retry URL.
+        processing, failed), where it stands, its error and retry URL. The disposition is
+        null for a `viewer` who audits the board or may audit it (as in `image_regions`).
 
         Raises:
             ImageNotFound: no such image at all.
@@ -399,10 +409,11 @@ class QueryService:
         inspection = await self.inspections.get(img_unique_id)
         if inspection is not None and inspection.status != InspectionStatus.SUCCEEDED:
             return inspection_state(inspection, self.links)
-        return await self.image_detail(img_unique_id)
+        return await self.image_detail(img_unique_id, viewer)
 
-    async def image_detail(self, img_unique_id: str) -> ImageDetail:
-        """One stored image with classes and URLs.
+    async def image_detail(self, img_unique_id: str, viewer: str | None = None) -> ImageDetail:
+        """One stored image with classes and URLs (the disposition withheld from a
+        `viewer` the board's first review is hidden from, as in `image_regions`).
 
         Raises:
             ImageNotFound: no stored result with this id.
@@ -437,7 +448,9 @@ class QueryService:
             )
             if inspection
             else Provenance(),
-            disposition=image_review(await self.reviews.disposition(img_unique_id)),
+            disposition=None
+            if await self._blind(img_unique_id, viewer)
+            else image_review(await self.reviews.disposition(img_unique_id)),
             context=await self.boards.context(img_unique_id),
         )
 
@@ -449,8 +462,10 @@ class QueryService:
         """
         return (await self.image_detail(img_unique_id)).classes
 
-    async def image_regions(self, img_unique_id: str) -> ImageRegions:
-        """All regions of a stored image grouped by class.
+    async def image_regions(self, img_unique_id: str, viewer: str | None = None) -> ImageRegions:
+        """All regions of a stored image grouped by class, with their verdicts, unless
+        `viewer` (the reviewer asking) audits the board or may audit it: then every
+        `review` is null (the second review is blind, in audit mode or not).
 
         Raises:
             ImageNotFound: no stored result with this id.
@@ -459,7 +474,11 @@ class QueryService:
         if image is None:
             raise ImageNotFound(f"no inspection result with id {img_unique_id}")
         classes = await self.images.classes_with_regions(img_unique_id)
-        verdicts = await self.reviews.verdicts_of_image(img_unique_id)
+        verdicts = (
+            {}
+            if await self._blind(img_unique_id, viewer)
+            else await self.reviews.verdicts_of_image(img_unique_id)
+        )
         groups = [
             ClassRegions(
                 class_name=c.class_name,
@@ -481,10 +500,16 @@ class QueryService:
         )
 
     async def query_defects(
-        self, filters: DefectFilters, page: int, limit: int, after: DefectKey | None = None
+        self,
+        filters: DefectFilters,
+        page: int,
+        limit: int,
+        after: DefectKey | None = None,
+        viewer: str | None = None,
     ) -> DefectQueryResult:
         """A page of regions matching `filters`: page `page` (1-based, OFFSET) or, with
-        `after` (a decoded cursor), the `limit` rows after that key."""
+        `after` (a decoded cursor), the `limit` rows after that key. The verdicts of the
+        boards whose first review is hidden from `viewer` (their auditor) are left out."""
         offset = 0 if after is not None else (page - 1) * limit
         (total, exact), found = await self.images.query_defects(filters, offset, limit + 1, after)
         rows = found[:limit]
@@ -501,6 +526,10 @@ class QueryService:
                 )
             )
         verdicts = await self.reviews.verdicts_of_regions([row[0].region_unique_id for row in rows])
+        if viewer is not None and verdicts:
+            boards = {v.img_unique_id for v in verdicts.values()}
+            hidden = await self.audits.blind_among(boards, viewer)
+            verdicts = {k: v for k, v in verdicts.items() if v.img_unique_id not in hidden}
         return DefectQueryResult(
             total=total,
             total_is_exact=exact,

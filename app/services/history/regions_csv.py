@@ -20,8 +20,9 @@ from app.services.database.repositories import (
 )
 from app.utils.spreadsheet import csv_line
 
-# The region's verdict and its image's disposition; empty while not reviewed.
-REVIEW_COLUMNS = ("verdict", "disposition")
+# The region's verdict, its reason code and its image's disposition; empty while not
+# reviewed (the reason: also when the verdict was given without one).
+REVIEW_COLUMNS = ("verdict", "reason", "disposition")
 REGION_CSV_COLUMNS = (*EXPORT_REGION_COLUMNS, *REVIEW_COLUMNS)
 ROWS_PER_CHUNK = 1000
 """Rows fetched from the server-side cursor at a time (and joined into one write)."""

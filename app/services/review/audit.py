@@ -5,7 +5,7 @@ verdicts."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import cast
@@ -27,6 +27,7 @@ from app.models.review_audit import (
 from app.services.database.repositories import day_end, day_start
 from app.services.history.dashboard import daily_range
 from app.services.review.audit_repository import AuditRepository
+from app.services.review.reasons import ReasonList
 from app.services.review.repository import ReviewRepository
 from app.services.review.service import RegionNotFound
 
@@ -103,10 +104,13 @@ def _agreement(
 class AuditService:
     """Reviewer figures and the audit workflow of one request (it only flushes)."""
 
-    def __init__(self, session: AsyncSession, audit_rate: float = 0.0) -> None:
+    def __init__(
+        self, session: AsyncSession, audit_rate: float = 0.0, reasons: Sequence[str] = ()
+    ) -> None:
         self.audits = AuditRepository(session)
         self.reviews = ReviewRepository(session)
         self.audit_rate = audit_rate
+        self.reasons = ReasonList(session, reasons)
 
     async def figures(self, start_date: date | None, end_date: date | None) -> ReviewerFigures:
         """Per reviewer and per reviewer and UTC day of the verdicts given in the range
@@ -184,9 +188,10 @@ class AuditService:
         return AuditBoard(
             img_unique_id=img_unique_id,
             regions=[
-                AuditRegion(region_unique_id=r, verdict=cast(Verdict | None, v)) for r, v in regions
+                AuditRegion(region_unique_id=r, verdict=cast(Verdict | None, v), reason=why)
+                for r, v, why in regions
             ],
-            reviewed_regions=sum(v is not None for _, v in regions),
+            reviewed_regions=sum(v is not None for _, v, _ in regions),
         )
 
     async def set_verdict(
@@ -198,7 +203,9 @@ class AuditService:
         Raises:
             RegionNotFound: no such region (404).
             AuditNotQueued, AuditNotAllowed: as in `board`.
+            UnknownReason: (422) the reason code is not in the reason list.
         """
+        await self.reasons.check(change.reason)
         img_unique_id = await self.reviews.region_image(region_unique_id)
         if img_unique_id is None or not await self.reviews.lock_image(img_unique_id):
             raise RegionNotFound(f"no defect region with id {region_unique_id}")
@@ -206,14 +213,17 @@ class AuditService:
         if change.verdict is None:
             await self.audits.remove(region_unique_id)
         else:
-            await self.audits.put(region_unique_id, img_unique_id, change.verdict, reviewer)
+            await self.audits.put(
+                region_unique_id, img_unique_id, change.verdict, reviewer, change.reason
+            )
         regions = await self.audits.board(img_unique_id)
         return AuditVerdictOut(
             region_unique_id=region_unique_id,
             img_unique_id=img_unique_id,
             verdict=change.verdict,
+            reason=change.reason if change.verdict is not None else None,
             reviewer=reviewer,
-            reviewed_regions=sum(v is not None for _, v in regions),
+            reviewed_regions=sum(v is not None for _, v, _ in regions),
             regions=len(regions),
         )
 

@@ -7,6 +7,7 @@ the audit queue reads `review_audits` (a sample: a few per cent of the reviewed 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -125,6 +126,44 @@ class AuditRepository:
         )
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def blind_to(self, img_unique_id: str, reviewer: str) -> bool:
+        """Whether the board's first review must stay hidden from `reviewer`: the board is
+        in the double-review sample, `reviewer` gave none of its first verdicts, and nobody
+        else audits it (so `reviewer` audits it, or may still be its auditor)."""
+        stmt = select(
+            exists().where(
+                ReviewAudit.img_unique_id == img_unique_id,
+                ~exists().where(
+                    RegionVerdict.img_unique_id == img_unique_id,
+                    RegionVerdict.reviewer == reviewer,
+                ),
+                ~exists().where(
+                    AuditVerdict.img_unique_id == img_unique_id,
+                    AuditVerdict.reviewer != reviewer,
+                ),
+            )
+        )
+        return bool((await self.session.execute(stmt)).scalar())
+
+    async def blind_among(self, img_unique_ids: Iterable[str], reviewer: str) -> set[str]:
+        """Of these boards, those whose first review is hidden from `reviewer` (as in
+        `blind_to`): one query over their `review_audits` rows."""
+        ids = list(img_unique_ids)
+        if not ids:
+            return set()
+        stmt = select(ReviewAudit.img_unique_id).where(
+            ReviewAudit.img_unique_id.in_(ids),
+            ~exists().where(
+                RegionVerdict.img_unique_id == ReviewAudit.img_unique_id,
+                RegionVerdict.reviewer == reviewer,
+            ),
+            ~exists().where(
+                AuditVerdict.img_unique_id == ReviewAudit.img_unique_id,
+                AuditVerdict.reviewer != reviewer,
+            ),
+        )
+        return set((await self.session.execute(stmt)).scalars())
+
     def _open_to(self, reviewer: str) -> list[Any]:
         """Conditions on ReviewAudit: a region still lacks a second verdict, `reviewer`
         gave no first verdict on the board and nobody else audits it."""
@@ -155,21 +194,27 @@ class AuditRepository:
         stmt = stmt.order_by(ReviewAudit.queued_at, ReviewAudit.img_unique_id).limit(1)
         return (await self.session.execute(stmt)).scalar_one_or_none(), pending
 
-    async def board(self, img_unique_id: str) -> list[tuple[int, str | None]]:
-        """The board's regions in the model's order with their second verdict (or None)."""
+    async def board(self, img_unique_id: str) -> list[tuple[int, str | None, str | None]]:
+        """The board's regions in the model's order with their second verdict and its
+        reason (None: none)."""
         stmt = (
-            select(Region.region_unique_id, AuditVerdict.verdict)
+            select(Region.region_unique_id, AuditVerdict.verdict, AuditVerdict.reason)
             .outerjoin(AuditVerdict, AuditVerdict.region_unique_id == Region.region_unique_id)
             .where(Region.img_unique_id == img_unique_id)
             .order_by(Region.region_unique_id)
         )
-        return [(int(r), v) for r, v in (await self.session.execute(stmt)).all()]
+        return [(int(r), v, why) for r, v, why in (await self.session.execute(stmt)).all()]
 
     async def put(
-        self, region_unique_id: int, img_unique_id: str, verdict: str, reviewer: str
+        self,
+        region_unique_id: int,
+        img_unique_id: str,
+        verdict: str,
+        reviewer: str,
+        reason: str | None = None,
     ) -> None:
         """Sets (inserts or replaces) the second verdict of a region, stamped now."""
-        values = {"verdict": verdict, "reviewer": reviewer}
+        values = {"verdict": verdict, "reviewer": reviewer, "reason": reason}
         stmt = (
             pg_insert(AuditVerdict)
             .values(region_unique_id=region_unique_id, img_unique_id=img_unique_id, **values)

@@ -106,9 +106,10 @@ class ReviewRepository:
         verdict: str,
         reviewer: str,
         comment: str | None,
+        reason: str | None = None,
     ) -> RegionVerdict:
         """Sets (inserts or replaces) a region's verdict, stamped now."""
-        values = {"verdict": verdict, "reviewer": reviewer, "comment": comment}
+        values = {"verdict": verdict, "reviewer": reviewer, "comment": comment, "reason": reason}
         stmt = (
             pg_insert(RegionVerdict)
             .values(region_unique_id=region_unique_id, img_unique_id=img_unique_id, **values)
@@ -204,6 +205,23 @@ class ReviewRepository:
         counts: dict[str, dict[str, int]] = {}
         for img_id, verdict, n in (await self.session.execute(stmt)).all():
             counts.setdefault(img_id, {})[verdict] = int(n)
+        return counts
+
+    async def reason_counts(self, img_unique_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Per image (those with verdicts given with a reason): regions per reason code."""
+        if not img_unique_ids:
+            return {}
+        stmt = (
+            select(RegionVerdict.img_unique_id, RegionVerdict.reason, func.count())
+            .where(
+                RegionVerdict.img_unique_id.in_(list(img_unique_ids)),
+                RegionVerdict.reason.is_not(None),
+            )
+            .group_by(RegionVerdict.img_unique_id, RegionVerdict.reason)
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for img_id, reason, n in (await self.session.execute(stmt)).all():
+            counts.setdefault(img_id, {})[str(reason)] = int(n)
         return counts
 
     async def events(self, img_unique_id: str, limit: int) -> list[ReviewEvent]:
@@ -432,6 +450,23 @@ class ReviewRepository:
             row = counts.setdefault((d, name), [0, 0, 0, 0])
             row[1:] = [int(real), int(false_call), int(unsure)]
         return [(d, name, n, r, f, u) for (d, name), (n, r, f, u) in sorted(counts.items())]
+
+    async def false_calls_by_reason(self, filters: ReviewFilters) -> dict[str | None, int]:
+        """Regions of the period (of the class asked for) whose current verdict is
+        `false_call`, per reason code (None: given without one)."""
+        stmt = (
+            select(RegionVerdict.reason, func.count())
+            .join(Image, Image.img_unique_id == RegionVerdict.img_unique_id)
+            .where(RegionVerdict.verdict == "false_call", *self._image_conditions(filters))
+            .group_by(RegionVerdict.reason)
+        )
+        if (spellings := await self._spellings(filters)) is not None:
+            stmt = (
+                stmt.join(Region, Region.region_unique_id == RegionVerdict.region_unique_id)
+                .join(DefectClass, DefectClass.class_unique_id == Region.class_unique_id)
+                .where(DefectClass.class_name.in_(spellings))
+            )
+        return {r: int(n) for r, n in (await self.session.execute(stmt)).all()}
 
     async def dispositions_count(self, filters: ReviewFilters) -> dict[str, int]:
         """Images of the period per disposition."""

@@ -3,7 +3,7 @@ with who and when), the review queue and the review figures of the dashboard."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any, cast
@@ -18,8 +18,10 @@ from app.models.review import (
     Disposition,
     DispositionIn,
     DispositionOut,
+    FalseCallReasons,
     ImageReview,
     ImageReviewProgress,
+    ReasonCount,
     RegionReview,
     ReviewBatch,
     ReviewBatches,
@@ -36,6 +38,7 @@ from app.models.review import (
 from app.services.cfx.outbox import CfxOutbox
 from app.services.history.dashboard import daily_range
 from app.services.review.audit_repository import AuditRepository
+from app.services.review.reasons import ReasonList
 from app.services.review.repository import ReviewFilters, ReviewRepository
 from app.services.review.sample import in_audit_sample
 from app.services.webhooks.events import WebhookEvents
@@ -74,11 +77,14 @@ class ReviewService:
         session: AsyncSession,
         cfx: CfxOutbox | None = None,
         audit_rate: float = 0.0,
+        reasons: Sequence[str] = (),
         webhooks: WebhookEvents | None = None,
     ) -> None:
         self.session = session
         self.reviews = ReviewRepository(session)
         self.audits = AuditRepository(session)
+        # The reason list: the admin's, else REVIEW_REASONS (`reasons`).
+        self.reasons = ReasonList(session, reasons)
         # IPC-CFX: verification outcomes written in this request's transaction.
         self.cfx = cfx
         # Webhook events (`region.verdict`, `image.disposition`), in the same transaction.
@@ -93,7 +99,9 @@ class ReviewService:
 
         Raises:
             RegionNotFound: no stored region has this id.
+            UnknownReason: (422) the reason code is not in the reason list.
         """
+        await self.reasons.check(change.reason)
         img_unique_id = await self.reviews.region_image(region_unique_id)
         if img_unique_id is None or not await self.reviews.lock_image(img_unique_id):
             raise RegionNotFound(f"no defect region with id {region_unique_id}")
@@ -104,7 +112,12 @@ class ReviewService:
             await self.reviews.remove_verdict(region_unique_id)
         else:
             row = await self.reviews.put_verdict(
-                region_unique_id, img_unique_id, change.verdict, reviewer, change.comment
+                region_unique_id,
+                img_unique_id,
+                change.verdict,
+                reviewer,
+                change.comment,
+                change.reason,
             )
         await self.reviews.add_event(
             ReviewEvent(
@@ -113,6 +126,7 @@ class ReviewService:
                 kind="verdict",
                 value=change.verdict,
                 previous=previous,
+                reason=change.reason,
                 reviewer=reviewer,
                 comment=change.comment,
             )
@@ -197,8 +211,10 @@ class ReviewService:
             previous=cast(Disposition | None, previous),
         )
 
-    async def history(self, img_unique_id: str) -> ReviewHistory:
-        """An image's current disposition, progress and its newest review changes.
+    async def history(self, img_unique_id: str, viewer: str | None = None) -> ReviewHistory:
+        """An image's current disposition, progress and its newest review changes; for a
+        `viewer` (the reviewer asking) who audits the board or may audit it, neither the
+        disposition nor the changes (the second review is blind).
 
         Raises:
             ImageNotFound: no stored inspection result has this id.
@@ -206,6 +222,12 @@ class ReviewService:
         if not await self.reviews.image_exists(img_unique_id):
             raise ImageNotFound(f"no inspection result with id {img_unique_id}")
         regions, reviewed = await self.reviews.image_progress(img_unique_id)
+        if viewer is not None and await self.audits.blind_to(img_unique_id, viewer):
+            return ReviewHistory(
+                img_unique_id=img_unique_id,
+                progress=ImageReviewProgress(regions=regions, reviewed_regions=reviewed),
+                events=[],
+            )
         events = await self.reviews.events(img_unique_id, HISTORY_LIMIT)
         return ReviewHistory(
             img_unique_id=img_unique_id,
@@ -239,6 +261,41 @@ class ReviewService:
                 regions=progress.regions,
                 reviewed_regions=progress.reviewed_regions,
             ),
+        )
+
+    async def false_call_reasons(self, filters: ReviewFilters) -> FalseCallReasons:
+        """The Pareto of false calls by reason over the images inspected in the range
+        (default: the last 30 days): per reason code, the regions whose current verdict is
+        `false_call` with it, their share of all false calls and the cumulative share, most
+        first; the false calls without a reason come last (`reason` null).
+
+        Raises:
+            BadDateRange: the start is after the end, or the range is over 731 days.
+        """
+        start, end, _ = daily_range(filters.start_date, filters.end_date)
+        filters = replace(filters, start_date=start, end_date=end)
+        counts = await self.reviews.false_calls_by_reason(filters)
+        total = sum(counts.values())
+        ordered = sorted(counts.items(), key=lambda kv: (kv[0] is None, -kv[1], kv[0] or ""))
+        rows: list[ReasonCount] = []
+        running = 0
+        for reason, n in ordered:
+            running += n
+            rows.append(
+                ReasonCount(
+                    reason=reason,
+                    false_calls=n,
+                    share=n / total,
+                    cumulative_share=running / total,
+                )
+            )
+        return FalseCallReasons(
+            start_date=start,
+            end_date=end,
+            class_name=filters.class_name,
+            model_version=filters.model_version,
+            false_calls=total,
+            reasons=rows,
         )
 
     async def figures(self, filters: ReviewFilters) -> ReviewFigures:

@@ -7,6 +7,7 @@ import { attachGoldenCompare } from "./golden_compare.js";
 import { drawImageNav } from "./image_nav.js";
 import { attachReview, reviewUrl } from "./review.js";
 import { auditMode, blindView, isAudit } from "./review_audit.js";
+import { attachReasons } from "./review_reasons.js";
 import { prefetchCrops, preloadBoard, takePreloaded } from "./review_preload.js";
 import { renderResult } from "./viewer.js";
 
@@ -36,11 +37,15 @@ async function mountBoard(id, preloaded = null) {
   if (isAudit()) {
     // Blind second review: the first verdicts never reach the screen.
     blindView(view);
-    const review = attachReview(root, view, auditMode);
+    const review = attachReview(root, view, (r) => {
+      auditMode(r);
+      attachReasons(r);
+    });
     attachGoldenCompare(view, golden);
     return { view, review };
   }
-  const review = attachReview(root, view);
+  // Reason codes (Shift+1 ... Shift+9) with the verdicts.
+  const review = attachReview(root, view, attachReasons);
   // The next board, then the one after it (the agent's answer for "after the next"), so
   // a slow answer for one board is hidden behind the review of two.
   review.onNextKnown = (next) => preloadBoard(next)

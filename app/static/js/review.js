@@ -515,9 +515,11 @@ class ReviewMode {
 
   /** Stores a verdict (PUT /api/regions/{id}/verdict); the API's answer. A keepalive
    * request: it completes even when the page is left meanwhile. */
-  async putVerdict(region, verdict, comment) {
+  async putVerdict(region, verdict, comment, reason = null) {
+    // `reason`: a reason code (review_reasons.js), sent only when given.
+    const body = { verdict, comment, ...(reason ? { reason } : {}) };
     return api(`/api/regions/${region.region_unique_id}/verdict`, {
-      method: "PUT", headers: headers(), body: JSON.stringify({ verdict, comment }), keepalive: true,
+      method: "PUT", headers: headers(), body: JSON.stringify(body), keepalive: true,
     });
   }
 

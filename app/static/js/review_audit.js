@@ -38,9 +38,9 @@ export function auditMode(review) {
   };
   review.dispositionKey = () =>
     review.status("An audit gives verdicts only: the disposition stays the first review's.", true);
-  review.putVerdict = async (region, verdict) => {
+  review.putVerdict = async (region, verdict, comment, reason = null) => {
     const answer = await api(`/api/review/audit/regions/${region.region_unique_id}/verdict`, {
-      method: "PUT", headers: headers(), body: JSON.stringify({ verdict }),
+      method: "PUT", headers: headers(), body: JSON.stringify({ verdict, ...(reason ? { reason } : {}) }),
     });
     review.verdicts.set(region.region_unique_id, answer.verdict);
     return answer;

@@ -2,7 +2,7 @@
 // answer, its regions, its golden answer, its input image (decoded) and the golden crop of
 // its first defect without a verdict, so `N` shows it at once (no page load, no request
 // to wait for). Only the browser's cache and this page's memory keep them.
-import { api, downloadUrl } from "./common.js";
+import { api, downloadUrl, readerHeaders } from "./common.js";
 import { cropBox, goldenCropUrl, goldenOf } from "./golden_compare.js";
 import { defectOrder } from "./viewer.js";
 
@@ -36,7 +36,9 @@ export async function takePreloaded(id) {
 async function load(id) {
   performance.mark(`review:preload-start:${id}`);
   const path = `/api/images/${encodeURIComponent(id)}`;
-  const [detail, regions] = await Promise.all([api(path), api(`${path}/regions`)]);
+  // Who asks: a board's blind second reviewer gets neither first verdicts nor disposition.
+  const asked = { headers: readerHeaders() };
+  const [detail, regions] = await Promise.all([api(path, asked), api(`${path}/regions`, asked)]);
   if (detail.status !== "succeeded") throw new Error(`board ${id} has no result`);
   // The same URL as the viewer's <img> and the compare panel's: then from the cache.
   const input = new Image();

@@ -7,7 +7,7 @@
 // zoomed view is.
 import {
   api, classBadges, classColor, downloadUrl, errorText, escapeHtml, formatNumber, formatTime,
-  KNOWN_CLASSES, messageFromBody, showAlert, textColorOn, withAlpha,
+  KNOWN_CLASSES, messageFromBody, readerHeaders, showAlert, textColorOn, withAlpha,
 } from "./common.js";
 import { RegionSelection } from "./region_state.js";
 
@@ -105,8 +105,9 @@ export async function renderResult(root, id, { onDeleted = null, compact = false
   root.innerHTML = `<div class="d-flex align-items-center gap-2 text-muted py-4">
       <div class="spinner-border spinner-border-sm" role="status"></div> Loading result ${escapeHtml(id)}…</div>`;
   const [detailAnswer, regionsResult] = await Promise.allSettled([
-    api(`/api/images/${encodeURIComponent(id)}`),
-    api(`/api/images/${encodeURIComponent(id)}/regions`),
+    // Who asks: a board's blind second reviewer gets neither first verdicts nor disposition.
+    api(`/api/images/${encodeURIComponent(id)}`, { headers: readerHeaders() }),
+    api(`/api/images/${encodeURIComponent(id)}/regions`, { headers: readerHeaders() }),
   ]);
   if (detailAnswer.status === "fulfilled" && detailAnswer.value.status !== "succeeded") {
     renderState(root, detailAnswer.value, () => renderResult(root, id, { onDeleted, compact }));
