@@ -574,10 +574,10 @@ async def explain(
     from sqlalchemy import event
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-    from app.services.database.repositories import DefectFilters, ImageFilters
     from app.services.database.session import sqlalchemy_url
     from app.services.history.dashboard import DashboardService, Period
     from app.services.history.queries import Links, QueryService
+    from app.services.history.repository import DefectFilters, ImageFilters
 
     engine = create_async_engine(sqlalchemy_url(database_url))
     captured: list[tuple[str, Any]] = []

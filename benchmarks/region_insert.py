@@ -37,8 +37,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from app.models.database import DefectClass, Image, Region
 from app.models.model_service import Analysis
-from app.services.database.repositories import ImageRepository
 from app.services.database.session import sqlalchemy_url, unit_of_work
+from app.services.history.repository import ImageRepository
 
 TARGET_MS = 50.0
 CLASSES = {"open": 1, "short": 2, "mousebite": 3, "spur": 4, "copper": 5, "pin_hole": 6}

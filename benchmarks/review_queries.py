@@ -50,9 +50,9 @@ from query_latency import seed
 
 from app.config import Settings
 from app.models.review import VerdictIn
-from app.services.database.repositories import DefectFilters, ImageFilters
 from app.services.database.session import create_engine, create_session_factory, unit_of_work
 from app.services.history.queries import Links, QueryService
+from app.services.history.repository import DefectFilters, ImageFilters
 from app.services.review.repository import ReviewFilters
 from app.services.review.service import ReviewService
 

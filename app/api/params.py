@@ -18,7 +18,6 @@ from pydantic import BeforeValidator
 
 from app.models.context import CONTEXT_TEXT_LENGTH, BoardSide
 from app.services.boards.repository import ContextFilter
-from app.services.database.repositories import DefectFilters
 from app.services.history.cursors import (
     CURSOR_PATTERN,
     MAX_CURSOR_LENGTH,
@@ -28,6 +27,7 @@ from app.services.history.cursors import (
     decode_defect_cursor,
     decode_image_cursor,
 )
+from app.services.history.repository import DefectFilters
 
 INT4_MAX = 2**31 - 1
 INT8_MAX = 2**63 - 1

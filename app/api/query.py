@@ -39,7 +39,7 @@ from app.models.schemas import (
     ImageOrInspection,
     ImageRegions,
 )
-from app.services.database.repositories import ImageFilters
+from app.services.history.repository import ImageFilters
 
 router = APIRouter(
     tags=["Query"],

@@ -12,7 +12,7 @@ from typing import Any
 import httpx2
 import pytest
 
-import app.services.database.repositories as repositories
+import app.services.database.queries as queries
 from tests.support import AgentServer, db_execute, db_rows
 
 SAME = datetime(2026, 4, 1, 12, 0, 0, tzinfo=UTC)
@@ -185,7 +185,7 @@ def test_totals_are_exact_from_rollups_and_labelled_when_estimated(
 ) -> None:
     """The exact-count cap is lowered to 5 (the agent runs in this process) so a few rows
     stand for the 10,000 past which counting stops."""
-    monkeypatch.setattr(repositories, "TOTAL_EXACT_UP_TO", 5)
+    monkeypatch.setattr(queries, "TOTAL_EXACT_UP_TO", 5)
     # Dates and a class: exact from the rollups, whatever the cap.
     answer = client.get("/api/images", params={"limit": 2}).json()
     assert (answer["total"], answer["total_is_exact"]) == (28, True)

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from PIL import Image
 
-from app.services.database import repositories
+from app.services.history import repository as history_repository
 from tests.support import AgentServer, db_rows
 
 WHO = {"X-Reviewer": "qc-ben"}
@@ -260,7 +260,7 @@ def test_a_review_filter_counts_exactly_up_to_its_cap_then_says_about(
 ) -> None:
     """The cap is lowered to 1 (the agent runs in this process) so two boards stand for
     the 1,000 past which a review-filtered total is an estimate."""
-    monkeypatch.setattr(repositories, "REVIEW_EXACT_UP_TO", 1)
+    monkeypatch.setattr(history_repository, "REVIEW_EXACT_UP_TO", 1)
     for path, params in [
         ("/api/images", {"review_state": "unreviewed"}),
         ("/api/images", {"review_state": "reviewed"}),

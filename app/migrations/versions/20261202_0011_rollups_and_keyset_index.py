@@ -36,7 +36,7 @@ down_revision: str | None = "20261202_0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The first key "AOR" (0x414F52); app.services.database.repositories uses "AOI" for hashes.
+# The first key "AOR" (0x414F52); app.services.inspection.repository uses "AOI" for hashes.
 _LOCK = "PERFORM pg_advisory_xact_lock(4280146, 0);"
 
 _FUNCTIONS = f"""

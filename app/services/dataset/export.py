@@ -47,9 +47,9 @@ from stream_zip import ZIP_AUTO, Method, async_stream_zip
 
 from app.errors import StorageUnavailable
 from app.models.database import Region
-from app.services.database.repositories import DefectFilters, ImageRepository
 from app.services.dataset.repository import DatasetImage, DatasetRepository, SplitBy
 from app.services.history.coco import RegionBox, mask_rgb, region_pixels, rle_of
+from app.services.history.repository import DefectFilters, ImageRepository
 from app.services.storage import Storage
 from app.utils.ids import download_stem
 from app.utils.version import installed_version

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.models.database import BoardContext, Image, Inspection
-from app.services.database.repositories import DefectFilters, ImageRepository
+from app.services.history.repository import DefectFilters, ImageRepository
 
 SplitBy = Literal["lot", "day"]
 

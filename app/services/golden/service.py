@@ -34,12 +34,12 @@ from app.errors import (
     UnsupportedImage,
 )
 from app.models.database import GoldenBoard, GoldenRegistration, Image
-from app.services.database.repositories import InspectionRepository
 from app.services.database.session import unit_of_work
 from app.services.golden import imaging
 from app.services.golden.errors import CropOutsideImage, GoldenNotFound, InvalidGoldenImage
 from app.services.golden.repository import FolderGolden, GoldenRepository
 from app.services.inspection.receiver import ReceivedFile, discard, receive_image
+from app.services.inspection.repository import InspectionRepository
 from app.services.inspection.workflow import InspectionService
 from app.services.storage import Storage
 from app.services.storage.base import GOLDEN

@@ -33,7 +33,7 @@ from skimage.measure import label
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.models.database import Image, Region
-from app.services.database.repositories import DefectFilters, ImageRepository
+from app.services.history.repository import DefectFilters, ImageRepository
 from app.services.storage import Storage
 from app.utils.ids import download_stem
 from app.utils.version import installed_version

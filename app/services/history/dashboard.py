@@ -39,12 +39,7 @@ from app.models.rollups import (
     ImagesDaily,
 )
 from app.services.boards.repository import ContextFilter, context_condition
-from app.services.database.repositories import (
-    class_name_spellings,
-    day_end,
-    day_start,
-    rollup_day_range,
-)
+from app.services.database.queries import class_name_spellings, day_end, day_start, rollup_day_range
 
 DEFAULT_DAYS = 30
 """Length of the defects-per-day range when no start date is given, days."""

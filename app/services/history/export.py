@@ -32,7 +32,8 @@ from app.errors import (
     StoredFileMissing,
 )
 from app.models.database import Image, Inspection, InspectionStatus
-from app.services.database.repositories import ImageRepository, InspectionRepository
+from app.services.history.repository import ImageRepository
+from app.services.inspection.repository import InspectionRepository
 from app.services.inspection.workflow import InspectionService
 from app.services.review.repository import ReviewRepository
 from app.services.storage import ANALYSIS_FILE_NAME, Storage, is_disk_full

@@ -51,19 +51,14 @@ from app.models.schemas import (
     WaitingFor,
 )
 from app.services.boards.repository import BoardRepository
-from app.services.database.repositories import (
-    BatchProgressRow,
-    DefectFilters,
-    ImageFilters,
-    ImageRepository,
-    InspectionRepository,
-)
 from app.services.history.cursors import (
     DefectKey,
     ImageKey,
     encode_defect_cursor,
     encode_image_cursor,
 )
+from app.services.history.repository import DefectFilters, ImageFilters, ImageRepository
+from app.services.inspection.repository import BatchProgressRow, InspectionRepository
 from app.services.inspection.workflow import BatchAcceptance, InspectionOutcome
 from app.services.review.audit_repository import AuditRepository
 from app.services.review.repository import ReviewRepository

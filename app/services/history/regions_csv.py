@@ -13,11 +13,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.services.database.repositories import (
-    EXPORT_REGION_COLUMNS,
-    DefectFilters,
-    ImageRepository,
-)
+from app.services.history.repository import EXPORT_REGION_COLUMNS, DefectFilters, ImageRepository
 from app.utils.spreadsheet import csv_line
 
 # The region's verdict, its reason code and its image's disposition; empty while not

@@ -25,7 +25,6 @@ from app.config import Settings
 from app.errors import AgentError, BadImage
 from app.models.context import ContextError, InspectionContext
 from app.models.database import InspectionStatus
-from app.services.database.repositories import InspectionRepository
 from app.services.ingestion.folder import board_context, relative_name
 from app.services.ingestion.watcher import (
     Handed,
@@ -35,6 +34,7 @@ from app.services.ingestion.watcher import (
     WatchOptions,
 )
 from app.services.inspection.receiver import ReceivedFile, discard
+from app.services.inspection.repository import InspectionRepository
 from app.services.inspection.workflow import InspectionService, SkippedDuplicate
 from app.services.storage import Storage
 

@@ -42,7 +42,8 @@ from typing import Literal
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.services.database.repositories import FileSweepRepository, InspectionRepository
+from app.services.inspection.repository import InspectionRepository
+from app.services.retention.repository import FileSweepRepository
 from app.services.storage import Storage
 
 logger = logging.getLogger(__name__)

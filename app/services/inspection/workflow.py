@@ -41,17 +41,15 @@ from app.models.model_service import Analysis
 from app.models.schemas import RejectedFile
 from app.services.boards.repository import BoardRepository
 from app.services.cfx.outbox import CfxOutbox
-from app.services.database.repositories import (
-    AgentProcessRepository,
-    ImageRepository,
-    InspectionRepository,
-)
 from app.services.database.session import unit_of_work
+from app.services.history.repository import ImageRepository
 from app.services.inspection.orphans import OrphanFileSweep, SweepRun
 from app.services.inspection.receiver import ReceivedFile
+from app.services.inspection.repository import InspectionRepository
 from app.services.model_service.pool import ModelServicePool
 from app.services.storage import RESULT_FILE_NAMES, Storage, is_disk_full
 from app.services.system import metrics
+from app.services.system.repository import AgentProcessRepository
 from app.services.webhooks.events import WebhookEvents
 from app.utils import fastjson
 from app.utils.ids import download_stem, new_batch_id, new_img_unique_id, utc_now

@@ -20,7 +20,7 @@ from app.models.database import (
     Region,
 )
 from app.services.boards.repository import ContextFilter
-from app.services.database.repositories import day_end, day_start
+from app.services.database.queries import day_end, day_start
 from app.utils.ids import utc_now
 
 

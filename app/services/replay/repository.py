@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.database import Image
 from app.models.replay_runs import ReplayItem, ReplayRun
-from app.services.database.repositories import DefectFilters, ImageRepository
+from app.services.history.repository import DefectFilters, ImageRepository
 from app.services.replay.errors import ClaimLost
 
 

@@ -29,8 +29,8 @@ from app.config import Settings
 from app.errors import ImageNotFound, StoredFileMissing
 from app.models.replay_runs import ReplayRun
 from app.services.boards.repository import ContextFilter
-from app.services.database.repositories import DefectFilters
 from app.services.database.session import unit_of_work
+from app.services.history.repository import DefectFilters
 from app.services.models.answers import SERVICE_ERRORS, ModelServiceClients, run_model_answer
 from app.services.replay.errors import ClaimLost, NothingToReplay, ReplayNotFound
 from app.services.replay.repository import ReplayCounts, ReplayRepository

@@ -11,10 +11,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import (
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models.database import (
+    FileSweep,
+)
 
 Kind = Literal["pass", "defect", "failed"]
 
@@ -167,3 +178,66 @@ class RetentionRepository:
                 {"batches": batches},
             )
         return gone
+
+
+# The session-level advisory lock of the orphan-file sweep (one sweeper at a time).
+FILE_SWEEP_LOCK = (0x414F53, 1)  # "AOS"
+
+
+class FileSweepState(NamedTuple):
+    """The deployment's last orphan-file sweep (None: never), and the database's `now`."""
+
+    sweep: FileSweep | None
+    now: datetime
+
+
+class FileSweepRepository:
+    """The record and the lock of the deployment-wide orphan-file sweep.
+
+    The lock is a session-level advisory lock, held by the database connection that took
+    it until `unlock` or until that connection ends (a killed process frees it): the
+    session must stay on one connection, i.e. be bound to one the caller holds for the
+    whole sweep (`AsyncSession(bind=connection)`), not a pooled session that gives its
+    connection back at each commit.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def try_lock(self) -> bool:
+        """Take the sweep's lock if no other connection holds it; whether it was taken."""
+        stmt = select(func.pg_try_advisory_lock(*FILE_SWEEP_LOCK))
+        return bool((await self.session.execute(stmt)).scalar())
+
+    async def unlock(self) -> None:
+        """Release the sweep's lock taken by `try_lock` on this connection."""
+        await self.session.execute(select(func.pg_advisory_unlock(*FILE_SWEEP_LOCK)))
+
+    async def state(self, name: str) -> FileSweepState:
+        """The sweep's row (None before the first sweep) and the database's clock."""
+        sweep = await self.session.get(FileSweep, name, populate_existing=True)
+        now = (await self.session.execute(select(func.now()))).scalar_one()
+        return FileSweepState(sweep, now)
+
+    async def started(self, name: str, at: datetime) -> None:
+        """Record that a sweep started at `at` (inserting the row on the first one)."""
+        stmt = pg_insert(FileSweep).values(name=name, started_at=at)
+        await self.session.execute(
+            stmt.on_conflict_do_update(index_elements=[FileSweep.name], set_={"started_at": at})
+        )
+
+    async def finished(
+        self, name: str, horizon: datetime, full_started_at: datetime | None
+    ) -> None:
+        """Record a completed sweep: every object last changed before `horizon` was checked;
+        `full_started_at` when it listed the whole store."""
+        values: dict[str, Any] = {"horizon": horizon}
+        if full_started_at is not None:
+            values["full_started_at"] = full_started_at
+        await self.session.execute(update(FileSweep).where(FileSweep.name == name).values(**values))
+
+    async def forget_horizon(self, name: str) -> None:
+        """Make the next sweep list the whole store."""
+        await self.session.execute(
+            update(FileSweep).where(FileSweep.name == name).values(horizon=None)
+        )

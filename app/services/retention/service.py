@@ -17,10 +17,14 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.services.database.repositories import FileSweepRepository
 from app.services.database.session import unit_of_work
 from app.services.inspection.orphans import ORPHAN_FILES
-from app.services.retention.repository import Expired, Kind, RetentionRepository
+from app.services.retention.repository import (
+    Expired,
+    FileSweepRepository,
+    Kind,
+    RetentionRepository,
+)
 from app.services.storage import Storage
 from app.utils.ids import utc_now
 

@@ -24,7 +24,7 @@ from app.models.review_audit import (
     ReviewerFigures,
     ReviewerSpeed,
 )
-from app.services.database.repositories import day_end, day_start
+from app.services.database.queries import day_end, day_start
 from app.services.history.dashboard import daily_range
 from app.services.review.audit_repository import AuditRepository
 from app.services.review.reasons import ReasonList

@@ -31,7 +31,7 @@ from app.models.database import (
     ReviewEvent,
 )
 from app.services.boards.repository import ContextFilter, context_condition
-from app.services.database.repositories import class_name_spellings, day_end, day_start
+from app.services.database.queries import class_name_spellings, day_end, day_start
 from app.services.history.dashboard import utc_day
 from app.services.models.repository import disagrees
 

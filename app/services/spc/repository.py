@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models.database import DefectClass, Image, Inspection
 from app.models.rollups import ClassesDaily, ImagesDaily
 from app.services.boards.repository import ContextFilter, context_condition
-from app.services.database.repositories import class_name_spellings, rollup_day_range
+from app.services.database.queries import class_name_spellings, rollup_day_range
 from app.services.spc.shifts import Shift, day_window, zone
 
 SubgroupId = tuple[date, str | None]

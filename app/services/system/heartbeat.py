@@ -17,8 +17,8 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.services.database.repositories import AgentProcessRepository
 from app.services.database.session import unit_of_work
+from app.services.system.repository import AgentProcessRepository
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.models.database import DefectClass, Image, Region
 from app.models.model_service import Analysis
-from app.services.database.repositories import ImageRepository
 from app.services.database.session import create_session_factory, sqlalchemy_url, unit_of_work
+from app.services.history.repository import ImageRepository
 
 
 def _analysis() -> Analysis:

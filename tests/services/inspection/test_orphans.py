@@ -251,9 +251,9 @@ async def test_retention_that_left_files_makes_the_next_sweep_full(
 ) -> None:
     """`forget_horizon`, what a retention run with `file_errors` calls, sends the next sweep
     through the whole store, where the old day folders are."""
-    from app.services.database.repositories import FileSweepRepository
     from app.services.database.session import unit_of_work
     from app.services.inspection.orphans import ORPHAN_FILES
+    from app.services.retention.repository import FileSweepRepository
 
     process = processes()
     assert (await process.sweep.run_when_due(GRACE_S, INTERVAL_S)).full

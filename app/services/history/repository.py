@@ -1,20 +1,13 @@
-"""Repositories: every database query of the agent, built from a session.
-
-Services call these and only `flush()`; the caller's unit of work commits.
-"""
+"""The stored results' queries: images, defect regions, their filters and figures."""
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, NamedTuple
+from datetime import date, datetime
+from typing import Any
 
-import psycopg
-from psycopg import sql
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -25,26 +18,16 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    text,
     tuple_,
-    update,
 )
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.dialects.postgresql import distinct_on
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, selectinload
 
 from app.models.database import (
-    AgentProcess,
-    Batch,
     DefectClass,
-    FileSweep,
     Image,
     ImageDisposition,
     Inspection,
-    InspectionStatus,
     Region,
     RegionVerdict,
     ReviewBoard,
@@ -53,16 +36,19 @@ from app.models.model_service import Analysis
 from app.models.rollups import (
     ClassesDaily,
     ImagesDaily,
-    TimingsDaily,
 )
 from app.services.boards.repository import ContextFilter, context_condition
+from app.services.database.queries import (
+    bounded_count,
+    class_name_spellings,
+    day_end,
+    day_start,
+    driver_connection,
+    rollup_day_range,
+    sqlalchemy_errors,
+)
 from app.services.database.region_copy import COPY_REGIONS_SQL, region_copy_data
 from app.services.history.cursors import DefectKey, ImageKey
-
-# First key of the advisory locks taken per input hash (the second is the hash's hashtext).
-INPUT_HASH_LOCK_SPACE = 0x414F49  # "AOI"
-# The session-level advisory lock of the orphan-file sweep (one sweeper at a time).
-FILE_SWEEP_LOCK = (0x414F53, 1)  # "AOS"
 
 
 @dataclass(frozen=True)
@@ -85,7 +71,6 @@ class ImageFilters:
     context: ContextFilter | None = None
 
 
-REVIEW_STATES = ("unreviewed", "reviewed", "has_false_calls")
 _ZERO: ColumnElement[int] = literal_column(
     "0"
 )  # inline, so the planner matches the partial indexes' predicates
@@ -217,108 +202,20 @@ class DefectFilters:
     context: ContextFilter | None = None
 
 
-_CLASS_NAME_SPELLINGS = text(
-    """
-    WITH RECURSIVE names(class_name) AS (
-        (SELECT class_name FROM classes ORDER BY class_name LIMIT 1)
-        UNION ALL
-        SELECT (SELECT c.class_name FROM classes c WHERE c.class_name > n.class_name
-                ORDER BY c.class_name LIMIT 1)
-        FROM names n WHERE n.class_name IS NOT NULL
-    )
-    SELECT class_name FROM names
-    WHERE class_name IS NOT NULL AND lower(class_name) = lower(:name)
-    """
-)
-
-
-async def class_name_spellings(session: AsyncSession, name: str) -> list[str]:
-    """The stored spellings of defect class `name` in any letter case (`pi_particle` gives
-    `["PI_Particle"]`); empty when no stored class has that name.
-
-    Filters then compare `class_name IN (spellings)`, which uses the class_name index;
-    `lower(class_name) = lower(name)` could not (a page of /query/defects on 10,000 images:
-    70 ms instead of 0.4 ms). The distinct names are walked through that index one step
-    per name ("loose index scan", PostgreSQL wiki): about 0.05 ms.
-    """
-    rows = await session.execute(_CLASS_NAME_SPELLINGS, {"name": name})
-    return list(rows.scalars())
-
-
-TOTAL_EXACT_UP_TO = 10_000
-"""A listing's `total` is counted exactly up to this many rows (a capped count: at most
-this many + 1 index entries read); above it, when no rollup gives the exact number, it
-is PostgreSQL's planner estimate and `total_is_exact` is false."""
-
-
-async def planner_rows(session: AsyncSession, stmt: Select[Any]) -> int:
-    """PostgreSQL's estimate of the rows `stmt` returns (`EXPLAIN`, no execution; the
-    statistics are ANALYZE's, kept by autovacuum), as the PostgreSQL wiki's
-    "count estimate" does."""
-    connection = await session.connection()
-    compiled = stmt.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
-    result = await connection.exec_driver_sql(
-        "EXPLAIN (FORMAT JSON) " + str(compiled), compiled.params
-    )
-    plan = result.scalar_one()
-    return int(plan[0]["Plan"]["Plan Rows"])
-
-
 REVIEW_EXACT_UP_TO = 1_000
-"""With a `review_state` or `disposition` filter, `total` is counted exactly up to this
-many rows only: each candidate image costs a few index probes (no rollup holds review
-states), so 10,000 of them would take far longer than a page."""
 
 
-async def bounded_count(
-    session: AsyncSession, rows: Select[Any], up_to: int | None = None
-) -> tuple[int, bool]:
-    """How many rows `rows` selects, and whether that number is exact.
-
-    Counts at most `up_to` (default TOTAL_EXACT_UP_TO) + 1 rows (in `rows`' order, if it
-    has one); past that, answers the planner's estimate (never less than `up_to` + 1,
-    which is known) with False.
-    """
-    up_to = TOTAL_EXACT_UP_TO if up_to is None else up_to
-    capped = select(func.count()).select_from(rows.limit(up_to + 1).subquery())
-    counted = int((await session.execute(capped)).scalar_one())
-    if counted <= up_to:
-        return counted, True
-    return max(await planner_rows(session, rows.order_by(None)), up_to + 1), False
-
-
-def _reviewed_rows(rows: Select[Any], reviewed: bool, stamp: Any) -> tuple[Select[Any], int]:
+def _reviewed_rows(rows: Select[Any], reviewed: bool, stamp: Any) -> tuple[Select[Any], int | None]:
     """`rows` to count and the cap, for `bounded_count`: with a review filter (`reviewed`),
     newest first by `stamp` (as the page walks them: where the review queue, oldest
     first, has left the older boards reviewed, the unreviewed ones come at once) and
-    REVIEW_EXACT_UP_TO."""
+    REVIEW_EXACT_UP_TO (without one, None: `bounded_count`'s own TOTAL_EXACT_UP_TO)."""
     if not reviewed:
-        return rows, TOTAL_EXACT_UP_TO
+        return rows, None
     return rows.order_by(stamp.desc()), REVIEW_EXACT_UP_TO
 
 
-def rollup_day_range(day: Any, start: date | None, end: date | None) -> list[ColumnElement[bool]]:
-    """WHERE conditions keeping rollup rows whose UTC `day` is in [start, end]."""
-    conditions: list[ColumnElement[bool]] = []
-    if start:
-        conditions.append(day >= start)
-    if end:
-        conditions.append(day <= end)
-    return conditions
-
-
-def day_start(day: date) -> datetime:
-    """Midnight UTC at the start of `day`."""
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
-def day_end(day: date) -> datetime | None:
-    """Midnight UTC after `day` (an exclusive upper bound), or None after 9999-12-31,
-    the last day Python's `date` has (then nothing is later: no bound is needed)."""
-    return None if day == date.max else day_start(day + timedelta(days=1))
-
-
-def _class_counts(img_unique_id: Any) -> Any:
+def class_counts_of(img_unique_id: Any) -> Any:
     """`{class_name: total_regions}` of one image as a correlated scalar subquery (NULL
     when it has no class row): an index lookup per image, never a scan of all classes."""
     return (
@@ -329,61 +226,13 @@ def _class_counts(img_unique_id: Any) -> Any:
     )
 
 
-class BatchProgressRow(NamedTuple):
-    """One image of a batch as `InspectionRepository.batch_progress` reads it (seconds)."""
-
-    img_unique_id: str
-    original_filename: str
-    status: InspectionStatus
-    attempts: int
-    last_error: str | None
-    next_attempt_at: datetime | None
-    waiting_for: str | None
-    total_seconds: float | None
-    repeat_of: str | None
-    processing_time_seconds: float | None
-    classes: dict[str, int] | None
-
-
-# The ledger's column attributes (an object's state also holds relationships).
-_LEDGER_COLUMNS = frozenset(column.key for column in Inspection.__table__.columns)
-
-
-async def driver_connection(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
-    """The psycopg connection under `session`'s transaction.
-
-    The write path of every inspection (ledger row, image, classes, regions) sends its
-    statements through it directly: the same transaction, without SQLAlchemy's statement
-    compilation, cache-key and greenlet hand-offs, which cost about 0.5 ms of CPU per
-    statement (docs/performance.md). Statements sent here are plain SQL with psycopg
-    parameters; values must be plain Python (an enum as its `.value`). Send them inside
-    `sqlalchemy_errors`, so that callers see the errors the session would raise.
-    """
-    connection = await (await session.connection()).get_raw_connection()
-    return connection.driver_connection  # type: ignore[return-value]
-
-
-@contextlib.contextmanager
-def sqlalchemy_errors(statement: str) -> Iterator[None]:
-    """Raise psycopg's errors as SQLAlchemy's (`DBAPIError.instance`: a unique violation
-    as `IntegrityError`, a lost server as `OperationalError`...), as the session does for
-    its own statements: the app's 503 for an unreachable database, the duplicate-store
-    path and the hot folder's retry all catch SQLAlchemy's classes.
-
-    Raises:
-        sqlalchemy.exc.DBAPIError (a subclass): what psycopg raised, as `orig`.
-    """
-    try:
-        yield
-    except psycopg.Error as exc:
-        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
-
-
 _INSERT_IMAGE_SQL = (
     "INSERT INTO images (img_unique_id, image_height, image_width, processing_time_seconds,"
     " timestamp, input_image_path, result_image_1_path, result_image_2_path,"
     " result_image_3_path) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
+
+
 # One row per class, in the analysis's order (WITH ORDINALITY), ids returned in that order.
 _INSERT_CLASSES_SQL = (
     "INSERT INTO classes (img_unique_id, class_id, class_name, total_regions,"
@@ -392,561 +241,6 @@ _INSERT_CLASSES_SQL = (
     " WITH ORDINALITY AS c (class_id, class_name, total_regions, total_area_pixels, n)"
     " ORDER BY c.n RETURNING class_unique_id, class_name"
 )
-
-
-def _plain(value: Any) -> Any:
-    """A value as psycopg should send it (enums by value)."""
-    return value.value if isinstance(value, enum.Enum) else value
-
-
-class InspectionRepository:
-    """The upload ledger and batches."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def add_all(self, inspections: Sequence[Inspection]) -> None:
-        """Insert ledger rows (a 100-image batch is one pipelined `executemany`, not 100
-        flushes), through the driver (`driver_connection`).
-
-        Each row gets the attributes its object has set; a column left unset takes its
-        database default. The objects stay transient (not in this session).
-        """
-        if not inspections:
-            return
-        by_columns: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-        for row in inspections:
-            values = {k: v for k, v in sa_inspect(row).dict.items() if k in _LEDGER_COLUMNS}
-            columns = tuple(sorted(values))
-            by_columns.setdefault(columns, []).append(tuple(_plain(values[c]) for c in columns))
-        driver = await driver_connection(self.session)
-        with sqlalchemy_errors("INSERT INTO inspections"):
-            async with driver.cursor() as cursor:
-                for columns, rows in by_columns.items():
-                    statement = sql.SQL("INSERT INTO inspections ({}) VALUES ({})").format(
-                        sql.SQL(", ").join(map(sql.Identifier, columns)),
-                        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
-                    )
-                    await cursor.executemany(statement, rows)
-
-    async def add_batch(self, batch: Batch) -> None:
-        """Insert a batch row."""
-        self.session.add(batch)
-        await self.session.flush()
-
-    async def get(self, img_unique_id: str, *, for_update: bool = False) -> Inspection | None:
-        """The ledger row of an inspection, optionally locked until the transaction ends."""
-        stmt = select(Inspection).where(Inspection.img_unique_id == img_unique_id)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).scalar_one_or_none()
-
-    async def get_batch(self, batch_id: str) -> Batch | None:
-        """A batch row."""
-        return await self.session.get(Batch, batch_id)
-
-    async def batch_items(self, batch_id: str) -> list[tuple[Inspection, dict[str, int] | None]]:
-        """The inspections of a batch in upload order, each with its defect counts by class."""
-        stmt = (
-            select(Inspection, _class_counts(Inspection.img_unique_id))
-            .where(Inspection.batch_id == batch_id)
-            .order_by(Inspection.batch_position, Inspection.img_unique_id)
-        )
-        rows = (await self.session.execute(stmt)).all()
-        return [(row[0], row[1]) for row in rows]
-
-    async def batch_progress(self, batch_id: str) -> tuple[Batch, list[BatchProgressRow]] | None:
-        """A batch and where each of its images stands, in upload order, in one query
-        (None: no such batch). Plain rows, no ORM objects: this is what a client polling
-        a batch asks for again and again, so it is kept cheap; defect counts by class
-        come per image from an index lookup."""
-        stmt = (
-            select(
-                Batch.created_at,
-                Batch.total_images,
-                Batch.rejected_files,
-                Inspection.img_unique_id,
-                Inspection.original_filename,
-                Inspection.status,
-                Inspection.attempts,
-                Inspection.last_error,
-                Inspection.next_attempt_at,
-                Inspection.waiting_for,
-                Inspection.total_seconds,
-                Inspection.repeat_of,
-                Image.processing_time_seconds,
-                _class_counts(Inspection.img_unique_id),
-            )
-            .select_from(Batch)
-            .outerjoin(Inspection, Inspection.batch_id == Batch.batch_id)
-            .outerjoin(Image, Image.img_unique_id == Inspection.img_unique_id)
-            .where(Batch.batch_id == batch_id)
-            .order_by(Inspection.batch_position, Inspection.img_unique_id)
-        )
-        rows = (await self.session.execute(stmt)).all()
-        if not rows:
-            return None
-        created_at, total_images, rejected_files = rows[0][:3]
-        batch = Batch(
-            batch_id=batch_id,
-            created_at=created_at,
-            total_images=total_images,
-            rejected_files=rejected_files,
-        )
-        items = [BatchProgressRow._make(row[3:]) for row in rows if row[3] is not None]
-        return batch, items
-
-    async def mark(self, img_unique_id: str, *, sync_loaded: bool = True, **values: Any) -> None:
-        """Update ledger fields of one inspection.
-
-        Args:
-            sync_loaded: also set the new values on the row's object if this session has it
-                loaded (an ORM UPDATE, `synchronize_session="auto"`). False sends a plain
-                UPDATE through the driver (`driver_connection`), about 1 ms of CPU less:
-                for a session that has not loaded the row.
-
-        Raises:
-            ValueError: with `sync_loaded=False`, a name that is not a ledger column.
-        """
-        if sync_loaded:
-            await self.session.execute(
-                update(Inspection).where(Inspection.img_unique_id == img_unique_id).values(**values)
-            )
-            return
-        unknown = set(values) - _LEDGER_COLUMNS
-        if unknown:
-            raise ValueError(f"not ledger columns: {sorted(unknown)}")
-        columns = list(values)
-        statement = sql.SQL(
-            "UPDATE inspections SET {}, updated_at = now() WHERE img_unique_id = %s"
-        )
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns
-        )
-        driver = await driver_connection(self.session)
-        with sqlalchemy_errors("UPDATE inspections"):
-            await driver.execute(
-                statement.format(assignments),
-                [*(_plain(values[c]) for c in columns), img_unique_id],
-            )
-
-    async def unfinished_batch_items_without_job(self) -> list[str]:
-        """Batch inspections still pending/processing that no queued or running job covers.
-
-        These are left when the agent died between accepting a batch and queueing it.
-        """
-        no_live_job = text(
-            "NOT EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.status IN ('todo', 'doing')"
-            " AND j.args->>'img_unique_id' = inspections.img_unique_id)"
-        )
-        stmt = select(Inspection.img_unique_id).where(
-            Inspection.batch_id.is_not(None),
-            Inspection.status.in_([InspectionStatus.PENDING, InspectionStatus.PROCESSING]),
-            no_live_job,
-        )
-        return list((await self.session.execute(stmt)).scalars())
-
-    async def fail_interrupted_single_uploads(self, silent_s: float) -> int:
-        """Mark single uploads left `processing` by a stopped agent as failed (input kept).
-
-        A row counts as interrupted only when its owner process has sent no heartbeat for
-        `silent_s` seconds (or is unknown and the row itself is that old), by the
-        database's clock: a live upload waiting on a slow model service is never touched.
-
-        Returns:
-            Rows marked failed.
-        """
-        alive_after = func.now() - timedelta(seconds=silent_s)
-        owner_alive = exists().where(
-            AgentProcess.process_id == Inspection.owner_process_id,
-            AgentProcess.last_seen >= alive_after,
-        )
-        result = await self.session.execute(
-            update(Inspection)
-            .where(
-                Inspection.batch_id.is_(None),
-                Inspection.status == InspectionStatus.PROCESSING,
-                or_(
-                    and_(Inspection.owner_process_id.is_not(None), ~owner_alive),
-                    and_(
-                        Inspection.owner_process_id.is_(None), Inspection.updated_at < alive_after
-                    ),
-                ),
-            )
-            .values(
-                status=InspectionStatus.FAILED,
-                owner_process_id=None,
-                error_status_code=503,
-                last_error="interrupted: the agent stopped while this image was being inspected;"
-                " retry it",
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-    async def stored_input_paths(self, prefix: str) -> set[str]:
-        """Input paths (stored form) starting with `prefix` named by a ledger or image row."""
-        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        ledger = select(Inspection.input_image_path).where(
-            Inspection.input_image_path.like(pattern, escape="\\")
-        )
-        images = select(Image.input_image_path).where(
-            Image.input_image_path.like(pattern, escape="\\")
-        )
-        rows = await self.session.execute(ledger.union(images))
-        return set(rows.scalars())
-
-    async def accepted_days_updated_since(self, since: datetime) -> set[str]:
-        """The UTC days (`YYYYMMDD`, the day folders of `Storage.result_prefix`) on which the
-        inspections changed at or after `since` were accepted. An inspection is marked
-        `processing` before its results are written, so results written since then lie
-        in these days' folders, however old the inspection (a retry, a queued batch).
-        No index on `updated_at`: one scan of the ledger per sweep of the deployment."""
-        day = func.to_char(func.timezone("UTC", Inspection.created_at), "YYYYMMDD")
-        rows = await self.session.execute(
-            select(day).where(Inspection.updated_at >= since).distinct()
-        )
-        return set(rows.scalars())
-
-    async def existing_image_ids(self, img_unique_ids: Sequence[str]) -> set[str]:
-        """Which of `img_unique_ids` have an `images` row."""
-        if not img_unique_ids:
-            return set()
-        rows = await self.session.execute(
-            select(Image.img_unique_id).where(Image.img_unique_id.in_(list(img_unique_ids)))
-        )
-        return set(rows.scalars())
-
-    async def retry_batch(self, batch_id: str, now: datetime) -> tuple[list[str], list[str]]:
-        """Make every failed or waiting image of a batch `pending` again, due now.
-
-        Failed ones need a new job from the caller; waiting ones keep their job, which is
-        moved to now.
-
-        Returns:
-            (ids that were failed, ids that were waiting for the model service).
-        """
-        failed = list(
-            (
-                await self.session.execute(
-                    update(Inspection)
-                    .where(
-                        Inspection.batch_id == batch_id,
-                        Inspection.status == InspectionStatus.FAILED,
-                    )
-                    .values(
-                        status=InspectionStatus.PENDING,
-                        next_attempt_at=None,
-                        waiting_since=None,
-                        waiting_for=None,
-                        updated_at=now,
-                    )
-                    .returning(Inspection.img_unique_id)
-                    .execution_options(synchronize_session=False)
-                )
-            ).scalars()
-        )
-        waiting = list(
-            (
-                await self.session.execute(
-                    update(Inspection)
-                    .where(
-                        Inspection.batch_id == batch_id,
-                        Inspection.status == InspectionStatus.PENDING,
-                        Inspection.next_attempt_at.is_not(None),
-                    )
-                    .values(next_attempt_at=now, updated_at=now)
-                    .returning(Inspection.img_unique_id)
-                    .execution_options(synchronize_session=False)
-                )
-            ).scalars()
-        )
-        if waiting:
-            await self.session.execute(
-                text(
-                    "UPDATE procrastinate_jobs SET scheduled_at = now() WHERE status = 'todo'"
-                    " AND args->>'img_unique_id' = ANY(:ids)"
-                ),
-                {"ids": waiting},
-            )
-        return failed, waiting
-
-    async def count_by_status(
-        self, status: InspectionStatus, filters: ImageFilters | None = None
-    ) -> int:
-        """Ledger rows with `status` (and the batch / date filters of `filters`)."""
-        stmt = self._ledger_filter(
-            select(func.count()).select_from(Inspection), status, filters or ImageFilters()
-        )
-        return int((await self.session.execute(stmt)).scalar_one())
-
-    async def total_by_status(
-        self, status: InspectionStatus, filters: ImageFilters
-    ) -> tuple[int, bool]:
-        """Ledger rows with `status` (and the batch / date filters of `filters`), and
-        whether that number is exact (see `bounded_count`)."""
-        rows = self._ledger_filter(select(Inspection.img_unique_id), status, filters)
-        return await bounded_count(self.session, rows)
-
-    async def page_by_status(
-        self,
-        status: InspectionStatus,
-        filters: ImageFilters,
-        offset: int,
-        limit: int,
-        after: ImageKey | None = None,
-    ) -> Sequence[Inspection]:
-        """A page of ledger rows with `status`, newest first (dates filter `created_at`),
-        skipping `offset` rows or, with `after`, starting after that (created_at,
-        img_unique_id) key."""
-        stmt = self._ledger_filter(select(Inspection), status, filters)
-        if after is not None:
-            stmt = stmt.where(
-                tuple_(Inspection.created_at, Inspection.img_unique_id)
-                < tuple_(after.timestamp, after.img_unique_id)
-            )
-        stmt = (
-            stmt.order_by(Inspection.created_at.desc(), Inspection.img_unique_id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
-        return (await self.session.execute(stmt)).scalars().all()
-
-    def _ledger_filter(
-        self, stmt: Select[Any], status: InspectionStatus, filters: ImageFilters
-    ) -> Select[Any]:
-        stmt = stmt.where(Inspection.status == status)
-        if filters.start_date:
-            stmt = stmt.where(Inspection.created_at >= day_start(filters.start_date))
-        if filters.end_date:
-            stmt = stmt.where(
-                Inspection.created_at < day_start(filters.end_date + timedelta(days=1))
-            )
-        if filters.batch_id:
-            stmt = stmt.where(Inspection.batch_id == filters.batch_id)
-        if filters.context is not None:
-            stmt = stmt.where(context_condition(Inspection.img_unique_id, filters.context))
-        if filters.search:
-            stmt = stmt.where(
-                search_condition(
-                    filters.search, Inspection.img_unique_id, Inspection.original_filename
-                )
-            )
-        return stmt
-
-    async def first_inspections_by_hash(
-        self, hashes: Sequence[str], *, lock: bool = False
-    ) -> dict[str, Inspection]:
-        """Per input SHA-256, the first inspection of those bytes that did not fail.
-
-        Args:
-            hashes: hex SHA-256 digests (repeats allowed).
-            lock: take a transaction-scoped advisory lock per digest first (in a fixed
-                order, so two writers cannot deadlock), so that whoever inserts the next
-                row with one of them does so only after this transaction ends.
-        """
-        distinct = sorted(set(hashes))
-        if not distinct:
-            return {}
-        if lock:
-            await self.session.execute(
-                text(
-                    "SELECT pg_advisory_xact_lock(:space, k) FROM (SELECT DISTINCT"
-                    " hashtext(h) AS k FROM unnest(CAST(:hashes AS text[])) AS h ORDER BY 1"
-                    " OFFSET 0) AS keys"
-                ),
-                {"space": INPUT_HASH_LOCK_SPACE, "hashes": distinct},
-            )
-        stmt = (
-            select(Inspection)
-            .ext(distinct_on(Inspection.input_sha256))
-            .where(
-                Inspection.input_sha256.in_(distinct),
-                Inspection.status != InspectionStatus.FAILED,
-            )
-            .order_by(
-                Inspection.input_sha256,
-                Inspection.created_at,
-                # a batch's rows share created_at: its first file is the first inspection
-                func.coalesce(Inspection.batch_position, 0),
-                Inspection.img_unique_id,
-            )
-        )
-        rows = (await self.session.execute(stmt)).scalars()
-        return {row.input_sha256: row for row in rows if row.input_sha256}
-
-    async def settled_states(self, img_unique_ids: Sequence[str]) -> dict[str, Inspection | None]:
-        """The ledger rows among `img_unique_ids` that are finished for good: `succeeded`, or
-        `failed` with no queued or running job that could still retry them. Deleted rows
-        map to None; unfinished ones are absent."""
-        if not img_unique_ids:
-            return {}
-        live_job = text(
-            "EXISTS (SELECT 1 FROM procrastinate_jobs j WHERE j.status IN ('todo', 'doing')"
-            " AND j.args->>'img_unique_id' = inspections.img_unique_id)"
-        )
-        stmt = select(Inspection, live_job).where(Inspection.img_unique_id.in_(img_unique_ids))
-        found: dict[str, Inspection | None] = dict.fromkeys(img_unique_ids)
-        for inspection, has_job in (await self.session.execute(stmt)).all():
-            finished = inspection.status == InspectionStatus.SUCCEEDED or (
-                inspection.status == InspectionStatus.FAILED and not has_job
-            )
-            if finished:
-                found[inspection.img_unique_id] = inspection
-            else:
-                del found[inspection.img_unique_id]
-        return found
-
-    async def delete(self, img_unique_id: str) -> None:
-        """Delete a ledger row."""
-        await self.session.execute(
-            delete(Inspection).where(Inspection.img_unique_id == img_unique_id)
-        )
-
-    async def counts_by_status(self) -> dict[str, int]:
-        """Number of ledger rows per status other than `succeeded` (absent: none).
-
-        `succeeded` rows are the stored images (see `ImageRepository.totals`); leaving
-        them out keeps this an index scan of the few unfinished and failed rows.
-        """
-        unfinished = [s for s in InspectionStatus if s != InspectionStatus.SUCCEEDED]
-        rows = await self.session.execute(
-            select(Inspection.status, func.count())
-            .where(Inspection.status.in_(unfinished))
-            .group_by(Inspection.status)
-        )
-        return {status.value: int(n) for status, n in rows.all()}
-
-    async def recent_failures(self, limit: int) -> Sequence[Inspection]:
-        """The newest failed inspections."""
-        stmt = (
-            select(Inspection)
-            .where(Inspection.status == InspectionStatus.FAILED)
-            .order_by(Inspection.updated_at.desc())
-            .limit(limit)
-        )
-        return (await self.session.execute(stmt)).scalars().all()
-
-    async def timing_means(self) -> tuple[float | None, float | None]:
-        """Mean model-service round trip and mean end-to-end time of successes, seconds
-        (from the daily rollup: sums and counts of the non-null values)."""
-        row = (
-            await self.session.execute(
-                select(
-                    func.sum(TimingsDaily.model_service_seconds),
-                    func.sum(TimingsDaily.model_service_n),
-                    func.sum(TimingsDaily.total_seconds),
-                    func.sum(TimingsDaily.total_n),
-                )
-            )
-        ).one()
-        return _mean(row[0], row[1]), _mean(row[2], row[3])
-
-    async def count_batches(self) -> int:
-        """Number of batches."""
-        return int(
-            (await self.session.execute(select(func.count()).select_from(Batch))).scalar_one()
-        )
-
-
-class AgentProcessRepository:
-    """The heartbeats of running agent and worker processes."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def beat(self, process_id: str, hostname: str, pid: int) -> None:
-        """Record that the process is alive now (inserting its row if missing)."""
-        stmt = pg_insert(AgentProcess).values(process_id=process_id, hostname=hostname, pid=pid)
-        await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[AgentProcess.process_id], set_={"last_seen": func.now()}
-            )
-        )
-
-    async def is_alive(self, process_id: str, silent_s: float) -> bool:
-        """Whether the process has beaten within the last `silent_s` seconds (DB clock)."""
-        stmt = select(
-            exists().where(
-                AgentProcess.process_id == process_id,
-                AgentProcess.last_seen >= func.now() - timedelta(seconds=silent_s),
-            )
-        )
-        return bool((await self.session.execute(stmt)).scalar())
-
-    async def remove(self, process_id: str) -> None:
-        """Forget a process (it stopped cleanly)."""
-        await self.session.execute(
-            delete(AgentProcess).where(AgentProcess.process_id == process_id)
-        )
-
-    async def forget_silent(self, silent_s: float) -> int:
-        """Delete the rows of processes silent for `silent_s` seconds; returns how many."""
-        result = await self.session.execute(
-            delete(AgentProcess).where(
-                AgentProcess.last_seen < func.now() - timedelta(seconds=silent_s)
-            )
-        )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-class FileSweepState(NamedTuple):
-    """The deployment's last orphan-file sweep (None: never), and the database's `now`."""
-
-    sweep: FileSweep | None
-    now: datetime
-
-
-class FileSweepRepository:
-    """The record and the lock of the deployment-wide orphan-file sweep.
-
-    The lock is a session-level advisory lock, held by the database connection that took
-    it until `unlock` or until that connection ends (a killed process frees it): the
-    session must stay on one connection, i.e. be bound to one the caller holds for the
-    whole sweep (`AsyncSession(bind=connection)`), not a pooled session that gives its
-    connection back at each commit.
-    """
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def try_lock(self) -> bool:
-        """Take the sweep's lock if no other connection holds it; whether it was taken."""
-        stmt = select(func.pg_try_advisory_lock(*FILE_SWEEP_LOCK))
-        return bool((await self.session.execute(stmt)).scalar())
-
-    async def unlock(self) -> None:
-        """Release the sweep's lock taken by `try_lock` on this connection."""
-        await self.session.execute(select(func.pg_advisory_unlock(*FILE_SWEEP_LOCK)))
-
-    async def state(self, name: str) -> FileSweepState:
-        """The sweep's row (None before the first sweep) and the database's clock."""
-        sweep = await self.session.get(FileSweep, name, populate_existing=True)
-        now = (await self.session.execute(select(func.now()))).scalar_one()
-        return FileSweepState(sweep, now)
-
-    async def started(self, name: str, at: datetime) -> None:
-        """Record that a sweep started at `at` (inserting the row on the first one)."""
-        stmt = pg_insert(FileSweep).values(name=name, started_at=at)
-        await self.session.execute(
-            stmt.on_conflict_do_update(index_elements=[FileSweep.name], set_={"started_at": at})
-        )
-
-    async def finished(
-        self, name: str, horizon: datetime, full_started_at: datetime | None
-    ) -> None:
-        """Record a completed sweep: every object last changed before `horizon` was checked;
-        `full_started_at` when it listed the whole store."""
-        values: dict[str, Any] = {"horizon": horizon}
-        if full_started_at is not None:
-            values["full_started_at"] = full_started_at
-        await self.session.execute(update(FileSweep).where(FileSweep.name == name).values(**values))
-
-    async def forget_horizon(self, name: str) -> None:
-        """Make the next sweep list the whole store."""
-        await self.session.execute(
-            update(FileSweep).where(FileSweep.name == name).values(horizon=None)
-        )
 
 
 class ImageRepository:
@@ -1429,7 +723,7 @@ class ImageRepository:
         regions = (
             await self.session.execute(select(func.coalesce(func.sum(ClassesDaily.regions), 0)))
         ).scalar_one()
-        return int(images), int(regions), _mean(seconds, images)
+        return int(images), int(regions), mean_or_none(seconds, images)
 
     async def defects_by_class(self) -> list[tuple[Any, ...]]:
         """Per class name: images with it, regions, total area (pixels); most regions first
@@ -1457,6 +751,7 @@ _DEFECT_ORDER = (
     Region.region_unique_id,  # a total order, so keyset pages neither skip nor repeat
 )
 
+
 # The columns of the regions export, in order (see `stream_defects`).
 _EXPORT_COLUMNS = (
     Region.region_unique_id,
@@ -1482,9 +777,11 @@ _EXPORT_COLUMNS = (
     Region.circularity,
     Region.aspect_ratio,
 )
+
+
 EXPORT_REGION_COLUMNS = tuple(column.key for column in _EXPORT_COLUMNS)
 
 
-def _mean(total: Any, count: Any) -> float | None:
+def mean_or_none(total: Any, count: Any) -> float | None:
     """total / count, or None when nothing was counted."""
     return float(total) / int(count) if total is not None and count else None
