@@ -74,6 +74,12 @@ def test_schemathesis_finds_nothing(secured: AgentServer, tmp_path: Path) -> Non
             "none",
             "--report-dir",
             str(tmp_path),
+            # While developing: AOI_FUZZ_ONLY=<regex of paths> fuzzes those operations only.
+            *(
+                ["--include-path-regex", os.environ["AOI_FUZZ_ONLY"]]
+                if "AOI_FUZZ_ONLY" in os.environ
+                else []
+            ),
         ],
         capture_output=True,
         text=True,
