@@ -733,8 +733,9 @@ keys_cli = typer.Typer(
 cli.add_typer(keys_cli, name="keys")
 
 
-def _with_keys(action: Any) -> Any:
-    """Run `action(KeyService)` in one committed transaction on the agent's database.
+def _in_database(action: Any) -> Any:
+    """Run `action(session, settings)` in one committed transaction on the agent's database
+    (DATABASE_URL, or the embedded one under DATA_DIR, started for the call).
 
     Raises:
         StartupError: the database would not start, connect or migrate.
@@ -747,8 +748,6 @@ def _with_keys(action: Any) -> Any:
         create_session_factory,
         unit_of_work,
     )
-    from app.services.security.keys import KeyService
-    from app.services.security.repository import ApiKeyRepository
 
     use_selector_event_loop_on_windows()
     settings = Settings()
@@ -757,12 +756,20 @@ def _with_keys(action: Any) -> Any:
         engine = create_engine(settings.model_copy(update={"db_pool_min_size": 1}), database_url)
         try:
             async with unit_of_work(create_session_factory(engine)) as session:
-                return await action(KeyService(ApiKeyRepository(session)))
+                return await action(session, settings)
         finally:
             await engine.dispose()
 
     with prepared_database(settings) as database_url:
         return asyncio.run(run(database_url))
+
+
+def _with_keys(action: Any) -> Any:
+    """Run `action(KeyService)` in one committed transaction (`_in_database`)."""
+    from app.services.security.keys import KeyService
+    from app.services.security.repository import ApiKeyRepository
+
+    return _in_database(lambda session, _settings: action(KeyService(ApiKeyRepository(session))))
 
 
 def _key_json(row: Any) -> dict[str, Any]:
@@ -875,35 +882,13 @@ cli.add_typer(webhooks_cli, name="webhooks")
 
 
 def _with_webhooks(action: Any) -> Any:
-    """Run `action(WebhookService)` in one committed transaction on the agent's database.
-
-    Raises:
-        StartupError: the database would not start, connect or migrate.
-        AgentError: what `action` raises (the transaction is rolled back).
-    """
-    from app.config import Settings
-    from app.launcher import prepared_database, use_selector_event_loop_on_windows
-    from app.services.database.session import (
-        create_engine,
-        create_session_factory,
-        unit_of_work,
-    )
+    """Run `action(WebhookService)` in one committed transaction (`_in_database`)."""
     from app.services.webhooks.repository import WebhookRepository
     from app.services.webhooks.service import WebhookService
 
-    use_selector_event_loop_on_windows()
-    settings = Settings()
-
-    async def run(database_url: str) -> Any:
-        engine = create_engine(settings.model_copy(update={"db_pool_min_size": 1}), database_url)
-        try:
-            async with unit_of_work(create_session_factory(engine)) as session:
-                return await action(WebhookService(WebhookRepository(session), settings))
-        finally:
-            await engine.dispose()
-
-    with prepared_database(settings) as database_url:
-        return asyncio.run(run(database_url))
+    return _in_database(
+        lambda session, settings: action(WebhookService(WebhookRepository(session), settings))
+    )
 
 
 @webhooks_cli.command("add")

@@ -19,6 +19,7 @@ from app.services.database.embedded import start_embedded_postgres
 from app.services.database.migrations import upgrade_database
 from app.services.model_service.reference import ReferenceService, start_reference_service
 from tests.support import (
+    SAMPLES_DIR,
     TEMPLATE_DB,
     AgentServer,
     S3Emulator,
@@ -70,6 +71,22 @@ def database_url(postgres_server_url: str, migrated_template: str) -> Iterator[s
 def reference_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceService]:
     """The reference model service, a real child process on a loopback port."""
     service = start_reference_service(tmp_path_factory.mktemp("ref") / "service.log")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def template_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceService]:
+    """A second reference model service, with the golden-board (template) engine and the
+    repository samples' templates: the other model version of the shadow and compare
+    tests (the session's `reference_service` runs the classical engine)."""
+    service = start_reference_service(
+        tmp_path_factory.mktemp("ref-template") / "service.log",
+        extra_env={
+            "REFERENCE_SERVICE_ENGINE": "template",
+            "REFERENCE_SERVICE_TEMPLATES_DIR": str(SAMPLES_DIR / "templates"),
+        },
+    )
     yield service
     service.stop()
 

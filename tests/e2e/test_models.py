@@ -16,13 +16,11 @@ from playwright.sync_api import expect
 
 from app.services.model_service.reference import (
     ReferenceService,
-    start_reference_service,
 )
 from tests.conftest import agent_settings
 from tests.e2e.conftest import RecordedContext, sign_in, viewer_ready
 from tests.e2e.test_accessibility import AXE, violations
 from tests.support import (
-    SAMPLES_DIR,
     AgentServer,
     create_api_key,
     db_rows,
@@ -39,20 +37,6 @@ def axe_source() -> str:
     if not AXE.is_file():
         pytest.skip(f"{AXE} missing: run `npm ci` in tests/e2e (see tests/e2e/package.json)")
     return AXE.read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def template_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceService]:
-    """The shadow: a reference service with the golden-board engine."""
-    service = start_reference_service(
-        tmp_path_factory.mktemp("shadow-e2e") / "service.log",
-        extra_env={
-            "REFERENCE_SERVICE_ENGINE": "template",
-            "REFERENCE_SERVICE_TEMPLATES_DIR": str(SAMPLES_DIR / "templates"),
-        },
-    )
-    yield service
-    service.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ primary result, which must stay as it was."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,26 +20,11 @@ from app.services.database.session import create_engine, create_session_factory
 from app.services.model_service.reference import (
     ReferenceService,
     free_loopback_port,
-    start_reference_service,
 )
 from app.services.models.answers import run_model_answer
 from app.services.models.repository import ModelAnswerRepository
 from app.services.storage import open_storage
-from tests.support import SAMPLES_DIR, AgentServer, db_rows, sample_images
-
-
-@pytest.fixture(scope="module")
-def template_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceService]:
-    """A second reference service, golden-board engine, with the samples' templates."""
-    service = start_reference_service(
-        tmp_path_factory.mktemp("ref2") / "service.log",
-        extra_env={
-            "REFERENCE_SERVICE_ENGINE": "template",
-            "REFERENCE_SERVICE_TEMPLATES_DIR": str(SAMPLES_DIR / "templates"),
-        },
-    )
-    yield service
-    service.stop()
+from tests.support import AgentServer, db_rows, sample_images
 
 
 def upload(client: httpx2.Client, path: Path) -> dict[str, Any]:

@@ -14,25 +14,10 @@ import pytest
 from app.services.model_service.reference import (
     ReferenceService,
     free_loopback_port,
-    start_reference_service,
 )
 from app.services.models.shadow import in_shadow_sample
 from tests.conftest import agent_settings
-from tests.support import SAMPLES_DIR, AgentServer, db_rows, sample_images, serve_agent, wait_until
-
-
-@pytest.fixture(scope="module")
-def template_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceService]:
-    """A reference service with the golden-board engine and the samples' templates."""
-    service = start_reference_service(
-        tmp_path_factory.mktemp("shadow") / "service.log",
-        extra_env={
-            "REFERENCE_SERVICE_ENGINE": "template",
-            "REFERENCE_SERVICE_TEMPLATES_DIR": str(SAMPLES_DIR / "templates"),
-        },
-    )
-    yield service
-    service.stop()
+from tests.support import AgentServer, db_rows, sample_images, serve_agent, wait_until
 
 
 @pytest.fixture(scope="module")
