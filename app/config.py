@@ -256,6 +256,9 @@ class Settings(BaseSettings):
     # is shown without one.
     golden_dir: Path | None = None
     golden_min_match_score: float = Field(default=0.5, ge=-1, le=1)
+    # Register each stored inspection with its golden board at once, in the background,
+    # so the review station finds the registration ready (else: on the first view).
+    golden_register_on_store: bool = True
 
     # IPC-CFX publisher (docs/cfx.md): off when CFX_BROKER_URL is unset. `amqp://` or
     # `amqps://user:pass@host:port`; the AMQP 1.0 target address; this agent's CFX handle.

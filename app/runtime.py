@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import procrastinate
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.services.cfx.publisher import CfxPublisher
 from app.services.database.session import create_engine, create_session_factory, libpq_conninfo
+from app.services.golden.service import GoldenLibrary, GoldenRegistrar
 from app.services.inspection.queue import (
     MAINTENANCE_QUEUE,
     QUEUE_NAME,
@@ -57,6 +58,22 @@ class AgentRuntime:
     shadow: ShadowRunner | None = None
     # The replays this process runs in the background (POST /api/replays).
     replays: ReplayTasks | None = None
+    # This process's golden-board library (decoded images, GOLDEN_DIR index).
+    golden_library: GoldenLibrary | None = None
+
+
+def _each(hooks: list[Callable[[str], None]]) -> Callable[[str], None]:
+    """One after-store hook that calls each of `hooks`; one that fails is logged and
+    does not keep the others from running."""
+
+    def run(img_unique_id: str) -> None:
+        for hook in hooks:
+            try:
+                hook(img_unique_id)
+            except Exception:
+                logger.exception("after-store hook failed", extra={"img": img_unique_id})
+
+    return run
 
 
 async def run_worker(runtime: AgentRuntime, concurrency: int) -> None:
@@ -126,14 +143,22 @@ async def agent_runtime(
     retention = RetentionService(settings, storage, sessions)
     shadow: ShadowRunner | None = None
     shadow_deferrer: ShadowDeferrer | None = None
+    after_stored: list[Callable[[str], None]] = []
     if settings.shadow_urls:
         register_shadow_task(queue, settings)
         shadow = ShadowRunner(settings, sessions, storage)
         shadow_deferrer = ShadowDeferrer(queue, settings)
-        inspections.after_stored = shadow_deferrer.after_stored
+        after_stored.append(shadow_deferrer.after_stored)
+    golden_library = GoldenLibrary(settings, storage, client.decode_limiter, sessions)
+    golden_registrar: GoldenRegistrar | None = None
+    if settings.golden_register_on_store:
+        golden_registrar = GoldenRegistrar(golden_library, inspections, sessions)
+        after_stored.append(golden_registrar.after_stored)
+    inspections.after_stored = _each(after_stored) if after_stored else None
     runtime = AgentRuntime(
         settings, engine, sessions, storage, client, queue, inspections, retention, shadow
     )
+    runtime.golden_library = golden_library
     runtime.replays = ReplayTasks(
         ReplayService(settings, sessions, storage), settings.replay_concurrency
     )
@@ -180,6 +205,8 @@ async def agent_runtime(
             await runtime.replays.aclose()
             if shadow_deferrer is not None:
                 await shadow_deferrer.drain()
+            if golden_registrar is not None:
+                await golden_registrar.drain()
             if shadow is not None:
                 await shadow.aclose()
             await client.aclose()

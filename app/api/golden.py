@@ -48,7 +48,7 @@ async def get_golden_service(
     request: Request, runtime: RuntimeDep, session: SessionDep
 ) -> GoldenService:
     """Golden-board operations over this request's session, with the process's library."""
-    library: GoldenLibrary | None = getattr(request.app.state, "golden_library", None)
+    library = runtime.golden_library or getattr(request.app.state, "golden_library", None)
     if library is None or library.storage is not runtime.storage:
         library = GoldenLibrary(
             runtime.settings, runtime.storage, runtime.client.decode_limiter, runtime.sessions

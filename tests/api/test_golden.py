@@ -27,6 +27,7 @@ from tests.support import (
     make_image,
     serve_agent,
     template_of,
+    wait_until,
 )
 
 # The offset the test gives its golden board: its pixel (x, y) is at (x + 7, y - 4) in
@@ -118,6 +119,26 @@ def test_the_board_finds_its_golden_board_and_offset(
         library["img_id"],
     )
     assert rows == [("shifted", "agent", found["offset"]["dx"], found["offset"]["dy"])]
+
+
+def test_a_stored_board_is_registered_before_anyone_asks(
+    agent: AgentServer, library: dict[str, Any], deeppcb: list[Path]
+) -> None:
+    """GOLDEN_REGISTER_ON_STORE (on by default): the registration is made in the
+    background once the inspection is stored, not on the first `GET …/golden`."""
+    board_path = deeppcb[100]
+    with httpx2.Client(base_url=agent.url, timeout=60) as c:
+        answer = c.post(
+            "/api/upload",
+            params={"skip_duplicates": "false"},
+            files={"image": ("again-" + board_path.name, board_path.read_bytes())},
+        )
+    assert answer.status_code == 200, answer.text
+    img_id = answer.json()["img_unique_id"]
+    query = "SELECT golden_id, method FROM golden_registrations WHERE img_unique_id = %s"
+    database = agent.settings.database_url or ""
+    wait_until(lambda: db_rows(database, query, img_id), timeout_s=30)
+    assert db_rows(database, query, img_id) == [("shifted", "agent")]
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,10 @@ class GoldenRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def any(self) -> bool:
+        """Whether the library holds any golden board."""
+        return (await self.session.scalar(select(GoldenBoard.golden_id).limit(1))) is not None
+
     async def get(self, golden_id: str) -> GoldenBoard | None:
         """The library row of `golden_id`, or None."""
         return await self.session.get(GoldenBoard, golden_id)
