@@ -51,6 +51,7 @@ router = APIRouter(
 @router.get("/images", response_model=ImageList, summary="List inspected images")
 async def list_images(
     queries: QueryServiceDep,
+    viewer: ViewerDep,
     page: Page = 1,
     limit: Limit = 20,
     cursor: Cursor = None,
@@ -77,7 +78,8 @@ async def list_images(
 ) -> ImageList:
     """Images of one status, newest first: stored inspections with defect counts by class,
     or the failed (pending, processing) ones with their error and retry URL. Each stored
-    inspection carries its `review` (regions, reviewed regions, false calls, disposition).
+    inspection carries its `review` (regions, reviewed regions, false calls, disposition);
+    for a reviewer who audits the board (blind second review) it shows no first review.
 
     Page by `page` (as in the PRD) or, to walk far, by `cursor` = the previous answer's
     `next_cursor`. `total` is exact up to 10,000 and for date, class and model version
@@ -96,7 +98,9 @@ async def list_images(
         disposition=disposition,
         context=context,
     )
-    return await queries.list_images(filters, page, limit, InspectionStatus(status), after)
+    return await queries.list_images(
+        filters, page, limit, InspectionStatus(status), after, viewer=viewer
+    )
 
 
 @router.get(

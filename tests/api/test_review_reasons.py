@@ -244,6 +244,9 @@ def test_an_auditor_never_sees_the_first_review_outside_audit_mode(
     assert all(r is not None for r in _reviews(client, board["id"]).values())
     found = client.get("/api/query/defects", params={"img_unique_id": board["id"]}, headers=ANNA)
     assert all(r["review"]["reason"] == "dust" for r in found.json()["regions"])
+    listed = client.get("/api/images", params={"q": board["id"]}, headers=ANNA).json()
+    assert listed["images"][0]["review"]["false_calls"] == len(board["regions"])
+    assert listed["images"][0]["review"]["disposition"] == "scrap"
     # Any other reviewer may become the auditor: nothing of the first review reaches them.
     for who in (BEN, {"X-Reviewer": "qc-carl"}):
         assert all(r is None for r in _reviews(client, board["id"], who).values())
@@ -257,6 +260,15 @@ def test_an_auditor_never_sees_the_first_review_outside_audit_mode(
         history = client.get(f"/api/images/{board['id']}/review", headers=who).json()
         assert (history["events"], history["disposition"]) == ([], None)
         assert "qc-anna" not in str(history)
+        # The History list's badges show the board unreviewed to them.
+        listed = client.get("/api/images", params={"q": board["id"]}, headers=who).json()
+        assert listed["images"][0]["review"] == {
+            "state": "unreviewed",
+            "regions": len(board["regions"]),
+            "reviewed_regions": 0,
+            "false_calls": 0,
+            "disposition": None,
+        }
 
     # Ben audits, with reasons too; the first verdicts stay hidden from him.
     first = board["regions"][0]

@@ -322,6 +322,7 @@ class QueryService:
         limit: int,
         status: InspectionStatus = InspectionStatus.SUCCEEDED,
         after: ImageKey | None = None,
+        viewer: str | None = None,
     ) -> ImageList:
         """A page of images of one status, newest first: page `page` (1-based, OFFSET) or,
         with `after` (a decoded cursor), the `limit` rows after that key; `next_cursor`
@@ -331,6 +332,9 @@ class QueryService:
         `failed`, `pending`, `processing`: ledger rows with their error and retry URL
         (dates filter the acceptance time; `batch_id` applies; class and defect filters
         cannot match an image with no result and are ignored).
+
+        A board whose first review is hidden from `viewer` (its auditor) shows as
+        unreviewed, with no false calls and no disposition.
         """
         offset = 0 if after is not None else (page - 1) * limit
         shown_page = None if after is not None else page
@@ -355,6 +359,14 @@ class QueryService:
         last_shown = found[limit - 1][0] if len(found) > limit else None
         shown = found[:limit]
         reviews = await self._review_states(shown)
+        if viewer is not None and reviews:
+            for img_id in await self.audits.blind_among(reviews, viewer):
+                reviews[img_id] = ImageReviewState(
+                    state="unreviewed",
+                    regions=reviews[img_id].regions,
+                    reviewed_regions=0,
+                    false_calls=0,
+                )
         return ImageList(
             total=total,
             total_is_exact=exact,
