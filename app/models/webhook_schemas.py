@@ -50,7 +50,9 @@ class WebhookEndpointCreate(BaseModel):
     url: str = Field(
         min_length=8,
         max_length=URL_LENGTH,
-        pattern=r"^https?://[^\s\x00]+$",
+        # No space or control character (C0, DEL, C1): spelt out, not `\s`, which JSON
+        # Schema (ECMA-262) and the validator (Rust regex) read differently (U+0085).
+        pattern=r"^https?://[^\x00-\x20\x7f-\x9f]+$",
         description="http:// or https:// URL; private and loopback addresses are allowed.",
     )
     events: list[EventType] = Field(min_length=1, max_length=6)
