@@ -30,12 +30,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
-import anyio
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.services.cfx import messages
 from app.services.cfx.outbox import CFX_SINK, OutboxRepository
+from app.services.database.leader import lead
 
 logger = logging.getLogger(__name__)
 
@@ -190,31 +190,18 @@ class CfxPublisher:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def _run(self) -> None:
-        engine: AsyncEngine = self.sessions.kw["bind"]
-        while True:
-            try:
-                async with (
-                    engine.connect() as connection,
-                    AsyncSession(bind=connection, expire_on_commit=False) as session,
-                ):
-                    outbox = OutboxRepository(session)
-                    self.holds_lock = await outbox.try_lock()
-                    await session.commit()
-                    if self.holds_lock:
-                        try:
-                            await self._publish(session, outbox)
-                        finally:
-                            self.holds_lock = False
-                            with anyio.CancelScope(shield=True):
-                                await self._in_thread(self.link.close)
-                                with contextlib.suppress(Exception):
-                                    await outbox.unlock()
-                                    await session.commit()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("CFX publisher: database error; trying again")
-            await asyncio.sleep(LOCK_RETRY_S)
+        await lead(
+            self.sessions,
+            OutboxRepository,
+            self._publish,
+            name="CFX publisher",
+            retry_s=LOCK_RETRY_S,
+            holding=self._holding,
+            released=lambda: self._in_thread(self.link.close),
+        )
+
+    def _holding(self, held: bool) -> None:
+        self.holds_lock = held
 
     def _direct(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         return messages.new_envelope(name, body, self.settings.cfx_handle)

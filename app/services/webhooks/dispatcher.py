@@ -37,14 +37,14 @@ import math
 import time
 from datetime import UTC, datetime
 
-import anyio
 import httpx2
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 from tenacity import RetryCallState, wait_exponential
 
 from app.config import Settings
 from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from app.services.database.leader import lead
 from app.services.webhooks.repository import WebhookRepository
 from app.utils.text import printable
 from app.utils.version import installed_version, without_userinfo
@@ -132,29 +132,17 @@ class WebhookDispatcher:
         await self.client.aclose()
 
     async def _run(self) -> None:
-        engine: AsyncEngine = self.sessions.kw["bind"]
-        while True:
-            try:
-                async with (
-                    engine.connect() as connection,
-                    AsyncSession(bind=connection, expire_on_commit=False) as session,
-                ):
-                    repository = WebhookRepository(session)
-                    self.holds_lock = await repository.try_lock()
-                    await session.commit()
-                    if self.holds_lock:
-                        try:
-                            await self._dispatch(session, repository)
-                        finally:
-                            self.holds_lock = False
-                            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-                                await repository.unlock()
-                                await session.commit()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("webhook dispatcher: database error; trying again")
-            await asyncio.sleep(LOCK_RETRY_S)
+        await lead(
+            self.sessions,
+            WebhookRepository,
+            self._dispatch,
+            name="webhook dispatcher",
+            retry_s=LOCK_RETRY_S,
+            holding=self._holding,
+        )
+
+    def _holding(self, held: bool) -> None:
+        self.holds_lock = held
 
     async def _dispatch(self, session: AsyncSession, repository: WebhookRepository) -> None:
         """Fan out and deliver for as long as this process holds the lock."""
