@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import httpx2
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from app.cli import cli
 from tests.support import AgentServer, db_rows, make_image
@@ -15,6 +15,27 @@ from tests.support import AgentServer, db_rows, make_image
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def watch_once(folder: Path, url: str, **env: str) -> Result:
+    """`aoi-agent watch FOLDER --url URL --once`, polling (as for a network share: no
+    file-system events used) with short settle and batch windows, `env` set."""
+    return CliRunner().invoke(
+        cli,
+        [
+            "watch",
+            str(folder),
+            "--url",
+            url,
+            "--once",
+            "--settle-s",
+            "0.3",
+            "--batch-window-s",
+            "0.3",
+            "--polling",
+        ],
+        env={"COLUMNS": "300", **env},
+    )
 
 
 def test_watch_once_sends_the_folder_skips_known_bytes_and_sorts_the_files(
@@ -32,22 +53,7 @@ def test_watch_once_sends_the_folder_skips_known_bytes_and_sorts_the_files(
     (tmp_path / "label.bmp").write_bytes(make_image("BMP", size=(33, 22)))
     (tmp_path / "log.csv").write_text("time,board\n")
 
-    result = CliRunner().invoke(
-        cli,
-        [
-            "watch",
-            str(tmp_path),
-            "--url",
-            agent.url,
-            "--once",
-            "--settle-s",
-            "0.3",
-            "--batch-window-s",
-            "0.3",
-            "--polling",  # as for a network share: no file-system events used
-        ],
-        env={"COLUMNS": "300"},
-    )
+    result = watch_once(tmp_path, agent.url)
     assert result.exit_code == 1, result.output  # log.csv failed: as `upload` would say
     assert f"already inspected as {earlier['img_unique_id']}" in result.output
     assert "failed log.csv" in result.output
@@ -106,25 +112,7 @@ def test_watch_reads_board_context_from_names_and_sidecars(
     shutil.copy(bad, tmp_path / "SNW3_top_L7.jpg")
     (tmp_path / "SNW3_top_L7.json").write_text("{not json")
 
-    result = CliRunner().invoke(
-        cli,
-        [
-            "watch",
-            str(tmp_path),
-            "--url",
-            agent.url,
-            "--once",
-            "--settle-s",
-            "0.3",
-            "--batch-window-s",
-            "0.3",
-            "--polling",
-        ],
-        env={
-            "COLUMNS": "300",
-            "WATCH_NAME_PATTERN": PATTERN,
-        },
-    )
+    result = watch_once(tmp_path, agent.url, WATCH_NAME_PATTERN=PATTERN)
     assert result.exit_code == 1, result.output  # SNW3 failed
     rows = db_rows(
         db,
