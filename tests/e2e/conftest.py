@@ -45,7 +45,19 @@ if not CHROMIUM.is_file():
         allow_module_level=True,
     )
 
-from playwright.sync_api import BrowserContext, Page, Playwright, sync_playwright  # noqa: E402
+from playwright.sync_api import (  # noqa: E402
+    BrowserContext,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
+
+# Playwright's assertions wait 5 s by default. On a loaded 2-core CI machine the first
+# inspection of a module (the reference service warming its engine) or a page's first
+# paint can take longer, which made assertions fail that a user would see pass a moment
+# later. A failing assertion now takes 20 s to report instead of 5 s.
+expect.set_options(timeout=20_000)
 
 
 @pytest.fixture(scope="session")

@@ -208,6 +208,7 @@ class HotFolder:
 
     async def _watch(self, stop: asyncio.Event, once: bool) -> None:
         tick_ms = int(self.options.tick_s * 1000)
+        watching_since_s: float | None = None
         await self.step(set())
         if once and self.idle:
             return
@@ -222,6 +223,12 @@ class HotFolder:
             force_polling=self.options.polling,
             poll_delay_ms=max(100, tick_ms),
         ):
+            if watching_since_s is None:
+                # The OS watch exists from here on, but files dropped between the listing
+                # above and its start gave no event: list the folder once more now rather
+                # than at the next periodic rescan (up to `rescan_s` later).
+                watching_since_s = time.monotonic()
+                self.last_rescan = float("-inf")
             await self.step(changes)
             if once and self.idle:
                 return

@@ -206,3 +206,45 @@ async def test_an_unreadable_file_is_noted_and_logged_once_and_the_folder_goes_o
         assert "SECRET" not in note
     else:
         assert record.getMessage() == "hot folder file left in place; no note could be written"
+
+
+class Recording:
+    """A submitter that takes every file handed over and records them (each inspection
+    settles at once)."""
+
+    def __init__(self) -> None:
+        self.handed: list[list[str]] = []
+
+    async def submit(self, root: Path, files: Sequence[Path]) -> list[Handed]:
+        self.handed.append([p.name for p in files])
+        return [Handed(p, settled=Settled(True)) for p in files]
+
+    async def settled(self, img_unique_ids: Sequence[str]) -> dict[str, Settled]:
+        return {}
+
+
+async def test_a_file_dropped_while_the_watch_starts_is_taken_without_waiting_for_a_rescan(
+    tmp_path: Path,
+) -> None:
+    """A file written after the first listing and before the OS watch exists gives no
+    event; the folder is listed again once the watch runs, not only `rescan_s` later."""
+
+    class DropDuringStart(HotFolder):
+        async def step(self, changes: Any) -> None:
+            first = self.last_rescan == float("-inf")
+            await super().step(changes)
+            if first and not (tmp_path / "late.jpg").exists():
+                (tmp_path / "late.jpg").write_bytes(b"dropped in the startup window")
+
+    submitter = Recording()
+    folder = DropDuringStart(
+        tmp_path, submitter, WatchOptions(settle_s=0.1, tick_s=0.1, rescan_s=3600)
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(folder.run(stop))
+    deadline = time.monotonic() + 20
+    while not submitter.handed and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert submitter.handed == [["late.jpg"]]
