@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -214,9 +215,11 @@ class Recording:
 
     def __init__(self) -> None:
         self.handed: list[list[str]] = []
+        self.any_handed = asyncio.Event()
 
     async def submit(self, root: Path, files: Sequence[Path]) -> list[Handed]:
         self.handed.append([p.name for p in files])
+        self.any_handed.set()
         return [Handed(p, settled=Settled(True)) for p in files]
 
     async def settled(self, img_unique_ids: Sequence[str]) -> dict[str, Settled]:
@@ -242,9 +245,8 @@ async def test_a_file_dropped_while_the_watch_starts_is_taken_without_waiting_fo
     )
     stop = asyncio.Event()
     task = asyncio.create_task(folder.run(stop))
-    deadline = time.monotonic() + 20
-    while not submitter.handed and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(submitter.any_handed.wait(), 20)
     stop.set()
     await asyncio.wait_for(task, 10)
     assert submitter.handed == [["late.jpg"]]
