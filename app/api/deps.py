@@ -77,17 +77,11 @@ async def get_query_service(session: SessionDep, links: LinksDep) -> QueryServic
 QueryServiceDep = Annotated[QueryService, Depends(get_query_service)]
 
 
-async def get_upload_service(
-    runtime: RuntimeDep, queries: QueryServiceDep, links: LinksDep
-) -> UploadService:
-    """The upload endpoints' workflow, with this request's links and queries."""
+async def get_upload_service(runtime: RuntimeDep, links: LinksDep) -> UploadService:
+    """The upload endpoints' workflow, with this request's signed links (no request
+    session: a single upload needs none)."""
     return UploadService(
-        runtime.settings,
-        runtime.storage,
-        runtime.sessions,
-        runtime.inspections,
-        queries,
-        links,
+        runtime.settings, runtime.storage, runtime.sessions, runtime.inspections, links
     )
 
 

@@ -53,14 +53,14 @@ def context_problem(exc: ContextError) -> RequestValidationError:
 class UploadService:
     """Single and batch uploads, from the request body to the answer sent (or replayed).
 
-    One per request: `links` and `queries` are the request's (signed links, its session).
+    One per request: `links` are the request's signed links. Only a batch upload with
+    `wait` reads the database afterwards, on a session of its own.
     """
 
     settings: Settings
     storage: Storage
     sessions: async_sessionmaker[AsyncSession]
     inspections: InspectionService
-    queries: QueryService
     links: Links
 
     async def single(
@@ -183,8 +183,10 @@ class UploadService:
             return Answer.json(status.HTTP_200_OK, nothing_queued.model_dump(mode="json"))
         if not wait:
             return Answer.json(status.HTTP_202_ACCEPTED, accepted.model_dump(mode="json"))
-        final = await self.queries.wait_for_batch(batch_id, wait_s)
-        results = await self.queries.batch_results(batch_id, self.inspections.read_analysis)
+        async with self.sessions() as session:
+            queries = QueryService(session, self.links)
+            final = await queries.wait_for_batch(batch_id, wait_s)
+            results = await queries.batch_results(batch_id, self.inspections.read_analysis)
         body = BatchUploadResult(**accepted.model_dump(), status=final, results=results)
         return Answer.json(status.HTTP_200_OK, body.model_dump(mode="json"))
 
