@@ -23,8 +23,9 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import redis.asyncio
 from limits import RateLimitItem, RateLimitItemPerMinute, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -99,13 +100,23 @@ class AuthThrottle:
         self._local = MovingWindowRateLimiter(MemoryStorage())
         self._shared: MovingWindowRateLimiter | None = None
         self._shared_storage: Storage | None = None
+        self._pool: redis.asyncio.ConnectionPool | None = None
         if not storage_url.startswith("memory://"):
+            options: dict[str, Any] = {}  # `limits` types its options narrower than it takes
+            if storage_url.startswith(("async+redis://", "async+rediss://")):
+                # Our own redis-py pool, handed to `limits` (its documented
+                # `connection_pool` option), so that `close` can close it.
+                self._pool = redis.asyncio.ConnectionPool.from_url(
+                    storage_url.removeprefix("async+"),
+                    socket_connect_timeout=SHARED_STORE_TIMEOUT_S,
+                    socket_timeout=SHARED_STORE_TIMEOUT_S,
+                )
+                options["connection_pool"] = self._pool
+            else:
+                options["socket_connect_timeout"] = SHARED_STORE_TIMEOUT_S
+                options["socket_timeout"] = SHARED_STORE_TIMEOUT_S
             storage = storage_from_string(
-                storage_url,
-                implementation="redispy",
-                key_prefix="aoi-agent-throttle",
-                socket_connect_timeout=SHARED_STORE_TIMEOUT_S,
-                socket_timeout=SHARED_STORE_TIMEOUT_S,
+                storage_url, implementation="redispy", key_prefix="aoi-agent-throttle", **options
             )
             if not isinstance(storage, Storage):  # an `async+` scheme gives an async one
                 raise ConfigurationError(f"{storage_url!r} is not an async+ storage URI")
@@ -118,12 +129,10 @@ class AuthThrottle:
         self._quota = parse_rate(key_rate_limit) if key_rate_limit else None
 
     async def close(self) -> None:
-        """Close the shared store's connections (none with `memory://`). The `limits`
-        storage has no close of its own: its redis-py client (`bridge.storage`, limits 5)
-        is closed; the throttle connects again if used afterwards."""
-        client = getattr(getattr(self._shared_storage, "bridge", None), "storage", None)
-        if client is not None:
-            await client.aclose()
+        """Close the shared store's connections (none with `memory://`); the pool connects
+        again if the throttle is used afterwards."""
+        if self._pool is not None:
+            await self._pool.disconnect()
 
     async def _count(self, use: Callable[[MovingWindowRateLimiter], Awaitable[T]]) -> T:
         """`use(limiter)` on the shared store when there is one and it answers, else on this
