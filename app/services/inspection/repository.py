@@ -52,6 +52,9 @@ from app.services.history.repository import (
 # First key of the advisory locks taken per input hash (the second is the hash's hashtext).
 INPUT_HASH_LOCK_SPACE = 0x414F49  # "AOI"
 
+# The ledgered error of a single upload whose agent stopped while it was being inspected.
+INTERRUPTED_ERROR = "interrupted: the agent stopped while this image was being inspected; retry it"
+
 
 class BatchProgressRow(NamedTuple):
     """One image of a batch as `InspectionRepository.batch_progress` reads it (seconds)."""
@@ -225,15 +228,19 @@ class InspectionRepository:
         )
         return list((await self.session.execute(stmt)).scalars())
 
-    async def fail_interrupted_single_uploads(self, silent_s: float) -> int:
+    async def fail_interrupted_single_uploads(self, silent_s: float) -> list[str]:
         """Mark single uploads left `processing` by a stopped agent as failed (input kept).
 
         A row counts as interrupted only when its owner process has sent no heartbeat for
         `silent_s` seconds (or is unknown and the row itself is that old), by the
         database's clock: a live upload waiting on a slow model service is never touched.
+        Of two sweeps at once, the second waits for the first's row locks and then no
+        longer sees the rows `processing` (PostgreSQL re-checks the WHERE of an UPDATE
+        on a row changed meanwhile), so each row is failed by exactly one sweep.
 
         Returns:
-            Rows marked failed.
+            The img_unique_ids this call marked failed (INTERRUPTED_ERROR), for the caller
+            to report in the same transaction.
         """
         alive_after = func.now() - timedelta(seconds=silent_s)
         owner_alive = exists().where(
@@ -256,12 +263,12 @@ class InspectionRepository:
                 status=InspectionStatus.FAILED,
                 owner_process_id=None,
                 error_status_code=503,
-                last_error="interrupted: the agent stopped while this image was being inspected;"
-                " retry it",
+                last_error=INTERRUPTED_ERROR,
             )
+            .returning(Inspection.img_unique_id)
             .execution_options(synchronize_session=False)
         )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return sorted(result.scalars())
 
     async def stored_input_paths(self, prefix: str) -> set[str]:
         """Input paths (stored form) starting with `prefix` named by a ledger or image row."""

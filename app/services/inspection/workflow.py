@@ -45,7 +45,7 @@ from app.services.database.session import unit_of_work
 from app.services.history.repository import ImageRepository
 from app.services.inspection.orphans import OrphanFileSweep, SweepRun
 from app.services.inspection.receiver import ReceivedFile
-from app.services.inspection.repository import InspectionRepository
+from app.services.inspection.repository import INTERRUPTED_ERROR, InspectionRepository
 from app.services.model_service.pool import ModelServicePool
 from app.services.storage import RESULT_FILE_NAMES, Storage, is_disk_full
 from app.services.system import metrics
@@ -709,10 +709,18 @@ class InspectionService:
                 waiting_since=None,
                 total_seconds=round(time.perf_counter() - started, 6),
             )
-            await self.cfx.inspection_finished(session, img_unique_id, None, error=error)
-            await self.webhooks.inspection_failed(session, img_unique_id, error)
+            await self._report_failed(session, img_unique_id, error)
         metrics.record_inspection_failed()
         logger.warning("inspection failed", extra={"img_unique_id": img_unique_id, "error": error})
+
+    async def _report_failed(self, session: AsyncSession, img_unique_id: str, error: str) -> None:
+        """The outbox rows of an inspection that ended `failed` — CFX `WorkStarted`,
+        `UnitsInspected` (`OverallResult` Error) and `WorkCompleted` (Failed), and the
+        webhook event `inspection.failed` (with `batch.completed` when it was its batch's
+        last image) — added to `session`, the transaction that marks it failed. Every way
+        an inspection ends failed calls this, once per change to `failed`."""
+        await self.cfx.inspection_finished(session, img_unique_id, None, error=error)
+        await self.webhooks.inspection_failed(session, img_unique_id, error)
 
     async def process_queued(self, img_unique_id: str) -> None:
         """The queue job: process one batch image; failures are ledgered, not raised.
@@ -847,7 +855,9 @@ class InspectionService:
         """Queue batch images that lost their job; fail single uploads whose process died.
 
         A single upload is failed only when the process that owns it has sent no
-        heartbeat for STALLED_JOB_AFTER_S seconds: a live upload is never touched.
+        heartbeat for STALLED_JOB_AFTER_S seconds: a live upload is never touched. Each
+        one failed here is reported as a failure in the normal path is (`_report_failed`:
+        CFX messages and the `inspection.failed` webhook event), in the same transaction.
 
         Returns:
             (batch images queued again, single uploads marked failed).
@@ -858,15 +868,19 @@ class InspectionService:
             interrupted = await repo.fail_interrupted_single_uploads(
                 self.settings.stalled_job_after_s
             )
+            for img_unique_id in interrupted:
+                await self._report_failed(session, img_unique_id, INTERRUPTED_ERROR)
             await AgentProcessRepository(session).forget_silent(FORGET_PROCESS_AFTER_S)
+        for _ in interrupted:
+            metrics.record_inspection_failed()
         if orphans and self.defer is not None:
             await self.defer(orphans)
         if orphans or interrupted:
             logger.info(
                 "recovered unfinished work",
-                extra={"queued_again": len(orphans), "failed_interrupted": interrupted},
+                extra={"queued_again": len(orphans), "failed_interrupted": len(interrupted)},
             )
-        return len(orphans), interrupted
+        return len(orphans), len(interrupted)
 
     async def remove_orphan_files(self, grace_s: float) -> dict[str, int]:
         """Delete files a killed agent left behind, once older than `grace_s` seconds, now

@@ -3,18 +3,27 @@ back; the recovery sweep never fails a live upload; a retry of a running one is 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 
+from app.errors import StoredFileMissing
+from app.services.database.session import create_engine, create_session_factory
+from app.services.inspection.repository import INTERRUPTED_ERROR
+from app.services.inspection.workflow import InspectionService
+from app.services.model_service.pool import ModelServicePool
 from app.services.model_service.reference import ReferenceService
+from app.services.storage import open_storage
 from tests.conftest import agent_settings
+from tests.services.cfx.sdk import check_envelope
 from tests.support import (
     AgentProcess,
     ModelServiceProxy,
@@ -253,3 +262,135 @@ def test_a_batch_image_a_live_process_is_inspecting_is_not_inspected_twice(
             timeout_s=30,
         )
     assert slow_service.calls == 1
+
+
+_DEAD = "dead1111111111111111111111111111"
+
+
+def _interrupted_upload(database_url: str, img_unique_id: str, serial: str | None) -> None:
+    """A single upload left `processing` by the process `_DEAD` (silent for an hour)."""
+    db_execute(
+        database_url,
+        "INSERT INTO agent_processes (process_id, hostname, pid, last_seen)"
+        " VALUES (%s, 'gone', 1, now() - interval '1 hour') ON CONFLICT DO NOTHING",
+        _DEAD,
+    )
+    db_execute(
+        database_url,
+        "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
+        " size_bytes, media_type, status, attempts, owner_process_id)"
+        " VALUES (%s, 'a.png', %s, 100, 'image/png', 'processing', 1, %s)",
+        img_unique_id,
+        f"uploads/20261122/{img_unique_id}.png",
+        _DEAD,
+    )
+    if serial is not None:
+        db_execute(
+            database_url,
+            "INSERT INTO inspection_contexts (img_unique_id, board_serial, product)"
+            " VALUES (%s, %s, 'PX-7')",
+            img_unique_id,
+            serial,
+        )
+
+
+def _reported(database_url: str, key: str) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (sink, name, payload)
+        for sink, name, payload in db_rows(
+            database_url,
+            "SELECT sink, message_name, payload FROM outbox WHERE ordering_key = %s ORDER BY id",
+            key,
+        )
+    ]
+
+
+async def test_the_recovery_sweep_reports_a_failure_as_the_normal_path_does_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Uploads failed by the recovery sweep (their agent died) get the outbox rows of a
+    failure in the normal path — CFX WorkStarted / UnitsInspected (Error) / WorkCompleted
+    (Failed) and the `inspection.failed` webhook event — exactly once, however many sweeps
+    run at once; and the rows and the status change commit together."""
+    settings = agent_settings(
+        tmp_path, database_url, "http://127.0.0.1:9", cfx_broker_url="amqp://127.0.0.1:1"
+    )
+    engine = create_engine(settings, database_url)
+    pool = ModelServicePool(settings)
+    sessions = create_session_factory(engine)
+    services = [InspectionService(settings, open_storage(settings), pool, sessions) for _ in "ab"]
+    try:
+        # The normal path: a single upload whose input is missing fails in `process`.
+        db_execute(
+            database_url,
+            "INSERT INTO inspections (img_unique_id, original_filename, input_image_path,"
+            " size_bytes, media_type, status, attempts)"
+            " VALUES ('20261122_060000_NORMAL', 'n.png', 'uploads/gone.png', 100, 'image/png',"
+            " 'pending', 0)",
+        )
+        with pytest.raises(StoredFileMissing):
+            await services[0].process("20261122_060000_NORMAL")
+        normal = _reported(database_url, "20261122_060000_NORMAL")
+
+        _interrupted_upload(database_url, "20261122_060000_SWEEP1", "SN-SWEEP-1")
+        _interrupted_upload(database_url, "20261122_060000_SWEEP2", None)
+        results = await asyncio.gather(*(s.recover() for s in services), services[0].recover())
+        assert sum(failed for _, failed in results) == 2
+        assert (await services[1].recover())[1] == 0
+
+        for key, img_unique_id, serial in (
+            ("SN-SWEEP-1", "20261122_060000_SWEEP1", "SN-SWEEP-1"),
+            ("20261122_060000_SWEEP2", "20261122_060000_SWEEP2", None),
+        ):
+            rows = _reported(database_url, key)
+            assert (
+                [(sink, name) for sink, name, _ in rows]
+                == [(sink, name) for sink, name, _ in normal]
+                == [
+                    ("cfx", "CFX.Production.WorkStarted"),
+                    ("cfx", "CFX.Production.TestAndInspection.UnitsInspected"),
+                    ("cfx", "CFX.Production.WorkCompleted"),
+                    ("webhooks", "inspection.failed"),
+                ]
+            )
+            started, inspected, completed = (check_envelope(p) for _, _, p in rows[:3])
+            assert started["PrimaryIdentifier"] == key
+            unit = inspected["InspectedUnits"][0]
+            assert unit["UnitIdentifier"] == key
+            assert unit["OverallResult"] == "Error"
+            assert unit["Inspections"][0]["UniqueIdentifier"] == img_unique_id
+            assert unit["Inspections"][0]["Error"] == INTERRUPTED_ERROR
+            assert completed["Result"] == "Failed"
+            event = rows[3][2]
+            assert event["type"] == "inspection.failed"
+            assert event["data"] == {
+                "img_unique_id": img_unique_id,
+                "board_serial": serial,
+                "batch_id": None,
+                "error": INTERRUPTED_ERROR,
+            }
+        assert (
+            db_rows(
+                database_url,
+                "SELECT status, last_error FROM inspections WHERE img_unique_id LIKE '%%SWEEP_'",
+            )
+            == [("failed", INTERRUPTED_ERROR)] * 2
+        )
+
+        # One transaction: when writing the event fails, the row stays `processing`.
+        _interrupted_upload(database_url, "20261122_060000_SWEEP3", None)
+
+        async def refused(*args: object) -> None:
+            raise RuntimeError("the outbox refused the event")
+
+        services[0].webhooks.inspection_failed = refused  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError, match="outbox refused"):
+            await services[0].recover()
+        assert db_rows(
+            database_url,
+            "SELECT status FROM inspections WHERE img_unique_id = '20261122_060000_SWEEP3'",
+        ) == [("processing",)]
+        assert _reported(database_url, "20261122_060000_SWEEP3") == []
+    finally:
+        await pool.aclose()
+        await engine.dispose()
