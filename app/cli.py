@@ -953,6 +953,36 @@ def webhooks_list(as_json: JsonOption = False) -> None:
         console.print("no webhook endpoints yet: `aoi-agent webhooks add URL --events ...`")
 
 
+@webhooks_cli.command("rotate")
+def webhooks_rotate(
+    endpoint_id: Annotated[int, typer.Argument(help="The endpoint's id (`webhooks list`).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Give an endpoint a new signing secret, printed alone on the last line, once. For
+    WEBHOOK_SECRET_OVERLAP_S (default 24 h) deliveries are signed with the old and the
+    new secret, so the receiver can switch in that window. An unknown id is an error
+    (exit status 1); `--json`: the endpoint with "secret" and "previous_secret_until"."""
+
+    async def rotate(webhooks: Any) -> Any:
+        return await webhooks.rotate_secret(endpoint_id)
+
+    rotated = _with_webhooks(rotate)
+    if as_json:
+        print_json(rotated.model_dump(mode="json"))
+        return
+    until = rotated.previous_secret_until
+    console.print(
+        f"new signing secret for webhook endpoint {rotated.id} ({rotated.url});"
+        + (
+            f" deliveries are signed with the old one too until {until.isoformat()},"
+            if until
+            else " the old one no longer signs (WEBHOOK_SECRET_OVERLAP_S is 0),"
+        )
+        + " give the new one to the receiver:"
+    )
+    typer.echo(rotated.secret)
+
+
 @webhooks_cli.command("remove")
 def webhooks_remove(
     endpoint_id: Annotated[int, typer.Argument(help="The endpoint's id (`webhooks list`).")],

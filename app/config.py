@@ -283,6 +283,9 @@ class Settings(BaseSettings):
     webhook_retry_initial_s: float = Field(default=5.0, gt=0)
     webhook_retry_max_s: float = Field(default=1800.0, gt=0)
     webhook_keep_days: float = Field(default=7.0, gt=0)
+    # Seconds after a secret rotation during which deliveries are signed with the old
+    # secret too (both signatures in `webhook-signature`); 0: the old one stops at once.
+    webhook_secret_overlap_s: float = Field(default=86_400.0, ge=0, le=30 * 86_400)
 
     # SPC (docs/spc.md): shifts as NAME=HH:MM-HH:MM,... in local time of SPC_TIMEZONE (an
     # IANA name; days of the SPC charts are its days too); empty: per-day subgroups only.

@@ -16,6 +16,7 @@ from app.models.webhook_schemas import (
     WebhookEndpointCreate,
     WebhookEndpointCreated,
     WebhookEndpointOut,
+    WebhookSecretRotated,
 )
 from app.services.webhooks.repository import WebhookRepository
 from app.services.webhooks.service import (
@@ -79,6 +80,22 @@ async def delete_endpoint(
 ) -> WebhookEndpointOut:
     """Removes the endpoint with its deliveries and their attempts; returns it as it was."""
     return await webhooks.remove(endpoint_id)
+
+
+@router.post(
+    "/{endpoint_id}/rotate-secret",
+    response_model=WebhookSecretRotated,
+    summary="Give a webhook endpoint a new secret (shown once)",
+    responses=responses(WebhookEndpointNotFound),
+)
+async def rotate_secret(
+    endpoint_id: EndpointId, webhooks: WebhookServiceDep
+) -> WebhookSecretRotated:
+    """The answer holds the endpoint's new signing secret (`whsec_...`), not shown again.
+    Until `previous_secret_until` (WEBHOOK_SECRET_OVERLAP_S from now) every delivery
+    carries signatures of both the new and the old secret in `webhook-signature`, so the
+    receiver verifies with either while it switches; after that, the new one only."""
+    return await webhooks.rotate_secret(endpoint_id)
 
 
 @router.get(

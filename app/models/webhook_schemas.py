@@ -83,6 +83,24 @@ class WebhookEndpointCreated(WebhookEndpointOut):
     secret: str = Field(description="Standard Webhooks secret: `whsec_` + base64 of 24 bytes.")
 
 
+class WebhookSecretRotated(WebhookEndpointOut):
+    """An endpoint after a secret rotation, with its new signing secret (shown once)."""
+
+    model_config = _example(
+        {
+            **_ENDPOINT,
+            "secret": "whsec_4nYgL0bV0c2N3dPp6Tq1sU8wXz9aBcDe",
+            "previous_secret_until": "2026-12-09T00:30:00Z",
+        }
+    )
+
+    secret: str = Field(description="The new Standard Webhooks secret: `whsec_` + base64.")
+    previous_secret_until: datetime | None = Field(
+        description="Until when deliveries are signed with the old secret too (both"
+        " signatures in `webhook-signature`); null: WEBHOOK_SECRET_OVERLAP_S is 0."
+    )
+
+
 _ATTEMPT: dict[str, Any] = {
     "attempted_at": "2026-12-07T21:31:00Z",
     "duration_s": 0.012,

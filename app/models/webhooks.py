@@ -34,7 +34,11 @@ DESCRIPTION_LENGTH = 500
 
 class WebhookEndpoint(Base):
     """A receiver an admin registered: its URL, the event types it subscribes to, its
-    signing secret (`whsec_` + base64, Standard Webhooks) and whether it is enabled."""
+    signing secret (`whsec_` + base64, Standard Webhooks) and whether it is enabled.
+
+    After a rotation (migration 20261208_0030), `previous_secret` is the replaced secret
+    and `previous_secret_until` the end of the overlap (WEBHOOK_SECRET_OVERLAP_S) during
+    which deliveries are signed with it too."""
 
     __tablename__ = "webhook_endpoints"
 
@@ -45,6 +49,16 @@ class WebhookEndpoint(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=true())
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def signing_secrets(self, at: datetime) -> list[str]:
+        """The secrets a delivery attempted at `at` is signed with: the current one, and
+        the previous one while its overlap lasts (`at` before `previous_secret_until`)."""
+        previous, until = self.previous_secret, self.previous_secret_until
+        if previous is not None and until is not None and at < until:
+            return [self.secret, previous]
+        return [self.secret]
 
 
 class WebhookDelivery(Base):

@@ -904,6 +904,27 @@ CASES = [
         "webhook_endpoint_not_found",
     ),
     Case(
+        "webhook-rotate-huge",
+        "POST",
+        f"/api/webhooks/{BIG}/rotate-secret",
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "webhook-rotate-nul",
+        "POST",
+        f"/api/webhooks/1{NUL}/rotate-secret",
+        422,
+        "invalid_request",
+    ),
+    Case(
+        "webhook-rotate-unknown",
+        "POST",
+        "/api/webhooks/424242/rotate-secret",
+        404,
+        "webhook_endpoint_not_found",
+    ),
+    Case(
         "webhook-deliveries-huge-limit",
         "GET",
         f"/api/webhooks/1/deliveries?limit={BIG}",

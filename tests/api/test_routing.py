@@ -164,6 +164,7 @@ def test_both_copies_of_every_get_route_answer_the_same(
         ("DELETE", "/images/20990101_000000_NOPE00", {}),
         ("GET", "/images/20990101_000000_NOPE00/regions", {}),
         ("GET", "/images", {"params": {"limit": 101}}),
+        ("POST", "/webhooks/424242/rotate-secret", {}),
     ],
 )
 def test_both_copies_refuse_bad_requests_alike(

@@ -159,6 +159,7 @@ ROUTES = [
     ("POST", "/api/webhooks", "admin"),
     ("DELETE", "/api/webhooks/424242", "admin"),
     ("GET", "/api/webhooks/424242/deliveries", "admin"),
+    ("POST", "/api/webhooks/424242/rotate-secret", "admin"),
     ("POST", "/api/webhooks/deliveries/424242/redeliver", "admin"),
     ("GET", "/api/models", "read"),
     ("GET", "/api/models/compare", "read"),

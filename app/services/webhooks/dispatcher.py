@@ -20,7 +20,8 @@ The holder, in a loop:
 
 So per endpoint, events arrive in the order they were written, at least once, each with
 the same `webhook-id` on every attempt (the event's outbox `unique_id`); every attempt
-is signed anew (the `webhook-timestamp` is the attempt's time).
+is signed anew (the `webhook-timestamp` is the attempt's time), with the endpoint's
+secret and, for WEBHOOK_SECRET_OVERLAP_S after a rotation, its previous one too.
 
 Each attempt: HTTP POST of the stored JSON body, `follow_redirects=False`, WEBHOOK_TIMEOUT_S
 for the whole attempt, and at most `RESPONSE_READ_BYTES` of the answer read (the rest is
@@ -35,6 +36,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import httpx2
@@ -80,15 +82,18 @@ def retry_delay_s(settings: Settings, attempts: int) -> float:
     return float(wait(state))
 
 
-def signed_headers(secret: str, msg_id: str, body: str, at: datetime) -> dict[str, str]:
+def signed_headers(secrets: Sequence[str], msg_id: str, body: str, at: datetime) -> dict[str, str]:
     """The Standard Webhooks headers of one attempt: `webhook-id`, `webhook-timestamp`
-    (integer Unix seconds of `at`) and `webhook-signature` (`v1,<base64 HMAC-SHA256>` of
-    `id.timestamp.body`, by the `standardwebhooks` library), plus the content type."""
+    (integer Unix seconds of `at`) and `webhook-signature`: one `v1,<base64 HMAC-SHA256>`
+    of `id.timestamp.body` per secret in `secrets` (each by the `standardwebhooks`
+    library), separated by spaces as the spec allows — the new and the old secret during
+    a rotation's overlap; a receiver accepts the request when any of them verifies.
+    Plus the content type."""
     return {
         "content-type": "application/json",
         "webhook-id": msg_id,
         "webhook-timestamp": str(math.floor(at.timestamp())),
-        "webhook-signature": Webhook(secret).sign(msg_id, at, body),
+        "webhook-signature": " ".join(Webhook(s).sign(msg_id, at, body) for s in secrets),
         "user-agent": f"aoi-inference-agent/{installed_version()}",
     }
 
@@ -200,7 +205,8 @@ class WebhookDispatcher:
         """POST one delivery to its endpoint, signed now; returns the attempt (not yet
         added to a session): `error` None when the receiver answered 2xx."""
         msg_id = str(delivery.event_id)
-        headers = signed_headers(endpoint.secret, msg_id, delivery.body, datetime.now(UTC))
+        at = datetime.now(UTC)
+        headers = signed_headers(endpoint.signing_secrets(at), msg_id, delivery.body, at)
         started = time.perf_counter()
         status_code: int | None = None
         excerpt: str | None = None

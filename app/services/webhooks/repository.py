@@ -60,9 +60,13 @@ class WebhookRepository:
         stmt = select(WebhookEndpoint.id).where(WebhookEndpoint.enabled).limit(1)
         return (await self.session.scalar(stmt)) is not None
 
-    async def endpoint(self, endpoint_id: int) -> WebhookEndpoint | None:
-        """One endpoint, or None."""
-        return await self.session.get(WebhookEndpoint, endpoint_id)
+    async def endpoint(
+        self, endpoint_id: int, *, for_update: bool = False
+    ) -> WebhookEndpoint | None:
+        """One endpoint, or None; `for_update` locks its row until the transaction ends."""
+        return await self.session.get(
+            WebhookEndpoint, endpoint_id, with_for_update=for_update or None
+        )
 
     async def remove_endpoint(self, endpoint: WebhookEndpoint) -> None:
         """Delete an endpoint with its deliveries and their attempts (cascade)."""

@@ -8,6 +8,7 @@ import base64
 import json
 import secrets
 from collections.abc import Sequence
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import httpx2
@@ -19,6 +20,7 @@ from app.models.webhook_schemas import (
     WebhookDeliveryOut,
     WebhookEndpointCreated,
     WebhookEndpointOut,
+    WebhookSecretRotated,
 )
 from app.models.webhooks import (
     DESCRIPTION_LENGTH,
@@ -147,6 +149,34 @@ class WebhookService:
             )
         )
         return WebhookEndpointCreated(**_listed(endpoint, {}).model_dump(), secret=endpoint.secret)
+
+    async def rotate_secret(self, endpoint_id: int) -> WebhookSecretRotated:
+        """Give an endpoint a new secret; the answer holds it (shown once).
+
+        For WEBHOOK_SECRET_OVERLAP_S seconds from now (the database's clock) deliveries
+        carry signatures of both the new and the replaced secret, so the receiver can
+        switch to the new one at any moment in that window; after it, only the new one.
+        A second rotation within the window drops the first replaced secret: only the
+        latest replaced one is kept.
+
+        Raises:
+            WebhookEndpointNotFound: no endpoint with this id.
+        """
+        endpoint = await self.repository.endpoint(endpoint_id, for_update=True)
+        if endpoint is None:
+            raise WebhookEndpointNotFound(f"no webhook endpoint with id {endpoint_id}")
+        overlap_s = self.settings.webhook_secret_overlap_s
+        until = await self.repository.now() + timedelta(seconds=overlap_s) if overlap_s else None
+        endpoint.previous_secret = endpoint.secret if until else None
+        endpoint.previous_secret_until = until
+        endpoint.secret = new_secret()
+        await self.repository.session.flush()
+        counts = (await self.repository.delivery_counts()).get(endpoint_id, {})
+        return WebhookSecretRotated(
+            **_listed(endpoint, counts).model_dump(),
+            secret=endpoint.secret,
+            previous_secret_until=until,
+        )
 
     async def endpoints(self) -> list[WebhookEndpointOut]:
         """Every endpoint (never its secret) with its deliveries by status."""

@@ -5,6 +5,9 @@ real HTTP to real receivers on loopback (`tests/services/webhooks/receiver.py`),
 verify every signature with the `standardwebhooks` library. A receiver that is down, one
 that redirects, a delivery parked after its retry window and redelivered, and the CLI.
 
+A rotated secret: deliveries carry both signatures during the overlap, then only the new
+one (through the API and the CLI).
+
 The agent runs with a short retry window (WEBHOOK_RETRY_HOURS = 0.002, 7.2 s) and a fast
 back-off so that parking happens within the test. Its reference model service refuses
 images over 500,000 pixels (its own MAX_IMAGE_PIXELS), so a 1000 x 800 image makes a real
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -38,6 +42,8 @@ from tests.services.webhooks.receiver import Received, Receiver
 from tests.support import AgentServer, db_rows, make_image, sample_images, serve_agent, wait_until
 
 WHO = {"X-Reviewer": "qc-anna"}
+# The agent's WEBHOOK_SECRET_OVERLAP_S: short, so that a test sees the overlap end.
+OVERLAP_S = 10.0
 ALL_EVENTS = [
     "inspection.completed",
     "inspection.failed",
@@ -73,6 +79,7 @@ def hooked(
         webhook_retry_initial_s=0.2,
         webhook_retry_max_s=0.5,
         webhook_timeout_s=3.0,
+        webhook_secret_overlap_s=OVERLAP_S,
     )
     with serve_agent(settings) as server:
         yield server
@@ -388,3 +395,128 @@ def test_cli_add_prints_the_secret_alone_on_its_last_line(
     assert db_rows(database_url, "SELECT 1 FROM webhook_endpoints WHERE id = %s", endpoint_id) == []
     gone = runner.invoke(cli, ["webhooks", "remove", str(endpoint_id)], env=env)
     assert gone.exit_code == 1
+
+
+def _two_secrets_verify(old: str, new: str, got: Received) -> dict[str, Any]:
+    """The payload of a request signed with both secrets: each verifies on its own."""
+    signatures = got.headers["webhook-signature"].split(" ")
+    assert len(signatures) == 2
+    assert all(s.startswith("v1,") for s in signatures)
+    assert _verified(old, got) == _verified(new, got)
+    return _verified(new, got)
+
+
+def test_a_rotated_secret_signs_with_both_during_the_overlap_then_only_the_new_one(
+    hooked: AgentServer, database_url: str
+) -> None:
+    """POST /api/webhooks/{id}/rotate-secret answers the new secret once; deliveries during
+    WEBHOOK_SECRET_OVERLAP_S carry signatures of the old and the new secret (a receiver
+    verifying with either, by the `standardwebhooks` library, accepts them), after it
+    only the new one's (the old secret no longer verifies)."""
+    receiver = Receiver().up()
+    boards = sample_images()
+    with httpx2.Client(base_url=hooked.url, timeout=120) as c:
+        endpoint = _add_endpoint(c, receiver.url, ["inspection.completed"])
+        old = endpoint["secret"]
+
+        def upload_and_receive(board: Path) -> Received:
+            before = len(receiver.taken())
+            assert _upload(c, board).status_code == 200
+            wait_until(lambda: len(receiver.taken()) > before, timeout_s=30, interval_s=0.05)
+            (got,) = receiver.taken()[before:]
+            return got
+
+        first = upload_and_receive(boards[0])
+        assert len(first.headers["webhook-signature"].split(" ")) == 1
+        _verified(old, first)
+
+        rotated = c.post(f"/api/webhooks/{endpoint['id']}/rotate-secret")
+        assert rotated.status_code == 200, rotated.text
+        answer = rotated.json()
+        new = answer["secret"]
+        assert new.startswith("whsec_")
+        assert new != old
+        Webhook(new)
+        assert answer["id"] == endpoint["id"]
+        assert answer["url"] == receiver.url
+        until = datetime.fromisoformat(answer["previous_secret_until"])
+        ((stored, previous, stored_until, window),) = db_rows(
+            database_url,
+            "SELECT secret, previous_secret, previous_secret_until,"
+            " extract(epoch FROM previous_secret_until - now())"
+            " FROM webhook_endpoints WHERE id = %s",
+            endpoint["id"],
+        )
+        assert (stored, previous, stored_until) == (new, old, until)
+        assert 0 < window <= OVERLAP_S
+        # Never shown again.
+        listed = c.get("/api/webhooks").json()
+        assert all("secret" not in e for e in listed)
+
+        during = upload_and_receive(boards[1])
+        assert during.at < until.timestamp(), "the delivery came after the overlap: too slow"
+        assert _two_secrets_verify(old, new, during)["type"] == "inspection.completed"
+
+        wait_until(lambda: time.time() > until.timestamp() + 0.5, timeout_s=OVERLAP_S + 5)
+        after = upload_and_receive(boards[2])
+        assert len(after.headers["webhook-signature"].split(" ")) == 1
+        _verified(new, after)
+        with pytest.raises(Exception, match="signature"):
+            Webhook(old).verify(after.body, after.headers)
+
+        missing = c.post("/api/webhooks/424242/rotate-secret")
+        assert missing.status_code == 404
+        assert missing.json()["error"] == "webhook_endpoint_not_found"
+        assert c.delete(f"/api/webhooks/{endpoint['id']}").status_code == 200
+    receiver.down()
+
+
+def test_cli_rotate_prints_the_new_secret_alone_on_its_last_line(
+    hooked: AgentServer, database_url: str, tmp_path: Path
+) -> None:
+    """`aoi-agent webhooks rotate ID`: the new secret alone on the last line, the old one
+    kept for WEBHOOK_SECRET_OVERLAP_S (none kept when it is 0); an unknown id exits 1."""
+    env = {"DATABASE_URL": database_url, "DATA_DIR": str(tmp_path)}
+    runner = CliRunner()
+    added = runner.invoke(
+        cli,
+        ["webhooks", "add", "http://10.20.30.41:9000/aoi", "--events", "spc.alarm"],
+        env=env,
+    )
+    assert added.exit_code == 0, added.output
+    old = added.output.strip().splitlines()[-1]
+    ((endpoint_id,),) = db_rows(
+        database_url, "SELECT id FROM webhook_endpoints WHERE secret = %s", old
+    )
+
+    def stored() -> tuple[Any, ...]:
+        ((row),) = db_rows(
+            database_url,
+            "SELECT secret, previous_secret,"
+            " round(extract(epoch FROM previous_secret_until - now()))"
+            " FROM webhook_endpoints WHERE id = %s",
+            endpoint_id,
+        )
+        return tuple(row)
+
+    rotated = runner.invoke(cli, ["webhooks", "rotate", str(endpoint_id)], env=env)
+    assert rotated.exit_code == 0, rotated.output
+    new = rotated.output.strip().splitlines()[-1]
+    assert new.startswith("whsec_")
+    assert new != old
+    Webhook(new)
+    secret, previous, left_s = stored()
+    assert (secret, previous) == (new, old)
+    assert 86_390 <= left_s <= 86_400  # the default overlap, 24 h
+
+    no_overlap = {**env, "WEBHOOK_SECRET_OVERLAP_S": "0"}
+    again = runner.invoke(cli, ["webhooks", "rotate", str(endpoint_id), "--json"], env=no_overlap)
+    assert again.exit_code == 0, again.output
+    answer = json.loads(again.output)
+    assert answer["previous_secret_until"] is None
+    assert stored() == (answer["secret"], None, None)
+
+    assert runner.invoke(cli, ["webhooks", "remove", str(endpoint_id)], env=env).exit_code == 0
+    gone = runner.invoke(cli, ["webhooks", "rotate", str(endpoint_id)], env=env)
+    assert gone.exit_code == 1
+    assert "no webhook endpoint" in gone.output

@@ -1,0 +1,32 @@
+"""Webhook secret rotation (docs/webhooks.md#rotating-a-secret): the replaced secret of
+an endpoint and the end of the overlap during which deliveries are signed with it too.
+
+Revision ID: 20261208_0030
+Revises: 20261207_0023
+Create Date: 2026-12-08 00:30:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "20261208_0030"
+down_revision: str | None = "20261207_0023"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "webhook_endpoints", sa.Column("previous_secret", sa.String(length=128), nullable=True)
+    )
+    op.add_column(
+        "webhook_endpoints",
+        sa.Column("previous_secret_until", sa.DateTime(timezone=True), nullable=True),
+    )
+
+
+def downgrade() -> None:
+    op.drop_column("webhook_endpoints", "previous_secret_until")
+    op.drop_column("webhook_endpoints", "previous_secret")
