@@ -280,6 +280,7 @@ def upload(
     recipe_revision: Annotated[str | None, _context_option("the recipe revision")] = None,
     line: Annotated[str | None, _context_option("the line")] = None,
     station: Annotated[str | None, _context_option("the station")] = None,
+    lane: Annotated[int | None, _context_option("the station's conveyor lane, from 1")] = None,
     side: Annotated[str | None, _context_option("top or bottom")] = None,
     lot: Annotated[str | None, _context_option("the lot / work order")] = None,
     manifest: Annotated[
@@ -320,6 +321,7 @@ def upload(
             "recipe_revision": recipe_revision,
             "line": line,
             "station": station,
+            "lane": lane,
             "side": side,
             "lot": lot,
         },

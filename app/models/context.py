@@ -3,8 +3,8 @@
 Every field is optional. Text fields are 1 to CONTEXT_TEXT_LENGTH printable characters
 (no NUL, tab, newline or other control character); surrounding spaces are stripped and
 an empty value counts as absent. `panel_position` is an integer 0..MAX_PANEL_POSITION,
-`side` is `top` or `bottom`. Unknown keys are refused, so a misspelt field is a 422,
-not silently lost. See docs/boards.md.
+`lane` an integer 1..MAX_LANE, `side` is `top` or `bottom`. Unknown keys are refused, so
+a misspelt field is a 422, not silently lost. See docs/boards.md.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from app.utils.text import printable
 
 CONTEXT_TEXT_LENGTH = 64
 MAX_PANEL_POSITION = 9999
+# Conveyor lanes are numbered from 1 (as CFX's `Lane` and IPC-HERMES-9852 count them).
+MAX_LANE = 99
 # The most bytes a batch `manifest` (JSON) may have; more is refused before parsing.
 MAX_MANIFEST_BYTES = 256 * 1024
 BoardSide = Literal["top", "bottom"]
@@ -66,6 +68,8 @@ class InspectionContext(BaseModel):
         recipe_revision: the revision of that recipe.
         line: the production line.
         station: the inspection station on that line.
+        lane: the station's conveyor lane the board went through, 1..MAX_LANE (a
+            dual-lane machine has lanes 1 and 2).
         side: `top` or `bottom`.
         lot: the lot or work order.
     """
@@ -83,6 +87,7 @@ class InspectionContext(BaseModel):
                     "recipe_revision": "r12",
                     "line": "L3",
                     "station": "AOI-2",
+                    "lane": 1,
                     "side": "top",
                     "lot": "WO-2026-1207",
                 }
@@ -100,6 +105,10 @@ class InspectionContext(BaseModel):
     recipe_revision: ContextText = None
     line: ContextText = None
     station: ContextText = None
+    lane: Annotated[
+        Annotated[int, Field(ge=1, le=MAX_LANE)] | None,
+        BeforeValidator(_blank_is_none),
+    ] = None
     side: Annotated[BoardSide | None, BeforeValidator(_blank_is_none)] = None
     lot: ContextText = None
 

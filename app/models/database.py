@@ -538,6 +538,8 @@ class BoardContext(Base):
     recipe_revision: Mapped[str | None] = mapped_column(String(CONTEXT_TEXT_COLUMN_LENGTH))
     line: Mapped[str | None] = mapped_column(String(CONTEXT_TEXT_COLUMN_LENGTH), index=True)
     station: Mapped[str | None] = mapped_column(String(CONTEXT_TEXT_COLUMN_LENGTH))
+    # The conveyor lane, from 1 (migration 20261208_0030).
+    lane: Mapped[int | None] = mapped_column(Integer)
     side: Mapped[str | None] = mapped_column(String(8))
     lot: Mapped[str | None] = mapped_column(String(CONTEXT_TEXT_COLUMN_LENGTH), index=True)
 

@@ -24,6 +24,7 @@ CONTEXT = {
     "station": "AOI-2",
     "side": "top",
     "lot": "WO-1207",
+    "lane": "2",
 }
 
 
@@ -39,7 +40,7 @@ def context_row(agent: AgentServer, img_unique_id: str) -> tuple[object, ...] | 
     rows = db_rows(
         db,
         "SELECT board_serial, panel_id, panel_position, product, recipe_revision, line,"
-        " station, side, lot FROM inspection_contexts WHERE img_unique_id = %s",
+        " station, side, lot, lane FROM inspection_contexts WHERE img_unique_id = %s",
         img_unique_id,
     )
     return rows[0] if rows else None
@@ -54,7 +55,7 @@ def test_single_upload_with_context_stores_it_and_answers_it(
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    expected = {**CONTEXT, "panel_position": 3}
+    expected = {**CONTEXT, "panel_position": 3, "lane": 2}
     assert body["context"] == expected
     img_id = body["img_unique_id"]
     assert context_row(agent, img_id) == tuple(expected.values())
@@ -85,6 +86,8 @@ def test_upload_without_context_has_none_and_no_row(
         ("panel_position", "1" + "0" * 30, "less than or equal"),
         ("panel_position", "-1", "greater than or equal"),
         ("panel_position", "three", "integer"),
+        ("lane", "0", "greater than or equal"),
+        ("lane", "100", "less than or equal"),
         ("side", "left", "'top' or 'bottom'"),
     ],
 )

@@ -20,7 +20,7 @@ def contexts(agent: AgentServer) -> dict[str, tuple[object, ...]]:
     assert db is not None
     rows = db_rows(
         db,
-        "SELECT i.original_filename, c.board_serial, c.product, c.side, c.lot"
+        "SELECT i.original_filename, c.board_serial, c.product, c.side, c.lot, c.lane"
         " FROM inspection_contexts c JOIN inspections i USING (img_unique_id)",
     )
     return {r[0]: tuple(r[1:]) for r in rows}
@@ -35,7 +35,9 @@ def test_options_and_manifest_give_each_image_its_context(
     for p in (a, b):
         shutil.copy(p, folder / p.name)
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({a.name: {"board_serial": "SN-CLI-A", "side": "bottom"}}))
+    manifest.write_text(
+        json.dumps({a.name: {"board_serial": "SN-CLI-A", "side": "bottom", "lane": 1}})
+    )
     result = CliRunner().invoke(
         cli,
         [
@@ -47,14 +49,16 @@ def test_options_and_manifest_give_each_image_its_context(
             "CTRL-CLI",
             "--side",
             "top",
+            "--lane",
+            "2",
             "--manifest",
             str(manifest),
         ],
     )
     assert result.exit_code == 0, result.output
     rows = contexts(agent)
-    assert rows[a.name] == ("SN-CLI-A", "CTRL-CLI", "bottom", None)
-    assert rows[b.name] == (None, "CTRL-CLI", "top", None)
+    assert rows[a.name] == ("SN-CLI-A", "CTRL-CLI", "bottom", None, 1)
+    assert rows[b.name] == (None, "CTRL-CLI", "top", None, 2)
 
 
 @pytest.mark.parametrize(
@@ -63,6 +67,7 @@ def test_options_and_manifest_give_each_image_its_context(
         (["--side", "left"], None),
         (["--lot", "x" * 100], None),
         (["--board-serial", "SN\x01"], None),
+        (["--lane", "0"], None),
         ([], '{"nosuch.jpg": {"board_serial": "SN1"}}'),
         ([], "{not json"),
     ],

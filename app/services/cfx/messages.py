@@ -59,7 +59,11 @@ class CfxProduction:
         recipe_revision: the recipe's revision (`Revision` / `RecipeRevision`).
         side: `top` or `bottom` (`RelevantSurface`, through SIDE_SURFACE).
         work_order: the lot (`WorkOrderIdentifier.WorkOrderId`).
-        panel_position: the board's position on its panel (`UnitPositionNumber`).
+        panel_position: the board's position on its panel (`UnitPositionNumber`,
+            `UnitPosition.PositionNumber`).
+        panel_id: the panel's barcode (`PrimaryIdentifier` of WorkStarted, WorkCompleted
+            and UnitsDisqualified; `InspectedPanel.UnitIdentifier` of UnitsInspected).
+        lane: the station's conveyor lane, from 1 (`WorkStarted.Lane`).
     """
 
     recipe_name: str | None = None
@@ -67,6 +71,20 @@ class CfxProduction:
     side: str | None = None
     work_order: str | None = None
     panel_position: int | None = None
+    panel_id: str | None = None
+    lane: int | None = None
+
+    def primary_identifier(self, unit_identifier: str) -> str:
+        """The `PrimaryIdentifier` of a transaction: the panel's barcode when the board
+        came on one (CFX/Production/WorkStarted.cs: "if multiple production units are
+        moving through the process as a group (as in the case of a PCB panel ...), this
+        would be an identifier that represents the entire group"), else the unit's."""
+        return self.panel_id or unit_identifier
+
+    @property
+    def position_number(self) -> int:
+        """`UnitPosition.PositionNumber`: the panel position, 1 (the whole unit) without."""
+        return 1 if self.panel_position is None else self.panel_position
 
     @property
     def surface(self) -> str:
@@ -156,33 +174,45 @@ def heartbeat(handle: str, interval_s: float) -> dict[str, Any]:
     }
 
 
-def _unit_position(unit_identifier: str) -> dict[str, Any]:
-    """A `CFX.Structures.UnitPosition` (CFX/Structures/UnitPosition.cs): the whole board."""
+UnitStatus = Literal["Pass", "Fail", "Scrap"]
+
+
+def _unit_position(
+    unit_identifier: str, production: CfxProduction, status: UnitStatus = "Pass"
+) -> dict[str, Any]:
+    """A `CFX.Structures.UnitPosition` (CFX/Structures/UnitPosition.cs): the board by its
+    own identifier (the first of the two ways the SDK allows) at its panel position
+    (`PositionNumber`, 1 without one); its origin unknown (0, 0; `Z` null); `Status` a
+    `CFX.Structures.UnitStatus` (CFX/Structures/UnitStatus.cs)."""
     return {
         "UnitIdentifier": unit_identifier,
-        "PositionNumber": 1,
+        "PositionNumber": production.position_number,
         "PositionName": None,
         "X": 0.0,
         "Y": 0.0,
+        "Z": None,
         "Rotation": 0.0,
         "FlipX": False,
         "FlipY": False,
+        "Status": status,
     }
 
 
 def work_started(
     transaction_id: uuid.UUID, unit_identifier: str, production: CfxProduction = NO_PRODUCTION
 ) -> dict[str, Any]:
-    """The body of `CFX.Production.WorkStarted` (CFX/Production/WorkStarted.cs), with the
-    2.1 fields `RecipeName` (product), `Revision` (recipe revision), `RelevantSurface`
-    (side) and `WorkOrderIdentifier` (lot) from the board context."""
+    """The body of `CFX.Production.WorkStarted` (CFX/Production/WorkStarted.cs):
+    `PrimaryIdentifier` the panel's barcode (else the unit's), `Lane` the conveyor lane,
+    the board in `Units` at its panel position, and the 2.1 fields `RecipeName`
+    (product), `Revision` (recipe revision), `RelevantSurface` (side) and
+    `WorkOrderIdentifier` (lot), all from the board context."""
     return {
-        "PrimaryIdentifier": unit_identifier,
+        "PrimaryIdentifier": production.primary_identifier(unit_identifier),
         "HermesIdentifier": None,
         "TransactionID": str(transaction_id),
-        "Lane": None,
+        "Lane": production.lane,
         "UnitCount": 1,
-        "Units": [_unit_position(unit_identifier)],
+        "Units": [_unit_position(unit_identifier, production)],
         "RecipeName": production.recipe_name,
         "Revision": production.recipe_revision,
         "RelevantSurface": production.surface,
@@ -191,17 +221,23 @@ def work_started(
 
 
 def work_completed(
-    transaction_id: uuid.UUID, unit_identifier: str, result: Literal["Completed", "Failed"]
+    transaction_id: uuid.UUID,
+    unit_identifier: str,
+    result: Literal["Completed", "Failed"],
+    production: CfxProduction = NO_PRODUCTION,
+    unit_status: UnitStatus = "Pass",
 ) -> dict[str, Any]:
     """The body of `CFX.Production.WorkCompleted` (CFX/Production/WorkCompleted.cs);
-    `result` is a `CFX.Structures.WorkResult`."""
+    `result` is a `CFX.Structures.WorkResult`, `unit_status` the board's `UnitStatus`
+    (`Fail` when a defect was found or the inspection failed). `PrimaryIdentifier` and
+    the board's position as in `work_started`."""
     return {
         "TransactionID": str(transaction_id),
         "Result": result,
-        "PrimaryIdentifier": unit_identifier,
+        "PrimaryIdentifier": production.primary_identifier(unit_identifier),
         "HermesIdentifier": None,
         "UnitCount": 1,
-        "Units": [_unit_position(unit_identifier)],
+        "Units": [_unit_position(unit_identifier, production, unit_status)],
         "PerformanceImpacts": [],
     }
 
@@ -266,7 +302,8 @@ def _inspected_unit_body(
     production: CfxProduction,
 ) -> dict[str, Any]:
     """A `UnitsInspected` body with one `InspectedUnit` holding `inspection`; the recipe
-    (product and revision) and the board's panel position from `production`."""
+    (product and revision) and the board's panel position from `production`, and with a
+    panel id the `InspectedPanel` naming the panel."""
     return {
         "TransactionId": str(transaction_id),
         "InspectionMethod": method,
@@ -284,7 +321,30 @@ def _inspected_unit_body(
                 "TotalInspectionCount": None,
             }
         ],
-        "InspectedPanel": None,
+        "InspectedPanel": _inspected_panel(production.panel_id, inspection, unit_verification),
+    }
+
+
+def _inspected_panel(
+    panel_id: str | None, inspection: dict[str, Any], verification: str
+) -> dict[str, Any] | None:
+    """A `CFX.Structures.InspectedPanel` (CFX/Structures/InspectedPanel.cs, CFX 1.6) for
+    the panel the board came on, None without a panel id: `UnitIdentifier` the panel's
+    barcode, `OverallResult` and `Verification` those of this transaction's inspection
+    (of the one board of the panel the image shows), no panel-level `Inspections` (the
+    model inspects boards, not fiducials or panel features)."""
+    if panel_id is None:
+        return None
+    return {
+        "UnitIdentifier": panel_id,
+        "OverallResult": inspection["Result"],
+        "Inspections": [],
+        "Verification": verification,
+        "TotalInspectionCount": None,
+        "Stretch": None,
+        "RecognizedStrokeDirection": None,
+        "Fiducials": None,
+        "PCBVariant": None,
     }
 
 
@@ -315,6 +375,7 @@ def _inspection(
         "DefectsFound": defects,
         "Symptoms": None,
         "Measurements": [],
+        "RefNo": None,
     }
 
 
@@ -408,17 +469,20 @@ def verification_inspected(
     )
 
 
-def units_disqualified(unit_identifier: str, comment: str | None) -> dict[str, Any]:
+def units_disqualified(
+    unit_identifier: str, comment: str | None, production: CfxProduction = NO_PRODUCTION
+) -> dict[str, Any]:
     """The body of `CFX.Production.UnitsDisqualified` (CFX/Production/UnitsDisqualified.cs)
     for a scrapped board: `Reason` `DefectiveRepairNotPossible`
-    (CFX/Structures/DisqualificationReason.cs)."""
+    (CFX/Structures/DisqualificationReason.cs), the board in `Units` with `Status`
+    `Scrap`; `PrimaryIdentifier` as in `work_started`."""
     return {
-        "PrimaryIdentifier": unit_identifier,
+        "PrimaryIdentifier": production.primary_identifier(unit_identifier),
         "HermesIdentifier": None,
         "Reason": "DefectiveRepairNotPossible",
         "Comments": comment,
         "UnitCount": 1,
-        "Units": [_unit_position(unit_identifier)],
+        "Units": [_unit_position(unit_identifier, production, "Scrap")],
     }
 
 
@@ -434,4 +498,5 @@ def log_entry_recorded(information_id: str, message: str, importance: str) -> di
         "Importance": importance,
         "Lane": None,
         "Stage": None,
+        "AdditionalData": None,
     }

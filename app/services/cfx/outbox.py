@@ -168,13 +168,16 @@ def production_of(context: BoardContext | None) -> messages.CfxProduction:
         side=context.side,
         work_order=context.lot,
         panel_position=context.panel_position,
+        panel_id=context.panel_id,
+        lane=context.lane,
     )
 
 
 async def unit_of(session: AsyncSession, img_unique_id: str) -> tuple[str, messages.CfxProduction]:
     """`unit_identifier` of a stored inspection — the `board_serial` its upload sent
     (`inspection_contexts`, docs/boards.md), else its img_unique_id — and its production
-    fields (product, revision, side, lot, panel position). One primary-key read."""
+    fields (product, revision, side, lot, panel id and position, lane). One primary-key
+    read."""
     context = await session.get(BoardContext, img_unique_id)
     unit = unit_identifier(img_unique_id, context.board_serial if context else None)
     return unit, production_of(context)
@@ -262,7 +265,13 @@ class CfxOutbox:
             session,
             unit,
             messages.WORK_COMPLETED,
-            messages.work_completed(transaction, unit, "Completed" if stored else "Failed"),
+            messages.work_completed(
+                transaction,
+                unit,
+                "Completed" if stored else "Failed",
+                production,
+                "Pass" if stored and not defects else "Fail",
+            ),
         )
         self.build_seconds.append(time.perf_counter() - started)
 
@@ -325,7 +334,7 @@ class CfxOutbox:
                 session,
                 unit,
                 messages.UNITS_DISQUALIFIED,
-                messages.units_disqualified(unit, comment),
+                messages.units_disqualified(unit, comment, production),
             )
 
     def spc_alarm(self, session: AsyncSession, alarm: SpcAlarm, subgroup: str) -> None:

@@ -18,6 +18,7 @@ function contextLine(ctx) {
     ["revision", ctx.recipe_revision],
     ["line", ctx.line],
     ["station", ctx.station],
+    ["lane", ctx.lane],
     ["side", ctx.side],
     ["lot", ctx.lot],
     ["panel", ctx.panel_id],

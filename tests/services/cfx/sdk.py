@@ -71,8 +71,9 @@ SDK: dict[str, dict[str, str]] = {
         "InformationId": "str?",
         "Message": "str?",
         "Importance": "str",
-        "Lane": "str?",
-        "Stage": "str?",
+        "Lane": "int?",
+        "Stage": "dict?",
+        "AdditionalData": "dict?",
     },
     "CFX.Production.UnitsDisqualified": {
         "PrimaryIdentifier": "str?",
@@ -89,6 +90,18 @@ SDK: dict[str, dict[str, str]] = {
         "Inspections": "list",
         "Verification": "str",
         "TotalInspectionCount": "int?",
+    },
+    # CFX/Structures/InspectedPanel.cs (CFX 1.6)
+    "InspectedPanel": {
+        "UnitIdentifier": "str",
+        "OverallResult": "str",
+        "Inspections": "list",
+        "Verification": "str",
+        "TotalInspectionCount": "int?",
+        "Stretch": "float?",
+        "RecognizedStrokeDirection": "str?",
+        "Fiducials": "list?",
+        "PCBVariant": "str?",
     },
     "Inspection": {
         "UniqueIdentifier": "str",
@@ -161,14 +174,18 @@ ENUMS = {
     "InspectionMethod": {"Human", "AOI", "SPI", "AXI"},
     "Surface": {"Unspecified", "PrimarySurface", "SecondarySurface"},
     "LogImportance": {"Debug", "Information", "Warning", "Error", "Fatal"},
+    "UnitStatus": {"Pass", "Fail", "Scrap", "Skip"},
 }
 
 
 def _check(kind: str, value: dict[str, Any]) -> None:
-    """Assert that `value` has only the SDK class `kind`'s properties, each of its type."""
+    """Assert that `value` has exactly the SDK class `kind`'s properties (as the SDK's
+    serialiser writes every one, null included), each of its type."""
     fields = SDK[kind]
     unknown = set(value) - set(fields) - {"$type"}
     assert not unknown, f"{kind} has properties the SDK does not: {unknown}"
+    missing = set(fields) - set(value)
+    assert not missing, f"{kind} lacks the SDK's properties {missing}"
     for name, got in value.items():
         if name == "$type":
             continue
@@ -201,10 +218,16 @@ def check_envelope(envelope: dict[str, Any]) -> dict[str, Any]:
     _check(name, body)
     for unit in body.get("Units", []):
         _check("UnitPosition", unit)
+        assert unit["Status"] in ENUMS["UnitStatus"]
     if name.endswith("UnitsInspected"):
         assert body["InspectionMethod"] in ENUMS["InspectionMethod"]
         if body["Inspector"] is not None:
             _check("Operator", body["Inspector"])
+        panel = body["InspectedPanel"]
+        if panel is not None:
+            _check("InspectedPanel", panel)
+            assert panel["OverallResult"] in ENUMS["TestResult"]
+            assert panel["Verification"] in ENUMS["VerificationResult"]
         for unit in body["InspectedUnits"]:
             _check("InspectedUnit", unit)
             assert unit["OverallResult"] in ENUMS["TestResult"]

@@ -260,7 +260,9 @@ def test_a_board_serial_is_the_units_identifier(
         assert (work["RecipeName"], work["Revision"]) == ("PX-7", "r3")
         assert work["RelevantSurface"] == "SecondarySurface"
         assert work["WorkOrderIdentifier"] == {"WorkOrderId": "WO-77", "Batch": None}
+        assert work["Lane"] is None  # no lane sent
         body = check_envelope(inspected)
+        assert body["InspectedPanel"] is None  # no panel sent
         assert (body["RecipeName"], body["RecipeRevision"]) == ("PX-7", "r3")
         unit = body["InspectedUnits"][0]
         assert unit["UnitIdentifier"] == "SN123456"
@@ -276,6 +278,77 @@ def test_a_board_serial_is_the_units_identifier(
         verification = check_envelope(verified)
         assert verification["InspectedUnits"][0]["UnitIdentifier"] == "SN123456"
         assert verification["RecipeName"] == "PX-7"
+
+
+@pytest.mark.deeppcb
+def test_a_panel_its_position_and_the_lane_are_the_sdk_fields_for_them(
+    cfx_agent: AgentServer, consumer: Consumer, deeppcb: list[Path]
+) -> None:
+    """A board of a panel, on lane 2 (docs/cfx.md's mapping table): the panel's barcode is
+    the `PrimaryIdentifier` of WorkStarted / WorkCompleted / UnitsDisqualified and the
+    `InspectedPanel.UnitIdentifier` of UnitsInspected; the board is its `Units` entry by
+    its serial at `PositionNumber` = the panel position; the lane is `WorkStarted.Lane`
+    (an int). Line and station have no field in these messages: they are in the
+    endpoint's handle (the envelope's `Source`), and nowhere else."""
+    board = deeppcb[2]
+    context = {
+        "board_serial": "SN-PANEL-7",
+        "panel_id": "PANEL-0042",
+        "panel_position": "3",
+        "lane": "2",
+        "line": "LINE-Q9",
+        "station": "STATION-Q9",
+    }
+    with httpx2.Client(base_url=cfx_agent.url, timeout=120) as c:
+        response = c.post(
+            "/api/upload", files={"image": (board.name, board.read_bytes())}, data=context
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["context"]["lane"] == 2
+        img = response.json()["img_unique_id"]
+        envelopes = consumer.take(3)
+        started, inspected, completed = (check_envelope(e) for e in envelopes)
+
+        assert started["PrimaryIdentifier"] == completed["PrimaryIdentifier"] == "PANEL-0042"
+        assert started["Lane"] == 2
+        for body in (started, completed):
+            (unit,) = body["Units"]
+            assert unit["UnitIdentifier"] == "SN-PANEL-7"
+            assert unit["PositionNumber"] == 3
+            assert body["UnitCount"] == 1
+        assert started["Units"][0]["Status"] == "Pass"
+        defects = sum(c.get(f"/api/images/{img}").json()["defect_classes"].values())
+        assert completed["Units"][0]["Status"] == ("Fail" if defects else "Pass")
+
+        (unit,) = inspected["InspectedUnits"]
+        assert (unit["UnitIdentifier"], unit["UnitPositionNumber"]) == ("SN-PANEL-7", 3)
+        panel = inspected["InspectedPanel"]
+        assert panel["UnitIdentifier"] == "PANEL-0042"
+        assert panel["OverallResult"] == unit["OverallResult"]
+        assert panel["Inspections"] == []
+
+        for envelope in envelopes:
+            assert envelope["Source"] == "plant1.line3.aoi-agent"  # CFX_HANDLE
+            text = json.dumps(envelope)
+            assert "LINE-Q9" not in text
+            assert "STATION-Q9" not in text
+
+        scrap = c.put(
+            f"/api/images/{img}/disposition",
+            json={"disposition": "scrap", "comment": "cracked"},
+            headers=WHO,
+        )
+        assert scrap.status_code == 200, scrap.text
+        verified, disqualified = (check_envelope(e) for e in consumer.take(2))
+        assert verified["InspectedPanel"]["UnitIdentifier"] == "PANEL-0042"
+        assert verified["InspectedUnits"][0]["UnitPositionNumber"] == 3
+        assert disqualified["PrimaryIdentifier"] == "PANEL-0042"
+        (unit,) = disqualified["Units"]
+        assert (unit["UnitIdentifier"], unit["PositionNumber"], unit["Status"]) == (
+            "SN-PANEL-7",
+            3,
+            "Scrap",
+        )
 
 
 def _rabbitmqctl(*args: str) -> None:
