@@ -30,3 +30,8 @@ class NothingToReplay(AgentError):
 class ClaimLost(Exception):
     """The item was given to another runner (a resume reset it) while this one asked the
     model service: this runner's answer must not be stored (rolled back)."""
+
+
+class ReplayInterrupted(Exception):
+    """The agent process is stopping: its replay job stops at once and is queued again
+    (its claimed items are put back when the job runs next)."""
