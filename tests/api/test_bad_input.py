@@ -1239,6 +1239,14 @@ CASES = [
         {"json": {"verdict": "real"}, "headers": WHO},
     ),
     Case(
+        "models-answer-verdict-unknown-reason",
+        "PUT",
+        "/api/models/answer-regions/424242/verdict",
+        422,
+        "unknown_reason",
+        {"json": {"verdict": "false_call", "reason": "no-such"}, "headers": WHO},
+    ),
+    Case(
         "models-answer-verdict-wrong",
         "PUT",
         "/api/models/answer-regions/1/verdict",
