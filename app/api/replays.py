@@ -13,8 +13,13 @@ from app.errors import VALIDATION_ERROR_RESPONSE, responses
 from app.models.replay import ReplayCreate, ReplayRunOut
 from app.models.schemas import ErrorBody
 from app.runtime import AgentRuntime
-from app.services.replay.errors import NothingToReplay, ReplayNotFound
-from app.services.replay.queue import ReplayJobs, defer_replay, replay_job_status
+from app.services.replay.errors import NothingToReplay, ReplayNotFound, UnstorableCredentials
+from app.services.replay.queue import (
+    ReplayJobs,
+    check_job_url,
+    defer_replay,
+    replay_job_status,
+)
 from app.services.replay.service import ReplaySelection, ReplayState
 
 router = APIRouter(
@@ -64,7 +69,7 @@ def _jobs(runtime: AgentRuntime) -> ReplayJobs:
     summary="Start a replay of stored inputs through another model service",
     responses={
         400: {"model": ErrorBody, "description": "The body is not valid JSON."},
-        **responses(NothingToReplay),
+        **responses(NothingToReplay, UnstorableCredentials),
     },
 )
 async def create_replay(body: ReplayCreate, runtime: RuntimeDep) -> ReplayRunOut:
@@ -74,6 +79,7 @@ async def create_replay(body: ReplayCreate, runtime: RuntimeDep) -> ReplayRunOut
     itself, never asking twice for an answer it stored. Follow it with
     `GET /api/replays/{run_id}`."""
     service = _jobs(runtime).service
+    check_job_url(runtime.settings, body.model_url)
     selection = ReplaySelection(body.batch_id, body.start_date, body.end_date, body.product)
     state = await service.create(body.model_url, selection)
     await defer_replay(runtime.queue, state.run.run_id)

@@ -35,7 +35,9 @@ class ReplayCreate(BaseModel):
         max_length=2048,
         pattern=_URL_PATTERN,
         description="The model service to replay through (http:// or https://); stored"
-        " without credentials.",
+        " without credentials. With credentials it must be one of the configured model"
+        " services (SEGFORMER_SERVICE_URL(S), SHADOW_SERVICE_URLS), whose credentials the"
+        " queued job takes from there.",
     )
     batch_id: str | None = Field(default=None, pattern=_BATCH_ID_PATTERN)
     start_date: date | None = Field(default=None, description="First UTC day, inclusive.")

@@ -423,6 +423,15 @@ CASES = [
         {"json": {"model_url": "http://127.0.0.1:9/", "product": "a\x00b"}},
     ),
     Case(
+        "replay-url-unknown-credentials",
+        "POST",
+        "/api/replays",
+        422,
+        "invalid_request",
+        {"json": {"model_url": "http://user:secret@127.0.0.1:9/", "product": "A"}},
+        detail_has="never stores credentials",
+    ),
+    Case(
         "replay-unknown-field",
         "POST",
         "/api/replays",

@@ -20,8 +20,13 @@ from procrastinate.jobs import Job
 
 from app.config import Settings
 from app.services.model_service.reference import ReferenceService, free_loopback_port
-from app.services.replay.errors import ReplayInterrupted, ReplayNotFound
-from app.services.replay.queue import MAX_ATTEMPTS, ReplayRetry, model_service_url
+from app.services.replay.errors import ReplayInterrupted, ReplayNotFound, UnstorableCredentials
+from app.services.replay.queue import (
+    MAX_ATTEMPTS,
+    ReplayRetry,
+    check_job_url,
+    model_service_url,
+)
 from tests.support import AgentProcess, ModelServiceProxy, db_rows, sample_images, wait_until
 
 
@@ -163,3 +168,9 @@ def test_the_job_runs_again_after_a_stop_and_uses_configured_credentials() -> No
     assert model_service_url(settings, "http://10.0.0.7:5001/") == "http://s:pw@10.0.0.7:5001"
     assert model_service_url(settings, "http://10.0.0.5:5000/") == "http://u:secret@10.0.0.5:5000/"
     assert model_service_url(settings, "http://10.0.0.9:5001/") == "http://10.0.0.9:5001/"
+    check_job_url(settings, "http://s:pw@10.0.0.7:5001/")  # configured: its credentials
+    check_job_url(settings, "http://10.0.0.9:5001/")  # no credentials to keep
+    with pytest.raises(UnstorableCredentials):
+        check_job_url(settings, "http://x:y@10.0.0.9:5001/")
+    with pytest.raises(UnstorableCredentials):  # configured, but with other credentials
+        check_job_url(settings, "http://s:other@10.0.0.7:5001/")

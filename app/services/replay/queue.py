@@ -32,7 +32,7 @@ from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
 from app.config import Settings
-from app.services.replay.errors import ReplayInterrupted, ReplayNotFound
+from app.services.replay.errors import ReplayInterrupted, ReplayNotFound, UnstorableCredentials
 from app.services.replay.repository import ReplayCounts
 from app.services.replay.service import ReplayService
 from app.utils.version import without_userinfo
@@ -88,6 +88,23 @@ def model_service_url(settings: Settings, stored: str) -> str:
         if without_userinfo(url).rstrip("/") == wanted:
             return url
     return stored
+
+
+def check_job_url(settings: Settings, url: str) -> None:
+    """Refuse a model URL whose credentials a queued job could not find again.
+
+    Raises:
+        UnstorableCredentials: (422) `url` has a `user:password@` part and is not one of
+            the configured model services (SEGFORMER_SERVICE_URL(S), SHADOW_SERVICE_URLS).
+    """
+    bare = without_userinfo(url)
+    if bare != url and model_service_url(settings, bare).rstrip("/") != url.rstrip("/"):
+        raise UnstorableCredentials(
+            "a replay started through the API runs as a queued job, which never stores"
+            " credentials: give a model service without them, one of SEGFORMER_SERVICE_URL(S)"
+            " or SHADOW_SERVICE_URLS (its credentials are taken from there), or use"
+            " `aoi-agent replay --model-url`"
+        )
 
 
 class ReplayJobs:
