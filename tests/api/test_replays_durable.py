@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,9 +116,7 @@ def test_api_replay_survives_a_kill_and_a_stop_with_no_repeats(
         stopped_id = stopped.json()["run_id"]
         wait_until(lambda: _progress(client, stopped_id)["done"] >= 2, timeout_s=60)
 
-    began = time.monotonic()
     agent_process.stop()  # SIGTERM: the replay is interrupted and queued again at once
-    assert time.monotonic() - began < 15
     assert _job_status(database_url, stopped_id) == ["todo"]
     assert len(_answers_per_image(database_url, stopped_id)) < len(ids)
 
