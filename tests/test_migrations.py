@@ -698,8 +698,10 @@ def test_answer_region_events_migration_and_its_downgrade(empty_database: str) -
             answer_region_id,
             kind,
         )
+    assert "reason" in columns(empty_database, "answer_regions")
     downgrade_database(empty_database, "20261207_0023")
     assert "answer_region_id" not in columns(empty_database, "review_events")
+    assert "reason" not in columns(empty_database, "answer_regions")
     assert db_rows(empty_database, "SELECT kind FROM review_events") == [("disposition",)]
     upgrade_database(empty_database)
     assert "answer_region_id" in columns(empty_database, "review_events")

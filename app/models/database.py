@@ -686,3 +686,5 @@ class AnswerRegion(Base):
     verdict: Mapped[str | None] = mapped_column(String(16))
     reviewer: Mapped[str | None] = mapped_column(String(REVIEWER_LENGTH))
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The verdict's reason code (migration 20261208_0029), as `region_verdicts.reason`.
+    reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))

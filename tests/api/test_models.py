@@ -341,8 +341,14 @@ def test_answer_region_verdicts_are_in_the_review_history(
         headers={"X-Reviewer": "ann"},
     )
     assert judged.status_code == 200, judged.text
+    assert (judged.json()["verdict"], judged.json()["reason"]) == ("false_call", "dust")
+    stored = client.get(f"/api/models/answers/{scene['a3']}").json()["regions"]
+    assert [(r["verdict"], r["reason"]) for r in stored if r["answer_region_id"] == region] == [
+        ("false_call", "dust")
+    ]
     withdrawn = client.put(url, json={"verdict": None}, headers={"X-Reviewer": "bob"})
     assert withdrawn.status_code == 200
+    assert (withdrawn.json()["verdict"], withdrawn.json()["reason"]) == (None, None)
 
     newest, first = events()
     assert {k: first[k] for k in ("kind", "region_unique_id", "value", "previous")} == {

@@ -3,6 +3,8 @@
 `review_events.answer_region_id`: the answer region (`answer_regions`) a verdict event
 is about, for a region only a shadow or replay answer has (`region_unique_id` is then
 null). No foreign key, like `region_unique_id`: the history goes only with its image.
+`answer_regions.reason`: the reason code of its `real` or `false_call` verdict, as
+`region_verdicts.reason` is a primary region's.
 
 Revision ID: 20261208_0029
 Revises: 20261207_0023
@@ -22,8 +24,10 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("review_events", sa.Column("answer_region_id", sa.BigInteger(), nullable=True))
+    op.add_column("answer_regions", sa.Column("reason", sa.String(length=32), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("answer_regions", "reason")
     op.execute("DELETE FROM review_events WHERE answer_region_id IS NOT NULL")
     op.drop_column("review_events", "answer_region_id")

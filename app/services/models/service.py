@@ -193,7 +193,7 @@ class ModelsService:
         if answer is None:  # the region's answer row is its foreign key's target
             raise AnswerRegionNotFound(f"no answer region with id {answer_region_id}")
         previous = region.verdict
-        await self.answers.set_verdict(region, change.verdict, reviewer)
+        await self.answers.set_verdict(region, change.verdict, reviewer, change.reason)
         await self.reviews.add_event(
             ReviewEvent(
                 img_unique_id=answer.img_unique_id,
@@ -246,4 +246,5 @@ def _region_out(r: AnswerRegion) -> AnswerRegionOut:
         matched_region_unique_id=r.matched_region_unique_id,
         match_iou=r.match_iou,
         verdict=r.verdict,
+        reason=r.reason,
     )
