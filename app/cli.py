@@ -1081,11 +1081,13 @@ def storage_migrate(
 
 @storage_cli.command("sweep")
 def storage_sweep(as_json: JsonOption = False) -> None:
-    """Remove now the inputs and result folders no row names (older than
-    ORPHAN_FILE_GRACE_S), listing the whole store: what the agents' periodic sweep does,
-    which lists only recent day folders between its daily full listings. An error (exit
+    """Remove now the inputs, result folders and shadow/replay answer folders no row
+    names (older than ORPHAN_FILE_GRACE_S), listing the whole store: what the agents'
+    periodic sweep does, which lists only recent day folders between its daily full
+    listings. An error (exit
     status 1) when an agent is sweeping at this moment (run it again a little later).
-    `--json`: {"store", "removed_inputs", "removed_result_folders", "grace_s"}."""
+    `--json`: {"store", "removed_inputs", "removed_result_folders",
+    "removed_answer_folders", "grace_s"}."""
     from app.config import Settings
     from app.launcher import prepared_database, use_selector_event_loop_on_windows
     from app.services.database.session import create_engine, create_session_factory
@@ -1121,13 +1123,15 @@ def storage_sweep(as_json: JsonOption = False) -> None:
                 "store": storage.location,
                 "removed_inputs": outcome.removed["inputs"],
                 "removed_result_folders": outcome.removed["result_folders"],
+                "removed_answer_folders": outcome.removed["answer_folders"],
                 "grace_s": settings.orphan_file_grace_s,
             }
         )
         return
     console.print(
-        f"listed {storage.location}: removed {outcome.removed['inputs']} inputs"
-        f" and {outcome.removed['result_folders']} result folders no row names (older than"
+        f"listed {storage.location}: removed {outcome.removed['inputs']} inputs,"
+        f" {outcome.removed['result_folders']} result folders and"
+        f" {outcome.removed['answer_folders']} answer folders no row names (older than"
         f" {settings.orphan_file_grace_s:g} s)"
     )
 

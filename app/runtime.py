@@ -31,7 +31,8 @@ from app.services.models.shadow import (
     ShadowRunner,
     register_shadow_task,
 )
-from app.services.replay.service import ReplayService, ReplayTasks
+from app.services.replay.queue import REPLAY_JOBS, REPLAY_QUEUE, ReplayJobs, register_replay_task
+from app.services.replay.service import ReplayService
 from app.services.reports.mail import ReportMailer
 from app.services.retention.service import RetentionService
 from app.services.spc.alarms import AlarmChecker
@@ -56,8 +57,8 @@ class AgentRuntime:
     retention: RetentionService
     # The shadow model services' jobs (SHADOW_SERVICE_URLS; None when none are set).
     shadow: ShadowRunner | None = None
-    # The replays this process runs in the background (POST /api/replays).
-    replays: ReplayTasks | None = None
+    # The replay jobs this process's workers run (POST /api/replays).
+    replays: ReplayJobs | None = None
     # This process's golden-board library (decoded images, GOLDEN_DIR index).
     golden_library: GoldenLibrary | None = None
 
@@ -77,15 +78,17 @@ def _each(hooks: list[Callable[[str], None]]) -> Callable[[str], None]:
 
 
 async def run_worker(runtime: AgentRuntime, concurrency: int) -> None:
-    """Run a queue worker until cancelled; failed jobs' images stay in the ledger. With
-    shadow model services, a second worker runs the `shadow` queue alone, with
-    SHADOW_CONCURRENCY jobs at once, so shadow jobs never take the inspections' slots."""
-    if runtime.shadow is None:
-        await _run_worker(runtime, [QUEUE_NAME, MAINTENANCE_QUEUE], concurrency)
-        return
+    """Run the queue workers until cancelled; failed jobs' images stay in the ledger. The
+    replays (`replays` queue, REPLAY_JOBS at once) and, with shadow model services, the
+    shadow answers (`shadow` queue, SHADOW_CONCURRENCY jobs at once) have workers of
+    their own, so their jobs never take the inspections' slots."""
     async with asyncio.TaskGroup() as group:
         group.create_task(_run_worker(runtime, [QUEUE_NAME, MAINTENANCE_QUEUE], concurrency))
-        group.create_task(_run_worker(runtime, [SHADOW_QUEUE], runtime.settings.shadow_concurrency))
+        group.create_task(_run_worker(runtime, [REPLAY_QUEUE], REPLAY_JOBS))
+        if runtime.shadow is not None:
+            group.create_task(
+                _run_worker(runtime, [SHADOW_QUEUE], runtime.settings.shadow_concurrency)
+            )
 
 
 async def _run_worker(runtime: AgentRuntime, queues: list[str], concurrency: int) -> None:
@@ -99,6 +102,7 @@ async def _run_worker(runtime: AgentRuntime, queues: list[str], concurrency: int
             "report_mailer": ReportMailer(runtime.settings, runtime.sessions),
             "spc_alarm_checker": AlarmChecker(runtime.settings, runtime.sessions),
             "shadow_runner": runtime.shadow,
+            "replay_jobs": runtime.replays,
         },
         install_signal_handlers=False,
         update_heartbeat_interval=heartbeat_s,
@@ -139,6 +143,7 @@ async def agent_runtime(
         report_cron=settings.report_schedule or None,
         spc_cron=settings.spc_check_cron or None,
     )
+    register_replay_task(queue)
     inspections = InspectionService(settings, storage, client, sessions)
     retention = RetentionService(settings, storage, sessions)
     shadow: ShadowRunner | None = None
@@ -159,9 +164,7 @@ async def agent_runtime(
         settings, engine, sessions, storage, client, queue, inspections, retention, shadow
     )
     runtime.golden_library = golden_library
-    runtime.replays = ReplayTasks(
-        ReplayService(settings, sessions, storage), settings.replay_concurrency
-    )
+    runtime.replays = ReplayJobs(ReplayService(settings, sessions, storage), settings)
     reaper = StalledJobReaper(
         queue,
         inspections,
@@ -197,12 +200,13 @@ async def agent_runtime(
             if cfx_publisher is not None:
                 await cfx_publisher.stop()
             await webhook_dispatcher.stop()
+            # Replays stop at once and go back to the queue (the worker would wait for them).
+            await runtime.replays.interrupt()
             if worker is not None:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker
             await heartbeat.stop()
-            await runtime.replays.aclose()
             if shadow_deferrer is not None:
                 await shadow_deferrer.drain()
             if golden_registrar is not None:

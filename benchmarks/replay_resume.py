@@ -11,6 +11,12 @@
    child process; once `--kill-at` of the items are done it is killed with SIGKILL
    (`Popen.kill`: TerminateProcess on Windows) — no clean-up runs.
 4. `aoi-agent replay --resume RUN_ID` runs to the end.
+
+   With `--api`, steps 3–4 go through the admin API instead: `POST /api/replays` to the
+   agent (`python run.py`), whose replay job runs on the durable queue; once `--kill-at`
+   of the items are done the *agent* is killed with SIGKILL, then started again, and
+   with no resume call its stalled-job sweep queues the replay job again, which goes on
+   to the end (`GET /api/replays/{id}` says `finished`).
 5. Counted from the database: replay answers per image (`model_answers`, role
    `replay`): repeats (more than one answer for an image) and missing (none) must both
    be 0. Answer PNG folders left without a row by the kill (the files of the answer
@@ -18,16 +24,19 @@
 
 Usage::
 
-    python benchmarks/replay_resume.py [--inputs 1000] [--kill-at 0.4] [--concurrency 2]
+    python benchmarks/replay_resume.py [--inputs 1000] [--kill-at 0.4] [--concurrency 2] [--api]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx2
 import psycopg
@@ -142,14 +151,92 @@ def count_items(database_url: str) -> tuple[int, int, int]:
     return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
 
 
+STALLED_JOB_AFTER_S = 5
+"""The agents' STALLED_JOB_AFTER_S with `--api`: how soon a killed agent's job is retried."""
+
+
+def replay_through_api(
+    database_url: str,
+    model_url: str,
+    data_dir: Path,
+    batch_id: str,
+    inputs: int,
+    kill_at_share: float,
+    concurrency: int,
+) -> tuple[int, int, int, bool, float]:
+    """`POST /api/replays`, the agent killed (SIGKILL) at `kill_at_share` of the items
+    done, started again, and waited for until the run is finished with no resume call.
+
+    Returns:
+        (run id, items done at the kill, total items, finished, seconds from the restart
+        to finished).
+    """
+    extra = {
+        "REPLAY_CONCURRENCY": str(concurrency),
+        "STALLED_JOB_AFTER_S": str(STALLED_JOB_AFTER_S),
+    }
+    began = time.perf_counter()
+    with agent_process(database_url, model_url, data_dir, extra) as agent:
+        with httpx2.Client(base_url=agent.url, timeout=60) as client:
+            answer = client.post(
+                "/api/replays", json={"model_url": model_url, "batch_id": batch_id}
+            )
+            answer.raise_for_status()
+            run_id = int(answer.json()["run_id"])
+        kill_at = int(inputs * kill_at_share)
+        while count_items(database_url)[1] < kill_at:
+            time.sleep(0.05)
+        # SIGKILL (TerminateProcess on Windows): nothing of the agent's clean-up runs.
+        os.kill(agent.pid, getattr(signal, "SIGKILL", signal.SIGTERM))
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(agent.pid, 0)
+    _, done_at_kill, total = count_items(database_url)
+    with psycopg.connect(database_url) as conn:
+        running, job = conn.execute(
+            "SELECT (SELECT count(*) FROM replay_items WHERE run_id = %s AND status = 'running'),"
+            " (SELECT string_agg(status::text, ',') FROM procrastinate_jobs WHERE lock = %s)",
+            (run_id, f"replay-{run_id}"),
+        ).fetchone()  # type: ignore[misc]
+    print(
+        f"killed the agent (SIGKILL) during run {run_id} after {time.perf_counter() - began:.1f}"
+        f" s: {done_at_kill} of {total} done, {running} claimed (running), job {job}",
+        flush=True,
+    )
+    restarted = time.perf_counter()
+    finished = False
+    with (
+        agent_process(database_url, model_url, data_dir, extra) as agent,
+        httpx2.Client(base_url=agent.url, timeout=60) as client,
+    ):
+        deadline = time.monotonic() + 3600
+        while time.monotonic() < deadline:
+            body = client.get(f"/api/replays/{run_id}").json()
+            if body["state"] == "finished":
+                finished = True
+                break
+            time.sleep(0.5)
+        seconds = time.perf_counter() - restarted
+        print(
+            f"restarted agent finished run {run_id} by itself in {seconds:.1f} s (includes"
+            f" {STALLED_JOB_AFTER_S} s stall detection): {body['done']} done,"
+            f" {body['failed']} failed",
+            flush=True,
+        )
+    return run_id, done_at_kill, total, finished, seconds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", type=int, default=1000)
     parser.add_argument("--kill-at", type=float, default=0.4, help="share done when killed")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--server-url", default=DEFAULT_SERVER_URL)
+    parser.add_argument(
+        "--api", action="store_true", help="start the replay through the agent's admin API"
+    )
     args = parser.parse_args()
-    print(f"replay resume: {args.inputs} stored inputs, {machine_line()}", flush=True)
+    how = "admin API, agent killed" if args.api else "CLI runner killed"
+    print(f"replay resume ({how}): {args.inputs} stored inputs, {machine_line()}", flush=True)
     with (
         workspace() as workdir,
         temporary_database(args.server_url) as database_url,
@@ -161,6 +248,17 @@ def main() -> int:
         started = time.perf_counter()
         batch_id = clone(database_url, sources, args.inputs)
         print(f"cloned {args.inputs} inspections in {time.perf_counter() - started:.1f} s")
+        if args.api:
+            run_id, done_at_kill, total, ok, resume_s = replay_through_api(
+                database_url,
+                model.url,
+                data_dir,
+                batch_id,
+                args.inputs,
+                args.kill_at,
+                args.concurrency,
+            )
+            return report(database_url, data_dir, run_id, done_at_kill, total, ok, resume_s, args)
         env = {
             **os.environ,
             "PYTHONPATH": str(REPO_ROOT),
@@ -211,45 +309,67 @@ def main() -> int:
         resume_s = time.perf_counter() - resumed_at
         log.close()
         print(second.stdout.strip() or second.stderr.strip()[-500:])
-        with psycopg.connect(database_url) as conn:
-            per_image = dict(
-                conn.execute(
-                    "SELECT i.img_unique_id, count(a.answer_id) FROM replay_items i"
-                    " LEFT JOIN model_answers a"
-                    " ON a.img_unique_id = i.img_unique_id AND a.role = 'replay'"
-                    " WHERE i.run_id = %s GROUP BY i.img_unique_id",
-                    (run_id,),
-                ).fetchall()
-            )
-            rows = conn.execute(
-                "SELECT count(*) FROM model_answers WHERE role = 'replay'"
-            ).fetchone()[0]  # type: ignore[index]
-            folders = {
-                row[0].rsplit("/", 1)[0]
-                for row in conn.execute("SELECT mask_path FROM model_answers").fetchall()
-                if row[0]
-            }
-        on_disk = {
-            p.relative_to(data_dir).as_posix()
-            for p in (data_dir / ANSWERS).glob("*/*/*")
-            if p.is_dir()
+        return report(
+            database_url,
+            data_dir,
+            run_id,
+            done_at_kill,
+            total,
+            second.returncode == 0,
+            resume_s,
+            args,
+        )
+
+
+def report(
+    database_url: str,
+    data_dir: Path,
+    run_id: int,
+    done_at_kill: int,
+    total: int,
+    resumed_ok: bool,
+    resume_s: float,
+    args: argparse.Namespace,
+) -> int:
+    """Print the counts from the database and the store; 0 when there is no repeat and
+    nothing missing."""
+    with psycopg.connect(database_url) as conn:
+        per_image = dict(
+            conn.execute(
+                "SELECT i.img_unique_id, count(a.answer_id) FROM replay_items i"
+                " LEFT JOIN model_answers a"
+                " ON a.img_unique_id = i.img_unique_id AND a.role = 'replay'"
+                " WHERE i.run_id = %s GROUP BY i.img_unique_id",
+                (run_id,),
+            ).fetchall()
+        )
+        rows = conn.execute("SELECT count(*) FROM model_answers WHERE role = 'replay'").fetchone()[
+            0
+        ]  # type: ignore[index]
+        folders = {
+            row[0].rsplit("/", 1)[0]
+            for row in conn.execute("SELECT mask_path FROM model_answers").fetchall()
+            if row[0]
         }
-        repeats = sum(n - 1 for n in per_image.values() if n > 1)
-        missing = sum(1 for n in per_image.values() if n == 0)
-        stray = len(on_disk - folders)
-        answered = total - done_at_kill
-        print(
-            f"resume: {total - done_at_kill} left, answered in {resume_s:.1f} s"
-            f" ({answered / resume_s:.1f} inputs/s at concurrency {args.concurrency})"
-        )
-        print(
-            f"images: {len(per_image)}; replay answers: {rows}; repeats: {repeats};"
-            f" missing: {missing}; answer folders without a row (files of the answer being"
-            f" stored at the kill): {stray}"
-        )
-        passed = second.returncode == 0 and repeats == 0 and missing == 0 and rows == total
-        print(f"target 0 repeats, 0 missing: {verdict(passed)}")
-        return 0 if passed else 1
+    on_disk = {
+        p.relative_to(data_dir).as_posix() for p in (data_dir / ANSWERS).glob("*/*/*") if p.is_dir()
+    }
+    repeats = sum(n - 1 for n in per_image.values() if n > 1)
+    missing = sum(1 for n in per_image.values() if n == 0)
+    stray = len(on_disk - folders)
+    answered = total - done_at_kill
+    print(
+        f"resume: {total - done_at_kill} left, answered in {resume_s:.1f} s"
+        f" ({answered / resume_s:.1f} inputs/s at concurrency {args.concurrency})"
+    )
+    print(
+        f"images: {len(per_image)}; replay answers: {rows}; repeats: {repeats};"
+        f" missing: {missing}; answer folders without a row (files of the answer being"
+        f" stored at the kill): {stray}"
+    )
+    passed = resumed_ok and repeats == 0 and missing == 0 and rows == total
+    print(f"target 0 repeats, 0 missing: {verdict(passed)}")
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

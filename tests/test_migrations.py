@@ -677,3 +677,31 @@ def test_waiting_for_migration_converts_waiting_rows_and_downgrades(empty_databa
     ) == [("storage: the store did not answer",)]
     upgrade_database(empty_database)
     assert "waiting_for" in columns(empty_database, "inspections")
+
+
+def test_answer_region_events_migration_and_its_downgrade(empty_database: str) -> None:
+    """`review_events.answer_region_id` (verdicts on shadow/replay answer regions); the
+    downgrade removes those events (the older schema cannot tell them from a primary
+    verdict) and keeps the others."""
+    upgrade_database(empty_database, "20261208_0029")
+    db_execute(
+        empty_database,
+        "INSERT INTO images (img_unique_id, image_height, image_width,"
+        " processing_time_seconds, timestamp, input_image_path)"
+        " VALUES ('20261208_001000_EVT001', 10, 10, 0.1, now(), 'uploads/e.png')",
+    )
+    for answer_region_id, kind in [(None, "disposition"), (7, "verdict")]:
+        db_execute(
+            empty_database,
+            "INSERT INTO review_events (img_unique_id, answer_region_id, kind, value,"
+            " reviewer) VALUES ('20261208_001000_EVT001', %s, %s, 'pass', 'qc')",
+            answer_region_id,
+            kind,
+        )
+    assert "reason" in columns(empty_database, "answer_regions")
+    downgrade_database(empty_database, "20261207_0023")
+    assert "answer_region_id" not in columns(empty_database, "review_events")
+    assert "reason" not in columns(empty_database, "answer_regions")
+    assert db_rows(empty_database, "SELECT kind FROM review_events") == [("disposition",)]
+    upgrade_database(empty_database)
+    assert "answer_region_id" in columns(empty_database, "review_events")

@@ -26,7 +26,13 @@ from app.models.model_answers import AnswerOut, AnswerRegionOut
 from app.models.model_compare import ModelComparison, ModelList
 from app.models.review import VerdictIn
 from app.services.models.repository import CompareFilters
-from app.services.models.service import AnswerNotFound, AnswerRegionNotFound, ModelsService
+from app.services.models.service import (
+    AnswerNotFound,
+    AnswerRegionMatched,
+    AnswerRegionNotFound,
+    ModelsService,
+)
+from app.services.review.reasons import UnknownReason
 
 router = APIRouter(
     tags=["Models"],
@@ -35,9 +41,9 @@ router = APIRouter(
 )
 
 
-def get_models_service(session: SessionDep) -> ModelsService:
+def get_models_service(session: SessionDep, settings: SettingsDep) -> ModelsService:
     """Model versions and comparisons over this request's session."""
-    return ModelsService(session)
+    return ModelsService(session, reasons=settings.review_reasons)
 
 
 ModelsServiceDep = Annotated[ModelsService, Depends(get_models_service)]
@@ -117,7 +123,7 @@ async def get_answer(answer_id: AnswerId, service: ModelsServiceDep) -> AnswerOu
     "/models/answer-regions/{answer_region_id}/verdict",
     response_model=AnswerRegionOut,
     summary="Set the verdict on a region only a shadow or replay answer has",
-    responses={**BAD_JSON, **responses(AnswerRegionNotFound)},
+    responses={**BAD_JSON, **responses(AnswerRegionNotFound, AnswerRegionMatched, UnknownReason)},
 )
 async def put_answer_region_verdict(
     answer_region_id: AnswerRegionId,
@@ -127,6 +133,8 @@ async def put_answer_region_verdict(
 ) -> AnswerRegionOut:
     """Records a reviewer's verdict (`real`, `false_call`, `unsure`; null withdraws it) on
     a region of a shadow or replay answer that matches no primary region, so that the
-    comparison can count what the primary model missed. A matched region takes its
+    comparison can count what the primary model missed. The change goes into the board's
+    review history (`GET /api/images/{id}/review`, with `answer_region_id`) with its
+    reason code and comment, as a primary verdict does. A matched region takes its
     primary region's verdict: 409 for one."""
-    return await service.set_answer_region_verdict(answer_region_id, change.verdict, reviewer)
+    return await service.set_answer_region_verdict(answer_region_id, change, reviewer)

@@ -13,8 +13,14 @@ from app.errors import VALIDATION_ERROR_RESPONSE, responses
 from app.models.replay import ReplayCreate, ReplayRunOut
 from app.models.schemas import ErrorBody
 from app.runtime import AgentRuntime
-from app.services.replay.errors import NothingToReplay, ReplayNotFound
-from app.services.replay.service import ReplaySelection, ReplayState, ReplayTasks
+from app.services.replay.errors import NothingToReplay, ReplayNotFound, UnstorableCredentials
+from app.services.replay.queue import (
+    ReplayJobs,
+    check_job_url,
+    defer_replay,
+    replay_job_status,
+)
+from app.services.replay.service import ReplaySelection, ReplayState
 
 router = APIRouter(
     prefix="/replays",
@@ -26,14 +32,20 @@ router = APIRouter(
 RunId = Annotated[int, Path(ge=1, le=INT8_MAX, description="A replay's `run_id`.", examples=[7])]
 
 
-def _out(runtime: AgentRuntime, state: ReplayState) -> ReplayRunOut:
+async def _out(runtime: AgentRuntime, state: ReplayState) -> ReplayRunOut:
     run, counts = state.run, state.counts
-    here = runtime.replays is not None and runtime.replays.running(run.run_id)
+    job = await replay_job_status(runtime.queue, run.run_id)
     return ReplayRunOut(
         run_id=run.run_id,
         model_service_url=run.model_service_url,
         selection=run.selection,
-        state="running" if here else "finished" if run.finished_at else "stopped",
+        state="running"
+        if job == "doing"
+        else "queued"
+        if job == "todo"
+        else "finished"
+        if run.finished_at
+        else "stopped",
         total=counts.total,
         pending=counts.pending,
         running=counts.running,
@@ -45,7 +57,7 @@ def _out(runtime: AgentRuntime, state: ReplayState) -> ReplayRunOut:
     )
 
 
-def _tasks(runtime: AgentRuntime) -> ReplayTasks:
+def _jobs(runtime: AgentRuntime) -> ReplayJobs:
     assert runtime.replays is not None  # made with the runtime
     return runtime.replays
 
@@ -57,19 +69,21 @@ def _tasks(runtime: AgentRuntime) -> ReplayTasks:
     summary="Start a replay of stored inputs through another model service",
     responses={
         400: {"model": ErrorBody, "description": "The body is not valid JSON."},
-        **responses(NothingToReplay),
+        **responses(NothingToReplay, UnstorableCredentials),
     },
 )
 async def create_replay(body: ReplayCreate, runtime: RuntimeDep) -> ReplayRunOut:
     """Every stored inspection result of the batch / days / product is sent to
-    `model_url`, its answer stored as a `replay` model answer (docs/replay.md). Runs in
-    the background in this agent process; follow it with `GET /api/replays/{run_id}`.
-    After a restart of the agent, `POST /api/replays/{run_id}/resume`."""
-    service = _tasks(runtime).service
+    `model_url`, its answer stored as a `replay` model answer (docs/replay.md). Runs as a
+    durable job on the agent's queue: a restarted or killed agent goes on with it by
+    itself, never asking twice for an answer it stored. Follow it with
+    `GET /api/replays/{run_id}`."""
+    service = _jobs(runtime).service
+    check_job_url(runtime.settings, body.model_url)
     selection = ReplaySelection(body.batch_id, body.start_date, body.end_date, body.product)
     state = await service.create(body.model_url, selection)
-    _tasks(runtime).start(state.run.run_id, body.model_url)
-    return _out(runtime, await service.state(state.run.run_id))
+    await defer_replay(runtime.queue, state.run.run_id)
+    return await _out(runtime, await service.state(state.run.run_id))
 
 
 @router.get(
@@ -79,23 +93,24 @@ async def create_replay(body: ReplayCreate, runtime: RuntimeDep) -> ReplayRunOut
     responses=responses(ReplayNotFound),
 )
 async def get_replay(run_id: RunId, runtime: RuntimeDep) -> ReplayRunOut:
-    """Items pending, running, done and failed, and whether this agent runs it now."""
-    return _out(runtime, await _tasks(runtime).service.state(run_id))
+    """Items pending, running, done and failed, and whether a worker runs it now."""
+    return await _out(runtime, await _jobs(runtime).service.state(run_id))
 
 
 @router.post(
     "/{run_id}/resume",
     response_model=ReplayRunOut,
     status_code=status.HTTP_202_ACCEPTED,
-    summary="Resume a replay that was stopped (killed agent) or has failed items",
+    summary="Resume a stopped replay (a killed CLI run) or retry its failed items",
     responses=responses(ReplayNotFound),
 )
 async def resume_replay(run_id: RunId, runtime: RuntimeDep) -> ReplayRunOut:
     """Items left `running` by a runner that stopped, and `failed` items, go back to
-    pending and this process runs the rest; an image whose answer is stored is never
-    sent again. Nothing is reset while this process is running the replay already."""
-    tasks = _tasks(runtime)
-    if not tasks.running(run_id):
-        await tasks.service.resume(run_id)
-        tasks.start(run_id)
-    return _out(runtime, await tasks.service.state(run_id))
+    pending and the run's job is queued again; an image whose answer is stored is never
+    sent again. Nothing is reset while the run's job is queued or running (a restarted
+    agent goes on with those by itself)."""
+    service = _jobs(runtime).service
+    if await replay_job_status(runtime.queue, run_id) is None:
+        await service.resume(run_id)
+        await defer_replay(runtime.queue, run_id)
+    return await _out(runtime, await service.state(run_id))

@@ -436,6 +436,9 @@ class ReviewEvent(Base):
     )
     # No foreign key: the history outlives nothing but its image (cascade above).
     region_unique_id: Mapped[int | None] = mapped_column(BigInteger)
+    # A verdict on a region only a shadow/replay answer has (`answer_regions`; migration
+    # 20261208_0029): `region_unique_id` is then null.
+    answer_region_id: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(16))
     value: Mapped[str | None] = mapped_column(String(16))
     previous: Mapped[str | None] = mapped_column(String(16))
@@ -685,3 +688,5 @@ class AnswerRegion(Base):
     verdict: Mapped[str | None] = mapped_column(String(16))
     reviewer: Mapped[str | None] = mapped_column(String(REVIEWER_LENGTH))
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The verdict's reason code (migration 20261208_0029), as `region_verdicts.reason`.
+    reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))

@@ -48,6 +48,9 @@ class AnswerRegionOut(BaseModel):
         description="A reviewer's verdict on it when unmatched (a matched region takes its"
         " primary region's verdict).",
     )
+    reason: str | None = Field(
+        default=None, description="The reason code sent with that verdict, if any."
+    )
 
 
 class AnswerOut(BaseModel):

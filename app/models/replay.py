@@ -35,7 +35,9 @@ class ReplayCreate(BaseModel):
         max_length=2048,
         pattern=_URL_PATTERN,
         description="The model service to replay through (http:// or https://); stored"
-        " without credentials.",
+        " without credentials. With credentials it must be one of the configured model"
+        " services (SEGFORMER_SERVICE_URL(S), SHADOW_SERVICE_URLS), whose credentials the"
+        " queued job takes from there.",
     )
     batch_id: str | None = Field(default=None, pattern=_BATCH_ID_PATTERN)
     start_date: date | None = Field(default=None, description="First UTC day, inclusive.")
@@ -82,11 +84,12 @@ class ReplayRunOut(BaseModel):
     run_id: int
     model_service_url: str
     selection: dict[str, Any]
-    state: Literal["running", "stopped", "finished"] = Field(
-        description="`running`: this agent process is working on it; `finished`: every"
-        " item was done or failed (`finished_at`); `stopped`: items are left and this"
-        " process runs none of them (its runner was killed, or another process runs"
-        " it): resume it."
+    state: Literal["queued", "running", "stopped", "finished"] = Field(
+        description="`queued`: its job waits for a replay worker (another replay runs, or"
+        " the agent restarts); `running`: a worker of the agent runs its job; `finished`:"
+        " every item was done or failed (`finished_at`); `stopped`: items are left and"
+        " no job runs them (a CLI run that was killed, or a job that failed for good):"
+        " resume it."
     )
     total: int
     pending: int

@@ -263,6 +263,12 @@ class ReviewEventOut(BaseModel):
     id: int
     kind: Literal["verdict", "disposition"]
     region_unique_id: int | None = None
+    answer_region_id: int | None = Field(
+        default=None,
+        description="A verdict on a region only a shadow or replay answer has"
+        " (`PUT /api/models/answer-regions/{id}/verdict`): that answer region's id"
+        " (`region_unique_id` is null).",
+    )
     value: str | None = Field(
         default=None, description="The new verdict or disposition (null: withdrawn)."
     )

@@ -423,6 +423,15 @@ CASES = [
         {"json": {"model_url": "http://127.0.0.1:9/", "product": "a\x00b"}},
     ),
     Case(
+        "replay-url-unknown-credentials",
+        "POST",
+        "/api/replays",
+        422,
+        "invalid_request",
+        {"json": {"model_url": "http://user:secret@127.0.0.1:9/", "product": "A"}},
+        detail_has="never stores credentials",
+    ),
+    Case(
         "replay-unknown-field",
         "POST",
         "/api/replays",
@@ -1276,6 +1285,14 @@ CASES = [
         404,
         "answer_region_not_found",
         {"json": {"verdict": "real"}, "headers": WHO},
+    ),
+    Case(
+        "models-answer-verdict-unknown-reason",
+        "PUT",
+        "/api/models/answer-regions/424242/verdict",
+        422,
+        "unknown_reason",
+        {"json": {"verdict": "false_call", "reason": "no-such"}, "headers": WHO},
     ),
     Case(
         "models-answer-verdict-wrong",

@@ -311,3 +311,67 @@ def test_review_queue_filters_the_disagreements(
     )
     nobody = client.get("/api/review/next", params={"disagreement": "no-such-version"}).json()
     assert nobody["img_unique_id"] is None
+
+
+def test_answer_region_verdicts_are_in_the_review_history(
+    client: httpx2.Client, agent: AgentServer, scene: dict[str, Any]
+) -> None:
+    """A verdict on a region only a shadow answer has is a review event of its board, with
+    the reviewer, reason and comment a primary verdict records; it counts in the
+    reviewer's figures; a reason not in the list is refused and records nothing."""
+    region = scene["ys"][1]  # S2's unmatched region on I1
+    url = f"/api/models/answer-regions/{region}/verdict"
+    db = agent.settings.database_url or ""
+
+    def events() -> list[dict[str, Any]]:
+        body = client.get(f"/api/images/{I1}/review").json()
+        return [e for e in body["events"] if e["answer_region_id"] == region]
+
+    figures_before = client.get("/api/review/figures").json()
+    refused = client.put(
+        url, json={"verdict": "false_call", "reason": "no-such"}, headers={"X-Reviewer": "ann"}
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"] == "unknown_reason"
+    assert events() == []
+
+    judged = client.put(
+        url,
+        json={"verdict": "false_call", "reason": "dust", "comment": "speck on the lens"},
+        headers={"X-Reviewer": "ann"},
+    )
+    assert judged.status_code == 200, judged.text
+    assert (judged.json()["verdict"], judged.json()["reason"]) == ("false_call", "dust")
+    stored = client.get(f"/api/models/answers/{scene['a3']}").json()["regions"]
+    assert [(r["verdict"], r["reason"]) for r in stored if r["answer_region_id"] == region] == [
+        ("false_call", "dust")
+    ]
+    withdrawn = client.put(url, json={"verdict": None}, headers={"X-Reviewer": "bob"})
+    assert withdrawn.status_code == 200
+    assert (withdrawn.json()["verdict"], withdrawn.json()["reason"]) == (None, None)
+
+    newest, first = events()
+    assert {k: first[k] for k in ("kind", "region_unique_id", "value", "previous")} == {
+        "kind": "verdict",
+        "region_unique_id": None,
+        "value": "false_call",
+        "previous": None,
+    }
+    assert (first["reason"], first["reviewer"], first["comment"]) == (
+        "dust",
+        "ann",
+        "speck on the lens",
+    )
+    assert (newest["value"], newest["previous"], newest["reviewer"]) == (None, "false_call", "bob")
+    assert db_rows(
+        db,
+        "SELECT img_unique_id, answer_region_id, reason FROM review_events"
+        " WHERE answer_region_id = %s ORDER BY id",
+        region,
+    ) == [(I1, region, "dust"), (I1, region, None)]
+
+    def verdicts(body: dict[str, Any], who: str) -> int:
+        return sum(r["verdicts"] for r in body["reviewers"] if r["reviewer"] == who)
+
+    figures = client.get("/api/review/figures").json()
+    assert verdicts(figures, "ann") == verdicts(figures_before, "ann") + 1

@@ -124,14 +124,18 @@ def test_start_up_names_the_store_and_asks_for_a_shared_secret() -> None:
 def test_sweep_removes_what_no_row_names_from_the_whole_store(
     tmp_path: Path, database_url: str
 ) -> None:
-    """An input and a result folder of an old day, no row naming them (what a failed
-    deletion leaves): the periodic sweep lists recent days only; `storage sweep` lists all."""
+    """An input, a result folder and an answer folder of an old day, no row naming them
+    (what a failed deletion leaves): the periodic sweep lists recent days only; `storage
+    sweep` lists all."""
     day = tmp_path / "uploads" / "20260104"
     day.mkdir(parents=True)
     (day / "20260104_080000_X_a.png").write_bytes(make_image())
     result_dir = tmp_path / "results" / "20260104" / "20260104_080000_ORPHAN"
     result_dir.mkdir(parents=True)
     (result_dir / "combined.png").write_bytes(b"r")
+    answer_dir = tmp_path / "answers" / "20260104" / "20260104_080000_ORPHAN" / ("f" * 16)
+    answer_dir.mkdir(parents=True)
+    (answer_dir / "mask.png").write_bytes(b"m")
     env = {
         "DATA_DIR": str(tmp_path),
         "DATABASE_URL": database_url,
@@ -142,9 +146,12 @@ def test_sweep_removes_what_no_row_names_from_the_whole_store(
     done = CliRunner().invoke(cli, ["storage", "sweep"], env=env)
 
     assert done.exit_code == 0, done.output
-    assert "removed 1 inputs and 1 result folders" in " ".join(done.output.split())
+    assert "removed 1 inputs, 1 result folders and 1 answer folders" in " ".join(
+        done.output.split()
+    )
     assert not (day / "20260104_080000_X_a.png").exists()
     assert not result_dir.exists()
+    assert not answer_dir.exists()
     assert db_rows(database_url, "SELECT full_started_at IS NOT NULL FROM file_sweeps") == [(True,)]
 
 

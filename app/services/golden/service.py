@@ -43,6 +43,7 @@ from app.services.inspection.repository import InspectionRepository
 from app.services.inspection.workflow import InspectionService
 from app.services.storage import Storage
 from app.services.storage.base import GOLDEN
+from app.utils.background import BackgroundTaskSet
 from app.utils.images import ImageInfo, sniff_format, validate_image
 
 logger = logging.getLogger(__name__)
@@ -524,13 +525,11 @@ class GoldenRegistrar:
         self.library = library
         self.inspections = inspections
         self.sessions = sessions
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTaskSet()
 
     def after_stored(self, img_unique_id: str) -> None:
         """Start registering the stored inspection `img_unique_id`."""
-        task = asyncio.create_task(self._register(img_unique_id), name="golden-register")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.start(self._register(img_unique_id), name="golden-register")
 
     async def _register(self, img_unique_id: str) -> None:
         try:
@@ -546,5 +545,4 @@ class GoldenRegistrar:
 
     async def drain(self) -> None:
         """Wait for the registrations in flight (at shutdown, and in tests)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.drain()

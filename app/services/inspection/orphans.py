@@ -65,15 +65,16 @@ class SweepRun:
         state: `swept`; `not_due` (a sweep started less than the interval ago); or `busy`
             (another process is sweeping now).
         full: the whole store was listed.
-        input_days, result_days: when not `full`, the day folders (`YYYYMMDD`) listed
-            under `uploads/` and `results/`.
-        removed: counts removed, `inputs` and `result_folders`.
+        input_days, result_days, answer_days: when not `full`, the day folders
+            (`YYYYMMDD`) listed under `uploads/`, `results/` and `answers/`.
+        removed: counts removed, `inputs`, `result_folders` and `answer_folders`.
     """
 
     state: Literal["swept", "not_due", "busy"]
     full: bool = False
     input_days: tuple[str, ...] = ()
     result_days: tuple[str, ...] = ()
+    answer_days: tuple[str, ...] = ()
     removed: dict[str, int] = field(default_factory=dict)
 
 
@@ -112,20 +113,24 @@ class OrphanFileSweep:
         older_than: float,
         input_days: Sequence[str] | None = None,
         result_days: Sequence[str] | None = None,
+        answer_days: Sequence[str] | None = None,
     ) -> dict[str, int]:
-        """Delete the inputs that no ledger or image row names and the result folders that
-        no `images` row names, once last changed before `older_than` (epoch seconds).
-        Lists all of `uploads/` and `results/`, or only the day folders (`YYYYMMDD`) given.
+        """Delete the inputs that no ledger or image row names, the result folders that
+        no `images` row names and the answer folders (shadow and replay answers) that no
+        `model_answers` row names, once last changed before `older_than` (epoch seconds).
+        Lists all of `uploads/`, `results/` and `answers/`, or only the day folders
+        (`YYYYMMDD`) given.
 
         Returns:
-            Counts removed: `inputs`, `result_folders`.
+            Counts removed: `inputs`, `result_folders`, `answer_folders`.
 
         Raises:
             OSError, StorageUnavailable: the store failed (what was removed stays removed).
         """
-        removed = {"inputs": 0, "result_folders": 0}
+        removed = {"inputs": 0, "result_folders": 0, "answer_folders": 0}
         by_day = await self.storage.old_inputs_by_day(older_than, input_days)
         folders = await self.storage.old_result_folders(older_than, result_days)
+        answers = await self.storage.old_answer_folders(older_than, answer_days)
         named_inputs: dict[str, set[str]] = {}
         async with self.sessions() as session:
             repo = InspectionRepository(session)
@@ -137,6 +142,7 @@ class OrphanFileSweep:
                     for stored in await repo.stored_input_paths(form)
                 }
             named_results = await repo.existing_image_ids(list(folders))
+            named_answers = await repo.named_answer_folders(list(answers.values()))
         for prefix, keys in by_day.items():
             unnamed = [key for key in keys if key not in named_inputs[prefix]]
             if unnamed:
@@ -146,6 +152,10 @@ class OrphanFileSweep:
             if img_unique_id not in named_results:
                 await self.storage.delete_prefix(folder)
                 removed["result_folders"] += 1
+        for answer_folder in answers:
+            if answer_folder not in named_answers:
+                await self.storage.delete_prefix(answer_folder)
+                removed["answer_folders"] += 1
         if any(removed.values()):
             logger.warning("removed orphaned files", extra=removed)
         return removed
@@ -234,6 +244,7 @@ class OrphanFileSweep:
         grace = timedelta(seconds=grace_s)
         input_days: list[str] | None = None
         result_days: list[str] | None = None
+        answer_days: list[str] | None = None
         if not full:
             assert last is not None
             assert last.horizon is not None
@@ -241,8 +252,19 @@ class OrphanFileSweep:
             input_days = day_folders(since, now + LISTING_MARGIN)
             async with self.sessions() as reader:
                 changed = await InspectionRepository(reader).accepted_days_updated_since(since)
+                answered = await InspectionRepository(reader).answered_days_since(since)
             result_days = sorted({*input_days, *changed})
-        removed = await self.remove_orphans(time.time() - grace_s, input_days, result_days)
+            answer_days = sorted({*input_days, *answered})
+        removed = await self.remove_orphans(
+            time.time() - grace_s, input_days, result_days, answer_days
+        )
         await sweeps.finished(ORPHAN_FILES, now - grace, now if full else None)
         await session.commit()
-        return SweepRun("swept", full, tuple(input_days or ()), tuple(result_days or ()), removed)
+        return SweepRun(
+            "swept",
+            full,
+            tuple(input_days or ()),
+            tuple(result_days or ()),
+            tuple(answer_days or ()),
+            removed,
+        )

@@ -30,6 +30,7 @@ from app.models.database import (
     Image,
     Inspection,
     InspectionStatus,
+    ModelAnswer,
 )
 from app.models.rollups import (
     TimingsDaily,
@@ -51,6 +52,8 @@ from app.services.history.repository import (
 
 # First key of the advisory locks taken per input hash (the second is the hash's hashtext).
 INPUT_HASH_LOCK_SPACE = 0x414F49  # "AOI"
+# Ids bound in one `IN (…)` (PostgreSQL takes at most 65,535 parameters a statement).
+_IDS_PER_QUERY = 10_000
 
 # The ledgered error of a single upload whose agent stopped while it was being inspected.
 INTERRUPTED_ERROR = "interrupted: the agent stopped while this image was being inspected; retry it"
@@ -293,6 +296,37 @@ class InspectionRepository:
             select(day).where(Inspection.updated_at >= since).distinct()
         )
         return set(rows.scalars())
+
+    async def answered_days_since(self, since: datetime) -> set[str]:
+        """The UTC days (`YYYYMMDD`, the day folders of `Storage.answers_prefix`: the
+        inspection's acceptance day) of the inspections that got a shadow or replay answer
+        at or after `since`: the answers written since then lie in these days' folders,
+        however old the inspection. No index on `created_at`: one scan of
+        `model_answers` per sweep of the deployment."""
+        day = func.to_char(func.timezone("UTC", Image.timestamp), "YYYYMMDD")
+        rows = await self.session.execute(
+            select(day)
+            .select_from(ModelAnswer)
+            .join(Image, Image.img_unique_id == ModelAnswer.img_unique_id)
+            .where(ModelAnswer.created_at >= since)
+            .distinct()
+        )
+        return set(rows.scalars())
+
+    async def named_answer_folders(self, img_unique_ids: Sequence[str]) -> set[str]:
+        """The folders (key prefixes ending in `/`) that the shadow and replay answers
+        (`model_answers` rows) of `img_unique_ids` name: each row's PNG keys' folder."""
+        folders: set[str] = set()
+        ids = list(dict.fromkeys(img_unique_ids))
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            rows = await self.session.execute(
+                select(
+                    ModelAnswer.mask_path, ModelAnswer.overlay_path, ModelAnswer.combined_path
+                ).where(ModelAnswer.img_unique_id.in_(ids[start : start + _IDS_PER_QUERY]))
+            )
+            for row in rows:
+                folders.update(key.rsplit("/", 1)[0] + "/" for key in row if key and "/" in key)
+        return folders
 
     async def existing_image_ids(self, img_unique_ids: Sequence[str]) -> set[str]:
         """Which of `img_unique_ids` have an `images` row."""

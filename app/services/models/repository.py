@@ -122,9 +122,13 @@ class ModelAnswerRepository:
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def set_verdict(self, region: AnswerRegion, verdict: str | None, reviewer: str) -> None:
-        """Set (None: withdraw) a reviewer's verdict on an answer region (flushed)."""
+    async def set_verdict(
+        self, region: AnswerRegion, verdict: str | None, reviewer: str, reason: str | None = None
+    ) -> None:
+        """Set (None: withdraw) a reviewer's verdict, with its reason code, on an answer
+        region (flushed)."""
         region.verdict = verdict
+        region.reason = reason if verdict is not None else None
         region.reviewer = reviewer if verdict is not None else None
         region.reviewed_at = utc_now() if verdict is not None else None
         await self.session.flush()

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import AgentError
-from app.models.database import AnswerRegion
+from app.models.database import AnswerRegion, ReviewEvent
 from app.models.model_answers import AnswerOut, AnswerRegionOut
 from app.models.model_compare import (
     ClassComparison,
@@ -20,12 +20,15 @@ from app.models.model_compare import (
     ModelVersionOut,
     SideFigures,
 )
+from app.models.review import VerdictIn
 from app.services.models.repository import (
     COUNT_FIELDS,
     CompareFilters,
     ComparisonRepository,
     ModelAnswerRepository,
 )
+from app.services.review.reasons import ReasonList
+from app.services.review.repository import ReviewRepository
 
 
 class AnswerNotFound(AgentError):
@@ -83,9 +86,12 @@ def _class(name: str, counts: dict[str, int]) -> ClassComparison:
 class ModelsService:
     """Model versions and their comparison over one session."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, reasons: Sequence[str] = ()) -> None:
         self.comparisons = ComparisonRepository(session)
         self.answers = ModelAnswerRepository(session)
+        self.reviews = ReviewRepository(session)
+        # The reason list: the admin's, else REVIEW_REASONS (`reasons`).
+        self.reasons = ReasonList(session, reasons)
 
     async def list_models(self) -> ModelList:
         """Every model name and version with succeeded answers (primary from the ledger,
@@ -161,14 +167,19 @@ class ModelsService:
         )
 
     async def set_answer_region_verdict(
-        self, answer_region_id: int, verdict: str | None, reviewer: str
+        self, answer_region_id: int, change: VerdictIn, reviewer: str
     ) -> AnswerRegionOut:
-        """Set (None: withdraw) the verdict on an unmatched region of a stored answer.
+        """Set (None: withdraw) the verdict on an unmatched region of a stored answer, and
+        record the change in the review history (`review_events`, as a primary region's:
+        verdict, previous verdict, reason, reviewer, comment; `answer_region_id` names
+        the region, `region_unique_id` is null).
 
         Raises:
+            UnknownReason: (422) the reason code is not in the reason list.
             AnswerRegionNotFound: no such region.
             AnswerRegionMatched: it matches a primary region (judge that one instead).
         """
+        await self.reasons.check(change.reason)
         region = await self.answers.region(answer_region_id, for_update=True)
         if region is None:
             raise AnswerRegionNotFound(f"no answer region with id {answer_region_id}")
@@ -178,7 +189,24 @@ class ModelsService:
                 f" {region.matched_region_unique_id}: set the verdict on that region"
                 f" (PUT /api/regions/{region.matched_region_unique_id}/verdict)"
             )
-        await self.answers.set_verdict(region, verdict, reviewer)
+        answer = await self.answers.get(region.answer_id)
+        if answer is None:  # the region's answer row is its foreign key's target
+            raise AnswerRegionNotFound(f"no answer region with id {answer_region_id}")
+        previous = region.verdict
+        await self.answers.set_verdict(region, change.verdict, reviewer, change.reason)
+        await self.reviews.add_event(
+            ReviewEvent(
+                img_unique_id=answer.img_unique_id,
+                region_unique_id=None,
+                answer_region_id=answer_region_id,
+                kind="verdict",
+                value=change.verdict,
+                previous=previous,
+                reason=change.reason,
+                reviewer=reviewer,
+                comment=change.comment,
+            )
+        )
         return _region_out(region)
 
     async def answer(self, answer_id: int) -> AnswerOut:
@@ -218,4 +246,5 @@ def _region_out(r: AnswerRegion) -> AnswerRegionOut:
         matched_region_unique_id=r.matched_region_unique_id,
         match_iou=r.match_iou,
         verdict=r.verdict,
+        reason=r.reason,
     )

@@ -17,7 +17,6 @@ written to the jobs table. A service no longer configured is recorded as `failed
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from typing import Any
@@ -35,6 +34,7 @@ from app.services.models.answers import (
     store_failed_answer,
 )
 from app.services.storage import Storage
+from app.utils.background import BackgroundTaskSet
 from app.utils.version import without_userinfo
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class ShadowDeferrer:
         self.app = app
         self.rate = settings.shadow_sample_rate
         self.services = [without_userinfo(u.rstrip("/") + "/") for u in settings.shadow_urls]
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTaskSet()
 
     @property
     def enabled(self) -> bool:
@@ -176,9 +176,7 @@ class ShadowDeferrer:
         """Queue the shadow jobs of a stored inspection if it is in the sample."""
         if not self.enabled or not in_shadow_sample(img_unique_id, self.rate):
             return
-        task = asyncio.create_task(self._defer(img_unique_id), name="shadow-defer")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.start(self._defer(img_unique_id), name="shadow-defer")
 
     async def _defer(self, img_unique_id: str) -> None:
         try:
@@ -192,5 +190,4 @@ class ShadowDeferrer:
 
     async def drain(self) -> None:
         """Wait for the deferrals in flight (at shutdown)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.drain()

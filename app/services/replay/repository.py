@@ -99,6 +99,21 @@ class ReplayRepository:
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
+    async def release_claims(self, run_id: int, token_prefix: str) -> int:
+        """Put back to `pending` the run's `running` items claimed under a token starting
+        with `token_prefix` (an earlier run of the same queue job, killed or stopped:
+        never a live runner's); returns how many."""
+        result = await self.session.execute(
+            update(ReplayItem)
+            .where(
+                ReplayItem.run_id == run_id,
+                ReplayItem.status == "running",
+                ReplayItem.claim_token.startswith(token_prefix, autoescape=True),
+            )
+            .values(status="pending", claim_token=None, updated_at=func.now())
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
     async def claim(self, run_id: int, token: str) -> str | None:
         """Mark one pending item `running` under `token` and return its image id; None when
         no pending item is left (or all are locked by other runners' claims)."""

@@ -148,6 +148,12 @@ class ReplayService:
         logger.info("replay resumed", extra={"run_id": run_id, "reset_items": reset})
         return await self.state(run_id)
 
+    async def release_claims(self, run_id: int, token_prefix: str) -> int:
+        """Put back to `pending` the items an earlier runner left claimed under a token
+        starting with `token_prefix` (see `ReplayRepository.release_claims`); how many."""
+        async with unit_of_work(self.sessions) as session:
+            return await ReplayRepository(session).release_claims(run_id, token_prefix)
+
     async def run(
         self,
         run_id: int,
@@ -155,6 +161,7 @@ class ReplayService:
         *,
         concurrency: int = 2,
         progress: Progress | None = None,
+        token: str | None = None,
     ) -> ReplayCounts:
         """Send every pending item of the run to the model service until none is left,
         `concurrency` at a time, each answer stored as a `replay` model answer with the
@@ -166,6 +173,7 @@ class ReplayService:
         Args:
             model_url: the model service (with credentials, if it needs them); None: the
                 run's stored URL.
+            token: this runner's claim token (at most 32 characters); None: a random one.
 
         Returns:
             The run's counts when no pending item is left.
@@ -175,7 +183,7 @@ class ReplayService:
         """
         state = await self.state(run_id)
         url = model_url or state.run.model_service_url
-        token = secrets.token_hex(16)
+        token = token or secrets.token_hex(16)
         clients = ModelServiceClients(self.settings, concurrency)
         lock = asyncio.Lock()
         last_report = 0.0
@@ -245,46 +253,3 @@ class ReplayService:
                 "replay item failed",
                 extra={"run_id": run_id, "img_unique_id": img_unique_id, "error": error},
             )
-
-
-class ReplayTasks:
-    """The replays an agent process runs in the background (started by the admin API),
-    at most one task per run in this process; cancelled when the agent stops (their
-    claimed items are put back by the next resume)."""
-
-    def __init__(self, service: ReplayService, concurrency: int) -> None:
-        self.service = service
-        self.concurrency = concurrency
-        self._tasks: dict[int, asyncio.Task[ReplayCounts]] = {}
-
-    def running(self, run_id: int) -> bool:
-        """Whether this process is running the replay now."""
-        task = self._tasks.get(run_id)
-        return task is not None and not task.done()
-
-    def start(self, run_id: int, model_url: str | None = None) -> None:
-        """Run the replay in the background unless this process already runs it."""
-        if self.running(run_id):
-            return
-        task = asyncio.create_task(
-            self.service.run(run_id, model_url, concurrency=self.concurrency),
-            name=f"replay-{run_id}",
-        )
-        task.add_done_callback(self._log_end)
-        self._tasks[run_id] = task
-
-    @staticmethod
-    def _log_end(task: asyncio.Task[ReplayCounts]) -> None:
-        if task.cancelled():
-            return
-        if (exc := task.exception()) is not None:
-            logger.error("replay stopped", exc_info=exc, extra={"task": task.get_name()})
-
-    async def aclose(self) -> None:
-        """Cancel every running replay and wait for them."""
-        for task in self._tasks.values():
-            task.cancel()
-        for task in self._tasks.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()

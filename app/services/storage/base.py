@@ -540,6 +540,24 @@ class Storage(ABC):
                 newest[parts[2]] = (prefix, max(obj.modified, seen[1] if seen else 0.0))
         return {img_id: prefix for img_id, (prefix, when) in newest.items() if when < older_than}
 
+    async def old_answer_folders(
+        self, older_than: float, days: Sequence[str] | None = None
+    ) -> dict[str, str]:
+        """Answer folders (`answers/YYYYMMDD/{img_unique_id}/{token}/`, one shadow or
+        replay answer each) whose objects all changed before `older_than` (epoch
+        seconds), mapped to the `img_unique_id` they lie under; listing all of
+        `answers/`, or with `days` (`YYYYMMDD`) only those days' folders."""
+        newest: dict[str, tuple[str, float]] = {}
+        for day_prefix in self._day_prefixes(ANSWERS, days):
+            async for obj in self.list_objects(day_prefix):
+                parts = obj.key.split("/")
+                if len(parts) != 5:
+                    continue
+                prefix = "/".join(parts[:4]) + "/"
+                seen = newest.get(prefix)
+                newest[prefix] = (parts[2], max(obj.modified, seen[1] if seen else 0.0))
+        return {prefix: img for prefix, (img, when) in newest.items() if when < older_than}
+
 
 def _older(path: Path, older_than: float) -> bool:
     try:

@@ -3,13 +3,16 @@
 // boxes over the primary answer's solid ones, and lists them in a panel: each region says
 // which primary defect it matches, and one only that answer has can be judged here
 // (PUT /api/models/answer-regions/{id}/verdict), so the comparison can count what the
-// primary model missed (docs/models.md).
+// primary model missed (docs/models.md). A `real` or `false_call` verdict may carry a code
+// of the reason list (GET /api/review/reasons), chosen beside the buttons, as in review
+// mode; the change is in the board's review history like a primary verdict.
 import { api, classColor, errorText, escapeHtml, showAlert } from "./common.js";
 import { headers } from "./review.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const GAP_PX = 5; // outside the primary boxes' outline, so both stay visible
 const LABELS = { real: "Real", false_call: "False call", unsure: "Unsure" };
+const WITH_REASON = new Set(["real", "false_call"]);
 
 /** The answer ids named by `?compare=` (comma-separated, repeatable). */
 export function compareIds(search = location.search) {
@@ -30,15 +33,22 @@ export async function attachAnswerOverlay(view, ids) {
     }
   }
   if (!answers.length) return null;
-  const overlay = new AnswerOverlay(view, answers);
+  let reasons = [];
+  try {
+    reasons = (await api("/api/review/reasons")).reasons.map((r) => r.code);
+  } catch {
+    // Without the list, verdicts go without a reason (the picker is not shown).
+  }
+  const overlay = new AnswerOverlay(view, answers, reasons);
   overlay.mount();
   return overlay;
 }
 
 class AnswerOverlay {
-  constructor(view, answers) {
+  constructor(view, answers, reasons = []) {
     this.view = view;
     this.answers = answers;
+    this.reasons = reasons;
     this.regionNumber = new Map(view.rows.map((r, i) => [r.region_unique_id, i + 1]));
   }
 
@@ -90,6 +100,9 @@ class AnswerOverlay {
     for (const button of this.panel.querySelectorAll("button[data-verdict]")) {
       button.addEventListener("click", () => this.judge(button));
     }
+    for (const select of this.panel.querySelectorAll("select.answer-reason")) {
+      select.addEventListener("change", () => this.giveReason(select));
+    }
   }
 
   answerHtml(answer) {
@@ -109,7 +122,7 @@ class AnswerOverlay {
           aria-label="Verdict on ${escapeHtml(r.class_name)} #${r.region_id}">
           ${Object.entries(LABELS).map(([v, label]) => `<button type="button" class="btn btn-outline-secondary${r.verdict === v ? " active" : ""}"
             data-verdict="${v}" data-region="${r.answer_region_id}" aria-pressed="${r.verdict === v}">${label}</button>`).join("")}
-        </span>`;
+        </span>${this.reasonPicker(r)}`;
       return `<li class="mb-1"><span class="swatch" data-style="background:${classColor(r.class_name)}"></span>
         ${escapeHtml(r.class_name)} #${r.region_id}, box ${r.bbox.join(", ")}: ${where}${judge}</li>`;
     }).join("");
@@ -119,18 +132,49 @@ class AnswerOverlay {
     return `${head}<ul class="list-unstyled small answer-regions">${rows || "<li>No region.</li>"}</ul>${missed}`;
   }
 
+  /** The reason picker of an unmatched region (none without a reason list). */
+  reasonPicker(r) {
+    if (r.matched_region_unique_id || !this.reasons.length) return "";
+    const options = ["", ...this.reasons].map((code) => `<option value="${escapeHtml(code)}"${(r.reason || "") === code ? " selected" : ""}>${code ? escapeHtml(code) : "no reason"}</option>`).join("");
+    return `<select class="form-select form-select-sm d-inline-block w-auto ms-2 answer-reason"
+      data-region="${r.answer_region_id}" aria-label="Reason for ${escapeHtml(r.class_name)} #${r.region_id}">${options}</select>`;
+  }
+
+  region(id) {
+    for (const answer of this.answers) {
+      const found = answer.regions.find((r) => String(r.answer_region_id) === id);
+      if (found) return found;
+    }
+    return null;
+  }
+
   async judge(button) {
     const id = button.dataset.region;
     const verdict = button.getAttribute("aria-pressed") === "true" ? null : button.dataset.verdict;
+    const picked = this.panel.querySelector(`select.answer-reason[data-region="${id}"]`)?.value || null;
+    await this.send(id, verdict, WITH_REASON.has(verdict) ? picked : null);
+  }
+
+  /** A new reason for a region judged real or false call is stored at once; otherwise it
+   * goes with the next verdict given. */
+  async giveReason(select) {
+    const region = this.region(select.dataset.region);
+    if (region && WITH_REASON.has(region.verdict)) {
+      await this.send(select.dataset.region, region.verdict, select.value || null);
+    }
+  }
+
+  async send(id, verdict, reason) {
     try {
       const region = await api(`/api/models/answer-regions/${encodeURIComponent(id)}/verdict`, {
         method: "PUT",
         headers: headers(),
-        body: JSON.stringify({ verdict }),
+        body: JSON.stringify({ verdict, reason }),
       });
-      for (const answer of this.answers) {
-        const found = answer.regions.find((r) => String(r.answer_region_id) === id);
-        if (found) found.verdict = region.verdict;
+      const found = this.region(id);
+      if (found) {
+        found.verdict = region.verdict;
+        found.reason = region.reason;
       }
       this.render();
     } catch (err) {

@@ -29,14 +29,21 @@ function currentQuery() {
 
 // The filters the exports take (those of /api/query/defects); the others do not apply.
 const EXPORT_FIELDS = ["start_date", "end_date", "class_name", "batch_id", "review_state", "disposition"];
+// The training-set ZIP takes `model_version` too (the primary answers of that version).
+const DATASET_FIELDS = [...EXPORT_FIELDS, "model_version"];
 
-/** Points the Export CSV / Export COCO links at the regions of the current filters. */
-function updateExports(query) {
+function exportQuery(query, fields) {
   const q = new URLSearchParams();
-  for (const f of EXPORT_FIELDS) if (query.get(f)) q.set(f, query.get(f));
-  const suffix = q.toString() ? `?${q}` : "";
+  for (const f of fields) if (query.get(f)) q.set(f, query.get(f));
+  return q.toString() ? `?${q}` : "";
+}
+
+/** Points the Export CSV / COCO / training-set links at the current filters. */
+function updateExports(query) {
+  const suffix = exportQuery(query, EXPORT_FIELDS);
   document.getElementById("export-csv").href = `/api/export/regions.csv${suffix}`;
   document.getElementById("export-coco").href = `/api/export/coco.json${suffix}`;
+  document.getElementById("export-dataset").href = `/api/export/dataset.zip${exportQuery(query, DATASET_FIELDS)}`;
 }
 
 function fillForm(query) {

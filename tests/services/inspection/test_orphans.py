@@ -144,8 +144,8 @@ async def test_two_processes_in_one_interval_list_the_store_once(
 
     assert ran.state == "swept"
     assert ran.full, "the first sweep of a deployment lists the whole store"
-    assert ran.removed == {"inputs": 1, "result_folders": 1}
-    assert first.store_listings == ["uploads/", "results/"]
+    assert ran.removed == {"inputs": 1, "result_folders": 1, "answer_folders": 0}
+    assert first.store_listings == ["uploads/", "results/", "answers/"]
     assert again.state == "not_due"
     assert second.listed == [], "the second process did not list the store"
     assert await _keys(first.storage, "uploads/") == {named}, "the named input stays"
@@ -207,6 +207,7 @@ async def test_later_sweeps_list_only_the_recent_day_folders(
     assert second.store_listings == [
         *(f"uploads/{day}/" for day in ran.input_days),
         *(f"results/{day}/" for day in ran.result_days),
+        *(f"answers/{day}/" for day in ran.answer_days),
     ]
     assert not await second.storage.exists(recent_input)
     assert await _keys(second.storage, recent_results) == set()
@@ -221,6 +222,81 @@ async def test_later_sweeps_list_only_the_recent_day_folders(
     assert daily.full
     assert not await first.storage.exists(old_input)
     assert await _keys(first.storage, old_results) == set()
+
+
+def _stored_image(url: str, img_id: str, accepted: datetime) -> None:
+    db_execute(
+        url,
+        "INSERT INTO images (img_unique_id, image_height, image_width,"
+        " processing_time_seconds, timestamp, input_image_path) VALUES"
+        " (%s, 480, 640, 0.5, %s, 'uploads/x.png')",
+        img_id,
+        accepted,
+    )
+
+
+async def _answer_folder(
+    storage: Storage, url: str | None, img_id: str, accepted: datetime, token: str
+) -> str:
+    """The three PNGs of a shadow/replay answer; with `url`, its `model_answers` row too
+    (without: what a kill between the files and the row leaves). The folder's prefix."""
+    prefix = f"{storage.answers_prefix(img_id, accepted)}{token}/"
+    for name in ("combined", "mask", "overlay"):
+        await storage.put(f"{prefix}{name}.png", b"png", "image/png")
+    if url is not None:
+        db_execute(
+            url,
+            "INSERT INTO model_answers (img_unique_id, role, model_service_url, status,"
+            " mask_path, overlay_path, combined_path) VALUES (%s, 'replay', 'http://m/',"
+            " 'succeeded', %s, %s, %s)",
+            img_id,
+            f"{prefix}mask.png",
+            f"{prefix}overlay.png",
+            f"{prefix}combined.png",
+        )
+    return prefix
+
+
+async def test_answer_folders_no_row_names_go_and_named_ones_stay(
+    processes: Callable[[], Process], fresh_url: str
+) -> None:
+    """Shadow and replay answers (`answers/`): a folder whose `model_answers` row exists
+    stays, in a full sweep and in the incremental one (an old board replayed today: its
+    answers lie in its old day folder); a folder a kill left without a row goes, beside a
+    named one of the same board or under a board whose row is gone."""
+    first, second = processes(), processes()
+    now = datetime.now(UTC)
+    board = "20261202_093005_ANS001"
+    _stored_image(fresh_url, board, now)
+    named = await _answer_folder(first.storage, fresh_url, board, now, "a" * 16)
+    beside = await _answer_folder(first.storage, None, board, now, "b" * 16)
+    no_board = await _answer_folder(first.storage, None, "20261202_093005_GONE02", now, "c" * 16)
+
+    ran = await first.sweep.run_when_due(GRACE_S, INTERVAL_S)
+
+    assert ran.full
+    assert ran.removed["answer_folders"] == 2
+    assert len(await _keys(first.storage, named)) == 3, "a named answer stays whole"
+    assert await _keys(first.storage, beside) == set()
+    assert await _keys(first.storage, no_board) == set()
+
+    # An old board replayed now: the incremental sweep lists its old day folder.
+    old = "20260105_080000_ANS003"
+    _stored_image(fresh_url, old, OLD_DAY)
+    old_named = await _answer_folder(first.storage, fresh_url, old, OLD_DAY, "d" * 16)
+    old_orphan = await _answer_folder(first.storage, None, old, OLD_DAY, "e" * 16)
+    _age_record(fresh_url, timedelta(seconds=INTERVAL_S))
+
+    later = await second.sweep.run_when_due(GRACE_S, INTERVAL_S)
+
+    assert later.state == "swept"
+    assert not later.full
+    assert "20260105" in later.answer_days
+    assert "20260105" not in later.input_days
+    assert later.removed["answer_folders"] == 1
+    assert await _keys(second.storage, old_orphan) == set()
+    assert len(await _keys(second.storage, old_named)) == 3
+    assert len(await _keys(second.storage, named)) == 3
 
 
 async def test_a_restarted_process_sweeps_at_once_unless_another_swept_since(
