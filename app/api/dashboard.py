@@ -16,6 +16,7 @@ from app.api.params import (
     StartDate,
 )
 from app.api.security import AUTH_ERRORS, MethodAccess
+from app.api.viewer import ViewerDep
 from app.errors import VALIDATION_ERROR_RESPONSE
 from app.models.dashboard import DashboardSummary, DefectsPerDay, Heatmap
 from app.models.review import FalseCallReasons, ReviewFigures
@@ -106,6 +107,7 @@ async def heatmap(
 )
 async def review_figures(
     session: SessionDep,
+    viewer: ViewerDep,
     start_date: StartDate = None,
     end_date: EndDate = None,
     class_name: ClassName = None,
@@ -117,8 +119,12 @@ async def review_figures(
     per class, false calls / reviewed calls; per UTC day and in total, first-pass yield
     (reviewed images without a `real` verdict / reviewed images; an image is reviewed
     when each of its regions has a verdict), reviewed share (reviewed images / images
-    with regions) and false-call rate; and images per disposition."""
-    filters = ReviewFilters(start_date, end_date, batch_id, class_name, model_version, context)
+    with regions) and false-call rate; and images per disposition. For a reviewer who
+    audits boards or may audit them, those boards count as unreviewed and undecided (their
+    first verdicts and disposition are left out: blind second review, docs/review.md)."""
+    filters = ReviewFilters(
+        start_date, end_date, batch_id, class_name, model_version, context, viewer=viewer
+    )
     return await ReviewService(session).figures(filters)
 
 
@@ -130,6 +136,7 @@ async def review_figures(
 async def false_call_reasons(
     session: SessionDep,
     settings: SettingsDep,
+    viewer: ViewerDep,
     start_date: StartDate = None,
     end_date: EndDate = None,
     class_name: ClassName = None,
@@ -139,7 +146,10 @@ async def false_call_reasons(
     """Over the images inspected in the range (default: the last 30 days, at most 731):
     the regions whose verdict is `false_call`, per reason code, with each reason's share
     and the cumulative share, most first; false calls given without a reason come last
-    (`reason` null)."""
-    filters = ReviewFilters(start_date, end_date, batch_id, class_name, model_version)
+    (`reason` null). For a reviewer who audits boards or may audit them, those boards'
+    false calls are left out (blind second review, docs/review.md)."""
+    filters = ReviewFilters(
+        start_date, end_date, batch_id, class_name, model_version, viewer=viewer
+    )
     service = ReviewService(session, reasons=settings.review_reasons)
     return await service.false_call_reasons(filters)

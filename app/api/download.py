@@ -12,6 +12,7 @@ from app.api.deps import InspectionServiceDep, RuntimeDep, SessionDep
 from app.api.params import BatchId, ImgUniqueId
 from app.api.routing import is_head_request
 from app.api.security import LINK_ERRORS, DownloadAccess
+from app.api.viewer import ViewerDep
 from app.errors import (
     VALIDATION_ERROR_RESPONSE,
     BatchNotFound,
@@ -208,10 +209,13 @@ async def download_batch(
     session: SessionDep,
     runtime: RuntimeDep,
     service: InspectionServiceDep,
+    viewer: ViewerDep,
 ) -> Response:
     """Per image: input, combined, mask, overlay and analysis JSON; plus `summary.csv`.
-    Streamed while it is built (so HEAD answers without a length)."""
-    stream = await export.batch_zip(session, runtime.storage, service, batch_id)
+    Streamed while it is built (so HEAD answers without a length). For a reviewer who
+    audits a board or may audit it, its summary row has no verdicts, reasons or
+    disposition (blind second review)."""
+    stream = await export.batch_zip(session, runtime.storage, service, batch_id, viewer)
     headers = {"Content-Disposition": f'attachment; filename="{batch_id}.zip"'}
     if is_head_request(request.scope):
         return Response(media_type="application/zip", headers=headers)

@@ -16,6 +16,7 @@ from fastapi import Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BeforeValidator
 
+from app.api.viewer import ViewerDep
 from app.models.context import CONTEXT_TEXT_LENGTH, BoardSide
 from app.services.boards.repository import ContextFilter
 from app.services.history.cursors import (
@@ -278,6 +279,7 @@ def defect_cursor(cursor: str | None, page: int) -> DefectKey | None:
 
 
 async def defect_filters(
+    viewer: ViewerDep,
     class_name: ClassName = None,
     date_range: DateRange = None,
     start_date: StartDate = None,
@@ -291,7 +293,9 @@ async def defect_filters(
     context: ContextFilterDep = None,
 ) -> DefectFilters:
     """The filters of `/api/query/defects`, shared with the exports so both select the
-    same regions (`review_state` and `disposition` select the regions' images).
+    same regions (`review_state` and `disposition` select the regions' images). For the
+    reviewer reading (`viewer`), the boards they audit or may audit count as unreviewed
+    and undecided, and carry no first verdict, reason or disposition (docs/review.md).
 
     Raises:
         RequestValidationError: (422) as `resolve_dates`.
@@ -308,6 +312,7 @@ async def defect_filters(
         review_state,
         disposition,
         context,
+        viewer,
     )
 
 

@@ -28,8 +28,8 @@ from app.api.params import (
     image_cursor,
     resolve_dates,
 )
-from app.api.review import ViewerDep
 from app.api.security import AUTH_ERRORS, MethodAccess
+from app.api.viewer import ViewerDep
 from app.errors import VALIDATION_ERROR_RESPONSE, ImageNotFound, responses
 from app.models.database import InspectionStatus
 from app.models.schemas import (
@@ -79,7 +79,9 @@ async def list_images(
     """Images of one status, newest first: stored inspections with defect counts by class,
     or the failed (pending, processing) ones with their error and retry URL. Each stored
     inspection carries its `review` (regions, reviewed regions, false calls, disposition);
-    for a reviewer who audits the board (blind second review) it shows no first review.
+    for a reviewer who audits the board or may audit it (blind second review) it shows no
+    first review, and the `review_state` and `disposition` filters treat it as unreviewed
+    and undecided (docs/review.md).
 
     Page by `page` (as in the PRD) or, to walk far, by `cursor` = the previous answer's
     `next_cursor`. `total` is exact up to 10,000 and for date, class and model version
@@ -97,6 +99,7 @@ async def list_images(
         review_state=review_state,
         disposition=disposition,
         context=context,
+        viewer=viewer,
     )
     return await queries.list_images(
         filters, page, limit, InspectionStatus(status), after, viewer=viewer

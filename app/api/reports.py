@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from app.api.deps import SessionDep, SettingsDep
 from app.api.security import AUTH_ERRORS, MethodAccess
+from app.api.viewer import ViewerDep
 from app.errors import VALIDATION_ERROR_RESPONSE
 from app.services.reports.content import build_report
 from app.services.reports.render import PDF_MEDIA_TYPE, XLSX_MEDIA_TYPE, render
@@ -36,6 +37,7 @@ router = APIRouter(
 async def report(
     session: SessionDep,
     settings: SettingsDep,
+    viewer: ViewerDep,
     day: Annotated[date, Path(description="Production day, YYYY-MM-DD, in SPC_TIMEZONE.")],
     format: Annotated[Literal["pdf", "xlsx"], Query(description="File format.")] = "pdf",
     shift: Annotated[
@@ -49,8 +51,10 @@ async def report(
     ] = None,
 ) -> Response:
     """Yield, Pareto, false-call rate, top boards and the p- and u-charts of the 30 days up
-    to `day`, for the production day or one shift of it."""
-    content = await build_report(session, settings, day, shift)
+    to `day`, for the production day or one shift of it. For a reviewer who audits boards
+    of the period or may audit them, the false-call rate leaves their first verdicts out
+    (blind second review, docs/review.md)."""
+    content = await build_report(session, settings, day, shift, viewer)
     data, media_type, name = await render(content, format)
     return Response(
         data,

@@ -29,6 +29,7 @@ from app.api.params import (
     resolve_dates,
 )
 from app.api.security import AUTH_ERRORS, AdminAccess, MethodAccess, PrincipalDep
+from app.api.viewer import ViewerDep
 from app.errors import VALIDATION_ERROR_RESPONSE, ImageNotFound, responses
 from app.models.database import REVIEWER_LENGTH
 from app.models.review import (
@@ -127,33 +128,6 @@ def reviewer_name(
 ReviewerDep = Annotated[str, Depends(reviewer_name)]
 
 
-def viewing_reviewer(
-    principal: PrincipalDep,
-    x_reviewer: Annotated[
-        str | None,
-        Header(
-            max_length=3 * 4 * REVIEWER_LENGTH,
-            description="Who asks, when AUTH_MODE is off (as for a verdict): a reviewer"
-            " who audits the board, or may audit it, gets no first verdict or disposition.",
-            examples=["line-1-qc"],
-        ),
-    ] = None,
-) -> str | None:
-    """The reviewer a read request comes from, if known: the key's name (auth on), else the
-    `X-Reviewer` header when it is a valid name; None otherwise (never an error: a read
-    needs no reviewer)."""
-    if principal is not None and principal.via != "open" and principal.key_name:
-        return principal.key_name
-    if x_reviewer is None:
-        return None
-    try:
-        name = unquote(x_reviewer, errors="strict").strip()
-    except UnicodeDecodeError:
-        return None
-    return name if 1 <= len(name) <= REVIEWER_LENGTH and name.isprintable() else None
-
-
-ViewerDep = Annotated[str | None, Depends(viewing_reviewer)]
 BAD_JSON: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorBody, "description": "The body is not valid JSON."}
 }
@@ -324,14 +298,19 @@ AuditServiceDep = Annotated[AuditService, Depends(get_audit_service)]
     summary="Reviewer speed (seconds per verdict, verdicts per hour) and agreement (kappa)",
 )
 async def reviewer_figures(
-    service: AuditServiceDep, start_date: StartDate = None, end_date: EndDate = None
+    service: AuditServiceDep,
+    viewer: ViewerDep,
+    start_date: StartDate = None,
+    end_date: EndDate = None,
 ) -> ReviewerFigures:
     """Over the verdicts given in the range (UTC days; default the last 30, at most 731):
     per reviewer, and per reviewer and day, verdicts, seconds per verdict (median, p90:
     time since the reviewer's previous review action, gaps over `idle_gap_s` left out) and
     verdicts per hour; and Cohen's kappa between first and second (audit) verdicts of the
-    boards queued for audit in the range, overall and per reviewer pair."""
-    return await service.figures(start_date, end_date)
+    boards queued for audit in the range, overall and per reviewer pair; for a reviewer
+    who audits boards or may audit them, the kappa leaves those boards out (blind second
+    review, docs/review.md)."""
+    return await service.figures(start_date, end_date, viewer)
 
 
 @router.get(

@@ -35,6 +35,7 @@ from app.models.database import Image, Inspection, InspectionStatus
 from app.services.history.repository import ImageRepository
 from app.services.inspection.repository import InspectionRepository
 from app.services.inspection.workflow import InspectionService
+from app.services.review.audit_repository import AuditRepository
 from app.services.review.repository import ReviewRepository
 from app.services.storage import ANALYSIS_FILE_NAME, Storage, is_disk_full
 from app.utils.ids import download_stem
@@ -298,7 +299,11 @@ class _BatchMember:
 
 
 async def batch_zip(
-    session: AsyncSession, storage: Storage, service: InspectionService, batch_id: str
+    session: AsyncSession,
+    storage: Storage,
+    service: InspectionService,
+    batch_id: str,
+    viewer: str | None = None,
 ) -> AsyncIterable[bytes]:
     """The ZIP of a batch, as an async stream of bytes.
 
@@ -306,8 +311,9 @@ async def batch_zip(
     `download_stem`) with `input.*` and, when it succeeded, `combined.png`, `mask.png`,
     `overlay.png` and `analysis.json`; plus `summary.csv` (one row per image, failures
     with their error, review verdict counts, reason counts and disposition, and its
-    folder). Rows are read
-    now; files while streaming.
+    folder). Rows are read now; files while streaming. The boards whose first review is
+    hidden from `viewer` (the reviewer downloading: they audit it or may audit it) show no
+    verdicts, reasons or disposition (docs/review.md).
 
     The store is checked before the first byte; a file missing while streaming is left
     out (deleted meanwhile: the summary still lists it) unless the store itself is gone.
@@ -332,6 +338,10 @@ async def batch_zip(
     reviews = ReviewRepository(session)
     verdicts, dispositions = await reviews.verdict_counts(ids), await reviews.dispositions_of(ids)
     reasons = await reviews.reason_counts(ids)
+    if viewer is not None:
+        for hidden in await AuditRepository(session).blind_among(ids, viewer):
+            for review in (verdicts, dispositions, reasons):
+                review.pop(hidden, None)
     members = [
         _BatchMember(
             inspection,

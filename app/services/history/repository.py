@@ -49,6 +49,7 @@ from app.services.database.queries import (
 )
 from app.services.database.region_copy import COPY_REGIONS_SQL, region_copy_data
 from app.services.history.cursors import DefectKey, ImageKey
+from app.services.review.blind import blind_condition, seen_by
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class ImageFilters:
     disposition: str | None = None
     # Board context (serial, product, line, side, lot): docs/boards.md.
     context: ContextFilter | None = None
+    # The reviewer reading (None: unknown): the boards they audit, or may audit, filter
+    # as unreviewed and undecided (app/services/review/blind.py).
+    viewer: str | None = None
 
 
 _ZERO: ColumnElement[int] = literal_column(
@@ -96,7 +100,10 @@ def _board_conditions(
 
 
 def review_conditions(
-    review_state: str | None, disposition: str | None, img_unique_id: Any
+    review_state: str | None,
+    disposition: str | None,
+    img_unique_id: Any,
+    viewer: str | None = None,
 ) -> list[ColumnElement[bool]]:
     """WHERE conditions keeping the images (`img_unique_id`: the outer query's image id
     column) in a review state and/or with a disposition:
@@ -112,6 +119,10 @@ def review_conditions(
     probe per image; a board without a row has no verdict and no disposition) and, for
     `unreviewed`, `ix_regions_img_unique_id`. The tables are aliased: the outer query may
     join them itself. A listing should rather start from `review_driver`.
+
+    For a `viewer` (the reviewer reading), a board whose first review is hidden from them
+    (`blind_condition`: they audit it or may audit it) counts as unreviewed, with no
+    false call and no disposition, as the listing then shows it.
     """
     if review_state is None and disposition is None:
         return []
@@ -121,19 +132,22 @@ def review_conditions(
             exists().where(
                 board.img_unique_id == img_unique_id,
                 *_board_conditions(board, review_state, disposition),
-            )
+            ),
+            *seen_by(img_unique_id, viewer),
         ]
     region = aliased(Region)
     done = [board.regions > _ZERO, board.reviewed >= board.regions]
+    not_done = ~exists().where(board.img_unique_id == img_unique_id, *done)
     conditions = [
         exists().where(region.img_unique_id == img_unique_id),
-        ~exists().where(board.img_unique_id == img_unique_id, *done),
+        not_done if viewer is None else or_(not_done, blind_condition(img_unique_id, viewer)),
     ]
     if disposition is not None:
         other = aliased(ReviewBoard)
-        conditions.append(
-            exists().where(other.img_unique_id == img_unique_id, other.disposition == disposition)
-        )
+        conditions += [
+            exists().where(other.img_unique_id == img_unique_id, other.disposition == disposition),
+            *seen_by(img_unique_id, viewer),
+        ]
     return conditions
 
 
@@ -158,13 +172,17 @@ class ReviewDriver:
         return conditions
 
 
-def review_driver(review_state: str | None, disposition: str | None) -> ReviewDriver | None:
+def review_driver(
+    review_state: str | None, disposition: str | None, viewer: str | None = None
+) -> ReviewDriver | None:
     """The `ReviewDriver` of these filters, or None when the listing should walk the images
-    (no review filter, or `unreviewed` alone: most boards are, in practice the newest)."""
+    (no review filter, or `unreviewed` alone: most boards are, in practice the newest).
+    The boards hidden from `viewer` (see `review_conditions`) are left out."""
     if review_state in (None, "unreviewed") and disposition is None:
         return None
     board = aliased(ReviewBoard)
-    return ReviewDriver(board, _board_conditions(board, review_state, disposition))
+    conditions = _board_conditions(board, review_state, disposition)
+    return ReviewDriver(board, [*conditions, *seen_by(board.img_unique_id, viewer)])
 
 
 def _like_prefix(value: str) -> str:
@@ -200,6 +218,9 @@ class DefectFilters:
     review_state: str | None = None
     disposition: str | None = None
     context: ContextFilter | None = None
+    # As in `ImageFilters`; also blanks the hidden boards' verdicts, reasons and
+    # dispositions in the exports.
+    viewer: str | None = None
 
 
 REVIEW_EXACT_UP_TO = 1_000
@@ -241,6 +262,24 @@ _INSERT_CLASSES_SQL = (
     " WITH ORDINALITY AS c (class_id, class_name, total_regions, total_area_pixels, n)"
     " ORDER BY c.n RETURNING class_unique_id, class_name"
 )
+
+
+def _verdict_join(viewer: str | None) -> ColumnElement[bool]:
+    """The ON clause joining a region's first verdict: none on a board whose first review
+    is hidden from `viewer` (app/services/review/blind.py), as if it were unreviewed."""
+    return and_(
+        RegionVerdict.region_unique_id == Region.region_unique_id,
+        *seen_by(Region.img_unique_id, viewer),
+    )
+
+
+def _disposition_join(viewer: str | None) -> ColumnElement[bool]:
+    """The ON clause joining an image's disposition: none on a board whose first review is
+    hidden from `viewer`, as if it were undecided."""
+    return and_(
+        ImageDisposition.img_unique_id == Image.img_unique_id,
+        *seen_by(Image.img_unique_id, viewer),
+    )
 
 
 class ImageRepository:
@@ -386,7 +425,9 @@ class ImageRepository:
             )
             stmt = stmt.where(total >= filters.min_defects)
         return stmt.where(
-            *review_conditions(filters.review_state, filters.disposition, Image.img_unique_id)
+            *review_conditions(
+                filters.review_state, filters.disposition, Image.img_unique_id, filters.viewer
+            )
         )
 
     async def list_page(
@@ -408,9 +449,11 @@ class ImageRepository:
         """
         spellings = await self._spellings(filters.class_name)
         # Only the filters the rollups are keyed by (any filter added later falls back).
-        rollup_serves = replace(
-            filters, start_date=None, end_date=None, class_name=None, model_version=None
-        ) == ImageFilters() and (spellings is None or len(spellings) <= 1)
+        # The viewer matters only with a review filter, which the rollups never serve.
+        keyed = replace(filters, start_date=None, end_date=None, class_name=None)
+        rollup_serves = replace(keyed, model_version=None, viewer=None) == ImageFilters() and (
+            spellings is None or len(spellings) <= 1
+        )
         if rollup_serves:
             table: Any = ImagesDaily if spellings is None else ClassesDaily
             stmt = select(func.coalesce(func.sum(table.images), 0)).where(
@@ -434,7 +477,7 @@ class ImageRepository:
         """The ids and timestamps of the images matching `filters` (unordered), and the
         (timestamp, img_unique_id) columns to order and page them by: the images', or,
         with a review filter that has a `ReviewDriver`, its board's."""
-        driver = review_driver(filters.review_state, filters.disposition)
+        driver = review_driver(filters.review_state, filters.disposition, filters.viewer)
         if driver is None:
             by_image: Any = select(Image.img_unique_id, Image.timestamp)
             return (
@@ -519,7 +562,7 @@ class ImageRepository:
                 )
             )
         conditions += review_conditions(
-            filters.review_state, filters.disposition, Image.img_unique_id
+            filters.review_state, filters.disposition, Image.img_unique_id, filters.viewer
         )
         if filters.context is not None:
             conditions.append(context_condition(Image.img_unique_id, filters.context))
@@ -550,7 +593,7 @@ class ImageRepository:
             .join(Image, Image.img_unique_id == Region.img_unique_id)
         )
         stamp: Any = Image.timestamp
-        driver = review_driver(filters.review_state, filters.disposition)
+        driver = review_driver(filters.review_state, filters.disposition, filters.viewer)
         if driver is None:
             base = base.where(*await self.defect_conditions(filters))
         else:
@@ -601,7 +644,7 @@ class ImageRepository:
         spellings = await self._spellings(filters.class_name)
         # Only the filters the rollups are keyed by (any filter added later falls back).
         rollup_serves = replace(
-            filters, start_date=None, end_date=None, class_name=None
+            filters, start_date=None, end_date=None, class_name=None, viewer=None
         ) == DefectFilters() and (spellings is None or len(spellings) <= 1)
         if not rollup_serves:
             return await bounded_count(
@@ -639,8 +682,8 @@ class ImageRepository:
             .join(DefectClass, DefectClass.class_unique_id == Region.class_unique_id)
             .join(Image, Image.img_unique_id == Region.img_unique_id)
             .outerjoin(Inspection, Inspection.img_unique_id == Image.img_unique_id)
-            .outerjoin(RegionVerdict, RegionVerdict.region_unique_id == Region.region_unique_id)
-            .outerjoin(ImageDisposition, ImageDisposition.img_unique_id == Image.img_unique_id)
+            .outerjoin(RegionVerdict, _verdict_join(filters.viewer))
+            .outerjoin(ImageDisposition, _disposition_join(filters.viewer))
             .where(*await self.defect_conditions(filters))
             .order_by(*_DEFECT_ORDER)
             .execution_options(yield_per=chunk_rows)
@@ -671,7 +714,7 @@ class ImageRepository:
         stmt = (
             select(Image, Inspection.original_filename, ImageDisposition.disposition)
             .outerjoin(Inspection, Inspection.img_unique_id == Image.img_unique_id)
-            .outerjoin(ImageDisposition, ImageDisposition.img_unique_id == Image.img_unique_id)
+            .outerjoin(ImageDisposition, _disposition_join(filters.viewer))
             .where(*await self.defect_conditions(filters, image_level_only=True))
             .order_by(Image.timestamp.desc(), Image.img_unique_id.desc())
             .limit(limit)
@@ -698,7 +741,7 @@ class ImageRepository:
             )
             .join(DefectClass, DefectClass.class_unique_id == Region.class_unique_id)
             .join(Image, Image.img_unique_id == Region.img_unique_id)
-            .outerjoin(RegionVerdict, RegionVerdict.region_unique_id == Region.region_unique_id)
+            .outerjoin(RegionVerdict, _verdict_join(filters.viewer))
             .where(*await self.defect_conditions(filters))
             .where(Region.img_unique_id.in_(list(img_unique_ids)))
             .order_by(Region.img_unique_id, DefectClass.class_id, Region.region_id)

@@ -4,7 +4,8 @@ control charts, for one production day (SPC_TIMEZONE) or one shift of it (SHIFTS
 Boards and defective boards as in the SPC charts (docs/spc.md): a board is an inspection,
 defective when it has at least one region. Yield = boards without a region / boards (the
 AOI's first-pass yield, before review). False-call rate = regions of the period's boards
-reviewed `false_call` / regions reviewed (docs/review.md).
+reviewed `false_call` / regions reviewed (docs/review.md); for a reviewer reading, the
+boards they audit or may audit count as unreviewed (blind second review).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from app.config import Settings
 from app.errors import AgentError
 from app.models.database import DefectClass, Image, RegionVerdict
 from app.models.spc import SpcChart
+from app.services.review.blind import seen_by
 from app.services.spc.service import ChartQuery, SpcService, check_day
 from app.services.spc.shifts import day_window, shift_window
 
@@ -81,10 +83,14 @@ class Report:
 
 
 class ReportRepository:
-    """The report's aggregates over the boards inspected in the UTC instants [start, end)."""
+    """The report's aggregates over the boards inspected in the UTC instants [start, end),
+    as `viewer` (the reviewer reading; None: unknown) may see them."""
 
-    def __init__(self, session: AsyncSession, start: datetime, end: datetime) -> None:
+    def __init__(
+        self, session: AsyncSession, start: datetime, end: datetime, viewer: str | None = None
+    ) -> None:
         self.session = session
+        self.viewer = viewer
         self.window = [Image.timestamp >= start, Image.timestamp < end]
         self.regions = func.sum(DefectClass.total_regions)
 
@@ -123,21 +129,28 @@ class ReportRepository:
         return [(img_id, int(n)) for img_id, n in (await self.session.execute(stmt)).all()]
 
     async def verdict_totals(self) -> tuple[int, int]:
-        """(regions with a verdict, of them `false_call`)."""
+        """(regions with a verdict, of them `false_call`), the verdicts of the boards whose
+        first review is hidden from the viewer left out (app/services/review/blind.py)."""
         stmt = (
             select(func.count(), func.count().filter(RegionVerdict.verdict == "false_call"))
             .select_from(RegionVerdict)
             .join(Image, Image.img_unique_id == RegionVerdict.img_unique_id)
-            .where(*self.window)
+            .where(*self.window, *seen_by(RegionVerdict.img_unique_id, self.viewer))
         )
         reviewed, false_calls = (await self.session.execute(stmt)).one()
         return int(reviewed), int(false_calls)
 
 
 async def build_report(
-    session: AsyncSession, settings: Settings, day: date, shift: str | None
+    session: AsyncSession,
+    settings: Settings,
+    day: date,
+    shift: str | None,
+    viewer: str | None = None,
 ) -> Report:
-    """The report of production day `day` (in SPC_TIMEZONE), or of shift `shift` of it.
+    """The report of production day `day` (in SPC_TIMEZONE), or of shift `shift` of it,
+    as `viewer` (the reviewer reading) may see it: the boards they audit or may audit
+    count as unreviewed in the false-call rate.
 
     Raises:
         UnknownShift: `shift` is not in SHIFTS.
@@ -153,7 +166,7 @@ async def build_report(
             names = ", ".join(s.name for s in settings.spc_shifts) or "none (SHIFTS is empty)"
             raise UnknownShift(f"shift {shift!r} is not in SHIFTS; the shifts are: {names}")
         start, end = shift_window(day, match[0], tz)
-    repository = ReportRepository(session, start, end)
+    repository = ReportRepository(session, start, end, viewer)
     boards, defective = await repository.board_totals()
     classes = await repository.class_regions()
     total = sum(n for _, n in classes)

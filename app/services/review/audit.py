@@ -112,11 +112,15 @@ class AuditService:
         self.audit_rate = audit_rate
         self.reasons = ReasonList(session, reasons)
 
-    async def figures(self, start_date: date | None, end_date: date | None) -> ReviewerFigures:
+    async def figures(
+        self, start_date: date | None, end_date: date | None, viewer: str | None = None
+    ) -> ReviewerFigures:
         """Per reviewer and per reviewer and UTC day of the verdicts given in the range
         (default: the last 30 days): verdicts, seconds per verdict (median, p90) and
         verdicts per hour; and Cohen's kappa of the boards queued for audit in the range,
-        overall and per (first, second) reviewer pair.
+        overall and per (first, second) reviewer pair. The kappa leaves out the boards
+        whose first review is hidden from `viewer` (the reviewer reading: the boards they
+        audit or may audit), or an auditor could read the first verdicts off its changes.
 
         Raises:
             BadDateRange: the start is after the end, or the range is over 731 days.
@@ -129,7 +133,7 @@ class AuditService:
             for per_day in (False, True)
             for row in await self.audits.speed(since, until, IDLE_GAP_S, per_day)
         ]
-        pairs = await self.audits.verdict_pairs(since, until)
+        pairs = await self.audits.verdict_pairs(since, until, viewer)
         by_pair: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
         for a, b, x, y, n in pairs:
             by_pair.setdefault((a, b), []).append((x, y, n))

@@ -11,12 +11,13 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, extract, func, literal_column, select
+from sqlalchemy import and_, delete, exists, extract, func, literal, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.database import AuditVerdict, Region, RegionVerdict, ReviewAudit, ReviewEvent
 from app.services.history.dashboard import utc_day
+from app.services.review.blind import blind_condition, seen_by
 
 SpeedRow = tuple[str, Any, int, int, float | None, float | None, float | None]
 """(reviewer, UTC day or None, verdicts, timed verdicts, median s, p90 s, summed s)."""
@@ -130,19 +131,7 @@ class AuditRepository:
         """Whether the board's first review must stay hidden from `reviewer`: the board is
         in the double-review sample, `reviewer` gave none of its first verdicts, and nobody
         else audits it (so `reviewer` audits it, or may still be its auditor)."""
-        stmt = select(
-            exists().where(
-                ReviewAudit.img_unique_id == img_unique_id,
-                ~exists().where(
-                    RegionVerdict.img_unique_id == img_unique_id,
-                    RegionVerdict.reviewer == reviewer,
-                ),
-                ~exists().where(
-                    AuditVerdict.img_unique_id == img_unique_id,
-                    AuditVerdict.reviewer != reviewer,
-                ),
-            )
-        )
+        stmt = select(blind_condition(literal(img_unique_id), reviewer))
         return bool((await self.session.execute(stmt)).scalar())
 
     async def blind_among(self, img_unique_ids: Iterable[str], reviewer: str) -> set[str]:
@@ -153,14 +142,7 @@ class AuditRepository:
             return set()
         stmt = select(ReviewAudit.img_unique_id).where(
             ReviewAudit.img_unique_id.in_(ids),
-            ~exists().where(
-                RegionVerdict.img_unique_id == ReviewAudit.img_unique_id,
-                RegionVerdict.reviewer == reviewer,
-            ),
-            ~exists().where(
-                AuditVerdict.img_unique_id == ReviewAudit.img_unique_id,
-                AuditVerdict.reviewer != reviewer,
-            ),
+            blind_condition(ReviewAudit.img_unique_id, reviewer),
         )
         return set((await self.session.execute(stmt)).scalars())
 
@@ -234,10 +216,11 @@ class AuditRepository:
     # -- agreement ---------------------------------------------------------------------
 
     async def verdict_pairs(
-        self, start: datetime, end: datetime
+        self, start: datetime, end: datetime, viewer: str | None = None
     ) -> list[tuple[str, str, str, str, int]]:
-        """Over boards queued in [start, end): (first reviewer, second reviewer, first
-        verdict, second verdict, regions), for regions with both verdicts."""
+        """Over boards queued in [start, end) whose first review `viewer` may see (all
+        when None): (first reviewer, second reviewer, first verdict, second verdict,
+        regions), for regions with both verdicts."""
         stmt = (
             select(
                 RegionVerdict.reviewer,
@@ -249,7 +232,11 @@ class AuditRepository:
             .select_from(ReviewAudit)
             .join(AuditVerdict, AuditVerdict.img_unique_id == ReviewAudit.img_unique_id)
             .join(RegionVerdict, RegionVerdict.region_unique_id == AuditVerdict.region_unique_id)
-            .where(ReviewAudit.queued_at >= start, ReviewAudit.queued_at < end)
+            .where(
+                ReviewAudit.queued_at >= start,
+                ReviewAudit.queued_at < end,
+                *seen_by(ReviewAudit.img_unique_id, viewer),
+            )
             .group_by(
                 RegionVerdict.reviewer,
                 AuditVerdict.reviewer,

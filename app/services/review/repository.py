@@ -34,6 +34,7 @@ from app.services.boards.repository import ContextFilter, context_condition
 from app.services.database.queries import class_name_spellings, day_end, day_start
 from app.services.history.dashboard import utc_day
 from app.services.models.repository import disagrees
+from app.services.review.blind import seen_by
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class ReviewFilters:
     # Only images on which a shadow/replay answer of this model version disagrees with the
     # primary answer (a region of one that the other lacks; docs/models.md).
     disagreement: str | None = None
+    # The reviewer reading the figures (None: unknown): the verdicts and dispositions of
+    # the boards they audit or may audit are left out, as if those boards were unreviewed
+    # and undecided (app/services/review/blind.py).
+    viewer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -273,6 +278,12 @@ class ReviewRepository:
             conditions.append(disagrees(Image.img_unique_id, filters.disagreement))
         return conditions
 
+    @staticmethod
+    def _seen(table: Any, filters: ReviewFilters) -> list[ColumnElement[bool]]:
+        """Conditions on the verdict or disposition rows of `table` keeping those whose
+        board's first review the filters' viewer may see."""
+        return seen_by(table.img_unique_id, filters.viewer)
+
     async def next_unreviewed(
         self, filters: ReviewFilters, after: str | None
     ) -> tuple[str, Any] | None:
@@ -358,7 +369,7 @@ class ReviewRepository:
                 func.count().filter(RegionVerdict.verdict == "real").label("real"),
             )
             .join(Image, Image.img_unique_id == RegionVerdict.img_unique_id)
-            .where(*self._image_conditions(filters))
+            .where(*self._image_conditions(filters), *self._seen(RegionVerdict, filters))
             .group_by(RegionVerdict.img_unique_id)
         )
         if spellings is not None:
@@ -437,7 +448,7 @@ class ReviewRepository:
             .join(Region, Region.region_unique_id == RegionVerdict.region_unique_id)
             .join(DefectClass, DefectClass.class_unique_id == Region.class_unique_id)
             .join(Image, Image.img_unique_id == RegionVerdict.img_unique_id)
-            .where(*self._image_conditions(filters))
+            .where(*self._image_conditions(filters), *self._seen(RegionVerdict, filters))
             .group_by(day, DefectClass.class_name)
         )
         if spellings is not None:
@@ -457,7 +468,11 @@ class ReviewRepository:
         stmt = (
             select(RegionVerdict.reason, func.count())
             .join(Image, Image.img_unique_id == RegionVerdict.img_unique_id)
-            .where(RegionVerdict.verdict == "false_call", *self._image_conditions(filters))
+            .where(
+                RegionVerdict.verdict == "false_call",
+                *self._image_conditions(filters),
+                *self._seen(RegionVerdict, filters),
+            )
             .group_by(RegionVerdict.reason)
         )
         if (spellings := await self._spellings(filters)) is not None:
@@ -473,7 +488,7 @@ class ReviewRepository:
         stmt = (
             select(ImageDisposition.disposition, func.count())
             .join(Image, Image.img_unique_id == ImageDisposition.img_unique_id)
-            .where(*self._image_conditions(filters))
+            .where(*self._image_conditions(filters), *self._seen(ImageDisposition, filters))
             .group_by(ImageDisposition.disposition)
         )
         return {d: int(n) for d, n in (await self.session.execute(stmt)).all()}
