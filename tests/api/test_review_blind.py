@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -165,6 +166,21 @@ def test_the_exports_carry_no_first_review_of_the_audited_board(
     assert {(x["verdict"], x["reason"]) for x in coco["annotations"]} == {(None, None)}
     seen = client.get("/api/export/coco.json", params={"img_unique_id": a}, headers=ANNA).json()
     assert [i["disposition"] for i in seen["images"]] == ["scrap"]
+
+    def dataset_reviews(who: dict[str, str]) -> set[str]:
+        response = client.get("/api/export/dataset.zip", params={"img_unique_id": a}, headers=who)
+        assert response.status_code == 200, response.text
+        found: set[str] = set()
+        with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+            for name in archive.namelist():
+                if name.startswith("annotations/") and name.endswith(".json"):
+                    coco = json.loads(archive.read(name))
+                    for entry in coco["annotations"] + coco["hard_negatives"]:
+                        found.add(entry["review"])
+        return found
+
+    assert dataset_reviews(BEN) == {"unreviewed"}  # unjudged: ignore regions, no negatives
+    assert dataset_reviews(ANNA) == {"false_call"}
 
     response = client.get(f"/download/batch/{boards['batch_id']}", headers=BEN)
     assert response.status_code == 200, response.text

@@ -6,12 +6,14 @@ their kappa."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from app.services.model_service.reference import ReferenceService
 from tests.conftest import agent_settings
@@ -97,3 +99,51 @@ def test_the_auditor_sees_no_first_verdict_and_stores_a_second_one(
     # One audited region, first false_call vs second real: p_o = 0, p_e = 0, kappa 0.
     expect(page.locator("#reviewer-agreement [data-kappa]").first).to_have_text("0.00")
     expect(page.locator("#audit-note")).to_contain_text("0 of 1 queued boards audited")
+
+
+def _history(page: Page, agent: AgentServer, query: str) -> None:
+    """Open History with `query` and wait until its gallery has loaded."""
+    page.goto(f"{agent.url}/history?{query}")
+    expect(page.locator("#gallery")).not_to_have_attribute("aria-busy", "true")
+
+
+def test_history_names_the_reader_so_an_auditor_finds_the_board_unreviewed(
+    browser: RecordedContext, agent: AgentServer, deeppcb: list[Path]
+) -> None:
+    """With keys off the History page sends the review mode's reviewer name (X-Reviewer):
+    the board Ben may audit lists for him as unreviewed, never under `has_false_calls` or
+    its disposition, and the CSV exported from the page carries no first verdict of it."""
+    board = upload(agent, deeppcb[6])["img_unique_id"]
+    anna = {"X-Reviewer": "qc-anna"}
+    with httpx2.Client(base_url=agent.url, timeout=60) as c:
+        regions = c.get(f"/api/images/{board}/regions").json()
+        ids = sorted(r["region_unique_id"] for g in regions["classes"] for r in g["regions"])
+        for region in ids:
+            body = {"verdict": "false_call"}
+            put = c.put(f"/api/regions/{region}/verdict", json=body, headers=anna)
+            assert put.status_code == 200, put.text
+        put = c.put(f"/api/images/{board}/disposition", json={"disposition": "scrap"}, headers=anna)
+        assert put.status_code == 200, put.text
+    card = f".thumb-card[data-img-id='{board}']"
+    page = browser.new_page()
+    # No name given: nothing is hidden (the reader is unknown).
+    _history(page, agent, "review_state=has_false_calls")
+    expect(page.locator(card)).to_have_count(1)
+    page.evaluate("localStorage.setItem('aoi.reviewer', 'qc-ben')")
+    with page.expect_request("**/api/images?*") as asked:
+        _history(page, agent, "review_state=has_false_calls")
+    assert asked.value.headers.get("x-reviewer") == "qc-ben"
+    expect(page.locator(card)).to_have_count(0)
+    _history(page, agent, "disposition=scrap")
+    expect(page.locator(card)).to_have_count(0)
+    _history(page, agent, "review_state=unreviewed")
+    expect(page.locator(card)).to_have_count(1)
+    expect(page.locator(f"{card} .review-badge")).to_have_text(f"0/{len(ids)} reviewed")
+    expect(page.locator(f"{card} .false-call-badge, {card} .disposition-badge")).to_have_count(0)
+
+    with page.expect_download() as saved:
+        page.click("#export-csv")
+    rows = list(csv.DictReader(io.StringIO(Path(saved.value.path()).read_text("utf-8"))))
+    mine = [r for r in rows if r["img_unique_id"] == board]
+    assert len(mine) == len(ids)
+    assert {(r["verdict"], r["disposition"]) for r in mine} == {("", "")}

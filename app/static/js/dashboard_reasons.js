@@ -2,7 +2,7 @@
 // for the dashboard's date range and model version: bars per reason, most first, the
 // cumulative share as a line, and the same figures as a table. Kept apart from
 // dashboard_review.js; it follows the same range form.
-import { api, errorText, escapeHtml, onRangeChange, showAlert } from "./common.js";
+import { api, errorText, escapeHtml, onRangeChange, readerHeaders, showAlert } from "./common.js";
 
 const Chart = window.Chart;
 const form = document.getElementById("range");
@@ -59,7 +59,7 @@ function drawChart(pareto) {
 async function load() {
   document.body.dataset.falseCallReasons = "loading";
   try {
-    const pareto = await api(`/api/dashboard/false-calls/reasons?${query()}`);
+    const pareto = await api(`/api/dashboard/false-calls/reasons?${query()}`, { headers: readerHeaders() });
     drawTable(pareto);
     drawChart(pareto);
   } catch (err) {

@@ -1,7 +1,7 @@
 // The dashboard's review figures: reviewed share, first-pass yield and false-call rate
 // (per day and per class) from /api/dashboard/review, for the dashboard's date range.
 // Kept apart from dashboard.js; it follows the same range form.
-import { api, dashboardQuery, errorText, escapeHtml, onRangeChange, showAlert } from "./common.js";
+import { api, dashboardQuery, errorText, escapeHtml, onRangeChange, readerHeaders, showAlert } from "./common.js";
 
 const Chart = window.Chart;
 const form = document.getElementById("range");
@@ -76,7 +76,7 @@ function drawDays(figures) {
 async function load() {
   document.body.dataset.reviewFigures = "loading";
   try {
-    const figures = await api(`/api/dashboard/review?${query()}`);
+    const figures = await api(`/api/dashboard/review?${query()}`, { headers: readerHeaders() });
     drawTotals(figures);
     drawClasses(figures);
     drawDays(figures);

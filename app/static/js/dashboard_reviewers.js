@@ -1,7 +1,7 @@
 // The dashboard's reviewer figures: seconds per verdict (median, p90) and verdicts per
 // hour per reviewer, the median per reviewer and day (line chart), and Cohen's kappa of
 // the double-review sample, from /api/review/figures for the dashboard's date range.
-import { api, errorText, escapeHtml, onRangeChange, showAlert } from "./common.js";
+import { api, errorText, escapeHtml, onRangeChange, readerHeaders, showAlert } from "./common.js";
 
 const Chart = window.Chart;
 const form = document.getElementById("range");
@@ -71,7 +71,7 @@ function drawDays(figures) {
 async function load() {
   document.body.dataset.reviewerFigures = "loading";
   try {
-    const figures = await api(`/api/review/figures?${query()}`);
+    const figures = await api(`/api/review/figures?${query()}`, { headers: readerHeaders() });
     drawSpeed(figures);
     drawAgreement(figures);
     drawDays(figures);

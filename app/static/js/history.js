@@ -2,7 +2,10 @@
 // kept in the URL (so back/forward and shared links work). The status filter shows the
 // images with no result instead (failed, pending, processing), with their error and a
 // Retry button for failed ones.
-import { api, classBadges, errorText, escapeHtml, fillClassPicker, formatTime, showAlert } from "./common.js";
+import {
+  api, classBadges, errorText, escapeHtml, fillClassPicker, formatTime, messageFromBody, readerHeaders,
+  showAlert,
+} from "./common.js";
 
 const PAGE_SIZE = 24;
 const FIELDS = [
@@ -156,7 +159,8 @@ async function load() {
   gallery.classList.add("opacity-50");
   query.set("limit", String(PAGE_SIZE));
   try {
-    const answer = await api(`/api/images?${query}`);
+    // Who reads (X-Reviewer with keys off): the boards they audit list as unreviewed.
+    const answer = await api(`/api/images?${query}`, { headers: readerHeaders() });
     if (token !== loadToken) return;
     const page = answer.page;
     shown = answer;
@@ -251,6 +255,37 @@ gallery.addEventListener("click", async (e) => {
     result.innerHTML = `<span class="text-danger">${escapeHtml(errorText(err))}</span>`;
   }
 });
+/** A link cannot send X-Reviewer: with keys off and a reviewer name given, an export is
+ * fetched with it and saved from memory, so the boards this reviewer audits (or may
+ * audit) carry no first review in the file (docs/review.md). With keys required, or no
+ * name, the plain link downloads (the session, or nobody, says who reads). */
+async function exportAsReader(e) {
+  const headers = readerHeaders();
+  if (!headers["X-Reviewer"]) return;
+  e.preventDefault();
+  const link = e.currentTarget;
+  link.setAttribute("aria-busy", "true");
+  try {
+    const response = await fetch(link.href, { headers: { ...headers, Accept: "*/*" } });
+    if (!response.ok) throw messageFromBody(response.status, await response.text());
+    const named = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+    const url = URL.createObjectURL(await response.blob());
+    const save = document.createElement("a");
+    save.href = url;
+    save.download = named ? named[1] : "";
+    document.body.append(save);
+    save.click();
+    save.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  } catch (err) {
+    showAlert(errorText(err), "danger", errorBox);
+  } finally {
+    link.removeAttribute("aria-busy");
+  }
+}
+for (const id of ["export-csv", "export-coco"]) {
+  document.getElementById(id).addEventListener("click", exportAsReader);
+}
 form.addEventListener("reset", (e) => {
   e.preventDefault();
   navigate(new URLSearchParams({ page: "1" }));

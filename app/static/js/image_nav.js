@@ -1,7 +1,7 @@
 // Previous / next image on the viewer page, within the gallery the History page showed
 // last (its filters, page and ids are kept in sessionStorage under "aoi.historyNav").
 // At a page's edge the neighbouring page is asked from /api/images with the same filters.
-import { api, escapeHtml } from "./common.js";
+import { api, escapeHtml, readerHeaders } from "./common.js";
 
 const NAV_KEY = "aoi.historyNav";
 
@@ -23,7 +23,7 @@ async function pageIds(nav, page) {
   const query = new URLSearchParams(nav.filters);
   query.set("page", String(page));
   query.set("limit", String(nav.limit));
-  const answer = await api(`/api/images?${query}`);
+  const answer = await api(`/api/images?${query}`, { headers: readerHeaders() });
   return answer.images.map((img) => img.img_unique_id);
 }
 
