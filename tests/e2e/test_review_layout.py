@@ -121,6 +121,65 @@ def test_review_layout_at_three_sizes(
     assert blocking == {}, "\n".join(f"{s}: {v}" for s, v in blocking.items())
 
 
+def fully_shown(page: Page, selector: str) -> dict[str, float]:
+    """The element's box, after checking that it is inside the window and that nothing
+    covers or clips it: the topmost element at its centre and near its corners is it."""
+    b = inside_window(page, selector)
+    covered = page.evaluate(
+        """([sel, b]) => { const el = document.querySelector(sel);
+          const pts = [[0.5, 0.5], [0.1, 0.2], [0.9, 0.2], [0.1, 0.8], [0.9, 0.8]];
+          return pts.filter(([fx, fy]) => { const at = document.elementFromPoint(
+            b.x + fx * b.width, b.y + fy * b.height); return !(at && el.contains(at)); }); }""",
+        [selector, b],
+    )
+    assert covered == [], (selector, b, covered)
+    return b
+
+
+def test_every_reason_is_reachable_at_1366x768(
+    page: Page, agent: AgentServer, board: str, axe_source: str
+) -> None:
+    """The reason codes (default REVIEW_REASONS: four) did not fit the one-line panel at a
+    laptop's size: the line's ellipsis cut them off. The picker is one button in the line
+    whose list opens over the image: every code is wholly visible, unclipped and clickable,
+    the panel stays one line and the image does not move."""
+    page.set_viewport_size({"width": 1366, "height": 768})
+    open_review(page, agent, board)
+    codes = page.eval_on_selector_all(
+        ".review-reasons button[data-reason]", "els => els.map(e => e.dataset.reason)"
+    )
+    assert codes == ["dust", "oxidation", "registration", "marking"]
+    toggle = fully_shown(page, ".review-reason-toggle")
+    panel = box(page, ".review-panel")
+    assert panel["height"] <= 64, panel
+    assert round(toggle["y"]) == round(box(page, ".review-panel [data-verdict='real']")["y"])
+    image_before = box(page, ".stage-viewport")
+    page.click(".review-reason-toggle")
+    expect(page.locator(".review-reason-toggle")).to_have_attribute("aria-expanded", "true")
+    for i, code in enumerate(codes):
+        button = f".review-reason-menu button[data-reason='{code}']"
+        shown = fully_shown(page, button)
+        assert shown["height"] >= 16, (code, shown)  # readable, not squeezed
+        expect(page.locator(button)).to_have_text(f"⇧{i + 1} {code}")
+    assert box(page, ".stage-viewport") == image_before
+    assert page.evaluate("scrollY") == 0
+    blocking = violations(page, axe_source, BLOCKING)
+    assert blocking == [], blocking
+    # A click picks the reason (on the current real / false-call verdict, else armed for
+    # the next R or F), closes the list and the button shows it; Escape closes it too.
+    page.click(".review-reason-menu button[data-reason='registration']")
+    expect(page.locator(".review-reason-menu")).to_be_hidden()
+    expect(page.locator(".review-reason-menu button[aria-pressed='true']")).to_have_attribute(
+        "data-reason", "registration"
+    )
+    expect(page.locator(".review-reason-toggle")).to_contain_text("registration")
+    page.click(".review-reason-toggle")
+    expect(page.locator(".review-reason-menu")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator(".review-reason-menu")).to_be_hidden()
+    expect(page.locator(".review-reason-toggle")).to_be_focused()
+
+
 def test_the_phone_verdict_bar_stays_and_taps_do_not_scroll(
     page: Page, agent: AgentServer, board: str
 ) -> None:

@@ -42,6 +42,11 @@ export function attachReasons(review) {
       b.classList.toggle("fw-bold", on);
     });
     const note = review.panel.querySelector(".review-reason-now");
+    const shown = review.panel.querySelector(".review-reason-shown");
+    if (shown) {
+      const label = r && WITH_REASON.has(verdictOf(r)) ? current : state.armed;
+      shown.textContent = label ? `: ${label}` : "";
+    }
     if (!note) return;
     note.dataset.currentReason = current || "";
     note.dataset.armed = state.armed || "";
@@ -51,34 +56,55 @@ export function attachReasons(review) {
     note.textContent = parts.join(" · ");
   }
 
+  // The picker: a compact "Reason" button in the panel's one line (its own flex item, so
+  // the line's ellipsis never cuts it) that opens the reason list over the image, wrapped
+  // in rows: every code readable at 1366×768 without a line more or a scroll.
+  const menuOpen = () => {
+    const menu = review.panel?.querySelector(".review-reason-menu");
+    return Boolean(menu && !menu.hidden);
+  };
+  function showMenu(open, focus = false) {
+    const menu = review.panel?.querySelector(".review-reason-menu");
+    const toggle = review.panel?.querySelector(".review-reason-toggle");
+    if (!menu || !toggle) return;
+    menu.hidden = !open;
+    toggle.setAttribute("aria-expanded", String(open));
+    if (open && focus) menu.querySelector("button[data-reason]")?.focus();
+    if (!open && focus) toggle.focus();
+  }
+
   function mountUi() {
-    // In the row of the action buttons (no new line: the panel keeps its height), else
-    // above the status line.
     review.panel.querySelectorAll(".review-reasons, .review-reason-now, .review-reason-key")
       .forEach((el) => el.remove());
-    const sub = review.panel.querySelector(".review-text-sub");
+    const line = review.panel.querySelector(".review-line");
     const actions = review.panel.querySelector(".review-actions");
-    if (!sub && !actions) return;
-    const box = document.createElement("span");
+    if (!line && !actions) return;
+    const box = document.createElement("div");
     box.className = "review-reasons small";
     box.innerHTML = !state.loaded ? "" : state.codes.length
-      ? `· <span id="review-reasons-label">reason</span>
-        <span role="group" aria-labelledby="review-reasons-label">
-          ${state.codes.map((code, i) => `<button type="button" class="btn btn-link btn-sm p-0 align-baseline review-reason-btn"
-            data-reason="${escapeHtml(code)}" aria-pressed="false" aria-keyshortcuts="Shift+${i + 1}"><kbd>⇧${i + 1}</kbd> ${escapeHtml(code)}</button>`).join(" ")}
-        </span>`
+      ? `<button type="button" class="btn btn-outline-secondary btn-sm review-reason-toggle" aria-expanded="false"
+          aria-controls="review-reason-menu" aria-haspopup="true">Reason<span class="review-reason-shown"></span> ▾</button>
+        <div class="review-reason-menu card shadow-sm p-1" id="review-reason-menu" role="group"
+          aria-label="Reason of the verdict (Shift+digit)" hidden>
+          ${state.codes.map((code, i) => `<button type="button" class="btn btn-light btn-sm review-reason-btn"
+            data-reason="${escapeHtml(code)}" aria-pressed="false" aria-keyshortcuts="Shift+${i + 1}"><kbd>⇧${i + 1}</kbd> ${escapeHtml(code)}</button>`).join("")}
+        </div>`
       : '<span class="text-muted">No reason codes (REVIEW_REASONS is empty).</span>';
-    if (sub) sub.append(box);
-    else actions.append(box);
+    if (line && actions?.parentElement === line) line.insertBefore(box, actions);
+    else (actions || line).append(box);
     // The current defect's reason and the armed one, on the line of the current defect.
     const note = document.createElement("span");
     note.className = "review-reason-now small text-muted";
     note.setAttribute("aria-live", "polite");
-    const line = review.panel.querySelector(".review-current")?.parentElement;
-    if (line) line.append(note);
+    const current = review.panel.querySelector(".review-current")?.parentElement;
+    if (current) current.append(note);
     else box.append(note);
+    box.querySelector(".review-reason-toggle")?.addEventListener("click", () => showMenu(!menuOpen()));
     box.querySelectorAll("button[data-reason]").forEach((b) =>
-      b.addEventListener("click", () => reasonKey(b.dataset.reason)));
+      b.addEventListener("click", () => {
+        reasonKey(b.dataset.reason);
+        showMenu(false);
+      }));
     // The key map (`?`) lists the reason keys too.
     const keys = review.panel.querySelector(".review-keymap tbody");
     keys?.insertAdjacentHTML("beforeend", state.codes.map((code, i) =>
@@ -86,6 +112,12 @@ export function attachReasons(review) {
         <td>reason: ${escapeHtml(code)} (on the current real / false-call verdict, else with the next R or F)</td></tr>`).join(""));
     draw();
   }
+
+  // A click anywhere else closes the open list.
+  const onOutside = (e) => {
+    if (menuOpen() && !e.target.closest?.(".review-reasons")) showMenu(false);
+  };
+  document.addEventListener("click", onOutside);
 
   /** A reason key or button, on the defect highlighted now. */
   function reasonKey(code) {
@@ -168,6 +200,7 @@ export function attachReasons(review) {
   if (destroy) {
     review.destroy = () => {
       window.removeEventListener("keydown", onKey, true);
+      document.removeEventListener("click", onOutside);
       destroy();
     };
   }
@@ -176,6 +209,12 @@ export function attachReasons(review) {
   // by the physical key, so Shift+1 is reason 1 whatever character the layout types.
   const onKey = (e) => {
     if (!review.active || typingIn(e.target) || review.keymap?.open) return;
+    if (e.key === "Escape" && menuOpen()) {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      showMenu(false, true);
+      return;
+    }
     if (!e.shiftKey || e.ctrlKey || e.metaKey || e.altKey) return;
     const digit = /^(?:Digit|Numpad)([1-9])$/.exec(e.code);
     if (!digit) return;
