@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from app.services.model_service.reference import ReferenceService
 from tests.conftest import agent_settings
 from tests.e2e.conftest import RecordedContext, viewer_ready
-from tests.support import AgentServer, db_rows, serve_agent
+from tests.support import AgentServer, db_rows, serve_agent, wait_until
 from tests.web.conftest import upload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.deeppcb]
@@ -147,3 +147,62 @@ def test_history_names_the_reader_so_an_auditor_finds_the_board_unreviewed(
     mine = [r for r in rows if r["img_unique_id"] == board]
     assert len(mine) == len(ids)
     assert {(r["verdict"], r["disposition"]) for r in mine} == {("", "")}
+
+
+def test_n_in_audit_mode_swaps_in_the_next_board_without_a_page_load(
+    browser: RecordedContext, agent: AgentServer, deeppcb: list[Path], database_url: str
+) -> None:
+    """Audit mode preloads the next board open to the auditor as review mode does: `N`
+    (twice on a board with defects left: it asks once) shows it in the same page, still
+    blind, and a verdict key there stores a second verdict on that board."""
+    anna = {"X-Reviewer": "qc-anna"}
+    ben = {"X-Reviewer": "qc-ben"}
+    with httpx2.Client(base_url=agent.url, timeout=60) as c:
+        for path in deeppcb[7:9]:
+            board = upload(agent, path)["img_unique_id"]
+            regions = c.get(f"/api/images/{board}/regions").json()
+            for g in regions["classes"]:
+                for r in g["regions"]:
+                    body = {"verdict": "false_call"}
+                    put = c.put(
+                        f"/api/regions/{r['region_unique_id']}/verdict", json=body, headers=anna
+                    )
+                    assert put.status_code == 200, put.text
+        first = c.get("/api/review/audit/next", headers=ben).json()["img_unique_id"]
+        after = c.get("/api/review/audit/next", params={"after": first}, headers=ben).json()[
+            "img_unique_id"
+        ]
+    assert first
+    assert after not in (None, first)
+    page = browser.new_page()
+    page.goto(agent.url + "/review?audit=1")
+    page.evaluate("localStorage.setItem('aoi.reviewer', 'qc-ben')")
+    page.goto(f"{agent.url}/results/{first}?review=1&audit=1")
+    viewer_ready(page)
+    panel = page.locator(".review-panel")
+    expect(panel.locator(".review-progress")).to_contain_text("to audit open to you")
+    page.evaluate("window.auditPage = 'kept'")
+    # The next board's answers and input image are fetched while this one is audited.
+    preloaded = f"review:preload-end:{after}"
+    assert wait_until(
+        lambda: page.evaluate("(name) => performance.getEntriesByName(name).length", preloaded),
+        timeout_s=30,
+    )
+    page.keyboard.press("n")
+    expect(page.locator(".review-status")).to_contain_text("Press N again to leave")
+    page.keyboard.press("n")
+    page.wait_for_url(f"**/results/{after}?review=1&audit=1")
+    viewer_ready(page)
+    assert page.evaluate("window.auditPage") == "kept"  # no page load
+    expect(panel.locator("h2").first).to_have_text("Audit: blind second review")
+    expect(panel.locator(".review-chip[data-verdict='false_call']")).to_have_count(0)
+    expect(page.locator(".verdict-false_call")).to_have_count(0)
+    uid = panel.locator(".review-chip.current").get_attribute("data-region-unique-id")
+    page.keyboard.press("u")
+    expect(page.locator("body")).to_have_attribute("data-review-unsaved", "0")
+    stored = db_rows(
+        database_url,
+        "SELECT img_unique_id, verdict, reviewer FROM audit_verdicts WHERE region_unique_id = %s",
+        int(uid or 0),
+    )
+    assert stored == [(after, "unsure", "qc-ben")]

@@ -41,7 +41,13 @@ async function mountBoard(id, preloaded = null) {
       auditMode(r);
       attachReasons(r);
     });
-    attachGoldenCompare(view, golden);
+    // The next board open to this auditor, preloaded; `N` swaps it in (openNext). Its
+    // answers were asked with the auditor's name: no first verdict or disposition.
+    review.onNextKnown = (next) => preloadBoard(next).catch(() => null);
+    review.onNextBoard = openNext;
+    attachGoldenCompare(view, golden).then((compare) => {
+      if (compare && !preloaded) prefetchCrops(id, view.rows, view.width, view.height);
+    });
     return { view, review };
   }
   // Reason codes (Shift+1 ... Shift+9) with the verdicts.

@@ -3,7 +3,9 @@
 // verdicts come from and go to changes: the viewer forgets the first verdicts and the
 // board's disposition before the panel starts, the auditor's own second verdicts come
 // from GET /api/review/audit/images/{id}, and a verdict key stores into
-// PUT /api/review/audit/regions/{id}/verdict (never over the first verdict).
+// PUT /api/review/audit/regions/{id}/verdict (never over the first verdict). The next
+// board open to the auditor is preloaded as in review mode (review_preload.js): `N`
+// swaps it in without a page load.
 import { api, errorText, escapeHtml } from "./common.js";
 import { headers, reviewUrl } from "./review.js";
 import { saves } from "./review_saves.js";
@@ -20,7 +22,9 @@ export function blindView(view) {
   if (view.detail) view.detail.disposition = null;
 }
 
-const auditUrl = (id) => reviewUrl(id, { audit: "1" });
+/** The review filters of audit mode: its URLs carry `audit=1`. */
+export const AUDIT = Object.freeze({ audit: "1" });
+const auditUrl = (id) => reviewUrl(id, AUDIT);
 
 /** Turns one ReviewMode (review.js) into the audit of its board, before it mounts. */
 export function auditMode(review) {
@@ -48,6 +52,13 @@ export function auditMode(review) {
   review.refreshProgress = async () => {
     try {
       const next = await api(`/api/review/audit/next?after=${encodeURIComponent(id)}`, { headers: headers(false) });
+      if (review.nextKnown === undefined) {
+        // The next board open to this auditor, known while this one is audited: the page
+        // preloads it (result_page.js), so `N` shows it without a page load.
+        review.nextKnown = next.img_unique_id || null;
+        if (review.nextKnown && review.nextKnown !== id) review.onNextKnown?.(review.nextKnown);
+      }
+      if (!review.active) return;
       review.panel.querySelector(".review-progress").textContent =
         `${next.pending} board${next.pending === 1 ? "" : "s"} to audit open to you`;
     } catch (err) {
@@ -66,14 +77,30 @@ export function auditMode(review) {
       review.status("No other board to audit.");
       return;
     }
+    if (review.onNextBoard) {
+      // In this page, from the preloaded answers (the second verdicts still being saved
+      // go on in the background; the next board asks for its own when it mounts).
+      await review.onNextBoard(next.img_unique_id, AUDIT, { fresh: false });
+      return;
+    }
     review.active = false;
     await saves.drained(); // every second verdict stored before the page goes
     location.assign(auditUrl(next.img_unique_id));
   };
+  // A verdict given before the answer below arrives wins over it (a slow answer must not
+  // wipe a key already pressed off the screen).
+  const touched = new Set();
+  const setVerdict = review.setVerdict.bind(review);
+  review.setVerdict = (region, ...rest) => {
+    touched.add(region.region_unique_id);
+    return setVerdict(region, ...rest);
+  };
   // The auditor's own second verdicts (a reload keeps them); never the first ones.
   api(`/api/review/audit/images/${encodeURIComponent(id)}`, { headers: headers(false) })
     .then((board) => {
-      for (const r of board.regions) review.verdicts.set(r.region_unique_id, r.verdict);
+      for (const r of board.regions) {
+        if (!touched.has(r.region_unique_id)) review.verdicts.set(r.region_unique_id, r.verdict);
+      }
       if (review.active) review.paint();
     })
     .catch((err) => review.status(errorText(err), true));
