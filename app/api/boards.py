@@ -16,6 +16,7 @@ from app.api.params import (
     resolve_dates,
 )
 from app.api.security import AUTH_ERRORS, MethodAccess
+from app.api.viewer import ViewerDep
 from app.errors import VALIDATION_ERROR_RESPONSE, BoardNotFound, responses
 from app.models.boards import BoardTimeline, BoardYield, ContextValues
 from app.models.context import CONTEXT_TEXT_LENGTH
@@ -51,11 +52,15 @@ BoardSerial = Annotated[
     summary="Every inspection of one board",
     responses=responses(BoardNotFound),
 )
-async def board_timeline(board_serial: BoardSerial, queries: QueryServiceDep) -> BoardTimeline:
+async def board_timeline(
+    board_serial: BoardSerial, queries: QueryServiceDep, viewer: ViewerDep
+) -> BoardTimeline:
     """The board's timeline, oldest first: every inspection sent with this `board_serial`
     (its first pass, then re-inspections, e.g. after repair), each with its regions,
-    verdicts, disposition and pass/fail outcome (docs/boards.md)."""
-    return await BoardService(queries).timeline(board_serial)
+    verdicts, disposition and pass/fail outcome (docs/boards.md). For a reviewer who
+    audits an inspection or may audit it, that inspection shows no verdict and no
+    disposition, and its outcome is judged as unreviewed (blind second review)."""
+    return await BoardService(queries).timeline(board_serial, viewer)
 
 
 @router.get(

@@ -31,6 +31,7 @@ from tests.support import AgentServer, serve_agent
 
 ANNA = {"X-Reviewer": "qc-anna"}
 BEN = {"X-Reviewer": "qc-ben"}
+SERIAL_A = "SN-BLIND-A"
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +55,14 @@ def boards(agent: AgentServer, deeppcb: list[Path]) -> dict[str, Any]:
     """Boards A (Anna's review), B (Ben's) and C (unreviewed) of one batch, with their
     region ids; A and B all false calls with reason `dust`, disposition scrap."""
     files = [("images", (p.name, p.read_bytes())) for p in deeppcb[80:83]]
+    manifest = {deeppcb[80].name: {"board_serial": SERIAL_A}}
     with httpx2.Client(base_url=agent.url, timeout=120) as c:
-        response = c.post("/api/upload/batch", params={"wait": "true"}, files=files)
+        response = c.post(
+            "/api/upload/batch",
+            params={"wait": "true"},
+            files=files,
+            data={"manifest": json.dumps(manifest)},
+        )
         assert response.status_code == 200, response.text
         batch_id = response.json()["batch_id"]
         found = []
@@ -246,3 +253,25 @@ def test_kappa_leaves_the_boards_the_reader_audits_out(
     assert ben["agreement"]["regions"] == 0
     # Still blind after the audit: A is Ben's to audit, not to compare.
     assert _listed(client, BEN, review_state="has_false_calls") == {boards["b"]["id"]}
+
+
+def test_the_board_timeline_shows_the_audited_inspection_unreviewed(
+    client: httpx2.Client, boards: dict[str, Any]
+) -> None:
+    def inspection(who: dict[str, str]) -> dict[str, Any]:
+        response = client.get(f"/api/boards/{SERIAL_A}", headers=who)
+        assert response.status_code == 200, response.text
+        (found,) = response.json()["inspections"]
+        assert found["img_unique_id"] == boards["a"]["id"]
+        return found
+
+    def reviews(found: dict[str, Any]) -> list[Any]:
+        return [r["review"] for c in found["regions"]["classes"] for r in c["regions"]]
+
+    ben = inspection(BEN)
+    assert ben["disposition"] is None
+    assert reviews(ben) == [None] * len(boards["a"]["regions"])
+    assert ben["outcome"] == "fail"  # regions without a verdict: not passed
+    anna = inspection(ANNA)
+    assert anna["disposition"]["disposition"] == "scrap"
+    assert {r["verdict"] for r in reviews(anna)} == {"false_call"}

@@ -54,8 +54,11 @@ class BoardService:
         self.queries = queries
         self.boards: BoardRepository = queries.boards
 
-    async def timeline(self, board_serial: str) -> BoardTimeline:
-        """Every inspection of `board_serial` (at most MAX_TIMELINE), oldest first.
+    async def timeline(self, board_serial: str, viewer: str | None = None) -> BoardTimeline:
+        """Every inspection of `board_serial` (at most MAX_TIMELINE), oldest first. An
+        inspection whose first review is hidden from `viewer` (the reviewer reading: they
+        audit it or may audit it, docs/review.md) shows no verdict and no disposition, and
+        its outcome is judged as if it were unreviewed.
 
         Raises:
             BoardNotFound: no inspection names this serial (404).
@@ -69,7 +72,7 @@ class BoardService:
             context = context_of(context_row)
             assert context is not None
             passes += inspection.status == InspectionStatus.SUCCEEDED
-            inspections.append(await self._entry(inspection, context, passes))
+            inspections.append(await self._entry(inspection, context, passes, viewer))
         decided = [i.outcome for i in inspections if i.outcome is not None]
         return BoardTimeline(
             board_serial=board_serial,
@@ -79,7 +82,9 @@ class BoardService:
             truncated=len(rows) > MAX_TIMELINE,
         )
 
-    async def _entry(self, inspection: Inspection, context: object, passes: int) -> BoardInspection:
+    async def _entry(
+        self, inspection: Inspection, context: object, passes: int, viewer: str | None
+    ) -> BoardInspection:
         links = self.queries.links
         img_unique_id = inspection.img_unique_id
         common = {
@@ -98,8 +103,9 @@ class BoardService:
                 outcome=None,
                 error=inspection.last_error,
             )
-        regions = await self.queries.image_regions(img_unique_id)
-        disposition = await self.queries.reviews.disposition(img_unique_id)
+        regions = await self.queries.image_regions(img_unique_id, viewer)
+        blind = viewer is not None and await self.queries.audits.blind_to(img_unique_id, viewer)
+        disposition = None if blind else await self.queries.reviews.disposition(img_unique_id)
         counts: dict[str, int] = {c.class_name: c.total_regions for c in regions.classes}
         return BoardInspection(
             **common,
