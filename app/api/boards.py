@@ -71,6 +71,7 @@ async def board_timeline(
 )
 async def board_yield_figures(
     session: SessionDep,
+    viewer: ViewerDep,
     context: ContextFilterDep = None,
     start_date: StartDate = None,
     end_date: EndDate = None,
@@ -79,10 +80,12 @@ async def board_yield_figures(
     """Yield of the boards first inspected in the range (default: the last 30 days, at
     most 92), in total, per product and per line: first-pass yield (the first inspection
     decides) and re-inspection yield (boards inspected again: their latest inspection).
-    Pass/fail as docs/boards.md defines it. Filters: board_serial, product, line, side, lot."""
+    Pass/fail as docs/boards.md defines it. Filters: board_serial, product, line, side, lot.
+    For a reviewer who audits inspections or may audit them, those are judged as
+    unreviewed (blind second review, docs/review.md)."""
     start, end = resolve_dates(date_range, start_date, end_date)
     first, last, _ = daily_range(start, end, max_days=MAX_YIELD_DAYS)
-    return await board_yield(session, first, last, context)
+    return await board_yield(session, first, last, context, viewer)
 
 
 @router.get(

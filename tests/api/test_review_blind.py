@@ -32,6 +32,8 @@ from tests.support import AgentServer, serve_agent
 ANNA = {"X-Reviewer": "qc-anna"}
 BEN = {"X-Reviewer": "qc-ben"}
 SERIAL_A = "SN-BLIND-A"
+SERIAL_D = "SN-BLIND-D"
+PRODUCT = "P-BLIND"
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +54,14 @@ def agent(
 
 @pytest.fixture(scope="module")
 def boards(agent: AgentServer, deeppcb: list[Path]) -> dict[str, Any]:
-    """Boards A (Anna's review), B (Ben's) and C (unreviewed) of one batch, with their
-    region ids; A and B all false calls with reason `dust`, disposition scrap."""
-    files = [("images", (p.name, p.read_bytes())) for p in deeppcb[80:83]]
-    manifest = {deeppcb[80].name: {"board_serial": SERIAL_A}}
+    """Boards A (Anna's review), B (Ben's), C (unreviewed) and D (Anna's) of one batch,
+    with their region ids; A, B and D all false calls with reason `dust`; A and B scrap,
+    D without disposition. A and D carry board serials of one product."""
+    files = [("images", (p.name, p.read_bytes())) for p in deeppcb[80:84]]
+    manifest = {
+        deeppcb[80].name: {"board_serial": SERIAL_A, "product": PRODUCT},
+        deeppcb[83].name: {"board_serial": SERIAL_D, "product": PRODUCT},
+    }
     with httpx2.Client(base_url=agent.url, timeout=120) as c:
         response = c.post(
             "/api/upload/batch",
@@ -71,7 +77,7 @@ def boards(agent: AgentServer, deeppcb: list[Path]) -> dict[str, Any]:
             ids = sorted(r["region_unique_id"] for g in regions["classes"] for r in g["regions"])
             assert ids, "the test boards need regions"
             found.append({"id": item["img_unique_id"], "regions": ids})
-        for board, who in ((found[0], ANNA), (found[1], BEN)):
+        for board, who in ((found[0], ANNA), (found[1], BEN), (found[3], ANNA)):
             for region in board["regions"]:
                 put = c.put(
                     f"/api/regions/{region}/verdict",
@@ -79,14 +85,16 @@ def boards(agent: AgentServer, deeppcb: list[Path]) -> dict[str, Any]:
                     headers=who,
                 )
                 assert put.status_code == 200, put.text
+            if board is found[3]:
+                continue  # D: no disposition (all false calls: it passes, docs/boards.md)
             put = c.put(
                 f"/api/images/{board['id']}/disposition",
                 json={"disposition": "scrap"},
                 headers=who,
             )
             assert put.status_code == 200, put.text
-    a, b, c_ = found
-    return {"a": a, "b": b, "c": c_, "batch_id": batch_id}
+    a, b, c_, d = found
+    return {"a": a, "b": b, "c": c_, "d": d, "batch_id": batch_id}
 
 
 def _listed(c: httpx2.Client, who: dict[str, str] | None, **params: str) -> set[str]:
@@ -106,17 +114,17 @@ def test_the_boards_are_queued_for_audit(
 ) -> None:
     offered = client.get("/api/review/audit/next", headers=BEN).json()
     assert offered["img_unique_id"] == boards["a"]["id"]  # Ben may audit A, not his B
-    assert offered["pending"] == 1
+    assert offered["pending"] == 2  # A and D
 
 
 @pytest.mark.parametrize(
     ("params", "anyone", "anna", "ben"),
     [
-        ({"review_state": "reviewed"}, "ab", "a", "b"),
-        ({"review_state": "has_false_calls"}, "ab", "a", "b"),
+        ({"review_state": "reviewed"}, "abd", "ad", "b"),
+        ({"review_state": "has_false_calls"}, "abd", "ad", "b"),
         ({"disposition": "scrap"}, "ab", "a", "b"),
         ({"review_state": "reviewed", "disposition": "scrap"}, "ab", "a", "b"),
-        ({"review_state": "unreviewed"}, "c", "bc", "ac"),
+        ({"review_state": "unreviewed"}, "c", "bc", "acd"),
     ],
 )
 def test_the_review_filters_treat_the_audited_board_as_unreviewed(
@@ -212,14 +220,17 @@ def test_the_report_and_the_figures_leave_the_audited_board_out(
 ) -> None:
     """Ben's figures count A as unreviewed and undecided (docs/review.md: figures of a
     reviewer who audits boards leave those boards' first review out)."""
-    a, b = len(boards["a"]["regions"]), len(boards["b"]["regions"])
-    assert _report_summary(client, None)["Regions reviewed"] == a + b
+    a, b, d = (len(boards[k]["regions"]) for k in "abd")
+    assert _report_summary(client, None)["Regions reviewed"] == a + b + d
     assert _report_summary(client, BEN)["Regions reviewed"] == b
-    assert _report_summary(client, ANNA)["Regions reviewed"] == a
+    assert _report_summary(client, ANNA)["Regions reviewed"] == a + d
 
     everyone = client.get("/api/dashboard/review").json()
     ben = client.get("/api/dashboard/review", headers=BEN).json()
-    assert (everyone["total"]["reviewed_images"], everyone["total"]["false_calls"]) == (2, a + b)
+    assert (everyone["total"]["reviewed_images"], everyone["total"]["false_calls"]) == (
+        3,
+        a + b + d,
+    )
     assert (ben["total"]["reviewed_images"], ben["total"]["false_calls"]) == (1, b)
     assert ben["total"]["images"] == everyone["total"]["images"]
     assert everyone["dispositions"] == {"scrap": 2}
@@ -228,7 +239,21 @@ def test_the_report_and_the_figures_leave_the_audited_board_out(
 
     pareto = client.get("/api/dashboard/false-calls/reasons", headers=BEN).json()
     assert pareto["false_calls"] == b
-    assert client.get("/api/dashboard/false-calls/reasons").json()["false_calls"] == a + b
+    assert client.get("/api/dashboard/false-calls/reasons").json()["false_calls"] == a + b + d
+
+    def product_yield(who: dict[str, str] | None) -> tuple[int, int]:
+        response = client.get(
+            "/api/dashboard/board-yield", params={"product": PRODUCT}, headers=who or {}
+        )
+        assert response.status_code == 200, response.text
+        total = response.json()["total"]
+        return total["boards"], total["first_pass_passed"]
+
+    # D passes on its first review (all false calls, no disposition), A is scrapped; for
+    # Ben, who may audit both, D is unreviewed: it does not pass.
+    assert product_yield(None) == (2, 1)
+    assert product_yield(ANNA) == (2, 1)
+    assert product_yield(BEN) == (2, 0)
 
 
 def test_kappa_leaves_the_boards_the_reader_audits_out(

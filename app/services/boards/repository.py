@@ -24,6 +24,7 @@ from app.models.database import (
     Region,
     RegionVerdict,
 )
+from app.services.review.blind import blind_condition, seen_by
 
 
 @dataclass(frozen=True)
@@ -174,17 +175,24 @@ class YieldRepository:
         )
         return [(r[0], r[1], r[2], r[3]) for r in (await self.session.execute(stmt)).all()]
 
-    async def outcomes(self, img_unique_ids: Sequence[str]) -> dict[str, bool]:
+    async def outcomes(
+        self, img_unique_ids: Sequence[str], viewer: str | None = None
+    ) -> dict[str, bool]:
         """Pass (True) or fail of each inspection (docs/boards.md#pass-or-fail): its
-        disposition when it has one, else whether every region is a `false_call`."""
+        disposition when it has one, else whether every region is a `false_call`. An
+        inspection whose first review is hidden from `viewer` (they audit it or may audit
+        it, app/services/review/blind.py) is judged as unreviewed: no disposition, no
+        verdict."""
         if not img_unique_ids:
             return {}
         ids = list(img_unique_ids)
         disposition_rows = await self.session.execute(
             select(ImageDisposition.img_unique_id, ImageDisposition.disposition).where(
-                ImageDisposition.img_unique_id.in_(ids)
+                ImageDisposition.img_unique_id.in_(ids),
+                *seen_by(ImageDisposition.img_unique_id, viewer),
             )
         )
+        hidden = [] if viewer is None else [blind_condition(Region.img_unique_id, viewer)]
         dispositions = {str(r[0]): str(r[1]) for r in disposition_rows.all()}
         open_calls = {
             r[0]
@@ -196,7 +204,11 @@ class YieldRepository:
                     )
                     .where(
                         Region.img_unique_id.in_(ids),
-                        or_(RegionVerdict.verdict.is_(None), RegionVerdict.verdict != "false_call"),
+                        or_(
+                            RegionVerdict.verdict.is_(None),
+                            RegionVerdict.verdict != "false_call",
+                            *hidden,
+                        ),
                     )
                     .distinct()
                 )

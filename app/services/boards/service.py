@@ -137,19 +137,24 @@ def _figures(first: list[bool], latest: list[bool | None]) -> YieldFigures:
 
 
 async def board_yield(
-    session: AsyncSession, start: date, end: date, wanted: ContextFilter | None
+    session: AsyncSession,
+    start: date,
+    end: date,
+    wanted: ContextFilter | None,
+    viewer: str | None = None,
 ) -> BoardYield:
     """First-pass yield (a board's first inspection with a result decides it) and
     re-inspection yield (of the boards inspected again, those whose latest inspection
     passed) of the boards first inspected between `start` and `end` (UTC days, inclusive),
     in total, per product and per line. Computed from the tables, not the rollups: the cost
-    follows the boards of the range (at most MAX_YIELD_DAYS days).
+    follows the boards of the range (at most MAX_YIELD_DAYS days). The inspections whose
+    first review is hidden from `viewer` (the reviewer reading) are judged as unreviewed.
     """
     repo = YieldRepository(session)
     low = datetime.combine(start, time.min, tzinfo=UTC)
     high = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
     rows = await repo.board_inspections(low, high, wanted)
-    outcomes = await repo.outcomes([r[3] for r in rows])
+    outcomes = await repo.outcomes([r[3] for r in rows], viewer)
     boards: dict[str, list[tuple[str | None, str | None, str, datetime]]] = {}
     for serial, product, line, img_unique_id, at in rows:
         boards.setdefault(serial, []).append((product, line, img_unique_id, at))

@@ -2,7 +2,9 @@
 // per product and per line from /api/dashboard/board-yield, and the board-context pickers
 // of the range form (product, line, side, lot), filled from /api/dashboard/board-contexts
 // with the values the range's inspections were sent with. Kept apart from dashboard.js.
-import { api, CONTEXT_PICKERS, dashboardQuery, errorText, escapeHtml, onRangeChange, showAlert } from "./common.js";
+import {
+  api, CONTEXT_PICKERS, dashboardQuery, errorText, escapeHtml, onRangeChange, readerHeaders, showAlert,
+} from "./common.js";
 
 const Chart = window.Chart;
 const form = document.getElementById("range");
@@ -95,7 +97,7 @@ async function load() {
   errorBox.innerHTML = "";
   try {
     await fillPickers();
-    const figures = await api(`/api/dashboard/board-yield?${dashboardQuery(form)}`);
+    const figures = await api(`/api/dashboard/board-yield?${dashboardQuery(form)}`, { headers: readerHeaders() });
     drawTotals(figures.total);
     drawGroups("chart-yield-product", figures.by_product);
     drawGroups("chart-yield-line", figures.by_line);
