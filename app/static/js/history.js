@@ -255,10 +255,11 @@ gallery.addEventListener("click", async (e) => {
     result.innerHTML = `<span class="text-danger">${escapeHtml(errorText(err))}</span>`;
   }
 });
-/** A link cannot send X-Reviewer: with keys off and a reviewer name given, an export is
- * fetched with it and saved from memory, so the boards this reviewer audits (or may
- * audit) carry no first review in the file (docs/review.md). With keys required, or no
- * name, the plain link downloads (the session, or nobody, says who reads). */
+/** A link cannot send X-Reviewer: with keys off and a reviewer name given, an export
+ * (CSV, COCO, training set) is fetched with it and saved from memory, so the boards this
+ * reviewer audits (or may audit) carry no first review in the file (docs/review.md). With
+ * keys required, or no name, the plain link streams to disk (the session, or nobody, says
+ * who reads). */
 async function exportAsReader(e) {
   const headers = readerHeaders();
   if (!headers["X-Reviewer"]) return;
@@ -283,7 +284,7 @@ async function exportAsReader(e) {
     link.removeAttribute("aria-busy");
   }
 }
-for (const id of ["export-csv", "export-coco"]) {
+for (const id of ["export-csv", "export-coco", "export-dataset"]) {
   document.getElementById(id).addEventListener("click", exportAsReader);
 }
 form.addEventListener("reset", (e) => {
