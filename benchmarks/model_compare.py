@@ -12,21 +12,24 @@ over generate_series inside PostgreSQL (no row crosses the wire), triggers off
 * one succeeded shadow answer of version `bench-B` per image with 3 regions: two matched
   to the image's first two primary regions, one unmatched (a twentieth judged `real`);
 
-then VACUUM ANALYZE. It then runs the agent's own service (`ModelsService.compare`: the
-per-class counts, the image count and the newest 50 disagreements, three statements) in
-process over a real session, --runs times after one untimed warm-up, unfiltered and over
-one week, and prints the median and the slowest with PASS/MISS against < 2 s (never
-fails hard). The figures are checked against the seeding's own arithmetic.
+then the comparison's kept counts (`compare_counts`, which the agent's triggers keep:
+`aoi_compare_counts_rebuild()`, migration 20261208_0028) and VACUUM ANALYZE. It then
+runs the agent's own service (`ModelsService.compare`: the per-class counts, the image
+count and the newest 50 disagreements, one statement) in process over a real session,
+--runs times after one untimed warm-up, unfiltered and over one week, and prints the
+median and the slowest with PASS/MISS against < 2 s (never fails hard). The figures are
+checked against the seeding's own arithmetic.
 
 Usage::
 
-    python benchmarks/model_compare.py [--images 100000] [--runs 5]
+    python benchmarks/model_compare.py [--images 100000] [--runs 5] [--explain]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
 import time
 from datetime import date, timedelta
@@ -36,7 +39,7 @@ from _harness import DEFAULT_SERVER_URL, machine_line, print_table, temporary_da
 
 from app.config import Settings
 from app.services.database.session import create_engine, create_session_factory
-from app.services.models.repository import CompareFilters
+from app.services.models.repository import _COMPARE_SQL, CompareFilters, _compare_cte
 from app.services.models.service import ModelsService
 
 TARGET_S = 2.0
@@ -96,8 +99,10 @@ INSERT INTO answer_regions (answer_id, region_id, class_name, bbox_x, bbox_y, bb
 SELECT answer_id, 3, ({CLASSES})[(answer_id %% 6) + 1], 300, 300, 10, 10, 100, 305, 305,
        CASE WHEN answer_id %% 20 = 0 THEN 'real' END
 FROM model_answers;
-UPDATE model_answers SET region_count = 3, matched_count = 2, primary_region_count = 3;
+UPDATE model_answers SET region_count = 3, matched_count = 2, primary_region_count = 3,
+                         overlapping_count = 0, primary_overlapping_count = 0;
 SET session_replication_role = DEFAULT;
+SELECT aoi_compare_counts_rebuild();
 """
 
 
@@ -106,7 +111,26 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--database-url", dest="server_url", default=DEFAULT_SERVER_URL)
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="also print EXPLAIN (ANALYZE, BUFFERS) of the unfiltered statement",
+    )
     return parser.parse_args()
+
+
+def explain(url: str) -> None:
+    """Print the plan of the unfiltered comparison with its timings and buffers."""
+    cte, params = _compare_cte(CompareFilters())
+    sql = "EXPLAIN (ANALYZE, BUFFERS) " + cte + _COMPARE_SQL
+    with psycopg.connect(url) as conn:
+        conn.execute("SET jit = off")  # as ComparisonRepository._without_jit
+        conn.execute("SET work_mem = '64MB'")
+        named = {**params, "a": "bench-A", "b": "bench-B", "limit": 50}
+        # The statement's :name parameters in psycopg's style (not the casts' ::type).
+        query = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
+        for (line,) in conn.execute(query, named):  # type: ignore[call-overload]
+            print("   ", line)
 
 
 def seed(url: str, count: int) -> float:
@@ -174,6 +198,8 @@ def main() -> int:
                 assert totals.a_only == args.images, totals
                 assert totals.b_only == args.images, totals
         print_table(["scope", "images", "median s", "slowest s", f"< {TARGET_S:g} s"], rows)
+        if args.explain:
+            explain(url)
     return 0
 
 

@@ -652,6 +652,11 @@ class ModelAnswer(Base):
     region_count: Mapped[int | None] = mapped_column(Integer)
     matched_count: Mapped[int | None] = mapped_column(Integer)
     primary_region_count: Mapped[int | None] = mapped_column(Integer)
+    # Also counted when stored (migration 20261208_0028): its unmatched regions that overlap
+    # a same-class primary region, and the primary regions matching none of its regions
+    # but overlapping one ("same defect, different extent"; docs/models.md).
+    overlapping_count: Mapped[int | None] = mapped_column(Integer)
+    primary_overlapping_count: Mapped[int | None] = mapped_column(Integer)
 
 
 class AnswerRegion(Base):
@@ -682,6 +687,11 @@ class AnswerRegion(Base):
         ForeignKey("regions.region_unique_id", ondelete="SET NULL"), index=True
     )
     match_iou: Mapped[float | None] = mapped_column(Double)
+    # Unmatched, but overlapping this primary region of the same class (the highest IoU):
+    # the same defect outlined differently (migration 20261208_0028; docs/models.md).
+    overlap_region_unique_id: Mapped[int | None] = mapped_column(
+        ForeignKey("regions.region_unique_id", ondelete="SET NULL"), index=True
+    )
     # A reviewer's verdict on a region the primary answer does not have (unmatched): the
     # primary regions' verdicts stay in `region_verdicts`, and a matched region takes its
     # primary region's verdict (docs/models.md).
@@ -690,3 +700,51 @@ class AnswerRegion(Base):
     reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The verdict's reason code (migration 20261208_0029), as `region_verdicts.reason`.
     reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))
+
+
+class PrimaryOverlap(Base):
+    """A primary region that matches no region of a stored answer but overlaps one of the
+    same class (migration 20261208_0028): for that answer's comparison it is neither a
+    miss of the answer's model nor a call the primary alone has (docs/models.md)."""
+
+    __tablename__ = "primary_overlaps"
+
+    answer_id: Mapped[int] = mapped_column(
+        ForeignKey("model_answers.answer_id", ondelete="CASCADE"), primary_key=True
+    )
+    region_unique_id: Mapped[int] = mapped_column(
+        ForeignKey("regions.region_unique_id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class CompareCount(Base):
+    """The comparison's counts of one answer on one image, per defect class (migration
+    20261208_0028): `answer_id` 0 is the primary answer, else a stored (shadow/replay)
+    answer. Kept by triggers on `classes`, `region_verdicts`, `answer_regions` and
+    `primary_overlaps`, so a comparison sums a few rows per image instead of joining
+    every region with its verdict. Read it, never write it.
+
+    `calls`, `real`, `false_call`, `unsure`: the answer's regions of the class and their
+    verdicts (a matched region's verdict is its primary region's). For a stored answer,
+    against the primary answer of the image: `matched` (and of them judged real),
+    `overlapping` (unmatched regions overlapping a same-class primary region, and of them
+    judged real), `primary_overlapping` (the primary regions overlapping one of its
+    regions without a match, and of them judged real)."""
+
+    __tablename__ = "compare_counts"
+
+    img_unique_id: Mapped[str] = mapped_column(
+        ForeignKey("images.img_unique_id", ondelete="CASCADE"), primary_key=True
+    )
+    answer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    class_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer, server_default="0")
+    real: Mapped[int] = mapped_column(Integer, server_default="0")
+    false_call: Mapped[int] = mapped_column(Integer, server_default="0")
+    unsure: Mapped[int] = mapped_column(Integer, server_default="0")
+    matched: Mapped[int] = mapped_column(Integer, server_default="0")
+    matched_real: Mapped[int] = mapped_column(Integer, server_default="0")
+    overlapping: Mapped[int] = mapped_column(Integer, server_default="0")
+    overlapping_real: Mapped[int] = mapped_column(Integer, server_default="0")
+    primary_overlapping: Mapped[int] = mapped_column(Integer, server_default="0")
+    primary_overlapping_real: Mapped[int] = mapped_column(Integer, server_default="0")

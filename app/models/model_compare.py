@@ -87,13 +87,17 @@ class SideFigures(BaseModel):
 
     model_config = _example(_SIDE)
 
-    calls: int = Field(description="Its regions of this class on the compared images.")
+    calls: int = Field(
+        description="Its regions of this class on the compared images: matched + its only +"
+        " its overlapping."
+    )
     confirmed_real: int = Field(description="Its calls a reviewer judged `real`.")
     false_calls: int = Field(description="Its calls a reviewer judged `false_call`.")
     unsure: int = Field(description="Its calls judged `unsure`.")
     unreviewed: int = Field(description="Its calls without a verdict.")
     missed_real: int = Field(
-        description="Real defects it missed: calls of the other version only, judged `real`."
+        description="Real defects it missed: calls of the other version only (neither"
+        " matched nor overlapping one of its calls), judged `real`."
     )
     precision: float | None = Field(
         default=None,
@@ -106,19 +110,35 @@ class SideFigures(BaseModel):
     )
 
 
-_CLASS = {"class_name": "short", "matched": 50, "a_only": 7, "b_only": 3, "a": _SIDE, "b": _SIDE}
+_CLASS = {
+    "class_name": "short",
+    "matched": 50,
+    "a_only": 7,
+    "b_only": 3,
+    "a_overlapping": 0,
+    "b_overlapping": 2,
+    "a": _SIDE,
+    "b": _SIDE,
+}
+
+_OVERLAPPING = (
+    " that match none of {other}'s but overlap one of the same class: the same defect,"
+    " outlined differently (a fragment of it, or grown over it); a miss of neither version."
+)
 
 
 class ClassComparison(BaseModel):
     """One defect class: regions both versions found (matched), found by A only, by B only,
-    and each version's figures."""
+    overlapping (same defect, different extent), and each version's figures."""
 
     model_config = _example(_CLASS)
 
     class_name: str
-    matched: int
-    a_only: int
-    b_only: int
+    matched: int = Field(description="Pairs of regions, one of each version (IoU ≥ min_iou).")
+    a_only: int = Field(description="A's regions that match and overlap none of B's.")
+    b_only: int = Field(description="B's regions that match and overlap none of A's.")
+    a_overlapping: int = Field(description="A's regions" + _OVERLAPPING.format(other="B"))
+    b_overlapping: int = Field(description="B's regions" + _OVERLAPPING.format(other="A"))
     a: SideFigures
     b: SideFigures
 
@@ -128,6 +148,8 @@ _DISAGREEMENT = {
     "timestamp": EXAMPLE_TIME,
     "a_only": 1,
     "b_only": 0,
+    "a_overlapping": 0,
+    "b_overlapping": 2,
     "a_answer_id": None,
     "b_answer_id": 1042,
     "viewer_url": "/viewer/20260225_103045_ABC123?compare=1042",
@@ -135,7 +157,8 @@ _DISAGREEMENT = {
 
 
 class Disagreement(BaseModel):
-    """An image on which the two versions disagree (a call of one the other lacks)."""
+    """An image on which the two versions disagree: a call of one that the other lacks,
+    or one they outline differently (overlapping)."""
 
     model_config = _example(_DISAGREEMENT)
 
@@ -143,6 +166,8 @@ class Disagreement(BaseModel):
     timestamp: datetime
     a_only: int
     b_only: int
+    a_overlapping: int = Field(description="A's regions overlapping one of B's unmatched.")
+    b_overlapping: int = Field(description="B's regions overlapping one of A's unmatched.")
     a_answer_id: int | None = Field(
         default=None, description="A's stored answer; null: A is the primary."
     )

@@ -34,7 +34,7 @@ from app.models.database import ANSWER_ROLES, ModelAnswer
 from app.models.model_service import Analysis
 from app.services.database.session import unit_of_work
 from app.services.model_service.client import InferenceResult, ModelServiceClient
-from app.services.models.matching import MatchRegion, decode_mask, match_regions
+from app.services.models.matching import MatchRegion, decode_mask, pair_regions
 from app.services.models.repository import ModelAnswerRepository, PrimaryRegion, StoredInput
 from app.services.storage import RESULT_FILE_NAMES, Storage
 from app.services.storage.base import ResultObject
@@ -89,8 +89,10 @@ def _region_rows(
     primary_mask: bytes | None,
     answer_mask: bytes | None,
     min_iou: float,
-) -> list[dict[str, Any]]:
-    """The `answer_regions` values of an answer, each with its matched primary region.
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """The `answer_regions` values of an answer, each with its matched primary region or,
+    unmatched, the primary region it overlaps; and the primary regions (`region_unique_id`)
+    that match none of the answer's regions but overlap one (docs/models.md).
 
     Blocking (decodes two PNGs): run it in a worker thread."""
     shape = analysis.image_shape
@@ -117,24 +119,27 @@ def _region_rows(
                     "confidence": confidence,
                     "matched_region_unique_id": None,
                     "match_iou": None,
+                    "overlap_region_unique_id": None,
                 }
             )
     if not rows or not primary:
-        return rows
+        return rows, []
     theirs = [
         MatchRegion(p.class_name, p.x, p.y, p.width, p.height, p.area_pixels) for p in primary
     ]
-    matches = match_regions(
+    pairing = pair_regions(
         ours,
         decode_mask(answer_mask, shape.height, shape.width),
         theirs,
         decode_mask(primary_mask, shape.height, shape.width),
         min_iou,
     )
-    for match in matches:
+    for match in pairing.matches:
         rows[match.a]["matched_region_unique_id"] = primary[match.b].region_unique_id
         rows[match.a]["match_iou"] = match.iou
-    return rows
+    for ours_index, theirs_index in pairing.a_overlaps.items():
+        rows[ours_index]["overlap_region_unique_id"] = primary[theirs_index].region_unique_id
+    return rows, sorted(primary[j].region_unique_id for j in pairing.b_overlaps)
 
 
 async def run_model_answer(
@@ -278,7 +283,7 @@ async def _store_answer(
     if primary and image.result_image_2_path:
         with contextlib.suppress(OSError, ValueError):
             primary_mask = await storage.get(image.result_image_2_path)
-    rows = await anyio.to_thread.run_sync(
+    rows, primary_overlaps = await anyio.to_thread.run_sync(
         _region_rows,
         result.analysis,
         primary,
@@ -307,8 +312,11 @@ async def _store_answer(
                     region_count=len(rows),
                     matched_count=sum(1 for r in rows if r["matched_region_unique_id"]),
                     primary_region_count=len(primary),
+                    overlapping_count=sum(1 for r in rows if r["overlap_region_unique_id"]),
+                    primary_overlapping_count=len(primary_overlaps),
                 ),
                 rows,
+                primary_overlaps,
             )
             if in_transaction is not None:
                 await in_transaction(session, answer_id)

@@ -12,6 +12,13 @@ Matching is one-to-one and greedy: every candidate pair of one class is scored, 
 pairs are taken from the highest IoU down, each region at most once (the same rule as
 the COCO evaluation's matching of detections to ground truth).
 
+A region that matches none but **overlaps** a region of the same class in the other
+answer (matched or not) is *overlapping*: the same defect, outlined differently (a
+fragment of it, or grown over it) — the IoU is above 0 but below the threshold, or its
+partner was taken by a better pair. Overlap is "some pixel in common" when both regions'
+pixels are recovered, else "the bounding boxes intersect". The comparison reports these
+apart and counts them as a miss of neither model (docs/models.md).
+
 A class confusion (a short of one model where the other found a spur, same pixels) is
 **not** a match: it counts as a region found by A only and one found by B only. The
 reviewer's verdict on the primary region is about *that* call, of *that* class; a region
@@ -116,6 +123,22 @@ def mask_iou(a: MatchRegion, pa: NDArray[np.bool_], b: MatchRegion, pb: NDArray[
     return inter / union if union > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class Pairing:
+    """The matches of two answers, and which unmatched regions overlap the other answer.
+
+    Attributes:
+        matches: the matched pairs, one-to-one, in order of `a` index.
+        a_overlaps: for each unmatched region of `a` that overlaps a same-class region of
+            `b`, that region's index in `b` (the highest IoU; the lowest index on a tie).
+        b_overlaps: the same for the unmatched regions of `b`.
+    """
+
+    matches: list[Match]
+    a_overlaps: dict[int, int]
+    b_overlaps: dict[int, int]
+
+
 def match_regions(
     a_regions: Sequence[MatchRegion],
     a_mask: NDArray[np.uint8] | None,
@@ -134,9 +157,27 @@ def match_regions(
     Returns:
         The matches, one-to-one, in order of `a` index.
     """
+    return pair_regions(a_regions, a_mask, b_regions, b_mask, min_iou).matches
+
+
+def pair_regions(
+    a_regions: Sequence[MatchRegion],
+    a_mask: NDArray[np.uint8] | None,
+    b_regions: Sequence[MatchRegion],
+    b_mask: NDArray[np.uint8] | None,
+    min_iou: float = DEFAULT_MIN_IOU,
+) -> Pairing:
+    """Match the regions of two answers on one image, and find the unmatched regions that
+    overlap a same-class region of the other answer (see the module's docstring; the
+    arguments as `match_regions`'s).
+
+    Returns:
+        The `Pairing`.
+    """
     a_pixels = [_pixels(a_mask, r) for r in a_regions]
     b_pixels = [_pixels(b_mask, r) for r in b_regions]
     candidates: list[tuple[float, int, int, bool]] = []
+    overlapping: list[tuple[float, int, int]] = []
     for i, ra in enumerate(a_regions):
         for j, rb in enumerate(b_regions):
             if ra.class_name != rb.class_name or box_iou(ra, rb) == 0.0:
@@ -146,6 +187,8 @@ def match_regions(
                 iou, by_mask = mask_iou(ra, pa, rb, pb), True
             else:
                 iou, by_mask = box_iou(ra, rb), False
+            if iou > 0.0:
+                overlapping.append((iou, i, j))
             if iou >= min_iou:
                 candidates.append((iou, i, j, by_mask))
     candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
@@ -158,4 +201,11 @@ def match_regions(
         used_a.add(i)
         used_b.add(j)
         matches.append(Match(i, j, round(iou, 6), by_mask))
-    return sorted(matches, key=lambda m: m.a)
+    a_overlaps: dict[int, int] = {}
+    b_overlaps: dict[int, int] = {}
+    for _iou, i, j in sorted(overlapping, key=lambda c: (-c[0], c[1], c[2])):
+        if i not in used_a:
+            a_overlaps.setdefault(i, j)
+        if j not in used_b:
+            b_overlaps.setdefault(j, i)
+    return Pairing(sorted(matches, key=lambda m: m.a), a_overlaps, b_overlaps)

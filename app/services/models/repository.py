@@ -17,6 +17,7 @@ from app.models.database import (
     Image,
     Inspection,
     ModelAnswer,
+    PrimaryOverlap,
     Region,
 )
 from app.services.boards.repository import ContextFilter
@@ -98,14 +99,26 @@ class ModelAnswerRepository:
         )
         return [PrimaryRegion(*row) for row in rows]
 
-    async def add(self, answer: ModelAnswer, regions: Sequence[dict[str, object]]) -> int:
-        """Insert an answer and its regions (column values by name, without `answer_id`);
-        returns the new `answer_id`."""
+    async def add(
+        self,
+        answer: ModelAnswer,
+        regions: Sequence[dict[str, object]],
+        primary_overlaps: Sequence[int] = (),
+    ) -> int:
+        """Insert an answer, its regions (column values by name, without `answer_id`) and
+        the primary regions (`region_unique_id`) that overlap one of them without a match;
+        returns the new `answer_id`. The comparison's counts (`compare_counts`) follow by
+        trigger, in this transaction."""
         self.session.add(answer)
         await self.session.flush()
         if regions:
             await self.session.execute(
                 insert(AnswerRegion), [{**r, "answer_id": answer.answer_id} for r in regions]
+            )
+        if primary_overlaps:
+            await self.session.execute(
+                insert(PrimaryOverlap),
+                [{"answer_id": answer.answer_id, "region_unique_id": r} for r in primary_overlaps],
             )
         return answer.answer_id
 
@@ -170,123 +183,175 @@ class CompareFilters:
     context: ContextFilter | None = None
 
 
-# The answer of one model version on each image: the primary answer when the inspection
-# was made by that version (`inspections.model_version`), else that version's newest
-# succeeded answer in `model_answers` (shadow or replay). `answer_id` NULL: primary.
-_SIDE_SQL = """
-    SELECT i.img_unique_id, NULL::bigint AS answer_id
+# The answer of each version on each image: the primary answer when the inspection was
+# made by that version (`inspections.model_version`), else that version's newest
+# succeeded answer in `model_answers` (shadow or replay); `a_answer`/`b_answer` NULL:
+# the primary. One branch per case, each a join of base tables, so that PostgreSQL
+# estimates the images in scope from the tables' statistics (a join of two UNIONs was
+# estimated at 25 million rows for 100,000, and every later join planned for that). A
+# stored answer brings the counts kept with it against the primary answer.
+_SCOPE_SQL = """
+    SELECT i.img_unique_id, NULL::bigint AS a_answer, b.answer_id AS b_answer,
+           b.region_count, b.matched_count, b.primary_region_count, b.overlapping_count,
+           b.primary_overlapping_count
+    FROM inspections i JOIN answers_b b ON b.img_unique_id = i.img_unique_id
+    WHERE i.model_version = :a AND i.status = 'succeeded' AND :a <> :b
+    UNION ALL
+    SELECT i.img_unique_id, a.answer_id, NULL, a.region_count, a.matched_count,
+           a.primary_region_count, a.overlapping_count, a.primary_overlapping_count
+    FROM inspections i JOIN answers_a a ON a.img_unique_id = i.img_unique_id
+    WHERE i.model_version = :b AND i.status = 'succeeded' AND :a <> :b
+    UNION ALL
+    SELECT i.img_unique_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL
     FROM inspections i
-    WHERE i.model_version = :{v} AND i.status = 'succeeded'
+    WHERE i.model_version = :a AND i.status = 'succeeded' AND :a = :b
     UNION ALL
-    (SELECT DISTINCT ON (ma.img_unique_id) ma.img_unique_id, ma.answer_id
-     FROM model_answers ma
-     WHERE ma.model_version = :{v} AND ma.status = 'succeeded'
-       AND NOT EXISTS (
-         SELECT 1 FROM inspections p
-         WHERE p.img_unique_id = ma.img_unique_id AND p.model_version = :{v})
-     ORDER BY ma.img_unique_id, ma.answer_id DESC)
+    SELECT a.img_unique_id, a.answer_id, b.answer_id, NULL, NULL, NULL, NULL, NULL
+    FROM answers_a a JOIN answers_b b ON b.img_unique_id = a.img_unique_id
+    WHERE NOT EXISTS (SELECT 1 FROM inspections p WHERE p.img_unique_id = a.img_unique_id
+                      AND p.model_version IN (:a, :b))
 """
 
-# The calls (regions) of one side on the images in scope, counted per defect class.
-# Where the side is the primary answer (`{side}_answer` NULL) its calls are the `classes`
-# rows' region counts and its verdicts those of `region_verdicts`; where it is a stored
-# answer, its `answer_regions` (a matched one takes its primary region's verdict).
-# Rows: (class_name, calls, real, false_call, unsure), several per class.
-_CALLS_SQL = """
-    SELECT c.class_name, sum(c.total_regions)::bigint AS calls,
-           0::bigint AS real, 0::bigint AS false_call, 0::bigint AS unsure
-    FROM scope s JOIN classes c ON c.img_unique_id = s.img_unique_id
-    WHERE s.{side}_answer IS NULL
-    GROUP BY c.class_name
-    UNION ALL
-    SELECT c.class_name, 0,
-           count(*) FILTER (WHERE rv.verdict = 'real'),
-           count(*) FILTER (WHERE rv.verdict = 'false_call'),
-           count(*) FILTER (WHERE rv.verdict = 'unsure')
-    FROM scope s
-    JOIN region_verdicts rv ON rv.img_unique_id = s.img_unique_id
-    JOIN regions r ON r.region_unique_id = rv.region_unique_id
-    JOIN classes c ON c.class_unique_id = r.class_unique_id
-    WHERE s.{side}_answer IS NULL
-    GROUP BY c.class_name
-    UNION ALL
-    SELECT ar.class_name, count(*),
-           count(*) FILTER (WHERE v.verdict = 'real'),
-           count(*) FILTER (WHERE v.verdict = 'false_call'),
-           count(*) FILTER (WHERE v.verdict = 'unsure')
-    FROM scope s
-    JOIN answer_regions ar ON ar.answer_id = s.{side}_answer
-    LEFT JOIN region_verdicts rv ON rv.region_unique_id = ar.matched_region_unique_id
-    CROSS JOIN LATERAL (SELECT CASE WHEN ar.matched_region_unique_id IS NULL
-                                    THEN ar.verdict ELSE rv.verdict END AS verdict) v
-    WHERE s.{side}_answer IS NOT NULL
-    GROUP BY ar.class_name
+# The newest succeeded answer of version {v} in `model_answers` on each image.
+_ANSWERS_SQL = """
+    SELECT DISTINCT ON (ma.img_unique_id) ma.img_unique_id, ma.answer_id, ma.region_count,
+           ma.matched_count, ma.primary_region_count,
+           COALESCE(ma.overlapping_count, 0) AS overlapping_count,
+           COALESCE(ma.primary_overlapping_count, 0) AS primary_overlapping_count
+    FROM model_answers ma
+    WHERE ma.model_version = :{v} AND ma.status = 'succeeded'
+    ORDER BY ma.img_unique_id, ma.answer_id DESC
 """
 
-# The matched calls: a stored answer's regions matched to the primary regions where the
-# other side is the primary answer; where both are stored answers, the pairs of their
-# regions matched to the same primary region. Rows: (img_unique_id, class_name, real).
-_MATCHED_SQL = """
-    SELECT ar.class_name, count(*) AS matched, count(*) FILTER (WHERE rv.verdict = 'real') AS real
+# The per-class counts where one side is the primary answer, or both the same answer
+# (`kept`): the rows kept by trigger in `compare_counts` (migration 20261208_0028), the
+# primary's (`answer_id` 0) and the stored answer's, a few per image, in one join on the
+# image (rows of other answers of the image count nowhere: the FILTERs; joining on the
+# answer too made PostgreSQL expect a handful of rows and sort 300,000 to group them).
+# A stored answer's row holds what it shares with the primary (matched calls, its
+# overlapping calls and the primary's).
+# Rows: per class, (class_name, a_calls, a_real, a_false, a_unsure, b_calls, b_real,
+# b_false, b_unsure, matched, matched_real, a_overlap, a_overlap_real, b_overlap,
+# b_overlap_real).
+_KEPT_SQL = """
+    SELECT cc.class_name,
+        sum(cc.calls) FILTER (WHERE k.is_a) AS a_calls,
+        sum(cc.real) FILTER (WHERE k.is_a) AS a_real,
+        sum(cc.false_call) FILTER (WHERE k.is_a) AS a_false,
+        sum(cc.unsure) FILTER (WHERE k.is_a) AS a_unsure,
+        sum(cc.calls) FILTER (WHERE k.is_b) AS b_calls,
+        sum(cc.real) FILTER (WHERE k.is_b) AS b_real,
+        sum(cc.false_call) FILTER (WHERE k.is_b) AS b_false,
+        sum(cc.unsure) FILTER (WHERE k.is_b) AS b_unsure,
+        sum(CASE WHEN k.is_a AND k.is_b THEN cc.calls WHEN k.is_a OR k.is_b THEN cc.matched
+            END) AS matched,
+        sum(CASE WHEN k.is_a AND k.is_b THEN cc.real WHEN k.is_a OR k.is_b
+            THEN cc.matched_real END) AS matched_real,
+        sum(CASE WHEN k.is_a AND k.is_b THEN 0 WHEN k.is_a THEN cc.overlapping
+                 WHEN k.is_b THEN cc.primary_overlapping END) AS a_overlap,
+        sum(CASE WHEN k.is_a AND k.is_b THEN 0 WHEN k.is_a THEN cc.overlapping_real
+                 WHEN k.is_b THEN cc.primary_overlapping_real END) AS a_overlap_real,
+        sum(CASE WHEN k.is_a AND k.is_b THEN 0 WHEN k.is_b THEN cc.overlapping
+                 WHEN k.is_a THEN cc.primary_overlapping END) AS b_overlap,
+        sum(CASE WHEN k.is_a AND k.is_b THEN 0 WHEN k.is_b THEN cc.overlapping_real
+                 WHEN k.is_a THEN cc.primary_overlapping_real END) AS b_overlap_real
     FROM scope s
-    JOIN answer_regions ar ON ar.answer_id = COALESCE(s.a_answer, s.b_answer)
-    LEFT JOIN region_verdicts rv ON rv.region_unique_id = ar.matched_region_unique_id
-    WHERE (s.a_answer IS NULL) <> (s.b_answer IS NULL)
-      AND ar.matched_region_unique_id IS NOT NULL
-    GROUP BY ar.class_name
-    UNION ALL
-    SELECT ra.class_name, count(*), count(*) FILTER (WHERE rv.verdict = 'real')
-    FROM scope s
-    JOIN answer_regions ra ON ra.answer_id = s.a_answer
-    JOIN answer_regions rb ON rb.answer_id = s.b_answer
-         AND rb.matched_region_unique_id = ra.matched_region_unique_id
-    LEFT JOIN region_verdicts rv ON rv.region_unique_id = ra.matched_region_unique_id
-    WHERE s.a_answer IS NOT NULL AND s.b_answer IS NOT NULL
-    GROUP BY ra.class_name
-    UNION ALL
-    SELECT c.class_name, count(*), count(*) FILTER (WHERE rv.verdict = 'real')
-    FROM scope s
-    JOIN regions r ON r.img_unique_id = s.img_unique_id
-    JOIN classes c ON c.class_unique_id = r.class_unique_id
-    LEFT JOIN region_verdicts rv ON rv.region_unique_id = r.region_unique_id
-    WHERE s.a_answer IS NULL AND s.b_answer IS NULL
-    GROUP BY c.class_name
+    JOIN compare_counts cc ON cc.img_unique_id = s.img_unique_id
+    CROSS JOIN LATERAL (
+        SELECT cc.answer_id = COALESCE(s.a_answer, 0) AS is_a,
+               cc.answer_id = COALESCE(s.b_answer, 0) AS is_b
+    ) k
+    WHERE s.kept
+    GROUP BY cc.class_name
 """
 
-# The images on which the two disagree, with how many calls each has that the other has
-# not: from the counts kept on `model_answers` where one side is the primary answer, from
-# the pairs of regions matched to the same primary region where both are stored answers.
-_PER_IMAGE_SQL = """
-    SELECT s.img_unique_id,
-           CASE WHEN s.a_answer IS NULL THEN ma.primary_region_count ELSE ma.region_count END
-             - ma.matched_count AS a_only,
-           CASE WHEN s.b_answer IS NULL THEN ma.primary_region_count ELSE ma.region_count END
-             - ma.matched_count AS b_only
-    FROM scope s
-    JOIN model_answers ma ON ma.answer_id = COALESCE(s.a_answer, s.b_answer)
-    WHERE (s.a_answer IS NULL) <> (s.b_answer IS NULL)
-      AND (ma.region_count > ma.matched_count OR ma.primary_region_count > ma.matched_count)
-    UNION ALL
-    SELECT img_unique_id, a_calls - pairs, b_calls - pairs
-    FROM (
-        SELECT s.img_unique_id, ma.region_count AS a_calls, mb.region_count AS b_calls,
-               (SELECT count(*) FROM answer_regions ra
-                JOIN answer_regions rb ON rb.answer_id = s.b_answer
-                     AND rb.matched_region_unique_id = ra.matched_region_unique_id
-                WHERE ra.answer_id = s.a_answer) AS pairs
+# Where both sides are stored answers (two shadow/replay versions), region by region,
+# through the primary regions: two regions are matched when both matched the same primary
+# region; a region of one not so paired is overlapping when a region of the other is
+# matched or overlapping to the primary region it is matched or overlapping to.
+_BOTH_STORED_SQL = """
+    both_regions AS MATERIALIZED (
+        SELECT s.img_unique_id, x.side, ar.class_name, x.other,
+               ar.matched_region_unique_id AS matched_to,
+               COALESCE(ar.matched_region_unique_id, ar.overlap_region_unique_id) AS near,
+               CASE WHEN ar.matched_region_unique_id IS NULL THEN ar.verdict
+                    ELSE rv.verdict END AS verdict
         FROM scope s
-        JOIN model_answers ma ON ma.answer_id = s.a_answer
-        JOIN model_answers mb ON mb.answer_id = s.b_answer
-    ) both_stored
-    WHERE a_calls > pairs OR b_calls > pairs
+        CROSS JOIN LATERAL (VALUES ('a', s.a_answer, s.b_answer),
+                                   ('b', s.b_answer, s.a_answer)) x (side, answer, other)
+        JOIN answer_regions ar ON ar.answer_id = x.answer
+        LEFT JOIN region_verdicts rv ON rv.region_unique_id = ar.matched_region_unique_id
+        WHERE NOT s.kept
+    ),
+    both_flags AS MATERIALIZED (
+        SELECT br.img_unique_id, br.side, br.class_name, br.verdict, p.paired,
+               NOT p.paired AND br.near IS NOT NULL AND EXISTS (
+                   SELECT 1 FROM answer_regions o WHERE o.answer_id = br.other
+                   AND COALESCE(o.matched_region_unique_id, o.overlap_region_unique_id)
+                       = br.near) AS overlapping
+        FROM both_regions br
+        CROSS JOIN LATERAL (
+            SELECT br.matched_to IS NOT NULL AND EXISTS (
+                SELECT 1 FROM answer_regions o WHERE o.answer_id = br.other
+                AND o.matched_region_unique_id = br.matched_to) AS paired
+        ) p
+    ),
+    both_class AS (
+        SELECT class_name,
+            count(*) FILTER (WHERE side = 'a') AS a_calls,
+            count(*) FILTER (WHERE side = 'a' AND verdict = 'real') AS a_real,
+            count(*) FILTER (WHERE side = 'a' AND verdict = 'false_call') AS a_false,
+            count(*) FILTER (WHERE side = 'a' AND verdict = 'unsure') AS a_unsure,
+            count(*) FILTER (WHERE side = 'b') AS b_calls,
+            count(*) FILTER (WHERE side = 'b' AND verdict = 'real') AS b_real,
+            count(*) FILTER (WHERE side = 'b' AND verdict = 'false_call') AS b_false,
+            count(*) FILTER (WHERE side = 'b' AND verdict = 'unsure') AS b_unsure,
+            count(*) FILTER (WHERE side = 'a' AND paired) AS matched,
+            count(*) FILTER (WHERE side = 'a' AND paired AND verdict = 'real') AS matched_real,
+            count(*) FILTER (WHERE side = 'a' AND overlapping) AS a_overlap,
+            count(*) FILTER (WHERE side = 'a' AND overlapping AND verdict = 'real')
+                AS a_overlap_real,
+            count(*) FILTER (WHERE side = 'b' AND overlapping) AS b_overlap,
+            count(*) FILTER (WHERE side = 'b' AND overlapping AND verdict = 'real')
+                AS b_overlap_real
+        FROM both_flags
+        GROUP BY class_name
+    )
+"""
+
+# The images on which the two disagree (a call of one that the other neither matches nor
+# overlaps, or an overlapping call): from the counts kept on `model_answers` where one
+# side is the primary answer, from the regions where both are stored answers. Rows:
+# (img_unique_id, a_only, b_only, a_overlapping, b_overlapping).
+_PER_IMAGE_SQL = """
+    SELECT img_unique_id,
+           CASE WHEN a_answer IS NULL THEN primary_regions - primary_overlapping
+                ELSE regions - overlapping END - matched AS a_only,
+           CASE WHEN b_answer IS NULL THEN primary_regions - primary_overlapping
+                ELSE regions - overlapping END - matched AS b_only,
+           CASE WHEN a_answer IS NULL THEN primary_overlapping ELSE overlapping END
+             AS a_overlapping,
+           CASE WHEN b_answer IS NULL THEN primary_overlapping ELSE overlapping END
+             AS b_overlapping
+    FROM scope
+    WHERE kept AND NOT same AND (regions > matched OR primary_regions > matched)
+    UNION ALL
+    SELECT img_unique_id,
+           count(*) FILTER (WHERE side = 'a' AND NOT paired AND NOT overlapping),
+           count(*) FILTER (WHERE side = 'b' AND NOT paired AND NOT overlapping),
+           count(*) FILTER (WHERE side = 'a' AND overlapping),
+           count(*) FILTER (WHERE side = 'b' AND overlapping)
+    FROM both_flags
+    GROUP BY img_unique_id
+    HAVING count(*) FILTER (WHERE NOT paired) > 0
 """
 
 
 def _compare_cte(filters: CompareFilters) -> tuple[str, dict[str, Any]]:
-    """The WITH clause of the comparison, and its parameters: `side_a`, `side_b`,
-    `scope` (images answered by both, filtered), `calls_a`, `calls_b` (each side's calls
-    and verdicts counted per image and class), `matched` (one row per matched pair), their
-    per-class sums and `per_image` (the disagreeing images)."""
+    """The WITH clause of the comparison, and its parameters: `answers_a`, `answers_b`,
+    `scope` (images answered by both, filtered), `both_*` (the regions where both sides
+    are stored answers), `class_rows` (the per-class counts, several rows per class) and
+    `per_image` (the disagreeing images)."""
     conditions = ["TRUE"]
     params: dict[str, Any] = {}
     dated = False
@@ -316,32 +381,22 @@ def _compare_cte(filters: CompareFilters) -> tuple[str, dict[str, Any]]:
     # by id, which starts with the UTC time of upload (`images.timestamp`).
     images = "JOIN images im ON im.img_unique_id = a.img_unique_id" if dated else ""
     sql = f"""
-    WITH side_a AS ({_SIDE_SQL.format(v="a")}),
-    side_b AS ({_SIDE_SQL.format(v="b")}),
+    WITH answers_a AS ({_ANSWERS_SQL.format(v="a")}),
+    answers_b AS ({_ANSWERS_SQL.format(v="b")}),
     scope AS MATERIALIZED (
-        SELECT a.img_unique_id, a.answer_id AS a_answer, b.answer_id AS b_answer
-        FROM side_a a
-        JOIN side_b b ON b.img_unique_id = a.img_unique_id
+        SELECT a.img_unique_id, a.a_answer, a.b_answer,
+               a.a_answer IS NULL OR a.b_answer IS NULL OR a.a_answer = a.b_answer AS kept,
+               a.a_answer IS NOT DISTINCT FROM a.b_answer AS same,
+               a.region_count AS regions, a.matched_count AS matched,
+               a.primary_region_count AS primary_regions,
+               a.overlapping_count AS overlapping,
+               a.primary_overlapping_count AS primary_overlapping
+        FROM ({_SCOPE_SQL}) a
         {images}
         WHERE {" AND ".join(conditions)}
     ),
-    calls_a AS ({_CALLS_SQL.format(side="a")}),
-    calls_b AS ({_CALLS_SQL.format(side="b")}),
-    matched AS ({_MATCHED_SQL}),
-    a_class AS (
-        SELECT class_name, sum(calls) AS calls, sum(real) AS real,
-               sum(false_call) AS false_call, sum(unsure) AS unsure
-        FROM calls_a GROUP BY class_name
-    ),
-    b_class AS (
-        SELECT class_name, sum(calls) AS calls, sum(real) AS real,
-               sum(false_call) AS false_call, sum(unsure) AS unsure
-        FROM calls_b GROUP BY class_name
-    ),
-    m_class AS (
-        SELECT class_name, sum(matched) AS matched, sum(real) AS real
-        FROM matched GROUP BY class_name
-    ),
+    {_BOTH_STORED_SQL},
+    class_rows AS ({_KEPT_SQL} UNION ALL SELECT * FROM both_class),
     per_image AS MATERIALIZED ({_PER_IMAGE_SQL})
     """
     return sql, params
@@ -351,6 +406,8 @@ COUNT_FIELDS = (
     "matched",
     "a_only",
     "b_only",
+    "a_overlapping",
+    "b_overlapping",
     "a_real",
     "a_false",
     "a_unsure",
@@ -368,39 +425,53 @@ COUNT_FIELDS = (
 # the newest `limit` of them, each as JSON.
 _COMPARE_SQL = """
     , per_class AS (
-        SELECT COALESCE(a.class_name, b.class_name) AS class_name,
-            COALESCE(m.matched, 0) AS matched,
-            COALESCE(a.calls, 0) - COALESCE(m.matched, 0) AS a_only,
-            COALESCE(b.calls, 0) - COALESCE(m.matched, 0) AS b_only,
-            COALESCE(a.real, 0) AS a_real,
-            COALESCE(a.false_call, 0) AS a_false,
-            COALESCE(a.unsure, 0) AS a_unsure,
-            COALESCE(a.calls - a.real - a.false_call - a.unsure, 0) AS a_unreviewed,
-            COALESCE(b.real, 0) AS b_real,
-            COALESCE(b.false_call, 0) AS b_false,
-            COALESCE(b.unsure, 0) AS b_unsure,
-            COALESCE(b.calls - b.real - b.false_call - b.unsure, 0) AS b_unreviewed,
-            COALESCE(b.real, 0) - COALESCE(m.real, 0) AS a_missed,
-            COALESCE(a.real, 0) - COALESCE(m.real, 0) AS b_missed
-        FROM a_class a
-        FULL JOIN b_class b ON b.class_name = a.class_name
-        LEFT JOIN m_class m ON m.class_name = COALESCE(a.class_name, b.class_name)
-        WHERE COALESCE(a.calls, 0) + COALESCE(b.calls, 0) > 0
+        SELECT class_name,
+            matched,
+            a_calls - matched - a_overlap AS a_only,
+            b_calls - matched - b_overlap AS b_only,
+            a_overlap AS a_overlapping,
+            b_overlap AS b_overlapping,
+            a_real,
+            a_false,
+            a_unsure,
+            a_calls - a_real - a_false - a_unsure AS a_unreviewed,
+            b_real,
+            b_false,
+            b_unsure,
+            b_calls - b_real - b_false - b_unsure AS b_unreviewed,
+            b_real - matched_real - b_overlap_real AS a_missed,
+            a_real - matched_real - a_overlap_real AS b_missed
+        FROM (
+            SELECT class_name, COALESCE(sum(a_calls), 0) AS a_calls,
+                COALESCE(sum(a_real), 0) AS a_real, COALESCE(sum(a_false), 0) AS a_false,
+                COALESCE(sum(a_unsure), 0) AS a_unsure, COALESCE(sum(b_calls), 0) AS b_calls,
+                COALESCE(sum(b_real), 0) AS b_real, COALESCE(sum(b_false), 0) AS b_false,
+                COALESCE(sum(b_unsure), 0) AS b_unsure, COALESCE(sum(matched), 0) AS matched,
+                COALESCE(sum(matched_real), 0) AS matched_real,
+                COALESCE(sum(a_overlap), 0) AS a_overlap,
+                COALESCE(sum(a_overlap_real), 0) AS a_overlap_real,
+                COALESCE(sum(b_overlap), 0) AS b_overlap,
+                COALESCE(sum(b_overlap_real), 0) AS b_overlap_real
+            FROM class_rows GROUP BY class_name
+        ) c
+        WHERE a_calls + b_calls > 0
     ),
     listed AS (
-        SELECT p.img_unique_id, p.a_only, p.b_only
+        SELECT p.img_unique_id, p.a_only, p.b_only, p.a_overlapping, p.b_overlapping
         FROM per_image p
         ORDER BY p.img_unique_id DESC
         LIMIT :limit
     )
     SELECT
-        (SELECT json_agg(json_build_array(class_name, matched, a_only, b_only, a_real,
-                a_false, a_unsure, a_unreviewed, b_real, b_false, b_unsure, b_unreviewed,
-                a_missed, b_missed) ORDER BY class_name) FROM per_class),
+        (SELECT json_agg(json_build_array(class_name, matched, a_only, b_only,
+                a_overlapping, b_overlapping, a_real, a_false, a_unsure, a_unreviewed, b_real,
+                b_false, b_unsure, b_unreviewed, a_missed, b_missed) ORDER BY class_name)
+         FROM per_class),
         (SELECT count(*) FROM scope),
         (SELECT count(*) FROM per_image),
         (SELECT json_agg(json_build_array(l.img_unique_id, im.timestamp, l.a_only, l.b_only,
-                s.a_answer, s.b_answer) ORDER BY l.img_unique_id DESC)
+                l.a_overlapping, l.b_overlapping, s.a_answer, s.b_answer)
+                ORDER BY l.img_unique_id DESC)
          FROM listed l
          JOIN scope s ON s.img_unique_id = l.img_unique_id
          JOIN images im ON im.img_unique_id = l.img_unique_id)
@@ -416,7 +487,8 @@ class ComparisonRows:
         images: images both versions answered (within the filters).
         disagreeing_images: those on which they disagree.
         disagreements: the newest `limit` of them, newest first, each
-            `[img_unique_id, timestamp (ISO text), a_only, b_only, a_answer, b_answer]`.
+            `[img_unique_id, timestamp (ISO text), a_only, b_only, a_overlapping,
+            b_overlapping, a_answer, b_answer]`.
     """
 
     classes: list[list[Any]]
@@ -433,11 +505,15 @@ class ComparisonRepository:
         self._jit_off = False
 
     async def _without_jit(self) -> None:
-        """JIT off for the rest of this transaction: the FULL JOIN of the comparison is
-        estimated at billions of rows, so PostgreSQL would spend seconds compiling it
-        (6.2 s of 6.5 s at 10,000 images) for a query that runs in a fraction of one."""
+        """JIT off for the rest of this transaction: the comparison's estimates are far
+        too high (a UNION of answers per image), so PostgreSQL would spend seconds
+        compiling it (6.2 s of 6.5 s at 10,000 images) for a query that runs in a
+        fraction of one. And `work_mem` 64 MB: its hashes and sorts of a few hundred
+        thousand narrow rows then stay in memory (at 4 MB, 100,000 images spilled
+        ~50 MB to temporary files)."""
         if not self._jit_off:
             await self.session.execute(text("SET LOCAL jit = off"))
+            await self.session.execute(text("SET LOCAL work_mem = '64MB'"))
             self._jit_off = True
 
     async def versions(self) -> list[Any]:

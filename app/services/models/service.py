@@ -59,9 +59,8 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 def _side(counts: dict[str, int], side: str) -> SideFigures:
     real, false = counts[f"{side}_real"], counts[f"{side}_false"]
     missed = counts[f"{side}_missed"]
-    own = "a_only" if side == "a" else "b_only"
     return SideFigures(
-        calls=counts["matched"] + counts[own],
+        calls=counts["matched"] + counts[f"{side}_only"] + counts[f"{side}_overlapping"],
         confirmed_real=real,
         false_calls=false,
         unsure=counts[f"{side}_unsure"],
@@ -78,6 +77,8 @@ def _class(name: str, counts: dict[str, int]) -> ClassComparison:
         matched=counts["matched"],
         a_only=counts["a_only"],
         b_only=counts["b_only"],
+        a_overlapping=counts["a_overlapping"],
+        b_overlapping=counts["b_overlapping"],
         a=_side(counts, "a"),
         b=_side(counts, "b"),
     )
@@ -129,10 +130,11 @@ class ModelsService:
         viewer_url: Callable[[str], str],
     ) -> ModelComparison:
         """Versions `a` and `b` on the images both answered (within `filters`): per defect
-        class, matched / A only / B only, and per version the verdict counts, precision and
-        relative recall; the newest `limit` disagreeing images, each with the viewer link
-        `viewer_url(img_unique_id)` plus `?compare=<answer ids>` (the non-primary answers,
-        overlaid). `min_iou` is only reported (the matches were made when stored)."""
+        class, matched / A only / B only / overlapping (docs/models.md), and per version
+        the verdict counts, precision and relative recall; the newest `limit` disagreeing
+        images, each with the viewer link `viewer_url(img_unique_id)` plus
+        `?compare=<answer ids>` (the non-primary answers, overlaid). `min_iou` is only
+        reported (the matches were made when stored)."""
         found = await self.comparisons.compare(a, b, filters, limit)
         totals = dict.fromkeys(COUNT_FIELDS, 0)
         classes = []
@@ -142,7 +144,16 @@ class ModelsService:
             for key in COUNT_FIELDS:
                 totals[key] += counts[key]
         disagreements = []
-        for img_id, stamp, a_only, b_only, a_answer, b_answer in found.disagreements:
+        for (
+            img_id,
+            stamp,
+            a_only,
+            b_only,
+            a_over,
+            b_over,
+            a_answer,
+            b_answer,
+        ) in found.disagreements:
             ids = ",".join(str(i) for i in (a_answer, b_answer) if i is not None)
             disagreements.append(
                 Disagreement(
@@ -150,6 +161,8 @@ class ModelsService:
                     timestamp=stamp,
                     a_only=a_only,
                     b_only=b_only,
+                    a_overlapping=a_over,
+                    b_overlapping=b_over,
                     a_answer_id=a_answer,
                     b_answer_id=b_answer,
                     viewer_url=f"{viewer_url(img_id)}?compare={ids}",
