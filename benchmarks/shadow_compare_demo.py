@@ -23,14 +23,14 @@ one-to-one, best IoU first, per image and class, among the calls of that one eng
 --swap makes the classical engine the primary and the template engine its shadow (the
 verdicts then fall on the other engine's regions first).
 
-Then prints `GET /api/models/compare?a=<primary>&b=<shadow>` per class (matched,
-A only, B only; per engine confirmed real, false calls, missed real, estimated precision,
-relative recall), the TRUE precision/recall/F of each engine computed from its own
-stored regions and the annotations of every uploaded board, and per class which engine
-is better by the page (F of estimated precision and relative recall) and by the truth
-(F of precision and recall): "tie" when the two differ by less than --tie (default
-0.01). With --screenshot PATH also saves the /models page with that comparison
-(headless Chromium through Playwright, as the browser tests do).
+Then prints `GET /api/models/compare?a=<primary>&b=<shadow>` per class (matched, A only,
+B only, overlapping; per engine confirmed real, false calls, missed real, estimated
+precision, relative recall), the TRUE precision/recall/F of each engine computed from
+its own stored regions and the annotations of every uploaded board, and per class which
+engine is better by the page (F of estimated precision and relative recall) and by the
+truth (F of precision and recall): "tie" when the two differ by less than --tie (default
+0.01). With --screenshot PATH also saves the /models page with that comparison (headless
+Chromium through Playwright, as the browser tests do).
 
 Usage::
 
@@ -392,6 +392,7 @@ def report(
                 c["matched"],
                 c["a_only"],
                 c["b_only"],
+                f"{c['a_overlapping']}/{c['b_overlapping']}",
                 f"{a['confirmed_real']}/{b['confirmed_real']}",
                 f"{a['false_calls']}/{b['false_calls']}",
                 f"{a['missed_real']}/{b['missed_real']}",
@@ -405,6 +406,7 @@ def report(
             "matched",
             "A only",
             "B only",
+            "overlapping A/B",
             "real A/B",
             "false calls A/B",
             "missed-but-found-by-other A/B",

@@ -705,3 +705,79 @@ def test_answer_region_events_migration_and_its_downgrade(empty_database: str) -
     assert db_rows(empty_database, "SELECT kind FROM review_events") == [("disposition",)]
     upgrade_database(empty_database)
     assert "answer_region_id" in columns(empty_database, "review_events")
+
+
+def test_compare_counts_migration_backfills_overlaps_and_counts_and_downgrades(
+    empty_database: str,
+) -> None:
+    """Answers stored before 20261208_0028 get their overlaps from bounding boxes and the
+    comparison's kept counts; the triggers keep the counts from then on."""
+    upgrade_database(empty_database, "20261208_0029")
+    board = "20261207_220000_CMP001"
+    db_execute(
+        empty_database,
+        "INSERT INTO images (img_unique_id, image_height, image_width,"
+        f" processing_time_seconds, timestamp, input_image_path) VALUES ('{board}', 64, 64,"
+        " 0.1, '2026-12-07T22:00:00Z', 'uploads/old.png');"
+        " INSERT INTO classes (img_unique_id, class_id, class_name, total_regions,"
+        f" total_area_pixels) VALUES ('{board}', 1, 'short', 2, 2);"
+        " INSERT INTO regions (class_unique_id, img_unique_id, region_id, centroid_x,"
+        " centroid_y, bbox_x, bbox_y, bbox_width, bbox_height, area_pixels, perimeter,"
+        " major_axis, minor_axis, circularity, aspect_ratio)"
+        f" SELECT c.class_unique_id, '{board}', n, 1, 1, 20 * n, 0, 10, 10, 100, 4, 1, 1, 1, 1"
+        " FROM classes c, generate_series(1, 2) n;"
+        " INSERT INTO region_verdicts (region_unique_id, img_unique_id, verdict, reviewer)"
+        f" SELECT region_unique_id, '{board}', 'real', 'anna' FROM regions;"
+        " INSERT INTO model_answers (img_unique_id, role, model_service_url, model_version,"
+        " status, region_count, matched_count, primary_region_count)"
+        f" VALUES ('{board}', 'shadow', 'http://s/', 's-1', 'succeeded', 2, 1, 2);"
+        # One region matched to region 1; one unmatched, its box over region 2's.
+        " INSERT INTO answer_regions (answer_id, region_id, class_name, bbox_x, bbox_y,"
+        " bbox_width, bbox_height, area_pixels, centroid_x, centroid_y,"
+        " matched_region_unique_id, verdict)"
+        " SELECT answer_id, 1, 'short', 20, 0, 10, 10, 100, 25, 5,"
+        " (SELECT region_unique_id FROM regions WHERE region_id = 1), NULL FROM model_answers"
+        " UNION ALL SELECT answer_id, 2, 'short', 45, 5, 4, 4, 16, 47, 7, NULL, 'real'"
+        " FROM model_answers",
+    )
+    upgrade_database(empty_database, "20261208_0028")
+    region_2 = db_rows(empty_database, "SELECT region_unique_id FROM regions WHERE region_id = 2")
+    assert (
+        db_rows(
+            empty_database,
+            "SELECT overlap_region_unique_id FROM answer_regions WHERE region_id = 2",
+        )
+        == region_2
+    )
+    assert db_rows(empty_database, "SELECT region_unique_id FROM primary_overlaps") == region_2
+    assert db_rows(
+        empty_database, "SELECT overlapping_count, primary_overlapping_count FROM model_answers"
+    ) == [(1, 1)]
+    counts = (
+        "SELECT answer_id = 0, calls, real, matched, matched_real, overlapping,"
+        " overlapping_real, primary_overlapping, primary_overlapping_real"
+        " FROM compare_counts ORDER BY answer_id"
+    )
+    assert db_rows(empty_database, counts) == [
+        (True, 2, 2, 0, 0, 0, 0, 0, 0),
+        (False, 2, 2, 1, 1, 1, 1, 1, 1),
+    ]
+    # From now on the triggers keep them: region 1 judged a false call (its match too).
+    db_execute(
+        empty_database,
+        "UPDATE region_verdicts SET verdict = 'false_call' WHERE"
+        " region_unique_id = (SELECT region_unique_id FROM regions WHERE region_id = 1)",
+    )
+    assert db_rows(empty_database, counts) == [
+        (True, 2, 1, 0, 0, 0, 0, 0, 0),
+        (False, 2, 1, 1, 0, 1, 1, 1, 1),
+    ]
+    db_execute(empty_database, f"DELETE FROM images WHERE img_unique_id = '{board}'")
+    assert db_rows(empty_database, "SELECT count(*) FROM compare_counts") == [(0,)]
+
+    downgrade_database(empty_database, "20261208_0029")
+    assert not {"compare_counts", "primary_overlaps"} & tables(empty_database)
+    assert "overlap_region_unique_id" not in columns(empty_database, "answer_regions")
+    db_execute(empty_database, "DELETE FROM region_verdicts")  # no trigger left behind
+    upgrade_database(empty_database)
+    assert "compare_counts" in tables(empty_database)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx2
+import psycopg
 import pytest
 
 from tests.support import AgentServer, db_execute, db_rows
@@ -375,3 +376,121 @@ def test_answer_region_verdicts_are_in_the_review_history(
 
     figures = client.get("/api/review/figures").json()
     assert verdicts(figures, "ann") == verdicts(figures_before, "ann") + 1
+
+
+P2, S3 = "p-2.0", "s-4.0"
+I5 = "20260302_100005_AAAAA5"
+
+
+def _kept_counts(db: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """`compare_counts` as the triggers kept it, and as `aoi_compare_counts_rebuild()`
+    recomputes it from the rows (in a transaction rolled back)."""
+    order = "SELECT * FROM compare_counts ORDER BY img_unique_id, answer_id, class_name"
+    with psycopg.connect(db) as conn:
+        kept = conn.execute(order).fetchall()
+        conn.execute("SELECT aoi_compare_counts_rebuild()")
+        rebuilt = conn.execute(order).fetchall()
+        conn.rollback()
+    return kept, rebuilt
+
+
+@pytest.fixture(scope="module")
+def overlap_scene(agent: AgentServer) -> dict[str, Any]:
+    """I5 (primary P2): r6 short (real), r7 short (real), r8 spur (no verdict). Shadow S3:
+    z1 short = r6; z2 short unmatched, overlapping r6 (a fragment; judged real); z3 short
+    unmatched, overlapping r7 (judged real), and r7 overlaps z3 without a match (a
+    `primary_overlaps` row); z4 spur unmatched, overlapping nothing (judged real)."""
+    db = agent.settings.database_url or ""
+    _image(db, I5, 5, P2)
+    r6, r7, r8 = _regions(db, I5, {"short": ["real", "real"], "spur": [None]})
+    answer_id, zs = _answer(
+        db, I5, S3, [("short", r6, None), ("short", None, "real"), ("short", None, "real")]
+    )
+    (z4,) = db_rows(
+        db,
+        "INSERT INTO answer_regions (answer_id, region_id, class_name, bbox_x, bbox_y,"
+        " bbox_width, bbox_height, area_pixels, centroid_x, centroid_y, verdict)"
+        " VALUES (%s, 4, 'spur', 300, 300, 10, 10, 100, 305, 305, 'real')"
+        " RETURNING answer_region_id",
+        answer_id,
+    )[0]
+    db_execute(
+        db,
+        "UPDATE answer_regions SET overlap_region_unique_id = %s WHERE answer_region_id = %s",
+        r6,
+        zs[1],
+    )
+    db_execute(
+        db,
+        "UPDATE answer_regions SET overlap_region_unique_id = %s WHERE answer_region_id = %s",
+        r7,
+        zs[2],
+    )
+    db_execute(
+        db,
+        "INSERT INTO primary_overlaps (answer_id, region_unique_id) VALUES (%s, %s)",
+        answer_id,
+        r7,
+    )
+    db_execute(
+        db,
+        "UPDATE model_answers SET region_count = 4, overlapping_count = 2,"
+        " primary_overlapping_count = 1 WHERE answer_id = %s",
+        answer_id,
+    )
+    return {"answer": answer_id, "r": [r6, r7, r8], "z": [*zs, z4]}
+
+
+def test_overlapping_regions_are_a_miss_of_neither(
+    client: httpx2.Client, overlap_scene: dict[str, Any]
+) -> None:
+    body = client.get("/api/models/compare", params={"a": P2, "b": S3}).json()
+    assert body["images"] == 1
+    short = _by_class(body)["short"]
+    # Matched r6 = z1; r7 overlaps z3 (A overlapping 1); z2, z3 overlap r6, r7 (B 2).
+    assert (short["matched"], short["a_only"], short["b_only"]) == (1, 0, 0)
+    assert (short["a_overlapping"], short["b_overlapping"]) == (1, 2)
+    # z2 and z3 are real, but on defects A found: no miss of A (was 2 by the old rule).
+    assert short["a"]["missed_real"] == 0
+    assert short["b"]["missed_real"] == 0
+    assert (short["a"]["calls"], short["a"]["confirmed_real"]) == (2, 2)
+    assert (short["b"]["calls"], short["b"]["confirmed_real"]) == (3, 3)
+    assert short["a"]["relative_recall"] == 1.0
+    spur = _by_class(body)["spur"]
+    assert (spur["a_only"], spur["b_only"], spur["a"]["missed_real"]) == (1, 1, 1)
+    (listed,) = body["disagreements"]
+    assert (listed["a_only"], listed["b_only"]) == (1, 1)
+    assert (listed["a_overlapping"], listed["b_overlapping"]) == (1, 2)
+    # Swapped: the same figures mirrored.
+    mirrored = _by_class(client.get("/api/models/compare", params={"a": S3, "b": P2}).json())
+    assert (mirrored["short"]["a_overlapping"], mirrored["short"]["b_overlapping"]) == (2, 1)
+    assert mirrored["short"]["a"] == short["b"]
+
+
+def test_verdicts_keep_the_counts(
+    agent: AgentServer, client: httpx2.Client, overlap_scene: dict[str, Any]
+) -> None:
+    db = agent.settings.database_url or ""
+    r6, r7, r8 = overlap_scene["r"]
+    headers = {"X-Reviewer": "qc"}
+
+    def put(region: int, verdict: str | None) -> None:
+        response = client.put(
+            f"/api/regions/{region}/verdict", json={"verdict": verdict}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+
+    put(r6, "false_call")  # z1 inherits it
+    put(r8, "real")
+    put(r7, None)
+    short = _by_class(client.get("/api/models/compare", params={"a": P2, "b": S3}).json())
+    assert (short["short"]["a"]["confirmed_real"], short["short"]["a"]["false_calls"]) == (0, 1)
+    assert (short["short"]["b"]["confirmed_real"], short["short"]["b"]["false_calls"]) == (2, 1)
+    assert short["spur"]["b"]["missed_real"] == 1  # r8, now real, only A found it
+    kept, rebuilt = _kept_counts(db)
+    assert kept == rebuilt
+    put(r6, "real")
+    put(r7, "real")
+    put(r8, None)
+    kept, rebuilt = _kept_counts(db)
+    assert kept == rebuilt
