@@ -89,6 +89,7 @@ def test_models_page_compares_and_opens_the_overlay(
     # The defaults: A = the primary version, B = the shadow's.
     page.click("#compare-form button[type=submit]")
     expect(page.locator("#compare-table tbody tr").first).to_be_visible()
+    expect(page.locator("#compare-table thead")).to_contain_text("Overlapping A/B")
     expect(page.locator("#compare-result")).to_contain_text("3 images answered by both")
     assert violations(page, axe_source) == []
     review = page.locator("#review-disagreements")

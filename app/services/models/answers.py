@@ -4,7 +4,9 @@
 target), validates the answer exactly as a primary answer is validated
 (`ModelServiceClient`), keeps its three PNGs under the store's `answers/` prefix, stores
 a `model_answers` row and its `answer_regions`, each matched against the primary regions
-of the same image (`app.services.models.matching`), in one transaction. Nothing of the
+of the same image or, unmatched, marked with the primary region it overlaps, and the
+`primary_overlaps` (`app.services.models.matching`), in one transaction; the comparison's
+kept counts follow by trigger in that transaction (`compare_counts`). Nothing of the
 primary inspection is read for writing: its rows, files, exports and line messages stay
 as they are.
 """
@@ -157,7 +159,8 @@ async def run_model_answer(
     """Ask the model service at `service_url` for its answer on one stored inspection and
     store it as a `model_answers` row (`role` `shadow` or `replay`) with its regions,
     each matched to the primary region it agrees with (same class, IoU at least
-    MODEL_MATCH_MIN_IOU; docs/models.md). One call per (image, service); calling it again
+    MODEL_MATCH_MIN_IOU) or marked with the same-class primary region it overlaps
+    (docs/models.md). One call per (image, service); calling it again
     stores another answer.
 
     The stored input is sent with the project's `ModelServiceClient` (its timeouts,

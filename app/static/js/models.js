@@ -49,21 +49,24 @@ function sideCells(s) {
 function compareHtml(c, query) {
   const row = (k, extra = "") => `<tr${extra}><th scope="row">${escapeHtml(k.class_name)}</th>
     <td class="text-end">${k.matched}</td><td class="text-end">${k.a_only}</td><td class="text-end">${k.b_only}</td>
+    <td class="text-end">${k.a_overlapping}/${k.b_overlapping}</td>
     ${sideCells(k.a)}${sideCells(k.b)}</tr>`;
   const sideHead = ["calls", "real", "false calls", "missed real", "precision", "rel. recall"]
     .map((h) => `<th scope="col" class="text-end">${h}</th>`).join("");
   const disagreements = c.disagreements.map((d) => `<li><a href="${escapeHtml(d.viewer_url)}">${escapeHtml(d.img_unique_id)}</a>
-    <span class="small text-muted">${escapeHtml(formatTime(d.timestamp))}: ${d.a_only} A only, ${d.b_only} B only</span></li>`).join("");
+    <span class="small text-muted">${escapeHtml(formatTime(d.timestamp))}: ${d.a_only} A only, ${d.b_only} B only${d.a_overlapping + d.b_overlapping ? `, ${d.a_overlapping}/${d.b_overlapping} overlapping` : ""}</span></li>`).join("");
   const primary = c.disagreements.find((d) => d.a_answer_id === null) ? c.b
     : c.disagreements.find((d) => d.b_answer_id === null) ? c.a : c.b;
   const review = new URLSearchParams({ disagreement: primary });
   for (const key of ["start_date", "end_date", "batch_id"]) if (query[key]) review.set(key, query[key]);
   return `<p class="mb-2">${c.images} image${c.images === 1 ? "" : "s"} answered by both
-      <code>${escapeHtml(c.a)}</code> (A) and <code>${escapeHtml(c.b)}</code> (B); regions match at IoU ≥ ${c.min_iou}.</p>
+      <code>${escapeHtml(c.a)}</code> (A) and <code>${escapeHtml(c.b)}</code> (B); regions match at IoU ≥ ${c.min_iou};
+      unmatched regions that overlap one of the same class are the same defect outlined differently (overlapping), a miss of neither.</p>
     <div class="table-responsive"><table class="table table-sm align-middle" id="compare-table">
       <caption class="small">Per defect class: regions both found, found by one only, and each version judged by the reviewers' verdicts</caption>
       <thead><tr><th scope="col" rowspan="2">Class</th><th scope="col" rowspan="2" class="text-end">Matched</th>
         <th scope="col" rowspan="2" class="text-end">A only</th><th scope="col" rowspan="2" class="text-end">B only</th>
+        <th scope="col" rowspan="2" class="text-end" title="Regions of A / of B that match none of the other's but overlap one of the same class: the same defect, outlined differently. A miss of neither.">Overlapping A/B</th>
         <th scope="colgroup" colspan="6" class="text-center">A</th><th scope="colgroup" colspan="6" class="text-center">B</th></tr>
         <tr>${sideHead}${sideHead}</tr></thead>
       <tbody>${c.classes.map((k) => row(k)).join("")}</tbody>
