@@ -65,7 +65,7 @@ def test_shadow_answer_is_stored_apart_and_matched(
         "SELECT region_unique_id, bbox_x, bbox_y FROM regions WHERE img_unique_id = %s ORDER BY 1",
         img_id,
     )
-    _answer_id, row, regions = asyncio.run(answer(agent.settings, img_id, template_service.url))
+    answer_id, row, regions = asyncio.run(answer(agent.settings, img_id, template_service.url))
     assert row.status == "succeeded"
     assert row.error is None
     assert row.model_name == "reference-template"
@@ -89,6 +89,27 @@ def test_shadow_answer_is_stored_apart_and_matched(
     # The counts kept for the comparison and the review queue's disagreement filter.
     assert (row.region_count, row.matched_count) == (len(regions), len(matched))
     assert row.primary_region_count == len(before)
+    # Unmatched regions overlapping a same-class primary region, and the primary regions
+    # overlapping one of them without a match ("same defect, different extent").
+    overlapping = [r for r in regions if r.overlap_region_unique_id is not None]
+    assert all(r.matched_region_unique_id is None for r in overlapping)
+    assert all(r.overlap_region_unique_id in primary_ids for r in overlapping)
+    assert row.overlapping_count == len(overlapping)
+    db = agent.settings.database_url or ""
+    primary_overlaps = db_rows(
+        db, "SELECT region_unique_id FROM primary_overlaps WHERE answer_id = %s", answer_id
+    )
+    assert row.primary_overlapping_count == len(primary_overlaps)
+    assert {r for (r,) in primary_overlaps} <= primary_ids - {
+        r.matched_region_unique_id for r in matched
+    }
+    # The comparison's counts, kept by trigger in the same transaction.
+    assert db_rows(
+        db,
+        "SELECT sum(calls), sum(matched), sum(overlapping), sum(primary_overlapping)"
+        " FROM compare_counts WHERE answer_id = %s",
+        answer_id,
+    ) == [(len(regions), len(matched), len(overlapping), len(primary_overlaps))]
     # The primary result is untouched.
     after = db_rows(
         agent.settings.database_url or "",
