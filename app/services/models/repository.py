@@ -271,7 +271,7 @@ _KEPT_SQL = """
 # matched or overlapping to the primary region it is matched or overlapping to.
 _BOTH_STORED_SQL = """
     both_regions AS MATERIALIZED (
-        SELECT s.img_unique_id, x.side, ar.class_name, x.other,
+        SELECT s.img_unique_id, s.a_answer, s.b_answer, x.side, ar.class_name, x.other,
                ar.matched_region_unique_id AS matched_to,
                COALESCE(ar.matched_region_unique_id, ar.overlap_region_unique_id) AS near,
                CASE WHEN ar.matched_region_unique_id IS NULL THEN ar.verdict
@@ -284,7 +284,8 @@ _BOTH_STORED_SQL = """
         WHERE NOT s.kept
     ),
     both_flags AS MATERIALIZED (
-        SELECT br.img_unique_id, br.side, br.class_name, br.verdict, p.paired,
+        SELECT br.img_unique_id, br.a_answer, br.b_answer, br.side, br.class_name,
+               br.verdict, p.paired,
                NOT p.paired AND br.near IS NOT NULL AND EXISTS (
                    SELECT 1 FROM answer_regions o WHERE o.answer_id = br.other
                    AND COALESCE(o.matched_region_unique_id, o.overlap_region_unique_id)
@@ -322,7 +323,7 @@ _BOTH_STORED_SQL = """
 # The images on which the two disagree (a call of one that the other neither matches nor
 # overlaps, or an overlapping call): from the counts kept on `model_answers` where one
 # side is the primary answer, from the regions where both are stored answers. Rows:
-# (img_unique_id, a_only, b_only, a_overlapping, b_overlapping).
+# (img_unique_id, a_only, b_only, a_overlapping, b_overlapping, a_answer, b_answer).
 _PER_IMAGE_SQL = """
     SELECT img_unique_id,
            CASE WHEN a_answer IS NULL THEN primary_regions - primary_overlapping
@@ -332,7 +333,8 @@ _PER_IMAGE_SQL = """
            CASE WHEN a_answer IS NULL THEN primary_overlapping ELSE overlapping END
              AS a_overlapping,
            CASE WHEN b_answer IS NULL THEN primary_overlapping ELSE overlapping END
-             AS b_overlapping
+             AS b_overlapping,
+           a_answer, b_answer
     FROM scope
     WHERE kept AND NOT same AND (regions > matched OR primary_regions > matched)
     UNION ALL
@@ -340,9 +342,10 @@ _PER_IMAGE_SQL = """
            count(*) FILTER (WHERE side = 'a' AND NOT paired AND NOT overlapping),
            count(*) FILTER (WHERE side = 'b' AND NOT paired AND NOT overlapping),
            count(*) FILTER (WHERE side = 'a' AND overlapping),
-           count(*) FILTER (WHERE side = 'b' AND overlapping)
+           count(*) FILTER (WHERE side = 'b' AND overlapping),
+           a_answer, b_answer
     FROM both_flags
-    GROUP BY img_unique_id
+    GROUP BY img_unique_id, a_answer, b_answer
     HAVING count(*) FILTER (WHERE NOT paired) > 0
 """
 
@@ -457,7 +460,8 @@ _COMPARE_SQL = """
         WHERE a_calls + b_calls > 0
     ),
     listed AS (
-        SELECT p.img_unique_id, p.a_only, p.b_only, p.a_overlapping, p.b_overlapping
+        SELECT p.img_unique_id, p.a_only, p.b_only, p.a_overlapping, p.b_overlapping,
+               p.a_answer, p.b_answer
         FROM per_image p
         ORDER BY p.img_unique_id DESC
         LIMIT :limit
@@ -470,10 +474,9 @@ _COMPARE_SQL = """
         (SELECT count(*) FROM scope),
         (SELECT count(*) FROM per_image),
         (SELECT json_agg(json_build_array(l.img_unique_id, im.timestamp, l.a_only, l.b_only,
-                l.a_overlapping, l.b_overlapping, s.a_answer, s.b_answer)
+                l.a_overlapping, l.b_overlapping, l.a_answer, l.b_answer)
                 ORDER BY l.img_unique_id DESC)
          FROM listed l
-         JOIN scope s ON s.img_unique_id = l.img_unique_id
          JOIN images im ON im.img_unique_id = l.img_unique_id)
 """
 
