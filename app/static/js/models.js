@@ -62,7 +62,7 @@ function compareHtml(c, query) {
   return `<p class="mb-2">${c.images} image${c.images === 1 ? "" : "s"} answered by both
       <code>${escapeHtml(c.a)}</code> (A) and <code>${escapeHtml(c.b)}</code> (B); regions match at IoU ≥ ${c.min_iou};
       unmatched regions that overlap one of the same class are the same defect outlined differently (overlapping), a miss of neither.</p>
-    <div class="table-responsive"><table class="table table-sm align-middle" id="compare-table">
+    <div class="table-responsive" tabindex="0" role="region" aria-label="Comparison per defect class"><table class="table table-sm align-middle" id="compare-table">
       <caption class="small">Per defect class: regions both found, found by one only, and each version judged by the reviewers' verdicts</caption>
       <thead><tr><th scope="col" rowspan="2">Class</th><th scope="col" rowspan="2" class="text-end">Matched</th>
         <th scope="col" rowspan="2" class="text-end">A only</th><th scope="col" rowspan="2" class="text-end">B only</th>
