@@ -178,6 +178,15 @@ class ServiceSettings(BaseSettings):
         "longer than this (major axis) is a line-width variation along a conductor, not a "
         "defect, pixels; shorts and opens are kept whatever their shape.",
     )
+    template_width_tolerance_px: int = Field(
+        default=1,
+        ge=0,
+        description="A short is not called where the extra copper it needs lies within this "
+        "distance of golden copper (a golden gap of at most twice this width: a line width "
+        "+1 px re-scan closes it), nor an open where the missing copper it needs lies within "
+        "this distance of golden substrate (a golden conductor neck as narrow), pixels; "
+        "0 = off.",
+    )
     template_min_area_px: int = Field(
         default=10, ge=1, description="Smallest difference core reported as a defect, pixels."
     )

@@ -52,12 +52,18 @@ FEATURE_NAMES: tuple[str, ...] = (
     "border_image_copper",
     "border_template_copper",
     "distance_to_edge",
+    "width_explains_px",
 )
 """Numbers describing one region (see :func:`region_features`)."""
 
 _EIGHT = ndi.generate_binary_structure(2, 2)
 _FOUR = ndi.generate_binary_structure(2, 1)
 _PAD = 8
+_DISKS = {
+    k: (np.add.outer(np.arange(-k, k + 1) ** 2, np.arange(-k, k + 1) ** 2) <= k * k)
+    for k in (1, 2, 3)
+}
+"""Disks of radius 1-3 px (scikit-image ``disk``)."""
 """Pixels around a region's box in which its neighbourhood is measured."""
 
 
@@ -73,6 +79,69 @@ class Region:
 
 def _components(mask: NDArray[np.bool_], structure: NDArray[np.bool_]) -> int:
     return int(ndi.label(mask, structure=structure)[1])
+
+
+def _links(
+    copper: NDArray[np.bool_], parts: NDArray[np.int32], through: NDArray[np.bool_] | None = None
+) -> tuple[set[tuple[int, int]], int]:
+    """Pairs of ``parts`` labels joined by one 8-connected ``copper`` component (with a
+    pixel in ``through``, when given), and the extra pieces (sum over parts of the
+    components on it, minus one)."""
+    labels, _ = ndi.label(copper, structure=_EIGHT)
+    if through is not None:
+        keep = np.zeros(int(labels.max()) + 1, dtype=bool)
+        keep[labels[through]] = True
+        keep[0] = False
+        labels[~keep[labels]] = 0
+    both = (labels > 0) & (parts > 0)
+    by_component: dict[int, set[int]] = {}
+    by_part: dict[int, set[int]] = {}
+    for component, part in zip(labels[both].tolist(), parts[both].tolist(), strict=True):
+        by_component.setdefault(component, set()).add(part)
+        by_part.setdefault(part, set()).add(component)
+    pairs = {(a, b) for group in by_component.values() for a in group for b in group if a < b}
+    return pairs, sum(len(group) - 1 for group in by_part.values())
+
+
+def width_explains_px(
+    mask: NDArray[np.bool_], img: NDArray[np.bool_], tpl: NDArray[np.bool_], extra: bool
+) -> float:
+    """Smallest edge move ``k`` (0-3 px) that explains a short (``extra``) or open, else 4.
+
+    0: the image copper through the region joins no golden conductors, or they
+    stay joined (split) without the region at all (the bridge or cut is elsewhere).
+
+    Short: with the region's pixels farther than ``k`` from golden copper removed,
+    the image copper still joins the same golden conductors (local 8-connected
+    components of at least 20 px). Open: with the region's pixels deeper than
+    ``k`` inside golden copper given back, golden conductors are split into as
+    many image pieces as before. A small ``k`` = a bridge over (cut through) a
+    golden gap (neck) of about ``2 k`` px, which a re-scan's line-width change
+    can close (cut) on a defect-free board.
+    """
+    parts, count = ndi.label(tpl, structure=_EIGHT)
+    areas = np.bincount(parts.ravel(), minlength=count + 1)
+    parts[(areas < 20)[parts]] = 0
+    pairs, pieces = _links(img, parts, mask if extra else None)
+    if extra and (not pairs or pairs <= _links(img & ~mask, parts)[0]):
+        return 0.0
+    if not extra and not pieces:
+        return 4.0
+    if not extra and _links(img | mask, parts)[1] >= pieces:
+        return 0.0
+    for k in (1, 2, 3):
+        footprint = _DISKS[k]
+        if extra:
+            near = ndi.binary_dilation(np.pad(tpl, k, mode="edge"), structure=footprint)
+            after, _ = _links(img & ~(mask & ~near[k:-k, k:-k]), parts)
+            if pairs <= after:
+                return float(k)
+        else:
+            far = ndi.binary_dilation(np.pad(~tpl, k, mode="edge"), structure=footprint)
+            _, after_pieces = _links(img | (mask & ~far[k:-k, k:-k]), parts)
+            if after_pieces >= pieces:
+                return float(k)
+    return 4.0
 
 
 def region_features(
@@ -93,7 +162,8 @@ def region_features(
     template) of the number of copper and substrate components in the window,
     also after a 1 px erosion / dilation of both coppers (a crack or bridge not
     quite through), the share of its 1 px border that is image / template
-    copper, and its distance to the image edge.
+    copper, its distance to the image edge, and for a short or open the smallest
+    edge move that explains it (:func:`width_explains_px`; 0 for other classes).
     """
     h, w = image_cu.shape
     rows: list[list[float]] = []
@@ -139,6 +209,9 @@ def region_features(
                 float(img[border].mean()) if perimeter else 0.0,
                 float(tpl[border].mean()) if perimeter else 0.0,
                 float(min(sl[0].start, sl[1].start, h - sl[0].stop, w - sl[1].stop)),
+                width_explains_px(mask, img, tpl, extra)
+                if region.rule_class in ("short", "open")
+                else 0.0,
             ]
         )
     return np.asarray(rows, dtype=np.float32).reshape(len(rows), len(FEATURE_NAMES))

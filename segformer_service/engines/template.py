@@ -600,6 +600,92 @@ class TemplateEngine:
                 keep[index] = props.axis_major_length <= s.template_max_sliver_length_px
         return keep
 
+    def _width_explains(
+        self,
+        box: tuple[slice, slice],
+        region: BoolMask,
+        image_cu: BoolMask,
+        template_cu: BoolMask,
+        template_parts: NDArray[np.int32],
+        extra: bool = True,
+    ) -> bool:
+        """Is the short (``extra``) or open that ``region`` seems to make no defect of its own?
+
+        Two local tests in the region's box grown by a few pixels (8-connected
+        components):
+
+        * **Not this region**: the image copper through the region joins no two
+          golden conductors there, or they stay joined (split) without the
+          region's pixels: the bridge (cut) is another region's and this one is
+          a widened (narrowed) edge next to it. An open not visible as a split
+          there (a ring cut, found by the substrate test) is kept.
+        * **Line width** (``k`` = ``template_width_tolerance_px``, 0 = this test
+          off): a re-scan of a defect-free board moves every edge by up to about
+          1 px (line width ±1 px, edges binarised anew), which closes a golden gap
+          (cuts a golden neck) no wider than ``2 k``. Short: with only the
+          region's pixels farther than ``k`` from golden copper removed, every
+          joined pair of golden conductors stays joined. Open: with only the
+          region's pixels deeper than ``k`` inside golden copper given back, the
+          golden conductors stay split into as many image pieces.
+        """
+        k = self._settings.template_width_tolerance_px
+        pad = self._settings.template_tolerance_px + k + 3
+        h, w = image_cu.shape
+        y0, y1 = max(box[0].start - pad, 0), min(box[0].stop + pad, h)
+        x0, x1 = max(box[1].start - pad, 0), min(box[1].stop + pad, w)
+        win = (slice(y0, y1), slice(x0, x1))
+        mask = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        mask[box[0].start - y0 : box[0].stop - y0, box[1].start - x0 : box[1].stop - x0] = region
+        image, golden, parts = image_cu[win], template_cu[win], template_parts[win]
+        footprint = morphology.disk(k).astype(bool)
+        if extra:
+            before = self._joined(image, parts, mask)
+            if not before or before <= self._joined(image & ~mask, parts):
+                return True
+            if k <= 0:
+                return False
+            near = dilate(np.pad(golden, k, mode="edge"), footprint)[k:-k, k:-k]
+            return before <= self._joined(image & ~(mask & ~near), parts)
+        pieces = self._pieces(image, parts)
+        if pieces <= 0:
+            return False
+        if self._pieces(image | mask, parts) >= pieces:
+            return True
+        if k <= 0:
+            return False
+        deep = ~dilate(np.pad(~golden, k, mode="edge"), footprint)[k:-k, k:-k]
+        return self._pieces(image | (mask & deep), parts) >= pieces
+
+    @staticmethod
+    def _joined(
+        copper: BoolMask, parts: NDArray[np.int32], through: BoolMask | None = None
+    ) -> set[tuple[int, int]]:
+        """Pairs of ``parts`` labels that one 8-connected component of ``copper`` overlaps
+        (only components with a pixel in ``through``, when given)."""
+        labels, _ = ndi.label(copper, structure=_EIGHT)
+        if through is not None:
+            keep = np.zeros(int(labels.max()) + 1, dtype=bool)
+            keep[labels[through]] = True
+            keep[0] = False
+            labels[~keep[labels]] = 0
+        by_component: dict[int, set[int]] = {}
+        for component, part in _label_pairs(labels.astype(np.int32), parts):
+            by_component.setdefault(component, set()).add(part)
+        return {(a, b) for group in by_component.values() for a in group for b in group if a < b}
+
+    def _pieces(self, copper: BoolMask, parts: NDArray[np.int32]) -> int:
+        """Extra pieces: sum over ``parts`` labels of (8-connected ``copper`` components of
+        at least ``template_min_area_px`` on it) - 1."""
+        labels, count = ndi.label(copper, structure=_EIGHT)
+        areas = np.bincount(labels.ravel(), minlength=count + 1)
+        small = areas < self._settings.template_min_area_px
+        small[0] = True
+        labels[small[labels]] = 0
+        per_part: dict[int, int] = {}
+        for _, part in _label_pairs(labels.astype(np.int32), parts):
+            per_part[part] = per_part.get(part, 0) + 1
+        return sum(n - 1 for n in per_part.values())
+
     def _touching(self, labels: NDArray[np.int32], parts: NDArray[np.int32]) -> dict[int, set[int]]:
         """Region label -> labels of ``parts`` within ``template_tolerance_px + 2`` px of it.
 
@@ -724,6 +810,10 @@ class TemplateEngine:
                 region = extra[sl] == index
                 under = {int(v) for v in np.unique(image_parts[sl][region]) if v > 0}
                 joins = any(len(template_of_image.get(i, set()) & touched) >= 2 for i in under)
+                if joins and self._width_explains(
+                    sl, region, image_cu, template_cu, template_parts
+                ):
+                    joins = False  # a golden gap of <= 2 px that a wider line closes
                 if joins:
                     name = "short"
                 elif not from_core[index] or not significant[index]:
@@ -781,6 +871,10 @@ class TemplateEngine:
                 )
                 under = {int(v) for v in np.unique(template_parts[sl][region]) if v > 0}
                 splits = any(len(image_of_template.get(t, set()) & touched) >= 2 for t in under)
+                if splits and self._width_explains(
+                    sl, region, image_cu, template_cu, template_parts, extra=False
+                ):
+                    splits = False  # a golden neck of <= 2 px that a thinner line cuts
                 if not splits and from_core[index] and significant[index] and not enclosed:
                     near_gaps, image_gap_of_template = gap_tables_()
                     gaps = near_gaps.get(index, set())

@@ -224,3 +224,64 @@ def test_majority_vote_equals_binary_median(library: Path, size: int) -> None:
     grey = (np.random.default_rng(size).random((40, 57)) * 255).astype(np.uint8)
     votes = ndi.uniform_filter((grey < 128).astype(np.float32), size=size, mode="nearest")
     assert (engine._copper(grey) == (votes > 0.5)).all()
+
+
+def _narrow_board() -> np.ndarray:
+    """Two plates 2 px apart, two plates 8 px apart, and two pads joined by a 2 px neck."""
+    board = np.full((320, 320), WHITE, dtype=np.uint8)
+    board[30:100, 20:300] = BLACK
+    board[102:160, 20:300] = BLACK  # 2 px gap (rows 100-101) to the first plate
+    board[168:220, 20:300] = BLACK  # 8 px gap (rows 160-167) to the second plate
+    board[240:300, 20:120] = BLACK
+    board[240:300, 200:300] = BLACK
+    board[269:271, 120:200] = BLACK  # 2 px wide neck between the two pads
+    return board
+
+
+@pytest.fixture(scope="module")
+def narrow_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("narrow")
+    Image.fromarray(_narrow_board()).save(folder / "narrow.png")
+    return folder
+
+
+@pytest.mark.parametrize("tolerance_px", [1, 0])
+def test_bridge_of_a_golden_gap_of_two_px_is_a_line_width_change(
+    narrow_library: Path, tolerance_px: int
+) -> None:
+    """Line width +1 px closes a 2 px golden gap in places; a wider line cuts no 2 px neck.
+
+    With ``template_width_tolerance_px`` 0 both are called (short, open), which
+    is what the rule prevents on re-scanned golden boards; a bridge of the 8 px
+    gap stays a short either way.
+    """
+    board = _narrow_board()
+    board[100:102, 60:90] = BLACK  # the 2 px gap closed over 30 px
+    board[269:271, 150:156] = WHITE  # the 2 px neck cut
+    board[160:168, 200:210] = BLACK  # a real short across the 8 px gap
+    engine = _engine(
+        narrow_library, template_classifier=None, template_width_tolerance_px=tolerance_px
+    )
+    mask = engine.segment(board)
+    assert _classes_at(mask, slice(158, 170), slice(198, 212)) == {SHORT}
+    narrow_calls = _classes_at(mask, slice(96, 106), slice(50, 100)) | _classes_at(
+        mask, slice(264, 276), slice(140, 166)
+    )
+    assert narrow_calls == (set() if tolerance_px else {SHORT, OPEN})
+    _, regions = ndi.label(mask > 0, structure=np.ones((3, 3)))
+    assert regions == (1 if tolerance_px else 3)
+
+
+def test_widened_edge_beside_a_bridge_is_not_a_second_short(narrow_library: Path) -> None:
+    """Copper near both plates that another region joined is a spur, not a second short.
+
+    The protrusion reaches within 3 px of the lower plate (it "touches" both
+    plates) and lies on the image conductor that the real short made of both,
+    yet the plates stay joined without it: the bridge is elsewhere.
+    """
+    board = _narrow_board()
+    board[160:168, 200:210] = BLACK  # the short across the 8 px gap
+    board[160:165, 40:80] = BLACK  # a 5 px protrusion, 120 px away, 3 px from the lower plate
+    mask = _engine(narrow_library, template_classifier=None).segment(board)
+    assert _classes_at(mask, slice(158, 170), slice(198, 212)) == {SHORT}
+    assert _classes_at(mask, slice(158, 168), slice(38, 82)) == {SPUR}
