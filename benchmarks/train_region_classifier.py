@@ -10,9 +10,10 @@ Rebuilds ``segformer_service/engines/template_classifier.npz`` (the default of
 2. A region's label is the class of the annotation box it matches (its box
    grown by ``--box-margin`` px, IoU > 0.33, best IoU, any class), or "no
    defect" when it matches none.
-3. Re-scanned golden boards (``--rescans``: every k-th template re-scanned as in
-   ``benchmarks/deeppcb_accuracy.py --rescanned``, seeds other than the
-   benchmark's) add regions that are all "no defect".
+3. Re-scanned golden boards (``--rescans``: every k-th template, default every
+   one, re-scanned as in ``benchmarks/deeppcb_accuracy.py --rescanned`` with
+   line widths −1/0/+1 px in turn and a seed other than the benchmark's) add
+   regions that are all "no defect".
 4. A scikit-learn ``RandomForestClassifier`` (60 trees, depth <= 16, half the
    features per split, fixed seed; chosen by leave-one-layout-out errors) is fitted and written
    as plain arrays (:class:`~segformer_service.engines.region_classifier.Forest`).
@@ -24,7 +25,7 @@ out) and prints the errors and confusion on the left-out layouts. scikit-learn i
 Usage::
 
     python benchmarks/train_region_classifier.py [--deeppcb DIR] [--out FILE] \\
-        [--validate] [--rescans 4]
+        [--validate] [--rescans 1] [--cache FILE]
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_TEMPLATE_CLASSIFIER)
     parser.add_argument("--box-margin", type=int, default=8)
     parser.add_argument(
-        "--rescans", type=int, default=4, help="re-scan every k-th template (0 = none)"
+        "--rescans", type=int, default=1, help="re-scan every k-th template (0 = none)"
     )
     parser.add_argument("--validate", action="store_true")
     parser.add_argument("--cache", type=Path, default=None, help="features .npz to reuse")

@@ -218,3 +218,35 @@ def test_periodic_layout_is_registered_not_aliased_by_a_period() -> None:
     assert max(abs(offset["x"]), abs(offset["y"])) <= 3
     _, regions = ndi.label(result.label_mask > 0, structure=np.ones((3, 3)))
     assert 1 <= regions <= 12
+
+
+def test_width_feature_is_the_edge_move_that_explains_a_short_or_open() -> None:
+    """Golden gap 2 px -> 1, gap 8 px -> 4 (a real bridge), no bridge through it -> 0."""
+    from tests.segformer_service.test_template import _narrow_board
+
+    golden = _narrow_board() < 128
+    board = golden.copy()
+    board[100:102, 60:90] = True  # closes the 2 px gap
+    board[160:168, 200:210] = True  # bridges the 8 px gap
+    board[160:165, 40:80] = True  # protrudes into the 8 px gap, bridges nothing
+    board[269:271, 150:156] = False  # cuts the 2 px neck
+    board[30:100, 150:156] = False  # cuts the first plate (70 px wide) from top to gap
+    boxes = {
+        "narrow": (slice(100, 102), slice(60, 90)),
+        "wide": (slice(160, 168), slice(200, 210)),
+        "protrusion": (slice(160, 165), slice(40, 80)),
+        "neck": (slice(269, 271), slice(150, 156)),
+        "plate": (slice(30, 100), slice(150, 156)),
+    }
+    rules = {"narrow": "short", "wide": "short", "protrusion": "short"}
+    regions = [
+        Region(
+            rules.get(name, "open"),
+            box,
+            np.ones((box[0].stop - box[0].start, box[1].stop - box[1].start), dtype=bool),
+        )
+        for name, box in boxes.items()
+    ]
+    features = region_features(regions, board, golden)
+    explains = dict(zip(boxes, features[:, FEATURE_NAMES.index("width_explains_px")], strict=True))
+    assert explains == {"narrow": 1.0, "wide": 4.0, "protrusion": 0.0, "neck": 1.0, "plate": 4.0}
