@@ -45,7 +45,12 @@ Algorithm
    component that contains it, 4-connected) is enclosed by copper and no larger
    than the region grown by ``r`` = ``pin_hole``; if two or more image
    conductors lie along it while one template conductor was there = ``open``;
-   otherwise ``mousebite``.
+   otherwise ``mousebite``. A short or open is not called when the golden
+   conductors stay joined (split) without the region (another region is the
+   bridge or cut) or when a line-width change of ``template_width_tolerance_px``
+   per edge explains it (a golden gap or neck of at most twice that:
+   :meth:`TemplateEngine._width_explains`); the region then goes on to the
+   spur / mousebite tests.
 6. **Region classifier** (``template_classifier``, default the bundled
    ``template_classifier.npz``): a random forest trained on the DeepPCB
    train/val split (``benchmarks/train_region_classifier.py``) gives each region
