@@ -96,9 +96,13 @@ def _links(
     both = (labels > 0) & (parts > 0)
     by_component: dict[int, set[int]] = {}
     by_part: dict[int, set[int]] = {}
-    for component, part in zip(labels[both].tolist(), parts[both].tolist(), strict=True):
-        by_component.setdefault(component, set()).add(part)
-        by_part.setdefault(part, set()).add(component)
+    if both.any():
+        # Distinct (component, part) pairs as one integer each: a few, not one per pixel.
+        width = int(parts.max()) + 1
+        keys = np.unique(labels[both].astype(np.int64) * width + parts[both])
+        for component, part in zip((keys // width).tolist(), (keys % width).tolist(), strict=True):
+            by_component.setdefault(component, set()).add(part)
+            by_part.setdefault(part, set()).add(component)
     pairs = {(a, b) for group in by_component.values() for a in group for b in group if a < b}
     return pairs, sum(len(group) - 1 for group in by_part.values())
 
