@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import httpx2
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.models.context import CONTEXT_TEXT_LENGTH
 
@@ -49,6 +51,21 @@ class ReplayCreate(BaseModel):
         pattern=r"^[^\x00-\x1f\x7f]*$",
         description="The board context's product, exactly as sent with the uploads.",
     )
+
+    @field_validator("model_url")
+    @classmethod
+    def _a_url_the_job_can_call(cls, url: str) -> str:
+        """A URL that the standard library splits (host, port) and httpx2 accepts, as the
+        queued job will use it; anything else is a 422, not an error in the job."""
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # raises ValueError for a port out of range or not a number
+            httpx2.URL(url)
+        except (ValueError, httpx2.InvalidURL) as exc:
+            raise ValueError(f"not a usable model service URL: {exc}") from None
+        if not parts.hostname:
+            raise ValueError("not a usable model service URL: no host")
+        return url
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> ReplayCreate:

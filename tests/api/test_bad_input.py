@@ -415,6 +415,24 @@ CASES = [
         {"json": {"model_url": "http://" + "a" * 10_000, "product": "A"}},
     ),
     Case(
+        "replay-url-unsplittable",  # found by schemathesis: a "]" in the host was a 500
+        "POST",
+        "/api/replays",
+        422,
+        "invalid_request",
+        {"json": {"model_url": "http://\U000a5688\u0112f4]P", "product": "A"}},
+        detail_has="not a usable model service URL",
+    ),
+    Case(
+        "replay-url-port-10e30",
+        "POST",
+        "/api/replays",
+        422,
+        "invalid_request",
+        {"json": {"model_url": "http://127.0.0.1:" + "1" + "0" * 30 + "/", "product": "A"}},
+        detail_has="not a usable model service URL",
+    ),
+    Case(
         "replay-product-nul",
         "POST",
         "/api/replays",
