@@ -81,12 +81,21 @@ def _components(mask: NDArray[np.bool_], structure: NDArray[np.bool_]) -> int:
     return int(ndi.label(mask, structure=structure)[1])
 
 
-def _links(
+def conductor_links(
     copper: NDArray[np.bool_], parts: NDArray[np.int32], through: NDArray[np.bool_] | None = None
 ) -> tuple[set[tuple[int, int]], int]:
-    """Pairs of ``parts`` labels joined by one 8-connected ``copper`` component (with a
-    pixel in ``through``, when given), and the extra pieces (sum over parts of the
-    components on it, minus one)."""
+    """Which conductors ``copper`` joins, and how many extra pieces it cuts them into.
+
+    Args:
+        copper: ``(H, W)`` bool image copper.
+        parts: ``(H, W)`` int32 golden-conductor labels (0 = none).
+        through: ``(H, W)`` bool, or None: count only copper components with a pixel here.
+
+    Returns:
+        The pairs ``(a, b)``, ``a < b``, of ``parts`` labels one 8-connected ``copper``
+        component overlaps, and the extra pieces (sum over parts of the components on
+        it, minus one). Used by the features here and by the template engine's rules.
+    """
     labels, _ = ndi.label(copper, structure=_EIGHT)
     if through is not None:
         keep = np.zeros(int(labels.max()) + 1, dtype=bool)
@@ -126,23 +135,23 @@ def width_explains_px(
     parts, count = ndi.label(tpl, structure=_EIGHT)
     areas = np.bincount(parts.ravel(), minlength=count + 1)
     parts[(areas < 20)[parts]] = 0
-    pairs, pieces = _links(img, parts, mask if extra else None)
-    if extra and (not pairs or pairs <= _links(img & ~mask, parts)[0]):
+    pairs, pieces = conductor_links(img, parts, mask if extra else None)
+    if extra and (not pairs or pairs <= conductor_links(img & ~mask, parts)[0]):
         return 0.0
     if not extra and not pieces:
         return 4.0
-    if not extra and _links(img | mask, parts)[1] >= pieces:
+    if not extra and conductor_links(img | mask, parts)[1] >= pieces:
         return 0.0
     for k in (1, 2, 3):
         footprint = _DISKS[k]
         if extra:
             near = ndi.binary_dilation(np.pad(tpl, k, mode="edge"), structure=footprint)
-            after, _ = _links(img & ~(mask & ~near[k:-k, k:-k]), parts)
+            after, _ = conductor_links(img & ~(mask & ~near[k:-k, k:-k]), parts)
             if pairs <= after:
                 return float(k)
         else:
             far = ndi.binary_dilation(np.pad(~tpl, k, mode="edge"), structure=footprint)
-            _, after_pieces = _links(img | (mask & ~far[k:-k, k:-k]), parts)
+            _, after_pieces = conductor_links(img | (mask & ~far[k:-k, k:-k]), parts)
             if after_pieces >= pieces:
                 return float(k)
     return 4.0

@@ -104,6 +104,7 @@ from segformer_service.engines.region_classifier import (
     NO_DEFECT,
     Forest,
     Region,
+    conductor_links,
     region_features,
 )
 
@@ -644,13 +645,13 @@ class TemplateEngine:
         image, golden, parts = image_cu[win], template_cu[win], template_parts[win]
         footprint = morphology.disk(k).astype(bool)
         if extra:
-            before = self._joined(image, parts, mask)
-            if not before or before <= self._joined(image & ~mask, parts):
+            before = conductor_links(image, parts, mask)[0]
+            if not before or before <= conductor_links(image & ~mask, parts)[0]:
                 return True
             if k <= 0:
                 return False
             near = dilate(np.pad(golden, k, mode="edge"), footprint)[k:-k, k:-k]
-            return before <= self._joined(image & ~(mask & ~near), parts)
+            return before <= conductor_links(image & ~(mask & ~near), parts)[0]
         pieces = self._pieces(image, parts)
         if pieces <= 0:
             return False
@@ -660,23 +661,6 @@ class TemplateEngine:
             return False
         deep = ~dilate(np.pad(~golden, k, mode="edge"), footprint)[k:-k, k:-k]
         return self._pieces(image | (mask & deep), parts) >= pieces
-
-    @staticmethod
-    def _joined(
-        copper: BoolMask, parts: NDArray[np.int32], through: BoolMask | None = None
-    ) -> set[tuple[int, int]]:
-        """Pairs of ``parts`` labels that one 8-connected component of ``copper`` overlaps
-        (only components with a pixel in ``through``, when given)."""
-        labels, _ = ndi.label(copper, structure=_EIGHT)
-        if through is not None:
-            keep = np.zeros(int(labels.max()) + 1, dtype=bool)
-            keep[labels[through]] = True
-            keep[0] = False
-            labels[~keep[labels]] = 0
-        by_component: dict[int, set[int]] = {}
-        for component, part in _label_pairs(labels.astype(np.int32), parts):
-            by_component.setdefault(component, set()).add(part)
-        return {(a, b) for group in by_component.values() for a in group for b in group if a < b}
 
     def _pieces(self, copper: BoolMask, parts: NDArray[np.int32]) -> int:
         """Extra pieces: sum over ``parts`` labels of (8-connected ``copper`` components of
