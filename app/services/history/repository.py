@@ -390,23 +390,14 @@ class ImageRepository:
                     )
                 )
             )
+        ledger = []  # conditions on the image's one `inspections` row
         if filters.batch_id:
-            stmt = stmt.where(
-                exists().where(
-                    and_(
-                        Inspection.img_unique_id == Image.img_unique_id,
-                        Inspection.batch_id == filters.batch_id,
-                    )
-                )
-            )
+            ledger.append(Inspection.batch_id == filters.batch_id)
         if filters.model_version:
+            ledger.append(Inspection.model_version == filters.model_version)
+        if ledger:
             stmt = stmt.where(
-                exists().where(
-                    and_(
-                        Inspection.img_unique_id == Image.img_unique_id,
-                        Inspection.model_version == filters.model_version,
-                    )
-                )
+                exists().where(Inspection.img_unique_id == Image.img_unique_id, *ledger)
             )
         if filters.search:
             found = select(Inspection.img_unique_id).where(
