@@ -333,6 +333,24 @@ class AgentProcess:
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def in_folder(
+        cls, folder: Path, database_url: str, model_url: str, **settings: str
+    ) -> AgentProcess:
+        """An agent (not started) on a free loopback port with its data and `agent.log` in
+        `folder`, the database `database_url`, the model service `model_url`, warnings
+        only in its log, and `settings` (environment names) on top."""
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "SEGFORMER_SERVICE_URL": model_url,
+            "DATA_DIR": str(folder / "data"),
+            "PORT": str(free_loopback_port()),
+            "LOG_LEVEL": "WARNING",
+            **settings,
+        }
+        return cls(env, folder / "agent.log")
+
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(

@@ -8,7 +8,6 @@ replays are still running when the agent goes away."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pytest
 from procrastinate.jobs import Job
 
 from app.config import Settings
-from app.services.model_service.reference import ReferenceService, free_loopback_port
+from app.services.model_service.reference import ReferenceService
 from app.services.replay.errors import ReplayInterrupted, ReplayNotFound, UnstorableCredentials
 from app.services.replay.queue import (
     MAX_ATTEMPTS,
@@ -33,17 +32,13 @@ from tests.support import AgentProcess, ModelServiceProxy, db_rows, sample_image
 def agent_process(
     tmp_path: Path, database_url: str, reference_service: ReferenceService
 ) -> Iterator[AgentProcess]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SEGFORMER_SERVICE_URL": reference_service.url,
-        "DATA_DIR": str(tmp_path / "data"),
-        "PORT": str(free_loopback_port()),
-        "STALLED_JOB_AFTER_S": "3",
-        "REPLAY_CONCURRENCY": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-    process = AgentProcess(env, tmp_path / "agent.log")
+    process = AgentProcess.in_folder(
+        tmp_path,
+        database_url,
+        reference_service.url,
+        STALLED_JOB_AFTER_S="3",
+        REPLAY_CONCURRENCY="1",
+    )
     yield process
     process.stop()
 

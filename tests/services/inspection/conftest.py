@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from app.services.model_service.reference import ReferenceService, free_loopback_port
+from app.services.model_service.reference import ReferenceService
 from tests.services.inspection.scripted import ScriptedModelService
 from tests.support import AgentProcess
 
@@ -17,17 +16,13 @@ from tests.support import AgentProcess
 def agent_process(
     tmp_path: Path, database_url: str, reference_service: ReferenceService
 ) -> Iterator[AgentProcess]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SEGFORMER_SERVICE_URL": reference_service.url,
-        "DATA_DIR": str(tmp_path / "data"),
-        "PORT": str(free_loopback_port()),
-        "STALLED_JOB_AFTER_S": "3",
-        "SEGFORMER_MAX_CONCURRENCY": "2",
-        "LOG_LEVEL": "WARNING",
-    }
-    process = AgentProcess(env, tmp_path / "agent.log")
+    process = AgentProcess.in_folder(
+        tmp_path,
+        database_url,
+        reference_service.url,
+        STALLED_JOB_AFTER_S="3",
+        SEGFORMER_MAX_CONCURRENCY="2",
+    )
     yield process
     process.stop()
 
