@@ -80,6 +80,10 @@ def parse_rate(text: str) -> RateLimitItem:
     return parse(text)
 
 
+REDIS_CLIENT_NAME = "aoi-agent-throttle"
+"""How the throttle's connections name themselves to Redis (`CLIENT LIST`)."""
+
+
 class AuthThrottle:
     """The failed-authentication limit per client address and the request quota per key."""
 
@@ -110,6 +114,7 @@ class AuthThrottle:
                     storage_url.removeprefix("async+"),
                     socket_connect_timeout=SHARED_STORE_TIMEOUT_S,
                     socket_timeout=SHARED_STORE_TIMEOUT_S,
+                    client_name=REDIS_CLIENT_NAME,
                 )
                 options["connection_pool"] = self._pool
             else:

@@ -7,8 +7,10 @@ import logging
 import uuid
 
 import pytest
+import redis.asyncio
 
 from app.services.security.throttle import (
+    REDIS_CLIENT_NAME,
     AuthThrottle,
     RateLimited,
     TooManyFailedAuthentications,
@@ -74,10 +76,22 @@ async def test_processes_sharing_a_redis_store_count_together() -> None:
     for throttle in (first, second, first, second):
         await throttle.check_address(address)
         await throttle.failed(address)
+    assert await _throttle_connections() > 0
     for throttle in (first, second):
         with pytest.raises(TooManyFailedAuthentications):
             await throttle.check_address(address)
         await throttle.close()
+    assert await _throttle_connections() == 0  # close() closed every connection
+
+
+async def _throttle_connections() -> int:
+    """Connections open on the Redis server that name themselves as the throttle's."""
+    client = redis.asyncio.Redis.from_url(REDIS_URL.removeprefix("async+"))
+    try:
+        clients = await client.client_list()
+    finally:
+        await client.aclose()
+    return sum(1 for c in clients if c.get("name") == REDIS_CLIENT_NAME)
 
 
 async def test_an_unreachable_store_loosens_the_limit_to_the_process_and_fails_nothing(
