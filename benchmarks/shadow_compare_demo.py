@@ -64,6 +64,8 @@ from _harness import (
     temporary_database,
     workspace,
 )
+from deeppcb_accuracy import box_iou
+from deeppcb_accuracy import read_annotations as read_typed_annotations
 
 from app.services.model_service.reference import start_reference_service
 from segformer_service.config import DEFAULT_CLASS_NAMES
@@ -150,14 +152,7 @@ def parse_args() -> argparse.Namespace:
 
 def read_annotations(path: Path) -> dict[str, list[Box]]:
     """Ground-truth boxes by class name from one DeepPCB ``x1 y1 x2 y2 type`` file."""
-    boxes: dict[str, list[Box]] = {}
-    for line in path.read_text().splitlines():
-        fields = line.replace(",", " ").split()
-        if len(fields) != 5:
-            continue
-        x1, y1, x2, y2, kind = (int(v) for v in fields)
-        boxes.setdefault(CLASS_BY_TYPE[kind], []).append((x1, y1, x2, y2))
-    return boxes
+    return {CLASS_BY_TYPE[kind]: boxes for kind, boxes in read_typed_annotations(path).items()}
 
 
 def load_boards(folder: Path, count: int, share: float) -> tuple[Path, list[Board]]:
@@ -183,17 +178,6 @@ def load_boards(folder: Path, count: int, share: float) -> tuple[Path, list[Boar
     for i, board in enumerate(boards):
         board.reviewed = math.floor((i + 1) * share) > math.floor(i * share)
     return folder, boards
-
-
-def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``x1, y1, x2, y2`` boxes."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def matched_calls(calls: Sequence[Box], truths: Sequence[Box]) -> dict[int, int]:
